@@ -1,0 +1,9 @@
+"""The one exception type for user mistakes (bad file, bad parameter, empty mask, ...)."""
+
+
+class RadiomicsLabError(Exception):
+    """A problem with the user's input. The message says what is wrong and what to do.
+
+    The CLI prints it on one line without a traceback and exits with status 2; the GUIs show it.
+    Code raising it must leave the scene and any output file as they were.
+    """

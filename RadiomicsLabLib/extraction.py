@@ -1,0 +1,123 @@
+"""Per-segment feature extraction with pyradiomics, after checking every input up front."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import RadiomicsLabError
+from .provenance import build_provenance
+from .settings import load_settings
+from .validation import (
+    check_finite_in_mask,
+    check_label,
+    check_mask_is_label_map,
+    labels_present,
+    match_mask_to_image,
+    segment_name,
+)
+
+#: Columns of the long result format (CSV and MRML table alike).
+COLUMNS = ("segment", "image_type", "feature_class", "feature", "value")
+
+
+@dataclass(frozen=True)
+class FeatureValue:
+    """One feature of one segment; ``feature`` is pyradiomics' full name (``original_glcm_Contrast``)."""
+
+    segment: str
+    image_type: str
+    feature_class: str
+    feature: str
+    value: float
+
+    def row(self) -> tuple:
+        return (self.segment, self.image_type, self.feature_class, self.feature, self.value)
+
+
+@dataclass
+class ExtractionResult:
+    """All feature values of a run, in segment order, and the provenance that reproduces them."""
+
+    values: list
+    provenance: dict
+
+    def segments(self) -> list[str]:
+        return list(dict.fromkeys(v.segment for v in self.values))
+
+    def as_dict(self, segment: str) -> dict[str, float]:
+        """Feature name -> value for one segment."""
+        return {v.feature: v.value for v in self.values if v.segment == segment}
+
+
+def split_feature_name(name: str) -> tuple[str, str]:
+    """``log-sigma-1-0-mm-3D_glcm_Contrast`` -> (``log-sigma-1-0-mm-3D``, ``glcm``)."""
+    image_type, feature_class, _ = name.rsplit("_", 2)
+    return image_type, feature_class
+
+
+class ExtractionCancelled(RadiomicsLabError):
+    """The user cancelled a running extraction; nothing was written."""
+
+
+def prepare_inputs(image: sitk.Image, mask: sitk.Image, segments: dict, resample_mask: bool = False) -> sitk.Image:
+    """Check image and mask before any work; return the mask on the image grid.
+
+    ``segments`` maps segment name -> label value in ``mask``. Every problem raises
+    :class:`RadiomicsLabError` before anything is computed or written.
+    """
+    if not segments:
+        raise RadiomicsLabError("No segment to extract: the mask is empty or no segment was chosen.")
+    mask = match_mask_to_image(image, check_mask_is_label_map(mask), resample_mask)
+    for name, label in segments.items():
+        check_label(mask, label)
+        check_finite_in_mask(image, mask, label, where=f"segment '{name}'")
+    return mask
+
+
+def extract(image: sitk.Image, mask: sitk.Image, segments: dict | None = None, settings=None,
+            resample_mask: bool = False, inputs: dict | None = None, progress=None) -> ExtractionResult:
+    """Extract pyradiomics features for each segment of one label map.
+
+    ``segments`` maps segment name -> label value (default: every label present, named ``Label_N``);
+    ``settings`` is anything :func:`~RadiomicsLabLib.settings.load_settings` accepts.
+    Values are exactly what ``RadiomicsFeatureExtractor.execute`` returns.
+    """
+    settings = load_settings(settings)
+    if segments is None:
+        segments = {segment_name(label): label for label in labels_present(check_mask_is_label_map(mask))}
+    mask = prepare_inputs(image, mask, segments, resample_mask)
+    return extract_masks(image, [(name, mask, label) for name, label in segments.items()], settings, inputs, progress)
+
+
+def extract_masks(image: sitk.Image, segment_masks: list, settings=None, inputs: dict | None = None,
+                  progress=None) -> ExtractionResult:
+    """Extract features for ``segment_masks``: (name, mask, label) triples already checked by :func:`prepare_inputs`.
+
+    ``progress(done, total, segment_name)`` is called after each segment; returning ``False``
+    cancels the run (:class:`ExtractionCancelled`).
+    """
+    settings = load_settings(settings)
+    extractor = settings.extractor()
+    values = []
+    for done, (name, mask, label) in enumerate(segment_masks, start=1):
+        values += extract_segment(extractor, image, mask, label, name)
+        if progress and progress(done, len(segment_masks), name) is False:
+            raise ExtractionCancelled(f"Extraction cancelled after {done} of {len(segment_masks)} segments; nothing was written.")
+    provenance = build_provenance(settings, extractor, image, segment_masks, inputs)
+    return ExtractionResult(values, provenance)
+
+
+def extract_segment(extractor, image: sitk.Image, mask: sitk.Image, label: int, name: str) -> list[FeatureValue]:
+    """Feature values of one label; pyradiomics' diagnostics go to the provenance, not here."""
+    try:
+        result = extractor.execute(image, mask, label=int(label))
+    except (ValueError, RuntimeError) as error:
+        raise RadiomicsLabError(f"pyradiomics could not process segment '{name}': {error}") from None
+    values = []
+    for key, value in result.items():
+        if key.startswith("diagnostics_"):
+            continue
+        image_type, feature_class = split_feature_name(key)
+        values.append(FeatureValue(name, image_type, feature_class, key, float(np.asarray(value))))
+    return values

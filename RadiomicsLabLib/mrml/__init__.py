@@ -1,0 +1,11 @@
+"""MRML layer: Logic classes that read from and write to a Slicer scene (the only code importing ``slicer``).
+
+Usable from desktop Slicer's Python console and headless (``trame_slicer.core.SlicerApp``)::
+
+    from RadiomicsLabLib.mrml import ExtractionLogic
+    logic = ExtractionLogic()
+"""
+
+from .extraction import ExtractionLogic
+
+__all__ = ["ExtractionLogic"]

@@ -1,0 +1,107 @@
+"""Exact conversion between MRML nodes and SimpleITK images.
+
+MRML stores geometry in RAS (IJKToRAS matrix, image data at origin 0 with spacing 1); ITK and
+SimpleITK use LPS. RAS = diag(-1, -1, 1) * LPS for origin and direction columns; negation is
+exact in floating point, so a round trip keeps every bit of the geometry and of the voxels.
+"""
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+import vtk
+from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+
+from ..errors import RadiomicsLabError
+
+_LPS_RAS = np.diag([-1.0, -1.0, 1.0])
+
+
+def volume_to_sitk(volume_node) -> sitk.Image:
+    """A scalar volume node (or label map node) as a SimpleITK image with the node's geometry in LPS."""
+    image_data = volume_node.GetImageData() if volume_node else None
+    if image_data is None or image_data.GetPointData().GetScalars() is None:
+        name = volume_node.GetName() if volume_node else "None"
+        raise RadiomicsLabError(f"Volume '{name}' has no voxels; load an image into it first.")
+    dims = image_data.GetDimensions()
+    array = vtk_to_numpy(image_data.GetPointData().GetScalars())
+    image = sitk.GetImageFromArray(array.reshape(dims[::-1]).copy())
+    directions = np.zeros((3, 3))
+    volume_node.GetIJKToRASDirections(directions)
+    image.SetSpacing(volume_node.GetSpacing())
+    image.SetOrigin(tuple(_LPS_RAS @ np.array(volume_node.GetOrigin())))
+    image.SetDirection(tuple((_LPS_RAS @ directions).ravel()))
+    return image
+
+
+def update_volume_from_sitk(volume_node, image: sitk.Image):
+    """Put a 3D SimpleITK image's voxels and geometry into ``volume_node`` (any vtkMRMLVolumeNode)."""
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+    array = np.ascontiguousarray(sitk.GetArrayViewFromImage(image))
+    image_data = vtk.vtkImageData()
+    image_data.SetDimensions(image.GetSize())
+    scalars = numpy_to_vtk(array.ravel(), deep=True, array_type=vtk.util.numpy_support.get_vtk_array_type(array.dtype))
+    image_data.GetPointData().SetScalars(scalars)
+    volume_node.SetSpacing(image.GetSpacing())
+    volume_node.SetOrigin(tuple(_LPS_RAS @ np.array(image.GetOrigin())))
+    volume_node.SetIJKToRASDirections(_LPS_RAS @ np.array(image.GetDirection()).reshape(3, 3))
+    volume_node.SetAndObserveImageData(image_data)
+    return volume_node
+
+
+def sitk_to_volume_node(image: sitk.Image, name: str, scene, class_name: str = "vtkMRMLScalarVolumeNode"):
+    """A new volume node in ``scene`` holding ``image``, with default display nodes."""
+    node = update_volume_from_sitk(scene.AddNewNodeByClass(class_name, name), image)
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def segment_to_sitk(segmentation_node, segment_id: str, reference_volume_node) -> sitk.Image:
+    """One segment as a 0/1 UInt8 mask on the reference volume's grid (Slicer's own export)."""
+    segment_ids = vtk.vtkStringArray()
+    segment_ids.InsertNextValue(segment_id)
+    scene = segmentation_node.GetScene()
+    nodes_before = _node_ids(scene)
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__RadiomicsLab_export__")  # Slicer needs it in the scene
+    try:
+        ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            segmentation_node, segment_ids, labelmap, reference_volume_node,
+            slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY,
+        )
+        if not ok or labelmap.GetImageData() is None:
+            raise RadiomicsLabError(
+                f"Segment '{segment_id}' of '{segmentation_node.GetName()}' could not be exported as a label map; "
+                "check that it has a binary labelmap or closed surface representation."
+            )
+        mask = volume_to_sitk(labelmap)
+    finally:
+        for node_id in _node_ids(scene) - nodes_before:  # the temporary node and its colour table
+            scene.RemoveNode(scene.GetNodeByID(node_id))
+    return sitk.Cast(mask != 0, sitk.sitkUInt8)
+
+
+def _node_ids(scene) -> set:
+    return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+
+
+def label_map_to_segmentation_node(label_map: sitk.Image, name: str, scene, reference_volume_node=None):
+    """A new segmentation node with one segment per non-zero label value, named ``Label_N``."""
+    labelmap = update_volume_from_sitk(slicer.vtkMRMLLabelMapVolumeNode(), label_map)
+    segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    if reference_volume_node is not None:
+        segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
+    if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, segmentation_node):
+        scene.RemoveNode(segmentation_node)
+        raise RadiomicsLabError(f"The label map for '{name}' could not be imported as segments.")
+    segmentation_node.CreateDefaultDisplayNodes()
+    return segmentation_node
+
+
+def segment_ids(segmentation_node) -> list[str]:
+    """IDs of all segments, in the segmentation's order."""
+    segmentation = segmentation_node.GetSegmentation()
+    return [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+
+
+def segment_name(segmentation_node, segment_id: str) -> str:
+    return segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()

@@ -1,0 +1,119 @@
+"""ExtractionLogic: features of segments of a volume, from and into the MRML scene."""
+
+from pathlib import Path
+
+from ..errors import RadiomicsLabError
+from ..extraction import extract_masks, prepare_inputs
+from ..results import write_results
+from ..settings import load_settings, preset_names
+from .app import default_scene
+from .convert import segment_ids as all_segment_ids
+from .convert import segment_name, segment_to_sitk, volume_to_sitk
+from .scenefiles import load_scene, load_segmentation, load_volume, save_scene
+from .tables import read_feature_table, table_provenance, write_feature_table
+
+
+class ExtractionLogic:
+    """Feature extraction in the scene; every GUI button and console call goes through here.
+
+    >>> logic = ExtractionLogic()                       # headless, or desktop Slicer's scene
+    >>> volume = logic.load_volume("brain1_image.nrrd")
+    >>> segmentation = logic.load_segmentation("brain1_label.nrrd", volume)
+    >>> table = logic.extract(volume, segmentation)     # all segments, pyradiomics-default
+    """
+
+    def __init__(self, scene=None):
+        self.scene = scene if scene is not None else default_scene()
+
+    # Inputs ---------------------------------------------------------------------------------
+    def load_volume(self, path, name: str | None = None):
+        """Load an image file or DICOM series folder as a scalar volume node."""
+        return load_volume(self.scene, path, name)
+
+    def load_segmentation(self, path, reference_volume_node=None, name: str | None = None):
+        """Load a ``.seg.nrrd`` or a label map as a segmentation node (segments ``Label_N``)."""
+        return load_segmentation(self.scene, path, name, reference_volume_node)
+
+    def save_scene(self, path):
+        """Save the scene as ``.mrb`` (atomically)."""
+        return save_scene(self.scene, path)
+
+    def load_scene(self, path):
+        """Replace the scene's content with a saved ``.mrb`` study."""
+        return load_scene(self.scene, path)
+
+    @staticmethod
+    def presets() -> list[str]:
+        return preset_names()
+
+    # Extraction -----------------------------------------------------------------------------
+    def extract(self, volume_node, segmentation_node, segment_ids=None, settings=None, image_types=None,
+                table_node=None, progress=None):
+        """Extract features of each chosen segment; returns a ``vtkMRMLTableNode`` (long format).
+
+        ``segment_ids``: segment IDs or names (default: all segments); ``settings``: a preset name,
+        a pyradiomics parameter file, or a parameter dict; ``image_types``: e.g. ``["Original",
+        "LoG:sigma=1,3", "Wavelet"]``; ``progress(done, total, segment)`` returning ``False``
+        cancels. Everything is checked before any work: on an error the scene is unchanged.
+        """
+        self._check_node(volume_node, "vtkMRMLScalarVolumeNode", "input volume")
+        self._check_node(segmentation_node, "vtkMRMLSegmentationNode", "segmentation")
+        settings = load_settings(settings, image_types)
+        image = volume_to_sitk(volume_node)
+        segment_masks = []
+        for segment_id in self.resolve_segments(segmentation_node, segment_ids):
+            name = segment_name(segmentation_node, segment_id)
+            mask = prepare_inputs(image, segment_to_sitk(segmentation_node, segment_id, volume_node), {name: 1})
+            segment_masks.append((name, mask, 1))
+        inputs = {"volume": volume_node.GetName(), "segmentation": segmentation_node.GetName(),
+                  "volume_node_id": volume_node.GetID(), "segmentation_node_id": segmentation_node.GetID()}
+        result = extract_masks(image, segment_masks, settings, inputs, progress)
+        if table_node is None:
+            table_node = self.scene.AddNewNodeByClass(
+                "vtkMRMLTableNode", self.scene.GenerateUniqueName(f"{segmentation_node.GetName()} features"))
+        write_feature_table(table_node, result.values, result.provenance)
+        table_node.SetNodeReferenceID("RadiomicsLab.Volume", volume_node.GetID())
+        table_node.SetNodeReferenceID("RadiomicsLab.Segmentation", segmentation_node.GetID())
+        return table_node
+
+    def resolve_segments(self, segmentation_node, segment_ids=None) -> list[str]:
+        """Segment IDs for the given IDs or names (all segments when None); unknown ones are an error."""
+        available = all_segment_ids(segmentation_node)
+        if not available:
+            raise RadiomicsLabError(f"Segmentation '{segmentation_node.GetName()}' has no segments; add or load one.")
+        if segment_ids is None:
+            return available
+        by_name = {segment_name(segmentation_node, s): s for s in available}
+        resolved, unknown = [], []
+        for key in segment_ids:
+            if key in available or key in by_name:
+                resolved.append(key if key in available else by_name[key])
+            else:
+                unknown.append(str(key))
+        if unknown:
+            raise RadiomicsLabError(
+                f"Segmentation '{segmentation_node.GetName()}' has no segment {', '.join(unknown)}; "
+                f"its segments are: {', '.join(by_name)}."
+            )
+        return resolved
+
+    # Results --------------------------------------------------------------------------------
+    @staticmethod
+    def feature_values(table_node):
+        """The :class:`~RadiomicsLabLib.extraction.FeatureValue` rows of a feature table."""
+        return read_feature_table(table_node)
+
+    @staticmethod
+    def provenance(table_node) -> dict:
+        return table_provenance(table_node)
+
+    def export_table(self, table_node, csv_path, wide: bool = False) -> tuple[Path, Path]:
+        """Write a feature table as CSV (long or wide) with its ``.provenance.json`` sidecar."""
+        return write_results(read_feature_table(table_node), table_provenance(table_node), csv_path, wide)
+
+    def _check_node(self, node, class_name: str, role: str):
+        if node is None or not node.IsA(class_name):
+            got = "nothing" if node is None else f"a {node.GetClassName()}"
+            raise RadiomicsLabError(f"The {role} must be a {class_name}; got {got}. Select or load one first.")
+        if node.GetScene() is not self.scene and self.scene.GetNodeByID(node.GetID()) is not node:
+            raise RadiomicsLabError(f"The {role} '{node.GetName()}' is not in this logic's scene.")

@@ -1,0 +1,59 @@
+"""Feature results as ``vtkMRMLTableNode`` (long format) with provenance in node attributes.
+
+Values are stored as text with the shortest exact representation (``repr``): Slicer's table
+storage writes numeric columns with 6 significant digits, which would not survive a saved scene.
+"""
+
+import json
+
+import vtk
+
+from ..errors import RadiomicsLabError
+from ..extraction import COLUMNS, FeatureValue
+from ..results import format_value
+
+PROVENANCE_ATTRIBUTE = "RadiomicsLab.Provenance"
+KIND_ATTRIBUTE = "RadiomicsLab.Kind"
+FEATURES_KIND = "features"
+
+
+def write_feature_table(table_node, values, provenance: dict):
+    """Fill ``table_node`` with one row per (segment, feature) and attach the provenance."""
+    columns = {name: vtk.vtkStringArray() for name in COLUMNS}
+    for name, column in columns.items():
+        column.SetName(name)
+    for v in values:
+        for name, text in zip(COLUMNS, (*v.row()[:-1], format_value(v.value))):
+            columns[name].InsertNextValue(text)
+    table = vtk.vtkTable()
+    for column in columns.values():
+        table.AddColumn(column)
+    was_modifying = table_node.StartModify()
+    table_node.SetAndObserveTable(table)
+    table_node.SetUseColumnTitleAsColumnHeader(True)
+    for name in COLUMNS:
+        table_node.SetColumnProperty(name, "type", "string")
+    table_node.SetColumnDescription("value", "feature value (exact decimal text of the double)")
+    table_node.SetAttribute(KIND_ATTRIBUTE, FEATURES_KIND)
+    table_node.SetAttribute(PROVENANCE_ATTRIBUTE, json.dumps(provenance, default=str))
+    table_node.EndModify(was_modifying)
+    return table_node
+
+
+def read_feature_table(table_node) -> list[FeatureValue]:
+    """The feature values held in a table written by :func:`write_feature_table`."""
+    table = table_node.GetTable() if table_node else None
+    if table is None or any(table.GetColumnByName(name) is None for name in COLUMNS):
+        name = table_node.GetName() if table_node else "None"
+        raise RadiomicsLabError(f"Table '{name}' is not a RadiomicsLab feature table (columns {', '.join(COLUMNS)}).")
+    columns = [table.GetColumnByName(name) for name in COLUMNS]
+    return [
+        FeatureValue(*(columns[c].GetValue(row) for c in range(4)), float(columns[4].GetValue(row)))
+        for row in range(table.GetNumberOfRows())
+    ]
+
+
+def table_provenance(table_node) -> dict:
+    """The provenance attached to a feature table (empty when there is none)."""
+    text = table_node.GetAttribute(PROVENANCE_ATTRIBUTE)
+    return json.loads(text) if text else {}

@@ -1,0 +1,142 @@
+"""Extraction settings: pyradiomics parameter files (YAML/JSON) and named presets, validated up front.
+
+A settings object is the pyradiomics parameter dictionary (sections ``imageType``, ``featureClass``,
+``setting``) plus where it came from. Validation uses pyradiomics' own schema, and every problem
+is reported with the key that caused it.
+"""
+
+import difflib
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .errors import RadiomicsLabError
+
+PRESETS_DIR = Path(__file__).resolve().parent / "presets"
+DEFAULT_PRESET = "pyradiomics-default"
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """A validated pyradiomics parameter dictionary and its source (preset name or file path)."""
+
+    source: str
+    params: dict = field(default_factory=dict)
+
+    def extractor(self):
+        """A configured ``radiomics.featureextractor.RadiomicsFeatureExtractor``."""
+        return _build_extractor(self.params, self.source)
+
+
+def preset_names() -> list[str]:
+    """Names of the shipped presets (``pyradiomics-default``, ...)."""
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_settings(spec=None, image_types=None) -> ExtractionSettings:
+    """Settings from a preset name, a parameter file path, a dict, or None (the default preset).
+
+    ``image_types`` (e.g. ``["LoG:sigma=1,3", "Wavelet"]`` or a dict) replaces the ``imageType``
+    section, for choosing filters without writing a parameter file.
+    """
+    if isinstance(spec, ExtractionSettings):
+        source, params = spec.source, dict(spec.params)
+    elif isinstance(spec, dict):
+        source, params = "parameters given as a dictionary", dict(spec)
+    elif spec is None or str(spec) in preset_names():
+        name = spec or DEFAULT_PRESET
+        source, params = name, _read_yaml(PRESETS_DIR / f"{name}.yaml")
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise RadiomicsLabError(
+                f"'{spec}' is neither a preset ({', '.join(preset_names())}) nor an existing parameter file."
+            )
+        source, params = str(path), _read_yaml(path)
+    if image_types:
+        params["imageType"] = image_types if isinstance(image_types, dict) else parse_image_types(image_types)
+    _build_extractor(params, source)  # validates
+    return ExtractionSettings(source, params)
+
+
+def parse_image_types(specs) -> dict:
+    """``["Original", "LoG:sigma=1,3", "Wavelet:wavelet=db2;level=1"]`` -> pyradiomics ``imageType`` dict."""
+    image_types = {}
+    for spec in specs:
+        name, _, options = str(spec).partition(":")
+        custom = {}
+        for option in filter(None, options.split(";")):
+            key, eq, value = option.partition("=")
+            if not eq:
+                raise RadiomicsLabError(f"Image type option '{option}' in '{spec}' needs the form key=value.")
+            values = [yaml.safe_load(v) for v in value.split(",")]
+            custom[key.strip()] = values if len(values) > 1 or key.strip() == "sigma" else values[0]
+        image_types[name.strip()] = custom
+    return image_types
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise RadiomicsLabError(f"Invalid YAML in '{path}'{where}: {problem}; fix the parameter file.") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise RadiomicsLabError(f"Cannot read parameter file '{path}': {error}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise RadiomicsLabError(
+            f"Parameter file '{path}' must be a mapping with sections imageType, featureClass, setting; "
+            f"it holds a {type(data).__name__}."
+        )
+    return data
+
+
+def _schema_keys(section: str) -> list[str]:
+    from radiomics import getParameterValidationFiles
+
+    schema = yaml.safe_load(Path(getParameterValidationFiles()[0]).read_text())
+    mapping = schema["mapping"]
+    if section in ("", "/"):
+        return list(mapping)
+    node = mapping.get(section.strip("/").split("/")[0], {})
+    return list(node.get("mapping", {}))
+
+
+def _explain_schema_error(error, source: str) -> str:
+    text = str(error)
+    unknown = re.search(r"Key '([^']+)' was not defined\. Path: '([^']*)'", text)
+    if unknown:
+        key, section = unknown.groups()
+        known = _schema_keys(section)
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(sorted(known))}"
+        where = f"section '{section.strip('/')}'" if section.strip("/") else "the top level"
+        return f"Unknown setting '{key}' in {where} of {source}; {hint}"
+    bad_value = re.search(r"Value '([^']*)' is not of type '([^']+)'\. Path: '([^']+)'", text)
+    if bad_value:
+        value, kind, path = bad_value.groups()
+        return f"Invalid value '{value}' for setting '{path.strip('/').split('/')[-1]}' in {source}: expected {kind}."
+    lines = [line.strip(" -") for line in text.splitlines() if line.strip(" -") and "Schema validation failed" not in line]
+    return f"Invalid parameters in {source}: {'; '.join(lines) or text}"
+
+
+def _build_extractor(params: dict, source: str):
+    from pykwalify.errors import PyKwalifyException
+    from radiomics import featureextractor, setVerbosity
+
+    setVerbosity(logging.ERROR)
+    logging.getLogger("pykwalify").setLevel(logging.CRITICAL)
+    try:
+        return featureextractor.RadiomicsFeatureExtractor(params)
+    except PyKwalifyException as error:
+        raise RadiomicsLabError(_explain_schema_error(error, source)) from None
+    except (ValueError, TypeError, KeyError) as error:
+        message = str(error).strip("'\"")
+        raise RadiomicsLabError(f"Invalid parameters in {source}: {message}") from None

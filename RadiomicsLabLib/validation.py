@@ -1,0 +1,91 @@
+"""Checks on an image and its mask before extraction: same grid, label present, finite voxels."""
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import RadiomicsLabError
+
+#: Largest difference (mm, or direction cosine) still taken as the same grid.
+GEOMETRY_TOLERANCE = 1e-5
+
+
+def segment_name(label: int) -> str:
+    """Name of the segment holding label value ``label`` (Slicer's own name for imported label maps)."""
+    return f"Label_{label}"
+
+
+def labels_present(mask: sitk.Image) -> list[int]:
+    """The non-zero label values in ``mask``, ascending."""
+    values = np.unique(sitk.GetArrayViewFromImage(mask))
+    return [int(v) for v in values if v != 0]
+
+
+def check_mask_is_label_map(mask: sitk.Image, where: str = "mask") -> sitk.Image:
+    """Return ``mask`` as an integer image; refuse non-integer or negative values."""
+    array = sitk.GetArrayViewFromImage(mask)
+    if not np.issubdtype(array.dtype, np.integer):
+        if not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+            raise RadiomicsLabError(f"The {where} has non-integer values; give a label map (0 = background, 1, 2, ... = segments).")
+        mask = sitk.Cast(mask, sitk.sitkUInt32 if array.min() >= 0 else sitk.sitkInt32)
+    if sitk.GetArrayViewFromImage(mask).min() < 0:
+        raise RadiomicsLabError(f"The {where} has negative label values; give a label map (0 = background, 1, 2, ...).")
+    return mask
+
+
+def grid_differences(image: sitk.Image, mask: sitk.Image, tolerance: float = GEOMETRY_TOLERANCE) -> list[str]:
+    """Which of size / spacing / origin / direction differ between two images, each with both values."""
+    differences = []
+    if image.GetDimension() != mask.GetDimension():
+        return [f"dimension (image {image.GetDimension()}D, mask {mask.GetDimension()}D)"]
+    for aspect in ("Size", "Spacing", "Origin", "Direction"):
+        a, b = getattr(image, f"Get{aspect}")(), getattr(mask, f"Get{aspect}")()
+        if not np.allclose(a, b, rtol=0, atol=0 if aspect == "Size" else tolerance):
+            fmt = lambda v: "(" + ", ".join(f"{x:.6g}" for x in v) + ")"  # noqa: E731
+            differences.append(f"{aspect.lower()} (image {fmt(a)}, mask {fmt(b)})")
+    return differences
+
+
+def match_mask_to_image(image: sitk.Image, mask: sitk.Image, resample_mask: bool = False) -> sitk.Image:
+    """Return ``mask`` on ``image``'s grid.
+
+    Identical grids (within :data:`GEOMETRY_TOLERANCE`) get the image's geometry copied exactly;
+    different grids are an error unless ``resample_mask``, which resamples the mask with nearest
+    neighbour interpolation (labels are kept, never blended).
+    """
+    differences = grid_differences(image, mask)
+    if not differences:
+        if mask.GetSpacing() != image.GetSpacing() or mask.GetOrigin() != image.GetOrigin() \
+                or mask.GetDirection() != image.GetDirection():
+            mask = sitk.Image(mask)
+            mask.CopyInformation(image)
+        return mask
+    if differences[0].startswith("dimension") or not resample_mask:
+        raise RadiomicsLabError(
+            "Image and mask are on different grids: " + "; ".join(differences)
+            + ". Use --resample-mask (resample_mask=True) to resample the mask onto the image grid "
+            "with nearest-neighbour interpolation."
+        )
+    return sitk.Resample(mask, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, mask.GetPixelID())
+
+
+def check_label(mask: sitk.Image, label: int) -> int:
+    """Number of voxels with ``label``; an error listing the labels present when there are none."""
+    count = int(np.count_nonzero(sitk.GetArrayViewFromImage(mask) == label))
+    if count == 0:
+        present = labels_present(mask)
+        listing = ", ".join(map(str, present)) if present else "none (the mask is empty)"
+        raise RadiomicsLabError(f"The mask has no voxels with label {label}; labels present: {listing}. Choose one of them.")
+    return count
+
+
+def check_finite_in_mask(image: sitk.Image, mask: sitk.Image, label: int, where: str = "") -> None:
+    """Refuse NaN or infinite image voxels inside the segment (they would poison every feature)."""
+    values = sitk.GetArrayViewFromImage(image)
+    if not np.issubdtype(values.dtype, np.floating):
+        return
+    bad = int(np.count_nonzero(~np.isfinite(values[sitk.GetArrayViewFromImage(mask) == label])))
+    if bad:
+        raise RadiomicsLabError(
+            f"The image has {bad} NaN or infinite voxel(s) inside {where or f'label {label}'}; "
+            "fix the image or remove those voxels from the segment."
+        )
