@@ -39,6 +39,7 @@ def atomic_output(path):
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except OSError as error:
         raise RadiomicsLabError(f"Cannot write '{path}': {error.strerror}; choose another output path.") from None
@@ -51,3 +52,9 @@ def write_text_atomic(path, text: str) -> Path:
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

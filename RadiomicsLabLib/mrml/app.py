@@ -36,10 +36,11 @@ def new_headless_app():
     being printed; :func:`vtk_messages` returns them. Failures are reported by return values.
     """
     from trame_slicer.core import SlicerApp
-    from vtkmodules.vtkCommonCore import vtkOutputWindow
+    from vtkmodules.vtkCommonCore import vtkLogger, vtkOutputWindow
 
     app = SlicerApp()
     vtkOutputWindow.SetInstance(_vtk_messages)
+    vtkLogger.SetStderrVerbosity(vtkLogger.VERBOSITY_ERROR)
     return app
 
 
