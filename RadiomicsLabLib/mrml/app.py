@@ -4,6 +4,7 @@ This is the one place that decides where the scene comes from; everything else t
 """
 
 _headless_app = None
+_apps = []
 
 
 def in_desktop_slicer() -> bool:
@@ -41,6 +42,7 @@ def new_headless_app():
     app = SlicerApp()
     vtkOutputWindow.SetInstance(_vtk_messages)
     vtkLogger.SetStderrVerbosity(vtkLogger.VERBOSITY_ERROR)
+    _apps.append(app)  # the scene needs the app's IO logic (e.g. to read .mrb) as long as it lives
     return app
 
 
