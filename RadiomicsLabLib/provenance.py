@@ -1,27 +1,37 @@
 """Provenance of a result: software versions, all settings, image/mask geometry and hashes."""
 
 import datetime
+import functools
 import hashlib
 import platform
 import sys
 from importlib import metadata
 
+import numpy as np
 import SimpleITK as sitk
 
 from . import __version__
 
-_PACKAGES = ("pyradiomics-bhklab", "numpy", "SimpleITK", "scipy", "PyWavelets", "scikit-learn", "slicer-core", "vtk")
+#: Distribution name of each module whose version can change a number (recorded when it is loaded).
+_PACKAGES = {"radiomics": "pyradiomics-bhklab", "numpy": "numpy", "SimpleITK": "SimpleITK", "scipy": "scipy",
+             "pywt": "PyWavelets", "sklearn": "scikit-learn", "slicer": "slicer-core", "vtkmodules": "vtk"}
 
 
 def software_versions() -> dict:
-    """Versions of Python, RadiomicsLab and every library that can change a number."""
+    """Versions of Python, RadiomicsLab and every loaded library that can change a number."""
     versions = {"radiomicslab": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
-    for package in _PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            pass
+    for module, package in _PACKAGES.items():
+        if module in sys.modules:
+            versions[package] = _version(package)
     return versions
+
+
+@functools.cache
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def image_geometry(image: sitk.Image) -> dict:
@@ -36,8 +46,8 @@ def image_geometry(image: sitk.Image) -> dict:
 
 
 def image_hash(image: sitk.Image) -> str:
-    """SHA-1 of the voxel buffer (the same hash pyradiomics reports as ``diagnostics_*_Hash``)."""
-    return sitk.Hash(image)
+    """SHA-1 of the voxel buffer: the value of ``sitk.Hash`` and pyradiomics' ``diagnostics_*_Hash``."""
+    return hashlib.sha1(np.ascontiguousarray(sitk.GetArrayViewFromImage(image)).tobytes()).hexdigest()
 
 
 def file_sha256(path) -> str:

@@ -6,6 +6,7 @@ is reported with the key that caused it.
 """
 
 import difflib
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -27,8 +28,8 @@ class ExtractionSettings:
     params: dict = field(default_factory=dict)
 
     def extractor(self):
-        """A configured ``radiomics.featureextractor.RadiomicsFeatureExtractor``."""
-        return _build_extractor(self.params, self.source)
+        """A configured pyradiomics ``RadiomicsFeatureExtractor`` (validated: no schema check again)."""
+        return _build_extractor(self.params, self.source, validate=False)
 
 
 def preset_names() -> list[str]:
@@ -42,6 +43,8 @@ def load_settings(spec=None, image_types=None) -> ExtractionSettings:
     ``image_types`` (e.g. ``["LoG:sigma=1,3", "Wavelet"]`` or a dict) replaces the ``imageType``
     section, for choosing filters without writing a parameter file.
     """
+    if isinstance(spec, ExtractionSettings) and not image_types:
+        return spec
     if isinstance(spec, ExtractionSettings):
         source, params = spec.source, dict(spec.params)
     elif isinstance(spec, dict):
@@ -58,7 +61,7 @@ def load_settings(spec=None, image_types=None) -> ExtractionSettings:
         source, params = str(path), _read_yaml(path)
     if image_types:
         params["imageType"] = image_types if isinstance(image_types, dict) else parse_image_types(image_types)
-    _build_extractor(params, source)  # validates
+    _validate(params, source)
     return ExtractionSettings(source, params)
 
 
@@ -98,15 +101,19 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _schema_keys(section: str) -> list[str]:
+@functools.cache
+def _schema() -> dict:
+    """pyradiomics' parameter schema, parsed once per process (pykwalify re-parses it on every call)."""
     from radiomics import getParameterValidationFiles
 
-    schema = yaml.safe_load(Path(getParameterValidationFiles()[0]).read_text())
-    mapping = schema["mapping"]
+    return yaml.load(Path(getParameterValidationFiles()[0]).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def _schema_keys(section: str) -> list[str]:
+    mapping = _schema()["mapping"]
     if section in ("", "/"):
         return list(mapping)
-    node = mapping.get(section.strip("/").split("/")[0], {})
-    return list(node.get("mapping", {}))
+    return list(mapping.get(section.strip("/").split("/")[0], {}).get("mapping", {}))
 
 
 def _explain_schema_error(error, source: str) -> str:
@@ -127,16 +134,36 @@ def _explain_schema_error(error, source: str) -> str:
     return f"Invalid parameters in {source}: {'; '.join(lines) or text}"
 
 
-def _build_extractor(params: dict, source: str):
+def _validate(params: dict, source: str) -> dict:
+    """Check ``params`` against pyradiomics' own schema (same rules as its extractor)."""
+    import pykwalify.core
     from pykwalify.errors import PyKwalifyException
+    from radiomics import getParameterValidationFiles
+
+    logging.getLogger("pykwalify").setLevel(logging.CRITICAL)
+    try:
+        core = pykwalify.core.Core(source_data=params, schema_data=_schema(),
+                                   extensions=[getParameterValidationFiles()[1]])
+        return core.validate()
+    except PyKwalifyException as error:
+        raise RadiomicsLabError(_explain_schema_error(error, source)) from None
+    except (ValueError, TypeError, KeyError) as error:  # raised by pyradiomics' schema functions
+        raise RadiomicsLabError(f"Invalid parameters in {source}: {str(error).strip(chr(39))}") from None
+
+
+def _build_extractor(params: dict, source: str, validate: bool = True):
+    """A pyradiomics extractor configured as ``RadiomicsFeatureExtractor(params)`` would be."""
     from radiomics import featureextractor, setVerbosity
 
     setVerbosity(logging.ERROR)
-    logging.getLogger("pykwalify").setLevel(logging.CRITICAL)
-    try:
-        return featureextractor.RadiomicsFeatureExtractor(params)
-    except PyKwalifyException as error:
-        raise RadiomicsLabError(_explain_schema_error(error, source)) from None
-    except (ValueError, TypeError, KeyError) as error:
-        message = str(error).strip("'\"")
-        raise RadiomicsLabError(f"Invalid parameters in {source}: {message}") from None
+    if validate:
+        _validate(params, source)
+    extractor = featureextractor.RadiomicsFeatureExtractor()  # defaults, no schema parsing
+    # The same steps as pyradiomics' RadiomicsFeatureExtractor._applyParams after validation:
+    extractor.enabledImagetypes = params.get("imageType") or {"Original": {}}
+    extractor.enabledFeatures = params.get("featureClass") or {name: [] for name in extractor.featureClassNames}
+    extractor.settings = extractor._getDefaultSettings()
+    extractor.settings.update(params.get("setting") or {})
+    extractor.settings.update(params.get("voxelSetting") or {})
+    extractor._setTolerance()
+    return extractor
