@@ -12,8 +12,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from .errors import RadiomicsLabError
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
@@ -67,6 +65,8 @@ def load_settings(spec=None, image_types=None) -> ExtractionSettings:
 
 def parse_image_types(specs) -> dict:
     """``["Original", "LoG:sigma=1,3", "Wavelet:wavelet=db2;level=1"]`` -> pyradiomics ``imageType`` dict."""
+    import yaml
+
     image_types = {}
     for spec in specs:
         name, _, options = str(spec).partition(":")
@@ -82,6 +82,8 @@ def parse_image_types(specs) -> dict:
 
 
 def _read_yaml(path: Path) -> dict:
+    import yaml  # imported here: desktop Slicer may need to pip-install it first (see RadiomicsLab.py)
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as error:
@@ -104,6 +106,7 @@ def _read_yaml(path: Path) -> dict:
 @functools.cache
 def _schema() -> dict:
     """pyradiomics' parameter schema, parsed once per process (pykwalify re-parses it on every call)."""
+    import yaml
     from radiomics import getParameterValidationFiles
 
     return yaml.load(Path(getParameterValidationFiles()[0]).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
