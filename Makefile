@@ -14,6 +14,7 @@ $(STAMP): requirements.lock pyproject.toml
 	$(VPY) -m pip install -q --upgrade pip
 	$(VPY) -m pip install -q -r requirements.lock
 	$(VPY) -m pip install -q --no-deps -e .
+	$(VPY) -m compileall -q RadiomicsLabLib  # byte-code even where PYTHONDONTWRITEBYTECODE is set
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -104,9 +104,12 @@ def _check_outputs(*paths):
 
 
 def _progress_bar(total: int):
+    """A console progress bar for runs of two or more segments (``None`` for one)."""
+    if total < 2:
+        return None
     from tqdm import tqdm
 
-    bar = tqdm(total=total, unit="segment", file=sys.stderr, disable=total < 2, leave=False)
+    bar = tqdm(total=total, unit="segment", file=sys.stderr, leave=False)
 
     def progress(done, _total, name):
         bar.set_postfix_str(name)

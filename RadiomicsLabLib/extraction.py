@@ -99,25 +99,27 @@ def extract_masks(image: sitk.Image, segment_masks: list, settings=None, inputs:
     """
     settings = load_settings(settings)
     extractor = settings.extractor()
-    values = []
+    values, diagnostics = [], {}
     for done, (name, mask, label) in enumerate(segment_masks, start=1):
-        values += extract_segment(extractor, image, mask, label, name)
+        segment_values, diagnostics[name] = extract_segment(extractor, image, mask, label, name)
+        values += segment_values
         if progress and progress(done, len(segment_masks), name) is False:
             raise ExtractionCancelled(f"Extraction cancelled after {done} of {len(segment_masks)} segments; nothing was written.")
-    provenance = build_provenance(settings, extractor, image, segment_masks, inputs)
+    provenance = build_provenance(settings, extractor, image, segment_masks, diagnostics, inputs)
     return ExtractionResult(values, provenance)
 
 
-def extract_segment(extractor, image: sitk.Image, mask: sitk.Image, label: int, name: str) -> list[FeatureValue]:
-    """Feature values of one label; pyradiomics' diagnostics go to the provenance, not here."""
+def extract_segment(extractor, image: sitk.Image, mask: sitk.Image, label: int, name: str) -> tuple[list, dict]:
+    """Feature values of one label, and pyradiomics' diagnostics (``diagnostics_*`` keys) for the provenance."""
     try:
         result = extractor.execute(image, mask, label=int(label))
     except (ValueError, RuntimeError) as error:
         raise RadiomicsLabError(f"pyradiomics could not process segment '{name}': {error}") from None
-    values = []
+    values, diagnostics = [], {}
     for key, value in result.items():
         if key.startswith("diagnostics_"):
+            diagnostics[key.removeprefix("diagnostics_")] = value
             continue
         image_type, feature_class = split_feature_name(key)
         values.append(FeatureValue(name, image_type, feature_class, key, float(np.asarray(value))))
-    return values
+    return values, diagnostics

@@ -3,9 +3,9 @@
 import datetime
 import functools
 import hashlib
-import platform
+import os
 import sys
-from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -19,15 +19,38 @@ _PACKAGES = {"radiomics": "pyradiomics-bhklab", "numpy": "numpy", "SimpleITK": "
 
 def software_versions() -> dict:
     """Versions of Python, RadiomicsLab and every loaded library that can change a number."""
-    versions = {"radiomicslab": __version__, "python": sys.version.split()[0], "platform": platform.platform()}
+    system = os.uname()
+    versions = {"radiomicslab": __version__, "python": sys.version.split()[0],
+                "platform": f"{system.sysname}-{system.release}-{system.machine}"}
+    installed = _installed_distributions()
     for module, package in _PACKAGES.items():
         if module in sys.modules:
-            versions[package] = _version(package)
+            versions[package] = installed.get(_normalise(package)) or _metadata_version(package)
     return versions
 
 
+def _normalise(name: str) -> str:
+    return name.lower().replace("-", "_").replace(".", "_")
+
+
 @functools.cache
-def _version(package: str) -> str:
+def _installed_distributions() -> dict:
+    """Installed distribution versions read from ``<name>-<version>.dist-info`` folder names (one listdir per path)."""
+    found = {}
+    for folder in map(Path, sys.path):
+        try:
+            entries = [entry.name for entry in os.scandir(folder) if entry.name.endswith(".dist-info")]
+        except OSError:
+            continue
+        for entry in entries:
+            name, _, version = entry[: -len(".dist-info")].partition("-")
+            found.setdefault(_normalise(name), version)
+    return found
+
+
+def _metadata_version(package: str) -> str:
+    from importlib import metadata
+
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
@@ -58,13 +81,22 @@ def file_sha256(path) -> str:
     return digest.hexdigest()
 
 
-def build_provenance(settings, extractor, image: sitk.Image, segment_masks: list, inputs: dict | None = None) -> dict:
+def build_provenance(settings, extractor, image: sitk.Image, segment_masks: list, diagnostics: dict,
+                     inputs: dict | None = None) -> dict:
     """Everything needed to reproduce an extraction.
 
     ``settings`` is the :class:`~RadiomicsLabLib.settings.ExtractionSettings`, ``extractor`` the
     configured pyradiomics extractor (its effective settings are recorded, defaults included),
-    ``segment_masks`` the (name, mask, label) triples, ``inputs`` where image and mask came from.
+    ``segment_masks`` the (name, mask, label) triples, ``diagnostics`` pyradiomics' per-segment
+    diagnostics (ROI size, bounding box, preprocessing), ``inputs`` where image and mask came from.
     """
+    configuration = ("Versions_", "Configuration_")  # already recorded under software / settings
+    segments = {}
+    for name, mask, label in segment_masks:
+        details = {k: _plain(v) for k, v in diagnostics.get(name, {}).items() if not k.startswith(configuration)}
+        segments[name] = {"label": int(label), "mask_sha1": image_hash(mask), "mask_geometry": image_geometry(mask),
+                          "pyradiomics_diagnostics": details}
+    image_sha1 = next((d["Image-original_Hash"] for d in diagnostics.values() if "Image-original_Hash" in d), None)
     return {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "software": software_versions(),
@@ -78,10 +110,18 @@ def build_provenance(settings, extractor, image: sitk.Image, segment_masks: list
                 "featureClass": extractor.enabledFeatures,
             },
         },
-        "image": {**image_geometry(image), "sha1": image_hash(image)},
-        "segments": {
-            name: {"label": int(label), "mask_sha1": image_hash(mask), "mask_geometry": image_geometry(mask)}
-            for name, mask, label in segment_masks
-        },
+        "image": {**image_geometry(image), "sha1": image_sha1 or image_hash(image)},  # pyradiomics hashed it already
+        "segments": segments,
         "inputs": inputs or {},
     }
+
+
+def _plain(value):
+    """pyradiomics diagnostic values (tuples, numpy scalars) as JSON-friendly Python values."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

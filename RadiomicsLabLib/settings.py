@@ -50,6 +50,8 @@ def load_settings(spec=None, image_types=None) -> ExtractionSettings:
     elif spec is None or str(spec) in preset_names():
         name = spec or DEFAULT_PRESET
         source, params = name, _read_yaml(PRESETS_DIR / f"{name}.yaml")
+        if not image_types:
+            return ExtractionSettings(source, params)  # shipped presets are schema-checked by the tests
     else:
         path = Path(spec)
         if not path.is_file():
@@ -85,7 +87,7 @@ def _read_yaml(path: Path) -> dict:
     import yaml  # imported here: desktop Slicer may need to pip-install it first (see RadiomicsLab.py)
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

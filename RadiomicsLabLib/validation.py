@@ -16,8 +16,11 @@ def segment_name(label: int) -> str:
 
 def labels_present(mask: sitk.Image) -> list[int]:
     """The non-zero label values in ``mask``, ascending."""
-    values = np.unique(sitk.GetArrayViewFromImage(mask))
-    return [int(v) for v in values if v != 0]
+    array = sitk.GetArrayViewFromImage(mask)
+    if np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min() and array.max() < 1 << 20:
+        counts = np.bincount(array.ravel())  # linear time; np.unique sorts
+        return [int(v) for v in np.flatnonzero(counts) if v != 0]
+    return [int(v) for v in np.unique(array) if v != 0]
 
 
 def check_mask_is_label_map(mask: sitk.Image, where: str = "mask") -> sitk.Image:

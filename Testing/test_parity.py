@@ -9,6 +9,7 @@ import ast
 import csv
 
 import pytest
+import SimpleITK as sitk
 
 from RadiomicsLabLib.data import sample_case
 from RadiomicsLabLib.extraction import extract
@@ -23,7 +24,7 @@ PYRADIOMICS_TOLERANCE = 0.03
 
 def load_baseline(data, case):
     """{feature name: value} over all classes, and the settings pyradiomics used for that column."""
-    values, settings = {}, None
+    values, settings, hashes = {}, None, {}
     for feature_class in FEATURE_CLASSES:
         with open(data / "pyradiomics_cases" / "baseline" / f"baseline_{feature_class}.csv", newline="") as handle:
             rows = list(csv.reader(handle))
@@ -31,9 +32,11 @@ def load_baseline(data, case):
         for row in rows[1:]:
             if row[0] == "diagnostics_Configuration_Settings":
                 settings = ast.literal_eval(row[column])
+            elif row[0].endswith("-original_Hash"):
+                hashes[row[0]] = row[column]
             elif not row[0].startswith("diagnostics_"):
                 values[row[0]] = float(row[column])
-    return values, settings
+    return values, settings, hashes
 
 
 def baseline_params(settings):
@@ -49,7 +52,7 @@ def relative_difference(value, expected):
 
 @pytest.mark.parametrize("case", CASES)
 def test_matches_pyradiomics_baseline(data, case):
-    baseline, settings = load_baseline(data, case)
+    baseline, settings, hashes = load_baseline(data, case)
     image, label = sample_case(case)
     result = extract(read_sitk(image), read_sitk(label), {"Label_1": settings["label"]}, baseline_params(settings))
     values = result.as_dict("Label_1")
@@ -58,11 +61,16 @@ def test_matches_pyradiomics_baseline(data, case):
     off = {k: (values[k], v) for k, v in baseline.items() if relative_difference(values[k], v) >= PYRADIOMICS_TOLERANCE}
     assert not off, f"{len(off)} of {len(baseline)} features differ by 3% or more: {off}"
     assert len(baseline) >= 100
+    # The provenance identifies the same voxels as pyradiomics' own diagnostics did for the baseline.
+    assert result.provenance["image"]["sha1"] == hashes["diagnostics_Image-original_Hash"]
+    # (pyradiomics' tests read masks as UInt32; the provenance hashes the mask as given.)
+    assert result.provenance["segments"]["Label_1"]["mask_sha1"] == sitk.Hash(read_sitk(label))
+    assert sitk.Hash(sitk.Cast(read_sitk(label), sitk.sitkUInt32)) == hashes["diagnostics_Mask-original_Hash"]
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_scene_path_gives_identical_numbers(data, scene, case):
-    _, settings = load_baseline(data, case)
+    _, settings, _ = load_baseline(data, case)
     image, label = sample_case(case)
     params = baseline_params(settings)
     direct = extract(read_sitk(image), read_sitk(label), {"Label_1": 1}, params).as_dict("Label_1")

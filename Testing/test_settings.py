@@ -19,6 +19,13 @@ def test_default_preset_is_exactly_pyradiomics_default(brain1):
     assert len(ours) == 107
 
 
+@pytest.mark.parametrize("name", preset_names())
+def test_every_shipped_preset_passes_pyradiomics_schema(name):
+    from RadiomicsLabLib.settings import PRESETS_DIR, _read_yaml, _validate
+
+    _validate(_read_yaml(PRESETS_DIR / f"{name}.yaml"), name)  # presets skip this check at run time
+
+
 def test_presets_are_listed_and_loadable():
     assert "pyradiomics-default" in preset_names()
     assert load_settings(None).source == "pyradiomics-default"
