@@ -1,0 +1,60 @@
+"""Intensity discretisation (IBSI 1, section 2.7).
+
+Fixed bin number:  x_d = floor(N_g (x - X_min) / (X_max - X_min)) + 1, and x_d = N_g where x = X_max.
+Fixed bin size:    x_d = floor((x - X_min) / w_b) + 1, with X_min the lower re-segmentation bound
+                   when there is one, else the lowest intensity in the ROI.
+Grey levels are 1..N_g inside the mask and 0 outside.
+"""
+
+import numpy as np
+
+from ..errors import RadiomicsLabError
+from .roi import Roi
+
+
+def fixed_bin_number(image: np.ndarray, mask: np.ndarray, bin_number: int) -> tuple[np.ndarray, int]:
+    """Grey levels with ``bin_number`` equal bins between the ROI's lowest and highest intensity."""
+    if bin_number < 2:
+        raise RadiomicsLabError(f"The bin number must be 2 or more (got {bin_number}).")
+    values = image[mask]
+    levels = np.zeros(image.shape, dtype=np.int64)
+    low, high = values.min(), values.max()
+    if high == low:
+        levels[mask] = 1
+    else:
+        levels[mask] = np.minimum(np.floor(bin_number * (values - low) / (high - low)).astype(np.int64) + 1, bin_number)
+    return levels, int(bin_number)
+
+
+def fixed_bin_size(image: np.ndarray, mask: np.ndarray, bin_width: float, minimum: float | None = None) -> tuple[np.ndarray, int]:
+    """Grey levels of width ``bin_width`` counted from ``minimum`` (default: the ROI's lowest intensity).
+
+    The number of levels is the highest level present in the ROI.
+    """
+    if not bin_width > 0:
+        raise RadiomicsLabError(f"The bin width must be greater than zero (got {bin_width}).")
+    values = image[mask]
+    low = values.min() if minimum is None else minimum
+    levels = np.zeros(image.shape, dtype=np.int64)
+    levels[mask] = np.floor((values - low) / bin_width).astype(np.int64) + 1
+    return levels, int(levels.max()) if values.size else 0
+
+
+def discretise(roi: Roi, settings) -> Roi:
+    """The Roi with grey levels for the intensity histogram and texture families."""
+    if not roi.intensity_mask.any():
+        raise RadiomicsLabError("The region of interest is empty after re-segmentation; widen the re-segmentation range.")
+    if settings.discretisation == "FBN":
+        levels, n = fixed_bin_number(roi.image, roi.intensity_mask, settings.bin_number)
+    elif settings.discretisation == "FBS":
+        lower = settings.resegment_range[0] if settings.resegment_range else None
+        levels, n = fixed_bin_size(roi.image, roi.intensity_mask, settings.bin_width, lower)
+    elif settings.discretisation == "none":
+        values = roi.values()
+        if not np.all(values == np.round(values)) or values.min() < 1:
+            raise RadiomicsLabError("Discretisation 'none' needs integer intensities of 1 or more; use FBS or FBN.")
+        levels = np.where(roi.intensity_mask, roi.image, 0).astype(np.int64)
+        n = int(levels.max())
+    else:
+        raise RadiomicsLabError(f"Unknown discretisation '{settings.discretisation}'; use FBS, FBN or none.")
+    return roi.with_levels(levels, n)

@@ -1,0 +1,42 @@
+"""The region of interest after IBSI preprocessing: what every feature family computes on."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Roi:
+    """An image and its ROI masks after preprocessing (IBSI 1, sections 2.1-2.7).
+
+    Arrays are indexed (z, y, x); ``spacing`` is (z, y, x) in mm.
+
+    - ``image``: intensities (float64) after interpolation and rounding, on the whole grid.
+    - ``morphological_mask``: the ROI before re-segmentation (morphology, GLDZM distances).
+    - ``intensity_mask``: the ROI after re-segmentation (all intensity and texture features).
+    - ``levels``: discretised grey levels 1..``n_levels`` inside the intensity mask, 0 outside
+      (None until discretised; see :mod:`~RadiomicsLabLib.ibsi.discretisation`).
+    - ``notes``: why a feature came back as NaN, filled by the families.
+    """
+
+    image: np.ndarray
+    morphological_mask: np.ndarray
+    intensity_mask: np.ndarray
+    spacing: tuple
+    levels: np.ndarray | None = None
+    n_levels: int | None = None
+    notes: list = field(default_factory=list)
+
+    @classmethod
+    def from_arrays(cls, image, mask, spacing):
+        """A Roi without re-segmentation: both masks are ``mask != 0``."""
+        mask = np.asarray(mask) != 0
+        return cls(np.asarray(image, dtype=np.float64), mask, mask.copy(), tuple(float(s) for s in spacing))
+
+    def values(self) -> np.ndarray:
+        """Intensities inside the intensity mask (1D, float64)."""
+        return self.image[self.intensity_mask]
+
+    def with_levels(self, levels: np.ndarray, n_levels: int) -> "Roi":
+        """A copy sharing the arrays, with discretised grey levels attached."""
+        return Roi(self.image, self.morphological_mask, self.intensity_mask, self.spacing, levels, int(n_levels), self.notes)
