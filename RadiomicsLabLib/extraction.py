@@ -1,5 +1,7 @@
-"""Per-segment feature extraction with pyradiomics, after checking every input up front."""
+"""Per-segment feature extraction (pyradiomics or the IBSI engine), after checking every input up front."""
 
+import dataclasses
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,21 +20,27 @@ from .validation import (
 )
 
 #: Columns of the long result format (CSV and MRML table alike).
-COLUMNS = ("segment", "image_type", "feature_class", "feature", "value")
+COLUMNS = ("segment", "image_type", "feature_class", "feature", "ibsi_tag", "value")
 
 
 @dataclass(frozen=True)
 class FeatureValue:
-    """One feature of one segment; ``feature`` is pyradiomics' full name (``original_glcm_Contrast``)."""
+    """One feature of one segment.
+
+    ``feature`` is the engine's name: pyradiomics' full name (``original_glcm_Contrast``) or, for
+    the IBSI engine, the IBSI tag (``cm_contrast_3D_avg``); ``ibsi_tag`` is the IBSI tag of the
+    same definition where there is one (empty otherwise).
+    """
 
     segment: str
     image_type: str
     feature_class: str
     feature: str
+    ibsi_tag: str
     value: float
 
     def row(self) -> tuple:
-        return (self.segment, self.image_type, self.feature_class, self.feature, self.value)
+        return (self.segment, self.image_type, self.feature_class, self.feature, self.ibsi_tag, self.value)
 
 
 @dataclass
@@ -98,19 +106,33 @@ def extract_masks(image: sitk.Image, segment_masks: list, settings=None, inputs:
     cancels the run (:class:`ExtractionCancelled`).
     """
     settings = load_settings(settings)
-    extractor = settings.extractor()
+    run_segment, effective = _engine(settings)
     values, diagnostics = [], {}
     for done, (name, mask, label) in enumerate(segment_masks, start=1):
-        segment_values, diagnostics[name] = extract_segment(extractor, image, mask, label, name)
+        segment_values, diagnostics[name] = run_segment(image, mask, label, name)
         values += segment_values
         if progress and progress(done, len(segment_masks), name) is False:
             raise ExtractionCancelled(f"Extraction cancelled after {done} of {len(segment_masks)} segments; nothing was written.")
-    provenance = build_provenance(settings, extractor, image, segment_masks, diagnostics, inputs)
+    provenance = build_provenance(settings, effective, image, segment_masks, diagnostics, inputs)
     return ExtractionResult(values, provenance)
 
 
+def _engine(settings):
+    """(function extracting one segment, effective settings for the provenance) of the settings' engine."""
+    if settings.engine == "ibsi":
+        ibsi_settings, families = settings.ibsi()
+        effective = {"ibsi": dataclasses.asdict(ibsi_settings), "families": list(families)}
+        return functools.partial(_ibsi_segment, ibsi_settings, families), effective
+    extractor = settings.extractor()
+    effective = {"setting": {k: v for k, v in extractor.settings.items() if k != "label"},
+                 "imageType": extractor.enabledImagetypes, "featureClass": extractor.enabledFeatures}
+    return functools.partial(extract_segment, extractor), effective
+
+
 def extract_segment(extractor, image: sitk.Image, mask: sitk.Image, label: int, name: str) -> tuple[list, dict]:
-    """Feature values of one label, and pyradiomics' diagnostics (``diagnostics_*`` keys) for the provenance."""
+    """pyradiomics feature values of one label, and its diagnostics (``diagnostics_*`` keys) for the provenance."""
+    from .ibsi.names import ibsi_tag_of_pyradiomics
+
     try:
         result = extractor.execute(image, mask, label=int(label))
     except (ValueError, RuntimeError) as error:
@@ -121,5 +143,16 @@ def extract_segment(extractor, image: sitk.Image, mask: sitk.Image, label: int, 
             diagnostics[key.removeprefix("diagnostics_")] = value
             continue
         image_type, feature_class = split_feature_name(key)
-        values.append(FeatureValue(name, image_type, feature_class, key, float(np.asarray(value))))
+        tag = ibsi_tag_of_pyradiomics(key) if image_type == "original" else ""
+        values.append(FeatureValue(name, image_type, feature_class, key, tag, float(np.asarray(value))))
     return values, diagnostics
+
+
+def _ibsi_segment(ibsi_settings, families, image: sitk.Image, mask: sitk.Image, label: int, name: str) -> tuple[list, dict]:
+    """IBSI engine values of one label; the preprocessing diagnostics and notes go to the provenance."""
+    from .ibsi.engine import compute_features
+
+    result = compute_features(image, sitk.Cast(mask == label, sitk.sitkUInt8), ibsi_settings, families)
+    values = [FeatureValue(name, "original", result.families[tag], tag, tag, float(value))
+              for tag, value in result.values.items()]
+    return values, {**result.diagnostics, "notes": list(result.notes)}

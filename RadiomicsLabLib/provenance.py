@@ -81,35 +81,27 @@ def file_sha256(path) -> str:
     return digest.hexdigest()
 
 
-def build_provenance(settings, extractor, image: sitk.Image, segment_masks: list, diagnostics: dict,
+def build_provenance(settings, effective: dict, image: sitk.Image, segment_masks: list, diagnostics: dict,
                      inputs: dict | None = None) -> dict:
     """Everything needed to reproduce an extraction.
 
-    ``settings`` is the :class:`~RadiomicsLabLib.settings.ExtractionSettings`, ``extractor`` the
-    configured pyradiomics extractor (its effective settings are recorded, defaults included),
-    ``segment_masks`` the (name, mask, label) triples, ``diagnostics`` pyradiomics' per-segment
-    diagnostics (ROI size, bounding box, preprocessing), ``inputs`` where image and mask came from.
+    ``settings`` is the :class:`~RadiomicsLabLib.settings.ExtractionSettings`, ``effective`` every
+    setting the engine used (defaults included), ``segment_masks`` the (name, mask, label) triples,
+    ``diagnostics`` the engine's per-segment diagnostics (ROI size, bounding box, preprocessing),
+    ``inputs`` where image and mask came from.
     """
     configuration = ("Versions_", "Configuration_")  # already recorded under software / settings
     segments = {}
     for name, mask, label in segment_masks:
         details = {k: _plain(v) for k, v in diagnostics.get(name, {}).items() if not k.startswith(configuration)}
         segments[name] = {"label": int(label), "mask_sha1": image_hash(mask), "mask_geometry": image_geometry(mask),
-                          "pyradiomics_diagnostics": details}
+                          "diagnostics": details}
     image_sha1 = next((d["Image-original_Hash"] for d in diagnostics.values() if "Image-original_Hash" in d), None)
     return {
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "software": software_versions(),
-        "engine": "pyradiomics",
-        "settings": {
-            "source": settings.source,
-            "parameters": settings.params,
-            "effective": {
-                "setting": {k: v for k, v in extractor.settings.items() if k != "label"},
-                "imageType": extractor.enabledImagetypes,
-                "featureClass": extractor.enabledFeatures,
-            },
-        },
+        "engine": settings.engine,
+        "settings": {"source": settings.source, "parameters": settings.params, "effective": effective},
         "image": {**image_geometry(image), "sha1": image_sha1 or image_hash(image)},  # pyradiomics hashed it already
         "segments": segments,
         "inputs": inputs or {},

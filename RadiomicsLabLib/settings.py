@@ -1,8 +1,10 @@
 """Extraction settings: pyradiomics parameter files (YAML/JSON) and named presets, validated up front.
 
-A settings object is the pyradiomics parameter dictionary (sections ``imageType``, ``featureClass``,
-``setting``) plus where it came from. Validation uses pyradiomics' own schema, and every problem
-is reported with the key that caused it.
+A settings object is the parameter dictionary (pyradiomics sections ``imageType``, ``featureClass``,
+``setting``; for the IBSI engine an ``ibsi`` section, see :mod:`RadiomicsLabLib.ibsi.params`), where
+it came from, and the engine that runs it (``pyradiomics`` or ``ibsi``; a file may declare
+``engine: ibsi``). Validation uses pyradiomics' own schema and the IBSI engine's checks, and every
+problem is reported with the key that caused it.
 """
 
 import difflib
@@ -16,18 +18,32 @@ from .errors import RadiomicsLabError
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 DEFAULT_PRESET = "pyradiomics-default"
+ENGINES = ("pyradiomics", "ibsi")
+_ENGINE_KEYS = ("engine", "ibsi")  # RadiomicsLab's own keys, not pyradiomics'
 
 
 @dataclass(frozen=True)
 class ExtractionSettings:
-    """A validated pyradiomics parameter dictionary and its source (preset name or file path)."""
+    """A validated parameter dictionary, its source (preset name or file path) and its engine."""
 
     source: str
     params: dict = field(default_factory=dict)
+    engine: str = "pyradiomics"
+
+    @property
+    def pyradiomics_params(self) -> dict:
+        """The parameters in pyradiomics' own format (RadiomicsLab's ``engine`` / ``ibsi`` keys removed)."""
+        return {k: v for k, v in self.params.items() if k not in _ENGINE_KEYS}
 
     def extractor(self):
         """A configured pyradiomics ``RadiomicsFeatureExtractor`` (validated: no schema check again)."""
-        return _build_extractor(self.params, self.source, validate=False)
+        return _build_extractor(self.pyradiomics_params, self.source, validate=False)
+
+    def ibsi(self):
+        """(IbsiSettings, families) for the IBSI engine."""
+        from .ibsi.params import ibsi_settings_from_params
+
+        return ibsi_settings_from_params(self.params, self.source)
 
 
 def preset_names() -> list[str]:
@@ -35,23 +51,23 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
 
 
-def load_settings(spec=None, image_types=None) -> ExtractionSettings:
+def load_settings(spec=None, image_types=None, engine: str | None = None) -> ExtractionSettings:
     """Settings from a preset name, a parameter file path, a dict, or None (the default preset).
 
     ``image_types`` (e.g. ``["LoG:sigma=1,3", "Wavelet"]`` or a dict) replaces the ``imageType``
-    section, for choosing filters without writing a parameter file.
+    section, for choosing filters without writing a parameter file; ``engine`` overrides the
+    engine the parameters declare (default ``pyradiomics``).
     """
-    if isinstance(spec, ExtractionSettings) and not image_types:
+    if isinstance(spec, ExtractionSettings) and not image_types and engine in (None, spec.engine):
         return spec
+    trusted = False
     if isinstance(spec, ExtractionSettings):
         source, params = spec.source, dict(spec.params)
     elif isinstance(spec, dict):
         source, params = "parameters given as a dictionary", dict(spec)
     elif spec is None or str(spec) in preset_names():
         name = spec or DEFAULT_PRESET
-        source, params = name, _read_yaml(PRESETS_DIR / f"{name}.yaml")
-        if not image_types:
-            return ExtractionSettings(source, params)  # shipped presets are schema-checked by the tests
+        source, params, trusted = name, _read_yaml(PRESETS_DIR / f"{name}.yaml"), True
     else:
         path = Path(spec)
         if not path.is_file():
@@ -61,8 +77,18 @@ def load_settings(spec=None, image_types=None) -> ExtractionSettings:
         source, params = str(path), _read_yaml(path)
     if image_types:
         params["imageType"] = image_types if isinstance(image_types, dict) else parse_image_types(image_types)
-    _validate(params, source)
-    return ExtractionSettings(source, params)
+        trusted = False
+    engine = engine or params.get("engine") or "pyradiomics"
+    if engine not in ENGINES:
+        raise RadiomicsLabError(f"Unknown engine '{engine}' in {source}; use {' or '.join(ENGINES)}.")
+    if engine == "pyradiomics" and "ibsi" in params:
+        raise RadiomicsLabError(f"{source} has an 'ibsi' section, which only the IBSI engine reads; use --engine ibsi.")
+    settings = ExtractionSettings(source, params, engine)
+    if not trusted:  # shipped presets are checked by the tests
+        _validate(settings.pyradiomics_params, source)
+        if engine == "ibsi":
+            settings.ibsi()
+    return settings
 
 
 def parse_image_types(specs) -> dict:

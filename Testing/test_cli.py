@@ -32,9 +32,11 @@ def test_extract_long_csv_with_provenance(brain1, tmp_path):
     done = run_cli("extract", *brain1, "-o", out)
     assert done.returncode == 0, done.stderr
     rows = read_csv(out)
-    assert list(rows[0]) == ["segment", "image_type", "feature_class", "feature", "value"]
+    assert list(rows[0]) == ["segment", "image_type", "feature_class", "feature", "ibsi_tag", "value"]
     assert len(rows) == 107 and {r["segment"] for r in rows} == {"Label_1"}
     contrast = next(r for r in rows if r["feature"] == "original_glcm_Contrast")
+    assert contrast["ibsi_tag"] == "cm_contrast_3D_avg"
+    assert next(r for r in rows if r["feature"] == "original_firstorder_Kurtosis")["ibsi_tag"] == ""  # not excess kurtosis
     # pyradiomics baseline value for brain1 (default settings): 47.492125114429776
     assert float(contrast["value"]) == pytest.approx(47.492125114429776, rel=1e-9)
     provenance = (tmp_path / "features.provenance.json").read_text()

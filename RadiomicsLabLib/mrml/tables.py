@@ -48,7 +48,7 @@ def read_feature_table(table_node) -> list[FeatureValue]:
         raise RadiomicsLabError(f"Table '{name}' is not a RadiomicsLab feature table (columns {', '.join(COLUMNS)}).")
     columns = [table.GetColumnByName(name) for name in COLUMNS]
     return [
-        FeatureValue(*(columns[c].GetValue(row) for c in range(4)), float(columns[4].GetValue(row)))
+        FeatureValue(*(columns[c].GetValue(row) for c in range(len(COLUMNS) - 1)), float(columns[-1].GetValue(row)))
         for row in range(table.GetNumberOfRows())
     ]
 

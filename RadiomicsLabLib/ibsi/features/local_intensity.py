@@ -1,0 +1,77 @@
+"""Local intensity features (IBSI 1, section 3.2; tags ``loc_*``).
+
+The mean intensity in a 1 cm^3 sphere: every voxel of the image grid (inside the ROI or not) whose
+centre lies within ``r = (3 / (4 pi))^(1/3) cm ~ 6.2 mm`` (world distance, ``roi.spacing``) of the
+centre voxel, the centre voxel included. Only voxels of the ROI intensity mask are centre voxels.
+Voxels beyond the image grid do not exist and are not counted (the mean is over the voxels that are
+there). Always 3D (IBSI DHQ4). The sums over the sphere are a convolution with the spherical kernel
+(IBSI's suggestion), done on the ROI's bounding box grown by the kernel's half-size.
+"""
+
+import numpy as np
+from scipy import ndimage, signal
+
+from ..roi import Roi
+from .statistics import all_nan, registry, run
+
+FEATURES, FUNCTIONS, feature = registry()
+FAMILY = "Local intensity"
+RADIUS_MM = (3.0 / (4.0 * np.pi)) ** (1.0 / 3.0) * 10.0   # radius of a 1 cm^3 sphere, mm
+_FFT_ABOVE = 2000   # kernel voxels above which the convolution goes through the FFT
+
+
+def sphere_kernel(spacing, radius: float = RADIUS_MM) -> np.ndarray:
+    """Boolean (z, y, x) kernel: the voxel centres within ``radius`` mm of the central voxel."""
+    half = [int(np.floor(radius / s)) for s in spacing]
+    axes = [np.arange(-h, h + 1) * s for h, s in zip(half, spacing)]
+    dz, dy, dx = np.meshgrid(*axes, indexing="ij")
+    return dz ** 2 + dy ** 2 + dx ** 2 <= radius ** 2
+
+
+def _sphere_sum(array: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Sum of ``array`` over the kernel around every voxel, zero beyond the array."""
+    if kernel.sum() > _FFT_ABOVE:
+        return signal.fftconvolve(array, kernel.astype(np.float64), mode="same")
+    return ndimage.correlate(array, kernel.astype(np.float64), mode="constant", cval=0.0)
+
+
+class LocalMeans:
+    """The ROI voxels' intensities and the mean intensity in the 1 cm^3 sphere around each of them."""
+
+    def __init__(self, image: np.ndarray, mask: np.ndarray, spacing):
+        kernel = sphere_kernel(spacing)
+        half = [k // 2 for k in kernel.shape]
+        where = np.nonzero(mask)
+        box = tuple(slice(max(int(w.min()) - h, 0), min(int(w.max()) + h + 1, n))
+                    for w, h, n in zip(where, half, image.shape))
+        crop_image, crop_mask = image[box], mask[box]
+        sums = _sphere_sum(crop_image, kernel)[crop_mask]
+        counts = _sphere_sum(np.ones(crop_image.shape), kernel)[crop_mask]
+        self.values = crop_image[crop_mask]
+        self.means = sums / np.rint(counts)   # counts are whole numbers; rint undoes FFT round-off
+
+
+@feature("loc_peak_loc", "Local intensity peak", "intensity", "Mean intensity in a 1 cm^3 sphere around the ROI's "
+         "maximum-intensity voxel (the highest such mean when the maximum occurs more than once).", None, "VJGA")
+def local_peak(m: LocalMeans) -> float:
+    """F_loc.peak.local = mean intensity of the voxels within r = (3/(4 pi))^(1/3) cm of the centre of the
+    maximum-intensity voxel of the ROI  (IBSI VJGA); with several maximum voxels, the highest of their peaks.
+    """
+    return float(m.means[m.values == m.values.max()].max())
+
+
+@feature("loc_peak_glob", "Global intensity peak", "intensity", "Highest mean intensity in a 1 cm^3 sphere centred on "
+         "any ROI voxel.", None, "0F91")
+def global_peak(m: LocalMeans) -> float:
+    """F_loc.peak.global = max over the ROI voxels of the mean intensity within r = (3/(4 pi))^(1/3) cm  (IBSI 0F91).
+
+    Computed as a spherical mean filter (convolution with the sphere's voxel labels / N_s).
+    """
+    return float(m.means.max())
+
+
+def compute(roi: Roi, settings=None) -> dict:
+    """Local intensity features of ``roi.image`` around the voxels of ``roi.intensity_mask`` (3D), keyed by IBSI tag."""
+    if not roi.intensity_mask.any():
+        return all_nan(FEATURES, roi, FAMILY, "the ROI intensity mask is empty")
+    return run(FUNCTIONS, LocalMeans(roi.image, roi.intensity_mask, roi.spacing), roi, FAMILY)

@@ -1,0 +1,645 @@
+"""IBSI 1 morphological features (section 3.1 of arXiv 1612.07003), tags ``morph_*``.
+
+Geometry comes from the *morphological* mask (the ROI before re-segmentation); the features
+that use intensities (centre of mass shift, integrated intensity, Moran's I, Geary's C) take
+their intensities from the *intensity* mask, as IBSI prescribes.
+
+Notation (IBSI): ``V`` mesh volume, ``A`` mesh surface area, ``N_v`` number of voxels,
+``X_c`` voxel centre positions in mm, ``X_gl`` intensities, ``lambda_major >= lambda_minor >=
+lambda_least`` eigenvalues of the covariance matrix of the voxel centres of the morphological mask.
+
+Choices made here (IBSI leaves them open or allows approximation):
+
+- Mesh: ``skimage.measure.marching_cubes`` (Lewiner) at level 0.5 on the morphological mask
+  cropped to its bounding box and padded with one voxel of zeros, with the voxel spacing, so
+  vertex coordinates are mm. The mesh is closed and consistently oriented, so the signed
+  tetrahedron volumes ``a . (b x c) / 6`` of its faces sum (divergence theorem) to +/- V; the
+  absolute value is taken, so the orientation convention (and the (z, y, x) axis order, an odd
+  permutation of (x, y, z)) does not matter.
+- Covariance of voxel positions: the unbiased sample covariance (``1 / (N_v - 1)``), as MIRP does.
+- Moran's I and Geary's C are computed *exactly* (no sub-sampling): the inverse-distance weight
+  only depends on the offset between two voxels on the regular grid, so every pairwise sum is a
+  correlation of the masked intensity grid with the kernel ``1 / ||d||``, computed by FFT. When
+  the FFT grid would be too large (sparse ROI in a huge bounding box), an exact pairwise sum in
+  blocks of bounded memory is used instead.
+- OMBB (not standardised by IBSI): the smallest of the boxes with one face flush with a face of
+  the convex hull (minimum-area rectangle of the projection, rotating calipers), also compared
+  with the AABB and the PCA-aligned box. This is exact in 2D and a close upper bound in 3D.
+- MVEE (not standardised by IBSI): Khachiyan's algorithm on the convex hull vertices (relative
+  tolerance 1e-4), scaled at the end so that it encloses every hull vertex.
+- Ellipsoid surface area: IBSI's Legendre series (nu = 0..20); the exact Carlson form
+  ``4 pi abc R_G(a^-2, b^-2, c^-2)`` where the series is degenerate (two equal axes).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+
+import numpy as np
+import scipy.fft
+from scipy.spatial import ConvexHull, QhullError
+
+#: IBSI tag -> {"name", "unit", "description", "pyradiomics"}; filled by the ``@_feature`` decorator.
+FEATURES: dict[str, dict] = {}
+_FUNCTIONS = {}
+
+#: Largest FFT grid (elements) for Moran's I / Geary's C before the blockwise pairwise sum is used.
+MAX_FFT_ELEMENTS = 2 ** 26
+#: Elements of one block of the pairwise distance matrix in the blockwise Moran / Geary sum.
+PAIR_BLOCK_ELEMENTS = 2 ** 22
+#: Khachiyan MVEE: relative tolerance and iteration cap.
+MVEE_TOLERANCE = 1e-4
+MVEE_MAX_ITERATIONS = 20000
+
+
+def _feature(tag, name, unit, description, pyradiomics=None):
+    def register(function):
+        FEATURES[tag] = {"name": name, "unit": unit, "description": description, "pyradiomics": pyradiomics}
+        _FUNCTIONS[tag] = function
+        return function
+    return register
+
+
+class _Undefined(Exception):
+    """Raised by a feature function when the feature is undefined for this ROI; the message is the reason."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Shared geometry (computed once, lazily)
+# ----------------------------------------------------------------------------------------------
+
+class Morphology:
+    """Lazily computed geometry of one ROI shared by the morphological features."""
+
+    def __init__(self, roi):
+        self.roi = roi
+        self.spacing = np.asarray(roi.spacing, dtype=np.float64)
+        self.morph_mask = np.asarray(roi.morphological_mask, dtype=bool)
+        self.int_mask = np.asarray(roi.intensity_mask, dtype=bool)
+
+    # -- voxel sets --------------------------------------------------------------------------
+    @cached_property
+    def morph_points(self) -> np.ndarray:
+        """Voxel centres (mm, (z, y, x)) of the morphological mask, shape (N_v, 3)."""
+        return np.argwhere(self.morph_mask) * self.spacing
+
+    @cached_property
+    def int_points(self) -> np.ndarray:
+        return np.argwhere(self.int_mask) * self.spacing
+
+    @cached_property
+    def int_values(self) -> np.ndarray:
+        return np.asarray(self.roi.image, dtype=np.float64)[self.int_mask]
+
+    # -- mesh --------------------------------------------------------------------------------
+    @cached_property
+    def mesh(self) -> tuple[np.ndarray, np.ndarray]:
+        """(vertices in mm in the voxel-centre frame, faces) of the marching-cubes mesh."""
+        from skimage.measure import marching_cubes
+
+        index = np.argwhere(self.morph_mask)
+        low, high = index.min(axis=0), index.max(axis=0) + 1
+        crop = self.morph_mask[tuple(slice(a, b) for a, b in zip(low, high))]
+        padded = np.pad(crop.astype(np.float32), 1, mode="constant", constant_values=0.0)
+        vertices, faces, _, _ = marching_cubes(padded, level=0.5, spacing=tuple(self.spacing))
+        # padded index i corresponds to grid index i - 1 + low
+        vertices = vertices + (low - 1) * self.spacing
+        return vertices.astype(np.float64), faces
+
+    @cached_property
+    def _triangles(self):
+        vertices, faces = self.mesh
+        centred = vertices - vertices.mean(axis=0)
+        return centred[faces[:, 0]], centred[faces[:, 1]], centred[faces[:, 2]]
+
+    @cached_property
+    def volume(self) -> float:
+        a, b, c = self._triangles
+        return float(abs(np.einsum("ij,ij->", a, np.cross(b, c))) / 6.0)
+
+    @cached_property
+    def area(self) -> float:
+        a, b, c = self._triangles
+        return float(0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1).sum())
+
+    # -- convex hull -------------------------------------------------------------------------
+    @cached_property
+    def hull(self) -> ConvexHull:
+        return ConvexHull(self.mesh[0])
+
+    @cached_property
+    def hull_points(self) -> np.ndarray:
+        """Convex hull vertices (mm), centred on their mean."""
+        points = self.mesh[0][self.hull.vertices]
+        return points - points.mean(axis=0)
+
+    # -- PCA ---------------------------------------------------------------------------------
+    @cached_property
+    def eigenvalues(self) -> np.ndarray:
+        """(lambda_major, lambda_minor, lambda_least) of the covariance of the voxel centres (mm^2)."""
+        points = self.morph_points
+        if len(points) < 2:
+            raise _Undefined("the covariance of voxel positions needs at least two voxels")
+        values = np.linalg.eigvalsh(np.cov(points, rowvar=False))
+        return np.clip(values[::-1], 0.0, None)
+
+    # -- spatial autocorrelation -------------------------------------------------------------
+    @cached_property
+    def autocorrelation(self) -> tuple[float, float]:
+        """(Moran's I, Geary's C) over all voxel pairs of the intensity mask (exact)."""
+        n = int(self.int_mask.sum())
+        if n < 2:
+            raise _Undefined("spatial autocorrelation needs at least two voxels in the intensity mask")
+        values = self.int_values
+        deviation = values - values.mean()
+        denominator = float(np.dot(deviation, deviation))
+        if denominator <= 1e-12 * max(1.0, float(np.abs(values).max()) ** 2) * n:
+            raise _Undefined("all intensities in the ROI are equal (zero variance)")
+        sums = moran_geary_sums(self.int_mask, self.roi.image, self.spacing)
+        weight_sum, moran_sum, geary_sum = sums
+        moran = n * moran_sum / (weight_sum * denominator)
+        geary = (n - 1) * geary_sum / (2.0 * weight_sum * denominator)
+        return float(moran), float(geary)
+
+
+# ----------------------------------------------------------------------------------------------
+# Algorithms
+# ----------------------------------------------------------------------------------------------
+
+def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str = "auto") -> tuple[float, float, float]:
+    """Exact pairwise sums over k != k' in ``mask`` with w = 1 / ||X_c,k - X_c,k'|| (mm).
+
+    Returns ``(sum w, sum w (x_k - mu)(x_k' - mu), sum w (x_k - x_k')^2)`` over ordered pairs.
+    ``method``: "fft" (correlation with the inverse-distance kernel), "pairs" (blockwise pairwise
+    sums, memory bounded by ``PAIR_BLOCK_ELEMENTS``) or "auto" (fft unless its grid is too large).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    spacing = np.asarray(spacing, dtype=np.float64)
+    index = np.argwhere(mask)
+    low, high = index.min(axis=0), index.max(axis=0) + 1
+    shape = high - low
+    fft_shape = [scipy.fft.next_fast_len(int(2 * s - 1), real=True) for s in shape]
+    if method == "auto":
+        method = "fft" if np.prod(fft_shape, dtype=np.float64) <= MAX_FFT_ELEMENTS else "pairs"
+    values = np.asarray(image, dtype=np.float64)[mask]
+    deviation = values - values.mean()
+    if method == "pairs":
+        return _pairwise_sums(index * spacing, deviation)
+    if method != "fft":
+        raise ValueError(f"Unknown method '{method}' (fft, pairs or auto).")
+
+    # Grids over the bounding box: m = mask, f = deviation from the mean (0 outside).
+    crop = tuple(slice(a, b) for a, b in zip(low, high))
+    m = mask[crop].astype(np.float64)
+    f = np.zeros(shape)
+    f[tuple((index - low).T)] = deviation
+    # Kernel over every offset d in [-(s-1), s-1]^3, w(0) = 0; wrapped so offset 0 is at index 0.
+    axes = [np.fft.ifftshift(np.arange(-(s - 1), s)) * h for s, h in zip(shape, spacing)]
+    dz, dy, dx = np.meshgrid(*axes, indexing="ij", sparse=True)
+    distance = np.sqrt(dz ** 2 + dy ** 2 + dx ** 2)
+    kernel = np.zeros(fft_shape)
+    with np.errstate(divide="ignore"):
+        w = np.where(distance > 0, 1.0 / np.where(distance > 0, distance, 1.0), 0.0)
+    # place the wrapped kernel in the (larger) FFT grid: positive offsets at the start, negative at the end
+    for corner in np.ndindex(2, 2, 2):
+        src, dst = [], []
+        for axis, c in enumerate(corner):
+            s = shape[axis]
+            if c == 0:  # offsets 0 .. s-1
+                src.append(slice(0, s))
+                dst.append(slice(0, s))
+            else:  # offsets -(s-1) .. -1
+                src.append(slice(s, 2 * s - 1))
+                dst.append(slice(fft_shape[axis] - (s - 1), fft_shape[axis]))
+        kernel[tuple(dst)] = w[tuple(src)]
+    workers = -1
+    kernel_ft = scipy.fft.rfftn(kernel, fft_shape, workers=workers)
+    del kernel, w, distance
+
+    def correlate(grid):
+        out = scipy.fft.irfftn(scipy.fft.rfftn(grid, fft_shape, workers=workers) * kernel_ft, fft_shape, workers=workers)
+        return out[tuple(slice(0, s) for s in shape)]
+
+    wm = correlate(m)   # (w * m)_k = sum_k' w_kk' m_k'
+    wf = correlate(f)   # (w * f)_k = sum_k' w_kk' f_k'
+    weight_sum = float(np.sum(m * wm))
+    moran_sum = float(np.sum(f * wf))
+    geary_sum = 2.0 * float(np.sum(f * f * wm)) - 2.0 * moran_sum
+    return weight_sum, moran_sum, geary_sum
+
+
+def _pairwise_sums(points: np.ndarray, deviation: np.ndarray) -> tuple[float, float, float]:
+    """Blockwise exact version of :func:`moran_geary_sums` (upper triangle of the pair matrix, doubled)."""
+    points = points - points.mean(axis=0)
+    n = len(points)
+    squared = np.einsum("ij,ij->i", points, points)
+    columns = np.stack([np.ones(n), deviation, deviation ** 2], axis=1)
+    threshold = 0.25 * float(np.min(np.diff(np.unique(points.ravel())))) ** 2 if n > 1 else 0.0
+    rows = max(1, PAIR_BLOCK_ELEMENTS // max(n, 1))
+    weight_sum = moran_sum = geary_sum = 0.0
+    for start in range(0, n, rows):
+        stop = min(n, start + rows)
+        # block of rows [start, stop) against columns [start, n): the square part holds both
+        # orders of each pair, the rectangle to its right one order (counted twice below)
+        d2 = squared[start:stop, None] + squared[None, start:] - 2.0 * points[start:stop] @ points[start:].T
+        near = d2 < threshold
+        np.maximum(d2, threshold, out=d2)
+        w = np.sqrt(d2, out=d2)
+        np.divide(1.0, w, out=w)
+        w[near] = 0.0
+        factor = np.full(n - start, 2.0)
+        factor[: stop - start] = 1.0
+        sums = (w * factor) @ columns[start:]     # per row: sum w, sum w f_j, sum w f_j^2
+        f_i = deviation[start:stop]
+        weight_sum += float(sums[:, 0].sum())
+        moran_sum += float(np.dot(f_i, sums[:, 1]))
+        geary_sum += float(np.dot(f_i ** 2, sums[:, 0]) - 2.0 * np.dot(f_i, sums[:, 1]) + sums[:, 2].sum())
+    return weight_sum, moran_sum, geary_sum
+
+
+def _box_dimensions(points: np.ndarray) -> np.ndarray:
+    return points.max(axis=0) - points.min(axis=0)
+
+
+def _box_area(dimensions) -> float:
+    a, b, c = dimensions
+    return float(2.0 * (a * b + a * c + b * c))
+
+
+def _min_area_rectangle(points_2d: np.ndarray) -> tuple[float, float]:
+    """Side lengths of the minimum-area enclosing rectangle (rotating calipers over hull edges)."""
+    try:
+        hull = points_2d[ConvexHull(points_2d).vertices]
+    except QhullError:  # collinear projection
+        return float(np.ptp(points_2d[:, 0])), float(np.ptp(points_2d[:, 1]))
+    edges = np.roll(hull, -1, axis=0) - hull
+    lengths = np.linalg.norm(edges, axis=1)
+    keep = lengths > 0
+    u = edges[keep] / lengths[keep, None]
+    v = np.stack([-u[:, 1], u[:, 0]], axis=1)
+    pu, pv = hull @ u.T, hull @ v.T
+    width, height = np.ptp(pu, axis=0), np.ptp(pv, axis=0)
+    best = int(np.argmin(width * height))
+    return float(width[best]), float(height[best])
+
+
+def oriented_minimum_bounding_box(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
+    """Side lengths of the smallest box with one face orthogonal to one of ``normals`` (or the AABB)."""
+    best = _box_dimensions(points)
+    best_volume = float(np.prod(best))
+    rounded = np.round(normals * np.sign(normals[np.arange(len(normals)), np.argmax(np.abs(normals), axis=1)])[:, None], 9)
+    for n in np.unique(rounded, axis=0):
+        n = n / np.linalg.norm(n)
+        helper = np.eye(3)[int(np.argmin(np.abs(n)))]
+        u = np.cross(n, helper)
+        u /= np.linalg.norm(u)
+        v = np.cross(n, u)
+        depth = float(np.ptp(points @ n))
+        width, height = _min_area_rectangle(np.stack([points @ u, points @ v], axis=1))
+        volume = depth * width * height
+        if volume < best_volume:
+            best_volume, best = volume, np.array([depth, width, height])
+    return best
+
+
+def minimum_volume_enclosing_ellipsoid(points: np.ndarray, tolerance: float = MVEE_TOLERANCE,
+                                       max_iterations: int = MVEE_MAX_ITERATIONS) -> np.ndarray:
+    """Semi-axis lengths (descending) of the MVEE of ``points`` (Khachiyan's algorithm).
+
+    Finds weights u on the points such that ``A = (P U P^T - c c^T)^-1 / d`` with ``c = P u``
+    defines the ellipsoid ``(x - c)^T A (x - c) <= 1``; stops when
+    ``max_k M_k <= (d + 1)(1 + tolerance)``, ``M_k = q_k^T (Q U Q^T)^-1 q_k``, ``q_k = (p_k, 1)``.
+    The result is scaled to enclose every point.
+    """
+    n, d = points.shape
+    q = np.hstack([points, np.ones((n, 1))])
+    u = np.full(n, 1.0 / n)
+    for _ in range(max_iterations):
+        x = (q * u[:, None]).T @ q
+        m = np.einsum("ij,ji->i", q, np.linalg.solve(x, q.T))
+        j = int(np.argmax(m))
+        if m[j] <= (d + 1) * (1.0 + tolerance):
+            break
+        step = (m[j] - d - 1.0) / ((d + 1.0) * (m[j] - 1.0))
+        u *= 1.0 - step
+        u[j] += step
+    centre = points.T @ u
+    scatter = (points * u[:, None]).T @ points - np.outer(centre, centre)
+    a = np.linalg.inv(scatter) / d
+    offsets = points - centre
+    reach = float(np.max(np.einsum("ij,jk,ik->i", offsets, a, offsets)))
+    a /= max(reach, 1.0)
+    return np.sort(1.0 / np.sqrt(np.linalg.eigvalsh(a)))[::-1]
+
+
+def ellipsoid_volume(a: float, b: float, c: float) -> float:
+    return 4.0 * math.pi * a * b * c / 3.0
+
+
+def ellipsoid_area(a: float, b: float, c: float, degree: int = 20) -> float:
+    """Surface area of an ellipsoid with semi-axes a >= b >= c (IBSI 1, Legendre series).
+
+    A = 4 pi a b sum_{nu=0}^{20} (alpha beta)^nu / (1 - 4 nu^2) P_nu((alpha^2 + beta^2) / (2 alpha beta)),
+    alpha = sqrt(1 - b^2 / a^2), beta = sqrt(1 - c^2 / a^2). Where alpha beta ~ 0 (a = b or a sphere)
+    the exact form 4 pi abc R_G(a^-2, b^-2, c^-2) is used (finite for c > 0), or the limit 2 pi (ab + ...).
+    """
+    from numpy.polynomial.legendre import legval
+
+    a, b, c = sorted((float(a), float(b), float(c)), reverse=True)
+    if a <= 0.0:
+        return 0.0
+    alpha = math.sqrt(max(0.0, 1.0 - (b / a) ** 2))
+    beta = math.sqrt(max(0.0, 1.0 - (c / a) ** 2))
+    if alpha * beta > 1e-6:
+        nu = np.arange(degree + 1, dtype=np.float64)
+        coefficients = (alpha * beta) ** nu / (1.0 - 4.0 * nu ** 2)
+        return float(4.0 * math.pi * a * b * legval((alpha ** 2 + beta ** 2) / (2.0 * alpha * beta), coefficients))
+    if c > 0.0:
+        from scipy.special import elliprg
+
+        return float(4.0 * math.pi * a * b * c * elliprg(a ** -2, b ** -2, c ** -2))
+    return float(2.0 * math.pi * a * b)  # flat ellipse: both faces
+
+
+# ----------------------------------------------------------------------------------------------
+# Features (one function per IBSI feature; the docstring holds the IBSI formula)
+# ----------------------------------------------------------------------------------------------
+
+@_feature("morph_volume", "Volume (mesh)", "mm^3", "Volume enclosed by the marching-cubes surface mesh of the ROI.",
+          "original_shape_MeshVolume")
+def morph_volume(g: Morphology) -> float:
+    """F_morph.vol = (1/6) |sum_f a_f . (b_f x c_f)| over mesh faces f with vertices a, b, c (IBSI RNU0)."""
+    return g.volume
+
+
+@_feature("morph_vol_approx", "Volume (voxel counting)", "mm^3", "Number of ROI voxels times the voxel volume.",
+          "original_shape_VoxelVolume")
+def morph_vol_approx(g: Morphology) -> float:
+    """F_morph.approx.vol = sum_k V_k, V_k the volume of voxel k (IBSI YEKZ)."""
+    return float(g.morph_mask.sum() * np.prod(g.spacing))
+
+
+@_feature("morph_area_mesh", "Surface area (mesh)", "mm^2", "Area of the marching-cubes surface mesh of the ROI.",
+          "original_shape_SurfaceArea")
+def morph_area_mesh(g: Morphology) -> float:
+    """F_morph.area = sum_f |(b_f - a_f) x (c_f - a_f)| / 2 (IBSI C0JK)."""
+    return g.area
+
+
+@_feature("morph_av", "Surface to volume ratio", "mm^-1", "Mesh surface area divided by mesh volume.",
+          "original_shape_SurfaceVolumeRatio")
+def morph_av(g: Morphology) -> float:
+    """F_morph.av = A / V (IBSI 2PR5)."""
+    return g.area / g.volume
+
+
+@_feature("morph_comp_1", "Compactness 1", "", "V / (pi^1/2 A^3/2): how sphere-like the ROI is.",
+          "original_shape_Compactness1")
+def morph_comp_1(g: Morphology) -> float:
+    """F_morph.comp.1 = V / (pi^(1/2) A^(3/2)) (IBSI SKGS)."""
+    return g.volume / (math.sqrt(math.pi) * g.area ** 1.5)
+
+
+@_feature("morph_comp_2", "Compactness 2", "", "36 pi V^2 / A^3 (1 for a sphere).", "original_shape_Compactness2")
+def morph_comp_2(g: Morphology) -> float:
+    """F_morph.comp.2 = 36 pi V^2 / A^3 (IBSI BQWJ)."""
+    return 36.0 * math.pi * g.volume ** 2 / g.area ** 3
+
+
+@_feature("morph_sph_dispr", "Spherical disproportion", "", "A / (36 pi V^2)^(1/3) (1 for a sphere, larger otherwise).",
+          "original_shape_SphericalDisproportion")
+def morph_sph_dispr(g: Morphology) -> float:
+    """F_morph.sph.dispr = A / (36 pi V^2)^(1/3) (IBSI KRCK)."""
+    return g.area / (36.0 * math.pi * g.volume ** 2) ** (1.0 / 3.0)
+
+
+@_feature("morph_sphericity", "Sphericity", "", "(36 pi V^2)^(1/3) / A (1 for a sphere, smaller otherwise).",
+          "original_shape_Sphericity")
+def morph_sphericity(g: Morphology) -> float:
+    """F_morph.sphericity = (36 pi V^2)^(1/3) / A (IBSI QCFX)."""
+    return (36.0 * math.pi * g.volume ** 2) ** (1.0 / 3.0) / g.area
+
+
+@_feature("morph_asphericity", "Asphericity", "", "(A^3 / (36 pi V^2))^(1/3) - 1 (0 for a sphere).")
+def morph_asphericity(g: Morphology) -> float:
+    """F_morph.asphericity = (A^3 / (36 pi V^2))^(1/3) - 1 (IBSI 25C7)."""
+    return (g.area ** 3 / (36.0 * math.pi * g.volume ** 2)) ** (1.0 / 3.0) - 1.0
+
+
+@_feature("morph_com", "Centre of mass shift", "mm",
+          "Distance between the geometric centre of the ROI and its intensity-weighted centre.")
+def morph_com(g: Morphology) -> float:
+    """F_morph.com = || (1/N_v,m) sum_k X_c,k - sum_k X_gl,k X_c,k / sum_k X_gl,k || (IBSI KLMA).
+
+    The geometric centre uses the morphological mask, the intensity-weighted centre the intensity mask.
+    """
+    if not g.int_mask.any():
+        raise _Undefined("the intensity mask is empty")
+    total = float(g.int_values.sum())
+    if total == 0.0:
+        raise _Undefined("the intensities in the ROI sum to zero (no intensity-weighted centre)")
+    geometric = g.morph_points.mean(axis=0)
+    weighted = (g.int_points * g.int_values[:, None]).sum(axis=0) / total
+    return float(np.linalg.norm(geometric - weighted))
+
+
+@_feature("morph_diam", "Maximum 3D diameter", "mm", "Largest distance between two vertices of the ROI mesh.",
+          "original_shape_Maximum3DDiameter")
+def morph_diam(g: Morphology) -> float:
+    """F_morph.diam = max_{k1,k2} ||X_vx,k1 - X_vx,k2|| over mesh (convex hull) vertices (IBSI L0JK)."""
+    points = g.hull_points
+    best = 0.0
+    rows = max(1, PAIR_BLOCK_ELEMENTS // len(points))
+    for start in range(0, len(points), rows):
+        block = points[start:start + rows]
+        d2 = np.sum((block[:, None, :] - points[None, start:, :]) ** 2, axis=-1)
+        best = max(best, float(d2.max()))
+    return math.sqrt(best)
+
+
+@_feature("morph_pca_maj_axis", "Major axis length", "mm", "4 sqrt(lambda_major) (PCA of voxel positions).",
+          "original_shape_MajorAxisLength")
+def morph_pca_maj_axis(g: Morphology) -> float:
+    """F_morph.pca.major = 4 sqrt(lambda_major) (IBSI TDIC)."""
+    return 4.0 * math.sqrt(g.eigenvalues[0])
+
+
+@_feature("morph_pca_min_axis", "Minor axis length", "mm", "4 sqrt(lambda_minor) (PCA of voxel positions).",
+          "original_shape_MinorAxisLength")
+def morph_pca_min_axis(g: Morphology) -> float:
+    """F_morph.pca.minor = 4 sqrt(lambda_minor) (IBSI P9VJ)."""
+    return 4.0 * math.sqrt(g.eigenvalues[1])
+
+
+@_feature("morph_pca_least_axis", "Least axis length", "mm", "4 sqrt(lambda_least) (PCA of voxel positions).",
+          "original_shape_LeastAxisLength")
+def morph_pca_least_axis(g: Morphology) -> float:
+    """F_morph.pca.least = 4 sqrt(lambda_least) (IBSI 7J51)."""
+    return 4.0 * math.sqrt(g.eigenvalues[2])
+
+
+@_feature("morph_pca_elongation", "Elongation", "", "sqrt(lambda_minor / lambda_major).", "original_shape_Elongation")
+def morph_pca_elongation(g: Morphology) -> float:
+    """F_morph.pca.elongation = sqrt(lambda_minor / lambda_major) (IBSI Q3CK)."""
+    major, minor, _ = g.eigenvalues
+    if major <= 0.0:
+        raise _Undefined("the ROI has no spatial extent (lambda_major = 0)")
+    return math.sqrt(minor / major)
+
+
+@_feature("morph_pca_flatness", "Flatness", "", "sqrt(lambda_least / lambda_major).", "original_shape_Flatness")
+def morph_pca_flatness(g: Morphology) -> float:
+    """F_morph.pca.flatness = sqrt(lambda_least / lambda_major) (IBSI N17B)."""
+    major, _, least = g.eigenvalues
+    if major <= 0.0:
+        raise _Undefined("the ROI has no spatial extent (lambda_major = 0)")
+    return math.sqrt(least / major)
+
+
+@_feature("morph_vol_dens_aabb", "Volume density (AABB)", "", "Mesh volume / volume of the axis-aligned bounding box.")
+def morph_vol_dens_aabb(g: Morphology) -> float:
+    """F_morph.v.dens.aabb = V / V_aabb, AABB of the mesh vertices (IBSI PBX1)."""
+    return g.volume / float(np.prod(_box_dimensions(g.hull_points)))
+
+
+@_feature("morph_area_dens_aabb", "Area density (AABB)", "", "Mesh area / surface area of the axis-aligned bounding box.")
+def morph_area_dens_aabb(g: Morphology) -> float:
+    """F_morph.a.dens.aabb = A / A_aabb (IBSI R59B)."""
+    return g.area / _box_area(_box_dimensions(g.hull_points))
+
+
+def _ombb(g: Morphology) -> np.ndarray:
+    if "_ombb_dims" not in g.__dict__:
+        g.__dict__["_ombb_dims"] = oriented_minimum_bounding_box(g.hull_points, g.hull.equations[:, :3])
+    return g.__dict__["_ombb_dims"]
+
+
+@_feature("morph_vol_dens_ombb", "Volume density (OMBB)", "",
+          "Mesh volume / volume of the oriented minimum bounding box (not standardised by IBSI).")
+def morph_vol_dens_ombb(g: Morphology) -> float:
+    """F_morph.v.dens.ombb = V / V_ombb (IBSI ZH1A; reference value not standardised)."""
+    return g.volume / float(np.prod(_ombb(g)))
+
+
+@_feature("morph_area_dens_ombb", "Area density (OMBB)", "",
+          "Mesh area / surface area of the oriented minimum bounding box (not standardised by IBSI).")
+def morph_area_dens_ombb(g: Morphology) -> float:
+    """F_morph.a.dens.ombb = A / A_ombb (IBSI IQYR; reference value not standardised)."""
+    return g.area / _box_area(_ombb(g))
+
+
+def _aee_axes(g: Morphology) -> tuple[float, float, float]:
+    a, b, c = (2.0 * math.sqrt(value) for value in g.eigenvalues)
+    return a, b, c
+
+
+@_feature("morph_vol_dens_aee", "Volume density (AEE)", "",
+          "Mesh volume / volume of the approximate enclosing ellipsoid (semi-axes 2 sqrt(lambda)).")
+def morph_vol_dens_aee(g: Morphology) -> float:
+    """F_morph.v.dens.aee = 3 V / (4 pi a b c), a = 2 sqrt(lambda_major), b = 2 sqrt(lambda_minor),
+    c = 2 sqrt(lambda_least) (IBSI 6BDE)."""
+    volume = ellipsoid_volume(*_aee_axes(g))
+    if volume <= 0.0:
+        raise _Undefined("the approximate enclosing ellipsoid has zero volume (ROI without extent along a PCA axis)")
+    return g.volume / volume
+
+
+@_feature("morph_area_dens_aee", "Area density (AEE)", "",
+          "Mesh area / surface area of the approximate enclosing ellipsoid.")
+def morph_area_dens_aee(g: Morphology) -> float:
+    """F_morph.a.dens.aee = A / A_aee, A_aee = 4 pi a b sum_{nu=0}^{20} (alpha beta)^nu / (1 - 4 nu^2)
+    P_nu((alpha^2 + beta^2) / (2 alpha beta)), alpha = sqrt(1 - b^2/a^2), beta = sqrt(1 - c^2/a^2) (IBSI RDD2)."""
+    area = ellipsoid_area(*_aee_axes(g))
+    if area <= 0.0:
+        raise _Undefined("the approximate enclosing ellipsoid has zero area (single-voxel ROI)")
+    return g.area / area
+
+
+def _mvee_axes(g: Morphology) -> np.ndarray:
+    if "_mvee_axes" not in g.__dict__:
+        g.__dict__["_mvee_axes"] = minimum_volume_enclosing_ellipsoid(g.hull_points)
+    return g.__dict__["_mvee_axes"]
+
+
+@_feature("morph_vol_dens_mvee", "Volume density (MVEE)", "",
+          "Mesh volume / volume of the minimum volume enclosing ellipsoid (not standardised by IBSI).")
+def morph_vol_dens_mvee(g: Morphology) -> float:
+    """F_morph.v.dens.mvee = V / V_mvee, MVEE of the convex hull vertices by Khachiyan's algorithm (IBSI SWZ1)."""
+    return g.volume / ellipsoid_volume(*_mvee_axes(g))
+
+
+@_feature("morph_area_dens_mvee", "Area density (MVEE)", "",
+          "Mesh area / surface area of the minimum volume enclosing ellipsoid (not standardised by IBSI).")
+def morph_area_dens_mvee(g: Morphology) -> float:
+    """F_morph.a.dens.mvee = A / A_mvee (IBSI BRI8)."""
+    return g.area / ellipsoid_area(*_mvee_axes(g))
+
+
+@_feature("morph_vol_dens_conv_hull", "Volume density (convex hull)", "", "Mesh volume / volume of its convex hull.")
+def morph_vol_dens_conv_hull(g: Morphology) -> float:
+    """F_morph.v.dens.conv.hull = V / V_convex (IBSI R3ER)."""
+    return g.volume / float(g.hull.volume)
+
+
+@_feature("morph_area_dens_conv_hull", "Area density (convex hull)", "", "Mesh area / surface area of its convex hull.")
+def morph_area_dens_conv_hull(g: Morphology) -> float:
+    """F_morph.a.dens.conv.hull = A / A_convex (IBSI 7T7F)."""
+    return g.area / float(g.hull.area)
+
+
+@_feature("morph_integ_int", "Integrated intensity", "intensity x mm^3",
+          "Mesh volume times the mean intensity in the ROI (intensity mask).")
+def morph_integ_int(g: Morphology) -> float:
+    """F_morph.integ.int = V (1/N_v,gl) sum_k X_gl,k (IBSI 99N0)."""
+    if not g.int_mask.any():
+        raise _Undefined("the intensity mask is empty")
+    return g.volume * float(g.int_values.mean())
+
+
+@_feature("morph_moran_i", "Moran's I index", "",
+          "Spatial autocorrelation of intensities with inverse-distance weights (1: clustered, 0: random).")
+def morph_moran_i(g: Morphology) -> float:
+    """F_morph.moran.i = N_v / sum_{k1 != k2} w_k1k2 * sum_{k1 != k2} w_k1k2 (X_k1 - mu)(X_k2 - mu)
+    / sum_k (X_k - mu)^2, w_k1k2 = 1 / ||X_c,k1 - X_c,k2|| (mm), voxels of the intensity mask (IBSI N365).
+    Computed exactly over all pairs."""
+    return g.autocorrelation[0]
+
+
+@_feature("morph_geary_c", "Geary's C measure", "",
+          "Spatial autocorrelation from squared intensity differences with inverse-distance weights.")
+def morph_geary_c(g: Morphology) -> float:
+    """F_morph.geary.c = (N_v - 1) / (2 sum_{k1 != k2} w_k1k2) * sum_{k1 != k2} w_k1k2 (X_k1 - X_k2)^2
+    / sum_k (X_k - mu)^2, w as for Moran's I (IBSI NPT7). Computed exactly over all pairs."""
+    return g.autocorrelation[1]
+
+
+# ----------------------------------------------------------------------------------------------
+
+def compute(roi, settings=None, tags=None) -> dict:
+    """All morphological features of ``roi`` as {IBSI tag: value}; NaN with a note in ``roi.notes`` where undefined.
+
+    ``tags`` restricts the computation to some tags (default: all of :data:`FEATURES`).
+    """
+    tags = list(FEATURES) if tags is None else [t for t in tags if t in FEATURES]
+    if not np.any(roi.morphological_mask):
+        roi.notes.append("morphology: the morphological mask is empty; all morph_* features are NaN")
+        return {tag: math.nan for tag in tags}
+    geometry = Morphology(roi)
+    result = {}
+    reasons = {}
+    for tag in tags:
+        try:
+            value = float(_FUNCTIONS[tag](geometry))
+            if not math.isfinite(value):
+                raise _Undefined("the value is not finite")
+        except _Undefined as reason:
+            value = math.nan
+            reasons.setdefault(str(reason), []).append(tag)
+        except (QhullError, np.linalg.LinAlgError, ZeroDivisionError) as error:
+            value = math.nan
+            reasons.setdefault(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}", []).append(tag)
+        result[tag] = value
+    for reason, undefined in reasons.items():
+        roi.notes.append(f"morphology: {', '.join(undefined)} NaN: {reason}")
+    return result

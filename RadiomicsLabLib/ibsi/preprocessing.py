@@ -1,0 +1,348 @@
+"""IBSI chapter 1 image processing (sections 2.1-2.6 of arXiv 1612.07003): image and mask -> Roi.
+
+Steps, in the order IBSI prescribes them:
+
+1. Data import: image and mask as float64 arrays (z, y, x). The mask is rounded (a float mask that
+   says 0.99999 means 1) and ``mask != 0`` is the ROI. With ``round_intensities`` the image is
+   rounded as well (IBSI's advice for the CT phantom in NIfTI: convert to float, round to integers).
+2. Interpolation (section 2.4, "align grid centers"), per axis with original size ``n_a``,
+   spacing ``s_a`` and new spacing ``s_b``::
+
+       n_b     = ceil(n_a s_a / s_b)
+       x_{b,g} = (n_a - 1 - (s_b / s_a)(n_b - 1)) / 2          (new origin in grid coordinates)
+       x_{b,w} = x_{a,w} + (s_a (n_a - 1) - s_b (n_b - 1)) / 2  (new origin in world coordinates)
+
+   New grid points sit at ``x_{b,g} + k s_b / s_a`` in original grid coordinates. Points outside
+   the original grid take the nearest boundary intensity (IBSI: pad with the boundary intensity).
+   Image: nearest neighbour, (bi/tri)linear or cubic spline (order 3 B-spline, i.e. IBSI's
+   "tricubic spline"); mask: ``mask_interpolation`` of the 0/1 mask, then
+   ``R_j = 1 if R_interp,j >= delta`` with ``delta = mask_threshold`` (IBSI partial volume, 0.5).
+   A ``None`` spacing component keeps that axis (2D configurations interpolate in-plane only).
+3. Rounding of interpolated intensities to the nearest integer (``round_intensities``, CT).
+4. Re-segmentation (section 2.5) of the intensity mask; the morphological mask is the interpolated
+   mask. Range: voxels outside the closed interval [a, b] leave the intensity mask (``None`` bound:
+   half-open). Outliers: voxels outside [mu - 3 sigma, mu + 3 sigma] leave it, with mu and sigma
+   (population standard deviation) of the intensities in the interpolated ROI before the range
+   step; both filters combined are the intersection of the two intervals (as MIRP does; checked
+   against the configuration E diagnostics).
+
+``prepare_roi`` returns the Roi and the IBSI diagnostic features (``img_dim_x_init_img``,
+``int_mask_vox_count_reseg_roi``, ...; see :data:`FEATURES`).
+"""
+
+import math
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from ..errors import RadiomicsLabError
+from .config import INTERPOLATIONS
+from .roi import Roi
+
+#: Spline order of each interpolation name.
+_ORDERS = {"nearest": 0, "linear": 1, "cubic": 3}
+#: Slack on the partial volume threshold, so that 0.4999999999 from rounding counts as 0.5 (IBSI 1, 5.2).
+_THRESHOLD_SLACK = 1e-6
+#: Relative tolerance on spacing / origin / direction when comparing the image and mask grids.
+_GRID_TOLERANCE = 1e-4
+
+_STAGES_IMAGE = {"init_img": "initial image", "interp_img": "interpolated image"}
+_STAGES_ROI = {"init_roi": "initial ROI", "interp_roi": "interpolated ROI", "reseg_roi": "re-segmented ROI"}
+_PYRADIOMICS_STAGE = {"init": "original", "interp": "interpolated", "reseg": "resegmented"}
+
+
+def _describe():
+    features = {}
+    for stage, words in _STAGES_IMAGE.items():
+        py = f"diagnostics_Image-{_PYRADIOMICS_STAGE[stage.split('_')[0]]}"
+        for axis in "xyz":
+            features[f"img_dim_{axis}_{stage}"] = {
+                "name": f"Image dimension {axis} ({words})", "unit": "",
+                "description": f"Number of voxels along {axis} of the {words}.", "pyradiomics": f"{py}_Size"}
+            features[f"vox_dim_{axis}_{stage}"] = {
+                "name": f"Voxel dimension {axis} ({words})", "unit": "mm",
+                "description": f"Voxel spacing along {axis} of the {words}.", "pyradiomics": f"{py}_Spacing"}
+        for key, word in (("mean", "Mean"), ("min", "Minimum"), ("max", "Maximum")):
+            features[f"{key}_int_{stage}"] = {
+                "name": f"{word} intensity ({words})", "unit": "intensity",
+                "description": f"{word} intensity over the whole {words}.", "pyradiomics": f"{py}_{word}"}
+    for stage, words in _STAGES_ROI.items():
+        py = f"diagnostics_Mask-{_PYRADIOMICS_STAGE[stage.split('_')[0]]}"
+        for axis in "xyz":
+            features[f"int_mask_dim_{axis}_{stage}"] = {
+                "name": f"Int. mask dimension {axis} ({words})", "unit": "",
+                "description": f"Number of voxels along {axis} of the grid holding the {words} intensity mask.",
+                "pyradiomics": ""}
+            for mask, label in (("int", "intensity"), ("morph", "morphological")):
+                features[f"{mask}_mask_bb_dim_{axis}_{stage}"] = {
+                    "name": f"{label.capitalize()} mask bounding box dimension {axis} ({words})", "unit": "",
+                    "description": f"Extent in voxels along {axis} of the bounding box of the {words} {label} mask.",
+                    "pyradiomics": f"{py}_BoundingBox (size part)" if mask == "int" else ""}
+        for mask, label in (("int", "intensity"), ("morph", "morphological")):
+            features[f"{mask}_mask_vox_count_{stage}"] = {
+                "name": f"{label.capitalize()} mask voxel count ({words})", "unit": "",
+                "description": f"Number of voxels in the {words} {label} mask.",
+                "pyradiomics": f"{py}_VoxelNum" if mask == "int" else ""}
+        for key, word in (("mean", "Mean"), ("min", "Minimum"), ("max", "Maximum")):
+            features[f"int_mask_{key}_int_{stage}"] = {
+                "name": f"Int. mask {word.lower()} intensity ({words})", "unit": "intensity",
+                "description": f"{word} intensity inside the {words} intensity mask.",
+                "pyradiomics": f"{py}_{word}" if stage != "init_roi" else ""}
+    return features
+
+
+#: IBSI diagnostic features (the ``Diagnostics-*`` rows of the configuration A-E tables):
+#: tag -> name, unit, one-line description and the nearest pyradiomics diagnostics key ("" if none).
+FEATURES = _describe()
+
+
+def prepare_roi(image: sitk.Image, mask: sitk.Image, settings) -> tuple[Roi, dict]:
+    """Interpolate, round and re-segment ``image`` and the ROI ``mask != 0`` as ``settings`` say.
+
+    Returns the :class:`~RadiomicsLabLib.ibsi.roi.Roi` (arrays (z, y, x), spacing (z, y, x) mm) and
+    the IBSI diagnostic features as ``{tag: value}``. Raises
+    :class:`~RadiomicsLabLib.errors.RadiomicsLabError` for bad settings, mismatched grids or an
+    empty ROI.
+    """
+    check_settings(settings)
+    check_same_grid(image, mask)
+    image_array, spacing = _as_array(image, "image")
+    mask_array, _ = _as_array(mask, "mask")
+    roi_mask = np.rint(mask_array) != 0
+    if not roi_mask.any():
+        raise RadiomicsLabError("The mask is empty: no voxel of the segmentation is set. "
+                                "Choose a segment that contains voxels, or draw the region of interest first.")
+    if settings.round_intensities:
+        image_array = np.rint(image_array)
+
+    diagnostics = {}
+    diagnostics.update(image_diagnostics(image_array, spacing, "init_img"))
+    diagnostics.update(roi_diagnostics(image_array, roi_mask, roi_mask, "init_roi"))
+
+    new_spacing = target_spacing(spacing, settings.new_spacing)
+    if new_spacing != spacing:
+        image_array = interpolate(image_array, spacing, new_spacing, settings.interpolation)
+        fraction = interpolate(roi_mask.astype(np.float64), spacing, new_spacing, settings.mask_interpolation)
+        roi_mask = fraction >= settings.mask_threshold - _THRESHOLD_SLACK
+        spacing = new_spacing
+        if settings.round_intensities:
+            image_array = np.rint(image_array)
+        if not roi_mask.any():
+            raise RadiomicsLabError(
+                f"The region of interest vanished on interpolation to {_xyz(spacing)} mm (no voxel reached the "
+                f"partial volume threshold {settings.mask_threshold}). Use a finer spacing or a lower mask threshold.")
+
+    diagnostics.update(image_diagnostics(image_array, spacing, "interp_img"))
+    diagnostics.update(roi_diagnostics(image_array, roi_mask, roi_mask, "interp_roi"))
+
+    intensity_mask = resegment(image_array, roi_mask, settings.resegment_range, settings.resegment_outliers,
+                               getattr(settings, "outlier_sigma", 3.0))
+    if not intensity_mask.any():
+        raise RadiomicsLabError(
+            f"The region of interest is empty after re-segmentation (range {settings.resegment_range}, "
+            f"outlier filtering {'on' if settings.resegment_outliers else 'off'}): no ROI intensity lies in the "
+            f"accepted range. Widen the re-segmentation range or check the image's intensity units.")
+    diagnostics.update(roi_diagnostics(image_array, intensity_mask, roi_mask, "reseg_roi"))
+
+    roi = Roi(image_array, roi_mask, intensity_mask, spacing)
+    return roi, diagnostics
+
+
+# ----------------------------------------------------------------------------------------- checks
+
+def check_settings(settings) -> None:
+    """Raise RadiomicsLabError for preprocessing settings that cannot work."""
+    for label, name in (("image", settings.interpolation), ("mask", settings.mask_interpolation)):
+        if name not in _ORDERS:
+            raise RadiomicsLabError(f"Unknown {label} interpolation '{name}'; use one of {', '.join(INTERPOLATIONS)}.")
+    if settings.new_spacing is not None:
+        values = tuple(settings.new_spacing)
+        if len(values) != 3:
+            raise RadiomicsLabError(f"The new spacing must have three values (x, y, z) in mm, None to keep an axis "
+                                    f"(got {settings.new_spacing}).")
+        for axis, value in zip("xyz", values):
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise RadiomicsLabError(f"The new spacing along {axis} must be a positive number of mm or None "
+                                        f"(got {value}).")
+    threshold = settings.mask_threshold
+    if not (isinstance(threshold, (int, float)) and 0 < threshold <= 1):
+        raise RadiomicsLabError(f"The mask partial volume threshold must be in (0, 1] (got {threshold}); 0.5 is usual.")
+    if settings.resegment_range is not None:
+        bounds = tuple(settings.resegment_range)
+        if len(bounds) != 2:
+            raise RadiomicsLabError(f"The re-segmentation range must be (lower, upper), either may be None "
+                                    f"(got {settings.resegment_range}).")
+        lower, upper = bounds
+        if lower is not None and upper is not None and lower > upper:
+            raise RadiomicsLabError(f"The re-segmentation range is inverted: lower bound {lower} is above upper bound "
+                                    f"{upper}. Give it as (lower, upper).")
+    sigma = getattr(settings, "outlier_sigma", 3.0)
+    if settings.resegment_outliers and not (sigma > 0):
+        raise RadiomicsLabError(f"The outlier filter width must be a positive number of standard deviations (got {sigma}).")
+
+
+def check_same_grid(image: sitk.Image, mask: sitk.Image) -> None:
+    """Raise RadiomicsLabError unless image and mask share size, spacing, origin and direction."""
+    if image.GetDimension() != mask.GetDimension() or image.GetSize() != mask.GetSize():
+        raise RadiomicsLabError(f"The image ({_size(image)} voxels) and the mask ({_size(mask)} voxels) are not on the "
+                                f"same grid. Resample the mask onto the image grid first.")
+    scale = max(max(image.GetSpacing()), 1.0)
+    checks = (("spacing", image.GetSpacing(), mask.GetSpacing(), scale),
+              ("origin", image.GetOrigin(), mask.GetOrigin(), scale),
+              ("direction", image.GetDirection(), mask.GetDirection(), 1.0))
+    for what, a, b, unit in checks:
+        if not np.allclose(a, b, rtol=0, atol=_GRID_TOLERANCE * unit):
+            raise RadiomicsLabError(f"The image and the mask are not on the same grid: their {what} differs "
+                                    f"({_fmt(a)} vs {_fmt(b)}). Resample the mask onto the image grid first.")
+
+
+def _as_array(image: sitk.Image, label: str) -> tuple[np.ndarray, tuple]:
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise RadiomicsLabError(f"The {label} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
+                                f"give a single-channel (scalar) {label}.")
+    array = sitk.GetArrayFromImage(image).astype(np.float64)
+    spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
+    if image.GetDimension() == 2:
+        array, spacing = array[np.newaxis], (1.0, *spacing)
+    elif image.GetDimension() != 3:
+        raise RadiomicsLabError(f"The {label} is {image.GetDimension()}D; give a 2D or 3D {label}.")
+    if not np.all(np.isfinite(array)):
+        raise RadiomicsLabError(f"The {label} contains NaN or infinite values; replace them before extraction.")
+    return array, spacing
+
+
+# ---------------------------------------------------------------------------------- interpolation
+
+def target_spacing(spacing: tuple, new_spacing_xyz) -> tuple:
+    """The (z, y, x) spacing after interpolation: ``new_spacing_xyz`` (x, y, z), None components keep the axis."""
+    if new_spacing_xyz is None:
+        return tuple(spacing)
+    return tuple(float(s) if s is not None else old for s, old in zip(tuple(new_spacing_xyz)[::-1], spacing))
+
+
+def interpolation_grid(size, spacing, new_spacing) -> tuple[tuple, tuple]:
+    """IBSI "align grid centers" (section 2.4): per axis ``n_b = ceil(n_a s_a / s_b)`` and the grid origin
+    ``x_{b,g} = (n_a - 1 - (s_b / s_a)(n_b - 1)) / 2`` in original grid coordinates.
+
+    Axes whose spacing does not change keep their size and origin (0). Any axis order, all three in the same.
+    """
+    new_size, origin = [], []
+    for n_a, s_a, s_b in zip(size, spacing, new_spacing):
+        if s_b == s_a:
+            new_size.append(int(n_a))
+            origin.append(0.0)
+            continue
+        # Round the fraction first so that e.g. 100.00000000001 does not become 101.
+        n_b = max(1, int(math.ceil(round(n_a * s_a / s_b, 9))))
+        new_size.append(n_b)
+        origin.append(0.5 * (n_a - 1 - (s_b / s_a) * (n_b - 1)))
+    return tuple(new_size), tuple(origin)
+
+
+def interpolated_geometry(image: sitk.Image, new_spacing_xyz) -> tuple[tuple, tuple, tuple]:
+    """(size, spacing, origin) in SimpleITK (x, y, z) order of the grid ``prepare_roi`` interpolates ``image`` to.
+
+    Use it to write a Roi array back as an image: ``x_{b,w} = x_{a,w} + D (s_a (n_a - 1) - s_b (n_b - 1)) / 2``
+    with D the image direction.
+    """
+    spacing_xyz = tuple(float(s) for s in image.GetSpacing())
+    new_xyz = target_spacing(spacing_xyz[::-1], new_spacing_xyz)[::-1] if image.GetDimension() == 3 else spacing_xyz
+    size, origin_g = interpolation_grid(image.GetSize(), spacing_xyz, new_xyz)
+    shift = np.asarray(origin_g) * np.asarray(spacing_xyz)
+    direction = np.asarray(image.GetDirection()).reshape(image.GetDimension(), image.GetDimension())
+    origin = tuple(float(v) for v in np.asarray(image.GetOrigin()) + direction @ shift)
+    return size, new_xyz, origin
+
+
+def interpolate(array: np.ndarray, spacing: tuple, new_spacing: tuple, method: str) -> np.ndarray:
+    """``array`` (z, y, x) with ``spacing`` interpolated onto the IBSI grid with ``new_spacing`` (both (z, y, x)).
+
+    ``method``: nearest | linear | cubic (B-spline of order 3 through the voxel values). Outside the
+    original grid the nearest boundary value is used (IBSI: pad with the boundary intensity).
+    """
+    order = _ORDERS[method]
+    new_size, origin = interpolation_grid(array.shape, spacing, new_spacing)
+    step = np.asarray(new_spacing, dtype=np.float64) / np.asarray(spacing, dtype=np.float64)
+    if order == 0:
+        # Nearest neighbour by explicit index rounding (half away from the grid origin is ambiguous in
+        # spline code); separable, so index each axis.
+        indices = [np.clip(np.floor(o + np.arange(n) * s + 0.5).astype(np.intp), 0, m - 1)
+                   for o, n, s, m in zip(origin, new_size, step, array.shape)]
+        return array[np.ix_(*indices)].astype(np.float64)
+    return ndimage.affine_transform(array, step, offset=origin, output_shape=new_size, order=order,
+                                    mode="nearest", prefilter=order > 1, output=np.float64)
+
+
+# -------------------------------------------------------------------------------- re-segmentation
+
+def resegment(image: np.ndarray, mask: np.ndarray, value_range=None, outliers: bool = False,
+              sigma: float = 3.0) -> np.ndarray:
+    """The intensity mask: ``mask`` without voxels outside ``value_range`` and, with ``outliers``, outside
+    ``[mu - sigma s, mu + sigma s]`` (mu, s: mean and population SD of the intensities in ``mask``).
+    """
+    lower, upper = (tuple(value_range) if value_range is not None else (None, None))
+    if outliers:
+        values = image[mask]
+        mu, sd = float(values.mean()), float(values.std())
+        lower = mu - sigma * sd if lower is None else max(lower, mu - sigma * sd)
+        upper = mu + sigma * sd if upper is None else min(upper, mu + sigma * sd)
+    result = mask.copy()
+    if lower is not None:
+        result &= image >= lower
+    if upper is not None:
+        result &= image <= upper
+    return result
+
+
+# ------------------------------------------------------------------------------------ diagnostics
+
+def image_diagnostics(image: np.ndarray, spacing: tuple, stage: str) -> dict:
+    """Image dimensions, voxel dimensions and mean / min / max intensity of the whole image (``*_{stage}``)."""
+    out = {}
+    for axis, n, s in zip("zyx", image.shape, spacing):
+        out[f"img_dim_{axis}_{stage}"] = float(n)
+        out[f"vox_dim_{axis}_{stage}"] = float(s)
+    out[f"mean_int_{stage}"] = float(image.mean())
+    out[f"min_int_{stage}"] = float(image.min())
+    out[f"max_int_{stage}"] = float(image.max())
+    return out
+
+
+def _bounding_box(mask: np.ndarray) -> tuple:
+    """Extent (z, y, x) in voxels of the smallest box holding ``mask``."""
+    extents = []
+    for axis in range(mask.ndim):
+        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        extents.append(float(present[-1] - present[0] + 1) if present.size else 0.0)
+    return tuple(extents)
+
+
+def roi_diagnostics(image: np.ndarray, intensity_mask: np.ndarray, morphological_mask: np.ndarray, stage: str) -> dict:
+    """Mask grid dimensions, bounding boxes, voxel counts and intensity mask mean / min / max (``*_{stage}``)."""
+    out = {}
+    int_bb, morph_bb = _bounding_box(intensity_mask), _bounding_box(morphological_mask)
+    for i, axis in enumerate("zyx"):
+        out[f"int_mask_dim_{axis}_{stage}"] = float(intensity_mask.shape[i])
+        out[f"int_mask_bb_dim_{axis}_{stage}"] = int_bb[i]
+        out[f"morph_mask_bb_dim_{axis}_{stage}"] = morph_bb[i]
+    out[f"int_mask_vox_count_{stage}"] = float(np.count_nonzero(intensity_mask))
+    out[f"morph_mask_vox_count_{stage}"] = float(np.count_nonzero(morphological_mask))
+    values = image[intensity_mask]
+    empty = values.size == 0
+    out[f"int_mask_mean_int_{stage}"] = float("nan") if empty else float(values.mean())
+    out[f"int_mask_min_int_{stage}"] = float("nan") if empty else float(values.min())
+    out[f"int_mask_max_int_{stage}"] = float("nan") if empty else float(values.max())
+    return out
+
+
+def _xyz(spacing_zyx) -> str:
+    return " x ".join(f"{s:g}" for s in spacing_zyx[::-1])
+
+
+def _size(image) -> str:
+    return " x ".join(str(n) for n in image.GetSize())
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
