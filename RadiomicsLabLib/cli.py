@@ -27,6 +27,8 @@ def cli():
 @click.argument("mask", required=False, type=click.Path(path_type=Path))
 @click.option("--label", "labels", type=int, multiple=True, help="Label value to extract (repeatable; default: every label in the mask).")
 @click.option("--params", default=None, help="pyradiomics parameter file (YAML/JSON) or preset name (see `radiomicslab presets`).")
+@click.option("--engine", type=click.Choice(["pyradiomics", "ibsi"]), default=None,
+              help="Feature engine: pyradiomics, or RadiomicsLab's IBSI engine (default: what the parameters declare, else pyradiomics).")
 @click.option("--image-type", "image_types", multiple=True,
               help="Image type replacing the parameter file's, e.g. Original, 'LoG:sigma=1,3', Wavelet (repeatable).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
@@ -37,7 +39,7 @@ def cli():
 @click.option("--segment", "segment_names", multiple=True, help="With --scene alone: extract only segments of this name (repeatable).")
 @click.option("--wide", is_flag=True, help="One row per segment instead of one row per feature.")
 @click.option("--resample-mask", is_flag=True, help="Resample the mask onto the image grid (nearest neighbour) when the grids differ.")
-def extract(image, mask, labels, params, image_types, output, scene, segment_names, wide, resample_mask):
+def extract(image, mask, labels, params, engine, image_types, output, scene, segment_names, wide, resample_mask):
     """Extract features of the segments of IMAGE given by MASK (a label map), or of a saved --scene."""
     started = time.perf_counter()
     if output is not None:
@@ -47,13 +49,13 @@ def extract(image, mask, labels, params, image_types, output, scene, segment_nam
             raise click.UsageError("Give IMAGE and MASK, or --scene STUDY.mrb.")
         if labels or resample_mask:
             raise click.UsageError("--label and --resample-mask need IMAGE and MASK; with --scene alone use --segment.")
-        values, provenance = _extract_scene(scene, segment_names, params, image_types)
+        values, provenance = _extract_scene(scene, segment_names, _settings(params, image_types, engine))
     elif image is None or mask is None:
         raise click.UsageError("Give both IMAGE and MASK.")
     else:
         if segment_names:
             raise click.UsageError("--segment is for --scene alone; with IMAGE and MASK choose labels with --label.")
-        values, provenance = _extract_files(image, mask, labels, params, image_types, resample_mask, scene)
+        values, provenance = _extract_files(image, mask, labels, _settings(params, image_types, engine), resample_mask, scene)
     _report(values, provenance, output, wide, scene, time.perf_counter() - started)
 
 
@@ -69,7 +71,7 @@ def demo(output_dir, case):
     csv_path, scene_path = output_dir / "features.csv", output_dir / "study.mrb"
     _check_outputs(csv_path, scene_path)
     click.echo(f"RadiomicsLab demo: pyradiomics-default features of the '{case}' MR case ({image.name}).", err=True)
-    values, provenance = _extract_files(image, mask, (), None, (), False, scene_path)
+    values, provenance = _extract_files(image, mask, (), _settings(None, (), None), False, scene_path)
     _report(values, provenance, csv_path, False, scene_path, time.perf_counter() - started)
     by_name = {v.feature: v.value for v in values}
     click.echo("\nA few of the values:")
@@ -80,6 +82,31 @@ def demo(output_dir, case):
     click.echo(f"  {csv_path.name:<30} features, one row per segment and feature")
     click.echo(f"  {csv_path.stem + '.provenance.json':<30} versions, settings, geometry and hashes")
     click.echo(f"  {scene_path.name:<30} the study: open it in 3D Slicer (File > Add Data, or drag it onto the window)")
+
+
+@cli.command()
+@click.option("-o", "--output-dir", type=click.Path(path_type=Path), default=Path("out/ibsi"), show_default=True)
+@click.option("--dataset", "datasets", multiple=True,
+              help="Only these data sets (repeatable): digital_phantom, config_A..config_E, ibsi2_phase1, ibsi2_phase2.")
+def ibsi(output_dir, datasets):
+    """IBSI compliance: run every IBSI reference data set and report pass counts (ibsi_report.csv, .md)."""
+    from .fileio import check_writable
+    from .ibsi.compliance import DATASETS, run_compliance, summary
+
+    unknown = [d for d in datasets if d not in DATASETS]
+    if unknown:
+        raise RadiomicsLabError(f"Unknown IBSI data set {', '.join(unknown)}; choose from {', '.join(DATASETS)}.")
+    check_writable(output_dir / "ibsi_report.csv")
+
+    def progress(dataset, rows, seconds):
+        passed = sum(r.passed for r in rows)
+        click.echo(f"{dataset:<16} {passed:>4} / {len(rows):<4} passed  ({seconds:.1f} s)")
+
+    rows = run_compliance(output_dir, datasets or DATASETS, progress)
+    passed, total = sum(p for p, _ in summary(rows).values()), len(rows)
+    click.echo(f"{'all':<16} {passed:>4} / {total:<4} passed -> {output_dir / 'ibsi_report.csv'}, {output_dir / 'ibsi_report.md'}")
+    if passed != total:
+        sys.exit(1)
 
 
 @cli.command()
@@ -129,14 +156,18 @@ def _file_inputs(image: Path, mask: Path) -> dict:
     return {"image_file": describe(image), "mask_file": describe(mask)}
 
 
-def _extract_files(image_path, mask_path, labels, params, image_types, resample_mask, scene_path):
+def _settings(params, image_types, engine):
+    from .settings import load_settings
+
+    return load_settings(params, image_types, engine)
+
+
+def _extract_files(image_path, mask_path, labels, settings, resample_mask, scene_path):
     """IMAGE + MASK: straight through the core, or through a headless scene saved as ``scene_path``."""
     from .extraction import extract, prepare_inputs
     from .imageio import read_image
-    from .settings import load_settings
     from .validation import check_mask_is_label_map, labels_present, segment_name
 
-    settings = load_settings(params, image_types)
     image = read_image(image_path, "image")
     mask = check_mask_is_label_map(read_image(mask_path, "mask"), where=f"mask '{mask_path}'")
     chosen = labels or labels_present(mask)
@@ -165,15 +196,13 @@ def _extract_into_new_scene(image, mask, image_path, mask_path, segments, settin
     return logic.feature_values(table), logic.provenance(table)
 
 
-def _extract_scene(scene_path, segment_names, params, image_types):
+def _extract_scene(scene_path, segment_names, settings):
     """--scene alone: every segmentation in the study (or the named segments), tables saved into it."""
     from .mrml import ExtractionLogic
     from .mrml.app import new_headless_app
     from .mrml.convert import segment_ids, segment_name
-    from .settings import load_settings
 
     _check_outputs(scene_path)
-    settings = load_settings(params, image_types)
     logic = ExtractionLogic(new_headless_app().scene)
     logic.load_scene(scene_path)
     jobs = []

@@ -48,17 +48,18 @@ class ExtractionLogic:
 
     # Extraction -----------------------------------------------------------------------------
     def extract(self, volume_node, segmentation_node, segment_ids=None, settings=None, image_types=None,
-                table_node=None, progress=None):
+                table_node=None, progress=None, engine=None):
         """Extract features of each chosen segment; returns a ``vtkMRMLTableNode`` (long format).
 
         ``segment_ids``: segment IDs or names (default: all segments); ``settings``: a preset name,
         a pyradiomics parameter file, or a parameter dict; ``image_types``: e.g. ``["Original",
-        "LoG:sigma=1,3", "Wavelet"]``; ``progress(done, total, segment)`` returning ``False``
-        cancels. Everything is checked before any work: on an error the scene is unchanged.
+        "LoG:sigma=1,3", "Wavelet"]``; ``engine``: ``"pyradiomics"`` or ``"ibsi"`` (default: what the
+        settings declare); ``progress(done, total, segment)`` returning ``False`` cancels.
+        Everything is checked before any work: on an error the scene is unchanged.
         """
         self._check_node(volume_node, "vtkMRMLScalarVolumeNode", "input volume")
         self._check_node(segmentation_node, "vtkMRMLSegmentationNode", "segmentation")
-        settings = load_settings(settings, image_types)
+        settings = load_settings(settings, image_types, engine)
         image = volume_to_sitk(volume_node)
         segment_masks = []
         for segment_id in self.resolve_segments(segmentation_node, segment_ids):
