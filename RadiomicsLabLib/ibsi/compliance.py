@@ -18,7 +18,7 @@ import SimpleITK as sitk
 
 from ..data import data_dir
 from ..fileio import atomic_output, write_text_atomic
-from .reference import CHAPTER1_DATASETS, chapter1_reference, chapter2_phase2_reference, ibsi1_images
+from .reference import CHAPTER1_DATASETS, chapter1_reference, chapter2_phase2_reference, ibsi1_images, ibsi_match
 
 REPORT_COLUMNS = ("dataset", "tag", "value", "reference", "tolerance", "passed")
 DATASETS = (*CHAPTER1_DATASETS, "ibsi2_phase1", "ibsi2_phase2")
@@ -34,7 +34,7 @@ class ReportRow:
 
     @property
     def passed(self) -> bool:
-        return not math.isnan(self.value) and abs(self.value - self.reference) <= self.tolerance
+        return ibsi_match(self.value, self.reference, self.tolerance)
 
 
 def chapter1_rows(dataset: str) -> list[ReportRow]:

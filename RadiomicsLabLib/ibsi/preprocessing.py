@@ -31,6 +31,7 @@ Steps, in the order IBSI prescribes them:
 """
 
 import math
+import numbers
 
 import numpy as np
 import SimpleITK as sitk
@@ -73,7 +74,7 @@ def _describe():
             features[f"int_mask_dim_{axis}_{stage}"] = {
                 "name": f"Int. mask dimension {axis} ({words})", "unit": "",
                 "description": f"Number of voxels along {axis} of the grid holding the {words} intensity mask.",
-                "pyradiomics": ""}
+                "pyradiomics": f"{py}_Size"}
             for mask, label in (("int", "intensity"), ("morph", "morphological")):
                 features[f"{mask}_mask_bb_dim_{axis}_{stage}"] = {
                     "name": f"{label.capitalize()} mask bounding box dimension {axis} ({words})", "unit": "",
@@ -162,11 +163,11 @@ def check_settings(settings) -> None:
             raise RadiomicsLabError(f"The new spacing must have three values (x, y, z) in mm, None to keep an axis "
                                     f"(got {settings.new_spacing}).")
         for axis, value in zip("xyz", values):
-            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if value is not None and not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
                 raise RadiomicsLabError(f"The new spacing along {axis} must be a positive number of mm or None "
                                         f"(got {value}).")
     threshold = settings.mask_threshold
-    if not (isinstance(threshold, (int, float)) and 0 < threshold <= 1):
+    if not (isinstance(threshold, numbers.Real) and 0 < threshold <= 1):
         raise RadiomicsLabError(f"The mask partial volume threshold must be in (0, 1] (got {threshold}); 0.5 is usual.")
     if settings.resegment_range is not None:
         bounds = tuple(settings.resegment_range)
@@ -247,7 +248,8 @@ def interpolated_geometry(image: sitk.Image, new_spacing_xyz) -> tuple[tuple, tu
     with D the image direction.
     """
     spacing_xyz = tuple(float(s) for s in image.GetSpacing())
-    new_xyz = target_spacing(spacing_xyz[::-1], new_spacing_xyz)[::-1] if image.GetDimension() == 3 else spacing_xyz
+    wanted = None if new_spacing_xyz is None else tuple(new_spacing_xyz)[:image.GetDimension()]
+    new_xyz = target_spacing(spacing_xyz[::-1], wanted)[::-1]
     size, origin_g = interpolation_grid(image.GetSize(), spacing_xyz, new_xyz)
     shift = np.asarray(origin_g) * np.asarray(spacing_xyz)
     direction = np.asarray(image.GetDirection()).reshape(image.GetDimension(), image.GetDimension())

@@ -14,6 +14,19 @@ from .roi import Roi
 CHAPTER1_DATASETS = ("digital_phantom", "config_A", "config_B", "config_C", "config_D", "config_E")
 
 
+def ibsi_match(value, reference: float, tolerance: float) -> bool:
+    """IBSI pass rule: ``abs(value - reference) <= tolerance``.
+
+    IBSI publishes reference values rounded to 3 significant digits (some with tolerance 0, e.g.
+    a voxel spacing of 0.977 for a stored 0.9769999980926514), so the value rounded the same way
+    also counts.
+    """
+    if value is None or math.isnan(value):
+        return False
+    rounded = float(f"{value:.3g}")
+    return abs(value - reference) <= tolerance or abs(rounded - reference) <= tolerance
+
+
 @dataclass(frozen=True)
 class ReferenceValue:
     """One row of an IBSI reference table: pass when ``abs(value - reference) <= tolerance``."""
@@ -26,7 +39,7 @@ class ReferenceValue:
     tolerance: float
 
     def passes(self, value) -> bool:
-        return value is not None and not math.isnan(value) and abs(value - self.reference) <= self.tolerance
+        return ibsi_match(value, self.reference, self.tolerance)
 
 
 def chapter1_reference(dataset: str) -> list[ReferenceValue]:

@@ -1,0 +1,156 @@
+"""IBSI chapter 1 preprocessing (interpolation, rounding, re-segmentation) against the IBSI reference tables.
+
+Real data: the IBSI 1 CT phantom with configurations A-E (every ``Diagnostics-*`` reference row)
+and the IBSI 1 digital phantom. Synthetic grids only for the documented grid-alignment example.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from RadiomicsLabLib.errors import RadiomicsLabError
+from RadiomicsLabLib.ibsi.config import IbsiSettings
+from RadiomicsLabLib.ibsi.configurations import CONFIGURATIONS, DIGITAL_PHANTOM
+from RadiomicsLabLib.ibsi.preprocessing import (FEATURES, interpolated_geometry, interpolation_grid, prepare_roi)
+from RadiomicsLabLib.ibsi.reference import chapter1_reference, digital_phantom_roi, ibsi1_images
+
+
+@pytest.fixture(scope="module")
+def ct_phantom():
+    """The IBSI CT phantom, converted to 32-bit float and rounded to integers as IBSI advises for its NIfTI copy."""
+    image, mask = ibsi1_images("ct_phantom")
+    image = sitk.Round(sitk.Cast(image, sitk.sitkFloat32))
+    mask = sitk.Round(sitk.Cast(mask, sitk.sitkFloat32))
+    return image, mask
+
+
+@pytest.fixture(scope="module")
+def prepared(ct_phantom):
+    """Configuration letter -> (Roi, diagnostics), computed once."""
+    return {name: prepare_roi(*ct_phantom, settings) for name, settings in CONFIGURATIONS.items()}
+
+
+@pytest.fixture(scope="module")
+def digital_phantom():
+    return ibsi1_images("digital_phantom")
+
+
+@pytest.mark.parametrize("name", "ABCDE")
+def test_ct_phantom_diagnostics(prepared, name):
+    _, diagnostics = prepared[name]
+    references = [r for r in chapter1_reference(f"config_{name}") if r.family.startswith("Diagnostics")]
+    assert len(references) == 60
+    missing = [r.tag for r in references if r.tag not in diagnostics]
+    assert not missing, f"config {name}: diagnostic tags not computed: {missing}"
+    failing = [(r.tag, diagnostics[r.tag], r.reference, r.tolerance) for r in references
+               if not r.passes(diagnostics[r.tag])]
+    assert not failing, f"config {name}: failing diagnostics (tag, value, reference, tolerance): {failing}"
+    assert set(diagnostics) <= set(FEATURES), "every diagnostic tag is described in FEATURES"
+
+
+def test_ct_phantom_config_c_statistics(prepared):
+    roi, _ = prepared["C"]
+    values = roi.values()
+    computed = {"stat_mean": values.mean(), "stat_min": values.min(), "stat_max": values.max()}
+    references = [r for r in chapter1_reference("config_C") if r.tag in computed]
+    assert len(references) == 3
+    failing = [(r.tag, computed[r.tag], r.reference, r.tolerance) for r in references if not r.passes(computed[r.tag])]
+    assert not failing, f"config C statistics failing: {failing}"
+
+
+def test_roi_geometry_and_masks(prepared):
+    roi_b, _ = prepared["B"]
+    assert roi_b.spacing == (3.0, 2.0, 2.0)           # 2D configuration: z kept, in-plane 2 mm
+    assert roi_b.image.shape == (60, 99, 100)
+    roi_e, _ = prepared["E"]
+    assert roi_e.spacing == (2.0, 2.0, 2.0) and roi_e.image.shape == (90, 99, 100)
+    for roi, _ in prepared.values():
+        assert roi.image.dtype == np.float64
+        assert not np.any(roi.intensity_mask & ~roi.morphological_mask)   # re-segmentation only removes voxels
+    # Rounded CT intensities after interpolation (configurations B-E).
+    assert np.array_equal(roi_e.image, np.rint(roi_e.image))
+
+
+def test_digital_phantom_is_used_as_it_is(digital_phantom):
+    roi, diagnostics = prepare_roi(*digital_phantom, DIGITAL_PHANTOM)
+    reference = digital_phantom_roi()
+    assert np.array_equal(roi.image, reference.image)
+    assert np.array_equal(roi.morphological_mask, reference.morphological_mask)
+    assert np.array_equal(roi.intensity_mask, reference.intensity_mask)
+    assert roi.spacing == reference.spacing == (2.0, 2.0, 2.0)
+    assert diagnostics["int_mask_vox_count_reseg_roi"] == 74
+    assert (diagnostics["img_dim_x_init_img"], diagnostics["img_dim_y_init_img"], diagnostics["img_dim_z_init_img"]) == (5, 4, 4)
+
+
+def test_grid_alignment_follows_ibsi_example():
+    # IBSI 1, "Interpolation grid": 4 x 4 grid with 3 mm spacing to 2 mm -> 6 x 6, grids centred.
+    size, origin = interpolation_grid((4, 4), (3.0, 3.0), (2.0, 2.0))
+    assert size == (6, 6)
+    assert origin == pytest.approx((0.5 * (3 - 2 / 3 * 5),) * 2)
+    image = sitk.Image(4, 4, 4, sitk.sitkFloat32)
+    image.SetSpacing((3.0, 3.0, 3.0))
+    image.SetOrigin((10.0, 20.0, 30.0))
+    size, spacing, world_origin = interpolated_geometry(image, (2.0, 2.0, None))
+    assert size == (6, 6, 4) and spacing == (2.0, 2.0, 3.0)
+    # x_b,w = x_a,w + (s_a (n_a - 1) - s_b (n_b - 1)) / 2 = x_a,w - 0.5
+    assert world_origin == pytest.approx((9.5, 19.5, 30.0))
+
+
+def test_nearest_interpolation_keeps_original_intensities(digital_phantom):
+    settings = IbsiSettings(new_spacing=(1.0, 1.0, 1.0), interpolation="nearest", mask_interpolation="nearest")
+    roi, diagnostics = prepare_roi(*digital_phantom, settings)
+    original = sitk.GetArrayFromImage(digital_phantom[0])
+    assert roi.image.shape == (8, 8, 10)
+    assert set(np.unique(roi.image)) <= set(np.unique(original))
+    assert diagnostics["int_mask_vox_count_interp_roi"] == 74 * 8       # each 2 mm voxel becomes 8 voxels of 1 mm
+
+
+# ------------------------------------------------------------------------------------- bad input
+
+def _raises(match, image, mask, **changes):
+    with pytest.raises(RadiomicsLabError, match=match):
+        prepare_roi(image, mask, IbsiSettings(**changes))
+
+
+def test_inverted_resegmentation_range(digital_phantom):
+    _raises("inverted", *digital_phantom, resegment_range=(400.0, -500.0))
+
+
+@pytest.mark.parametrize("field", ["interpolation", "mask_interpolation"])
+def test_unknown_interpolation(digital_phantom, field):
+    _raises("Unknown .*interpolation 'bicubic'", *digital_phantom, new_spacing=(1.0, 1.0, 1.0), **{field: "bicubic"})
+
+
+@pytest.mark.parametrize("spacing", [(0.0, 2.0, 2.0), (2.0, -1.0, 2.0), (2.0, 2.0, float("nan"))])
+def test_non_positive_spacing(digital_phantom, spacing):
+    _raises("positive number of mm", *digital_phantom, new_spacing=spacing)
+
+
+def test_empty_mask(digital_phantom):
+    image, mask = digital_phantom
+    _raises("mask is empty", image, mask * 0)
+
+
+def test_mask_empty_after_resegmentation(digital_phantom):
+    _raises("empty after re-segmentation", *digital_phantom, resegment_range=(100.0, 200.0))
+
+
+def test_mask_vanishing_on_interpolation(digital_phantom):
+    image, mask = digital_phantom
+    single = sitk.Image(mask)
+    single[:, :, :] = 0
+    single[2, 2, 2] = 1
+    _raises("vanished on interpolation", image, single, new_spacing=(20.0, 20.0, 20.0), mask_threshold=0.9)
+
+
+def test_image_and_mask_on_different_grids(digital_phantom, ct_phantom):
+    image, mask = digital_phantom
+    _raises("not on the same grid", image, ct_phantom[1])             # different size
+    moved = sitk.Image(mask)
+    moved.SetOrigin((5.0, 0.0, 0.0))
+    _raises("origin differs", image, moved)
+    scaled = sitk.Image(mask)
+    scaled.SetSpacing((1.0, 2.0, 2.0))
+    _raises("spacing differs", image, scaled)
