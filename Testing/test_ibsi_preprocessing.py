@@ -4,7 +4,6 @@ Real data: the IBSI 1 CT phantom with configurations A-E (every ``Diagnostics-*`
 and the IBSI 1 digital phantom. Synthetic grids only for the documented grid-alignment example.
 """
 
-import math
 
 import numpy as np
 import pytest
