@@ -20,10 +20,13 @@ def test_default_preset_is_exactly_pyradiomics_default(brain1):
 
 
 @pytest.mark.parametrize("name", preset_names())
-def test_every_shipped_preset_passes_pyradiomics_schema(name):
-    from RadiomicsLabLib.settings import PRESETS_DIR, _read_yaml, _validate
+def test_every_shipped_preset_passes_all_checks(name):
+    from RadiomicsLabLib.settings import PRESETS_DIR, _read_yaml
 
-    _validate(_read_yaml(PRESETS_DIR / f"{name}.yaml"), name)  # presets skip this check at run time
+    as_dict = load_settings(_read_yaml(PRESETS_DIR / f"{name}.yaml"))  # a dict gets every check presets skip at run time
+    assert as_dict.engine == load_settings(name).engine
+    if as_dict.engine == "ibsi":
+        assert as_dict.ibsi() == load_settings(name).ibsi()
 
 
 def test_presets_are_listed_and_loadable():

@@ -46,6 +46,7 @@ def chapter1_rows(dataset: str) -> list[ReportRow]:
         settings = DIGITAL_PHANTOM
     else:
         image, mask = ibsi1_images("ct_phantom")
+        image = sitk.Round(sitk.Cast(image, sitk.sitkFloat32))  # IBSI's advice for the phantom's NIfTI copy
         settings = CONFIGURATIONS[dataset.removeprefix("config_")]
     result = compute_features(image, mask, settings)
     computed = {**result.diagnostics, **result.values}

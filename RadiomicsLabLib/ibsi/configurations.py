@@ -26,62 +26,19 @@ reference tables belong to them. For configuration E the IVH is re-discretised w
 between the ROI's own lowest and highest intensity (IBSI's "arbitrary intensity units" case: the
 re-segmentation range is not used for it).
 
+The shipped presets ``ibsi-A`` ... ``ibsi-E`` and ``ibsi-digital-phantom`` hold these settings.
 The digital phantom is used as it is: no interpolation, no re-segmentation, no discretisation
 (its grey levels 1..6 are the levels), every aggregation (2D, 2.5D, 3D), distance 1, alpha 0.
 """
 
-from .config import IbsiSettings
+from ..settings import load_settings
 
-_TEXTURE = dict(glcm_distance=1, ngtdm_distance=1, ngldm_distance=1, ngldm_coarseness=0)
 
-CONFIGURATIONS = {
-    "A": IbsiSettings(
-        dimensions=("2D", "2.5D"),
-        new_spacing=None,
-        round_intensities=False,
-        resegment_range=(-500.0, 400.0), resegment_outliers=False,
-        discretisation="FBS", bin_width=25.0,
-        ivh_discretisation="none",
-        **_TEXTURE),
-    "B": IbsiSettings(
-        dimensions=("2D", "2.5D"),
-        new_spacing=(2.0, 2.0, None), interpolation="linear",
-        mask_interpolation="linear", mask_threshold=0.5, round_intensities=True,
-        resegment_range=(-500.0, 400.0), resegment_outliers=False,
-        discretisation="FBN", bin_number=32,
-        ivh_discretisation="none",
-        **_TEXTURE),
-    "C": IbsiSettings(
-        dimensions=("3D",),
-        new_spacing=(2.0, 2.0, 2.0), interpolation="linear",
-        mask_interpolation="linear", mask_threshold=0.5, round_intensities=True,
-        resegment_range=(-1000.0, 400.0), resegment_outliers=False,
-        discretisation="FBS", bin_width=25.0,
-        ivh_discretisation="FBS", ivh_bin_width=2.5,
-        **_TEXTURE),
-    "D": IbsiSettings(
-        dimensions=("3D",),
-        new_spacing=(2.0, 2.0, 2.0), interpolation="linear",
-        mask_interpolation="linear", mask_threshold=0.5, round_intensities=True,
-        resegment_range=None, resegment_outliers=True,
-        discretisation="FBN", bin_number=32,
-        ivh_discretisation="none",
-        **_TEXTURE),
-    "E": IbsiSettings(
-        dimensions=("3D",),
-        new_spacing=(2.0, 2.0, 2.0), interpolation="cubic",
-        mask_interpolation="linear", mask_threshold=0.5, round_intensities=True,
-        resegment_range=(-1000.0, 400.0), resegment_outliers=True,
-        discretisation="FBN", bin_number=32,
-        ivh_discretisation="FBN", ivh_bin_number=1000,
-        **_TEXTURE),
-}
+def preset_settings(name: str):
+    """The IbsiSettings of a shipped IBSI preset (``ibsi-A`` ... ``ibsi-E``, ``ibsi-digital-phantom``)."""
+    return load_settings(name).ibsi()[0]
 
-DIGITAL_PHANTOM = IbsiSettings(
-    dimensions=("2D", "2.5D", "3D"),
-    new_spacing=None,
-    round_intensities=False,
-    resegment_range=None, resegment_outliers=False,
-    discretisation="none",
-    ivh_discretisation="none",
-    **_TEXTURE)
+
+#: The presets in RadiomicsLabLib/presets are the one source of these settings.
+CONFIGURATIONS = {c: preset_settings(f"ibsi-{c}") for c in "ABCDE"}
+DIGITAL_PHANTOM = preset_settings("ibsi-digital-phantom")
