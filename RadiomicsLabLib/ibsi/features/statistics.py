@@ -129,6 +129,8 @@ def _mad(s: Sample) -> float:
 
 def _rmad(s: Sample) -> float:
     inner = s.p10_p90
+    if inner.size == 0:
+        raise Undefined("no value lies between P10 and P90 (inclusive)")
     return float(np.mean(np.abs(inner - inner.mean())))
 
 
