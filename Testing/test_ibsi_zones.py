@@ -1,0 +1,111 @@
+"""IBSI 1 zone-type texture families against the IBSI reference values.
+
+GLSZM (``szm_*``), GLDZM (``dzm_*``), NGTDM (``ngt_*``) and NGLDM (``ngl_*``), each in 2D, 2.5D and
+3D, on the IBSI digital phantom (its integer intensities are the grey levels, no preprocessing) and on
+the CT phantom with configurations A-E.
+
+The digital phantom table gives every value to 3 significant digits with tolerance 0; the pass rule
+is the project's (``ReferenceValue.passes``), which accepts a value that rounds to the reference.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from RadiomicsLabLib.ibsi.config import IbsiSettings
+from RadiomicsLabLib.ibsi.features import gldzm, glszm, ngldm, ngtdm
+from RadiomicsLabLib.ibsi.reference import chapter1_reference, digital_phantom_roi
+
+FAMILIES = {"szm": glszm, "dzm": gldzm, "ngt": ngtdm, "ngl": ngldm}
+SETTINGS = IbsiSettings(dimensions=("2D", "2.5D", "3D"), discretisation="none")
+
+
+@pytest.mark.parametrize("prefix", FAMILIES)
+def test_digital_phantom_reference(prefix):
+    roi = digital_phantom_roi()
+    values = FAMILIES[prefix].compute(roi, SETTINGS)
+    rows = [r for r in chapter1_reference("digital_phantom") if r.tag.startswith(prefix + "_")]
+    assert len(rows) == {"szm": 48, "dzm": 48, "ngt": 15, "ngl": 51}[prefix]
+    failing = [(r.tag, values.get(r.tag), r.reference) for r in rows
+               if not r.passes(values.get(r.tag, math.nan))]
+    assert failing == [], f"{len(failing)} of {len(rows)} {prefix} values differ: {failing}"
+    assert set(values) == {tag for tag in FAMILIES[prefix].FEATURES}  # one value per described tag
+    assert roi.notes == []
+
+
+@pytest.mark.parametrize("configuration", ["A", "B", "C", "D", "E"])
+def test_ct_phantom_configurations(configuration):
+    """IBSI 1 CT phantom, configurations A-E (the engine's preprocessing), every zone-family reference row."""
+    from RadiomicsLabLib.ibsi.configurations import CONFIGURATIONS
+    from RadiomicsLabLib.ibsi.engine import compute_features
+    from RadiomicsLabLib.ibsi.reference import ibsi1_images
+
+    image, mask = ibsi1_images("ct_phantom")
+    result = compute_features(image, mask, CONFIGURATIONS[configuration], families=("glszm", "gldzm", "ngtdm", "ngldm"))
+    rows = [r for r in chapter1_reference(f"config_{configuration}") if r.tag.split("_")[0] in FAMILIES]
+    assert len(rows) == (108 if configuration in "AB" else 54)
+    failing = [(r.tag, result.values.get(r.tag), r.reference, r.tolerance) for r in rows
+               if not r.passes(result.values.get(r.tag, math.nan))]
+    assert failing == [], f"{len(failing)} of {len(rows)} values differ in configuration {configuration}: {failing}"
+
+
+@pytest.mark.parametrize("prefix", FAMILIES)
+def test_features_are_described(prefix):
+    module = FAMILIES[prefix]
+    for tag, info in module.FEATURES.items():
+        assert tag.startswith(prefix + "_") and tag.endswith(("_2D", "_2_5D", "_3D"))
+        assert info["name"] and info["description"] and info["unit"] == ""
+    if prefix != "dzm":  # pyradiomics has no GLDZM
+        assert module.FEATURES[f"{prefix}_glnu_3D" if prefix != "ngt" else "ngt_busyness_3D"]["pyradiomics"]
+
+
+def test_single_grey_level_gives_nan_with_notes():
+    """One grey level: NGTDM coarseness, contrast, busyness and strength are undefined; the rest is defined."""
+    roi = digital_phantom_roi()
+    roi = roi.with_levels(roi.intensity_mask.astype(np.int64), 1)
+    values = {}
+    for module in FAMILIES.values():
+        values.update(module.compute(roi, SETTINGS))
+    undefined = {f"ngt_{name}_{suffix}" for name in ("coarseness", "contrast", "busyness", "strength")
+                 for suffix in ("2D", "2_5D", "3D")}
+    assert {tag for tag, value in values.items() if math.isnan(value)} == undefined
+    for tag in undefined:
+        assert any(tag in note for note in roi.notes), (tag, roi.notes)
+    assert values["ngt_complexity_3D"] == 0.0
+    assert values["szm_gl_var_3D"] == 0.0 and values["szm_glnu_norm_3D"] == 1.0
+    assert values["ngl_dc_perc_2D"] == 1.0
+
+
+def test_isolated_voxels_and_empty_roi():
+    """A slice of single voxels has no NGTDM neighbourhood (that slice is left out of the 2D mean, with a
+    note); an empty ROI gives NaN everywhere with a note, never an exception."""
+    roi = digital_phantom_roi()
+    levels = roi.levels.copy()
+    levels[0] = 0
+    levels[0, 0, 0] = 2  # slice 0 keeps one voxel
+    roi.intensity_mask[:] = levels > 0
+    roi = roi.with_levels(levels, int(levels.max()))
+    values = ngtdm.compute(roi, SETTINGS)
+    assert not math.isnan(values["ngt_coarseness_2D"])
+    assert any("ngt_coarseness_2D averages 3 of 4 slices" in note for note in roi.notes), roi.notes
+
+    roi.intensity_mask[:] = False
+    roi = roi.with_levels(np.zeros_like(levels), 0)
+    for module in FAMILIES.values():
+        assert all(math.isnan(v) for v in module.compute(roi, SETTINGS).values())
+    assert any("intensity mask is empty" in note for note in roi.notes)
+
+
+def test_gldzm_distance_uses_the_morphological_mask():
+    """A hole cut by re-segmentation (outside the intensity mask, inside the morphological mask) is no ROI edge."""
+    from RadiomicsLabLib.ibsi.roi import Roi
+
+    levels = np.ones((1, 5, 5), dtype=np.int64)
+    levels[0, 1:4, 1:4] = 2  # a ring of level 2 at distance 2 from the edge, around the centre voxel
+    levels[0, 2, 2] = 0
+    morphological = np.ones(levels.shape, bool)
+    roi = Roi(levels.astype(float), morphological, levels > 0, (1.0, 1.0, 1.0), levels, 2)
+    (matrix,) = gldzm.distance_zone_matrices(roi, SETTINGS, in_plane=True)
+    assert sorted(zip(matrix.i.tolist(), matrix.j.tolist(), matrix.count.tolist())) == [(1, 1, 1.0), (2, 2, 1.0)]
+    assert matrix.n_voxels == 24
