@@ -46,5 +46,9 @@ class IbsiSettings:
     ngldm_distance: int = 1
     ngldm_coarseness: int = 0
 
+    # IBSI chapter 2 filter applied to the interpolated image before the intensity features
+    # (a configuration for RadiomicsLabLib.ibsi.filters.apply_filter); None: the original image.
+    image_filter: dict | None = None
+
     def replaced(self, **changes) -> "IbsiSettings":
         return replace(self, **changes)

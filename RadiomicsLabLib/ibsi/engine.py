@@ -4,6 +4,7 @@
 ``cm_contrast_3D_avg``, ...), the preprocessing diagnostics and notes on undefined features.
 """
 
+import dataclasses
 import importlib
 from dataclasses import dataclass, field
 
@@ -11,6 +12,7 @@ import SimpleITK as sitk
 
 from .config import IbsiSettings
 from .discretisation import discretise
+from .roi import Roi
 
 #: Feature families in IBSI 1 chapter 3 order; each is ``RadiomicsLabLib.ibsi.features.<name>``.
 FAMILIES = ("morphology", "local_intensity", "statistics", "histogram", "ivh",
@@ -37,24 +39,31 @@ def family_module(name: str):
 
 
 def compute_features(image: sitk.Image, mask: sitk.Image, settings: IbsiSettings | None = None,
-                     families=FAMILIES, image_filter: dict | None = None) -> EngineResult:
-    """IBSI features of the ROI ``mask != 0`` of ``image``.
-
-    ``image_filter`` (an IBSI chapter 2 filter configuration, see :mod:`~RadiomicsLabLib.ibsi.filters`)
-    is applied to the interpolated image before the intensity features, as IBSI 2 prescribes;
-    morphology keeps the unfiltered geometry.
-    """
+                     families=FAMILIES) -> EngineResult:
+    """IBSI features of the ROI ``mask != 0`` of ``image`` (preprocessing, then :func:`features_of_roi`)."""
     from .preprocessing import prepare_roi
 
     settings = settings or IbsiSettings()
     roi, diagnostics = prepare_roi(image, mask, settings)
-    if image_filter is not None:
+    result = features_of_roi(roi, settings, families)
+    result.diagnostics = diagnostics
+    return result
+
+
+def features_of_roi(roi: Roi, settings: IbsiSettings, families=FAMILIES) -> EngineResult:
+    """Feature families of a preprocessed Roi.
+
+    ``settings.image_filter`` (an IBSI chapter 2 filter) is applied to the interpolated image first,
+    as IBSI 2 prescribes: the ROI masks, re-segmented on the unfiltered image, stay as they are.
+    The Roi itself is not modified, so one preprocessing can serve several filters.
+    """
+    if settings.image_filter is not None:
         from .filters import apply_filter
 
-        roi.image = apply_filter(roi.image, roi.spacing, image_filter)
+        roi = dataclasses.replace(roi, image=apply_filter(roi.image, roi.spacing, settings.image_filter), notes=[])
     if _NEEDS_LEVELS & set(families):
         roi = discretise(roi, settings)
-    result = EngineResult(diagnostics=diagnostics, notes=roi.notes)
+    result = EngineResult(notes=roi.notes)
     for name in families:
         family_values = family_module(name).compute(roi, settings)
         result.values.update(family_values)
