@@ -15,78 +15,105 @@ Aggregation (section 3.6.1, "aggregating features"), tag suffix ``_<dim>_<avg|co
 - ``3D_comb``:   the 13 direction matrices summed into one.
 
 Matrices without any voxel pair (a slice without ROI, a direction the ROI has no pair along) take no
-part in an average.
+part in an average. A feature undefined for some matrices (correlation of a slice with one grey
+level) is averaged over the others, with a note in ``roi.notes``; undefined for all, it is NaN with a note.
 
 Notation (IBSI): ``p_ij = M_ij / sum M``; ``p_i. = sum_j p_ij``, ``p_.j = sum_i p_ij``;
 ``p_{i-j}(k) = sum p_ij over |i - j| = k``; ``p_{i+j}(k) = sum p_ij over i + j = k``; ``N_g`` the number of
 grey levels of the discretised ROI (``roi.n_levels``). Logarithms are base 2.
 
-The matrix builders (:func:`cooccurrence_matrices`) and the formulas (:class:`GlcmFeatures`,
-:func:`glcm_features`) are separate: the formulas take any stack of matrices ``(..., n, n)`` so
-voxel-wise feature maps can reuse them.
+The matrix builder (:func:`cooccurrence_cells`) and the formulas (:class:`GlcmFeatures`) are separate.
+The formulas take any number of matrices as a list of their non-zero cells, each cell tagged with
+the matrix it belongs to (every sum is then one ``np.bincount`` over matrices), so thousands of
+per-slice matrices or thousands of grey levels cost only the cells that occur; :func:`glcm_features`
+takes dense matrices ``(..., n, n)``, as voxel-wise feature maps will.
 """
 
 import numpy as np
-from scipy import sparse
 
 from ...errors import RadiomicsLabError
 from .directions import SUFFIX, directions, shifted_pairs
 
-#: IBSI tag (without aggregation suffix) -> description. All GLCM features are dimensionless.
-#: ``pyradiomics`` is the name of the same feature in pyradiomics (its default aggregation is 3D_avg).
-FEATURES = {
-    "cm_joint_max": dict(name="Joint maximum", unit="", pyradiomics="original_glcm_MaximumProbability",
-                         description="Probability of the most common grey level pair."),
-    "cm_joint_avg": dict(name="Joint average", unit="", pyradiomics="original_glcm_JointAverage",
-                         description="Grey level average weighted by the joint probability."),
-    "cm_joint_var": dict(name="Joint variance", unit="", pyradiomics="original_glcm_SumSquares",
-                         description="Variance of the first grey level of a pair about the joint average."),
-    "cm_joint_entr": dict(name="Joint entropy", unit="", pyradiomics="original_glcm_JointEntropy",
-                          description="Entropy (bits) of the joint grey level pair distribution."),
-    "cm_diff_avg": dict(name="Difference average", unit="", pyradiomics="original_glcm_DifferenceAverage",
-                        description="Mean absolute grey level difference of a pair."),
-    "cm_diff_var": dict(name="Difference variance", unit="", pyradiomics="original_glcm_DifferenceVariance",
-                        description="Variance of the absolute grey level difference of a pair."),
-    "cm_diff_entr": dict(name="Difference entropy", unit="", pyradiomics="original_glcm_DifferenceEntropy",
-                         description="Entropy (bits) of the absolute grey level difference distribution."),
-    "cm_sum_avg": dict(name="Sum average", unit="", pyradiomics="original_glcm_SumAverage",
-                       description="Mean grey level sum of a pair."),
-    "cm_sum_var": dict(name="Sum variance", unit="", pyradiomics=None,
-                       description="Variance of the grey level sum of a pair."),
-    "cm_sum_entr": dict(name="Sum entropy", unit="", pyradiomics="original_glcm_SumEntropy",
-                        description="Entropy (bits) of the grey level sum distribution."),
-    "cm_energy": dict(name="Angular second moment", unit="", pyradiomics="original_glcm_JointEnergy",
-                      description="Sum of squared joint probabilities (uniformity of pairs)."),
-    "cm_contrast": dict(name="Contrast", unit="", pyradiomics="original_glcm_Contrast",
-                        description="Mean squared grey level difference of a pair."),
-    "cm_dissimilarity": dict(name="Dissimilarity", unit="", pyradiomics=None,
-                             description="Mean absolute grey level difference of a pair (equals difference average)."),
-    "cm_inv_diff": dict(name="Inverse difference", unit="", pyradiomics="original_glcm_Id",
-                        description="Homogeneity: joint probability weighted by 1 / (1 + |i - j|)."),
-    "cm_inv_diff_norm": dict(name="Normalised inverse difference", unit="", pyradiomics="original_glcm_Idn",
-                             description="Inverse difference with the difference divided by N_g."),
-    "cm_inv_diff_mom": dict(name="Inverse difference moment", unit="", pyradiomics="original_glcm_Idm",
-                            description="Joint probability weighted by 1 / (1 + (i - j)^2)."),
-    "cm_inv_diff_mom_norm": dict(name="Normalised inverse difference moment", unit="",
-                                 pyradiomics="original_glcm_Idmn",
-                                 description="Inverse difference moment with (i - j)^2 divided by N_g^2."),
-    "cm_inv_var": dict(name="Inverse variance", unit="", pyradiomics="original_glcm_InverseVariance",
-                       description="Joint probability of unequal pairs weighted by 1 / (i - j)^2."),
-    "cm_corr": dict(name="Correlation", unit="", pyradiomics="original_glcm_Correlation",
-                    description="Linear correlation of the grey levels of a pair; undefined for a single grey level."),
-    "cm_auto_corr": dict(name="Autocorrelation", unit="", pyradiomics="original_glcm_Autocorrelation",
-                         description="Mean product of the grey levels of a pair."),
-    "cm_clust_tend": dict(name="Cluster tendency", unit="", pyradiomics="original_glcm_ClusterTendency",
-                          description="Second moment of i + j about the marginal means (equals sum variance)."),
-    "cm_clust_shade": dict(name="Cluster shade", unit="", pyradiomics="original_glcm_ClusterShade",
-                           description="Third moment of i + j about the marginal means (skewness of pairs)."),
-    "cm_clust_prom": dict(name="Cluster prominence", unit="", pyradiomics="original_glcm_ClusterProminence",
-                          description="Fourth moment of i + j about the marginal means."),
-    "cm_info_corr1": dict(name="Information correlation 1", unit="", pyradiomics="original_glcm_Imc1",
-                          description="(HXY - HXY1) / max(HX, HY); undefined for a single grey level."),
-    "cm_info_corr2": dict(name="Information correlation 2", unit="", pyradiomics="original_glcm_Imc2",
-                          description="sqrt(1 - exp(-2 (HXY2 - HXY)))."),
+FAMILY = "GLCM"
+PREFIX = "cm"
+
+#: (base tag, name, IBSI identifier, description, pyradiomics GLCM feature or None)
+SPECS = (
+    ("joint_max", "Joint maximum", "GYBY", "Probability of the most common grey level pair.", "MaximumProbability"),
+    ("joint_avg", "Joint average", "60VM", "Grey level average weighted by the joint probability.", "JointAverage"),
+    ("joint_var", "Joint variance", "UR99", "Variance of the first grey level of a pair about the joint average.",
+     "SumSquares"),
+    ("joint_entr", "Joint entropy", "TU9B", "Entropy (bits) of the joint grey level pair distribution.",
+     "JointEntropy"),
+    ("diff_avg", "Difference average", "TF7R", "Mean absolute grey level difference of a pair.", "DifferenceAverage"),
+    ("diff_var", "Difference variance", "D3YU", "Variance of the absolute grey level difference of a pair.",
+     "DifferenceVariance"),
+    ("diff_entr", "Difference entropy", "NTRS", "Entropy (bits) of the absolute grey level difference distribution.",
+     "DifferenceEntropy"),
+    ("sum_avg", "Sum average", "ZGXS", "Mean grey level sum of a pair.", "SumAverage"),
+    ("sum_var", "Sum variance", "OEEB", "Variance of the grey level sum of a pair.", None),
+    ("sum_entr", "Sum entropy", "P6QZ", "Entropy (bits) of the grey level sum distribution.", "SumEntropy"),
+    ("energy", "Angular second moment", "8ZQL", "Sum of squared joint probabilities (uniformity of pairs).",
+     "JointEnergy"),
+    ("contrast", "Contrast", "ACUI", "Mean squared grey level difference of a pair.", "Contrast"),
+    ("dissimilarity", "Dissimilarity", "8S9J", "Mean absolute grey level difference of a pair.", None),
+    ("inv_diff", "Inverse difference", "IB1Z", "Joint probability weighted by 1 / (1 + |i - j|) (homogeneity).", "Id"),
+    ("inv_diff_norm", "Normalised inverse difference", "NDRX",
+     "Inverse difference with |i - j| divided by N_g.", "Idn"),
+    ("inv_diff_mom", "Inverse difference moment", "WF0Z", "Joint probability weighted by 1 / (1 + (i - j)^2).", "Idm"),
+    ("inv_diff_mom_norm", "Normalised inverse difference moment", "1QCO",
+     "Inverse difference moment with (i - j)^2 divided by N_g^2.", "Idmn"),
+    ("inv_var", "Inverse variance", "E8JP", "Joint probability of unequal pairs weighted by 1 / (i - j)^2.",
+     "InverseVariance"),
+    ("corr", "Correlation", "NI2N", "Linear correlation of the grey levels of a pair; undefined for one grey level.",
+     "Correlation"),
+    ("auto_corr", "Autocorrelation", "QWB0", "Mean product of the grey levels of a pair.", "Autocorrelation"),
+    ("clust_tend", "Cluster tendency", "DG8W", "Second moment of i + j about the marginal means.", "ClusterTendency"),
+    ("clust_shade", "Cluster shade", "7NFM", "Third moment of i + j about the marginal means.", "ClusterShade"),
+    ("clust_prom", "Cluster prominence", "AE86", "Fourth moment of i + j about the marginal means.",
+     "ClusterProminence"),
+    ("info_corr1", "Information correlation 1", "R8DG",
+     "(HXY - HXY1) / max(HX, HY); undefined for a single grey level.", "Imc1"),
+    ("info_corr2", "Information correlation 2", "JN9H", "sqrt(1 - exp(-2 (HXY2 - HXY))).", "Imc2"),
+)
+
+#: Aggregation suffix -> (dimension, IBSI identifier of the aggregation method, its name).
+AGGREGATIONS = {
+    "2D_avg": ("2D", "BTW3", "2D, averaged over slices and directions"),
+    "2D_comb": ("2D", "SUJT", "2D, directions merged per slice, averaged over slices"),
+    "2_5D_avg": ("2.5D", "JJUI", "2.5D, slices merged per direction, averaged over directions"),
+    "2_5D_comb": ("2.5D", "ZW7Z", "2.5D, all merged"),
+    "3D_avg": ("3D", "ITBB", "3D, averaged over directions"),
+    "3D_comb": ("3D", "IAZD", "3D, directions merged"),
 }
+
+
+def describe(prefix: str, specs, pyradiomics_class: str | None = None) -> dict:
+    """``FEATURES`` of a texture family with avg / comb aggregation: every output tag -> name, unit,
+    description, pyradiomics, ibsi_id, dimension, aggregation.
+
+    pyradiomics averages features over the 13 3D directions (``*_3D_avg``); with ``force2D: true`` over
+    the 4 in-plane directions, each matrix merged over the slices (``*_2_5D_avg``).
+    """
+    features = {}
+    for suffix, (dimension, aggregation_id, aggregation) in AGGREGATIONS.items():
+        for base, name, ibsi_id, description, pyradiomics in specs:
+            radiomics_name = None
+            if pyradiomics and pyradiomics_class and suffix in ("3D_avg", "2_5D_avg"):
+                radiomics_name = f"original_{pyradiomics_class}_{pyradiomics}"
+                if suffix == "2_5D_avg":
+                    radiomics_name += " (force2D: true)"
+            features[f"{prefix}_{base}_{suffix}"] = {
+                "name": f"{name} ({aggregation})", "unit": "", "description": description,
+                "pyradiomics": radiomics_name, "ibsi_id": ibsi_id, "dimension": dimension,
+                "aggregation": aggregation_id}
+    return features
+
+
+#: Every output tag -> description (all GLCM features are dimensionless).
+FEATURES = describe(PREFIX, SPECS, "glcm")
+#: The base tags (``cm_contrast``), in IBSI order; :class:`GlcmFeatures` has a method per base name.
+BASE_TAGS = tuple(f"{PREFIX}_{base}" for base, *_ in SPECS)
 
 #: Why a feature is NaN for a matrix that does hold pairs.
 UNDEFINED = {
@@ -94,58 +121,89 @@ UNDEFINED = {
     "cm_info_corr1": "the marginal entropies HX and HY are zero (a single grey level)",
 }
 
-_CHUNK_ELEMENTS = 1 << 22   # matrix elements built at once for the per-slice (2D) aggregation
-
 
 # --------------------------------------------------------------------------------------------
-# Feature formulas on a stack of matrices
+# Feature formulas on a set of matrices given by their non-zero cells
 # --------------------------------------------------------------------------------------------
 
-def _entropy(p, axes):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return -np.sum(np.where(p > 0, p * np.log2(np.where(p > 0, p, 1.0)), 0.0), axis=axes)
+_DENSE_GROUPS = 1 << 24   # largest (matrices x keys) table summed with one bincount instead of a sort
 
 
-def _distribution(p, values):
-    """Sum of ``p[..., a, b]`` over the cells with equal ``values[a, b]``: (unique values, p(k) (..., K))."""
-    uniq, inverse = np.unique(values.ravel(), return_inverse=True)
-    n_cells = values.size
-    onehot = sparse.csr_matrix((np.ones(n_cells), (np.arange(n_cells), inverse.ravel())), shape=(n_cells, uniq.size))
-    flat = p.reshape(-1, n_cells)
-    return uniq.astype(np.float64), np.asarray(onehot.T @ flat.T).T.reshape(p.shape[:-2] + (uniq.size,))
+def group_sums(matrix, keys, p):
+    """Sums of ``p`` over the cells with equal (matrix, key): (matrix, key, sum) per group, sorted by both.
+
+    Keys that are non-negative integers (grey levels, their sums and differences) are used as codes
+    directly; other keys are first numbered by sorting.
+    """
+    keys = np.asarray(keys)
+    if keys.size == 0:
+        return matrix[:0], keys[:0].astype(np.float64), np.zeros(0)
+    codes = keys.astype(np.int64)
+    values = None
+    if codes.min() < 0 or not np.array_equal(codes, keys):
+        values, codes = np.unique(keys, return_inverse=True)
+        codes = codes.ravel()
+    n_keys = int(codes.max()) + 1
+    size = (int(matrix.max()) + 1) * n_keys
+    cell = matrix * n_keys + codes
+    if size <= _DENSE_GROUPS:
+        sums = np.bincount(cell, weights=p, minlength=size)
+        groups = np.flatnonzero(np.bincount(cell, minlength=size))
+        sums = sums[groups]
+    else:
+        groups, inverse = np.unique(cell, return_inverse=True)
+        sums = np.bincount(inverse.ravel(), weights=p)
+    key = groups % n_keys
+    return groups // n_keys, (key if values is None else values[key]).astype(np.float64), sums
+
+
+def _plogp(p):
+    return p * np.log2(np.where(p > 0, p, 1.0))
 
 
 class GlcmFeatures:
-    """IBSI GLCM features of a stack of co-occurrence matrices.
+    """IBSI GLCM features of ``n_matrices`` co-occurrence matrices given by their non-zero cells.
 
-    ``matrices``: counts or probabilities, shape ``(..., n, n)``; row/column ``a`` stands for grey level
-    ``grey[a]`` (levels absent from the ROI may be left out: they have zero probability). ``n_levels``
-    is ``N_g``. Every method returns an array of shape ``matrices.shape[:-2]``; an empty matrix gives NaN.
+    Cell ``e`` of matrix ``matrix[e]`` (0..n_matrices-1) has row grey level ``i[e]``, column grey level
+    ``j[e]`` and count ``counts[e]``; cells not listed are zero (levels absent from a matrix cost nothing).
+    Each cell appears at most once per matrix (maxima and entropies need merged cells).
+    ``n_levels`` is ``N_g``. Every method returns an array of length ``n_matrices``; an empty matrix gives
+    NaN (see :func:`glcm_features_cells`).
     """
 
-    def __init__(self, matrices, grey, n_levels):
-        matrices = np.asarray(matrices, dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self.p = matrices / matrices.sum(axis=(-2, -1), keepdims=True)
-        self.grey = np.asarray(grey, dtype=np.float64)
-        self.i = self.grey[:, None]
-        self.j = self.grey[None, :]
+    def __init__(self, matrix, i, j, counts, n_matrices, n_levels):
+        counts = np.asarray(counts, dtype=np.float64)
+        keep = counts > 0
+        self.m = np.asarray(matrix, dtype=np.int64)[keep]
+        self.i = np.asarray(i, dtype=np.float64)[keep]
+        self.j = np.asarray(j, dtype=np.float64)[keep]
+        self.n_matrices = int(n_matrices)
         self.n_levels = float(n_levels)
-        self.p_i = self.p.sum(axis=-1)          # p_i. (..., n), over grey[a]
-        self.p_j = self.p.sum(axis=-2)          # p_.j (..., n), over grey[b]
-        self.mu_i = np.sum(self.grey * self.p_i, axis=-1)
-        self.mu_j = np.sum(self.grey * self.p_j, axis=-1)
-        self.var_i = np.sum((self.grey - self.mu_i[..., None]) ** 2 * self.p_i, axis=-1)
-        self.var_j = np.sum((self.grey - self.mu_j[..., None]) ** 2 * self.p_j, axis=-1)
-        self.k_diff, self.p_diff = _distribution(self.p, np.abs(self.i - self.j))
-        self.k_sum, self.p_sum = _distribution(self.p, self.i + self.j)
+        self.total = self._msum(counts[keep])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.p = counts[keep] / self.total[self.m]                      # p_ij
+        self.pi_m, self.pi_g, self.p_i = group_sums(self.m, self.i, self.p)   # p_i. (matrix, grey level, value)
+        self.pj_m, self.pj_g, self.p_j = group_sums(self.m, self.j, self.p)   # p_.j
+        self.mu_i = self._msum(self.pi_g * self.p_i, self.pi_m)
+        self.mu_j = self._msum(self.pj_g * self.p_j, self.pj_m)
+        self.var_i = self._msum((self.pi_g - self.mu_i[self.pi_m]) ** 2 * self.p_i, self.pi_m)
+        self.var_j = self._msum((self.pj_g - self.mu_j[self.pj_m]) ** 2 * self.p_j, self.pj_m)
+        self.d_m, self.d_k, self.p_diff = group_sums(self.m, np.abs(self.i - self.j), self.p)   # p_{i-j}(k)
+        self.s_m, self.s_k, self.p_sum = group_sums(self.m, self.i + self.j, self.p)            # p_{i+j}(k)
+
+    def _msum(self, values, matrix=None):
+        """Per-matrix sum of ``values`` (one value per cell, or per group with ``matrix``)."""
+        return np.bincount(self.m if matrix is None else matrix, weights=values, minlength=self.n_matrices)
 
     def _sum(self, weights):
-        return np.sum(weights * self.p, axis=(-2, -1))
+        """sum_i sum_j weights(i, j) p_ij per matrix."""
+        return self._msum(weights * self.p)
 
     def joint_max(self):
         """Joint maximum (cm_joint_max, IBSI GYBY): F = max(p_ij)."""
-        return self.p.max(axis=(-2, -1))
+        out = np.zeros(self.n_matrices)
+        np.maximum.at(out, self.m, self.p)
+        return out
 
     def joint_avg(self):
         """Joint average (cm_joint_avg, IBSI 60VM): mu = sum_i sum_j i p_ij."""
@@ -153,42 +211,39 @@ class GlcmFeatures:
 
     def joint_var(self):
         """Joint variance (cm_joint_var, IBSI UR99): F = sum_i sum_j (i - mu)^2 p_ij, mu the joint average."""
-        mu = self.joint_avg()[..., None, None]
-        return self._sum((self.i - mu) ** 2)
+        return self._sum((self.i - self.joint_avg()[self.m]) ** 2)
 
     def joint_entr(self):
         """Joint entropy (cm_joint_entr, IBSI TU9B): F = -sum_i sum_j p_ij log2 p_ij."""
-        return _entropy(self.p, (-2, -1))
+        return -self._msum(_plogp(self.p))
 
     def diff_avg(self):
         """Difference average (cm_diff_avg, IBSI TF7R): mu_d = sum_k k p_{i-j}(k), k = 0..N_g-1."""
-        return np.sum(self.k_diff * self.p_diff, axis=-1)
+        return self._msum(self.d_k * self.p_diff, self.d_m)
 
     def diff_var(self):
         """Difference variance (cm_diff_var, IBSI D3YU): F = sum_k (k - mu_d)^2 p_{i-j}(k)."""
-        mu = self.diff_avg()[..., None]
-        return np.sum((self.k_diff - mu) ** 2 * self.p_diff, axis=-1)
+        return self._msum((self.d_k - self.diff_avg()[self.d_m]) ** 2 * self.p_diff, self.d_m)
 
     def diff_entr(self):
         """Difference entropy (cm_diff_entr, IBSI NTRS): F = -sum_k p_{i-j}(k) log2 p_{i-j}(k)."""
-        return _entropy(self.p_diff, -1)
+        return -self._msum(_plogp(self.p_diff), self.d_m)
 
     def sum_avg(self):
         """Sum average (cm_sum_avg, IBSI ZGXS): mu_s = sum_k k p_{i+j}(k), k = 2..2 N_g."""
-        return np.sum(self.k_sum * self.p_sum, axis=-1)
+        return self._msum(self.s_k * self.p_sum, self.s_m)
 
     def sum_var(self):
         """Sum variance (cm_sum_var, IBSI OEEB): F = sum_k (k - mu_s)^2 p_{i+j}(k)."""
-        mu = self.sum_avg()[..., None]
-        return np.sum((self.k_sum - mu) ** 2 * self.p_sum, axis=-1)
+        return self._msum((self.s_k - self.sum_avg()[self.s_m]) ** 2 * self.p_sum, self.s_m)
 
     def sum_entr(self):
         """Sum entropy (cm_sum_entr, IBSI P6QZ): F = -sum_k p_{i+j}(k) log2 p_{i+j}(k)."""
-        return _entropy(self.p_sum, -1)
+        return -self._msum(_plogp(self.p_sum), self.s_m)
 
     def energy(self):
         """Angular second moment (cm_energy, IBSI 8ZQL): F = sum_i sum_j p_ij^2."""
-        return np.sum(self.p ** 2, axis=(-2, -1))
+        return self._sum(self.p)
 
     def contrast(self):
         """Contrast (cm_contrast, IBSI ACUI): F = sum_i sum_j (i - j)^2 p_ij."""
@@ -203,41 +258,40 @@ class GlcmFeatures:
         return self._sum(1.0 / (1.0 + np.abs(self.i - self.j)))
 
     def inv_diff_norm(self):
-        """Normalised inverse difference (cm_inv_diff_norm, IBSI NDRX): F = sum p_ij / (1 + |i - j| / N_g)."""
+        """Normalised inverse difference (cm_inv_diff_norm, IBSI NDRX): F = sum_i sum_j p_ij / (1 + |i - j| / N_g)."""
         return self._sum(1.0 / (1.0 + np.abs(self.i - self.j) / self.n_levels))
 
     def inv_diff_mom(self):
-        """Inverse difference moment (cm_inv_diff_mom, IBSI WF0Z): F = sum p_ij / (1 + (i - j)^2)."""
+        """Inverse difference moment (cm_inv_diff_mom, IBSI WF0Z): F = sum_i sum_j p_ij / (1 + (i - j)^2)."""
         return self._sum(1.0 / (1.0 + (self.i - self.j) ** 2))
 
     def inv_diff_mom_norm(self):
-        """Normalised inverse difference moment (cm_inv_diff_mom_norm, IBSI 1QCO): F = sum p_ij / (1 + (i - j)^2 / N_g^2)."""
+        """Normalised inverse difference moment (cm_inv_diff_mom_norm, IBSI 1QCO):
+        F = sum_i sum_j p_ij / (1 + (i - j)^2 / N_g^2)."""
         return self._sum(1.0 / (1.0 + (self.i - self.j) ** 2 / self.n_levels ** 2))
 
     def inv_var(self):
-        """Inverse variance (cm_inv_var, IBSI E8JP): F = 2 sum_{i>j} p_ij / (i - j)^2 = sum_{i != j} p_ij / (i - j)^2 (symmetric M)."""
+        """Inverse variance (cm_inv_var, IBSI E8JP): F = 2 sum_i sum_{j>i} p_ij / (i - j)^2
+        (= the sum over all i != j for a symmetric matrix, which is what is summed here)."""
         diff2 = (self.i - self.j) ** 2
-        with np.errstate(divide="ignore"):
-            weights = np.where(diff2 > 0, 1.0 / np.where(diff2 > 0, diff2, 1.0), 0.0)
-        return self._sum(weights)
+        return self._sum(np.where(diff2 > 0, 1.0 / np.where(diff2 > 0, diff2, 1.0), 0.0))
 
     def corr(self):
-        """Correlation (cm_corr, IBSI NI2N): F = (sum_i sum_j (i - mu_i.)(j - mu_.j) p_ij) / (sigma_i. sigma_.j).
+        """Correlation (cm_corr, IBSI NI2N): F = sum_i sum_j (i - mu_i.)(j - mu_.j) p_ij / (sigma_i. sigma_.j).
 
-        mu_i. = sum_i i p_i., sigma_i.^2 = sum_i (i - mu_i.)^2 p_i. (likewise for j). NaN where a sigma is 0.
+        mu_i. = sum_i i p_i., sigma_i.^2 = sum_i (i - mu_i.)^2 p_i. (likewise for j). NaN where a sigma is 0
+        (a single grey level).
         """
-        cov = self._sum((self.i - self.mu_i[..., None, None]) * (self.j - self.mu_j[..., None, None]))
+        cov = self._sum((self.i - self.mu_i[self.m]) * (self.j - self.mu_j[self.m]))
         denom = np.sqrt(self.var_i * self.var_j)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(denom > 0, cov / np.where(denom > 0, denom, 1.0), np.nan)
+        return np.where(denom > 0, cov / np.where(denom > 0, denom, 1.0), np.nan)
 
     def auto_corr(self):
         """Autocorrelation (cm_auto_corr, IBSI QWB0): F = sum_i sum_j i j p_ij."""
         return self._sum(self.i * self.j)
 
     def _cluster(self, power):
-        centre = self.mu_i[..., None, None] + self.mu_j[..., None, None]
-        return self._sum((self.i + self.j - centre) ** power)
+        return self._sum((self.i + self.j - self.mu_i[self.m] - self.mu_j[self.m]) ** power)
 
     def clust_tend(self):
         """Cluster tendency (cm_clust_tend, IBSI DG8W): F = sum_i sum_j (i + j - mu_i. - mu_.j)^2 p_ij."""
@@ -251,43 +305,58 @@ class GlcmFeatures:
         """Cluster prominence (cm_clust_prom, IBSI AE86): F = sum_i sum_j (i + j - mu_i. - mu_.j)^4 p_ij."""
         return self._cluster(4)
 
-    def _marginal_entropies(self):
-        hxy = self.joint_entr()
-        pipj = self.p_i[..., :, None] * self.p_j[..., None, :]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            log_pipj = np.log2(np.where(pipj > 0, pipj, 1.0))
-        hxy1 = -np.sum(np.where(self.p > 0, self.p * log_pipj, 0.0), axis=(-2, -1))
-        hxy2 = -np.sum(np.where(pipj > 0, pipj * log_pipj, 0.0), axis=(-2, -1))
-        return hxy, hxy1, hxy2
+    def _hx_hy(self):
+        return -self._msum(_plogp(self.p_i), self.pi_m), -self._msum(_plogp(self.p_j), self.pj_m)
 
     def info_corr1(self):
         """Information correlation 1 (cm_info_corr1, IBSI R8DG): F = (HXY - HXY1) / max(HX, HY).
 
-        HXY = joint entropy; HXY1 = -sum_i sum_j p_ij log2(p_i. p_.j); HX = -sum_i p_i. log2 p_i.,
-        HY = -sum_j p_.j log2 p_.j. NaN where max(HX, HY) = 0 (a single grey level).
+        HXY = joint entropy; HX = -sum_i p_i. log2 p_i., HY = -sum_j p_.j log2 p_.j;
+        HXY1 = -sum_i sum_j p_ij log2(p_i. p_.j), which equals HX + HY (sum_j p_ij = p_i.).
+        NaN where max(HX, HY) = 0 (a single grey level).
         """
-        hxy, hxy1, _ = self._marginal_entropies()
-        hmax = np.maximum(_entropy(self.p_i, -1), _entropy(self.p_j, -1))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(hmax > 0, (hxy - hxy1) / np.where(hmax > 0, hmax, 1.0), np.nan)
+        hx, hy = self._hx_hy()
+        hmax = np.maximum(hx, hy)
+        return np.where(hmax > 0, (self.joint_entr() - (hx + hy)) / np.where(hmax > 0, hmax, 1.0), np.nan)
 
     def info_corr2(self):
         """Information correlation 2 (cm_info_corr2, IBSI JN9H): F = sqrt(1 - exp(-2 (HXY2 - HXY))).
 
-        HXY2 = -sum_i sum_j p_i. p_.j log2(p_i. p_.j); HXY2 >= HXY, rounding below 0 is clipped.
+        HXY2 = -sum_i sum_j p_i. p_.j log2(p_i. p_.j), which equals HX + HY >= HXY (rounding below is clipped).
         """
-        hxy, _, hxy2 = self._marginal_entropies()
-        return np.sqrt(1.0 - np.exp(-2.0 * np.maximum(hxy2 - hxy, 0.0)))
+        hx, hy = self._hx_hy()
+        return np.sqrt(1.0 - np.exp(-2.0 * np.maximum(hx + hy - self.joint_entr(), 0.0)))
+
+
+def glcm_features_cells(matrix, i, j, counts, n_matrices, n_levels) -> dict:
+    """{base tag (``cm_contrast``): array (n_matrices,)} for matrices given by their cells (see
+    :class:`GlcmFeatures`); NaN for a matrix without any count."""
+    features = GlcmFeatures(matrix, i, j, counts, n_matrices, n_levels)
+    empty = features.total == 0
+    out = {}
+    for tag in BASE_TAGS:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = np.asarray(getattr(features, tag[len("cm_"):])(), dtype=np.float64)
+        value[empty] = np.nan
+        out[tag] = value
+    return out
 
 
 def glcm_features(matrices, grey, n_levels) -> dict:
-    """{IBSI tag without suffix: array of shape ``matrices.shape[:-2]``} for every GLCM feature."""
-    features = GlcmFeatures(matrices, grey, n_levels)
-    return {tag: getattr(features, tag[len("cm_"):])() for tag in FEATURES}
+    """{base tag (``cm_contrast``): array of shape ``matrices.shape[:-2]``} for dense matrices ``(..., n, n)``,
+    row and column ``a`` standing for grey level ``grey[a]``."""
+    matrices = np.asarray(matrices, dtype=np.float64)
+    n = matrices.shape[-1]
+    lead = matrices.shape[:-2]
+    flat = matrices.reshape(-1, n * n)
+    matrix, cell = np.nonzero(flat)
+    grey = np.asarray(grey)
+    values = glcm_features_cells(matrix, grey[cell // n], grey[cell % n], flat[matrix, cell], flat.shape[0], n_levels)
+    return {tag: value.reshape(lead) for tag, value in values.items()}
 
 
 # --------------------------------------------------------------------------------------------
-# Matrix builders
+# Matrix builder
 # --------------------------------------------------------------------------------------------
 
 def grey_index(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -306,64 +375,79 @@ def crop_to_roi(levels: np.ndarray) -> np.ndarray:
     return levels[tuple(slice(int(c.min()), int(c.max()) + 1) for c in nonzero)]
 
 
-def cooccurrence_matrices(index: np.ndarray, n: int, offsets, by_slice: bool = False) -> np.ndarray:
-    """Symmetric co-occurrence counts, one matrix per offset (and per slice with ``by_slice``).
+def cooccurrence_pairs(index: np.ndarray, offsets) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every counted neighbour pair, both ways (the matrix is symmetric): (offset number, slice z of the
+    first voxel, grey level index of the first voxel, of the second).
 
-    ``index``: grey level index 0..n-1 inside the ROI, -1 outside, indexed (z, y, x). Returns shape
-    ``(len(offsets), n, n)``, or ``(len(offsets), n_z, n, n)`` with ``by_slice`` (in-plane offsets only).
+    ``index``: grey level index 0..n-1 inside the ROI, -1 outside, indexed (z, y, x).
     """
-    n_z = index.shape[0]
-    rows = n_z if by_slice else 1
-    out = np.zeros((len(offsets), rows, n, n), dtype=np.float64)
+    numbers, slices, first, second = [], [], [], []
     for o, offset in enumerate(offsets):
-        if by_slice and offset[0] != 0:
-            raise ValueError("Per-slice co-occurrence matrices need in-plane offsets.")
         a, b = shifted_pairs(index, offset)
         valid = (a >= 0) & (b >= 0)
-        code = a[valid] * n + b[valid]
-        if by_slice:
-            z = np.broadcast_to(np.arange(a.shape[0])[:, None, None], a.shape)[valid]
-            code = z * (n * n) + code
-        counts = np.bincount(code, minlength=rows * n * n).reshape(rows, n, n)
-        out[o] = counts + counts.transpose(0, 2, 1)
-    return out if by_slice else out[:, 0]
+        z = np.broadcast_to(np.arange(a.shape[0])[:, None, None], a.shape)[valid] + max(0, -offset[0])
+        a, b = a[valid], b[valid]
+        numbers.append(np.full(2 * a.size, o, dtype=np.int64))
+        slices += [z, z]
+        first += [a, b]
+        second += [b, a]
+    return tuple(np.concatenate(x) if x else np.empty(0, dtype=np.int64) for x in (numbers, slices, first, second))
+
+
+def cooccurrence_cells(group, a, b, n) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The co-occurrence matrix of each group of pairs (``group``: matrix number of each pair, from 0),
+    as its non-zero cells: (matrix, row index a, column index b, count)."""
+    cells, counts = np.unique((group * n + a) * n + b, return_counts=True)
+    return cells // (n * n), (cells // n) % n, cells % n, counts
+
+
+def dense_matrices(index: np.ndarray, n: int, offsets) -> np.ndarray:
+    """Dense symmetric co-occurrence counts ``(len(offsets), n, n)``, one matrix per offset."""
+    number, _, a, b = cooccurrence_pairs(index, offsets)
+    counts = np.bincount((number * n + a) * n + b, minlength=len(offsets) * n * n)
+    return counts.reshape(len(offsets), n, n).astype(np.float64)
 
 
 # --------------------------------------------------------------------------------------------
 # Aggregation
 # --------------------------------------------------------------------------------------------
 
-class _Collector:
-    """Feature values of the non-empty matrices of one aggregation, averaged at the end."""
+def average_over_matrices(family, suffix, values: dict, non_empty, notes, undefined=None,
+                          empty_reason="every matrix is empty") -> dict:
+    """{base tag + ``_`` + suffix: mean over the non-empty matrices of the values where defined}.
 
-    def __init__(self):
-        self.values = {tag: [] for tag in FEATURES}
+    ``values``: base tag -> value per matrix; ``non_empty``: which matrices hold any count. A feature
+    undefined (NaN) in some matrices is averaged over the others, with a note; in all of them it is NaN
+    with a note (``undefined``: base tag -> why).
+    """
+    undefined = undefined or {}
+    if not np.any(non_empty):
+        notes.append(f"{family}: all {suffix} features are NaN: {empty_reason}")
+        return {f"{tag}_{suffix}": float("nan") for tag in values}
+    out = {}
+    for tag, value in values.items():
+        key = f"{tag}_{suffix}"
+        value = value[non_empty]
+        defined = value[~np.isnan(value)]
+        reason = undefined.get(tag, "undefined")
+        if defined.size == 0:
+            out[key] = float("nan")
+            notes.append(f"{family}: {key} is NaN: {reason}")
+        else:
+            out[key] = float(defined.mean())
+            if defined.size < value.size:
+                notes.append(f"{family}: {key} averages the {defined.size} of {value.size} matrices where it is "
+                             f"defined; in the others {reason}")
+    return out
 
-    def add(self, matrices, grey, n_levels):
-        matrices = matrices.reshape((-1,) + matrices.shape[-2:])
-        matrices = matrices[matrices.sum(axis=(-2, -1)) > 0]
-        if matrices.shape[0]:
-            for tag, value in glcm_features(matrices, grey, n_levels).items():
-                self.values[tag].append(np.atleast_1d(value))
 
-    def result(self, suffix, notes):
-        out = {}
-        for tag, chunks in self.values.items():
-            key = f"{tag}_{suffix}"
-            values = np.concatenate(chunks) if chunks else np.empty(0)
-            defined = values[~np.isnan(values)]
-            if values.size == 0:
-                out[key] = float("nan")
-                notes.append(f"{key}: no pair of neighbouring ROI voxels, the co-occurrence matrix is empty")
-            elif defined.size == 0:
-                out[key] = float("nan")
-                notes.append(f"{key}: undefined, {UNDEFINED.get(tag, 'undefined for this matrix')}")
-            else:
-                out[key] = float(defined.mean())
-                if defined.size < values.size:
-                    notes.append(f"{key}: averaged over the {defined.size} of {values.size} matrices where it is "
-                                 f"defined ({UNDEFINED.get(tag, 'undefined')} in the others)")
-        return out
+def _aggregate(suffix, group, n_groups, a, b, grey, n_levels, notes) -> dict:
+    """Features of the co-occurrence matrix of each group of pairs, averaged over the non-empty ones."""
+    matrix, ca, cb, counts = cooccurrence_cells(group, a, b, grey.size)
+    values = glcm_features_cells(matrix, grey[ca], grey[cb], counts, n_groups, n_levels)
+    non_empty = np.bincount(matrix, minlength=n_groups) > 0
+    return average_over_matrices(FAMILY, suffix, values, non_empty, notes, UNDEFINED,
+                                 "no two ROI voxels are neighbours, every co-occurrence matrix is empty")
 
 
 def compute(roi, settings) -> dict:
@@ -373,51 +457,34 @@ def compute(roi, settings) -> dict:
     distance = int(getattr(settings, "glcm_distance", 1))
     if distance < 1:
         raise RadiomicsLabError(f"The GLCM distance must be 1 or more (got {distance}).")
-    grey, index = grey_index(crop_to_roi(np.asarray(roi.levels)))
-    n, n_levels = grey.size, roi.n_levels or (int(grey.max()) if grey.size else 1)
-    out = {}
     for dimension in settings.dimensions:
         if dimension not in SUFFIX:
             raise RadiomicsLabError(f"Unknown texture dimension '{dimension}'; use 2D, 2.5D or 3D.")
-    wanted = set(settings.dimensions)
-    if n == 0:
-        index = np.full((1, 1, 1), -1, dtype=np.int64)
-        n = 1
-        grey = np.array([1])
-    if wanted & {"2D", "2.5D"}:
+    grey, index = grey_index(crop_to_roi(np.asarray(roi.levels)))
+    if grey.size == 0:
+        index, grey = np.full((1, 1, 1), -1, dtype=np.int64), np.array([1])
+    n_levels = roi.n_levels or int(grey.max())
+    notes = roi.notes
+    out = {}
+    if "2D" in settings.dimensions or "2.5D" in settings.dimensions:
         offsets = directions("2D", distance)
-        avg_2d, comb_2d, avg_25d, comb_25d = _Collector(), _Collector(), _Collector(), _Collector()
-        per_direction = np.zeros((len(offsets), n, n))
-        step = max(1, _CHUNK_ELEMENTS // (len(offsets) * n * n))
-        for z0 in range(0, index.shape[0], step):
-            m = cooccurrence_matrices(index[z0:z0 + step], n, offsets, by_slice=True)   # (dir, z, n, n)
-            per_direction += m.sum(axis=1)
-            if "2D" in wanted:
-                avg_2d.add(m, grey, n_levels)
-                comb_2d.add(m.sum(axis=0), grey, n_levels)
-        if "2D" in wanted:
-            out.update(avg_2d.result("2D_avg", roi.notes))
-            out.update(comb_2d.result("2D_comb", roi.notes))
-        if "2.5D" in wanted:
-            avg_25d.add(per_direction, grey, n_levels)
-            comb_25d.add(per_direction.sum(axis=0), grey, n_levels)
-            out.update(avg_25d.result("2_5D_avg", roi.notes))
-            out.update(comb_25d.result("2_5D_comb", roi.notes))
-    if "3D" in wanted:
-        m = cooccurrence_matrices(index, n, directions("3D", distance))
-        avg_3d, comb_3d = _Collector(), _Collector()
-        avg_3d.add(m, grey, n_levels)
-        comb_3d.add(m.sum(axis=0), grey, n_levels)
-        out.update(avg_3d.result("3D_avg", roi.notes))
-        out.update(comb_3d.result("3D_comb", roi.notes))
-    return {key: out[key] for key in _ordered_keys(settings.dimensions) if key in out}
-
-
-def _ordered_keys(dimensions):
-    return [f"{tag}_{SUFFIX[d]}_{agg}" for d in dimensions for agg in ("avg", "comb") for tag in FEATURES]
+        number, z, a, b = cooccurrence_pairs(index, offsets)
+        n_z, n_dir = index.shape[0], len(offsets)
+        if "2D" in settings.dimensions:
+            out.update(_aggregate("2D_avg", number * n_z + z, n_dir * n_z, a, b, grey, n_levels, notes))
+            out.update(_aggregate("2D_comb", z, n_z, a, b, grey, n_levels, notes))
+        if "2.5D" in settings.dimensions:
+            out.update(_aggregate("2_5D_avg", number, n_dir, a, b, grey, n_levels, notes))
+            out.update(_aggregate("2_5D_comb", np.zeros_like(number), 1, a, b, grey, n_levels, notes))
+    if "3D" in settings.dimensions:
+        offsets = directions("3D", distance)
+        number, _, a, b = cooccurrence_pairs(index, offsets)
+        out.update(_aggregate("3D_avg", number, len(offsets), a, b, grey, n_levels, notes))
+        out.update(_aggregate("3D_comb", np.zeros_like(number), 1, a, b, grey, n_levels, notes))
+    return {key: out[key] for key in keys(settings) if key in out}
 
 
 def keys(settings) -> dict:
-    """{output tag: description} for ``settings`` (the FEATURES entry of its base tag)."""
-    return {f"{tag}_{SUFFIX[d]}_{agg}": FEATURES[tag] for d in settings.dimensions for agg in ("avg", "comb")
-            for tag in FEATURES}
+    """{output tag: description} of the tags :func:`compute` gives for ``settings``, in output order."""
+    return {f"{tag}_{suffix}": FEATURES[f"{tag}_{suffix}"] for d in settings.dimensions
+            for suffix in (f"{SUFFIX[d]}_avg", f"{SUFFIX[d]}_comb") for tag in BASE_TAGS}

@@ -19,89 +19,93 @@ Notation (IBSI): ``N_s = sum_i sum_j r_ij`` (number of runs), ``r_i. = sum_j r_i
 exactly one run per direction, so ``N_v = sum_j j r_.j``; for merged matrices this is the sum of the
 ``N_v`` of the merged ones, as IBSI prescribes for the run percentage.
 
-The run detection (:func:`runs`), the matrix builder (:func:`run_length_matrices`) and the formulas
-(:class:`GlrlmFeatures`, :func:`glrlm_features`) are separate: the formulas take any stack of matrices
-``(..., n_g, n_r)`` so voxel-wise feature maps can reuse them.
+The run detection (:func:`runs`) and the formulas (:class:`GlrlmFeatures`) are separate. As for the
+GLCM, the formulas take any number of matrices as a list of their non-zero cells, each tagged with its
+matrix (every sum is one ``np.bincount``); :func:`glrlm_features` takes dense matrices
+``(..., n_g, n_r)``, as voxel-wise feature maps will.
 """
 
 import numpy as np
 
 from ...errors import RadiomicsLabError
 from .directions import SUFFIX, directions
-from .glcm import crop_to_roi, grey_index
+from .glcm import average_over_matrices, crop_to_roi, describe, grey_index, group_sums
 
-#: IBSI tag (without aggregation suffix) -> description. All GLRLM features are dimensionless.
-#: ``pyradiomics`` is the name of the same feature in pyradiomics (its default aggregation is 3D_avg).
-FEATURES = {
-    "rlm_sre": dict(name="Short runs emphasis", unit="", pyradiomics="original_glrlm_ShortRunEmphasis",
-                    description="Run counts weighted by 1 / j^2: high for fine texture."),
-    "rlm_lre": dict(name="Long runs emphasis", unit="", pyradiomics="original_glrlm_LongRunEmphasis",
-                    description="Run counts weighted by j^2: high for coarse texture."),
-    "rlm_lgre": dict(name="Low grey level run emphasis", unit="", pyradiomics="original_glrlm_LowGrayLevelRunEmphasis",
-                     description="Run counts weighted by 1 / i^2."),
-    "rlm_hgre": dict(name="High grey level run emphasis", unit="", pyradiomics="original_glrlm_HighGrayLevelRunEmphasis",
-                     description="Run counts weighted by i^2."),
-    "rlm_srlge": dict(name="Short run low grey level emphasis", unit="",
-                      pyradiomics="original_glrlm_ShortRunLowGrayLevelEmphasis",
-                      description="Run counts weighted by 1 / (i^2 j^2)."),
-    "rlm_srhge": dict(name="Short run high grey level emphasis", unit="",
-                      pyradiomics="original_glrlm_ShortRunHighGrayLevelEmphasis",
-                      description="Run counts weighted by i^2 / j^2."),
-    "rlm_lrlge": dict(name="Long run low grey level emphasis", unit="",
-                      pyradiomics="original_glrlm_LongRunLowGrayLevelEmphasis",
-                      description="Run counts weighted by j^2 / i^2."),
-    "rlm_lrhge": dict(name="Long run high grey level emphasis", unit="",
-                      pyradiomics="original_glrlm_LongRunHighGrayLevelEmphasis",
-                      description="Run counts weighted by i^2 j^2."),
-    "rlm_glnu": dict(name="Grey level non-uniformity", unit="", pyradiomics="original_glrlm_GrayLevelNonUniformity",
-                     description="Sum of squared run counts per grey level over the number of runs."),
-    "rlm_glnu_norm": dict(name="Normalised grey level non-uniformity", unit="",
-                          pyradiomics="original_glrlm_GrayLevelNonUniformityNormalized",
-                          description="Grey level non-uniformity divided by the number of runs."),
-    "rlm_rlnu": dict(name="Run length non-uniformity", unit="", pyradiomics="original_glrlm_RunLengthNonUniformity",
-                     description="Sum of squared run counts per run length over the number of runs."),
-    "rlm_rlnu_norm": dict(name="Normalised run length non-uniformity", unit="",
-                          pyradiomics="original_glrlm_RunLengthNonUniformityNormalized",
-                          description="Run length non-uniformity divided by the number of runs."),
-    "rlm_r_perc": dict(name="Run percentage", unit="", pyradiomics="original_glrlm_RunPercentage",
-                       description="Number of runs over the number of voxels (summed over merged matrices)."),
-    "rlm_gl_var": dict(name="Grey level variance", unit="", pyradiomics="original_glrlm_GrayLevelVariance",
-                       description="Variance of the grey level of a run."),
-    "rlm_rl_var": dict(name="Run length variance", unit="", pyradiomics="original_glrlm_RunVariance",
-                       description="Variance of the length of a run."),
-    "rlm_rl_entr": dict(name="Run entropy", unit="", pyradiomics="original_glrlm_RunEntropy",
-                        description="Entropy (bits) of the joint grey level / run length distribution."),
-}
+FAMILY = "GLRLM"
+PREFIX = "rlm"
 
-_CHUNK_ELEMENTS = 1 << 22   # matrix elements built at once for the per-slice (2D) aggregation
+#: (base tag, name, IBSI identifier, description, pyradiomics GLRLM feature)
+SPECS = (
+    ("sre", "Short runs emphasis", "22OV", "Run counts weighted by 1 / j^2: high for fine texture.",
+     "ShortRunEmphasis"),
+    ("lre", "Long runs emphasis", "W4KF", "Run counts weighted by j^2: high for coarse texture.", "LongRunEmphasis"),
+    ("lgre", "Low grey level run emphasis", "V3SW", "Run counts weighted by 1 / i^2.", "LowGrayLevelRunEmphasis"),
+    ("hgre", "High grey level run emphasis", "G3QZ", "Run counts weighted by i^2.", "HighGrayLevelRunEmphasis"),
+    ("srlge", "Short run low grey level emphasis", "HTZT", "Run counts weighted by 1 / (i^2 j^2).",
+     "ShortRunLowGrayLevelEmphasis"),
+    ("srhge", "Short run high grey level emphasis", "GD3A", "Run counts weighted by i^2 / j^2.",
+     "ShortRunHighGrayLevelEmphasis"),
+    ("lrlge", "Long run low grey level emphasis", "IVPO", "Run counts weighted by j^2 / i^2.",
+     "LongRunLowGrayLevelEmphasis"),
+    ("lrhge", "Long run high grey level emphasis", "3KUM", "Run counts weighted by i^2 j^2.",
+     "LongRunHighGrayLevelEmphasis"),
+    ("glnu", "Grey level non-uniformity", "R5YN", "How unevenly the runs are distributed over grey levels.",
+     "GrayLevelNonUniformity"),
+    ("glnu_norm", "Normalised grey level non-uniformity", "OVBL",
+     "Grey level non-uniformity divided by the number of runs.", "GrayLevelNonUniformityNormalized"),
+    ("rlnu", "Run length non-uniformity", "W92Y", "How unevenly the runs are distributed over run lengths.",
+     "RunLengthNonUniformity"),
+    ("rlnu_norm", "Normalised run length non-uniformity", "IC23",
+     "Run length non-uniformity divided by the number of runs.", "RunLengthNonUniformityNormalized"),
+    ("r_perc", "Run percentage", "9ZK5", "Number of runs per voxel (voxels summed over merged matrices).",
+     "RunPercentage"),
+    ("gl_var", "Grey level variance", "8CE5", "Variance of the grey level of a run.", "GrayLevelVariance"),
+    ("rl_var", "Run length variance", "SXLW", "Variance of the length of a run.", "RunVariance"),
+    ("rl_entr", "Run entropy", "HJ9O", "Entropy (bits) of the joint grey level / run length distribution.",
+     "RunEntropy"),
+)
+
+#: Every output tag -> description (all GLRLM features are dimensionless).
+FEATURES = describe(PREFIX, SPECS, "glrlm")
+#: The base tags (``rlm_sre``), in IBSI order; :class:`GlrlmFeatures` has a method per base name.
+BASE_TAGS = tuple(f"{PREFIX}_{base}" for base, *_ in SPECS)
 
 
 # --------------------------------------------------------------------------------------------
-# Feature formulas on a stack of matrices
+# Feature formulas on a set of matrices given by their non-zero cells
 # --------------------------------------------------------------------------------------------
 
 class GlrlmFeatures:
-    """IBSI GLRLM features of a stack of run length matrices.
+    """IBSI GLRLM features of ``n_matrices`` run length matrices given by their non-zero cells.
 
-    ``matrices``: run counts, shape ``(..., n_g, n_r)``; row ``a`` stands for grey level ``grey[a]``
-    and column ``b`` for run length ``lengths[b]`` (absent levels and lengths may be left out).
-    Every method returns an array of shape ``matrices.shape[:-2]``; an empty matrix gives NaN.
+    Cell ``e`` of matrix ``matrix[e]`` (0..n_matrices-1) counts ``counts[e]`` runs of grey level ``i[e]``
+    and length ``j[e]``; cells not listed are zero, and each cell appears at most once per matrix
+    (entropies need merged cells). Every method returns an array of length
+    ``n_matrices``; an empty matrix gives NaN (see :func:`glrlm_features_cells`).
     """
 
-    def __init__(self, matrices, grey, lengths):
-        self.r = np.asarray(matrices, dtype=np.float64)
-        self.i = np.asarray(grey, dtype=np.float64)[:, None]
-        self.j = np.asarray(lengths, dtype=np.float64)[None, :]
-        self.n_s = self.r.sum(axis=(-2, -1))
-        self.r_i = self.r.sum(axis=-1)     # r_i. (..., n_g)
-        self.r_j = self.r.sum(axis=-2)     # r_.j (..., n_r)
-        self.n_v = np.sum(self.j[0] * self.r_j, axis=-1)
+    def __init__(self, matrix, i, j, counts, n_matrices):
+        counts = np.asarray(counts, dtype=np.float64)
+        keep = counts > 0
+        self.m = np.asarray(matrix, dtype=np.int64)[keep]
+        self.i = np.asarray(i, dtype=np.float64)[keep]
+        self.j = np.asarray(j, dtype=np.float64)[keep]
+        self.r = counts[keep]
+        self.n_matrices = int(n_matrices)
+        self.n_s = self._msum(self.r)                                        # N_s
+        self.n_v = self._msum(self.j * self.r)                               # N_v = sum_j j r_.j
         with np.errstate(divide="ignore", invalid="ignore"):
-            self.p = self.r / self.n_s[..., None, None]
+            self.p = self.r / self.n_s[self.m]                               # p_ij
+        self.ri_m, _, self.r_i = group_sums(self.m, self.i, self.r)            # r_i.
+        self.rj_m, _, self.r_j = group_sums(self.m, self.j, self.r)            # r_.j
+
+    def _msum(self, values, matrix=None):
+        """Per-matrix sum of ``values`` (one value per cell, or per group with ``matrix``)."""
+        return np.bincount(self.m if matrix is None else matrix, weights=values, minlength=self.n_matrices)
 
     def _emphasis(self, weights):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.sum(weights * self.r, axis=(-2, -1)) / self.n_s
+        """1/N_s sum_i sum_j weights(i, j) r_ij per matrix."""
+        return self._msum(weights * self.r) / self.n_s
 
     def sre(self):
         """Short runs emphasis (rlm_sre, IBSI 22OV): F = 1/N_s sum_i sum_j r_ij / j^2."""
@@ -137,54 +141,69 @@ class GlrlmFeatures:
 
     def glnu(self):
         """Grey level non-uniformity (rlm_glnu, IBSI R5YN): F = 1/N_s sum_i r_i.^2."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.sum(self.r_i ** 2, axis=-1) / self.n_s
+        return self._msum(self.r_i ** 2, self.ri_m) / self.n_s
 
     def glnu_norm(self):
         """Normalised grey level non-uniformity (rlm_glnu_norm, IBSI OVBL): F = 1/N_s^2 sum_i r_i.^2."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.sum(self.r_i ** 2, axis=-1) / self.n_s ** 2
+        return self._msum(self.r_i ** 2, self.ri_m) / self.n_s ** 2
 
     def rlnu(self):
         """Run length non-uniformity (rlm_rlnu, IBSI W92Y): F = 1/N_s sum_j r_.j^2."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.sum(self.r_j ** 2, axis=-1) / self.n_s
+        return self._msum(self.r_j ** 2, self.rj_m) / self.n_s
 
     def rlnu_norm(self):
         """Normalised run length non-uniformity (rlm_rlnu_norm, IBSI IC23): F = 1/N_s^2 sum_j r_.j^2."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.sum(self.r_j ** 2, axis=-1) / self.n_s ** 2
+        return self._msum(self.r_j ** 2, self.rj_m) / self.n_s ** 2
 
     def r_perc(self):
-        """Run percentage (rlm_r_perc, IBSI 9ZK5): F = N_s / N_v, N_v = sum_j j r_.j (voxels, summed over merged matrices)."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return self.n_s / self.n_v
+        """Run percentage (rlm_r_perc, IBSI 9ZK5): F = N_s / N_v, N_v = sum_j j r_.j (the voxels of the matrix;
+        for merged matrices the sum over the merged ones)."""
+        return self.n_s / self.n_v
 
     def gl_var(self):
         """Grey level variance (rlm_gl_var, IBSI 8CE5): F = sum_i sum_j (i - mu)^2 p_ij, mu = sum_i sum_j i p_ij."""
-        mu = np.sum(self.i * self.p, axis=(-2, -1))[..., None, None]
-        return np.sum((self.i - mu) ** 2 * self.p, axis=(-2, -1))
+        mu = self._msum(self.i * self.p)
+        return self._msum((self.i - mu[self.m]) ** 2 * self.p)
 
     def rl_var(self):
         """Run length variance (rlm_rl_var, IBSI SXLW): F = sum_i sum_j (j - mu)^2 p_ij, mu = sum_i sum_j j p_ij."""
-        mu = np.sum(self.j * self.p, axis=(-2, -1))[..., None, None]
-        return np.sum((self.j - mu) ** 2 * self.p, axis=(-2, -1))
+        mu = self._msum(self.j * self.p)
+        return self._msum((self.j - mu[self.m]) ** 2 * self.p)
 
     def rl_entr(self):
         """Run entropy (rlm_rl_entr, IBSI HJ9O): F = -sum_i sum_j p_ij log2 p_ij."""
+        return -self._msum(self.p * np.log2(self.p))
+
+
+def glrlm_features_cells(matrix, i, j, counts, n_matrices) -> dict:
+    """{base tag (``rlm_sre``): array (n_matrices,)} for matrices given by their cells (see
+    :class:`GlrlmFeatures`); NaN for a matrix without any run."""
+    features = GlrlmFeatures(matrix, i, j, counts, n_matrices)
+    empty = features.n_s == 0
+    out = {}
+    for tag in BASE_TAGS:
         with np.errstate(divide="ignore", invalid="ignore"):
-            terms = np.where(self.p > 0, self.p * np.log2(np.where(self.p > 0, self.p, 1.0)), 0.0)
-        return np.where(self.n_s > 0, -np.sum(terms, axis=(-2, -1)), np.nan)
+            value = np.asarray(getattr(features, tag[len("rlm_"):])(), dtype=np.float64)
+        value[empty] = np.nan
+        out[tag] = value
+    return out
 
 
 def glrlm_features(matrices, grey, lengths) -> dict:
-    """{IBSI tag without suffix: array of shape ``matrices.shape[:-2]``} for every GLRLM feature."""
-    features = GlrlmFeatures(matrices, grey, lengths)
-    return {tag: getattr(features, tag[len("rlm_"):])() for tag in FEATURES}
+    """{base tag (``rlm_sre``): array of shape ``matrices.shape[:-2]``} for dense matrices
+    ``(..., n_g, n_r)``: row ``a`` stands for grey level ``grey[a]``, column ``b`` for run length ``lengths[b]``."""
+    matrices = np.asarray(matrices, dtype=np.float64)
+    n_g, n_r = matrices.shape[-2:]
+    lead = matrices.shape[:-2]
+    flat = matrices.reshape(-1, n_g * n_r)
+    matrix, cell = np.nonzero(flat)
+    values = glrlm_features_cells(matrix, np.asarray(grey)[cell // n_r], np.asarray(lengths)[cell % n_r],
+                                  flat[matrix, cell], flat.shape[0])
+    return {tag: value.reshape(lead) for tag, value in values.items()}
 
 
 # --------------------------------------------------------------------------------------------
-# Run detection and matrix builder
+# Run detection
 # --------------------------------------------------------------------------------------------
 
 def runs(index: np.ndarray, direction) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -208,62 +227,38 @@ def runs(index: np.ndarray, direction) -> tuple[np.ndarray, np.ndarray, np.ndarr
     shape = index.shape
     line = np.zeros(coords[0].size, dtype=np.int64)
     for axis in range(3):
-        if axis == k:
-            continue
-        base = coords[axis] - t * direction[axis] + shape[k]        # shifted to be >= 0
-        line = line * (shape[axis] + 2 * shape[k]) + base
+        if axis != k:
+            base = coords[axis] - t * direction[axis] + shape[k]        # shifted to be >= 0
+            line = line * (shape[axis] + 2 * shape[k]) + base
     order = np.lexsort((t, line))
     line, t, level, z = line[order], t[order], level[order], coords[0][order]
     start = np.ones(line.size, dtype=bool)
     start[1:] = (line[1:] != line[:-1]) | (t[1:] != t[:-1] + 1) | (level[1:] != level[:-1])
     first = np.flatnonzero(start)
-    length = np.diff(np.append(first, line.size))
-    return z[first], level[first], length
+    return z[first], level[first], np.diff(np.append(first, line.size))
 
 
-def run_length_matrices(z, level, length_index, n_grey, n_lengths, n_slices=None) -> np.ndarray:
-    """Run counts from :func:`runs` output (``length_index`` = column of each run's length).
-
-    Returns ``(n_grey, n_lengths)``, or ``(n_slices, n_grey, n_lengths)`` per slice when ``n_slices``
-    is given (``z`` then counts from the first slice of the block).
-    """
-    code = level * n_lengths + length_index
-    if n_slices is None:
-        return np.bincount(code, minlength=n_grey * n_lengths).reshape(n_grey, n_lengths).astype(np.float64)
-    code = z * (n_grey * n_lengths) + code
-    size = n_slices * n_grey * n_lengths
-    return np.bincount(code, minlength=size).reshape(n_slices, n_grey, n_lengths).astype(np.float64)
+def all_runs(index: np.ndarray, direction_list) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`runs` along each direction, concatenated: (direction number, slice z, grey level index, length)."""
+    found = [runs(index, d) for d in direction_list]
+    numbers = [np.full(f[0].size, o, dtype=np.int64) for o, f in enumerate(found)]
+    return (np.concatenate(numbers),) + tuple(np.concatenate([f[c] for f in found]) for c in range(3))
 
 
 # --------------------------------------------------------------------------------------------
 # Aggregation
 # --------------------------------------------------------------------------------------------
 
-class _Collector:
-    """Feature values of the non-empty matrices of one aggregation, averaged at the end."""
-
-    def __init__(self):
-        self.values = {tag: [] for tag in FEATURES}
-
-    def add(self, matrices, grey, lengths):
-        matrices = matrices.reshape((-1,) + matrices.shape[-2:])
-        matrices = matrices[matrices.sum(axis=(-2, -1)) > 0]
-        if matrices.shape[0]:
-            for tag, value in glrlm_features(matrices, grey, lengths).items():
-                self.values[tag].append(np.atleast_1d(value))
-
-    def result(self, suffix, notes):
-        out = {}
-        for tag, chunks in self.values.items():
-            key = f"{tag}_{suffix}"
-            values = np.concatenate(chunks) if chunks else np.empty(0)
-            defined = values[~np.isnan(values)]
-            if defined.size == 0:
-                out[key] = float("nan")
-                notes.append(f"{key}: no voxel in the region of interest, the run length matrix is empty")
-            else:
-                out[key] = float(defined.mean())
-        return out
+def _aggregate(suffix, group, n_groups, level, length, grey, notes) -> dict:
+    """Features of the run length matrix of each group of runs, averaged over the non-empty ones."""
+    max_length = int(length.max(initial=0)) + 1
+    cells, counts = np.unique((group * grey.size + level) * max_length + length, return_counts=True)
+    matrix = cells // (grey.size * max_length)
+    values = glrlm_features_cells(matrix, grey[(cells // max_length) % grey.size], cells % max_length, counts,
+                                  n_groups)
+    non_empty = np.bincount(matrix, minlength=n_groups) > 0
+    return average_over_matrices(FAMILY, suffix, values, non_empty, notes,
+                                 empty_reason="the ROI intensity mask is empty, every run length matrix is empty")
 
 
 def compute(roi, settings) -> dict:
@@ -276,54 +271,27 @@ def compute(roi, settings) -> dict:
     grey, index = grey_index(crop_to_roi(np.asarray(roi.levels)))
     if grey.size == 0:
         index, grey = np.full((1, 1, 1), -1, dtype=np.int64), np.array([1])
-    n = grey.size
-    wanted = set(settings.dimensions)
+    notes = roi.notes
     out = {}
-    if wanted & {"2D", "2.5D"}:
-        found = [runs(index, d) for d in directions("2D")]
-        lengths = np.unique(np.concatenate([f[2] for f in found]))
-        if lengths.size == 0:
-            lengths = np.array([1])
-        m = lengths.size
-        n_z = index.shape[0]
-        avg_2d, comb_2d, avg_25d, comb_25d = _Collector(), _Collector(), _Collector(), _Collector()
-        per_direction = np.zeros((len(found), n, m))
-        step = max(1, _CHUNK_ELEMENTS // (len(found) * n * m))
-        for z0 in range(0, n_z, step):
-            z1 = min(n_z, z0 + step)
-            block = np.stack([
-                run_length_matrices(z[sel] - z0, g[sel], np.searchsorted(lengths, length[sel]), n, m, z1 - z0)
-                for z, g, length in found for sel in [(z >= z0) & (z < z1)]
-            ])                                                           # (dir, z, n, m)
-            per_direction += block.sum(axis=1)
-            if "2D" in wanted:
-                avg_2d.add(block, grey, lengths)
-                comb_2d.add(block.sum(axis=0), grey, lengths)
-        if "2D" in wanted:
-            out.update(avg_2d.result("2D_avg", roi.notes))
-            out.update(comb_2d.result("2D_comb", roi.notes))
-        if "2.5D" in wanted:
-            avg_25d.add(per_direction, grey, lengths)
-            comb_25d.add(per_direction.sum(axis=0), grey, lengths)
-            out.update(avg_25d.result("2_5D_avg", roi.notes))
-            out.update(comb_25d.result("2_5D_comb", roi.notes))
-    if "3D" in wanted:
-        found = [runs(index, d) for d in directions("3D")]
-        lengths = np.unique(np.concatenate([f[2] for f in found]))
-        if lengths.size == 0:
-            lengths = np.array([1])
-        block = np.stack([run_length_matrices(z, g, np.searchsorted(lengths, length), n, lengths.size)
-                          for z, g, length in found])
-        avg_3d, comb_3d = _Collector(), _Collector()
-        avg_3d.add(block, grey, lengths)
-        comb_3d.add(block.sum(axis=0), grey, lengths)
-        out.update(avg_3d.result("3D_avg", roi.notes))
-        out.update(comb_3d.result("3D_comb", roi.notes))
-    order = [f"{tag}_{SUFFIX[d]}_{agg}" for d in settings.dimensions for agg in ("avg", "comb") for tag in FEATURES]
-    return {key: out[key] for key in order if key in out}
+    if "2D" in settings.dimensions or "2.5D" in settings.dimensions:
+        direction_list = directions("2D")
+        number, z, level, length = all_runs(index, direction_list)
+        n_z, n_dir = index.shape[0], len(direction_list)
+        if "2D" in settings.dimensions:
+            out.update(_aggregate("2D_avg", number * n_z + z, n_dir * n_z, level, length, grey, notes))
+            out.update(_aggregate("2D_comb", z, n_z, level, length, grey, notes))
+        if "2.5D" in settings.dimensions:
+            out.update(_aggregate("2_5D_avg", number, n_dir, level, length, grey, notes))
+            out.update(_aggregate("2_5D_comb", np.zeros_like(number), 1, level, length, grey, notes))
+    if "3D" in settings.dimensions:
+        direction_list = directions("3D")
+        number, _, level, length = all_runs(index, direction_list)
+        out.update(_aggregate("3D_avg", number, len(direction_list), level, length, grey, notes))
+        out.update(_aggregate("3D_comb", np.zeros_like(number), 1, level, length, grey, notes))
+    return {key: out[key] for key in keys(settings) if key in out}
 
 
 def keys(settings) -> dict:
-    """{output tag: description} for ``settings`` (the FEATURES entry of its base tag)."""
-    return {f"{tag}_{SUFFIX[d]}_{agg}": FEATURES[tag] for d in settings.dimensions for agg in ("avg", "comb")
-            for tag in FEATURES}
+    """{output tag: description} of the tags :func:`compute` gives for ``settings``, in output order."""
+    return {f"{tag}_{suffix}": FEATURES[f"{tag}_{suffix}"] for d in settings.dimensions
+            for suffix in (f"{SUFFIX[d]}_avg", f"{SUFFIX[d]}_comb") for tag in BASE_TAGS}

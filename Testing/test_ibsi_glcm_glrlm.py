@@ -1,0 +1,174 @@
+"""IBSI 1 grey level co-occurrence (``cm_*``) and run length (``rlm_*``) families against the IBSI reference values.
+
+Every aggregation (2D, 2.5D, 3D; ``_avg`` and ``_comb``) on the IBSI digital phantom (its integer
+intensities are the grey levels, no preprocessing) and on the CT phantom with configurations A-E.
+The digital phantom table gives every value to 3 significant digits with tolerance 0; the pass rule
+is the project's (``ReferenceValue.passes``), which accepts a value that rounds to the reference.
+
+The matrix builders are also checked voxel by voxel against the definitions (a pair / a run counted
+by walking the grid) on small random volumes, since the reference values only cover distance 1 and
+the phantoms' geometry.
+"""
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+
+from RadiomicsLabLib.ibsi import names
+from RadiomicsLabLib.ibsi.config import IbsiSettings
+from RadiomicsLabLib.ibsi.features import glcm, glrlm
+from RadiomicsLabLib.ibsi.features.directions import DIRECTIONS_3D, directions
+from RadiomicsLabLib.ibsi.reference import chapter1_reference, digital_phantom_roi
+
+FAMILIES = {"cm": glcm, "rlm": glrlm}
+SETTINGS = IbsiSettings(dimensions=("2D", "2.5D", "3D"), discretisation="none")
+
+
+@pytest.mark.parametrize("prefix", FAMILIES)
+def test_digital_phantom_reference(prefix):
+    roi = digital_phantom_roi()
+    values = FAMILIES[prefix].compute(roi, SETTINGS)
+    rows = [r for r in chapter1_reference("digital_phantom") if r.tag.startswith(prefix + "_")]
+    assert len(rows) == {"cm": 150, "rlm": 96}[prefix]
+    failing = [(r.tag, values.get(r.tag), r.reference) for r in rows if not r.passes(values.get(r.tag, math.nan))]
+    assert failing == [], f"{len(failing)} of {len(rows)} {prefix} values differ: {failing}"
+    assert list(values) == list(FAMILIES[prefix].FEATURES)  # one value per described tag, in its order
+    assert roi.notes == []
+
+
+@pytest.mark.parametrize("configuration", ["A", "B", "C", "D", "E"])
+def test_ct_phantom_configurations(configuration):
+    """IBSI 1 CT phantom, configurations A-E (the engine's preprocessing), every GLCM and GLRLM reference row."""
+    from RadiomicsLabLib.ibsi.configurations import CONFIGURATIONS
+    from RadiomicsLabLib.ibsi.engine import compute_features
+    from RadiomicsLabLib.ibsi.reference import ibsi1_images
+
+    image, mask = ibsi1_images("ct_phantom")
+    result = compute_features(image, mask, CONFIGURATIONS[configuration], families=("glcm", "glrlm"))
+    rows = [r for r in chapter1_reference(f"config_{configuration}") if r.tag.split("_")[0] in FAMILIES]
+    assert len(rows) == (164 if configuration in "AB" else 82)
+    failing = [(r.tag, result.values.get(r.tag), r.reference, r.tolerance) for r in rows
+               if not r.passes(result.values.get(r.tag, math.nan))]
+    assert failing == [], f"{len(failing)} of {len(rows)} values differ in configuration {configuration}: {failing}"
+    assert result.notes == []
+
+
+def _single_level_roi():
+    """The digital phantom's real mask with one grey level everywhere inside it."""
+    roi = digital_phantom_roi()
+    return roi.with_levels(roi.intensity_mask.astype(np.int64), 1)
+
+
+def test_single_grey_level_gives_nan_with_notes_where_undefined():
+    roi = _single_level_roi()
+    values = glcm.compute(roi, SETTINGS)
+    for suffix in ("2D_avg", "2D_comb", "2_5D_avg", "2_5D_comb", "3D_avg", "3D_comb"):
+        # correlation and information correlation 1 divide by a zero spread: undefined, with a note
+        for tag in (f"cm_corr_{suffix}", f"cm_info_corr1_{suffix}"):
+            assert math.isnan(values[tag])
+            assert any(note.startswith(f"GLCM: {tag} is NaN:") and "single grey level" in note for note in roi.notes)
+        # the rest is defined: every pair is (1, 1)
+        assert values[f"cm_joint_max_{suffix}"] == 1.0
+        assert values[f"cm_energy_{suffix}"] == 1.0
+        assert values[f"cm_joint_entr_{suffix}"] == 0.0
+        assert values[f"cm_contrast_{suffix}"] == 0.0
+        assert values[f"cm_inv_diff_{suffix}"] == 1.0
+        assert values[f"cm_info_corr2_{suffix}"] == 0.0
+        assert values[f"cm_auto_corr_{suffix}"] == 1.0
+    assert sum(math.isnan(v) for v in values.values()) == 12
+    runs = glrlm.compute(roi, SETTINGS)
+    assert not any(math.isnan(v) for v in runs.values())
+    assert runs["rlm_gl_var_3D_comb"] == 0.0 and runs["rlm_lgre_3D_avg"] == 1.0
+    assert len(roi.notes) == 12
+
+
+@pytest.mark.parametrize("levels", [np.zeros((3, 3, 3), dtype=np.int64), np.pad([[[2]]], 1)],
+                         ids=["empty ROI", "one voxel"])
+def test_degenerate_roi_gives_nan_and_notes_not_exceptions(levels):
+    roi = digital_phantom_roi()
+    roi = roi.with_levels(np.asarray(levels, dtype=np.int64), 2)
+    values = glcm.compute(roi, SETTINGS)
+    assert len(values) == 150 and all(math.isnan(v) for v in values.values())
+    assert sum(note.startswith("GLCM: all ") for note in roi.notes) == 6
+    runs = glrlm.compute(roi, SETTINGS)
+    if levels.any():  # one voxel: one run of length 1 in every direction
+        assert runs["rlm_sre_3D_avg"] == 1.0 and runs["rlm_r_perc_2D_comb"] == 1.0
+    else:
+        assert all(math.isnan(v) for v in runs.values())
+
+
+def _inside(point, shape):
+    return all(0 <= p < s for p, s in zip(point, shape))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_builders_match_a_walk_over_the_grid(seed):
+    """Co-occurrence counts (distances 1 and 2) and runs (every direction, including the diagonals with
+    negative components) equal the definitions evaluated voxel by voxel."""
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(s) for s in rng.integers(2, 7, 3))
+    levels = rng.integers(1, 4, shape) * (rng.random(shape) < 0.8)
+    grey, index = glcm.grey_index(levels)
+    voxels = [p for p in itertools.product(*map(range, shape)) if levels[p]]
+    for distance in (1, 2):
+        offsets = directions("3D", distance)
+        counts = glcm.dense_matrices(index, grey.size, offsets)
+        for o, d in enumerate(offsets):
+            expected = np.zeros((grey.size, grey.size))
+            for p in voxels:
+                q = tuple(np.add(p, d))
+                if _inside(q, shape) and levels[q]:
+                    a, b = np.searchsorted(grey, [levels[p], levels[q]])
+                    expected[a, b] += 1
+                    expected[b, a] += 1
+            assert np.array_equal(counts[o], expected), (distance, d)
+    for d in DIRECTIONS_3D:
+        expected = []
+        for p in voxels:
+            before = tuple(np.subtract(p, d))
+            if _inside(before, shape) and levels[before] == levels[p]:
+                continue  # not the first voxel of its run
+            length, q = 0, p
+            while _inside(q, shape) and levels[q] == levels[p]:
+                length, q = length + 1, tuple(np.add(q, d))
+            expected.append((p[0], int(levels[p]), length))
+        z, g, length = glrlm.runs(index, d)
+        assert sorted(zip(z.tolist(), grey[g].tolist(), length.tolist())) == sorted(expected), d
+
+
+def test_dense_formulas_equal_the_engine():
+    """The formulas on dense matrices (what voxel-wise maps use) give the engine's numbers."""
+    roi = digital_phantom_roi()
+    grey, index = glcm.grey_index(roi.levels)
+    matrices = glcm.dense_matrices(index, grey.size, directions("3D"))
+    per_direction = glcm.glcm_features(matrices, grey, roi.n_levels)
+    merged = glcm.glcm_features(matrices.sum(axis=0), grey, roi.n_levels)
+    values = glcm.compute(roi, SETTINGS.replaced(dimensions=("3D",)))
+    for tag in glcm.BASE_TAGS:
+        assert per_direction[tag].shape == (13,)
+        assert np.mean(per_direction[tag]) == pytest.approx(values[f"{tag}_3D_avg"], rel=1e-12)
+        assert float(merged[tag]) == pytest.approx(values[f"{tag}_3D_comb"], rel=1e-12)
+    z, level, length = glrlm.runs(index, (0, 0, 1))
+    dense = np.zeros((grey.size, length.max() + 1))
+    np.add.at(dense, (level, length), 1)
+    run_features = glrlm.glrlm_features(dense, grey, np.arange(length.max() + 1))
+    cells, counts = np.unique(np.stack([level, length]), axis=1, return_counts=True)
+    by_direction = glrlm.glrlm_features_cells(np.zeros(counts.size, int), grey[cells[0]], cells[1], counts, 1)
+    for tag in glrlm.BASE_TAGS:
+        assert float(run_features[tag]) == pytest.approx(float(by_direction[tag][0]), rel=1e-12)
+
+
+@pytest.mark.parametrize("prefix", FAMILIES)
+def test_features_are_described(prefix):
+    module = FAMILIES[prefix]
+    assert len(module.FEATURES) == len(module.BASE_TAGS) * 6
+    for tag, info in module.FEATURES.items():
+        assert tag.startswith(prefix + "_") and tag.endswith(("_2D_avg", "_2D_comb", "_2_5D_avg", "_2_5D_comb",
+                                                              "_3D_avg", "_3D_comb"))
+        assert info["name"] and info["description"] and info["unit"] == "" and len(info["ibsi_id"]) == 4
+        # pyradiomics' default (3D, averaged over directions) is named exactly as the project's name table has it
+        if tag.endswith("_3D_avg"):
+            assert (info["pyradiomics"] or "") == names.pyradiomics_name_of_ibsi(tag)
+    assert list(module.keys(SETTINGS.replaced(dimensions=("3D",)))) == [t for t in module.FEATURES if "_3D_" in t]
