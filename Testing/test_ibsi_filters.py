@@ -161,39 +161,3 @@ def test_bad_input_raises_project_error(config, message):
     with pytest.raises(RadiomicsLabError) as error:
         apply_filter(image, (1.0, 1.0, 1.0), config)
     assert message in str(error.value)
-
-
-def test_phase2_configuration_a_intensity_statistics():
-    """PHASE2_FILTERS N.A on the CT phantom: intensity statistics of the filtered image match IBSI 2 phase 2.
-
-    Configuration A needs no resampling: the filter runs on the whole image (2D, slice by slice) and the
-    statistics use the ROI re-segmented to [-1000, 400] HU on the unfiltered image.
-    """
-    from scipy import stats
-
-    from RadiomicsLabLib.ibsi.reference import chapter2_phase2_reference, ibsi1_images
-
-    image_sitk, mask_sitk = ibsi1_images("ct_phantom")
-    image = sitk.GetArrayFromImage(image_sitk).astype(np.float64)
-    spacing = image_sitk.GetSpacing()[::-1]
-    roi = (sitk.GetArrayFromImage(mask_sitk) > 0) & (image >= -1000) & (image <= 400)
-    statistics = {
-        "stat_mean": np.mean, "stat_var": np.var, "stat_skew": stats.skew, "stat_min": np.min, "stat_max": np.max,
-        "stat_p10": lambda v: np.percentile(v, 10), "stat_p90": lambda v: np.percentile(v, 90),
-    }
-    references = {row.tag: row for row in chapter2_phase2_reference()}
-    failing, checked = [], 0
-    for filter_id, config in PHASE2_FILTERS.items():
-        if not filter_id.endswith(".A"):
-            continue
-        values = (image if config is None else apply_filter(image, spacing, config))[roi]
-        for tag, function in statistics.items():
-            reference = references.get(f"{filter_id}/{tag}")
-            if reference is None:
-                continue
-            checked += 1
-            value = float(function(values))
-            if not reference.passes(value):
-                failing.append(f"{filter_id}/{tag}={value:.5g} (reference {reference.reference} ± {reference.tolerance})")
-    assert checked >= 60
-    assert not failing, f"phase 2 configuration A statistics outside tolerance: {failing}"
