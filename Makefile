@@ -25,6 +25,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) Testing/benchmarks/bench_extract_overhead.py
+	$(VPY) Testing/benchmarks/bench_ibsi_engine.py
 
 lock: $(STAMP)
 	{ echo "# Pinned dependencies of RadiomicsLab (Python 3.11). Regenerate with: make lock"; \
