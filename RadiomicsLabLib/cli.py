@@ -259,6 +259,16 @@ def _report(values, provenance, output, wide, scene, seconds):
                f"in {seconds:.1f} s" + (f" -> {', '.join(where)}" if where else ""), err=True)
 
 
+def _add_workflow_commands():
+    from .commands import workflow_commands
+
+    for command in workflow_commands():
+        cli.add_command(command)
+
+
+_add_workflow_commands()
+
+
 def main(argv=None):
     """Console entry point: user errors are one line on stderr and exit status 2."""
     try:
