@@ -1,6 +1,7 @@
 """Shared fixtures: the real reference data (``RADIOMICSLAB_DATA``), headless scenes, the real CLI."""
 
 import csv
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from RadiomicsLabLib.data import data_dir, sample_case
+from RadiomicsLabLib.ibsi.reference import chapter1_reference
 
 CLI = Path(sys.executable).with_name("radiomicslab")
 
@@ -47,3 +49,19 @@ def read_csv(path):
 def run_cli(*args, cwd=None):
     """Run the installed ``radiomicslab`` console script; returns the CompletedProcess."""
     return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def failing_reference_rows(values: dict, dataset: str, prefixes=(), families=()):
+    """(rows, failing) of the IBSI chapter 1 reference table ``dataset`` (``digital_phantom``, ``config_A`` ...).
+
+    ``rows``: the reference rows whose tag starts with one of the tag ``prefixes`` (``"cm"``: ``cm_*``) or
+    whose family is one of ``families`` (``"Morphology"``); ``failing``: (tag, value, reference, tolerance) of
+    each of them that ``values`` misses by the IBSI pass rule, a tag not in ``values`` included.
+    """
+    prefixes = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
+    families = (families,) if isinstance(families, str) else tuple(families)
+    starts = tuple(f"{prefix}_" for prefix in prefixes)
+    rows = [r for r in chapter1_reference(dataset) if (starts and r.tag.startswith(starts)) or r.family in families]
+    failing = [(r.tag, values.get(r.tag), r.reference, r.tolerance) for r in rows
+               if not r.passes(values.get(r.tag, math.nan))]
+    return rows, failing

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import failing_reference_rows
 
 from RadiomicsLabLib.ibsi import discretisation, preprocessing, reference
 from RadiomicsLabLib.ibsi.config import IbsiSettings
@@ -29,13 +30,11 @@ def compute_all(roi, settings) -> dict:
 
 
 def check_reference(dataset, values):
-    rows = [r for r in reference.chapter1_reference(dataset) if r.family in FAMILIES]
+    rows, failing = failing_reference_rows(values, dataset, families=FAMILIES)
     assert rows, f"no reference rows for {dataset}"
     missing = [r.tag for r in rows if r.tag not in values]
-    failing = [f"{r.tag}: {values[r.tag]!r} vs {r.reference} +- {r.tolerance}" for r in rows
-               if r.tag in values and not r.passes(values[r.tag])]
     assert not missing, f"{dataset}: tags not computed: {missing}"
-    assert not failing, f"{dataset}: {len(failing)} of {len(rows)} fail:\n" + "\n".join(failing)
+    assert not failing, f"{dataset}: {len(failing)} of {len(rows)} fail:\n" + "\n".join(map(str, failing))
     return len(rows)
 
 

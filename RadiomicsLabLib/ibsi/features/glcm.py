@@ -26,13 +26,16 @@ The matrix builder (:func:`cooccurrence_cells`) and the formulas (:class:`GlcmFe
 The formulas take any number of matrices as a list of their non-zero cells, each cell tagged with
 the matrix it belongs to (every sum is then one ``np.bincount`` over matrices), so thousands of
 per-slice matrices or thousands of grey levels cost only the cells that occur; :func:`glcm_features`
-takes dense matrices ``(..., n, n)``, as voxel-wise feature maps will.
+takes dense matrices ``(..., n, n)``, as voxel-wise feature maps will. The cell representation, the
+aggregation and the feature descriptions are shared with the GLRLM (:mod:`.common`).
 """
 
 import numpy as np
 
 from ...errors import RadiomicsLabError
-from .directions import SUFFIX, directions, shifted_pairs
+from .common import (AGGREGATIONS, CellMatrices, average_over_matrices, check_dimensions, dense_matrix_features,
+                     describe, directional_aggregates, group_sums, matrix_features, texture_grid, texture_keys)
+from .directions import directions, shifted_pairs
 
 FAMILY = "GLCM"
 PREFIX = "cm"
@@ -77,41 +80,8 @@ SPECS = (
     ("info_corr2", "Information correlation 2", "JN9H", "sqrt(1 - exp(-2 (HXY2 - HXY))).", "Imc2"),
 )
 
-#: Aggregation suffix -> (dimension, IBSI identifier of the aggregation method, its name).
-AGGREGATIONS = {
-    "2D_avg": ("2D", "BTW3", "2D, averaged over slices and directions"),
-    "2D_comb": ("2D", "SUJT", "2D, directions merged per slice, averaged over slices"),
-    "2_5D_avg": ("2.5D", "JJUI", "2.5D, slices merged per direction, averaged over directions"),
-    "2_5D_comb": ("2.5D", "ZW7Z", "2.5D, all merged"),
-    "3D_avg": ("3D", "ITBB", "3D, averaged over directions"),
-    "3D_comb": ("3D", "IAZD", "3D, directions merged"),
-}
-
-
-def describe(prefix: str, specs, pyradiomics_class: str | None = None) -> dict:
-    """``FEATURES`` of a texture family with avg / comb aggregation: every output tag -> name, unit,
-    description, pyradiomics, ibsi_id, dimension, aggregation.
-
-    pyradiomics averages features over the 13 3D directions (``*_3D_avg``); with ``force2D: true`` over
-    the 4 in-plane directions, each matrix merged over the slices (``*_2_5D_avg``).
-    """
-    features = {}
-    for suffix, (dimension, aggregation_id, aggregation) in AGGREGATIONS.items():
-        for base, name, ibsi_id, description, pyradiomics in specs:
-            radiomics_name = None
-            if pyradiomics and pyradiomics_class and suffix in ("3D_avg", "2_5D_avg"):
-                radiomics_name = f"original_{pyradiomics_class}_{pyradiomics}"
-                if suffix == "2_5D_avg":
-                    radiomics_name += " (force2D: true)"
-            features[f"{prefix}_{base}_{suffix}"] = {
-                "name": f"{name} ({aggregation})", "unit": "", "description": description,
-                "pyradiomics": radiomics_name, "ibsi_id": ibsi_id, "dimension": dimension,
-                "aggregation": aggregation_id}
-    return features
-
-
 #: Every output tag -> description (all GLCM features are dimensionless).
-FEATURES = describe(PREFIX, SPECS, "glcm")
+FEATURES = describe(PREFIX, SPECS, AGGREGATIONS, "glcm")
 #: The base tags (``cm_contrast``), in IBSI order; :class:`GlcmFeatures` has a method per base name.
 BASE_TAGS = tuple(f"{PREFIX}_{base}" for base, *_ in SPECS)
 
@@ -126,62 +96,25 @@ UNDEFINED = {
 # Feature formulas on a set of matrices given by their non-zero cells
 # --------------------------------------------------------------------------------------------
 
-_DENSE_GROUPS = 1 << 24   # largest (matrices x keys) table summed with one bincount instead of a sort
-
-
-def group_sums(matrix, keys, p):
-    """Sums of ``p`` over the cells with equal (matrix, key): (matrix, key, sum) per group, sorted by both.
-
-    Keys that are non-negative integers (grey levels, their sums and differences) are used as codes
-    directly; other keys are first numbered by sorting.
-    """
-    keys = np.asarray(keys)
-    if keys.size == 0:
-        return matrix[:0], keys[:0].astype(np.float64), np.zeros(0)
-    codes = keys.astype(np.int64)
-    values = None
-    if codes.min() < 0 or not np.array_equal(codes, keys):
-        values, codes = np.unique(keys, return_inverse=True)
-        codes = codes.ravel()
-    n_keys = int(codes.max()) + 1
-    size = (int(matrix.max()) + 1) * n_keys
-    cell = matrix * n_keys + codes
-    if size <= _DENSE_GROUPS:
-        sums = np.bincount(cell, weights=p, minlength=size)
-        groups = np.flatnonzero(np.bincount(cell, minlength=size))
-        sums = sums[groups]
-    else:
-        groups, inverse = np.unique(cell, return_inverse=True)
-        sums = np.bincount(inverse.ravel(), weights=p)
-    key = groups % n_keys
-    return groups // n_keys, (key if values is None else values[key]).astype(np.float64), sums
-
-
 def _plogp(p):
     return p * np.log2(np.where(p > 0, p, 1.0))
 
 
-class GlcmFeatures:
+class GlcmFeatures(CellMatrices):
     """IBSI GLCM features of ``n_matrices`` co-occurrence matrices given by their non-zero cells.
 
     Cell ``e`` of matrix ``matrix[e]`` (0..n_matrices-1) has row grey level ``i[e]``, column grey level
     ``j[e]`` and count ``counts[e]``; cells not listed are zero (levels absent from a matrix cost nothing).
     Each cell appears at most once per matrix (maxima and entropies need merged cells).
     ``n_levels`` is ``N_g``. Every method returns an array of length ``n_matrices``; an empty matrix gives
-    NaN (see :func:`glcm_features_cells`).
+    NaN (see :func:`~.common.matrix_features`).
     """
 
     def __init__(self, matrix, i, j, counts, n_matrices, n_levels):
-        counts = np.asarray(counts, dtype=np.float64)
-        keep = counts > 0
-        self.m = np.asarray(matrix, dtype=np.int64)[keep]
-        self.i = np.asarray(i, dtype=np.float64)[keep]
-        self.j = np.asarray(j, dtype=np.float64)[keep]
-        self.n_matrices = int(n_matrices)
+        super().__init__(matrix, i, j, counts, n_matrices)
         self.n_levels = float(n_levels)
-        self.total = self._msum(counts[keep])
         with np.errstate(divide="ignore", invalid="ignore"):
-            self.p = counts[keep] / self.total[self.m]                      # p_ij
+            self.p = self.count / self.total[self.m]                        # p_ij
         self.pi_m, self.pi_g, self.p_i = group_sums(self.m, self.i, self.p)   # p_i. (matrix, grey level, value)
         self.pj_m, self.pj_g, self.p_j = group_sums(self.m, self.j, self.p)   # p_.j
         self.mu_i = self._msum(self.pi_g * self.p_i, self.pi_m)
@@ -190,10 +123,6 @@ class GlcmFeatures:
         self.var_j = self._msum((self.pj_g - self.mu_j[self.pj_m]) ** 2 * self.p_j, self.pj_m)
         self.d_m, self.d_k, self.p_diff = group_sums(self.m, np.abs(self.i - self.j), self.p)   # p_{i-j}(k)
         self.s_m, self.s_k, self.p_sum = group_sums(self.m, self.i + self.j, self.p)            # p_{i+j}(k)
-
-    def _msum(self, values, matrix=None):
-        """Per-matrix sum of ``values`` (one value per cell, or per group with ``matrix``)."""
-        return np.bincount(self.m if matrix is None else matrix, weights=values, minlength=self.n_matrices)
 
     def _sum(self, weights):
         """sum_i sum_j weights(i, j) p_ij per matrix."""
@@ -328,52 +257,17 @@ class GlcmFeatures:
         return np.sqrt(1.0 - np.exp(-2.0 * np.maximum(hx + hy - self.joint_entr(), 0.0)))
 
 
-def glcm_features_cells(matrix, i, j, counts, n_matrices, n_levels) -> dict:
-    """{base tag (``cm_contrast``): array (n_matrices,)} for matrices given by their cells (see
-    :class:`GlcmFeatures`); NaN for a matrix without any count."""
-    features = GlcmFeatures(matrix, i, j, counts, n_matrices, n_levels)
-    empty = features.total == 0
-    out = {}
-    for tag in BASE_TAGS:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            value = np.asarray(getattr(features, tag[len("cm_"):])(), dtype=np.float64)
-        value[empty] = np.nan
-        out[tag] = value
-    return out
-
-
 def glcm_features(matrices, grey, n_levels) -> dict:
     """{base tag (``cm_contrast``): array of shape ``matrices.shape[:-2]``} for dense matrices ``(..., n, n)``,
     row and column ``a`` standing for grey level ``grey[a]``."""
-    matrices = np.asarray(matrices, dtype=np.float64)
-    n = matrices.shape[-1]
-    lead = matrices.shape[:-2]
-    flat = matrices.reshape(-1, n * n)
-    matrix, cell = np.nonzero(flat)
     grey = np.asarray(grey)
-    values = glcm_features_cells(matrix, grey[cell // n], grey[cell % n], flat[matrix, cell], flat.shape[0], n_levels)
-    return {tag: value.reshape(lead) for tag, value in values.items()}
+    return dense_matrix_features(matrices, BASE_TAGS, lambda matrix, a, b, counts, n_matrices: GlcmFeatures(
+        matrix, grey[a], grey[b], counts, n_matrices, n_levels))
 
 
 # --------------------------------------------------------------------------------------------
 # Matrix builder
 # --------------------------------------------------------------------------------------------
-
-def grey_index(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(grey levels present in the ROI (sorted), index array: 0..n-1 inside the ROI, -1 outside)."""
-    grey = np.unique(levels[levels > 0])
-    lut = np.full(int(levels.max(initial=0)) + 1, -1, dtype=np.int64)
-    lut[grey] = np.arange(grey.size)
-    return grey, lut[levels]
-
-
-def crop_to_roi(levels: np.ndarray) -> np.ndarray:
-    """The bounding box of the non-zero grey levels (pairs and runs outside it only meet zeros)."""
-    nonzero = np.nonzero(levels)
-    if nonzero[0].size == 0:
-        return levels[tuple(slice(0, 0) for _ in levels.shape)]
-    return levels[tuple(slice(int(c.min()), int(c.max()) + 1) for c in nonzero)]
-
 
 def cooccurrence_pairs(index: np.ndarray, offsets) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every counted neighbour pair, both ways (the matrix is symmetric): (offset number, slice z of the
@@ -412,79 +306,31 @@ def dense_matrices(index: np.ndarray, n: int, offsets) -> np.ndarray:
 # Aggregation
 # --------------------------------------------------------------------------------------------
 
-def average_over_matrices(family, suffix, values: dict, non_empty, notes, undefined=None,
-                          empty_reason="every matrix is empty") -> dict:
-    """{base tag + ``_`` + suffix: mean over the non-empty matrices of the values where defined}.
-
-    ``values``: base tag -> value per matrix; ``non_empty``: which matrices hold any count. A feature
-    undefined (NaN) in some matrices is averaged over the others, with a note; in all of them it is NaN
-    with a note (``undefined``: base tag -> why).
-    """
-    undefined = undefined or {}
-    if not np.any(non_empty):
-        notes.append(f"{family}: all {suffix} features are NaN: {empty_reason}")
-        return {f"{tag}_{suffix}": float("nan") for tag in values}
-    out = {}
-    for tag, value in values.items():
-        key = f"{tag}_{suffix}"
-        value = value[non_empty]
-        defined = value[~np.isnan(value)]
-        reason = undefined.get(tag, "undefined")
-        if defined.size == 0:
-            out[key] = float("nan")
-            notes.append(f"{family}: {key} is NaN: {reason}")
-        else:
-            out[key] = float(defined.mean())
-            if defined.size < value.size:
-                notes.append(f"{family}: {key} averages the {defined.size} of {value.size} matrices where it is "
-                             f"defined; in the others {reason}")
-    return out
-
-
-def _aggregate(suffix, group, n_groups, a, b, grey, n_levels, notes) -> dict:
-    """Features of the co-occurrence matrix of each group of pairs, averaged over the non-empty ones."""
-    matrix, ca, cb, counts = cooccurrence_cells(group, a, b, grey.size)
-    values = glcm_features_cells(matrix, grey[ca], grey[cb], counts, n_groups, n_levels)
-    non_empty = np.bincount(matrix, minlength=n_groups) > 0
-    return average_over_matrices(FAMILY, suffix, values, non_empty, notes, UNDEFINED,
-                                 "no two ROI voxels are neighbours, every co-occurrence matrix is empty")
-
-
 def compute(roi, settings) -> dict:
     """GLCM features of ``roi.levels`` for every dimension in ``settings.dimensions`` (avg and comb)."""
-    if roi.levels is None:
-        raise RadiomicsLabError("The GLCM needs discretised grey levels; discretise the region of interest first.")
+    grey, index = texture_grid(roi, FAMILY)
     distance = int(getattr(settings, "glcm_distance", 1))
     if distance < 1:
         raise RadiomicsLabError(f"The GLCM distance must be 1 or more (got {distance}).")
-    for dimension in settings.dimensions:
-        if dimension not in SUFFIX:
-            raise RadiomicsLabError(f"Unknown texture dimension '{dimension}'; use 2D, 2.5D or 3D.")
-    grey, index = grey_index(crop_to_roi(np.asarray(roi.levels)))
-    if grey.size == 0:
-        index, grey = np.full((1, 1, 1), -1, dtype=np.int64), np.array([1])
+    check_dimensions(settings.dimensions)
     n_levels = roi.n_levels or int(grey.max())
-    notes = roi.notes
-    out = {}
-    if "2D" in settings.dimensions or "2.5D" in settings.dimensions:
-        offsets = directions("2D", distance)
-        number, z, a, b = cooccurrence_pairs(index, offsets)
-        n_z, n_dir = index.shape[0], len(offsets)
-        if "2D" in settings.dimensions:
-            out.update(_aggregate("2D_avg", number * n_z + z, n_dir * n_z, a, b, grey, n_levels, notes))
-            out.update(_aggregate("2D_comb", z, n_z, a, b, grey, n_levels, notes))
-        if "2.5D" in settings.dimensions:
-            out.update(_aggregate("2_5D_avg", number, n_dir, a, b, grey, n_levels, notes))
-            out.update(_aggregate("2_5D_comb", np.zeros_like(number), 1, a, b, grey, n_levels, notes))
-    if "3D" in settings.dimensions:
-        offsets = directions("3D", distance)
-        number, _, a, b = cooccurrence_pairs(index, offsets)
-        out.update(_aggregate("3D_avg", number, len(offsets), a, b, grey, n_levels, notes))
-        out.update(_aggregate("3D_comb", np.zeros_like(number), 1, a, b, grey, n_levels, notes))
+
+    def pairs(dimension):
+        offsets = directions(dimension, distance)
+        return len(offsets), cooccurrence_pairs(index, offsets)
+
+    def aggregate(suffix, group, n_groups, a, b):
+        """Features of the co-occurrence matrix of each group of pairs, averaged over the non-empty ones."""
+        matrix, ca, cb, counts = cooccurrence_cells(group, a, b, grey.size)
+        features = GlcmFeatures(matrix, grey[ca], grey[cb], counts, n_groups, n_levels)
+        return average_over_matrices(FAMILY, suffix, matrix_features(features, BASE_TAGS), ~features.empty,
+                                     roi.notes, UNDEFINED,
+                                     "no two ROI voxels are neighbours, every co-occurrence matrix is empty")
+
+    out = directional_aggregates(settings.dimensions, index.shape[0], pairs, aggregate)
     return {key: out[key] for key in keys(settings) if key in out}
 
 
 def keys(settings) -> dict:
     """{output tag: description} of the tags :func:`compute` gives for ``settings``, in output order."""
-    return {f"{tag}_{suffix}": FEATURES[f"{tag}_{suffix}"] for d in settings.dimensions
-            for suffix in (f"{SUFFIX[d]}_avg", f"{SUFFIX[d]}_comb") for tag in BASE_TAGS}
+    return texture_keys(FEATURES, BASE_TAGS, settings.dimensions)

@@ -65,11 +65,7 @@ def distance_zone_matrices(roi: Roi, settings=None, in_plane: bool = False) -> l
     distance = zones.border_distance(morphological | intensity, in_plane).ravel()[z.voxels]
     zone_distance = np.full(z.level.size, np.iinfo(np.int64).max)
     np.minimum.at(zone_distance, z.label, distance)
-    if not in_plane:
-        return [CountMatrix.from_pairs(z.level, zone_distance, intensity.sum())]
-    voxels_per_slice = intensity.sum(axis=(1, 2))
-    return [CountMatrix.from_pairs(z.level[sel], zone_distance[sel], voxels_per_slice[s])
-            for s, sel in zones.per_slice(z.slice, levels.shape[0])]
+    return zones.count_matrices(z.level, zone_distance, z.slice, intensity, in_plane)
 
 
 def compute(roi: Roi, settings) -> dict:

@@ -5,14 +5,9 @@ a run being a maximal line of consecutive ROI voxels with the same grey level (v
 grey level 0, end a run and are never part of one). Directions: the 13 unique 3D directions, or the 4
 in-plane ones for 2D / 2.5D.
 
-Aggregation (as for the GLCM, section 3.6.1), tag suffix ``_<dim>_<avg|comb>``:
-
-- ``2D_avg``:    one matrix per slice and in-plane direction; features of each, averaged.
-- ``2D_comb``:   per slice, the 4 direction matrices summed; features per slice, averaged over slices.
-- ``2_5D_avg``:  per in-plane direction, the matrices of all slices summed; features averaged over the 4.
-- ``2_5D_comb``: all slice and direction matrices summed into one.
-- ``3D_avg``:    one matrix per 3D direction (13); features averaged.
-- ``3D_comb``:   the 13 direction matrices summed into one.
+Aggregation as for the GLCM (section 3.6.1, tag suffix ``_<dim>_<avg|comb>``, see :mod:`.glcm`): per slice
+and direction (``2D_avg``), per slice (``2D_comb``), per direction (``2_5D_avg``, ``3D_avg``) or all merged
+(``2_5D_comb``, ``3D_comb``); :func:`~.common.directional_aggregates`.
 
 Notation (IBSI): ``N_s = sum_i sum_j r_ij`` (number of runs), ``r_i. = sum_j r_ij``, ``r_.j = sum_i r_ij``,
 ``p_ij = r_ij / N_s``; ``N_v`` the number of voxels the matrix was built from. Each ROI voxel lies in
@@ -21,15 +16,15 @@ exactly one run per direction, so ``N_v = sum_j j r_.j``; for merged matrices th
 
 The run detection (:func:`runs`) and the formulas (:class:`GlrlmFeatures`) are separate. As for the
 GLCM, the formulas take any number of matrices as a list of their non-zero cells, each tagged with its
-matrix (every sum is one ``np.bincount``); :func:`glrlm_features` takes dense matrices
-``(..., n_g, n_r)``, as voxel-wise feature maps will.
+matrix (every sum is one ``np.bincount``, :class:`~.common.CellMatrices`); :func:`glrlm_features` takes
+dense matrices ``(..., n_g, n_r)``, as voxel-wise feature maps will.
 """
 
 import numpy as np
 
-from ...errors import RadiomicsLabError
-from .directions import SUFFIX, directions
-from .glcm import average_over_matrices, crop_to_roi, describe, grey_index, group_sums
+from .common import (AGGREGATIONS, CellMatrices, average_over_matrices, check_dimensions, dense_matrix_features,
+                     describe, directional_aggregates, group_sums, matrix_features, texture_grid, texture_keys)
+from .directions import directions
 
 FAMILY = "GLRLM"
 PREFIX = "rlm"
@@ -66,7 +61,7 @@ SPECS = (
 )
 
 #: Every output tag -> description (all GLRLM features are dimensionless).
-FEATURES = describe(PREFIX, SPECS, "glrlm")
+FEATURES = describe(PREFIX, SPECS, AGGREGATIONS, "glrlm")
 #: The base tags (``rlm_sre``), in IBSI order; :class:`GlrlmFeatures` has a method per base name.
 BASE_TAGS = tuple(f"{PREFIX}_{base}" for base, *_ in SPECS)
 
@@ -75,33 +70,24 @@ BASE_TAGS = tuple(f"{PREFIX}_{base}" for base, *_ in SPECS)
 # Feature formulas on a set of matrices given by their non-zero cells
 # --------------------------------------------------------------------------------------------
 
-class GlrlmFeatures:
+class GlrlmFeatures(CellMatrices):
     """IBSI GLRLM features of ``n_matrices`` run length matrices given by their non-zero cells.
 
     Cell ``e`` of matrix ``matrix[e]`` (0..n_matrices-1) counts ``counts[e]`` runs of grey level ``i[e]``
     and length ``j[e]``; cells not listed are zero, and each cell appears at most once per matrix
     (entropies need merged cells). Every method returns an array of length
-    ``n_matrices``; an empty matrix gives NaN (see :func:`glrlm_features_cells`).
+    ``n_matrices``; an empty matrix gives NaN (see :func:`~.common.matrix_features`).
     """
 
     def __init__(self, matrix, i, j, counts, n_matrices):
-        counts = np.asarray(counts, dtype=np.float64)
-        keep = counts > 0
-        self.m = np.asarray(matrix, dtype=np.int64)[keep]
-        self.i = np.asarray(i, dtype=np.float64)[keep]
-        self.j = np.asarray(j, dtype=np.float64)[keep]
-        self.r = counts[keep]
-        self.n_matrices = int(n_matrices)
-        self.n_s = self._msum(self.r)                                        # N_s
+        super().__init__(matrix, i, j, counts, n_matrices)
+        self.r = self.count                                                  # r_ij
+        self.n_s = self.total                                                # N_s
         self.n_v = self._msum(self.j * self.r)                               # N_v = sum_j j r_.j
         with np.errstate(divide="ignore", invalid="ignore"):
             self.p = self.r / self.n_s[self.m]                               # p_ij
         self.ri_m, _, self.r_i = group_sums(self.m, self.i, self.r)            # r_i.
         self.rj_m, _, self.r_j = group_sums(self.m, self.j, self.r)            # r_.j
-
-    def _msum(self, values, matrix=None):
-        """Per-matrix sum of ``values`` (one value per cell, or per group with ``matrix``)."""
-        return np.bincount(self.m if matrix is None else matrix, weights=values, minlength=self.n_matrices)
 
     def _emphasis(self, weights):
         """1/N_s sum_i sum_j weights(i, j) r_ij per matrix."""
@@ -175,31 +161,12 @@ class GlrlmFeatures:
         return -self._msum(self.p * np.log2(self.p))
 
 
-def glrlm_features_cells(matrix, i, j, counts, n_matrices) -> dict:
-    """{base tag (``rlm_sre``): array (n_matrices,)} for matrices given by their cells (see
-    :class:`GlrlmFeatures`); NaN for a matrix without any run."""
-    features = GlrlmFeatures(matrix, i, j, counts, n_matrices)
-    empty = features.n_s == 0
-    out = {}
-    for tag in BASE_TAGS:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            value = np.asarray(getattr(features, tag[len("rlm_"):])(), dtype=np.float64)
-        value[empty] = np.nan
-        out[tag] = value
-    return out
-
-
 def glrlm_features(matrices, grey, lengths) -> dict:
     """{base tag (``rlm_sre``): array of shape ``matrices.shape[:-2]``} for dense matrices
     ``(..., n_g, n_r)``: row ``a`` stands for grey level ``grey[a]``, column ``b`` for run length ``lengths[b]``."""
-    matrices = np.asarray(matrices, dtype=np.float64)
-    n_g, n_r = matrices.shape[-2:]
-    lead = matrices.shape[:-2]
-    flat = matrices.reshape(-1, n_g * n_r)
-    matrix, cell = np.nonzero(flat)
-    values = glrlm_features_cells(matrix, np.asarray(grey)[cell // n_r], np.asarray(lengths)[cell % n_r],
-                                  flat[matrix, cell], flat.shape[0])
-    return {tag: value.reshape(lead) for tag, value in values.items()}
+    grey, lengths = np.asarray(grey), np.asarray(lengths)
+    return dense_matrix_features(matrices, BASE_TAGS, lambda matrix, a, b, counts, n_matrices: GlrlmFeatures(
+        matrix, grey[a], lengths[b], counts, n_matrices))
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,49 +216,29 @@ def all_runs(index: np.ndarray, direction_list) -> tuple[np.ndarray, np.ndarray,
 # Aggregation
 # --------------------------------------------------------------------------------------------
 
-def _aggregate(suffix, group, n_groups, level, length, grey, notes) -> dict:
-    """Features of the run length matrix of each group of runs, averaged over the non-empty ones."""
-    max_length = int(length.max(initial=0)) + 1
-    cells, counts = np.unique((group * grey.size + level) * max_length + length, return_counts=True)
-    matrix = cells // (grey.size * max_length)
-    values = glrlm_features_cells(matrix, grey[(cells // max_length) % grey.size], cells % max_length, counts,
-                                  n_groups)
-    non_empty = np.bincount(matrix, minlength=n_groups) > 0
-    return average_over_matrices(FAMILY, suffix, values, non_empty, notes,
-                                 empty_reason="the ROI intensity mask is empty, every run length matrix is empty")
-
-
 def compute(roi, settings) -> dict:
     """GLRLM features of ``roi.levels`` for every dimension in ``settings.dimensions`` (avg and comb)."""
-    if roi.levels is None:
-        raise RadiomicsLabError("The GLRLM needs discretised grey levels; discretise the region of interest first.")
-    for dimension in settings.dimensions:
-        if dimension not in SUFFIX:
-            raise RadiomicsLabError(f"Unknown texture dimension '{dimension}'; use 2D, 2.5D or 3D.")
-    grey, index = grey_index(crop_to_roi(np.asarray(roi.levels)))
-    if grey.size == 0:
-        index, grey = np.full((1, 1, 1), -1, dtype=np.int64), np.array([1])
-    notes = roi.notes
-    out = {}
-    if "2D" in settings.dimensions or "2.5D" in settings.dimensions:
-        direction_list = directions("2D")
-        number, z, level, length = all_runs(index, direction_list)
-        n_z, n_dir = index.shape[0], len(direction_list)
-        if "2D" in settings.dimensions:
-            out.update(_aggregate("2D_avg", number * n_z + z, n_dir * n_z, level, length, grey, notes))
-            out.update(_aggregate("2D_comb", z, n_z, level, length, grey, notes))
-        if "2.5D" in settings.dimensions:
-            out.update(_aggregate("2_5D_avg", number, n_dir, level, length, grey, notes))
-            out.update(_aggregate("2_5D_comb", np.zeros_like(number), 1, level, length, grey, notes))
-    if "3D" in settings.dimensions:
-        direction_list = directions("3D")
-        number, _, level, length = all_runs(index, direction_list)
-        out.update(_aggregate("3D_avg", number, len(direction_list), level, length, grey, notes))
-        out.update(_aggregate("3D_comb", np.zeros_like(number), 1, level, length, grey, notes))
+    grey, index = texture_grid(roi, FAMILY)
+    check_dimensions(settings.dimensions)
+
+    def runs_along(dimension):
+        direction_list = directions(dimension)
+        return len(direction_list), all_runs(index, direction_list)
+
+    def aggregate(suffix, group, n_groups, level, length):
+        """Features of the run length matrix of each group of runs, averaged over the non-empty ones."""
+        max_length = int(length.max(initial=0)) + 1
+        cells, counts = np.unique((group * grey.size + level) * max_length + length, return_counts=True)
+        features = GlrlmFeatures(cells // (grey.size * max_length), grey[(cells // max_length) % grey.size],
+                                 cells % max_length, counts, n_groups)
+        return average_over_matrices(FAMILY, suffix, matrix_features(features, BASE_TAGS), ~features.empty,
+                                     roi.notes, empty_reason="the ROI intensity mask is empty, "
+                                                             "every run length matrix is empty")
+
+    out = directional_aggregates(settings.dimensions, index.shape[0], runs_along, aggregate)
     return {key: out[key] for key in keys(settings) if key in out}
 
 
 def keys(settings) -> dict:
     """{output tag: description} of the tags :func:`compute` gives for ``settings``, in output order."""
-    return {f"{tag}_{suffix}": FEATURES[f"{tag}_{suffix}"] for d in settings.dimensions
-            for suffix in (f"{SUFFIX[d]}_avg", f"{SUFFIX[d]}_comb") for tag in BASE_TAGS}
+    return texture_keys(FEATURES, BASE_TAGS, settings.dimensions)

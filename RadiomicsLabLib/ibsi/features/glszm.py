@@ -54,11 +54,7 @@ def size_zone_matrices(roi: Roi, settings=None, in_plane: bool = False) -> list[
     if not intensity.any():
         return []
     z = zones.label_zones(levels, in_plane)
-    if not in_plane:
-        return [CountMatrix.from_pairs(z.level, z.size, intensity.sum())]
-    voxels_per_slice = intensity.sum(axis=(1, 2))
-    return [CountMatrix.from_pairs(z.level[sel], z.size[sel], voxels_per_slice[s])
-            for s, sel in zones.per_slice(z.slice, levels.shape[0])]
+    return zones.count_matrices(z.level, z.size, z.slice, intensity, in_plane)
 
 
 def compute(roi: Roi, settings) -> dict:

@@ -3,22 +3,21 @@
 Computed in 3D on the discretised grey levels ``X_d`` of the ``N_v`` voxels in the ROI intensity
 mask (``roi.levels``, 1..N_g; the Roi is discretised with ``settings`` first when it has no levels).
 The histogram ``H = {n_1 ... n_Ng}`` counts every level from 1 to ``N_g = roi.n_levels`` (empty bins
-kept), ``p_i = n_i / N_v``. Percentiles as in :mod:`.statistics` (linear interpolation).
+kept), ``p_i = n_i / N_v``. Percentiles as in :mod:`.statistics` (linear interpolation, :class:`~.common.Sample`).
 """
 
 import numpy as np
 
 from .. import discretisation
 from ..roi import Roi
-from . import statistics as st
-from .statistics import Undefined, all_nan, run
+from .common import Sample, Undefined, all_nan, registry, run
 
-FEATURES, FUNCTIONS, feature = st.registry()
+FEATURES, FUNCTIONS, feature = registry()
 FAMILY = "Intensity histogram"
 _G = "grey level"   # unit of discretised intensities (bin numbers)
 
 
-class Histogram(st.Sample):
+class Histogram(Sample):
     """The discretised levels ``X_d`` of the ROI with their histogram over 1..N_g."""
 
     def __init__(self, levels: np.ndarray, n_levels: int):
@@ -39,26 +38,26 @@ class Histogram(st.Sample):
 @feature("ih_mean", "Mean", _G, "Mean discretised intensity.", None, "X6K6")
 def mean(h: Histogram) -> float:
     r"""F_ih.mean = 1/N_v \sum_k X_d,k = \sum_i i p_i  (IBSI X6K6)."""
-    return st._mean(h)
+    return h.mean
 
 
 @feature("ih_var", "Variance", _G + "^2", "Variance of the discretised intensities (no bias correction).", None, "CH89")
 def variance(h: Histogram) -> float:
     r"""F_ih.var = \sum_i (i - \mu)^2 p_i  (IBSI CH89)."""
-    return st._variance(h)
+    return h.variance
 
 
 @feature("ih_skew", "Skewness", "", "Skewness of the discretised intensities (0 when the variance is 0).", None, "88K1")
 def skewness(h: Histogram) -> float:
     r"""F_ih.skew = \sum_i (i - \mu)^3 p_i / (\sum_i (i - \mu)^2 p_i)^{3/2}  (IBSI 88K1); 0 when F_ih.var = 0."""
-    return st._skewness(h)
+    return h.skewness()
 
 
 @feature("ih_kurt", "(Excess) kurtosis", "", "Excess kurtosis of the discretised intensities (0 when the variance is 0).",
          None, "C3I7")
 def kurtosis(h: Histogram) -> float:
     r"""F_ih.kurt = \sum_i (i - \mu)^4 p_i / (\sum_i (i - \mu)^2 p_i)^2 - 3  (IBSI C3I7); 0 when F_ih.var = 0."""
-    return st._kurtosis(h)
+    return h.kurtosis()
 
 
 @feature("ih_median", "Median", _G, "Sample median of the discretised intensities.", None, "WIFQ")
@@ -106,7 +105,7 @@ def mode(h: Histogram) -> float:
 @feature("ih_iqr", "Interquartile range", _G, "P75 - P25 of the discretised intensities.", None, "WR0O")
 def interquartile_range(h: Histogram) -> float:
     """F_ih.iqr = P_75 - P_25 of X_d  (IBSI WR0O)."""
-    return st._iqr(h)
+    return h.interquartile_range()
 
 
 @feature("ih_range", "Range", _G, "Maximum - minimum discretised intensity.", None, "5Z3W")
@@ -119,34 +118,34 @@ def intensity_range(h: Histogram) -> float:
          None, "D2ZX")
 def mean_absolute_deviation(h: Histogram) -> float:
     r"""F_ih.mad = 1/N_v \sum_k |X_d,k - \mu|  (IBSI D2ZX)."""
-    return st._mad(h)
+    return h.mean_absolute_deviation()
 
 
 @feature("ih_rmad", "Robust mean absolute deviation", _G,
          "Mean absolute deviation of the discretised intensities between P10 and P90 from their mean.", None, "WRZB")
 def robust_mean_absolute_deviation(h: Histogram) -> float:
     r"""F_ih.rmad = 1/N_{v,10-90} \sum_k |X_d,10-90,k - mean(X_d,10-90)|  (IBSI WRZB)."""
-    return st._rmad(h)
+    return h.robust_mean_absolute_deviation()
 
 
 @feature("ih_medad", "Median absolute deviation", _G,
          "Mean absolute deviation of the discretised intensities from their median.", None, "4RNL")
 def median_absolute_deviation(h: Histogram) -> float:
     r"""F_ih.medad = 1/N_v \sum_k |X_d,k - M|, M = F_ih.median  (IBSI 4RNL)."""
-    return st._medad(h)
+    return h.median_absolute_deviation()
 
 
 @feature("ih_cov", "Coefficient of variation", "", "Standard deviation / mean of the discretised intensities.", None, "CWYJ")
 def coefficient_of_variation(h: Histogram) -> float:
     r"""F_ih.cov = \sigma / \mu of X_d  (IBSI CWYJ)."""
-    return st._cov(h)
+    return h.coefficient_of_variation()
 
 
 @feature("ih_qcod", "Quartile coefficient of dispersion", "", "(P75 - P25) / (P75 + P25) of the discretised intensities.",
          None, "SLWD")
 def quartile_coefficient_of_dispersion(h: Histogram) -> float:
     """F_ih.qcod = (P_75 - P_25) / (P_75 + P_25) of X_d  (IBSI SLWD)."""
-    return st._qcod(h)
+    return h.quartile_coefficient_of_dispersion()
 
 
 @feature("ih_entropy", "Entropy", "bits", "Shannon entropy of the grey-level histogram.", "original_firstorder_Entropy",

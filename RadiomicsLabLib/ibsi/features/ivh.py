@@ -26,7 +26,7 @@ import numpy as np
 from ..discretisation import fixed_bin_number, fixed_bin_size
 from ...errors import RadiomicsLabError
 from ..roi import Roi
-from .statistics import Undefined, all_nan, registry, run
+from .common import Undefined, all_nan, registry, run
 
 FEATURES, FUNCTIONS, feature = registry()
 FAMILY = "Intensity volume histogram"

@@ -12,7 +12,7 @@ import numpy as np
 from scipy import ndimage, signal
 
 from ..roi import Roi
-from .statistics import all_nan, registry, run
+from .common import all_nan, registry, run
 
 FEATURES, FUNCTIONS, feature = registry()
 FAMILY = "Local intensity"

@@ -45,9 +45,10 @@ import numpy as np
 import scipy.fft
 from scipy.spatial import ConvexHull, QhullError
 
-#: IBSI tag -> {"name", "unit", "description", "pyradiomics"}; filled by the ``@_feature`` decorator.
-FEATURES: dict[str, dict] = {}
-_FUNCTIONS = {}
+from .common import Undefined, registry
+
+#: IBSI tag -> {"name", "unit", "description", "pyradiomics", "ibsi_id"}; filled by the ``@feature`` decorator.
+FEATURES, FUNCTIONS, feature = registry()
 
 #: Largest FFT grid (elements) for Moran's I / Geary's C; larger bounding boxes are cut into z slabs.
 #: Peak memory is about 40 bytes per element (~0.6 GB).
@@ -57,18 +58,6 @@ PAIR_BLOCK_ELEMENTS = 2 ** 22
 #: Khachiyan MVEE: relative tolerance and iteration cap.
 MVEE_TOLERANCE = 1e-4
 MVEE_MAX_ITERATIONS = 10000
-
-
-def _feature(tag, name, unit, description, pyradiomics=None):
-    def register(function):
-        FEATURES[tag] = {"name": name, "unit": unit, "description": description, "pyradiomics": pyradiomics}
-        _FUNCTIONS[tag] = function
-        return function
-    return register
-
-
-class _Undefined(Exception):
-    """Raised by a feature function when the feature is undefined for this ROI; the message is the reason."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,13 +129,23 @@ class Morphology:
         points = self.mesh[0][self.hull.vertices]
         return points - points.mean(axis=0)
 
+    @cached_property
+    def ombb_dimensions(self) -> np.ndarray:
+        """Side lengths of the oriented minimum bounding box of the hull (see :func:`oriented_minimum_bounding_box`)."""
+        return oriented_minimum_bounding_box(self.hull_points, self.hull.equations[:, :3])
+
+    @cached_property
+    def mvee_axes(self) -> np.ndarray:
+        """Semi-axes of the hull's minimum volume enclosing ellipsoid (:func:`minimum_volume_enclosing_ellipsoid`)."""
+        return minimum_volume_enclosing_ellipsoid(self.hull_points)
+
     # -- PCA ---------------------------------------------------------------------------------
     @cached_property
     def eigenvalues(self) -> np.ndarray:
         """(lambda_major, lambda_minor, lambda_least) of the covariance of the voxel centres (mm^2)."""
         points = self.morph_points
         if len(points) < 2:
-            raise _Undefined("the covariance of voxel positions needs at least two voxels")
+            raise Undefined("the covariance of voxel positions needs at least two voxels")
         values = np.linalg.eigvalsh(np.cov(points, rowvar=False))
         return np.clip(values[::-1], 0.0, None)
 
@@ -156,12 +155,12 @@ class Morphology:
         """(Moran's I, Geary's C) over all voxel pairs of the intensity mask (exact)."""
         n = int(self.int_mask.sum())
         if n < 2:
-            raise _Undefined("spatial autocorrelation needs at least two voxels in the intensity mask")
+            raise Undefined("spatial autocorrelation needs at least two voxels in the intensity mask")
         values = self.int_values
         deviation = values - values.mean()
         denominator = float(np.dot(deviation, deviation))
         if denominator <= 1e-12 * max(1.0, float(np.abs(values).max()) ** 2) * n:
-            raise _Undefined("all intensities in the ROI are equal (zero variance)")
+            raise Undefined("all intensities in the ROI are equal (zero variance)")
         weight_sum, moran_sum, geary_sum = moran_geary_sums(self.int_mask, self.roi.image, self.spacing)
         moran = n * moran_sum / (weight_sum * denominator)
         geary = (n - 1) * geary_sum / (2.0 * weight_sum * denominator)
@@ -418,86 +417,87 @@ def ellipsoid_area(a: float, b: float, c: float, degree: int = 20) -> float:
 # Features (one function per IBSI feature; the docstring holds the IBSI formula)
 # ----------------------------------------------------------------------------------------------
 
-@_feature("morph_volume", "Volume (mesh)", "mm^3", "Volume enclosed by the marching-cubes surface mesh of the ROI.",
-          "original_shape_MeshVolume")
+@feature("morph_volume", "Volume (mesh)", "mm^3", "Volume enclosed by the marching-cubes surface mesh of the ROI.",
+          "original_shape_MeshVolume", ibsi_id="RNU0")
 def morph_volume(g: Morphology) -> float:
     """F_morph.vol = (1/6) |sum_f a_f . (b_f x c_f)| over mesh faces f with vertices a, b, c (IBSI RNU0)."""
     return g.volume
 
 
-@_feature("morph_vol_approx", "Volume (voxel counting)", "mm^3", "Number of ROI voxels times the voxel volume.",
-          "original_shape_VoxelVolume")
+@feature("morph_vol_approx", "Volume (voxel counting)", "mm^3", "Number of ROI voxels times the voxel volume.",
+          "original_shape_VoxelVolume", ibsi_id="YEKZ")
 def morph_vol_approx(g: Morphology) -> float:
     """F_morph.approx.vol = sum_k V_k, V_k the volume of voxel k (IBSI YEKZ)."""
     return float(g.morph_mask.sum() * np.prod(g.spacing))
 
 
-@_feature("morph_area_mesh", "Surface area (mesh)", "mm^2", "Area of the marching-cubes surface mesh of the ROI.",
-          "original_shape_SurfaceArea")
+@feature("morph_area_mesh", "Surface area (mesh)", "mm^2", "Area of the marching-cubes surface mesh of the ROI.",
+          "original_shape_SurfaceArea", ibsi_id="C0JK")
 def morph_area_mesh(g: Morphology) -> float:
     """F_morph.area = sum_f |(b_f - a_f) x (c_f - a_f)| / 2 (IBSI C0JK)."""
     return g.area
 
 
-@_feature("morph_av", "Surface to volume ratio", "mm^-1", "Mesh surface area divided by mesh volume.",
-          "original_shape_SurfaceVolumeRatio")
+@feature("morph_av", "Surface to volume ratio", "mm^-1", "Mesh surface area divided by mesh volume.",
+          "original_shape_SurfaceVolumeRatio", ibsi_id="2PR5")
 def morph_av(g: Morphology) -> float:
     """F_morph.av = A / V (IBSI 2PR5)."""
     return g.area / g.volume
 
 
-@_feature("morph_comp_1", "Compactness 1", "", "V / (pi^1/2 A^3/2): how sphere-like the ROI is.",
-          "original_shape_Compactness1")
+@feature("morph_comp_1", "Compactness 1", "", "V / (pi^1/2 A^3/2): how sphere-like the ROI is.",
+          "original_shape_Compactness1", ibsi_id="SKGS")
 def morph_comp_1(g: Morphology) -> float:
     """F_morph.comp.1 = V / (pi^(1/2) A^(3/2)) (IBSI SKGS)."""
     return g.volume / (math.sqrt(math.pi) * g.area ** 1.5)
 
 
-@_feature("morph_comp_2", "Compactness 2", "", "36 pi V^2 / A^3 (1 for a sphere).", "original_shape_Compactness2")
+@feature("morph_comp_2", "Compactness 2", "", "36 pi V^2 / A^3 (1 for a sphere).", "original_shape_Compactness2",
+         ibsi_id="BQWJ")
 def morph_comp_2(g: Morphology) -> float:
     """F_morph.comp.2 = 36 pi V^2 / A^3 (IBSI BQWJ)."""
     return 36.0 * math.pi * g.volume ** 2 / g.area ** 3
 
 
-@_feature("morph_sph_dispr", "Spherical disproportion", "", "A / (36 pi V^2)^(1/3) (1 for a sphere, larger otherwise).",
-          "original_shape_SphericalDisproportion")
+@feature("morph_sph_dispr", "Spherical disproportion", "", "A / (36 pi V^2)^(1/3) (1 for a sphere, larger otherwise).",
+          "original_shape_SphericalDisproportion", ibsi_id="KRCK")
 def morph_sph_dispr(g: Morphology) -> float:
     """F_morph.sph.dispr = A / (36 pi V^2)^(1/3) (IBSI KRCK)."""
     return g.area / (36.0 * math.pi * g.volume ** 2) ** (1.0 / 3.0)
 
 
-@_feature("morph_sphericity", "Sphericity", "", "(36 pi V^2)^(1/3) / A (1 for a sphere, smaller otherwise).",
-          "original_shape_Sphericity")
+@feature("morph_sphericity", "Sphericity", "", "(36 pi V^2)^(1/3) / A (1 for a sphere, smaller otherwise).",
+          "original_shape_Sphericity", ibsi_id="QCFX")
 def morph_sphericity(g: Morphology) -> float:
     """F_morph.sphericity = (36 pi V^2)^(1/3) / A (IBSI QCFX)."""
     return (36.0 * math.pi * g.volume ** 2) ** (1.0 / 3.0) / g.area
 
 
-@_feature("morph_asphericity", "Asphericity", "", "(A^3 / (36 pi V^2))^(1/3) - 1 (0 for a sphere).")
+@feature("morph_asphericity", "Asphericity", "", "(A^3 / (36 pi V^2))^(1/3) - 1 (0 for a sphere).", ibsi_id="25C7")
 def morph_asphericity(g: Morphology) -> float:
     """F_morph.asphericity = (A^3 / (36 pi V^2))^(1/3) - 1 (IBSI 25C7)."""
     return (g.area ** 3 / (36.0 * math.pi * g.volume ** 2)) ** (1.0 / 3.0) - 1.0
 
 
-@_feature("morph_com", "Centre of mass shift", "mm",
-          "Distance between the geometric centre of the ROI and its intensity-weighted centre.")
+@feature("morph_com", "Centre of mass shift", "mm",
+          "Distance between the geometric centre of the ROI and its intensity-weighted centre.", ibsi_id="KLMA")
 def morph_com(g: Morphology) -> float:
     """F_morph.com = || (1/N_v,m) sum_k X_c,k - sum_k X_gl,k X_c,k / sum_k X_gl,k || (IBSI KLMA).
 
     The geometric centre uses the morphological mask, the intensity-weighted centre the intensity mask.
     """
     if not g.int_mask.any():
-        raise _Undefined("the intensity mask is empty")
+        raise Undefined("the intensity mask is empty")
     total = float(g.int_values.sum())
     if total == 0.0:
-        raise _Undefined("the intensities in the ROI sum to zero (no intensity-weighted centre)")
+        raise Undefined("the intensities in the ROI sum to zero (no intensity-weighted centre)")
     geometric = g.morph_points.mean(axis=0)
     weighted = (g.int_points * g.int_values[:, None]).sum(axis=0) / total
     return float(np.linalg.norm(geometric - weighted))
 
 
-@_feature("morph_diam", "Maximum 3D diameter", "mm", "Largest distance between two vertices of the ROI mesh.",
-          "original_shape_Maximum3DDiameter")
+@feature("morph_diam", "Maximum 3D diameter", "mm", "Largest distance between two vertices of the ROI mesh.",
+          "original_shape_Maximum3DDiameter", ibsi_id="L0JK")
 def morph_diam(g: Morphology) -> float:
     """F_morph.diam = max_{k1,k2} ||X_vx,k1 - X_vx,k2|| over mesh (convex hull) vertices (IBSI L0JK)."""
     points = g.hull_points
@@ -510,75 +510,74 @@ def morph_diam(g: Morphology) -> float:
     return math.sqrt(best)
 
 
-@_feature("morph_pca_maj_axis", "Major axis length", "mm", "4 sqrt(lambda_major) (PCA of voxel positions).",
-          "original_shape_MajorAxisLength")
+@feature("morph_pca_maj_axis", "Major axis length", "mm", "4 sqrt(lambda_major) (PCA of voxel positions).",
+          "original_shape_MajorAxisLength", ibsi_id="TDIC")
 def morph_pca_maj_axis(g: Morphology) -> float:
     """F_morph.pca.major = 4 sqrt(lambda_major) (IBSI TDIC)."""
     return 4.0 * math.sqrt(g.eigenvalues[0])
 
 
-@_feature("morph_pca_min_axis", "Minor axis length", "mm", "4 sqrt(lambda_minor) (PCA of voxel positions).",
-          "original_shape_MinorAxisLength")
+@feature("morph_pca_min_axis", "Minor axis length", "mm", "4 sqrt(lambda_minor) (PCA of voxel positions).",
+          "original_shape_MinorAxisLength", ibsi_id="P9VJ")
 def morph_pca_min_axis(g: Morphology) -> float:
     """F_morph.pca.minor = 4 sqrt(lambda_minor) (IBSI P9VJ)."""
     return 4.0 * math.sqrt(g.eigenvalues[1])
 
 
-@_feature("morph_pca_least_axis", "Least axis length", "mm", "4 sqrt(lambda_least) (PCA of voxel positions).",
-          "original_shape_LeastAxisLength")
+@feature("morph_pca_least_axis", "Least axis length", "mm", "4 sqrt(lambda_least) (PCA of voxel positions).",
+          "original_shape_LeastAxisLength", ibsi_id="7J51")
 def morph_pca_least_axis(g: Morphology) -> float:
     """F_morph.pca.least = 4 sqrt(lambda_least) (IBSI 7J51)."""
     return 4.0 * math.sqrt(g.eigenvalues[2])
 
 
-@_feature("morph_pca_elongation", "Elongation", "", "sqrt(lambda_minor / lambda_major).", "original_shape_Elongation")
+@feature("morph_pca_elongation", "Elongation", "", "sqrt(lambda_minor / lambda_major).", "original_shape_Elongation",
+         ibsi_id="Q3CK")
 def morph_pca_elongation(g: Morphology) -> float:
     """F_morph.pca.elongation = sqrt(lambda_minor / lambda_major) (IBSI Q3CK)."""
     major, minor, _ = g.eigenvalues
     if major <= 0.0:
-        raise _Undefined("the ROI has no spatial extent (lambda_major = 0)")
+        raise Undefined("the ROI has no spatial extent (lambda_major = 0)")
     return math.sqrt(minor / major)
 
 
-@_feature("morph_pca_flatness", "Flatness", "", "sqrt(lambda_least / lambda_major).", "original_shape_Flatness")
+@feature("morph_pca_flatness", "Flatness", "", "sqrt(lambda_least / lambda_major).", "original_shape_Flatness",
+         ibsi_id="N17B")
 def morph_pca_flatness(g: Morphology) -> float:
     """F_morph.pca.flatness = sqrt(lambda_least / lambda_major) (IBSI N17B)."""
     major, _, least = g.eigenvalues
     if major <= 0.0:
-        raise _Undefined("the ROI has no spatial extent (lambda_major = 0)")
+        raise Undefined("the ROI has no spatial extent (lambda_major = 0)")
     return math.sqrt(least / major)
 
 
-@_feature("morph_vol_dens_aabb", "Volume density (AABB)", "", "Mesh volume / volume of the axis-aligned bounding box.")
+@feature("morph_vol_dens_aabb", "Volume density (AABB)", "", "Mesh volume / volume of the axis-aligned bounding box.",
+         ibsi_id="PBX1")
 def morph_vol_dens_aabb(g: Morphology) -> float:
     """F_morph.v.dens.aabb = V / V_aabb, AABB of the mesh vertices (IBSI PBX1)."""
     return g.volume / float(np.prod(_box_dimensions(g.hull_points)))
 
 
-@_feature("morph_area_dens_aabb", "Area density (AABB)", "", "Mesh area / surface area of the axis-aligned bounding box.")
+@feature("morph_area_dens_aabb", "Area density (AABB)", "",
+          "Mesh area / surface area of the axis-aligned bounding box.",
+         ibsi_id="R59B")
 def morph_area_dens_aabb(g: Morphology) -> float:
     """F_morph.a.dens.aabb = A / A_aabb (IBSI R59B)."""
     return g.area / _box_area(_box_dimensions(g.hull_points))
 
 
-def _ombb(g: Morphology) -> np.ndarray:
-    if "_ombb_dims" not in g.__dict__:
-        g.__dict__["_ombb_dims"] = oriented_minimum_bounding_box(g.hull_points, g.hull.equations[:, :3])
-    return g.__dict__["_ombb_dims"]
-
-
-@_feature("morph_vol_dens_ombb", "Volume density (OMBB)", "",
-          "Mesh volume / volume of the oriented minimum bounding box (not standardised by IBSI).")
+@feature("morph_vol_dens_ombb", "Volume density (OMBB)", "",
+          "Mesh volume / volume of the oriented minimum bounding box (not standardised by IBSI).", ibsi_id="ZH1A")
 def morph_vol_dens_ombb(g: Morphology) -> float:
     """F_morph.v.dens.ombb = V / V_ombb (IBSI ZH1A; reference value not standardised)."""
-    return g.volume / float(np.prod(_ombb(g)))
+    return g.volume / float(np.prod(g.ombb_dimensions))
 
 
-@_feature("morph_area_dens_ombb", "Area density (OMBB)", "",
-          "Mesh area / surface area of the oriented minimum bounding box (not standardised by IBSI).")
+@feature("morph_area_dens_ombb", "Area density (OMBB)", "",
+          "Mesh area / surface area of the oriented minimum bounding box (not standardised by IBSI).", ibsi_id="IQYR")
 def morph_area_dens_ombb(g: Morphology) -> float:
     """F_morph.a.dens.ombb = A / A_ombb (IBSI IQYR; reference value not standardised)."""
-    return g.area / _box_area(_ombb(g))
+    return g.area / _box_area(g.ombb_dimensions)
 
 
 def _aee_axes(g: Morphology) -> tuple[float, float, float]:
@@ -586,71 +585,69 @@ def _aee_axes(g: Morphology) -> tuple[float, float, float]:
     return a, b, c
 
 
-@_feature("morph_vol_dens_aee", "Volume density (AEE)", "",
-          "Mesh volume / volume of the approximate enclosing ellipsoid (semi-axes 2 sqrt(lambda)).")
+@feature("morph_vol_dens_aee", "Volume density (AEE)", "",
+          "Mesh volume / volume of the approximate enclosing ellipsoid (semi-axes 2 sqrt(lambda)).", ibsi_id="6BDE")
 def morph_vol_dens_aee(g: Morphology) -> float:
     """F_morph.v.dens.aee = 3 V / (4 pi a b c), a = 2 sqrt(lambda_major), b = 2 sqrt(lambda_minor),
     c = 2 sqrt(lambda_least) (IBSI 6BDE)."""
     volume = ellipsoid_volume(*_aee_axes(g))
     if volume <= 0.0:
-        raise _Undefined("the approximate enclosing ellipsoid has zero volume (ROI without extent along a PCA axis)")
+        raise Undefined("the approximate enclosing ellipsoid has zero volume (ROI without extent along a PCA axis)")
     return g.volume / volume
 
 
-@_feature("morph_area_dens_aee", "Area density (AEE)", "",
-          "Mesh area / surface area of the approximate enclosing ellipsoid.")
+@feature("morph_area_dens_aee", "Area density (AEE)", "",
+          "Mesh area / surface area of the approximate enclosing ellipsoid.", ibsi_id="RDD2")
 def morph_area_dens_aee(g: Morphology) -> float:
     """F_morph.a.dens.aee = A / A_aee, A_aee = 4 pi a b sum_{nu=0}^{20} (alpha beta)^nu / (1 - 4 nu^2)
     P_nu((alpha^2 + beta^2) / (2 alpha beta)), alpha = sqrt(1 - b^2/a^2), beta = sqrt(1 - c^2/a^2) (IBSI RDD2)."""
     area = ellipsoid_area(*_aee_axes(g))
     if area <= 0.0:
-        raise _Undefined("the approximate enclosing ellipsoid is degenerate (zero surface area)")
+        raise Undefined("the approximate enclosing ellipsoid is degenerate (zero surface area)")
     return g.area / area
 
 
-def _mvee_axes(g: Morphology) -> np.ndarray:
-    if "_mvee_axes" not in g.__dict__:
-        g.__dict__["_mvee_axes"] = minimum_volume_enclosing_ellipsoid(g.hull_points)
-    return g.__dict__["_mvee_axes"]
-
-
-@_feature("morph_vol_dens_mvee", "Volume density (MVEE)", "",
-          "Mesh volume / volume of the minimum volume enclosing ellipsoid (not standardised by IBSI).")
+@feature("morph_vol_dens_mvee", "Volume density (MVEE)", "",
+          "Mesh volume / volume of the minimum volume enclosing ellipsoid (not standardised by IBSI).", ibsi_id="SWZ1")
 def morph_vol_dens_mvee(g: Morphology) -> float:
     """F_morph.v.dens.mvee = V / V_mvee, MVEE of the convex hull vertices by Khachiyan's algorithm (IBSI SWZ1)."""
-    return g.volume / ellipsoid_volume(*_mvee_axes(g))
+    return g.volume / ellipsoid_volume(*g.mvee_axes)
 
 
-@_feature("morph_area_dens_mvee", "Area density (MVEE)", "",
-          "Mesh area / surface area of the minimum volume enclosing ellipsoid (not standardised by IBSI).")
+@feature("morph_area_dens_mvee", "Area density (MVEE)", "",
+          "Mesh area / surface area of the minimum volume enclosing ellipsoid (not standardised by IBSI).",
+          ibsi_id="BRI8")
 def morph_area_dens_mvee(g: Morphology) -> float:
     """F_morph.a.dens.mvee = A / A_mvee (IBSI BRI8)."""
-    return g.area / ellipsoid_area(*_mvee_axes(g))
+    return g.area / ellipsoid_area(*g.mvee_axes)
 
 
-@_feature("morph_vol_dens_conv_hull", "Volume density (convex hull)", "", "Mesh volume / volume of its convex hull.")
+@feature("morph_vol_dens_conv_hull", "Volume density (convex hull)", "", "Mesh volume / volume of its convex hull.",
+         ibsi_id="R3ER")
 def morph_vol_dens_conv_hull(g: Morphology) -> float:
     """F_morph.v.dens.conv.hull = V / V_convex (IBSI R3ER)."""
     return g.volume / float(g.hull.volume)
 
 
-@_feature("morph_area_dens_conv_hull", "Area density (convex hull)", "", "Mesh area / surface area of its convex hull.")
+@feature("morph_area_dens_conv_hull", "Area density (convex hull)", "", "Mesh area / surface area of its convex hull.",
+         ibsi_id="7T7F")
 def morph_area_dens_conv_hull(g: Morphology) -> float:
     """F_morph.a.dens.conv.hull = A / A_convex (IBSI 7T7F)."""
     return g.area / float(g.hull.area)
 
 
-@_feature("morph_integ_int", "Integrated intensity", "intensity x mm^3",
-          "Mesh volume times the mean intensity in the ROI (intensity mask).")
+@feature("morph_integ_int", "Integrated intensity", "intensity x mm^3",
+          "Mesh volume times the mean intensity in the ROI (intensity mask).", ibsi_id="99N0")
 def morph_integ_int(g: Morphology) -> float:
     """F_morph.integ.int = V (1/N_v,gl) sum_k X_gl,k (IBSI 99N0)."""
     if not g.int_mask.any():
-        raise _Undefined("the intensity mask is empty")
+        raise Undefined("the intensity mask is empty")
     return g.volume * float(g.int_values.mean())
 
 
-@_feature("morph_moran_i", "Moran's I index", "",
-          "Spatial autocorrelation of intensities with inverse-distance weights (1: clustered, 0: random).")
+@feature("morph_moran_i", "Moran's I index", "",
+          "Spatial autocorrelation of intensities with inverse-distance weights (1: clustered, 0: random).",
+          ibsi_id="N365")
 def morph_moran_i(g: Morphology) -> float:
     """F_morph.moran.i = N_v / sum_{k1 != k2} w_k1k2 * sum_{k1 != k2} w_k1k2 (X_k1 - mu)(X_k2 - mu)
     / sum_k (X_k - mu)^2, w_k1k2 = 1 / ||X_c,k1 - X_c,k2|| (mm), voxels of the intensity mask (IBSI N365).
@@ -658,8 +655,8 @@ def morph_moran_i(g: Morphology) -> float:
     return g.autocorrelation[0]
 
 
-@_feature("morph_geary_c", "Geary's C measure", "",
-          "Spatial autocorrelation from squared intensity differences with inverse-distance weights.")
+@feature("morph_geary_c", "Geary's C measure", "",
+          "Spatial autocorrelation from squared intensity differences with inverse-distance weights.", ibsi_id="NPT7")
 def morph_geary_c(g: Morphology) -> float:
     """F_morph.geary.c = (N_v - 1) / (2 sum_{k1 != k2} w_k1k2) * sum_{k1 != k2} w_k1k2 (X_k1 - X_k2)^2
     / sum_k (X_k - mu)^2, w as for Moran's I (IBSI NPT7). Computed exactly over all pairs."""
@@ -682,10 +679,10 @@ def compute(roi, settings=None, tags=None) -> dict:
     reasons = {}
     for tag in tags:
         try:
-            value = float(_FUNCTIONS[tag](geometry))
+            value = float(FUNCTIONS[tag](geometry))
             if not math.isfinite(value):
-                raise _Undefined("the value is not finite")
-        except _Undefined as reason:
+                raise Undefined("the value is not finite")
+        except Undefined as reason:
             value = math.nan
             reasons.setdefault(str(reason), []).append(tag)
         except (QhullError, np.linalg.LinAlgError, ZeroDivisionError) as error:

@@ -87,12 +87,7 @@ def dependence_matrices(roi: Roi, settings=None, in_plane: bool = False) -> list
     counts = dependence_counts(levels, distance, alpha, in_plane)
     core = tuple(slice(distance, n - distance) for n in levels.shape)
     mask = intensity[core]
-    level, j = levels[core][mask], counts[mask] + 1
-    if not in_plane:
-        return [CountMatrix.from_pairs(level, j, level.size)]
-    slice_ids = np.nonzero(mask)[0]
-    return [CountMatrix.from_pairs(level[sel], j[sel], sel.size)
-            for _, sel in zones.per_slice(slice_ids, mask.shape[0])]
+    return zones.count_matrices(levels[core][mask], counts[mask] + 1, np.nonzero(mask)[0], mask, in_plane)
 
 
 def compute(roi: Roi, settings) -> dict:

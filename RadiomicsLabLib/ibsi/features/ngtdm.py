@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from ..roi import Roi
 from . import zones
-from .zones import Undefined
+from .common import Undefined
 
 FAMILY = "NGTDM"
 PREFIX = "ngt"

@@ -6,152 +6,14 @@ linear interpolation between order statistics (``numpy.percentile``'s default), 
 digital phantom's ``P90 = 4``.
 
 Each feature is one function whose docstring holds the IBSI formula; a feature is added by writing
-one more function with the :func:`feature` decorator. This module also holds the small machinery
-(:func:`registry`, :class:`Undefined`, :class:`Sample`) that the intensity histogram,
-intensity-volume histogram and local intensity families share.
+one more function with the :func:`feature` decorator. The registry, the runner and :class:`~.common.Sample`
+(with the statistics this family shares with the intensity histogram) are in :mod:`.common`.
 """
-
-from functools import cached_property
 
 import numpy as np
 
 from ..roi import Roi
-
-
-class Undefined(Exception):
-    """Raised by a feature function whose value is not defined here; :func:`run` turns it into NaN plus a note."""
-
-
-def registry():
-    """A family's ``(FEATURES, FUNCTIONS, feature)``: descriptions and functions keyed by IBSI tag, and the decorator filling both."""
-    descriptions, functions = {}, {}
-
-    def feature(tag, name, unit, description, pyradiomics=None, ibsi_id=""):
-        def register(function):
-            descriptions[tag] = {"name": name, "unit": unit, "description": description,
-                                 "pyradiomics": pyradiomics, "ibsi_id": ibsi_id}
-            functions[tag] = function
-            return function
-        return register
-
-    return descriptions, functions, feature
-
-
-def run(functions: dict, data, roi: Roi, family: str) -> dict:
-    """Every feature of ``functions`` on ``data``; an :class:`Undefined` feature is NaN and its reason goes to ``roi.notes``."""
-    result = {}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for tag, function in functions.items():
-            try:
-                result[tag] = float(function(data))
-            except Undefined as reason:
-                roi.notes.append(f"{family}: {tag} is NaN: {reason}")
-                result[tag] = float("nan")
-    return result
-
-
-def all_nan(descriptions: dict, roi: Roi, family: str, reason: str) -> dict:
-    """Every feature of a family NaN, with one note saying why."""
-    roi.notes.append(f"{family}: all features are NaN: {reason}")
-    return {tag: float("nan") for tag in descriptions}
-
-
-class Sample:
-    """A non-empty 1D sample ``X`` and the quantities its statistics share (computed once, on demand)."""
-
-    def __init__(self, values: np.ndarray):
-        self.x = np.asarray(values, dtype=np.float64).ravel()
-        self.n = self.x.size
-
-    @cached_property
-    def sorted(self) -> np.ndarray:
-        return np.sort(self.x)
-
-    def percentile(self, q: float) -> float:
-        """The ``q``-th sample percentile, linear interpolation between order statistics."""
-        return float(np.percentile(self.sorted, q))
-
-    @cached_property
-    def mean(self) -> float:
-        return float(self.x.mean())
-
-    @cached_property
-    def centred(self) -> np.ndarray:
-        return self.x - self.mean
-
-    def moment(self, order: int) -> float:
-        """Central moment ``1/N_v sum (X_k - mu)^order``."""
-        return float(np.mean(self.centred ** order))
-
-    @cached_property
-    def variance(self) -> float:
-        return self.moment(2)
-
-    @cached_property
-    def median(self) -> float:
-        return self.percentile(50)
-
-    @cached_property
-    def p10_p90(self) -> np.ndarray:
-        """``X_10-90``: the values with ``P10 <= X <= P90``."""
-        return self.x[(self.x >= self.percentile(10)) & (self.x <= self.percentile(90))]
-
-
-# --- shared formulas (statistics on X_gl, intensity histogram on X_d) ------------------------------
-
-def _mean(s: Sample) -> float:
-    return s.mean
-
-
-def _variance(s: Sample) -> float:
-    return s.variance
-
-
-def _skewness(s: Sample) -> float:
-    if s.variance == 0:
-        return 0.0  # IBSI: skewness is 0 when the variance is 0
-    return s.moment(3) / s.variance ** 1.5
-
-
-def _kurtosis(s: Sample) -> float:
-    if s.variance == 0:
-        return 0.0  # IBSI: kurtosis is 0 when the variance is 0
-    return s.moment(4) / s.variance ** 2 - 3.0
-
-
-def _iqr(s: Sample) -> float:
-    return s.percentile(75) - s.percentile(25)
-
-
-def _mad(s: Sample) -> float:
-    return float(np.mean(np.abs(s.centred)))
-
-
-def _rmad(s: Sample) -> float:
-    inner = s.p10_p90
-    if inner.size == 0:
-        raise Undefined("no value lies between P10 and P90 (inclusive)")
-    return float(np.mean(np.abs(inner - inner.mean())))
-
-
-def _medad(s: Sample) -> float:
-    return float(np.mean(np.abs(s.x - s.median)))
-
-
-def _cov(s: Sample) -> float:
-    if s.mean == 0:
-        raise Undefined("the mean is 0, so sigma / mu is undefined")
-    return np.sqrt(s.variance) / s.mean
-
-
-def _qcod(s: Sample) -> float:
-    p25, p75 = s.percentile(25), s.percentile(75)
-    if p75 + p25 == 0:
-        raise Undefined("P75 + P25 = 0, so (P75 - P25) / (P75 + P25) is undefined")
-    return (p75 - p25) / (p75 + p25)
-
-
-# --- the statistics family ------------------------------------------------------------------------
+from .common import Sample, all_nan, registry, run
 
 FEATURES, FUNCTIONS, feature = registry()
 FAMILY = "Statistics"
@@ -161,14 +23,14 @@ _I = "intensity"  # unit: the image's intensity unit (HU, SUV, ...)
 @feature("stat_mean", "Mean", _I, "Mean intensity in the ROI.", "original_firstorder_Mean", "Q4LE")
 def mean(s: Sample) -> float:
     r"""F_stat.mean = 1/N_v \sum_k X_gl,k  (IBSI Q4LE)."""
-    return _mean(s)
+    return s.mean
 
 
 @feature("stat_var", "Variance", _I + "^2", "Intensity variance (no bias correction).",
          "original_firstorder_Variance", "ECT3")
 def variance(s: Sample) -> float:
     r"""F_stat.var = 1/N_v \sum_k (X_gl,k - \mu)^2  (IBSI ECT3; no bias correction)."""
-    return _variance(s)
+    return s.variance
 
 
 @feature("stat_skew", "Skewness", "", "Skewness of the intensity distribution (0 when the variance is 0).",
@@ -178,7 +40,7 @@ def skewness(s: Sample) -> float:
 
     IBSI: F_stat.skew = 0 when F_stat.var = 0 (e.g. a one-voxel ROI).
     """
-    return _skewness(s)
+    return s.skewness()
 
 
 @feature("stat_kurt", "(Excess) kurtosis", "", "Excess kurtosis (Fisher, -3) of the intensity distribution "
@@ -188,7 +50,7 @@ def kurtosis(s: Sample) -> float:
 
     IBSI: F_stat.kurt = 0 when F_stat.var = 0.
     """
-    return _kurtosis(s)
+    return s.kurtosis()
 
 
 @feature("stat_median", "Median", _I, "Sample median intensity.", "original_firstorder_Median", "Y12H")
@@ -225,7 +87,7 @@ def maximum(s: Sample) -> float:
          "original_firstorder_InterquartileRange", "SALO")
 def interquartile_range(s: Sample) -> float:
     """F_stat.iqr = P_75 - P_25  (IBSI SALO)."""
-    return _iqr(s)
+    return s.interquartile_range()
 
 
 @feature("stat_range", "Range", _I, "Maximum - minimum intensity.", "original_firstorder_Range", "2OJQ")
@@ -238,7 +100,7 @@ def intensity_range(s: Sample) -> float:
          "original_firstorder_MeanAbsoluteDeviation", "4FUA")
 def mean_absolute_deviation(s: Sample) -> float:
     r"""F_stat.mad = 1/N_v \sum_k |X_gl,k - \mu|  (IBSI 4FUA)."""
-    return _mad(s)
+    return s.mean_absolute_deviation()
 
 
 @feature("stat_rmad", "Robust mean absolute deviation", _I,
@@ -249,26 +111,26 @@ def robust_mean_absolute_deviation(s: Sample) -> float:
 
     X_gl,10-90 = {x in X_gl | P_10 <= x <= P_90}.
     """
-    return _rmad(s)
+    return s.robust_mean_absolute_deviation()
 
 
 @feature("stat_medad", "Median absolute deviation", _I, "Mean absolute deviation from the median.", None, "N72L")
 def median_absolute_deviation(s: Sample) -> float:
     r"""F_stat.medad = 1/N_v \sum_k |X_gl,k - M|, M the median  (IBSI N72L)."""
-    return _medad(s)
+    return s.median_absolute_deviation()
 
 
 @feature("stat_cov", "Coefficient of variation", "", "Standard deviation / mean (NaN when the mean is 0).", None, "7TET")
 def coefficient_of_variation(s: Sample) -> float:
     r"""F_stat.cov = \sigma / \mu, \sigma = F_stat.var^{1/2}  (IBSI 7TET); undefined when \mu = 0."""
-    return _cov(s)
+    return s.coefficient_of_variation()
 
 
 @feature("stat_qcod", "Quartile coefficient of dispersion", "", "(P75 - P25) / (P75 + P25) (NaN when P75 + P25 = 0).",
          None, "9S40")
 def quartile_coefficient_of_dispersion(s: Sample) -> float:
     """F_stat.qcod = (P_75 - P_25) / (P_75 + P_25)  (IBSI 9S40); undefined when P_75 + P_25 = 0."""
-    return _qcod(s)
+    return s.quartile_coefficient_of_dispersion()
 
 
 @feature("stat_energy", "Energy", _I + "^2", "Sum of squared intensities.",

@@ -30,13 +30,10 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse.csgraph import connected_components
 
-from ...errors import RadiomicsLabError
 from ..roi import Roi
+from . import common
+from .common import Undefined, check_dimensions, evaluate
 from .directions import SUFFIX, directions, shifted_pairs
-
-
-class Undefined(Exception):
-    """Raised by a feature formula whose value is not defined for this matrix; the caller makes it NaN with a note."""
 
 
 # --- the count matrix s_ij (GLSZM, GLDZM, NGLDM) --------------------------------------------------
@@ -261,41 +258,24 @@ def _empty():
 
 # --- feature descriptions ------------------------------------------------------------------------
 
+#: Tag suffix -> (dimension, IBSI aggregation identifier (none here), name, pyradiomics setting or None), as
+#: :data:`.common.AGGREGATIONS`: pyradiomics computes the 3D matrix by default and the 2.5D one (slices
+#: merged) with ``force2D: true``; it has no per-slice average (2D).
+DIMENSIONS = {"2D": ("2D", None, "2D", None), "2_5D": ("2.5D", None, "2.5D", "force2D: true"),
+              "3D": ("3D", None, "3D", "")}
+
+
 def describe(prefix: str, specs, pyradiomics_class: str | None = None) -> dict:
     """``FEATURES`` of a family: every tag (each dimension) -> name, unit, description, pyradiomics, ibsi_id, dimension.
 
-    ``specs`` rows are (base tag, function, name, description, pyradiomics feature name or None).
-    pyradiomics computes the 3D matrix by default and the 2.5D one (slices merged) with ``force2D: true``;
-    it has no per-slice average (2D).
+    ``specs`` rows are (base tag, function, name, description, pyradiomics feature name or None); see
+    :func:`.common.describe`.
     """
-    features = {}
-    for base, _function, name, description, pyradiomics in specs:
-        for dimension, suffix in SUFFIX.items():
-            radiomics_name = None
-            if pyradiomics and pyradiomics_class and dimension != "2D":
-                radiomics_name = f"original_{pyradiomics_class}_{pyradiomics}"
-                if dimension == "2.5D":
-                    radiomics_name += " (force2D: true)"
-            features[f"{prefix}_{base}_{suffix}"] = {
-                "name": f"{name} ({dimension})", "unit": "", "description": description,
-                "pyradiomics": radiomics_name, "ibsi_id": "", "dimension": dimension}
-    return features
+    rows = ((base, name, "", description, pyradiomics) for base, _function, name, description, pyradiomics in specs)
+    return common.describe(prefix, rows, DIMENSIONS, pyradiomics_class)
 
 
 # --- evaluation and aggregation over 2D / 2.5D / 3D ----------------------------------------------
-
-def evaluate(functions: dict, matrix) -> tuple[dict, dict]:
-    """(base name -> value, base name -> why NaN) of every formula on one matrix."""
-    values, reasons = {}, {}
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for name, function in functions.items():
-            try:
-                value = float(function(matrix))
-            except Undefined as reason:
-                value, reasons[name] = float("nan"), str(reason)
-            values[name] = value
-    return values, reasons
-
 
 def compute_by_dimension(roi: Roi, settings, family: str, prefix: str, functions: dict, build, merge) -> dict:
     """Every feature of ``functions`` for each dimension of ``settings.dimensions``, keyed by IBSI tag.
@@ -305,9 +285,9 @@ def compute_by_dimension(roi: Roi, settings, family: str, prefix: str, functions
     matrices (2.5D). NaN values get a note in ``roi.notes``; nothing here raises for an odd ROI.
     """
     result, slice_matrices = {}, None
-    for dimension in getattr(settings, "dimensions", ("3D",)):
-        if dimension not in SUFFIX:
-            raise RadiomicsLabError(f"Unknown texture dimension '{dimension}'; use one of {', '.join(SUFFIX)}.")
+    dimensions = getattr(settings, "dimensions", ("3D",))
+    check_dimensions(dimensions)
+    for dimension in dimensions:
         suffix = SUFFIX[dimension]
         if dimension == "3D":
             matrices = build(roi, settings, False)
@@ -434,6 +414,17 @@ def border_distance(mask: np.ndarray, in_plane: bool) -> np.ndarray:
         cross[0] = cross[2] = False
     padded = np.pad(mask, 1)
     return ndimage.distance_transform_cdt(padded, metric=cross)[1:-1, 1:-1, 1:-1].astype(np.int64)
+
+
+def count_matrices(level, column, slice_ids, intensity: np.ndarray, in_plane: bool) -> list[CountMatrix]:
+    """The :class:`CountMatrix` of (``level[k]``, ``column[k]``) pairs (one per zone or voxel) for every slice
+    holding ROI voxels (``in_plane``; ``slice_ids``: each pair's slice), else a one-element list with the
+    volume's; ``N_v`` is the number of voxels of the ``intensity`` mask (of the slice)."""
+    if not in_plane:
+        return [CountMatrix.from_pairs(level, column, intensity.sum())]
+    voxels_per_slice = intensity.sum(axis=(1, 2))
+    return [CountMatrix.from_pairs(level[sel], column[sel], voxels_per_slice[s])
+            for s, sel in per_slice(slice_ids, intensity.shape[0])]
 
 
 def per_slice(slice_ids: np.ndarray, n_slices: int):

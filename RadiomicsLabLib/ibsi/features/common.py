@@ -1,0 +1,383 @@
+"""What the IBSI feature families share: undefined features, the per-feature registry and runner,
+the statistics of a 1D sample, and the machinery of the texture families built on matrices per direction.
+
+- :class:`Undefined`, :func:`registry`, :func:`evaluate`, :func:`run`, :func:`all_nan`: a family is a
+  dict of feature functions keyed by IBSI tag; a function raises :class:`Undefined` where its feature
+  is not defined, and the runner makes that NaN with a note in ``roi.notes`` (never an exception).
+- :class:`Sample`: a 1D sample and the statistics that intensity statistics (``stat_*``, on ``X_gl``)
+  and the intensity histogram (``ih_*``, on ``X_d``) both define.
+- :func:`describe`: the ``FEATURES`` of a texture family, one entry per base tag and aggregation.
+- :class:`CellMatrices`, :func:`matrix_features`, :func:`dense_matrix_features`, :func:`group_sums`,
+  :func:`average_over_matrices`, :func:`directional_aggregates` and the helpers around them: GLCM and
+  GLRLM matrices (one per direction, slice or both) given by their non-zero cells, their features,
+  and their ``_avg`` / ``_comb`` aggregation over 2D, 2.5D and 3D.
+"""
+
+from functools import cached_property
+
+import numpy as np
+
+from ...errors import RadiomicsLabError
+from .directions import SUFFIX
+
+
+class Undefined(Exception):
+    """Raised by a feature function whose value is not defined here; the runner turns it into NaN plus a note."""
+
+
+# --- the per-feature registry and runner ----------------------------------------------------------
+
+def registry():
+    """A family's ``(FEATURES, FUNCTIONS, feature)``: descriptions and functions keyed by IBSI tag, and the
+    decorator filling both."""
+    descriptions, functions = {}, {}
+
+    def feature(tag, name, unit, description, pyradiomics=None, ibsi_id=""):
+        def register(function):
+            descriptions[tag] = {"name": name, "unit": unit, "description": description,
+                                 "pyradiomics": pyradiomics, "ibsi_id": ibsi_id}
+            functions[tag] = function
+            return function
+        return register
+
+    return descriptions, functions, feature
+
+
+def evaluate(functions: dict, data) -> tuple[dict, dict]:
+    """(key -> value, key -> why NaN) of every function of ``functions`` on ``data``; :class:`Undefined` gives NaN."""
+    values, reasons = {}, {}
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for key, function in functions.items():
+            try:
+                value = float(function(data))
+            except Undefined as reason:
+                value, reasons[key] = float("nan"), str(reason)
+            values[key] = value
+    return values, reasons
+
+
+def run(functions: dict, data, roi, family: str) -> dict:
+    """Every feature of ``functions`` on ``data``; an :class:`Undefined` one is NaN, its reason in ``roi.notes``."""
+    values, reasons = evaluate(functions, data)
+    for tag, reason in reasons.items():
+        roi.notes.append(f"{family}: {tag} is NaN: {reason}")
+    return values
+
+
+def all_nan(descriptions: dict, roi, family: str, reason: str) -> dict:
+    """Every feature of a family NaN, with one note saying why."""
+    roi.notes.append(f"{family}: all features are NaN: {reason}")
+    return {tag: float("nan") for tag in descriptions}
+
+
+# --- a 1D sample (statistics on X_gl, intensity histogram on X_d) ---------------------------------
+
+class Sample:
+    """A non-empty 1D sample ``X`` and its statistics (shared quantities computed once, on demand).
+
+    Percentiles are sample percentiles with linear interpolation between order statistics
+    (``numpy.percentile``'s default). The formulas are in the docstrings of the family features using them.
+    """
+
+    def __init__(self, values: np.ndarray):
+        self.x = np.asarray(values, dtype=np.float64).ravel()
+        self.n = self.x.size
+
+    @cached_property
+    def sorted(self) -> np.ndarray:
+        return np.sort(self.x)
+
+    def percentile(self, q: float) -> float:
+        """The ``q``-th sample percentile, linear interpolation between order statistics."""
+        return float(np.percentile(self.sorted, q))
+
+    @cached_property
+    def mean(self) -> float:
+        return float(self.x.mean())
+
+    @cached_property
+    def centred(self) -> np.ndarray:
+        return self.x - self.mean
+
+    def moment(self, order: int) -> float:
+        """Central moment ``1/N sum (X_k - mu)^order``."""
+        return float(np.mean(self.centred ** order))
+
+    @cached_property
+    def variance(self) -> float:
+        return self.moment(2)
+
+    @cached_property
+    def median(self) -> float:
+        return self.percentile(50)
+
+    @cached_property
+    def p10_p90(self) -> np.ndarray:
+        """``X_10-90``: the values with ``P10 <= X <= P90``."""
+        return self.x[(self.x >= self.percentile(10)) & (self.x <= self.percentile(90))]
+
+    def skewness(self) -> float:
+        """m_3 / m_2^{3/2}; IBSI: 0 when the variance is 0."""
+        if self.variance == 0:
+            return 0.0
+        return self.moment(3) / self.variance ** 1.5
+
+    def kurtosis(self) -> float:
+        """m_4 / m_2^2 - 3 (excess); IBSI: 0 when the variance is 0."""
+        if self.variance == 0:
+            return 0.0
+        return self.moment(4) / self.variance ** 2 - 3.0
+
+    def interquartile_range(self) -> float:
+        """P75 - P25."""
+        return self.percentile(75) - self.percentile(25)
+
+    def mean_absolute_deviation(self) -> float:
+        """1/N sum |X_k - mu|."""
+        return float(np.mean(np.abs(self.centred)))
+
+    def robust_mean_absolute_deviation(self) -> float:
+        """Mean absolute deviation of ``X_10-90`` from its own mean; undefined when ``X_10-90`` is empty."""
+        inner = self.p10_p90
+        if inner.size == 0:
+            raise Undefined("no value lies between P10 and P90 (inclusive)")
+        return float(np.mean(np.abs(inner - inner.mean())))
+
+    def median_absolute_deviation(self) -> float:
+        """1/N sum |X_k - M|, M the median."""
+        return float(np.mean(np.abs(self.x - self.median)))
+
+    def coefficient_of_variation(self) -> float:
+        """sigma / mu; undefined when mu = 0."""
+        if self.mean == 0:
+            raise Undefined("the mean is 0, so sigma / mu is undefined")
+        return np.sqrt(self.variance) / self.mean
+
+    def quartile_coefficient_of_dispersion(self) -> float:
+        """(P75 - P25) / (P75 + P25); undefined when P75 + P25 = 0."""
+        p25, p75 = self.percentile(25), self.percentile(75)
+        if p75 + p25 == 0:
+            raise Undefined("P75 + P25 = 0, so (P75 - P25) / (P75 + P25) is undefined")
+        return (p75 - p25) / (p75 + p25)
+
+
+# --- texture feature descriptions ------------------------------------------------------------------
+
+#: GLCM / GLRLM (IBSI 1 section 3.6.1): tag suffix -> (dimension, IBSI identifier of the aggregation
+#: method, its name, pyradiomics setting computing it or None). pyradiomics averages features over the
+#: 13 3D directions (``*_3D_avg``); with ``force2D: true`` over the 4 in-plane directions, each matrix
+#: merged over the slices (``*_2_5D_avg``).
+AGGREGATIONS = {
+    "2D_avg": ("2D", "BTW3", "2D, averaged over slices and directions", None),
+    "2D_comb": ("2D", "SUJT", "2D, directions merged per slice, averaged over slices", None),
+    "2_5D_avg": ("2.5D", "JJUI", "2.5D, slices merged per direction, averaged over directions", "force2D: true"),
+    "2_5D_comb": ("2.5D", "ZW7Z", "2.5D, all merged", None),
+    "3D_avg": ("3D", "ITBB", "3D, averaged over directions", ""),
+    "3D_comb": ("3D", "IAZD", "3D, directions merged", None),
+}
+
+
+def describe(prefix: str, rows, aggregations: dict, pyradiomics_class: str | None = None) -> dict:
+    """``FEATURES`` of a texture family: every output tag -> name, unit, description, pyradiomics, ibsi_id,
+    dimension (and aggregation, where the aggregation has an IBSI identifier), aggregation by aggregation.
+
+    ``rows``: (base tag, name, IBSI identifier, description, pyradiomics feature or None);
+    ``aggregations``: tag suffix -> (dimension, IBSI aggregation identifier or None, name, pyradiomics
+    setting or None) as :data:`AGGREGATIONS`; the pyradiomics name is given where the setting is not None.
+    """
+    rows = list(rows)
+    features = {}
+    for suffix, (dimension, aggregation_id, aggregation, setting) in aggregations.items():
+        for base, name, ibsi_id, description, pyradiomics in rows:
+            radiomics_name = None
+            if pyradiomics and pyradiomics_class and setting is not None:
+                radiomics_name = f"original_{pyradiomics_class}_{pyradiomics}" + (f" ({setting})" if setting else "")
+            info = {"name": f"{name} ({aggregation})", "unit": "", "description": description,
+                    "pyradiomics": radiomics_name, "ibsi_id": ibsi_id, "dimension": dimension}
+            if aggregation_id:
+                info["aggregation"] = aggregation_id
+            features[f"{prefix}_{base}_{suffix}"] = info
+    return features
+
+
+def check_dimensions(dimensions) -> None:
+    """Raise the project error for a texture dimension other than 2D, 2.5D or 3D."""
+    for dimension in dimensions:
+        if dimension not in SUFFIX:
+            raise RadiomicsLabError(f"Unknown texture dimension '{dimension}'; use 2D, 2.5D or 3D.")
+
+
+def texture_keys(features: dict, base_tags, dimensions) -> dict:
+    """{output tag: description} of an avg / comb texture family for ``dimensions``, in output order."""
+    return {f"{tag}_{suffix}": features[f"{tag}_{suffix}"] for d in dimensions
+            for suffix in (f"{SUFFIX[d]}_avg", f"{SUFFIX[d]}_comb") for tag in base_tags}
+
+
+# --- matrices given by their non-zero cells (GLCM, GLRLM) ------------------------------------------
+
+_DENSE_GROUPS = 1 << 24   # largest (matrices x keys) table summed with one bincount instead of a sort
+
+
+def group_sums(matrix, keys, p):
+    """Sums of ``p`` over the cells with equal (matrix, key): (matrix, key, sum) per group, sorted by both.
+
+    Keys that are non-negative integers (grey levels, their sums and differences) are used as codes
+    directly; other keys are first numbered by sorting.
+    """
+    keys = np.asarray(keys)
+    if keys.size == 0:
+        return matrix[:0], keys[:0].astype(np.float64), np.zeros(0)
+    codes = keys.astype(np.int64)
+    values = None
+    if codes.min() < 0 or not np.array_equal(codes, keys):
+        values, codes = np.unique(keys, return_inverse=True)
+        codes = codes.ravel()
+    n_keys = int(codes.max()) + 1
+    size = (int(matrix.max()) + 1) * n_keys
+    cell = matrix * n_keys + codes
+    if size <= _DENSE_GROUPS:
+        sums = np.bincount(cell, weights=p, minlength=size)
+        groups = np.flatnonzero(np.bincount(cell, minlength=size))
+        sums = sums[groups]
+    else:
+        groups, inverse = np.unique(cell, return_inverse=True)
+        sums = np.bincount(inverse.ravel(), weights=p)
+    key = groups % n_keys
+    return groups // n_keys, (key if values is None else values[key]).astype(np.float64), sums
+
+
+class CellMatrices:
+    """``n_matrices`` count matrices given by their non-zero cells: the base of a texture family's formulas.
+
+    Cell ``e`` of matrix ``matrix[e]`` (0..n_matrices-1) has row ``i[e]``, column ``j[e]`` and count
+    ``counts[e]``; cells not listed (or with count 0) are zero, and each cell appears at most once per
+    matrix. Every sum over a matrix is one ``np.bincount`` over all matrices (:meth:`_msum`).
+    """
+
+    def __init__(self, matrix, i, j, counts, n_matrices):
+        counts = np.asarray(counts, dtype=np.float64)
+        keep = counts > 0
+        self.m = np.asarray(matrix, dtype=np.int64)[keep]
+        self.i = np.asarray(i, dtype=np.float64)[keep]
+        self.j = np.asarray(j, dtype=np.float64)[keep]
+        self.count = counts[keep]
+        self.n_matrices = int(n_matrices)
+        self.total = self._msum(self.count)     # sum of the counts of each matrix
+        self.empty = self.total == 0           # matrices without any count
+
+    def _msum(self, values, matrix=None):
+        """Per-matrix sum of ``values`` (one value per cell, or per group with ``matrix``)."""
+        return np.bincount(self.m if matrix is None else matrix, weights=values, minlength=self.n_matrices)
+
+
+def matrix_features(features: CellMatrices, base_tags) -> dict:
+    """{base tag (``cm_contrast``): array (n_matrices,)}: for every base tag, the method of ``features`` named
+    by the tag without its family prefix (``contrast``), evaluated on every matrix; NaN for an empty matrix."""
+    out = {}
+    for tag in base_tags:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = np.asarray(getattr(features, tag.split("_", 1)[1])(), dtype=np.float64)
+        value[features.empty] = np.nan
+        out[tag] = value
+    return out
+
+
+def dense_matrix_features(matrices, base_tags, make_features) -> dict:
+    """:func:`matrix_features` of dense matrices ``(..., n_rows, n_cols)``: {base tag: array of shape
+    ``matrices.shape[:-2]``}. ``make_features(matrix, row, column, count, n_matrices)`` builds the
+    :class:`CellMatrices` of the non-zero cells (row and column are indices, to be mapped to grey levels,
+    run lengths, ...)."""
+    matrices = np.asarray(matrices, dtype=np.float64)
+    n_rows, n_cols = matrices.shape[-2:]
+    lead = matrices.shape[:-2]
+    flat = matrices.reshape(-1, n_rows * n_cols)
+    matrix, cell = np.nonzero(flat)
+    values = matrix_features(make_features(matrix, cell // n_cols, cell % n_cols, flat[matrix, cell], flat.shape[0]),
+                             base_tags)
+    return {tag: value.reshape(lead) for tag, value in values.items()}
+
+
+# --- the grid a texture family works on ------------------------------------------------------------
+
+def grey_index(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(grey levels present in the ROI (sorted), index array: 0..n-1 inside the ROI, -1 outside)."""
+    grey = np.unique(levels[levels > 0])
+    lut = np.full(int(levels.max(initial=0)) + 1, -1, dtype=np.int64)
+    lut[grey] = np.arange(grey.size)
+    return grey, lut[levels]
+
+
+def crop_to_roi(levels: np.ndarray) -> np.ndarray:
+    """The bounding box of the non-zero grey levels (pairs and runs outside it only meet zeros)."""
+    nonzero = np.nonzero(levels)
+    if nonzero[0].size == 0:
+        return levels[tuple(slice(0, 0) for _ in levels.shape)]
+    return levels[tuple(slice(int(c.min()), int(c.max()) + 1) for c in nonzero)]
+
+
+def texture_grid(roi, family: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`grey_index` of ``roi.levels`` cropped to the ROI; an empty ROI gives a one-voxel grid outside it."""
+    if roi.levels is None:
+        raise RadiomicsLabError(f"The {family} needs discretised grey levels; discretise the region of interest first.")
+    grey, index = grey_index(crop_to_roi(np.asarray(roi.levels)))
+    if grey.size == 0:
+        index, grey = np.full((1, 1, 1), -1, dtype=np.int64), np.array([1])
+    return grey, index
+
+
+# --- aggregation over directions and slices (IBSI 1 section 3.6.1) --------------------------------
+
+def directional_aggregates(dimensions, n_slices: int, elements, aggregate) -> dict:
+    """The ``_avg`` and ``_comb`` features of every dimension of ``dimensions`` from per-direction elements.
+
+    ``elements(dimension)`` ("2D": the in-plane directions, "3D"): (number of directions, (direction
+    number, slice, *data)) with one entry per element (a pair, a run); ``aggregate(suffix, group,
+    n_groups, *data)`` averages the features of the matrix of each group of elements (:func:`average_over_matrices`):
+
+    - ``2D_avg``: one matrix per slice and direction; ``2D_comb``: one per slice;
+    - ``2_5D_avg``: one per direction; ``2_5D_comb``: one;
+    - ``3D_avg``: one per direction; ``3D_comb``: one.
+    """
+    out = {}
+    if "2D" in dimensions or "2.5D" in dimensions:
+        n_directions, (number, z, *data) = elements("2D")
+        if "2D" in dimensions:
+            out.update(aggregate("2D_avg", number * n_slices + z, n_directions * n_slices, *data))
+            out.update(aggregate("2D_comb", z, n_slices, *data))
+        if "2.5D" in dimensions:
+            out.update(aggregate("2_5D_avg", number, n_directions, *data))
+            out.update(aggregate("2_5D_comb", np.zeros_like(number), 1, *data))
+    if "3D" in dimensions:
+        n_directions, (number, _, *data) = elements("3D")
+        out.update(aggregate("3D_avg", number, n_directions, *data))
+        out.update(aggregate("3D_comb", np.zeros_like(number), 1, *data))
+    return out
+
+
+def average_over_matrices(family, suffix, values: dict, non_empty, notes, undefined=None,
+                          empty_reason="every matrix is empty") -> dict:
+    """{base tag + ``_`` + suffix: mean over the non-empty matrices of the values where defined}.
+
+    ``values``: base tag -> value per matrix; ``non_empty``: which matrices hold any count. A feature
+    undefined (NaN) in some matrices is averaged over the others, with a note; in all of them it is NaN
+    with a note (``undefined``: base tag -> why).
+    """
+    undefined = undefined or {}
+    if not np.any(non_empty):
+        notes.append(f"{family}: all {suffix} features are NaN: {empty_reason}")
+        return {f"{tag}_{suffix}": float("nan") for tag in values}
+    out = {}
+    for tag, value in values.items():
+        key = f"{tag}_{suffix}"
+        value = value[non_empty]
+        defined = value[~np.isnan(value)]
+        reason = undefined.get(tag, "undefined")
+        if defined.size == 0:
+            out[key] = float("nan")
+            notes.append(f"{family}: {key} is NaN: {reason}")
+        else:
+            out[key] = float(defined.mean())
+            if defined.size < value.size:
+                notes.append(f"{family}: {key} averages the {defined.size} of {value.size} matrices where it is "
+                             f"defined; in the others {reason}")
+    return out
