@@ -54,6 +54,22 @@ def write_text_atomic(path, text: str) -> Path:
     return Path(path)
 
 
+def write_image_atomic(image, path) -> Path:
+    """Write a SimpleITK image atomically; the format follows ``path``'s suffix (``.nrrd``, ``.nii.gz``, ...)."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".gz") else path.suffix
+    with atomic_output(path) as tmp:
+        named = tmp.with_name(tmp.name + suffix)  # SimpleITK picks the format from the suffix
+        try:
+            sitk.WriteImage(image, str(named), True)
+            named.replace(tmp)
+        finally:
+            named.unlink(missing_ok=True)
+    return path
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

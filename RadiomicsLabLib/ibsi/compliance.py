@@ -16,7 +16,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..data import data_dir
-from ..fileio import atomic_output, write_text_atomic
+from ..fileio import write_image_atomic, write_text_atomic
 from .reference import CHAPTER1_DATASETS, chapter1_reference, chapter2_phase2_reference, ibsi1_images, ibsi_match
 
 REPORT_COLUMNS = ("dataset", "tag", "value", "reference", "tolerance", "passed")
@@ -87,7 +87,7 @@ def phase1_rows(output_dir: Path | None = None) -> list[ReportRow]:
         _, max_difference, tolerance = response_map_passes(sitk.GetArrayFromImage(computed), sitk.GetArrayFromImage(reference))
         rows.append(ReportRow("ibsi2_phase1", map_id, float(max_difference), 0.0, float(tolerance)))
         if output_dir is not None:
-            _write_image(computed, Path(output_dir) / f"{map_id}.nii.gz")
+            write_image_atomic(computed, Path(output_dir) / f"{map_id}.nii.gz")
     return rows
 
 
@@ -113,16 +113,6 @@ def phase2_rows() -> list[ReportRow]:
             computed.update({f"{filter_id}/{tag}": value for tag, value in values.items()})
     return [ReportRow("ibsi2_phase2", r.tag, float(computed.get(r.tag, math.nan)), r.reference, r.tolerance)
             for r in references]
-
-
-def _write_image(image: sitk.Image, path: Path) -> None:
-    with atomic_output(path) as tmp:
-        named = tmp.with_name(tmp.name + ".nii.gz")  # SimpleITK picks the format from the suffix
-        try:
-            sitk.WriteImage(image, str(named))
-            named.replace(tmp)
-        finally:
-            named.unlink(missing_ok=True)
 
 
 def run_compliance(output_dir, datasets=DATASETS, progress=None) -> list[ReportRow]:

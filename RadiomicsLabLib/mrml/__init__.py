@@ -6,6 +6,7 @@ Usable from desktop Slicer's Python console and headless (``trame_slicer.core.Sl
     logic = ExtractionLogic()
 """
 
+from .delta import DeltaLogic
 from .extraction import ExtractionLogic
 
-__all__ = ["ExtractionLogic"]
+__all__ = ["DeltaLogic", "ExtractionLogic"]

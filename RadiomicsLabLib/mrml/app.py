@@ -31,7 +31,7 @@ def headless_app():
 
 
 def new_headless_app():
-    """A fresh headless Slicer application with an empty scene and the core module logics.
+    """A fresh headless Slicer application with an empty scene and the core module logics (Sequences included).
 
     VTK's console messages (zip progress, informational notes) are kept in memory instead of
     being printed; :func:`vtk_messages` returns them. Failures are reported by return values.
@@ -39,7 +39,10 @@ def new_headless_app():
     from trame_slicer.core import SlicerApp
     from vtkmodules.vtkCommonCore import vtkLogger, vtkOutputWindow
 
+    import slicer
+
     app = SlicerApp()
+    app.register_module_logic(slicer.vtkSlicerSequencesLogic(), logic_name="Sequences")  # sequence browser nodes
     vtkOutputWindow.SetInstance(_vtk_messages)
     vtkLogger.SetStderrVerbosity(vtkLogger.VERBOSITY_ERROR)
     _apps.append(app)  # the scene needs the app's IO logic (e.g. to read .mrb) as long as it lives

@@ -17,22 +17,32 @@ KIND_ATTRIBUTE = "RadiomicsLab.Kind"
 FEATURES_KIND = "features"
 
 
-def write_feature_table(table_node, values, provenance: dict):
-    """Fill ``table_node`` with one row per (segment, feature) and attach the provenance."""
-    columns = {name: vtk.vtkStringArray() for name in COLUMNS}
-    for name, column in columns.items():
+def write_text_table(table_node, column_names, rows):
+    """Fill ``table_node`` with string columns; floats become their exact decimal text (:func:`format_value`)."""
+    columns = []
+    for name in column_names:
+        column = vtk.vtkStringArray()
         column.SetName(name)
-    for v in values:
-        for name, text in zip(COLUMNS, (*v.row()[:-1], format_value(v.value))):
-            columns[name].InsertNextValue(text)
+        columns.append(column)
+    for row in rows:
+        for column, value in zip(columns, row):
+            column.InsertNextValue(format_value(value) if isinstance(value, float) else str(value))
     table = vtk.vtkTable()
-    for column in columns.values():
+    for column in columns:
         table.AddColumn(column)
     was_modifying = table_node.StartModify()
     table_node.SetAndObserveTable(table)
     table_node.SetUseColumnTitleAsColumnHeader(True)
-    for name in COLUMNS:
+    for name in column_names:
         table_node.SetColumnProperty(name, "type", "string")
+    table_node.EndModify(was_modifying)
+    return table_node
+
+
+def write_feature_table(table_node, values, provenance: dict):
+    """Fill ``table_node`` with one row per (segment, feature) and attach the provenance."""
+    was_modifying = table_node.StartModify()
+    write_text_table(table_node, COLUMNS, [v.row() for v in values])
     table_node.SetColumnDescription("value", "feature value (exact decimal text of the double)")
     table_node.SetAttribute(KIND_ATTRIBUTE, FEATURES_KIND)
     table_node.SetAttribute(PROVENANCE_ATTRIBUTE, json.dumps(provenance, default=str))

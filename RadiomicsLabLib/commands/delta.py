@@ -1,0 +1,244 @@
+"""``radiomicslab delta``: feature change of the same lesions across timepoints (delta-radiomics), with plots."""
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command("delta")
+@click.option("--timepoint", "timepoints", multiple=True, metavar="DATE:IMAGE:MASK",
+              help="A timepoint, in date order, baseline first (repeatable). DATE is YYYY-MM-DD or YYYYMMDD; leave it "
+                   "empty (:IMAGE:MASK) to read the DICOM StudyDate of IMAGE; leave MASK out (DATE:IMAGE) for a follow-up "
+                   "whose mask is propagated from the baseline (--propagate).")
+@click.option("--label", "labels", multiple=True, metavar="NAME",
+              help="Name of each timepoint, in the same order (repeatable; default: baseline, T1, T2, ...).")
+@click.option("--cohort", type=click.Path(path_type=Path), default=None,
+              help="Cohort CSV instead of --timepoint: columns id,image,mask,timepoint (optional label = lesion labels); "
+                   "timepoint is the date (2021-03-04) or NAME@DATE (baseline@2021-03-04); rows of a patient in date order.")
+@click.option("-o", "--output-dir", type=click.Path(path_type=Path), required=True,
+              help="Folder for delta.csv, delta.provenance.json, trajectories.png, waterfall.png (and registration.csv, "
+                   "masks/, maps/, delta.mrb).")
+@click.option("--params", default=None, help="Feature settings: pyradiomics parameter file (YAML/JSON) or preset name.")
+@click.option("--engine", type=click.Choice(["pyradiomics", "ibsi"]), default=None,
+              help="Feature engine (default: what the parameters declare, else pyradiomics).")
+@click.option("--lesion", "lesions", type=int, multiple=True,
+              help="Label value of a lesion to follow (repeatable; default: every label of the baseline mask).")
+@click.option("--reference", default="baseline", show_default=True,
+              help="Timepoint the changes are measured from: baseline, previous, or a timepoint's name.")
+@click.option("--register", type=click.Choice(["rigid", "affine", "bspline"]), default=None,
+              help="Register each follow-up onto the baseline (needed by --propagate and --maps).")
+@click.option("--propagate", is_flag=True, help="Give follow-ups without a mask the baseline mask, carried over by the registration.")
+@click.option("--maps", is_flag=True, help="Write voxel-wise difference maps (follow-up minus baseline, on the baseline grid) to maps/.")
+@click.option("--registration-shrink", default=None, metavar="4,2,1",
+              help="Shrink factor of each resolution level of the registration (default: 2,1).")
+@click.option("--registration-iterations", type=click.IntRange(min=1), default=None,
+              help="Optimiser iterations per resolution level (default: 300).")
+@click.option("--registration-margin", type=click.FloatRange(min=0), default=20.0, show_default=True,
+              help="The registration metric is computed within this distance (mm) of the baseline lesions.")
+@click.option("--seed", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Seed of the registration's random sampling (the same seed repeats the same registration).")
+@click.option("--icc", "icc_table", type=click.Path(path_type=Path), default=None,
+              help="ICC table (CSV with feature,icc,ci_low,ci_high) to keep only reproducible features.")
+@click.option("--icc-threshold", type=float, default=0.75, show_default=True, help="Keep features whose --icc-column is at least this.")
+@click.option("--icc-column", type=click.Choice(["ci_low", "icc", "ci_high"]), default="ci_low", show_default=True,
+              help="Column of the ICC table compared with --icc-threshold.")
+@click.option("--plot-feature", "plot_features", multiple=True,
+              help="Feature drawn in trajectories.png (repeatable; default: volume, mean, contrast, entropy when present).")
+@click.option("--waterfall-feature", default=None, help="Feature of waterfall.png (default: the volume).")
+@click.option("--patient", default="patient", show_default=True, help="Patient name in the table (without --cohort).")
+@click.option("--scene", "with_scene", is_flag=True,
+              help="Run through a Slicer scene (timepoints as Sequences) and save it as DIR/delta.mrb.")
+def command(timepoints, labels, cohort, output_dir, params, engine, lesions, reference, register, propagate, maps,
+            registration_shrink, registration_iterations, registration_margin, seed, icc_table, icc_threshold, icc_column,
+            plot_features, waterfall_feature, patient, with_scene):
+    """Delta-radiomics: how each lesion's features change from timepoint to timepoint.
+
+    Writes DIR/delta.csv (patient, lesion, feature, timepoint, date, days, value, reference,
+    reference_value, delta_abs, delta_rel, delta_per_day, log_ratio, note): delta_abs = v - r,
+    delta_rel = 100 (v - r) / r, delta_per_day = (v - r) / days, log_ratio = ln(v / r), where r is
+    the value at the reference timepoint. Relative change and log ratio are NaN (with the reason
+    in note) when r is 0 or negative. Exit status: 0, or 1 when a registration did not converge
+    and what depended on it was left out (warnings say which), 2 for bad input.
+    """
+    from RadiomicsLabLib.fileio import check_writable
+
+    if bool(timepoints) == bool(cohort):
+        raise click.UsageError("Give the timepoints (--timepoint DATE:IMAGE:MASK, at least two) or --cohort FILE, not both.")
+    if cohort and labels:
+        raise click.UsageError("--label names --timepoint entries; in a cohort file write the name in the timepoint column (NAME@DATE).")
+    options = {"settings": _settings(params, engine), "register": register, "propagate": propagate, "reference": reference,
+               "icc_table": icc_table, "icc_threshold": icc_threshold, "icc_column": icc_column, "difference_maps": maps,
+               "registration_options": _registration_options(registration_shrink, registration_iterations, seed),
+               "registration_margin_mm": registration_margin}
+    for name in ("delta.csv", "delta.provenance.json", "trajectories.png", "waterfall.png")\
+            + (("registration.csv",) if register else ()) + (("delta.mrb",) if with_scene else ()):
+        check_writable(output_dir / name)
+    patients = _cohort_patients(cohort) if cohort else {patient: (_timepoints(timepoints, labels), tuple(lesions))}
+    if cohort and lesions:
+        patients = {p: (tps, tuple(lesions)) for p, (tps, _) in patients.items()}
+    bar = _Bar()
+    try:
+        results = _run(patients, bool(cohort), options, with_scene, output_dir, plot_features, waterfall_feature, bar.update)
+    finally:
+        bar.close()
+    written = _write(results, output_dir, plot_features, waterfall_feature, register)
+    left_out = [(r.patient, label, why) for r in results for label, why in r.left_out.items()]
+    for result in results:
+        for warning in result.warnings:
+            click.echo(f"radiomicslab: warning: {result.patient}: {warning}", err=True)
+    rows = sum(len(r.rows) for r in results)
+    click.echo(f"Delta: {len(results)} patient(s), {rows} rows -> {', '.join(str(p) for p in written)}", err=True)
+    if left_out or any(not a.used for r in results for a in r.alignments.values()):
+        click.echo("radiomicslab: some registrations did not converge; their registered results were left out "
+                   "(see the warnings and registration.csv). Try --registration-iterations or another --register.", err=True)
+        sys.exit(1)
+
+
+def _settings(params, engine):
+    from RadiomicsLabLib.settings import load_settings
+
+    return load_settings(params, None, engine)
+
+
+def _registration_options(shrink, iterations, seed) -> dict:
+    from RadiomicsLabLib.errors import RadiomicsLabError
+
+    options = {"seed": seed}
+    if shrink:
+        try:
+            factors = tuple(int(s) for s in shrink.split(","))
+        except ValueError:
+            raise RadiomicsLabError(f"--registration-shrink '{shrink}' must be whole numbers separated by commas, e.g. 4,2,1.") from None
+        if not factors or min(factors) < 1:
+            raise RadiomicsLabError(f"--registration-shrink '{shrink}' needs factors of at least 1, e.g. 4,2,1.")
+        options["shrink_factors"] = factors
+        options["smoothing_sigmas_mm"] = tuple(2.0 if f > 1 else 0.0 for f in factors)  # 2 mm on shrunk levels, none at full resolution
+    if iterations:
+        options["iterations"] = iterations
+    return options
+
+
+def _parse_timepoint(spec: str) -> tuple[str, str, str]:
+    """``DATE:IMAGE:MASK`` -> (date, image, mask); ``DATE:IMAGE`` and ``DATE:IMAGE:`` have no mask; DATE may be empty."""
+    from RadiomicsLabLib.errors import RadiomicsLabError
+
+    date, colon, rest = spec.partition(":")
+    if not colon or not rest:
+        raise RadiomicsLabError(f"--timepoint '{spec}' must be DATE:IMAGE:MASK (e.g. 2021-03-04:ct.nii.gz:gtv.nii.gz).")
+    image, _, mask = rest.rpartition(":") if ":" in rest else (rest, "", "")
+    if not image:
+        raise RadiomicsLabError(f"--timepoint '{spec}' has no image; write DATE:IMAGE:MASK.")
+    return date.strip(), image, mask
+
+
+def _timepoints(specs, labels) -> list:
+    from RadiomicsLabLib.delta import default_labels, timepoint_from_files
+    from RadiomicsLabLib.errors import RadiomicsLabError
+
+    if labels and len(labels) != len(specs):
+        raise RadiomicsLabError(f"Give one --label per --timepoint: {len(labels)} labels for {len(specs)} timepoints.")
+    names = list(labels) or default_labels(len(specs))
+    parsed = [_parse_timepoint(spec) for spec in specs]
+    return [timepoint_from_files(date, image, mask or None, name) for (date, image, mask), name in zip(parsed, names)]
+
+
+def _cohort_patients(path) -> dict:
+    from RadiomicsLabLib.cohort import read_cohort
+    from RadiomicsLabLib.delta import cohort_timepoints
+
+    return cohort_timepoints(read_cohort(path).check())
+
+
+def _run(patients, cohort, options, with_scene, output_dir, plot_features, waterfall_feature, progress) -> list:
+    """The core on each patient, or (``--scene``) the same through a headless Slicer scene saved as delta.mrb."""
+    from RadiomicsLabLib.delta import check_cohort, check_inputs, run_cohort, run_delta
+
+    if not cohort:
+        (patient, (tps, labels)), = patients.items()
+        check_inputs(tps, options["settings"], labels or None, options["register"], options["propagate"], options["reference"],
+                     options["icc_table"], options["icc_column"], options["difference_maps"], options["registration_options"])
+        if not with_scene:
+            return [run_delta(tps, lesions=labels or None, patient=patient, progress=progress, **options)]
+    elif not with_scene:
+        return run_cohort(patients, progress=progress, **options)
+    else:
+        check_cohort(patients, **options)  # every check before the scene is built
+    from RadiomicsLabLib.mrml.app import new_headless_app
+    from RadiomicsLabLib.mrml.delta import DeltaLogic
+
+    logic = DeltaLogic(new_headless_app().scene)
+    studies = [logic.create_study(tps, patient) for patient, (tps, _) in patients.items()]
+    lesion_names = {patient: [f"Label_{n}" for n in labels] or None for patient, (_, labels) in patients.items()}
+    nodes = logic.compute(studies, lesions=lesion_names, plot_features=list(plot_features) or None,
+                          waterfall_feature=waterfall_feature, progress=progress, **options)
+    logic.save_scene(output_dir / "delta.mrb")
+    return nodes.results
+
+
+def _write(results, output_dir, plot_features, waterfall_feature, register) -> list:
+    import json
+
+    from RadiomicsLabLib.delta import write_outputs
+    from RadiomicsLabLib.fileio import write_text_atomic
+    from RadiomicsLabLib.fileio import write_image_atomic
+
+    rows = [r for result in results for r in result.rows]
+    written = list(write_outputs(rows, output_dir, list(plot_features) or None, waterfall_feature).values())
+    provenance = results[0].provenance if len(results) == 1 else {"patients": [r.provenance for r in results]}
+    written.append(write_text_atomic(output_dir / "delta.provenance.json", json.dumps(provenance, indent=2, default=str) + "\n"))
+    if register:
+        written.append(write_text_atomic(output_dir / "registration.csv", _registration_csv(results)))
+    for result in results:
+        for tp in result.timepoints:
+            if str(tp.source.get("mask", "")).startswith("propagated"):
+                path = output_dir / "masks" / f"{result.patient}_{tp.label}_propagated.nii.gz"
+                write_image_atomic(tp.mask, path)
+                written.append(path)
+        for label, image in result.difference_maps.items():
+            path = output_dir / "maps" / f"{result.patient}_{label}_difference.nii.gz"
+            write_image_atomic(image, path)
+            written.append(path)
+    return written
+
+
+def _registration_csv(results) -> str:
+    import csv
+    import io
+
+    from RadiomicsLabLib.errors import RadiomicsLabError
+    from RadiomicsLabLib.registration import affine_matrix
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["patient", "timepoint", "kind", "converged", "used", "metric", "iterations", "stop_condition", "matrix_lps"])
+    for result in results:
+        for label, alignment in result.alignments.items():
+            r = alignment.result
+            try:
+                matrix = " ".join(repr(float(v)) for v in affine_matrix(r.transform).ravel())
+            except RadiomicsLabError:
+                matrix = ""
+            writer.writerow([result.patient, label, r.kind, r.converged, alignment.used, repr(r.metric), r.iterations,
+                             r.stop_condition.strip(), matrix])
+    return buffer.getvalue()
+
+
+class _Bar:
+    """A tqdm bar on stderr over the steps (registrations, extractions) of every patient."""
+
+    def __init__(self):
+        self.bar = None
+
+    def update(self, done, total, message):
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="step", file=sys.stderr, desc="delta", leave=False, dynamic_ncols=True, ascii=True)
+        self.bar.set_postfix_str(message[:60], refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
