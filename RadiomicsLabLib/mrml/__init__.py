@@ -6,7 +6,8 @@ Usable from desktop Slicer's Python console and headless (``trame_slicer.core.Sl
     logic = ExtractionLogic()
 """
 
+from .cohort import CohortLogic
 from .delta import DeltaLogic
 from .extraction import ExtractionLogic
 
-__all__ = ["DeltaLogic", "ExtractionLogic"]
+__all__ = ["CohortLogic", "DeltaLogic", "ExtractionLogic"]

@@ -1,0 +1,645 @@
+"""Batch runs over a cohort: one task per case on a Dask cluster, resumable, results streamed to disk.
+
+Layout of an output folder ``DIR``::
+
+    DIR/cases/<key>.json      one file per finished case (status done or failed), written atomically
+    DIR/features.csv          one row per case and segment: id, [timepoint, observer, channel], segment, features
+    DIR/features.parquet      the same table (strings and float64 columns)
+    DIR/errors.csv            failed cases and (with keep_going) invalid rows, each with its row and error
+    DIR/provenance.json       the run: software, settings, cohort, and each case's hash and provenance
+    DIR/batch.json            the task and settings of the latest run (read by :func:`cohort_status`)
+
+A case file holds the case's hash (:func:`~RadiomicsLabLib.cohort.case_hash`: inputs + settings).
+A rerun skips a case whose file has the current hash (done, or failed unless ``retry_failed``) and
+redoes the rest, so a run stopped in any way (cancel, Ctrl-C, ``kill -9`` of a worker or of the
+whole process) resumes where it was: finished cases were renamed into place as they arrived and
+nothing half-written is ever read. The cluster is a :class:`distributed.LocalCluster` of worker
+*processes* (pyradiomics holds the GIL) bound to 127.0.0.1 with no dashboard, or an existing
+scheduler; ``workers=0`` runs every case in this process, one after the other.
+
+Other workflows reuse the batch layer with their own :class:`CaseTask`: a module-level
+``function(case, params) -> CaseOutput`` returning table rows (key columns as text, values as
+numbers) and a provenance dict. With ``per_patient=True`` the function gets every row of one id
+at once (``function([case, ...], params)``: all timepoints, observers or channels of a patient),
+and status, results and files are per patient (key = id).
+"""
+
+import datetime
+import json
+import logging
+import os
+import socket
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import hashlib
+
+from .cohort import KEY_COLUMNS, Case, Cohort, case_hash, read_cohort
+from .errors import RadiomicsLabError
+from .fileio import atomic_output, check_writable, write_text_atomic
+
+DONE, FAILED, PENDING, INVALID = "done", "failed", "pending", "invalid"
+CASES_DIR, LOCK_FILE, RUN_FILE = "cases", ".radiomicslab-batch.lock", "batch.json"
+OUTPUT_FILES = ("features.csv", "features.parquet", "errors.csv", "provenance.json")
+
+
+@dataclass
+class CaseOutput:
+    """What a case task returns: table ``rows`` (dicts: key columns as ``str``, values as numbers,
+    e.g. ``{"segment": "Label_1", "original_glcm_Contrast": 47.49}``) and the case's provenance."""
+
+    rows: list
+    provenance: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CaseTask:
+    """What to do with each case: ``function(case, params) -> CaseOutput`` (module-level, picklable).
+
+    ``fingerprint`` (JSON-able) describes ``params`` for the case hash and the provenance; ``name``
+    tells tasks apart (a result of another task is never taken as done); ``per_patient``: the
+    function gets the list of every case (row) of one id instead of one case.
+    """
+
+    name: str
+    function: object
+    params: object = None
+    fingerprint: object = None
+    per_patient: bool = False
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """What one task runs on: one case, or every case of one patient (``per_patient`` tasks).
+
+    ``hash``: the case's :func:`~RadiomicsLabLib.cohort.case_hash`, or for a patient the SHA-256 of
+    its cases' hashes in cohort order.
+    """
+
+    key: str
+    cases: tuple
+    hash: str
+    per_patient: bool = False
+
+    @property
+    def id(self) -> str:
+        return self.cases[0].id
+
+    @property
+    def where(self) -> str:
+        return ", ".join(dict.fromkeys(case.where for case in self.cases))
+
+    @property
+    def argument(self):
+        """What the task function gets: the case, or the list of the patient's cases."""
+        return list(self.cases) if self.per_patient else self.cases[0]
+
+    def key_values(self, key_columns) -> dict:
+        """``id`` and the key columns (timepoint, observer, channel) that name this unit's rows."""
+        if self.per_patient:
+            return {"id": self.id}
+        return {"id": self.id, **{column: getattr(self.cases[0], column) for column in key_columns}}
+
+    def inputs(self):
+        return [case.inputs() for case in self.cases] if self.per_patient else self.cases[0].inputs()
+
+
+def work_units(cohort: Cohort, task: CaseTask) -> list[WorkUnit]:
+    """The units of work of ``task`` over the valid cases of ``cohort``, in cohort order."""
+    hashed = [(case, case_hash(case, task.name, task.fingerprint)) for case in cohort.cases]
+    if not task.per_patient:
+        return [WorkUnit(case.key, (case,), digest) for case, digest in hashed]
+    patients = {}
+    for case, digest in hashed:
+        patients.setdefault(case.id, []).append((case, digest))
+    return [WorkUnit(patient, tuple(c for c, _ in members),
+                     hashlib.sha256("".join(d for _, d in members).encode()).hexdigest(), True)
+            for patient, members in patients.items()]
+
+
+@dataclass(frozen=True)
+class CaseStatus:
+    """Where one case (or patient, for per-patient tasks) stands: ``done``, ``failed``, ``pending``
+    (not run, or its inputs or settings changed: ``note`` says so) or ``invalid`` (a problem in the
+    cohort file: ``error``). ``key_values``: ``id`` and the key columns naming its table rows."""
+
+    key: str
+    id: str
+    where: str
+    status: str
+    error: str = ""
+    seconds: float | None = None
+    attempts: int = 0
+    note: str = ""
+    unit: WorkUnit | None = None
+    key_values: dict = field(default_factory=dict)
+
+
+@dataclass
+class BatchSummary:
+    """Counts and outputs of a finished batch run."""
+
+    out_dir: Path
+    total: int
+    skipped: int
+    computed: int
+    failed: int
+    invalid: int
+    seconds: float
+    phases: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        failed = self.failed + self.invalid
+        return (f"{self.total} case(s): {self.skipped} already done (skipped), {self.computed} computed, "
+                f"{failed} with errors, in {self.seconds:.1f} s")
+
+
+class BatchCancelled(RadiomicsLabError):
+    """The run was cancelled; finished cases are kept and the next run resumes."""
+
+
+# Tasks ----------------------------------------------------------------------------------------
+def extraction_task(settings=None, image_types=None, engine=None) -> CaseTask:
+    """The feature extraction task (settings as :func:`~RadiomicsLabLib.settings.load_settings` takes them)."""
+    from .settings import load_settings
+
+    settings = load_settings(settings, image_types, engine)
+    fingerprint = {"engine": settings.engine, "params": settings.params}  # content, not where the file was
+    return CaseTask("extract", extract_case, settings, fingerprint)
+
+
+def extract_case(case: Case, settings) -> CaseOutput:
+    """Features of every chosen label of one case, one row per segment
+    (:func:`RadiomicsLabLib.extraction.extract`, the same numbers as a single extraction)."""
+    from .extraction import extract
+    from .imageio import read_image
+    from .validation import check_mask_is_label_map, labels_present, segment_name
+
+    image = read_image(case.image, "image")
+    mask = check_mask_is_label_map(read_image(case.mask, "mask"), where=f"mask '{case.mask}'")
+    labels = case.labels or labels_present(mask)
+    result = extract(image, mask, {segment_name(label): label for label in labels}, settings, inputs=case.inputs())
+    rows = []
+    for value in result.values:
+        if not rows or rows[-1]["segment"] != value.segment:
+            rows.append({"segment": value.segment})
+        rows[-1][value.feature] = value.value
+    return CaseOutput(rows, result.provenance)
+
+
+def run_case(function, argument, params) -> dict:
+    """Run one case or patient (on a worker): the record to store, ``done`` with rows and provenance,
+    or ``failed`` with the error. Errors are results, so a failing case never stops the run."""
+    started = time.perf_counter()
+    record = {"host": socket.gethostname(), "pid": os.getpid()}
+    try:
+        output = function(argument, params)
+        record.update(status=DONE, rows=output.rows, provenance=output.provenance)
+    except RadiomicsLabError as error:
+        record.update(status=FAILED, error=str(error), error_type=type(error).__name__)
+    except Exception as error:  # noqa: BLE001 - any failure of one case is recorded, not raised
+        record.update(status=FAILED, error=f"{type(error).__name__}: {error}", error_type=type(error).__name__,
+                      traceback=traceback.format_exc())
+    record["seconds"] = time.perf_counter() - started
+    return record
+
+
+# Status ---------------------------------------------------------------------------------------
+def case_path(out_dir, key: str) -> Path:
+    """``DIR/cases/<key>.json`` (the key percent-encoded where a character cannot be in a file name)."""
+    return Path(out_dir) / CASES_DIR / f"{quote(key, safe='-_.=+,@')}.json"
+
+
+def read_record(path) -> dict | None:
+    """A case file, or None when there is none (or it cannot be read: the case is then redone)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def cohort_status(out_dir, cohort, task: CaseTask | None = None) -> list[CaseStatus]:
+    """Per-case status of ``cohort`` (a :class:`Cohort` or a path) in ``out_dir``, in cohort order,
+    invalid rows included. Cheap enough to poll while a run is going (one small file read per case).
+
+    ``task``: the task whose results count (default: the one of the latest run in ``out_dir``).
+    """
+    cohort = cohort if isinstance(cohort, Cohort) else read_cohort(cohort)
+    task = task or _latest_task(out_dir)
+    key_columns = table_key_columns(cohort, task)
+    statuses = []
+    for unit in work_units(cohort, task) if task else []:
+        record = read_record(case_path(out_dir, unit.key))
+        common = dict(key=unit.key, id=unit.id, where=unit.where, unit=unit, key_values=unit.key_values(key_columns))
+        if record is None:
+            statuses.append(CaseStatus(status=PENDING, **common))
+        elif record.get("hash") != unit.hash:
+            statuses.append(CaseStatus(status=PENDING, note="inputs or settings changed since it was computed", **common))
+        else:
+            statuses.append(CaseStatus(status=record.get("status", PENDING), error=record.get("error", ""),
+                                       seconds=record.get("seconds"), attempts=record.get("attempts", 1), **common))
+    if not task:  # never run: every case pending
+        statuses = [CaseStatus(case.key, case.id, case.where, PENDING, key_values={"id": case.id, **{
+            c: getattr(case, c) for c in key_columns}}) for case in cohort.cases]
+    for problem in cohort.problems:
+        statuses.append(CaseStatus(key=problem.case_id, id=problem.case_id, where=problem.where, status=INVALID,
+                                   error=problem.message, key_values={"id": problem.case_id}))
+    return statuses
+
+
+def table_key_columns(cohort: Cohort, task: CaseTask | None = None) -> list:
+    """The key columns (timepoint, observer, channel) the cohort uses, none for per-patient tasks."""
+    if task is not None and task.per_patient:
+        return []
+    return [column for column in KEY_COLUMNS if column in cohort.key_columns]
+
+
+def status_counts(statuses) -> dict:
+    """``{"done": n, "failed": n, "pending": n, "invalid": n}``."""
+    counts = dict.fromkeys((DONE, FAILED, PENDING, INVALID), 0)
+    for status in statuses:
+        counts[status.status] += 1
+    return counts
+
+
+def _latest_task(out_dir) -> CaseTask | None:
+    """The task of the latest run in ``out_dir`` (name, fingerprint, per_patient; no function), or None."""
+    run = read_record(Path(out_dir) / RUN_FILE) or {}
+    if not run.get("task"):
+        return None
+    return CaseTask(run["task"], None, None, run.get("fingerprint"), bool(run.get("per_patient")))
+
+
+# The run --------------------------------------------------------------------------------------
+def run_batch(cohort, out_dir, task: CaseTask | None = None, settings=None, workers: int | None = None,
+              scheduler: str | None = None, memory_limit="auto", retry_failed: bool = False,
+              keep_going: bool = False, progress=None, on_client=None, connect_timeout: float = 10.0) -> BatchSummary:
+    """Run ``task`` (default: feature extraction with ``settings``) on every case of ``cohort``.
+
+    ``cohort``: a :class:`Cohort` or a CSV file / folder (validated first; problems raise unless
+    ``keep_going``, then invalid rows go to ``errors.csv``). ``workers``: worker processes of a
+    local cluster (default: every core; 0: in this process); ``scheduler``: address of an existing
+    Dask scheduler instead; ``memory_limit``: per local worker (``"4GiB"``, a fraction of the
+    memory, ``"auto"``, or 0 for none). ``progress(done, total, message)`` is called as each case
+    finishes (returning False cancels); ``on_client(client)`` gets the Dask client once connected.
+    """
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    task = task or extraction_task(settings)
+    workers = _check_run_options(workers, scheduler, memory_limit)
+    if scheduler:
+        _check_reachable(scheduler, connect_timeout)
+    for name in OUTPUT_FILES:
+        check_writable(out_dir / name)
+    check_writable(case_path(out_dir, "x"))
+    cohort = (cohort if isinstance(cohort, Cohort) else read_cohort(cohort)).check(keep_going)
+    phases = {"validate": time.perf_counter() - started}
+    with _locked(out_dir):
+        _remove_temporaries(out_dir / CASES_DIR)
+        write_text_atomic(out_dir / RUN_FILE, json.dumps(
+            {"task": task.name, "fingerprint": task.fingerprint, "per_patient": task.per_patient,
+             "cohort": str(cohort.source),
+             "started": _now(), "pid": os.getpid(), "workers": workers, "scheduler": scheduler}, default=str, indent=1))
+        statuses = cohort_status(out_dir, cohort, task)
+        todo = [s.unit for s in statuses if s.status == PENDING or (s.status == FAILED and retry_failed)]
+        units = len(statuses) - len(cohort.problems)
+        computed = [0]
+
+        def store(unit, record):
+            previous = read_record(case_path(out_dir, unit.key)) or {}
+            attempts = previous.get("attempts", 1) + 1 if previous.get("hash") == unit.hash else 1
+            record = {"key": unit.key, "id": unit.id, "where": unit.where, "hash": unit.hash,
+                      "finished": _now(), "attempts": attempts, **record}
+            write_text_atomic(case_path(out_dir, unit.key), json.dumps(record, indent=1, default=str))
+            computed[0] += 1
+            if progress is not None and progress(computed[0], len(todo), f"{unit.key} {record['status']}") is False:
+                raise BatchCancelled(
+                    f"Batch cancelled after {computed[0]} of {len(todo)} cases; the finished ones are kept in "
+                    f"'{out_dir / CASES_DIR}'; run it again to resume.")
+
+        if progress is not None and progress(0, len(todo), f"{units - len(todo)} already done") is False:
+            raise BatchCancelled("Batch cancelled before it started; nothing was computed.")
+        compute_started = time.perf_counter()
+        if todo and workers == 0 and not scheduler:
+            for unit in todo:
+                store(unit, run_case(task.function, unit.argument, task.params))
+            phases["compute"] = time.perf_counter() - compute_started
+        elif todo:
+            _run_on_cluster(todo, task, store, workers, scheduler, memory_limit, on_client, connect_timeout, phases)
+        written = time.perf_counter()
+        statuses = cohort_status(out_dir, cohort, task)
+        counts = status_counts(statuses)
+        run = {"workers": workers, "scheduler": scheduler, "memory_limit": memory_limit, "computed": computed[0],
+               "skipped": units - len(todo), **counts}
+        outputs = write_outputs(out_dir, cohort, task, statuses, run)
+        phases["write"] = time.perf_counter() - written
+    return BatchSummary(out_dir, len(statuses), units - len(todo), computed[0], counts[FAILED], counts[INVALID],
+                        time.perf_counter() - started, phases, outputs)
+
+
+def _run_on_cluster(todo, task, store, workers, scheduler, memory_limit, on_client, connect_timeout, phases):
+    """Run the units on the cluster, largest first, and store each result as it arrives.
+
+    Only as many units are in flight as the cluster has threads: a worker holds just the case it
+    runs, so a worker that dies (crash, memory limit, kill) takes no queued case down with it.
+    """
+    from distributed import as_completed
+
+    cluster_started = time.perf_counter()
+    with dask_client(workers, scheduler, memory_limit, connect_timeout) as client:
+        phases["cluster_start"] = time.perf_counter() - cluster_started
+        if on_client is not None:
+            on_client(client)
+        compute_started = time.perf_counter()
+        token = os.urandom(4).hex()
+        waiting = sorted(todo, key=lambda unit: -sum(case.roi_voxels for case in unit.cases))
+        futures, arrived = {}, as_completed(loop=client.loop)
+
+        def feed():
+            slots = max(1, sum(client.nthreads().values()))
+            while waiting and len(futures) < slots:
+                unit = waiting.pop(0)
+                future = client.submit(run_case, task.function, unit.argument, task.params, pure=False,
+                                       key=f"radiomicslab-{token}-{len(waiting)}")
+                futures[future] = unit
+                arrived.add(future)
+
+        try:
+            feed()
+            for future in arrived:
+                unit = futures.pop(future)
+                record = future.result() if future.status == "finished" else _lost_case_record(future, memory_limit)
+                future.release()
+                feed()
+                store(unit, record)
+        finally:
+            if futures:
+                client.cancel(list(futures), force=True)
+            closing = time.perf_counter()
+            phases["compute"] = closing - compute_started
+    phases["cluster_close"] = time.perf_counter() - closing
+
+
+def _lost_case_record(future, memory_limit) -> dict:
+    """The record of a case whose task itself failed on the cluster (its worker died, ...)."""
+    import asyncio
+
+    try:
+        error = future.exception()
+    except (Exception, asyncio.CancelledError) as cancelled:  # a cancelled future raises instead of returning its error
+        error = cancelled
+    if type(error).__name__ == "KilledWorker":
+        message = (f"the worker process running this case died each time it was tried (killed, crashed, or over its "
+                   f"memory limit {memory_limit!r}); give workers more memory (--memory-limit) or use fewer, "
+                   "then run with --retry-failed")
+    else:
+        message = f"{type(error).__name__}: {error}"
+    return {"status": FAILED, "error": message, "error_type": type(error).__name__, "seconds": None}
+
+
+@contextmanager
+def dask_client(workers: int | None = None, scheduler: str | None = None, memory_limit="auto",
+                connect_timeout: float = 10.0):
+    """A Dask client: to ``scheduler`` (checked reachable, with workers that can import
+    RadiomicsLab), or to a new :class:`~distributed.LocalCluster` of ``workers`` single-threaded
+    worker processes on 127.0.0.1 without dashboard. The cluster is closed on the way out."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        _check_reachable(scheduler, connect_timeout)
+        try:
+            client = Client(scheduler, timeout=connect_timeout, set_as_default=False)
+        except (OSError, TimeoutError) as error:
+            raise RadiomicsLabError(f"Cannot connect to the Dask scheduler at '{scheduler}': {error}; check the address "
+                                    "and that the scheduler is running, or leave out --scheduler to use this machine.") from None
+        try:
+            _check_workers(client, scheduler, connect_timeout)
+            yield client
+        finally:
+            client.close()
+        return
+    workers = workers or available_cores()
+    try:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               memory_limit=memory_limit_value(memory_limit),
+                               host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL,
+                               # no dashboard; the scheduler's HTTP routes (health, metrics) on a free loopback port
+                               scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                               preload=[__name__])  # runs dask_setup in each worker process
+    except RuntimeError as error:
+        raise RadiomicsLabError(
+            f"Could not start {workers} local Dask worker process(es) ({error}). From a script, call run_batch under "
+            "`if __name__ == '__main__':` (worker processes import the main script again), or use workers=0.") from None
+    with cluster, Client(cluster, set_as_default=False) as client:
+        yield client
+
+
+def dask_setup(worker):
+    """Dask preload hook, run in each local worker process: ignore Ctrl-C there (the terminal sends it
+    to the whole process group); the main process stops the cluster and the run resumes next time."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), the default number of workers."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _check_run_options(workers, scheduler, memory_limit) -> int:
+    """Workers as an int, after checking the options (before any work)."""
+    if workers is not None and (not isinstance(workers, int) or workers < 0):
+        raise RadiomicsLabError(f"The number of workers must be 0 (this process) or more; got {workers!r}.")
+    if scheduler and workers:
+        raise RadiomicsLabError("Give either a number of workers (a cluster on this machine) or --scheduler "
+                                "(an existing cluster, whose workers are its own), not both.")
+    memory_limit_value(memory_limit)
+    return available_cores() if workers is None and not scheduler else (workers or 0)
+
+
+def memory_limit_value(memory_limit):
+    """``memory_limit`` as LocalCluster takes it: ``"auto"``, None (no limit: 0 or "0"), a fraction of
+    the memory (0 < x <= 1, e.g. "0.25"), or bytes (``"4GiB"``, ``"500MB"``, an int > 1)."""
+    from dask.utils import parse_bytes
+
+    if memory_limit in ("auto", None):
+        return memory_limit
+    try:
+        number = float(memory_limit)
+    except (TypeError, ValueError):
+        number = None
+    try:
+        if number is not None:
+            if number == 0:
+                return None
+            if 0 < number <= 1:
+                return number
+            if number > 1:
+                return int(number)
+        elif isinstance(memory_limit, str) and parse_bytes(memory_limit) > 0:
+            return parse_bytes(memory_limit)
+    except ValueError:
+        pass
+    raise RadiomicsLabError(f"Invalid memory limit '{memory_limit}'; give an amount per worker like 4GiB or "
+                            "500MB, a fraction of the memory like 0.25, 'auto', or 0 for none.")
+
+
+def _check_reachable(address: str, timeout: float):
+    """Fail fast, with a clear message, when nothing listens at a tcp/tls scheduler address."""
+    protocol, _, rest = address.rpartition("://")
+    host, _, port = rest.rpartition(":")
+    if protocol not in ("", "tcp", "tls") or not host or not port.isdigit():
+        raise RadiomicsLabError(f"Invalid scheduler address '{address}'; give it as tcp://HOST:PORT (e.g. tcp://10.0.0.5:8786).")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise RadiomicsLabError(f"Cannot reach the Dask scheduler at '{address}' ({reason}); check the address and that "
+                                "the scheduler is running, or leave out --scheduler to use this machine's cores.") from None
+
+
+def _check_workers(client, scheduler: str, timeout: float):
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except TimeoutError:
+        raise RadiomicsLabError(f"The Dask scheduler at '{scheduler}' has no workers after {timeout:g} s; start "
+                                "`dask worker` processes connected to it.") from None
+    try:
+        client.run(_worker_versions)
+    except Exception as error:  # noqa: BLE001 - any failure here means the workers cannot run the tasks
+        raise RadiomicsLabError(f"The workers of the Dask scheduler at '{scheduler}' cannot run RadiomicsLab "
+                                f"({type(error).__name__}: {error}); install radiomicslab in their environment.") from None
+
+
+def _worker_versions() -> dict:
+    from .provenance import software_versions
+
+    return software_versions()
+
+
+@contextmanager
+def _locked(out_dir: Path):
+    """Hold ``DIR/.radiomicslab-batch.lock`` so two runs never write one folder (released on any exit, even kill -9)."""
+    import fcntl
+
+    try:
+        (out_dir / CASES_DIR).mkdir(parents=True, exist_ok=True)
+        handle = open(out_dir / LOCK_FILE, "a+")
+    except OSError as error:
+        raise RadiomicsLabError(f"Cannot write in '{out_dir}': {error.strerror}; choose another output folder.") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise RadiomicsLabError(f"Another batch run ({handle.read().strip() or 'unknown process'}) is writing to "
+                                    f"'{out_dir}'; wait for it to finish or choose another output folder.") from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        handle.flush()
+        yield
+
+
+def _remove_temporaries(folder: Path):
+    """Temporary files left by a killed run (never renamed into place, so never results)."""
+    for leftover in folder.glob(".*.tmp"):
+        leftover.unlink(missing_ok=True)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+# Outputs --------------------------------------------------------------------------------------
+def collect_table(out_dir, cohort: Cohort, statuses=None, task: CaseTask | None = None) -> tuple[list, list]:
+    """(header, rows) of the finished cases' results, in cohort order: ``id``, the cohort's key
+    columns, then each row's own columns (``segment``, features) in first-seen order."""
+    task = task or _latest_task(out_dir)
+    statuses = statuses if statuses is not None else cohort_status(out_dir, cohort, task)
+    header, rows = ["id", *table_key_columns(cohort, task)], []
+    seen = set(header)
+    for status in statuses:
+        if status.status != DONE:
+            continue
+        record = read_record(case_path(out_dir, status.key)) or {}
+        for row in record.get("rows", []):
+            for column in row:
+                if column not in seen:
+                    seen.add(column)
+                    header.append(column)
+            rows.append({**status.key_values, **row})
+    return header, rows
+
+
+def write_outputs(out_dir, cohort: Cohort, task: CaseTask, statuses, run: dict) -> dict:
+    """Write features.csv, features.parquet, errors.csv and provenance.json (each atomically)."""
+    from .results import format_value
+
+    out_dir = Path(out_dir)
+    header, rows = collect_table(out_dir, cohort, statuses, task)
+
+    def text(value):
+        if value is None:
+            return ""
+        return value if isinstance(value, str) else format_value(value)
+
+    paths = {name: out_dir / name for name in OUTPUT_FILES}
+    write_text_atomic(paths["features.csv"], _csv_text(header, ([text(row.get(c)) for c in header] for row in rows)))
+    _write_parquet(paths["features.parquet"], header, rows)
+    key_columns = table_key_columns(cohort, task)
+    errors = [[s.id, *(s.key_values.get(c, "") for c in key_columns), s.where,
+               "validation" if s.status == INVALID else task.name, s.error]
+              for s in statuses if s.status in (FAILED, INVALID)]
+    write_text_atomic(paths["errors.csv"], _csv_text(["id", *key_columns, "where", "stage", "error"], errors))
+    from .provenance import software_versions
+
+    cases = {}
+    for status in statuses:
+        if status.unit is None:
+            continue
+        record = read_record(case_path(out_dir, status.key)) or {}
+        cases[status.key] = {"status": status.status, "where": status.where, "hash": record.get("hash"),
+                             "inputs": status.unit.inputs(), "seconds": record.get("seconds"),
+                             "finished": record.get("finished"), "provenance": record.get("provenance", {})}
+    provenance = {"created": _now(), "software": software_versions(), "task": task.name, "settings": task.fingerprint,
+                  "per_patient": task.per_patient,
+                  "cohort": {"source": str(cohort.source), "sha256": cohort.source_sha256, "cases": len(cohort.cases),
+                             "invalid_rows": len(cohort.problems)},
+                  "run": run, "cases": cases}
+    write_text_atomic(paths["provenance.json"], json.dumps(provenance, indent=1, default=str) + "\n")
+    return paths
+
+
+def _csv_text(header, rows) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _write_parquet(path: Path, header, rows):
+    """The table as Parquet: a column is float64 when all its values are numbers, text otherwise."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrays = []
+    for column in header:
+        values = [row.get(column) for row in rows]
+        numeric = all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values)
+        arrays.append(pa.array([None if v is None else float(v) for v in values], pa.float64()) if numeric
+                      else pa.array([None if v is None else str(v) for v in values], pa.string()))
+    with atomic_output(path) as tmp:
+        pq.write_table(pa.Table.from_arrays(arrays, names=list(header)), tmp)

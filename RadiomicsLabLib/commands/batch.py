@@ -1,0 +1,99 @@
+"""``radiomicslab batch COHORT -o DIR``: features of every case of a cohort, resumable, on all cores or a Dask cluster."""
+
+import sys
+from pathlib import Path
+
+import click
+
+
+@click.command("batch")
+@click.argument("cohort", type=click.Path(path_type=Path))
+@click.option("-o", "--output-dir", type=click.Path(path_type=Path), required=True,
+              help="Folder for features.csv, features.parquet, errors.csv, provenance.json and the per-case results (cases/).")
+@click.option("--params", default=None, help="pyradiomics parameter file (YAML/JSON) or preset name (see `radiomicslab presets`).")
+@click.option("--engine", type=click.Choice(["pyradiomics", "ibsi"]), default=None,
+              help="Feature engine (default: what the parameters declare, else pyradiomics).")
+@click.option("--image-type", "image_types", multiple=True,
+              help="Image type replacing the parameter file's, e.g. Original, 'LoG:sigma=1,3', Wavelet (repeatable).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Worker processes on this machine (default: one per core; 0: run in this process).")
+@click.option("--memory-limit", default="auto", show_default=True,
+              help="Memory limit per local worker, e.g. 4GiB; a worker going over it is restarted and its case retried.")
+@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (tcp://HOST:PORT) instead of local workers.")
+@click.option("--channel", "channels", multiple=True, help="Only cases of this channel (repeatable), e.g. CT.")
+@click.option("--retry-failed", is_flag=True, help="Run again the cases that failed before (otherwise they are skipped).")
+@click.option("--keep-going", is_flag=True, help="Run the valid cases when some rows of the cohort have problems (listed in errors.csv).")
+@click.option("--status", "show_status", is_flag=True, help="Only print each case's status in DIR (done, failed, pending, invalid).")
+def command(cohort, output_dir, params, engine, image_types, workers, memory_limit, scheduler, channels, retry_failed,
+            keep_going, show_status):
+    """Extract features of every case of COHORT into DIR.
+
+    COHORT is a CSV file with columns id,image,mask (optional label, timepoint, observer, channel;
+    paths relative to the file) or a folder with one sub-folder per patient holding
+    <name>_image / <name>_mask pairs. Every row is checked before any work. Finished cases are
+    kept as they arrive, so a rerun (after a failure, Ctrl-C or a killed process) skips them and
+    does the rest. Exit status: 0 when every case is done, 1 when some failed or were invalid,
+    2 for bad input.
+    """
+    from RadiomicsLabLib.batch import cohort_status, extraction_task, run_batch, status_counts
+    from RadiomicsLabLib.cohort import read_cohort
+
+    task = extraction_task(params, image_types, engine)
+    cases = read_cohort(cohort, channels)
+    if show_status:
+        statuses = cohort_status(output_dir, cases, task)
+        for status in statuses:
+            detail = status.error or status.note
+            click.echo(f"{status.key or '-'}\t{status.where}\t{status.status}" + (f"\t{detail}" if detail else ""))
+        click.echo(", ".join(f"{n} {s}" for s, n in status_counts(statuses).items()), err=True)
+        return
+    if keep_going:
+        cases.check(keep_going=True)
+        for problem in cases.problems:
+            click.echo(f"radiomicslab: warning: skipping invalid {problem}", err=True)
+    bar, finished = _ProgressBar(), [0]
+
+    def progress(done, total, message):
+        finished[0] = done
+        bar.update(done, total, message)
+
+    try:
+        summary = run_batch(cases, output_dir, task, workers=workers, scheduler=scheduler, memory_limit=memory_limit,
+                            retry_failed=retry_failed, keep_going=keep_going, progress=progress)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo(f"radiomicslab: interrupted; {finished[0]} case(s) finished in this run are kept in "
+                   f"{output_dir / 'cases'}; run the same command again to resume.", err=True)
+        raise
+    finally:
+        bar.close()
+    click.echo(f"Batch: {summary} -> {output_dir / 'features.csv'} (+ features.parquet, errors.csv, provenance.json)",
+               err=True)
+    if summary.failed or summary.invalid:
+        click.echo(f"radiomicslab: {summary.failed + summary.invalid} case(s) with errors, listed in "
+                   f"{output_dir / 'errors.csv'}; fix them and run again (failed cases need --retry-failed).", err=True)
+        sys.exit(1)
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr (cases, rate, ETA), opened at the first finished case."""
+
+    def __init__(self):
+        self.bar = None
+
+    def update(self, done, total, message):
+        if total == 0:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="case", file=sys.stderr, desc="batch", dynamic_ncols=True)
+        self.bar.set_postfix_str(message, refresh=False)
+        self.bar.update(done - self.bar.n)
+        if done == total:
+            self.close()
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

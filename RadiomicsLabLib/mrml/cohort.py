@@ -1,0 +1,144 @@
+"""CohortLogic: batch extraction over a cohort, its per-case status and results as ``vtkMRMLTableNode``s.
+
+A GUI starts a run (:meth:`CohortLogic.start`, in a background thread that touches only files),
+then polls :meth:`CohortLogic.status_table` / :attr:`CohortLogic.progress_state` from its own
+(main) thread with a timer; MRML nodes are only ever changed on the caller's thread.
+"""
+
+import threading
+
+from ..batch import (
+    cohort_status,
+    collect_table,
+    extraction_task,
+    run_batch,
+    status_counts,
+    table_key_columns,
+)
+from ..cohort import Cohort, read_cohort
+from ..errors import RadiomicsLabError
+from .app import default_scene
+from .tables import KIND_ATTRIBUTE, write_text_table
+
+STATUS_KIND, RESULTS_KIND = "cohort-status", "cohort-features"
+OUTPUT_DIR_ATTRIBUTE = "RadiomicsLab.CohortOutput"
+
+
+class CohortLogic:
+    """Cohort batch runs from the scene; every cohort button of a GUI is one call here.
+
+    >>> logic = CohortLogic()
+    >>> cohort = logic.load_cohort("cohort.csv")            # problems listed in cohort.problems
+    >>> logic.start(cohort, "out", settings="pyradiomics-default", workers=4)
+    >>> table = logic.status_table(cohort, "out")           # poll: id, ..., status, seconds, error
+    >>> summary = logic.wait(); features = logic.results_table(cohort, "out")
+    """
+
+    def __init__(self, scene=None):
+        self.scene = scene if scene is not None else default_scene()
+        self.task = None
+        self.progress_state = (0, 0, "")
+        self._thread = None
+        self._cancel = threading.Event()
+        self._outcome = None
+
+    # Cohort -----------------------------------------------------------------------------------
+    @staticmethod
+    def load_cohort(path, channels=None) -> Cohort:
+        """Read and validate a cohort CSV or folder; its problems are in ``cohort.problems`` (not raised)."""
+        return read_cohort(path, channels)
+
+    # Running ----------------------------------------------------------------------------------
+    def run(self, cohort, output_dir, settings=None, image_types=None, engine=None, workers=None, scheduler=None,
+            memory_limit="auto", retry_failed=False, keep_going=False, progress=None):
+        """Run the batch now (blocking); returns the :class:`~RadiomicsLabLib.batch.BatchSummary`."""
+        cohort = self._prepare(cohort, settings, image_types, engine, keep_going)
+        return run_batch(cohort, output_dir, self.task, workers=workers, scheduler=scheduler, memory_limit=memory_limit,
+                         retry_failed=retry_failed, keep_going=keep_going, progress=progress)
+
+    def start(self, cohort, output_dir, settings=None, image_types=None, engine=None, workers=None, scheduler=None,
+              memory_limit="auto", retry_failed=False, keep_going=False):
+        """Start the batch in a background thread and return at once (bad input raises here, before it starts).
+
+        Poll :meth:`is_running`, :attr:`progress_state` ``(done, total, message)`` and
+        :meth:`status_table`; :meth:`cancel` stops it after the case in progress; :meth:`wait` returns the summary.
+        """
+        if self.is_running():
+            raise RadiomicsLabError("A cohort run is already going; wait for it or cancel it first.")
+        cohort = self._prepare(cohort, settings, image_types, engine, keep_going)
+        self._cancel.clear()
+        self._outcome = None
+        self.progress_state = (0, 0, "starting")
+
+        def progress(done, total, message):
+            self.progress_state = (done, total, message)
+            return not self._cancel.is_set()
+
+        def work():
+            try:
+                self._outcome = run_batch(cohort, output_dir, self.task, workers=workers, scheduler=scheduler,
+                                          memory_limit=memory_limit, retry_failed=retry_failed,
+                                          keep_going=keep_going, progress=progress)
+            except BaseException as error:  # noqa: BLE001 - handed to the caller by wait()
+                self._outcome = error
+
+        self._thread = threading.Thread(target=work, name="RadiomicsLab cohort batch", daemon=True)
+        self._thread.start()
+
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def cancel(self):
+        """Ask the running batch to stop after the case in progress (finished cases are kept)."""
+        self._cancel.set()
+
+    def wait(self, timeout=None):
+        """Wait for the background run; its summary, or its error raised (None while still running)."""
+        if self._thread is None:
+            return None
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            return None
+        if isinstance(self._outcome, BaseException):  # BatchCancelled after cancel(), or a user error
+            raise self._outcome
+        return self._outcome
+
+    # Status and results as tables ---------------------------------------------------------------
+    def status(self, cohort, output_dir) -> list:
+        """Per-case :class:`~RadiomicsLabLib.batch.CaseStatus` (done, failed, pending, invalid)."""
+        return cohort_status(output_dir, cohort, self.task)
+
+    def status_table(self, cohort, output_dir, table_node=None):
+        """A table with one row per case: ``id``, key columns, ``where``, ``status``, ``seconds``, ``error``."""
+        cohort = cohort if isinstance(cohort, Cohort) else read_cohort(cohort)
+        statuses = self.status(cohort, output_dir)
+        key_columns = table_key_columns(cohort, self.task)
+        header = ["id", *key_columns, "where", "status", "seconds", "error"]
+        rows = [{**s.key_values, "where": s.where, "status": s.status, "seconds": s.seconds, "error": s.error or s.note}
+                for s in statuses]
+        node = self._table(table_node, f"{cohort.source.stem} status", header, rows, STATUS_KIND, output_dir)
+        node.SetAttribute("RadiomicsLab.CohortCounts", ", ".join(f"{n} {k}" for k, n in status_counts(statuses).items()))
+        return node
+
+    def results_table(self, cohort, output_dir, table_node=None):
+        """The finished cases' features: ``id``, key columns, ``segment``, one column per feature (exact text)."""
+        cohort = cohort if isinstance(cohort, Cohort) else read_cohort(cohort)
+        header, rows = collect_table(output_dir, cohort, task=self.task)
+        return self._table(table_node, f"{cohort.source.stem} features", header, rows, RESULTS_KIND, output_dir)
+
+    # Helpers ----------------------------------------------------------------------------------
+    def _prepare(self, cohort, settings, image_types, engine, keep_going) -> Cohort:
+        self.task = extraction_task(settings, image_types, engine)
+        cohort = cohort if isinstance(cohort, Cohort) else read_cohort(cohort)
+        return cohort.check(keep_going)
+
+    def _table(self, table_node, name, header, rows, kind, output_dir):
+        """Fill (or create) a table node with text columns: numbers as their exact shortest decimal."""
+        if table_node is None:
+            table_node = self.scene.AddNewNodeByClass("vtkMRMLTableNode", self.scene.GenerateUniqueName(name))
+        was_modifying = table_node.StartModify()
+        write_text_table(table_node, header, [["" if row.get(c) is None else row[c] for c in header] for row in rows])
+        table_node.SetAttribute(KIND_ATTRIBUTE, kind)
+        table_node.SetAttribute(OUTPUT_DIR_ATTRIBUTE, str(output_dir))
+        table_node.EndModify(was_modifying)
+        return table_node
