@@ -9,5 +9,6 @@ Usable from desktop Slicer's Python console and headless (``trame_slicer.core.Sl
 from .cohort import CohortLogic
 from .delta import DeltaLogic
 from .extraction import ExtractionLogic
+from .habitats import HabitatLogic, HabitatNodes
 
-__all__ = ["CohortLogic", "DeltaLogic", "ExtractionLogic"]
+__all__ = ["CohortLogic", "DeltaLogic", "ExtractionLogic", "HabitatLogic", "HabitatNodes"]

@@ -1,0 +1,1042 @@
+"""Habitats: subregions of a tumour with similar multi-channel behaviour, per patient or across a cohort.
+
+Steps (each a function of its own, all usable alone):
+
+1. Channels onto one grid (:func:`voxel_data`): every channel (a CT, an MR sequence, a PET, a
+   voxel-wise feature map: any scalar SimpleITK image) is put on the ROI mask's grid, as it is
+   (``registration="off"``: the grids must match), by resampling (``"resample"``: the images already
+   share a physical space), or after registering it onto the first channel (``"rigid"``,
+   ``"affine"``, ``"bspline"``; :mod:`RadiomicsLabLib.registration`, Mattes mutual information in
+   the ROI grown by :data:`REGISTRATION_MARGIN_MM`).
+2. Voxel features: the ROI's voxels as rows, channels as columns; NaN voxels refused, left out or
+   filled with the channel's median; optional Gaussian smoothing inside the ROI (normalised
+   convolution ``G*(x m) / G*m``, so voxels outside the ROI never leak in); per-channel
+   normalisation inside the ROI (:class:`ChannelScaler`: z-score ``(x - mean) / sd``, or percentile
+   scaling ``(x - P1) / (P99 - P1)``), per patient or with cohort statistics.
+3. Clustering (:class:`HabitatClustering`, a scikit-learn estimator): k-means, Gaussian mixture, or
+   Ward agglomerative clustering (on supervoxels, :func:`supervoxels`, so it scales); ``k`` given or
+   chosen by silhouette, Calinski-Harabasz or BIC with every score kept. Habitats are ordered by
+   their centre in one channel (the first by default) and named by their level in each channel,
+   so habitat 1 is always the lowest in that channel, whatever ids the algorithm drew.
+4. Population level (:func:`fit_habitats` with several patients): one model is fitted on voxels
+   pooled from the cohort (at most ``max_samples``, an equal share per patient, so memory stays
+   bounded) and applied to every patient, so habitat 2 means the same channel profile everywhere.
+5. Clean-up (:func:`remove_islands`): connected pieces of a habitat smaller than a volume merge into
+   the neighbouring habitat they share most faces with.
+"""
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+from threadpoolctl import threadpool_limits
+
+from .errors import RadiomicsLabError
+from .regions import binary_mask, bounding_box, grow, spacing_zyx
+from .registration import KINDS as REGISTRATION_KINDS
+from .registration import register, resample
+from .validation import check_mask_is_label_map, grid_differences
+
+METHODS = ("kmeans", "gmm", "agglomerative")
+CRITERIA = ("silhouette", "calinski_harabasz", "bic")
+NORMALISATIONS = ("zscore", "percentile", "none")
+REGISTRATIONS = ("off", "resample", *REGISTRATION_KINDS)
+NAN_POLICIES = ("error", "omit", "fill")
+SCOPES = ("patient", "cohort")
+#: Ward clustering builds a full distance tree: at most this many rows (sampled with the seed).
+AGGLOMERATIVE_MAX_ROWS = 4000
+#: Rows used for the silhouette score (it costs n^2).
+SILHOUETTE_ROWS = 5000
+#: With ``n_habitats="auto"`` each candidate k is fitted and scored on at most this many rows; the
+#: chosen k is then fitted on all the sampled rows.
+AUTO_ROWS = 20_000
+#: The registration metric looks at the ROI grown by this much (mm).
+REGISTRATION_MARGIN_MM = 20.0
+#: Pass 1 keeps patients' voxel data for pass 2 while it holds fewer values than this.
+CACHE_VALUES = 20_000_000
+#: Threads for clustering and scoring (OpenMP / BLAS). The fits run on bounded samples, where one
+#: thread loses little; more threads spin-wait on a busy machine and can be ten times slower.
+THREADS = 1
+#: A standardised habitat centre below -LEVEL is "low" in that channel, above +LEVEL "high", else "mid".
+LEVEL = 0.5
+#: Colours by habitat id (1-based), RGB in 0..1 (Okabe-Ito colour-blind-safe palette, then Tableau).
+PALETTE = [(0.902, 0.624, 0.0), (0.337, 0.706, 0.914), (0.0, 0.620, 0.451), (0.941, 0.894, 0.259),
+           (0.0, 0.447, 0.698), (0.835, 0.369, 0.0), (0.800, 0.475, 0.655), (0.6, 0.6, 0.6),
+           (0.580, 0.404, 0.741), (0.549, 0.337, 0.294), (0.737, 0.741, 0.133), (0.090, 0.745, 0.812)]
+
+
+class HabitatsCancelled(RadiomicsLabError):
+    """The user cancelled a running habitat computation; nothing was written."""
+
+
+def habitat_colour(habitat: int) -> tuple:
+    """RGB (0..1) of habitat ``habitat`` (1-based), the same in every patient, plot and segmentation."""
+    return PALETTE[(habitat - 1) % len(PALETTE)]
+
+
+# Inputs -----------------------------------------------------------------------------------------
+@dataclass
+class Patient:
+    """One patient: an ROI mask and named channels (any scalar SimpleITK images, e.g. CT, MR, PET or a
+    voxel-wise feature map). The ROI is ``mask != 0``, or ``mask == label``; outputs are on the mask's grid."""
+
+    name: str
+    mask: sitk.Image
+    channels: dict
+    label: int | None = None
+
+
+@dataclass
+class VoxelData:
+    """The ROI voxels of one patient on the mask's grid, cropped to the ROI's box.
+
+    ``raw``: channel values (n voxels x c channels) as resampled; ``values``: the clustering input
+    before normalisation (``raw`` smoothed when asked); ``index``: (z, y, x) of each row in the box;
+    ``box``: array slices of the box in the mask's grid; ``supervoxel``: supervoxel id of each row
+    (filled by :meth:`HabitatModel.rows_of` when the model clusters supervoxels).
+    """
+
+    patient: str
+    channels: list
+    raw: np.ndarray
+    values: np.ndarray
+    index: np.ndarray
+    box: tuple
+    box_shape: tuple
+    mask: sitk.Image
+    roi_voxels: int
+    omitted_voxels: int = 0
+    registrations: dict = field(default_factory=dict)
+    supervoxel: np.ndarray | None = None
+
+    @property
+    def spacing(self) -> tuple:
+        return spacing_zyx(self.mask)
+
+    @property
+    def grid_index(self) -> np.ndarray:
+        """(z, y, x) of each row in the mask's full grid."""
+        return self.index + np.array([s.start for s in self.box])
+
+
+def check_choice(value, choices, what: str) -> None:
+    """Refuse ``value`` unless it is one of ``choices``, naming them."""
+    if value not in choices:
+        raise RadiomicsLabError(f"Unknown {what} '{value}'; choose one of {', '.join(map(str, choices))}.")
+
+
+def voxel_data(patient: Patient, registration: str = "off", smoothing_mm: float = 0.0, nan_policy: str = "error",
+               seed: int = 0, progress=None) -> VoxelData:
+    """Channels of ``patient`` on its mask's grid, as rows of ROI voxels (see :class:`VoxelData`).
+
+    Checked before any work: the mask is a non-empty label map; each channel is a 3D scalar image;
+    with ``registration="off"`` each channel is on the mask's grid. Then: the ROI must lie inside
+    every channel's field of view, NaN voxels follow ``nan_policy``, and every channel must vary
+    inside the ROI (a constant channel carries no habitat information and cannot be normalised).
+    """
+    check_choice(registration, REGISTRATIONS, "registration")
+    check_choice(nan_policy, NAN_POLICIES, "NaN policy")
+    if not smoothing_mm >= 0:
+        raise RadiomicsLabError(f"Smoothing must be 0 (none) or a positive sigma in mm; got {smoothing_mm}.")
+    who = f"patient '{patient.name}'"
+    if not patient.channels:
+        raise RadiomicsLabError(f"No channels for {who}; give at least one image (e.g. --channel CT=ct.nii.gz).")
+    mask = check_mask_is_label_map(patient.mask, where=f"mask of {who}")
+    if mask.GetDimension() != 3:
+        raise RadiomicsLabError(f"The mask of {who} is {mask.GetDimension()}D; habitats need 3D images.")
+    inside = binary_mask(mask, patient.label, f"mask of {who}")
+    for name, image in patient.channels.items():
+        if not isinstance(image, sitk.Image) or image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() != 3:
+            raise RadiomicsLabError(f"Channel '{name}' of {who} is not a 3D scalar image.")
+        if registration == "off":
+            differences = grid_differences(mask, image)
+            if differences:
+                raise RadiomicsLabError(
+                    f"Channel '{name}' of {who} is on a different grid from the mask: "
+                    + "; ".join(d.replace("(image ", "(mask ").replace(", mask ", f", {name} ") for d in differences)
+                    + ". If the images are already aligned in physical space use registration 'resample' "
+                    "(--registration resample); to align them use 'rigid' or 'affine'.")
+    spacing = spacing_zyx(mask)
+    box = bounding_box(inside, spacing, 3 * smoothing_mm)
+    roi = inside[box]
+    arrays, registrations = _channels_on_box(patient, mask, box, registration, seed, progress)
+    names = list(patient.channels)
+    usable = roi.copy()
+    for name, array in zip(names, arrays):
+        bad = roi & ~np.isfinite(array)
+        count = int(np.count_nonzero(bad))
+        if not count:
+            continue
+        source = sitk.GetArrayViewFromImage(patient.channels[name])
+        if registration != "off" and (not np.issubdtype(source.dtype, np.floating) or np.isfinite(source).all()):
+            raise RadiomicsLabError(
+                f"The ROI of {who} extends beyond channel '{name}''s field of view ({count} voxels); "
+                "give an image that covers the whole ROI, or check the registration.")
+        if nan_policy == "error":
+            raise RadiomicsLabError(
+                f"Channel '{name}' of {who} has {count} NaN or infinite voxel(s) inside the ROI; fix the image, "
+                "or choose the NaN policy 'omit' (leave those voxels out) or 'fill' (use the channel's median in the ROI).")
+        if nan_policy == "fill":
+            finite = array[roi & np.isfinite(array)]
+            if finite.size == 0:
+                raise RadiomicsLabError(f"Channel '{name}' of {who} has no finite voxel inside the ROI; check the image.")
+            array[bad] = np.median(finite)
+        else:
+            usable &= ~bad
+    if not usable.any():
+        raise RadiomicsLabError(f"Every ROI voxel of {who} has a NaN in some channel; nothing is left to cluster.")
+    index = np.argwhere(usable)
+    raw = np.stack([a[usable] for a in arrays], axis=1).astype(np.float64)
+    for j, name in enumerate(names):
+        if raw[:, j].min() == raw[:, j].max():
+            raise RadiomicsLabError(
+                f"Channel '{name}' of {who} has no variance inside the ROI (every voxel is {raw[0, j]:g}); "
+                "it cannot separate habitats: remove it or check the image.")
+    values = raw
+    if smoothing_mm > 0:
+        sigma = [smoothing_mm / s for s in spacing]
+        weight = ndimage.gaussian_filter(usable.astype(np.float64), sigma, mode="constant")
+        values = np.stack([ndimage.gaussian_filter(np.where(usable, a, 0.0), sigma, mode="constant")[usable]
+                           for a in arrays], axis=1) / weight[usable][:, None]
+    return VoxelData(patient.name, names, raw, values, index, box, roi.shape, mask, int(np.count_nonzero(roi)),
+                     int(np.count_nonzero(roi & ~usable)), registrations)
+
+
+def _channels_on_box(patient: Patient, mask: sitk.Image, box: tuple, registration: str, seed: int, progress):
+    """Each channel's values (float64 arrays) on the box of the mask's grid, and its registration (or None)."""
+    grid = mask[tuple(box[::-1])]  # SimpleITK slices in (x, y, z) order
+    names = list(patient.channels)
+    first = patient.channels[names[0]]
+    region = None
+    arrays, registrations = [], {}
+    for i, name in enumerate(names):
+        image = patient.channels[name]
+        result = None
+        if registration in REGISTRATION_KINDS and i > 0:
+            if region is None:
+                region = grow(mask, REGISTRATION_MARGIN_MM, patient.label)
+            result = _register_channel(first, image, registration, region, seed)
+        if result is None and not grid_differences(mask, image):  # on the mask's grid: its voxels as they are
+            array = sitk.GetArrayViewFromImage(image)[box].astype(np.float64)
+        else:
+            array = sitk.GetArrayFromImage(resample(image, grid, result.transform if result else None)).astype(np.float64)
+        arrays.append(array)
+        registrations[name] = result
+        if progress and progress(i + 1, len(names), f"{patient.name}: channel {name}") is False:
+            raise HabitatsCancelled("Habitats cancelled; nothing was written.")
+    return arrays, registrations
+
+
+def _register_channel(fixed: sitk.Image, moving: sitk.Image, kind: str, region: sitk.Image, seed: int):
+    """Registration of a channel onto the first channel; B-spline starts from a rigid result."""
+    if kind != "bspline":
+        return register(fixed, moving, kind, fixed_mask=region, seed=seed)
+    rigid = register(fixed, moving, "rigid", fixed_mask=region, seed=seed)
+    return register(fixed, moving, "bspline", fixed_mask=region, seed=seed, initial_transform=rigid.transform)
+
+
+# Normalisation and clustering ------------------------------------------------------------------
+class ChannelScaler(TransformerMixin, BaseEstimator):
+    """Per-channel normalisation: ``(x - centre) / scale``, fitted on the rows it is given.
+
+    ``method="zscore"``: centre = mean, scale = standard deviation (ddof 0);
+    ``"percentile"``: centre = P_low, scale = P_high - P_low (``percentiles``, default 1 and 99),
+    so the central 98 % of the ROI maps onto [0, 1]; ``"none"``: unchanged.
+    """
+
+    def __init__(self, method: str = "zscore", percentiles=(1.0, 99.0)):
+        self.method = method
+        self.percentiles = percentiles
+
+    def fit(self, X, y=None):
+        check_choice(self.method, NORMALISATIONS, "normalisation")
+        X = validate_data(self, X, dtype=np.float64)
+        if self.method == "zscore":
+            self.centre_, self.scale_ = X.mean(axis=0), X.std(axis=0)
+        elif self.method == "percentile":
+            low, high = self.percentiles
+            if not 0 <= low < high <= 100:
+                raise RadiomicsLabError(f"Percentiles must satisfy 0 <= low < high <= 100; got {low}, {high}.")
+            self.centre_, upper = np.percentile(X, [low, high], axis=0)
+            self.scale_ = upper - self.centre_
+        else:
+            self.centre_, self.scale_ = np.zeros(X.shape[1]), np.ones(X.shape[1])
+        flat = np.flatnonzero(~(self.scale_ > 0))
+        if flat.size:
+            names = getattr(self, "feature_names_in_", None)
+            which = ", ".join(str(names[j]) if names is not None else f"column {j + 1}" for j in flat)
+            raise RadiomicsLabError(f"No spread to normalise in {which} ({self.method}); remove constant channels.")
+        return self
+
+    def transform(self, X):
+        check_is_fitted(self, "scale_")
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return (X - self.centre_) / self.scale_
+
+
+class HabitatClustering(ClusterMixin, BaseEstimator):
+    """Habitats by clustering rows (voxels or supervoxels) of channel values; a scikit-learn estimator.
+
+    ``method``: ``kmeans`` (Lloyd, k-means++ starts, ``n_init`` runs), ``gmm`` (Gaussian mixture,
+    ``covariance_type``), ``agglomerative`` (Ward linkage on at most :data:`AGGLOMERATIVE_MAX_ROWS`
+    rows; new rows go to the nearest habitat centre). ``n_habitats``: k, or ``"auto"``: every k in
+    ``k_range`` is fitted and scored on up to :data:`AUTO_ROWS` rows (silhouette on up to
+    :data:`SILHOUETTE_ROWS` of them, Calinski-Harabasz, and BIC for ``gmm``), the best by
+    ``criterion`` is chosen and fitted on all rows; ``scores_`` holds one dict per k (empty for a
+    given k). At most ``max_samples`` rows are used to fit, drawn with ``random_state``.
+
+    Labels are habitat ids 1..k ordered by the habitat centre in column ``order_by`` (index, or name
+    in ``channel_names``), ascending, later columns breaking ties; ``habitat_names_`` describe each
+    habitat's level in every channel (``low`` / ``mid`` / ``high``: standardised centre below
+    -:data:`LEVEL`, between, above). All fitted state is in attributes ending in ``_``.
+    """
+
+    def __init__(self, n_habitats=4, method: str = "kmeans", random_state=None, criterion: str = "silhouette",
+                 k_range=(2, 8), max_samples: int = 50_000, order_by=0, channel_names=None, n_init: int = 4,
+                 covariance_type: str = "full"):
+        self.n_habitats = n_habitats
+        self.method = method
+        self.random_state = random_state
+        self.criterion = criterion
+        self.k_range = k_range
+        self.max_samples = max_samples
+        self.order_by = order_by
+        self.channel_names = channel_names
+        self.n_init = n_init
+        self.covariance_type = covariance_type
+
+    # scikit-learn API --------------------------------------------------------------------------
+    def fit(self, X, y=None):
+        """Fit on ``X`` (rows x channels, finite); see the class docstring."""
+        with threadpool_limits(THREADS):
+            return self._fit(X)
+
+    def _fit(self, X):
+        self._check_params()
+        X = self._check_rows(X, reset=True)
+        rng = check_random_state(self.random_state)
+        cap = min(self.max_samples, AGGLOMERATIVE_MAX_ROWS) if self.method == "agglomerative" else self.max_samples
+        sample = X if len(X) <= cap else X[np.sort(rng.choice(len(X), cap, replace=False))]
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        distinct = len(np.unique(sample, axis=0))
+        names = self._names(X.shape[1])
+        if self.n_habitats == "auto":
+            low, high = self.k_range
+            if distinct < 3 or low > distinct - 1:
+                raise RadiomicsLabError(
+                    f"Too few distinct voxels ({distinct}) to choose the number of habitats automatically "
+                    f"from {low} to {high}; give a larger ROI or a fixed number of habitats.")
+            candidates = list(range(max(2, low), min(high, distinct - 1) + 1))
+            trial = sample if len(sample) <= AUTO_ROWS else sample[np.sort(rng.choice(len(sample), AUTO_ROWS, replace=False))]
+            self.scores_ = []
+            for k in candidates:
+                model, labels, _ = self._fit_one(trial, k, seed)
+                self.scores_.append({"k": k, **self._scores(trial, model, labels, seed)})
+            best = (min if self.criterion == "bic" else max)(self.scores_, key=lambda row: row[self.criterion])
+            k = best["k"]
+            model, labels, centres = self._fit_one(sample, k, seed)
+        else:
+            k = int(self.n_habitats)
+            if k > len(X):
+                raise RadiomicsLabError(f"{k} habitats were asked for but the ROI has only {len(X)} voxels; "
+                                        "choose fewer habitats or a larger ROI.")
+            if k > distinct:
+                raise RadiomicsLabError(f"{k} habitats were asked for but the ROI has only {distinct} distinct voxel "
+                                        "values; choose fewer habitats.")
+            model, labels, centres = self._fit_one(sample, k, seed)
+            self.scores_ = []
+        order_column = self._order_column(names)
+        columns = [order_column] + [j for j in range(X.shape[1]) if j != order_column]
+        order = np.lexsort(tuple(centres[:, j] for j in reversed(columns)))
+        self.model_ = model
+        self.raw_centres_ = centres
+        self.relabel_ = np.empty(k, dtype=np.int64)
+        self.relabel_[order] = np.arange(1, k + 1)
+        self.cluster_centers_ = centres[order]
+        self.n_habitats_ = k
+        self.feature_mean_, self.feature_std_ = sample.mean(axis=0), sample.std(axis=0)
+        self.levels_ = [[_level(z) for z in row] for row in self.standardised_centres()]
+        self.habitat_names_ = [f"Habitat {i + 1}: " + ", ".join(f"{n} {lv}" for n, lv in zip(names, levels))
+                               for i, levels in enumerate(self.levels_)]
+        self.n_fit_rows_ = len(sample)
+        return self
+
+    def predict(self, X):
+        """Habitat id (1..k) of each row."""
+        check_is_fitted(self, "model_")
+        X = self._check_rows(X, reset=False)
+        with threadpool_limits(THREADS):
+            raw = _nearest(X, self.raw_centres_) if self.method == "agglomerative" else self.model_.predict(X)
+        return self.relabel_[raw]
+
+    def fit_predict(self, X, y=None):
+        """``fit(X).predict(X)``: the labels ``predict`` would give, so the two always agree."""
+        return self.fit(X).predict(X)
+
+    def standardised_centres(self) -> np.ndarray:
+        """Habitat centres in units of the fitted rows' standard deviation from their mean (k x channels)."""
+        check_is_fitted(self, "cluster_centers_")
+        std = np.where(self.feature_std_ > 0, self.feature_std_, 1.0)
+        return (self.cluster_centers_ - self.feature_mean_) / std
+
+    # internals ---------------------------------------------------------------------------------
+    def _check_params(self):
+        check_choice(self.method, METHODS, "clustering method")
+        check_choice(self.criterion, CRITERIA, "criterion for the number of habitats")
+        if self.n_habitats == "auto":
+            low, high = self.k_range
+            if not (isinstance(low, (int, np.integer)) and isinstance(high, (int, np.integer)) and 2 <= low <= high):
+                raise RadiomicsLabError(f"k_range must be two whole numbers 2 <= low <= high; got {self.k_range}.")
+            if self.criterion == "bic" and self.method != "gmm":
+                raise RadiomicsLabError("BIC needs a likelihood: use it with method 'gmm', or choose silhouette "
+                                        "or calinski_harabasz.")
+        elif not (isinstance(self.n_habitats, (int, np.integer)) and not isinstance(self.n_habitats, bool)
+                  and self.n_habitats >= 1):
+            raise RadiomicsLabError(f"The number of habitats must be a whole number >= 1 or 'auto'; got {self.n_habitats!r}.")
+        if not (isinstance(self.max_samples, (int, np.integer)) and self.max_samples >= 2):
+            raise RadiomicsLabError(f"max_samples must be a whole number >= 2; got {self.max_samples!r}.")
+
+    def _check_rows(self, X, reset: bool) -> np.ndarray:
+        X = validate_data(self, X, dtype=np.float64, ensure_all_finite=False, reset=reset)
+        if not np.isfinite(X).all():
+            raise RadiomicsLabError(f"{int(np.count_nonzero(~np.isfinite(X).all(axis=1)))} row(s) have NaN or infinite "
+                                    "values; leave those voxels out or fill them before clustering.")
+        return X
+
+    def _names(self, n: int) -> list:
+        if self.channel_names is not None:
+            if len(self.channel_names) != n:
+                raise RadiomicsLabError(f"{len(self.channel_names)} channel names for {n} columns.")
+            return [str(c) for c in self.channel_names]
+        names = getattr(self, "feature_names_in_", None)
+        return [str(c) for c in names] if names is not None else [f"channel {j + 1}" for j in range(n)]
+
+    def _order_column(self, names: list) -> int:
+        if isinstance(self.order_by, (int, np.integer)) and not isinstance(self.order_by, bool):
+            if not 0 <= self.order_by < len(names):
+                raise RadiomicsLabError(f"order_by {self.order_by} is not a column (0..{len(names) - 1}).")
+            return int(self.order_by)
+        if self.order_by not in names:
+            raise RadiomicsLabError(f"Cannot order habitats by '{self.order_by}': the channels are {', '.join(names)}.")
+        return names.index(self.order_by)
+
+    def _fit_one(self, X: np.ndarray, k: int, seed: int):
+        """(fitted model, raw labels of X, raw centres) for ``k`` clusters."""
+        if self.method == "kmeans":
+            from sklearn.cluster import KMeans
+
+            model = KMeans(n_clusters=k, n_init=self.n_init, random_state=seed).fit(X)
+            return model, model.labels_, model.cluster_centers_
+        if self.method == "gmm":
+            from sklearn.mixture import GaussianMixture
+
+            model = GaussianMixture(n_components=k, covariance_type=self.covariance_type, n_init=1,
+                                    reg_covar=1e-6, random_state=seed).fit(X)
+            return model, model.predict(X), model.means_
+        from sklearn.cluster import AgglomerativeClustering
+
+        model = AgglomerativeClustering(n_clusters=k, linkage="ward").fit(X)
+        centres = np.stack([X[model.labels_ == c].mean(axis=0) for c in range(k)])
+        return model, model.labels_, centres
+
+    def _scores(self, X: np.ndarray, model, labels: np.ndarray, seed: int) -> dict:
+        from sklearn.metrics import calinski_harabasz_score, silhouette_score
+
+        scores = {"silhouette": math.nan, "calinski_harabasz": math.nan, "bic": math.nan}
+        if 2 <= len(np.unique(labels)) <= len(X) - 1:
+            scores["silhouette"] = float(silhouette_score(X, labels, sample_size=min(len(X), SILHOUETTE_ROWS),
+                                                          random_state=seed))
+            scores["calinski_harabasz"] = float(calinski_harabasz_score(X, labels))
+        if self.method == "gmm":
+            scores["bic"] = float(model.bic(X))
+        return scores
+
+
+def _level(z: float) -> str:
+    return "low" if z < -LEVEL else "high" if z > LEVEL else "mid"
+
+
+def _nearest(X: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Index of the nearest centre (Euclidean) for each row, in blocks to bound memory."""
+    out = np.empty(len(X), dtype=np.int64)
+    for start in range(0, len(X), 65536):
+        block = X[start:start + 65536]
+        out[start:start + 65536] = np.argmin(((block[:, None, :] - centres[None]) ** 2).sum(axis=2), axis=1)
+    return out
+
+
+# Supervoxels and islands -----------------------------------------------------------------------
+def supervoxels(data: VoxelData, features: np.ndarray, n_supervoxels: int, compactness: float = 0.5) -> tuple:
+    """SLIC supervoxels of the ROI; returns (supervoxel id of each row 0..S-1, mean features of each supervoxel).
+
+    ``skimage.segmentation.slic`` (Achanta et al., IEEE TPAMI 34(11), 2012) runs on the stacked
+    ``features`` (normalised channels) of the ROI's box with the voxel spacing, seeds on a regular
+    grid (about ``n_supervoxels`` of them inside the ROI); voxels outside the ROI are set far away in
+    feature space (10 units below the lowest value), so supervoxels do not cross the ROI's border,
+    and any that still do are cut by it. ``compactness`` weighs space against feature differences.
+    (slic's own ``mask=`` mode places seeds by k-means over the ROI's coordinates, which takes
+    seconds on a large ROI; the regular grid takes milliseconds.)
+    """
+    from skimage.segmentation import slic
+
+    z, y, x = data.index.T
+    stack = np.full((*data.box_shape, features.shape[1]), float(features.min()) - 10.0)
+    stack[z, y, x] = features
+    seeds = max(1, int(round(n_supervoxels * np.prod(data.box_shape) / len(features))))
+    labels = slic(stack, n_segments=seeds, compactness=float(compactness), channel_axis=-1, spacing=np.asarray(data.spacing),
+                  start_label=1, enforce_connectivity=True, convert2lab=False)
+    _, ids = np.unique(labels[z, y, x], return_inverse=True)
+    counts = np.bincount(ids)
+    means = np.stack([np.bincount(ids, weights=features[:, j]) for j in range(features.shape[1])], axis=1) / counts[:, None]
+    return ids, means
+
+
+def remove_islands(labels: np.ndarray, spacing, min_volume_mm3: float, connectivity: int = 3,
+                   max_rounds: int = 50) -> np.ndarray:
+    """Merge connected pieces of each habitat smaller than ``min_volume_mm3`` into a neighbouring habitat.
+
+    ``labels``: habitat ids (0 = outside the ROI). A piece (connected component of one id, with
+    ``connectivity`` 1 = faces, 2 = +edges, 3 = +corners) of fewer than ``min_volume_mm3 / voxel
+    volume`` voxels takes the id of the neighbouring piece it shares most faces with, preferring pieces
+    that are large enough and otherwise larger pieces (ties: the larger, then the lower id), so merging
+    never swaps two islands. Repeated until no small piece has a neighbour. Pieces with no neighbour (a
+    separate part of the ROI) are kept.
+    """
+    if min_volume_mm3 <= 0:
+        return labels
+    labels = labels.copy()
+    min_voxels = min_volume_mm3 / float(np.prod(spacing))
+    structure = ndimage.generate_binary_structure(labels.ndim, connectivity)
+    for _ in range(max_rounds):
+        pieces, piece_label, sizes = _pieces(labels, structure)
+        small = sizes < min_voxels
+        small[0] = False
+        if not small.any():
+            break
+        a, b = _face_contacts(pieces, labels)
+        keep = small[a]
+        a, b = a[keep], b[keep]
+        if a.size == 0:
+            break
+        pairs, counts = np.unique(np.stack([a, b], axis=1), axis=0, return_counts=True)
+        pa, pb = pairs[:, 0], pairs[:, 1]
+        larger = (sizes[pb] > sizes[pa]) | ((sizes[pb] == sizes[pa]) & (pb < pa))
+        eligible = ~small[pb] | larger
+        pa, pb, counts = pa[eligible], pb[eligible], counts[eligible]
+        if pa.size == 0:
+            break
+        # best neighbour per small piece: large pieces first, then most shared faces, then larger, then lower id
+        order = np.lexsort((pb, -sizes[pb], -counts, small[pb].astype(int), pa))
+        first = np.ones(order.size, dtype=bool)
+        first[1:] = pa[order][1:] != pa[order][:-1]
+        chosen = order[first]
+        target = np.arange(len(sizes))
+        target[pa[chosen]] = pb[chosen]
+        labels = np.where(pieces > 0, piece_label[target[pieces]], 0).astype(labels.dtype)
+    return labels
+
+
+def _pieces(labels: np.ndarray, structure) -> tuple:
+    """(piece id array, habitat id of each piece, voxel count of each piece); piece 0 = outside."""
+    pieces = np.zeros(labels.shape, dtype=np.int64)
+    piece_label = [0]
+    for value in np.unique(labels[labels > 0]):
+        component, count = ndimage.label(labels == value, structure)
+        pieces[component > 0] = component[component > 0] + len(piece_label) - 1
+        piece_label += [int(value)] * count
+    sizes = np.bincount(pieces.ravel(), minlength=len(piece_label))
+    return pieces, np.asarray(piece_label), sizes
+
+
+def _face_contacts(pieces: np.ndarray, labels: np.ndarray) -> tuple:
+    """Pieces (a, b) touching across each voxel face, both directions, between different habitats."""
+    firsts, seconds = [], []
+    for axis in range(pieces.ndim):
+        lower = [slice(None)] * pieces.ndim
+        upper = [slice(None)] * pieces.ndim
+        lower[axis], upper[axis] = slice(None, -1), slice(1, None)
+        p, q = pieces[tuple(lower)], pieces[tuple(upper)]
+        touching = (p > 0) & (q > 0) & (labels[tuple(lower)] != labels[tuple(upper)])
+        firsts += [p[touching], q[touching]]
+        seconds += [q[touching], p[touching]]
+    return np.concatenate(firsts), np.concatenate(seconds)
+
+
+# Patients and cohorts --------------------------------------------------------------------------
+@dataclass
+class PatientHabitats:
+    """Habitats of one patient: ``label_map`` on the mask's full grid (0 outside the ROI and at left-out
+    NaN voxels, 1..k inside), one statistics row per habitat (``rows``), and the channel registrations."""
+
+    patient: str
+    label_map: sitk.Image
+    rows: list
+    registrations: dict
+    omitted_voxels: int = 0
+
+    def fractions(self) -> dict:
+        return {row["habitat"]: row["fraction"] for row in self.rows}
+
+
+@dataclass
+class HabitatModel:
+    """A fitted habitat model: the clustering, the cohort scaler (``scope="cohort"``) and every option,
+    so :meth:`label` applies it to any patient with the same channels, e.g. a new one."""
+
+    clustering: HabitatClustering
+    channels: list
+    options: dict
+    scaler: ChannelScaler | None = None
+
+    @property
+    def names(self) -> list:
+        return list(self.clustering.habitat_names_)
+
+    @property
+    def n_habitats(self) -> int:
+        return int(self.clustering.n_habitats_)
+
+    def normalised(self, data: VoxelData) -> np.ndarray:
+        """A patient's voxel features normalised as the options say (its own ROI, or the cohort scaler)."""
+        if self.options["scope"] == "patient":
+            return ChannelScaler(self.options["normalisation"], self.options["percentiles"]).fit_transform(data.values)
+        return self.scaler.transform(data.values)
+
+    def rows_of(self, data: VoxelData, features: np.ndarray) -> np.ndarray:
+        """Clustering rows of a patient: its voxels' ``features``, or their means over its supervoxels
+        (computed once per patient, on its z-scored channels, and kept in ``data.supervoxel``)."""
+        if not self.options["supervoxels"]:
+            return features
+        if data.supervoxel is None:
+            n_habitats = self.options["n_habitats"]
+            k = n_habitats if isinstance(n_habitats, (int, np.integer)) else self.options["k_range"][1]
+            count = _supervoxel_count(self.options["supervoxels"], len(features), k)
+            data.supervoxel, _ = supervoxels(data, ChannelScaler("zscore").fit_transform(data.values), count,
+                                             self.options["compactness"])
+        counts = np.bincount(data.supervoxel)
+        sums = np.stack([np.bincount(data.supervoxel, weights=features[:, j]) for j in range(features.shape[1])], axis=1)
+        return sums / counts[:, None]
+
+    def label(self, patient, data: VoxelData | None = None, progress=None) -> PatientHabitats:
+        """Habitats of ``patient`` (a :class:`Patient`) with this model."""
+        if list(patient.channels) != self.channels:
+            raise RadiomicsLabError(f"Patient '{patient.name}' has channels {', '.join(patient.channels)}; "
+                                    f"the habitat model was fitted on {', '.join(self.channels)} (same names, same order).")
+        if data is None:
+            data = self._voxel_data(patient, progress)
+        features = self.normalised(data)
+        labels = self.clustering.predict(self.rows_of(data, features))
+        if data.supervoxel is not None:
+            labels = labels[data.supervoxel]
+        box_labels = np.zeros(data.box_shape, dtype=np.uint8 if self.n_habitats < 256 else np.uint16)
+        box_labels[tuple(data.index.T)] = labels
+        box_labels = remove_islands(box_labels, data.spacing, self.options["min_island_mm3"])
+        labels = box_labels[tuple(data.index.T)]
+        full = np.zeros(sitk.GetArrayViewFromImage(data.mask).shape, dtype=box_labels.dtype)
+        full[data.box] = box_labels
+        label_map = sitk.GetImageFromArray(full)
+        label_map.CopyInformation(data.mask)
+        rows = habitat_rows(data, labels, features, self.names)
+        return PatientHabitats(patient.name, label_map, rows, data.registrations, data.omitted_voxels)
+
+    def _voxel_data(self, patient, progress=None) -> VoxelData:
+        o = self.options
+        return voxel_data(patient, o["registration"], o["smoothing_mm"], o["nan_policy"], o["seed"], progress)
+
+
+def _supervoxel_count(option, n_rows: int, k: int) -> int:
+    """Supervoxels per patient: the option's number, or about one per 50 voxels (at least 10 per habitat,
+    at most 2000) for ``"auto"``; never more than the voxels."""
+    if option == "auto":
+        option = min(2000, max(10 * k, n_rows // 50))
+    return int(max(1, min(int(option), n_rows)))
+
+
+def habitat_rows(data: VoxelData, labels: np.ndarray, features: np.ndarray, names: list) -> list:
+    """One dict per habitat (all k, absent ones with 0 voxels): id, name, voxels, volume (mm^3), fraction of the
+    labelled ROI voxels, and per channel the mean raw value (``mean_<channel>``, resampled, unsmoothed, in the
+    channel's units) and the mean normalised value (``normalised_mean_<channel>``); NaN means for absent ones."""
+    voxel_volume = float(np.prod(data.spacing))
+    k = len(names)
+    counts = np.bincount(labels, minlength=k + 1)
+    rows = []
+    for habitat in range(1, k + 1):
+        chosen = labels == habitat
+        row = {"patient": data.patient, "habitat": habitat, "name": names[habitat - 1], "voxels": int(counts[habitat]),
+               "volume_mm3": counts[habitat] * voxel_volume, "fraction": counts[habitat] / len(labels)}
+        for j, channel in enumerate(data.channels):
+            row[f"mean_{channel}"] = float(data.raw[chosen, j].mean()) if counts[habitat] else math.nan
+        for j, channel in enumerate(data.channels):
+            row[f"normalised_mean_{channel}"] = float(features[chosen, j].mean()) if counts[habitat] else math.nan
+        rows.append(row)
+    return rows
+
+
+def fit_habitats(patients, n_habitats=4, method: str = "kmeans", *, criterion: str = "silhouette", k_range=(2, 8),
+                 normalisation: str = "zscore", percentiles=(1.0, 99.0), scope: str = "patient", smoothing_mm: float = 0.0,
+                 registration: str = "off", nan_policy: str = "error", min_island_mm3: float = 0.0, supervoxels=None,
+                 compactness: float = 0.5, max_samples: int = 50_000, order_by=None, seed: int = 0,
+                 progress=None) -> tuple:
+    """Fit habitats on one patient or a cohort (pooled) and label every patient; returns
+    (:class:`HabitatModel`, [:class:`PatientHabitats`, ...]).
+
+    ``patients``: a :class:`Patient` or a list of them, with the same channel names in the same order.
+    Pass 1 reads each patient (:func:`voxel_data`) and keeps an equal share of at most ``max_samples``
+    rows, drawn with ``seed``; the model is fitted on the pooled rows; pass 2 labels each patient
+    (reusing pass 1's data and supervoxels while they are small, :data:`CACHE_VALUES`). ``scope``: normalise each patient
+    with its own ROI statistics (``"patient"``) or with statistics of the pooled cohort rows
+    (``"cohort"``, keeps differences between patients, e.g. SUV levels). ``supervoxels``: None (voxels;
+    ``"auto"`` for agglomerative), ``"auto"``, or a number per patient. ``order_by``: the channel that
+    orders the habitats (default the first). ``progress(done, total, message)`` returning ``False``
+    cancels (:class:`HabitatsCancelled`). Every option is checked before any work.
+    """
+    patients = [patients] if isinstance(patients, Patient) else list(patients)
+    if not patients:
+        raise RadiomicsLabError("No patients given; give at least one mask with its channels.")
+    channels = list(patients[0].channels)
+    names = [p.name for p in patients]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise RadiomicsLabError(f"Patient names must be unique; repeated: {', '.join(duplicates)}.")
+    for patient in patients[1:]:
+        if list(patient.channels) != channels:
+            raise RadiomicsLabError(f"Patient '{patient.name}' has channels {', '.join(patient.channels) or 'none'}; "
+                                    f"patient '{patients[0].name}' has {', '.join(channels)}. Give every patient the same channels.")
+    check_choice(normalisation, NORMALISATIONS, "normalisation")
+    check_choice(scope, SCOPES, "normalisation scope")
+    check_choice(registration, REGISTRATIONS, "registration")
+    check_choice(nan_policy, NAN_POLICIES, "NaN policy")
+    if supervoxels is None and method == "agglomerative":
+        supervoxels = "auto"
+    if supervoxels not in (None, 0, "auto") and not (isinstance(supervoxels, (int, np.integer)) and supervoxels > 0):
+        raise RadiomicsLabError(f"supervoxels must be None, 'auto' or a positive number; got {supervoxels!r}.")
+    if not min_island_mm3 >= 0:
+        raise RadiomicsLabError(f"The island size must be 0 (no clean-up) or a volume in mm^3; got {min_island_mm3}.")
+    if order_by is not None and order_by not in channels:
+        raise RadiomicsLabError(f"Cannot order habitats by '{order_by}': the channels are {', '.join(channels)}.")
+    clustering = HabitatClustering(n_habitats, method, random_state=seed, criterion=criterion, k_range=tuple(k_range),
+                                   max_samples=max_samples, order_by=channels.index(order_by) if order_by else 0,
+                                   channel_names=channels)
+    clustering._check_params()
+    options = {"normalisation": normalisation, "percentiles": tuple(percentiles), "scope": scope,
+               "smoothing_mm": float(smoothing_mm), "registration": registration, "nan_policy": nan_policy,
+               "min_island_mm3": float(min_island_mm3), "supervoxels": supervoxels or None,
+               "compactness": float(compactness), "seed": int(seed), "method": method, "n_habitats": n_habitats,
+               "criterion": criterion, "k_range": list(k_range), "max_samples": int(max_samples)}
+    model = HabitatModel(clustering, channels, options)
+    total = 2 * len(patients) + 1
+    step = _Steps(progress, total)
+
+    rng = np.random.default_rng(seed)
+    share = max(1, -(-max_samples // len(patients)))
+    pooled, cache, cached_values = [], {}, 0
+    for patient in patients:
+        data = model._voxel_data(patient)
+        # cohort scope pools channel values (the scaler is fitted on the pool), patient scope normalised ones
+        rows = model.rows_of(data, model.normalised(data) if scope == "patient" else data.values)
+        take = rows if len(rows) <= share else rows[np.sort(rng.choice(len(rows), share, replace=False))]
+        pooled.append(take)
+        if cached_values + data.values.size <= CACHE_VALUES:
+            cache[patient.name] = data
+            cached_values += data.values.size
+        step(f"{patient.name}: {len(rows)} rows, {len(take)} pooled")
+    pooled = np.concatenate(pooled)
+    if scope == "cohort":
+        model.scaler = ChannelScaler(normalisation, percentiles).fit(pooled)
+        pooled = model.scaler.transform(pooled)
+    clustering.fit(pooled)
+    step(f"fitted {clustering.n_habitats_} habitats on {len(pooled)} rows")
+    results = []
+    for patient in patients:
+        results.append(model.label(patient, cache.pop(patient.name, None)))
+        step(f"{patient.name}: labelled")
+    return model, results
+
+
+class _Steps:
+    """Counts steps for a ``progress(done, total, message)`` callback; ``False`` from it cancels."""
+
+    def __init__(self, progress, total):
+        self.progress, self.total, self.done = progress, total, 0
+
+    def __call__(self, message):
+        self.done += 1
+        if self.progress and self.progress(self.done, self.total, message) is False:
+            raise HabitatsCancelled(f"Habitats cancelled after step {self.done} of {self.total}; nothing was written.")
+
+
+def channel_images_on_mask(patient: Patient, result: PatientHabitats) -> dict:
+    """Each channel on the mask's full grid (linear interpolation, through its registration when it has one),
+    e.g. for per-habitat features of each channel."""
+    images = {}
+    for name, image in patient.channels.items():
+        if not grid_differences(patient.mask, image):
+            images[name] = image
+            continue
+        registration = result.registrations.get(name)
+        images[name] = resample(image, patient.mask, registration.transform if registration else None)
+    return images
+
+
+def habitat_features(patient: Patient, result: PatientHabitats, settings=None, progress=None) -> dict:
+    """Radiomic features of each habitat present (at least 2 voxels), for each channel: channel name ->
+    :class:`~RadiomicsLabLib.extraction.ExtractionResult` (segments named by the habitat names)."""
+    from .extraction import extract_masks
+
+    labels = sitk.GetArrayViewFromImage(result.label_map)
+    counts = np.bincount(labels.ravel())
+    segments = [(row["name"], result.label_map, row["habitat"]) for row in result.rows
+                if row["habitat"] < len(counts) and counts[row["habitat"]] >= 2]
+    from .validation import check_finite_in_mask
+
+    out = {}
+    for name, image in channel_images_on_mask(patient, result).items():
+        if np.issubdtype(sitk.GetArrayViewFromImage(image).dtype, np.floating):
+            image = sitk.Mask(image, sitk.Cast(result.label_map > 0, sitk.sitkUInt8), outsideValue=0)  # NaN-free outside
+            for segment, label_map, habitat in segments:  # e.g. NaN voxels filled for clustering, still NaN in the image
+                check_finite_in_mask(image, label_map, habitat, where=f"'{segment}' of channel '{name}' ({patient.name})")
+        out[name] = extract_masks(image, segments, settings, inputs={"patient": patient.name, "channel": name}, progress=progress)
+    return out
+
+
+# Files: cohort table in, CSV and plots out ------------------------------------------------------
+@dataclass
+class PatientFiles:
+    """One patient of a cohort: name, ROI mask file and label, channel name -> image file."""
+
+    name: str
+    mask: Path
+    channels: dict
+    label: int | None = None
+
+    def load(self) -> Patient:
+        from .imageio import read_image
+
+        mask = read_image(self.mask, f"mask of patient '{self.name}'")
+        channels = {c: read_image(p, f"channel '{c}' of patient '{self.name}'") for c, p in self.channels.items()}
+        return Patient(self.name, mask, channels, self.label)
+
+
+def cohort_patients(source, mask_channel: str | None = None, channels=None) -> list:
+    """The patients of a cohort (:func:`RadiomicsLabLib.cohort.read_cohort`: a CSV ``id,image,mask,channel``
+    with one row per patient and channel, paths relative to it, or a folder of ``<channel>_image`` /
+    ``<channel>_mask`` pairs per patient) as :class:`PatientFiles`.
+
+    Every case is checked first (files present and readable, masks on their images' grids) and all
+    problems are reported at once. The ROI of a patient is the mask of ``mask_channel`` (default: the
+    first channel listed) with that row's label; ``channels`` picks and orders the channels (default:
+    all, in the order of the first patient). Every patient must have every channel.
+    """
+    from .cohort import read_cohort
+
+    cohort = read_cohort(source).check()
+    by_patient = {}
+    for case in cohort.cases:
+        if not case.channel:
+            raise RadiomicsLabError(f"The cohort '{cohort.source}' has no channel for {case.where} (id '{case.id}'); "
+                                    "habitats need one row per patient and channel: columns id,image,mask,channel.")
+        if case.timepoint or case.observer:
+            raise RadiomicsLabError(f"The cohort '{cohort.source}' has timepoints or observers ({case.where}); habitats "
+                                    "need one row per patient and channel.")
+        by_patient.setdefault(case.id, {})[case.channel] = case
+    first = next(iter(by_patient.values()))
+    names = list(channels) if channels else list(first)
+    mask_channel = mask_channel or names[0]
+    problems = [f"'{patient}' has no channel {', '.join(c for c in [*names, mask_channel] if c not in cases)}"
+                for patient, cases in by_patient.items() if any(c not in cases for c in [*names, mask_channel])]
+    if problems:
+        raise RadiomicsLabError(f"The cohort '{cohort.source}' does not give every patient the channels "
+                                f"{', '.join(dict.fromkeys([*names, mask_channel]))}: {'; '.join(problems)}.")
+    patients = []
+    for patient, cases in by_patient.items():
+        labels = cases[mask_channel].labels
+        if len(labels) > 1:
+            raise RadiomicsLabError(f"The cohort '{cohort.source}' gives patient '{patient}' several labels "
+                                    f"({', '.join(map(str, labels))}); habitats need one ROI: give one label.")
+        patients.append(PatientFiles(patient, cases[mask_channel].mask, {c: cases[c].image for c in names},
+                                     labels[0] if labels else None))
+    return patients
+
+
+def habitats_csv_text(results: list) -> str:
+    """``habitats.csv``: one row per patient and habitat (:func:`habitat_rows`' columns), exact decimal values."""
+    from .results import format_value
+
+    rows = [row for result in results for row in result.rows]
+    columns = list(rows[0])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([format_value(v) if isinstance(v, float) else v for v in (row[c] for c in columns)])
+    return buffer.getvalue()
+
+
+def cohort_rows(results: list, features: dict | None = None) -> list:
+    """One dict per patient: ROI voxels labelled, fraction of each habitat (``fraction_<id>``), and, when
+    ``features`` (patient -> channel -> ExtractionResult) is given, every per-habitat feature as
+    ``H<id>_<channel>_<feature>``."""
+    table = []
+    for result in results:
+        row = {"patient": result.patient, "voxels": sum(r["voxels"] for r in result.rows),
+               "omitted_voxels": result.omitted_voxels}
+        row.update({f"fraction_{r['habitat']}": r["fraction"] for r in result.rows})
+        ids = {r["name"]: r["habitat"] for r in result.rows}
+        for channel, extraction in ((features or {}).get(result.patient) or {}).items():
+            for value in extraction.values:
+                row[f"H{ids[value.segment]}_{channel}_{value.feature}"] = value.value
+        table.append(row)
+    return table
+
+
+def table_csv_text(rows: list) -> str:
+    """CSV of dict rows (columns: union in first-seen order; missing = empty), exact decimal values."""
+    from .results import format_value
+
+    columns = list(dict.fromkeys(c for row in rows for c in row))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([format_value(row[c]) if isinstance(row.get(c), float) else row.get(c, "") for c in columns])
+    return buffer.getvalue()
+
+
+def scores_rows(clustering: HabitatClustering) -> list:
+    """The k-selection scores (one dict per k tried) with the chosen k marked."""
+    return [{**row, "chosen": row["k"] == clustering.n_habitats_} for row in clustering.scores_]
+
+
+def fractions_figure(results: list, names: list):
+    """Stacked bars: the fraction of each habitat per patient (matplotlib Figure, no display needed)."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(max(4.0, 0.9 * len(results) + 2.5), 4.0), layout="constrained")
+    axes = figure.add_subplot()
+    bottom = np.zeros(len(results))
+    for habitat, name in enumerate(names, start=1):
+        heights = np.array([result.fractions()[habitat] for result in results])
+        axes.bar([r.patient for r in results], heights, bottom=bottom, color=habitat_colour(habitat), label=name)
+        bottom += heights
+    axes.set_ylabel("fraction of the ROI")
+    axes.set_ylim(0, 1)
+    axes.set_title("Habitat fractions per patient")
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes.tick_params(axis="x", labelrotation=45 if len(results) > 6 else 0)
+    return figure
+
+
+def channel_means_figure(model: HabitatModel):
+    """Grouped bars: each habitat's centre in each channel (standardised), the habitats' profiles."""
+    from matplotlib.figure import Figure
+
+    centres = model.clustering.standardised_centres()
+    k, c = centres.shape
+    figure = Figure(figsize=(max(4.0, 1.2 * c + 3.0), 4.0), layout="constrained")
+    axes = figure.add_subplot()
+    width = 0.8 / k
+    for habitat in range(1, k + 1):
+        axes.bar(np.arange(c) + (habitat - 1 - (k - 1) / 2) * width, centres[habitat - 1], width,
+                 color=habitat_colour(habitat), label=model.names[habitat - 1])
+    axes.axhline(0, color="black", linewidth=0.8)
+    axes.set_xticks(np.arange(c), model.channels)
+    axes.set_ylabel("habitat centre (SD from the mean)")
+    axes.set_title("Channel means per habitat")
+    axes.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return figure
+
+
+def write_label_map(image: sitk.Image, path) -> Path:
+    """Write a label map as NRRD (gzip) atomically."""
+    from .fileio import atomic_output
+
+    with atomic_output(path) as tmp:
+        writer = sitk.ImageFileWriter()
+        writer.SetImageIO("NrrdImageIO")
+        writer.SetFileName(str(tmp))
+        writer.UseCompressionOn()
+        writer.Execute(image)
+    return Path(path)
+
+
+def write_figure(figure, path) -> Path:
+    """Save a matplotlib Figure as PNG atomically."""
+    from .fileio import atomic_output
+
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    return Path(path)
+
+
+def habitat_provenance(model: HabitatModel, results: list, inputs: dict | None = None) -> dict:
+    """What reproduces a habitat run: software versions, every option, the habitats (names, centres in the
+    clustering's units and standardised), the k scores, each patient's mask geometry and hash and each
+    channel registration (kind, final metric, convergence, matrix when linear)."""
+    from .provenance import image_geometry, image_hash, software_versions
+    from .registration import affine_matrix
+
+    def registration(result):
+        if result is None:
+            return None
+        entry = {"kind": result.kind, "metric": result.metric, "converged": result.converged,
+                 "stop_condition": result.stop_condition, "iterations": result.iterations}
+        try:
+            entry["matrix_lps"] = affine_matrix(result.transform).tolist()
+        except RadiomicsLabError:
+            entry["transform"] = result.transform.GetName()
+        return entry
+
+    clustering = model.clustering
+    return {
+        "software": software_versions(),
+        "channels": model.channels,
+        "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in model.options.items()},
+        "habitats": [{"habitat": i + 1, "name": name, "centre": clustering.cluster_centers_[i].tolist(),
+                      "standardised_centre": clustering.standardised_centres()[i].tolist(),
+                      "colour": list(habitat_colour(i + 1))} for i, name in enumerate(model.names)],
+        "k_scores": clustering.scores_, "fitted_rows": int(clustering.n_fit_rows_),
+        "cohort_scaler": None if model.scaler is None else {"centre": model.scaler.centre_.tolist(),
+                                                             "scale": model.scaler.scale_.tolist()},
+        "patients": {r.patient: {"label_map": image_geometry(r.label_map), "label_map_sha1": image_hash(r.label_map),
+                                 "omitted_voxels": r.omitted_voxels,
+                                 "registrations": {c: registration(x) for c, x in r.registrations.items()}}
+                     for r in results},
+        "inputs": inputs or {},
+    }
+
+
+def write_outputs(folder, model: HabitatModel, results: list, map_paths: list, features: dict | None = None,
+                  inputs: dict | None = None) -> list:
+    """Write a habitat run into ``folder``, each file atomically: the label maps (``map_paths``, one per
+    result), ``habitats.csv`` (one row per patient and habitat), ``cohort.csv`` (one row per patient:
+    fractions and, with ``features``, per-habitat features), ``features.csv`` (long: patient, channel,
+    habitat, feature, value), ``k_scores.csv`` (``n_habitats="auto"``), ``habitat_fractions.png``,
+    ``channel_means.png`` and ``habitats.provenance.json``. Returns the paths written."""
+    import json
+
+    from .fileio import write_text_atomic
+
+    folder = Path(folder)
+    texts = {"habitats.csv": habitats_csv_text(results), "cohort.csv": table_csv_text(cohort_rows(results, features))}
+    if features:
+        texts["features.csv"] = table_csv_text([
+            {"patient": patient, "channel": channel, "habitat": value.segment, "feature": value.feature,
+             "ibsi_tag": value.ibsi_tag, "value": value.value}
+            for patient, by_channel in features.items() for channel, extraction in by_channel.items()
+            for value in extraction.values])
+    if model.clustering.scores_ and model.options["n_habitats"] == "auto":
+        texts["k_scores.csv"] = table_csv_text(scores_rows(model.clustering))
+    texts["habitats.provenance.json"] = json.dumps(habitat_provenance(model, results, inputs), indent=2, default=str) + "\n"
+    figures = {"habitat_fractions.png": fractions_figure(results, model.names), "channel_means.png": channel_means_figure(model)}
+    written = [write_label_map(result.label_map, path) for result, path in zip(results, map_paths)]
+    written += [write_text_atomic(folder / name, text) for name, text in texts.items()]
+    written += [write_figure(figure, folder / name) for name, figure in figures.items()]
+    return written

@@ -1,0 +1,383 @@
+"""HabitatLogic: habitats, peritumoral rings and channel registration, from and into the MRML scene.
+
+- Registration (:meth:`HabitatLogic.register`): a transform node (``vtkMRMLLinearTransformNode``
+  for rigid and affine, ``vtkMRMLBSplineTransformNode`` for B-spline) whose *from parent* transform
+  is the ITK resampling transform, so the moving volume put under it lines up with the fixed one;
+  the final Mattes metric, convergence and kind are node attributes.
+- Habitats (:meth:`HabitatLogic.habitats`, :meth:`HabitatLogic.cohort_habitats`): per patient a new
+  ``vtkMRMLSegmentationNode`` with one segment per habitat (named by its channel profile, coloured
+  by habitat id, the same in every patient), a statistics table (volume, fraction, channel means per
+  habitat), a cohort table (one row per patient), optional per-habitat feature tables (the engine,
+  through :func:`~RadiomicsLabLib.extraction.extract_masks`), and two plot charts (habitat fractions
+  per patient, channel means per habitat). Channel volumes under a transform are resampled through
+  it first. Everything is computed before the scene is touched.
+- Rings (:meth:`HabitatLogic.add_ring`): a new segment holding the ring around a segment.
+
+>>> logic = HabitatLogic()
+>>> nodes = logic.habitats(segmentation, "Segment_1", {"CT": ct, "MR": mr, "PET": pet}, n_habitats=4, seed=1)
+>>> nodes.segmentations[0], nodes.statistics, nodes.fractions_chart
+"""
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import slicer
+import vtk
+
+from ..errors import RadiomicsLabError
+from ..habitats import (
+    Patient,
+    cohort_rows,
+    fit_habitats,
+    habitat_colour,
+    habitat_features,
+    habitat_provenance,
+)
+from ..regions import ring
+from ..registration import register, resample, transform_from_matrix
+from .convert import segment_ids, segment_name, segment_to_sitk, update_volume_from_sitk, volume_to_sitk
+from .delta import sitk_to_transform_node, transform_node_to_sitk
+from .extraction import ExtractionLogic
+from .tables import KIND_ATTRIBUTE, PROVENANCE_ATTRIBUTE, write_feature_table
+
+HABITATS_KIND = "habitats"
+HABITAT_STATISTICS_KIND = "habitat-statistics"
+HABITAT_COHORT_KIND = "habitat-cohort"
+METRIC_ATTRIBUTE = "RadiomicsLab.RegistrationMetric"
+CONVERGED_ATTRIBUTE = "RadiomicsLab.RegistrationConverged"
+REGISTRATION_KIND_ATTRIBUTE = "RadiomicsLab.RegistrationKind"
+REGISTRATION_ATTRIBUTE = "RadiomicsLab.Registration"
+HABITAT_TAG = "RadiomicsLab.Habitat"
+STATISTICS_ROLE = "RadiomicsLab.HabitatStatistics"
+_LPS_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@dataclass
+class HabitatNodes:
+    """What a habitat run put in the scene: one habitat segmentation per patient, the statistics and
+    cohort tables, the two charts, the channel transforms and feature tables by (patient, channel), and
+    the fitted model (:class:`~RadiomicsLabLib.habitats.HabitatModel`, to label new patients)."""
+
+    segmentations: list
+    statistics: object
+    cohort: object
+    fractions_chart: object
+    means_chart: object
+    transforms: dict = field(default_factory=dict)
+    features: dict = field(default_factory=dict)
+    model: object = None
+
+
+class HabitatLogic(ExtractionLogic):
+    """Habitats, rings and registration in the scene; every GUI button and console call goes through here.
+
+    An :class:`~RadiomicsLabLib.mrml.ExtractionLogic` too (loading volumes and segmentations, scenes,
+    features of any segmentation, e.g. of the rings).
+    """
+
+    # Registration ----------------------------------------------------------------------------
+    def register(self, fixed_volume, moving_volume, kind: str = "rigid", segmentation_node=None, segment_id=None,
+                 margin_mm: float = 20.0, seed: int = 0, apply: bool = True, progress=None, **options):
+        """Register ``moving_volume`` onto ``fixed_volume`` (Mattes mutual information, multi-resolution).
+
+        With a segment, the metric looks at the segment grown by ``margin_mm``. Returns a new transform
+        node (attributes: final metric, converged, kind, and the whole summary as JSON); with ``apply``,
+        the moving volume is put under it (displayed aligned; its voxels are not changed).
+        ``options`` go to :func:`~RadiomicsLabLib.registration.register`.
+        """
+        from ..regions import grow
+
+        self._check_node(fixed_volume, "vtkMRMLScalarVolumeNode", "fixed volume")
+        self._check_node(moving_volume, "vtkMRMLScalarVolumeNode", "moving volume")
+        fixed, moving = volume_to_sitk(fixed_volume), volume_to_sitk(moving_volume)
+        region = None
+        if segmentation_node is not None:
+            mask = segment_to_sitk(segmentation_node, self._segment_id(segmentation_node, segment_id), fixed_volume)
+            region = grow(mask, margin_mm)
+        result = register(fixed, moving, kind, fixed_mask=region, seed=seed, progress=progress, **options)
+        node = self._transform_node(result, f"{moving_volume.GetName()} to {fixed_volume.GetName()} ({kind})")
+        if apply:
+            moving_volume.SetAndObserveTransformNodeID(node.GetID())
+        return node
+
+    def _transform_node(self, result, name: str):
+        node = sitk_to_transform_node(result.transform, self.scene.GenerateUniqueName(name), self.scene)
+        node.SetAttribute(METRIC_ATTRIBUTE, repr(result.metric))
+        node.SetAttribute(CONVERGED_ATTRIBUTE, "true" if result.converged else "false")
+        node.SetAttribute(REGISTRATION_KIND_ATTRIBUTE, result.kind)
+        node.SetAttribute(REGISTRATION_ATTRIBUTE, json.dumps({
+            "kind": result.kind, "metric": result.metric, "converged": result.converged,
+            "stop_condition": result.stop_condition, "iterations": result.iterations, "settings": result.settings}, default=str))
+        return node
+
+    @staticmethod
+    def registration_summary(transform_node) -> dict:
+        """The registration summary stored on a transform node made by :meth:`register` (empty if none)."""
+        text = transform_node.GetAttribute(REGISTRATION_ATTRIBUTE) if transform_node else None
+        return json.loads(text) if text else {}
+
+    # Habitats --------------------------------------------------------------------------------
+    def habitats(self, segmentation_node, segment_id, channels, n_habitats=4, method: str = "kmeans",
+                 reference_volume=None, name: str | None = None, features=None, progress=None, **options) -> HabitatNodes:
+        """Habitats of one segment from channel volumes (a dict name -> volume node, or a list of volume nodes
+        named by their node names). ``options``: any of :func:`~RadiomicsLabLib.habitats.fit_habitats`
+        (``registration`` defaults to ``"resample"``: volumes in one scene share its world space);
+        ``features``: settings for per-habitat features of each channel (a preset, parameter file or dict)."""
+        patient = {"name": name or segmentation_node.GetName() if segmentation_node else "patient",
+                   "segmentation": segmentation_node, "segment": segment_id, "channels": channels,
+                   "reference": reference_volume}
+        return self.cohort_habitats([patient], n_habitats, method, features=features, progress=progress, **options)
+
+    def cohort_habitats(self, patients, n_habitats=4, method: str = "kmeans", features=None, progress=None,
+                        **options) -> HabitatNodes:
+        """Population-level habitats: one model fitted on the pooled voxels of every patient and applied to each.
+
+        ``patients``: dicts with ``segmentation`` (node), ``segment`` (ID or name; default the only/first
+        segment), ``channels`` (dict name -> volume node, same names for all), optional ``name`` and
+        ``reference`` (the volume whose grid the habitats are on; default the segmentation's reference
+        volume, else the first channel).
+        """
+        options.setdefault("registration", "resample")
+        settings = None
+        if features is not None:
+            from ..settings import load_settings
+
+            settings = load_settings(features)
+        cases = [self._patient(spec, i) for i, spec in enumerate(patients)]
+        model, results = fit_habitats([patient for patient, _ in cases], n_habitats, method, progress=progress, **options)
+        extracted = {}
+        if settings is not None:
+            extracted = {patient.name: habitat_features(patient, result, settings) for (patient, _), result in zip(cases, results)}
+        provenance = habitat_provenance(model, results, {"nodes": {p.name: ref.GetID() for p, ref in cases}})
+        return self._write_nodes(model, results, cases, extracted, provenance)
+
+    def apply_habitats(self, model, segmentation_node, segment_id, channels, reference_volume=None,
+                       name: str | None = None, features=None) -> HabitatNodes:
+        """Label a new patient with a fitted model (``HabitatNodes.model`` of an earlier run)."""
+        spec = {"name": name or segmentation_node.GetName(), "segmentation": segmentation_node, "segment": segment_id,
+                "channels": channels, "reference": reference_volume}
+        patient, reference = self._patient(spec, 0)
+        result = model.label(patient)
+        extracted = {}
+        if features is not None:
+            from ..settings import load_settings
+
+            extracted = {patient.name: habitat_features(patient, result, load_settings(features))}
+        provenance = habitat_provenance(model, [result], {"nodes": {patient.name: reference.GetID()}})
+        return self._write_nodes(model, [result], [(patient, reference)], extracted, provenance)
+
+    def _patient(self, spec: dict, index: int):
+        """(core Patient on the reference grid, reference volume node) of one patient description."""
+        segmentation = spec.get("segmentation")
+        self._check_node(segmentation, "vtkMRMLSegmentationNode", f"segmentation of patient {index + 1}")
+        channels = spec.get("channels")
+        if isinstance(channels, (list, tuple)):
+            channels = {volume.GetName() if volume else "None": volume for volume in channels}
+        if not channels:
+            raise RadiomicsLabError(f"No channel volumes for '{segmentation.GetName()}'; choose at least one volume.")
+        for channel, volume in channels.items():
+            self._check_node(volume, "vtkMRMLScalarVolumeNode", f"channel '{channel}'")
+        reference = spec.get("reference") or self._reference_volume(segmentation) or next(iter(channels.values()))
+        self._check_node(reference, "vtkMRMLScalarVolumeNode", "reference volume")
+        mask = segment_to_sitk(segmentation, self._segment_id(segmentation, spec.get("segment")), reference)
+        grid = volume_to_sitk(reference)
+        images = {channel: self._channel_image(volume, grid) for channel, volume in channels.items()}
+        return Patient(spec.get("name") or segmentation.GetName(), mask, images), reference
+
+    @staticmethod
+    def _channel_image(volume, grid):
+        """A channel volume as a SimpleITK image; under a transform it is resampled through it onto ``grid``."""
+        image = volume_to_sitk(volume)
+        parent = volume.GetParentTransformNode()
+        if parent is None:
+            return image
+        if parent.IsTransformToWorldLinear():
+            matrix = vtk.vtkMatrix4x4()
+            parent.GetMatrixTransformToWorld(matrix)
+            to_world = np.array([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)])
+            return resample(image, grid, transform_from_matrix(_LPS_RAS @ np.linalg.inv(to_world) @ _LPS_RAS))
+        if parent.GetParentTransformNode() is None:
+            return resample(image, grid, transform_node_to_sitk(parent))
+        raise RadiomicsLabError(f"Volume '{volume.GetName()}' is under nested non-linear transforms; harden them first "
+                                "(Data module: right-click the volume > Harden transform).")
+
+    def _write_nodes(self, model, results, cases, extracted, provenance) -> HabitatNodes:
+        """Every output node, made only now that everything is computed."""
+        nodes = HabitatNodes([], None, None, None, None, model=model)
+        for (patient, reference), result in zip(cases, results):
+            segmentation = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
+                                                        self.scene.GenerateUniqueName(f"{patient.name} habitats"))
+            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(reference)
+            segmentation.CreateDefaultDisplayNodes()
+            present = [row for row in result.rows if row["voxels"]]
+            self.import_segments(segmentation, result.label_map, {row["habitat"]: row["name"] for row in present})
+            segmentation.SetAttribute(KIND_ATTRIBUTE, HABITATS_KIND)
+            segmentation.SetAttribute(PROVENANCE_ATTRIBUTE, json.dumps(provenance, default=str))
+            segmentation.SetNodeReferenceID("RadiomicsLab.Volume", reference.GetID())
+            nodes.segmentations.append(segmentation)
+            for channel, registration in result.registrations.items():
+                if registration is not None:
+                    nodes.transforms[(patient.name, channel)] = self._transform_node(
+                        registration, f"{patient.name} {channel} to {model.channels[0]} ({registration.kind})")
+            for channel, extraction in extracted.get(patient.name, {}).items():
+                table = self.scene.AddNewNodeByClass("vtkMRMLTableNode", self.scene.GenerateUniqueName(
+                    f"{patient.name} habitat features {channel}"))
+                write_feature_table(table, extraction.values, extraction.provenance)
+                table.SetNodeReferenceID("RadiomicsLab.Segmentation", segmentation.GetID())
+                nodes.features[(patient.name, channel)] = table
+        rows = [row for result in results for row in result.rows]
+        nodes.statistics = self.rows_table("habitat statistics", rows, HABITAT_STATISTICS_KIND, provenance)
+        nodes.cohort = self.rows_table("habitat cohort", cohort_rows(results, extracted), HABITAT_COHORT_KIND, provenance)
+        for segmentation in nodes.segmentations:
+            segmentation.SetNodeReferenceID(STATISTICS_ROLE, nodes.statistics.GetID())
+        nodes.fractions_chart = self._fractions_chart(model, results)
+        nodes.means_chart = self._means_chart(model)
+        return nodes
+
+    def import_segments(self, segmentation_node, label_map, names: dict, colours: dict | None = None) -> list:
+        """Add one segment per label value in ``names`` (value -> segment name) from a label map; returns the new IDs.
+
+        Each segment gets its name, a colour (``colours`` or the habitat colour of its value) and the tag
+        ``RadiomicsLab.Habitat`` = value. Values with no voxels are skipped.
+        """
+        import SimpleITK as sitk
+
+        added = []
+        array = sitk.GetArrayViewFromImage(label_map)
+        for value, segment_label in names.items():
+            if not np.any(array == value):
+                continue
+            binary = sitk.Cast(label_map == value, sitk.sitkUInt8)
+            labelmap_node = update_volume_from_sitk(slicer.vtkMRMLLabelMapVolumeNode(), binary)
+            before = set(segment_ids(segmentation_node))
+            if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap_node, segmentation_node):
+                raise RadiomicsLabError(f"Segment '{segment_label}' could not be imported into '{segmentation_node.GetName()}'.")
+            new = [s for s in segment_ids(segmentation_node) if s not in before]
+            segment = segmentation_node.GetSegmentation().GetSegment(new[0])
+            segment.SetName(segment_label)
+            segment.SetColor(*(colours or {}).get(value, habitat_colour(int(value))))
+            segment.SetTag(HABITAT_TAG, str(value))
+            added.append(new[0])
+        return added
+
+    # Rings -----------------------------------------------------------------------------------
+    def add_ring(self, segmentation_node, segment_id, start_mm: float, stop_mm: float, reference_volume=None,
+                 clip=None, name: str | None = None, colour=(0.85, 0.35, 0.75)) -> str:
+        """Add the ring from ``start_mm`` to ``stop_mm`` around a segment as a new segment of the same
+        segmentation (see :mod:`RadiomicsLabLib.regions`); ``clip``: (segmentation node, segment) of a body or
+        organ mask the ring is kept inside. Returns the new segment's ID."""
+        self._check_node(segmentation_node, "vtkMRMLSegmentationNode", "segmentation")
+        source = self._segment_id(segmentation_node, segment_id)
+        reference = reference_volume or self._reference_volume(segmentation_node)
+        if reference is None:
+            raise RadiomicsLabError(f"Segmentation '{segmentation_node.GetName()}' has no reference volume; give reference_volume.")
+        mask = segment_to_sitk(segmentation_node, source, reference)
+        clip_mask = None
+        if clip is not None:
+            clip_segmentation, clip_segment = clip
+            self._check_node(clip_segmentation, "vtkMRMLSegmentationNode", "clip segmentation")
+            clip_mask = segment_to_sitk(clip_segmentation, self._segment_id(clip_segmentation, clip_segment), reference)
+        region = ring(mask, start_mm, stop_mm, clip_mask)
+        import SimpleITK as sitk
+
+        if not sitk.GetArrayViewFromImage(region).any():
+            raise RadiomicsLabError(f"The ring from {start_mm:g} to {stop_mm:g} mm has no voxels (narrower than the voxel "
+                                    "spacing, or clipped away); widen it.")
+        label = name or f"{segment_name(segmentation_node, source)} ring {start_mm:+g} to {stop_mm:+g} mm"
+        return self.import_segments(segmentation_node, region, {1: label}, {1: colour})[0]
+
+    # Tables and charts -----------------------------------------------------------------------
+    def rows_table(self, name: str, rows: list, kind: str, provenance: dict | None = None):
+        """A new table node from dict rows: numeric columns as doubles (so plots can use them), text as strings."""
+        columns = list(dict.fromkeys(c for row in rows for c in row))
+        table = vtk.vtkTable()
+        for column in columns:
+            values = [row.get(column) for row in rows]
+            numeric = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values)
+            array = vtk.vtkDoubleArray() if numeric else vtk.vtkStringArray()
+            array.SetName(column)
+            for value in values:
+                array.InsertNextValue(float(value) if numeric else ("" if value is None else str(value)))
+            table.AddColumn(array)
+        node = self.scene.AddNewNodeByClass("vtkMRMLTableNode", self.scene.GenerateUniqueName(name))
+        node.SetAndObserveTable(table)
+        node.SetUseColumnTitleAsColumnHeader(True)
+        node.SetAttribute(KIND_ATTRIBUTE, kind)
+        if provenance is not None:
+            node.SetAttribute(PROVENANCE_ATTRIBUTE, json.dumps(provenance, default=str))
+        return node
+
+    def _fractions_chart(self, model, results):
+        rows = [{"patient": r.patient, "index": i + 1, **{f"fraction_{h}": f for h, f in r.fractions().items()}}
+                for i, r in enumerate(results)]
+        table = self.rows_table("habitat fractions", rows, "habitat-fractions-plot")
+        chart = self._chart("Habitat fractions per patient", "patient", "fraction of the ROI")
+        for habitat, label in enumerate(model.names, start=1):
+            self._bar(chart, table, "index", f"fraction_{habitat}", label, habitat_colour(habitat))
+        return chart
+
+    def _means_chart(self, model):
+        centres = model.clustering.standardised_centres()
+        rows = [{"habitat": h + 1, "name": model.names[h], **{channel: float(centres[h, j]) for j, channel in enumerate(model.channels)}}
+                for h in range(model.n_habitats)]
+        table = self.rows_table("habitat channel means", rows, "habitat-means-plot")
+        chart = self._chart("Channel means per habitat", "habitat", "centre (SD from the mean)")
+        for j, channel in enumerate(model.channels):
+            self._bar(chart, table, "habitat", channel, channel, None)
+        return chart
+
+    def _chart(self, title: str, x_title: str, y_title: str):
+        chart = self.scene.AddNewNodeByClass("vtkMRMLPlotChartNode", self.scene.GenerateUniqueName(title))
+        chart.SetTitle(title)
+        chart.SetXAxisTitle(x_title)
+        chart.SetYAxisTitle(y_title)
+        return chart
+
+    def _bar(self, chart, table, x_column: str, y_column: str, label: str, colour):
+        series = self.scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", self.scene.GenerateUniqueName(label))
+        series.SetAndObserveTableNodeID(table.GetID())
+        series.SetXColumnName(x_column)
+        series.SetYColumnName(y_column)
+        series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeBar)
+        if colour is None:
+            series.SetUniqueColor()
+        else:
+            series.SetColor(*colour)
+        chart.AddAndObservePlotSeriesNodeID(series.GetID())
+        return series
+
+    # Helpers ---------------------------------------------------------------------------------
+    @staticmethod
+    def table_rows(table_node) -> list:
+        """The rows of a table made by :meth:`rows_table`, as dicts (numbers as floats)."""
+        table = table_node.GetTable()
+        columns = [table.GetColumn(i) for i in range(table.GetNumberOfColumns())]
+        rows = []
+        for r in range(table.GetNumberOfRows()):
+            row = {}
+            for column in columns:
+                value = column.GetValue(r)
+                row[column.GetName()] = float(value) if isinstance(column, vtk.vtkDoubleArray) else value
+            rows.append(row)
+        return rows
+
+    @staticmethod
+    def habitat_segments(segmentation_node) -> dict:
+        """Habitat id -> (segment ID, name) of a habitat segmentation."""
+        found = {}
+        for segment_id in segment_ids(segmentation_node):
+            segment = segmentation_node.GetSegmentation().GetSegment(segment_id)
+            value = vtk.mutable("")
+            if segment.GetTag(HABITAT_TAG, value):
+                found[int(str(value))] = (segment_id, segment.GetName())
+        return found
+
+    def _segment_id(self, segmentation_node, segment) -> str:
+        """The ID of a segment given by ID or name; the first segment when None."""
+        return self.resolve_segments(segmentation_node, None if segment is None else [segment])[0]
+
+    @staticmethod
+    def _reference_volume(segmentation_node):
+        reference = segmentation_node.GetNodeReference("referenceImageGeometryRef")
+        return reference if reference is not None and reference.IsA("vtkMRMLScalarVolumeNode") else None
