@@ -10,5 +10,6 @@ from .cohort import CohortLogic
 from .delta import DeltaLogic
 from .extraction import ExtractionLogic
 from .habitats import HabitatLogic, HabitatNodes
+from .observers import ObserverLogic
 
-__all__ = ["CohortLogic", "DeltaLogic", "ExtractionLogic", "HabitatLogic", "HabitatNodes"]
+__all__ = ["CohortLogic", "DeltaLogic", "ExtractionLogic", "HabitatLogic", "HabitatNodes", "ObserverLogic"]

@@ -1,0 +1,383 @@
+"""``radiomicslab observers``: multi-observer agreement, consensus and feature reproducibility (ICC).
+
+Module-level imports stay click + stdlib (the CLI imports every command at start-up).
+"""
+
+import csv
+import io
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ..errors import RadiomicsLabError
+
+COHORT_COLUMNS = ("lesion", "observer", "image", "mask")
+
+
+@click.command("observers")
+@click.argument("image", required=False, type=click.Path(path_type=Path))
+@click.argument("masks", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-o", "--output-dir", required=True, type=click.Path(path_type=Path), help="Folder for the results.")
+@click.option("--names", multiple=True,
+              help="Observer names in mask order (comma-separated or repeated; default: each file's name without extensions).")
+@click.option("--readers", multiple=True,
+              help="Reader of each mask, in order (comma-separated or repeated): two masks of one reader are an intra-observer pair.")
+@click.option("--lesion", "lesion_name", default=None,
+              help="Name of the lesion given by IMAGE and MASKs (default: IMAGE's name without extensions).")
+@click.option("--label", type=int, default=None, help="Label value of the lesion in every mask (default: the mask's only label).")
+@click.option("--cohort", type=click.Path(path_type=Path), default=None,
+              help="CSV of several lesions, columns lesion,observer,image,mask (optional reader,label); paths relative to the CSV.")
+@click.option("--perturb", is_flag=True,
+              help="Add synthetic observers: MIRP-style perturbations of each lesion's first mask (default plan).")
+@click.option("--perturbation", "perturbations", multiple=True,
+              help="A perturbation instead of the default plan (repeatable; implies --perturb): grow:mm=-1, grow:fraction=0.1, "
+                   "supervoxels:volume=500,compactness=0.05, deform:mm=2,smoothness=10, shift:mm=2, noise:scale=1.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Master seed of the perturbations.")
+@click.option("--strict", is_flag=True,
+              help="Refuse masks on another grid than the image instead of resampling them (nearest neighbour).")
+@click.option("--params", default=None, help="Feature settings: pyradiomics parameter file or preset (see `radiomicslab presets`).")
+@click.option("--engine", type=click.Choice(["pyradiomics", "ibsi"]), default=None,
+              help="Feature engine (default: what the settings declare).")
+@click.option("--image-type", "image_types", multiple=True,
+              help="Image type replacing the settings' (repeatable), e.g. Original, 'LoG:sigma=1,3'.")
+@click.option("--robust-rule", default=None, help="Robust-feature rule on icc.csv's columns [default: icc2_ci_low >= 0.75].")
+@click.option("--icc-type", type=click.Choice(["icc1", "icc2", "icc3"]), default="icc2", show_default=True,
+              help="ICC in icc.csv's icc/ci_low/ci_high columns and the plot: ICC(1,1), ICC(2,1) or ICC(3,1).")
+@click.option("--no-features", is_flag=True, help="Agreement and consensus only: no feature extraction, no ICC.")
+def command(image, masks, output_dir, names, readers, lesion_name, label, cohort, perturb, perturbations, seed, strict,
+            params, engine, image_types, robust_rule, icc_type, no_features):
+    """Agreement of several observers' segmentations (Dice, Jaccard, volumes, Hausdorff, HD95, MSD), STAPLE and
+    majority-vote consensus, and feature reproducibility (ICC, CCC, CV, robust features) of one lesion
+    (IMAGE MASK1 MASK2 ...) or a --cohort of lesions."""
+    from ..perturbation import perturb_lesion, perturbation_plan
+    from ..reproducibility import parse_rule
+    from ..settings import load_settings
+
+    started = time.perf_counter()
+    perturb = perturb or bool(perturbations)
+    features = not no_features
+    names, readers = _split(names), _split(readers)
+    if image is None and cohort is None:
+        raise click.UsageError("Give IMAGE and the observers' MASKs, or --cohort cohort.csv.")
+    if image is not None and not masks:
+        raise RadiomicsLabError(
+            "Give the observers' masks after IMAGE (at least two; or one with --perturb for synthetic observers)."
+        )
+    if image is None and (names or readers or lesion_name):
+        raise click.UsageError("--names, --readers and --lesion describe IMAGE and MASKs; in --cohort use its columns.")
+    if image is not None and len(masks) < 2 and not perturb:  # checked before anything is read
+        raise RadiomicsLabError(
+            f"Agreement needs at least 2 observers; got 1 ({names[0] if names else _stem(masks[0])}). "
+            "Give another observer's mask, or use --perturb to make synthetic observers from one mask."
+        )
+    for option, given in (("--names", names), ("--readers", readers)):
+        if given and len(given) != len(masks):
+            raise RadiomicsLabError(f"{option} gives {len(given)} name(s) for {len(masks)} mask(s); give one per mask, in order.")
+    rule = parse_rule(robust_rule) if robust_rule else None
+    settings = load_settings(params, image_types, engine) if features else None
+    plan = perturbation_plan(perturbations or None) if perturb else []
+    specs = []
+    if image is not None:
+        specs.append(_positional_lesion(image, masks, names, readers, lesion_name))
+    if cohort is not None:
+        specs += _read_cohort(cohort)
+    _check_lesion_names(specs)
+    outputs = _output_paths(output_dir, [s["name"] for s in specs], features, bool(plan))
+    _check_writable(outputs)
+    lesions = _load_lesions(specs, label, strict, 1 if plan else 2)
+    for lesion in lesions:
+        if plan:
+            click.echo(f"Perturbing lesion '{lesion.name}': {', '.join(map(str, plan))} (seed {seed})", err=True)
+            perturb_lesion(lesion, plan, seed)
+    study = _run(lesions, settings, features, rule, icc_type)
+    _write_outputs(study, outputs, specs, settings, rule, icc_type, seed if plan else None)
+    _report(study, output_dir, time.perf_counter() - started)
+
+
+# Inputs -----------------------------------------------------------------------------------------
+def _split(values) -> list[str]:
+    """``("a,b", "c")`` -> ``["a", "b", "c"]``."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def _stem(path: Path) -> str:
+    """A file's name without extensions: ``reader1.seg.nrrd`` -> ``reader1``."""
+    return Path(path).name.split(".")[0] or Path(path).name
+
+
+def _positional_lesion(image, masks, names, readers, lesion_name) -> dict:
+    names = names or [_stem(m) for m in masks]
+    return {"name": lesion_name or _stem(image), "image": Path(image), "where": "the command line",
+            "observers": [(n, Path(m), readers[i] if readers else n) for i, (n, m) in enumerate(zip(names, masks))],
+            "label": None}
+
+
+def _read_cohort(path: Path) -> list[dict]:
+    """Lesions of a cohort CSV (columns lesion, observer, image, mask; optional reader, label), in first-seen order."""
+    if not path.is_file():
+        raise RadiomicsLabError(f"Cannot read cohort '{path}': no such file; check the path.")
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            rows = list(csv.DictReader(handle))
+            header = rows[0].keys() if rows else []
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise RadiomicsLabError(f"Cannot read cohort '{path}': {error}") from None
+    missing = [c for c in COHORT_COLUMNS if c not in header]
+    if not rows or missing:
+        raise RadiomicsLabError(f"Cohort '{path}' needs a header and rows with columns {', '.join(COHORT_COLUMNS)} "
+                                f"(optional reader, label){'; missing ' + ', '.join(missing) if rows else '; it has no rows'}.")
+    lesions = {}
+    for line, row in enumerate(rows, start=2):
+        empty = [c for c in COHORT_COLUMNS if not (row.get(c) or "").strip()]
+        if empty:
+            raise RadiomicsLabError(f"Cohort '{path}' line {line} has no {', '.join(empty)}; fill in every column.")
+        name, observer = row["lesion"].strip(), row["observer"].strip()
+        image = (path.parent / row["image"].strip())
+        lesion = lesions.setdefault(name, {"name": name, "image": image, "where": f"cohort '{path}'", "observers": [], "label": None})
+        if lesion["image"] != image:
+            raise RadiomicsLabError(f"Cohort '{path}' line {line}: lesion '{name}' has two images ({lesion['image'].name}, "
+                                    f"{image.name}); every observer of a lesion segments the same image.")
+        label = (row.get("label") or "").strip()
+        if label:
+            try:
+                lesion["label"] = int(label)
+            except ValueError:
+                raise RadiomicsLabError(f"Cohort '{path}' line {line}: label '{label}' is not a whole number.") from None
+        lesion["observers"].append((observer, path.parent / row["mask"].strip(), (row.get("reader") or "").strip() or observer))
+    return list(lesions.values())
+
+
+def _check_lesion_names(specs):
+    seen = set()
+    for spec in specs:
+        name = spec["name"]
+        if not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise RadiomicsLabError(f"Lesion name '{name}' in {spec['where']} cannot name a folder; "
+                                    "use letters, digits, '.', '_' or '-'.")
+        if name in seen:
+            raise RadiomicsLabError(f"Lesion name '{name}' is used twice; "
+                                    "give each lesion its own name (--lesion, or the cohort's lesion column).")
+        seen.add(name)
+
+
+def _load_lesions(specs, label, strict, min_observers) -> list:
+    """Read every image and mask and check each lesion (all before any work)."""
+    from ..imageio import read_image
+    from ..observers import make_lesion
+
+    images, lesions = {}, []
+    for spec in specs:
+        if spec["image"] not in images:
+            images[spec["image"]] = read_image(spec["image"], "image")
+        masks = [(name, read_image(mask, f"mask of observer '{name}'")) for name, mask, _ in spec["observers"]]
+        readers = {name: reader for name, _, reader in spec["observers"]}
+        lesion = make_lesion(spec["name"], images[spec["image"]], masks, spec["label"] if spec["label"] is not None else label,
+                             strict, readers, min_observers)
+        lesions.append(lesion)
+    return lesions
+
+
+# Work -------------------------------------------------------------------------------------------
+def _run(lesions, settings, features, rule, icc_type):
+    from ..observers import run_study
+
+    bar = None
+
+    def progress(done, total, message):
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="step", file=sys.stderr, leave=False)
+        bar.set_postfix_str(message)
+        bar.update(1)
+
+    try:
+        return run_study(lesions, settings, features, rule, icc_type, progress)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+# Outputs ----------------------------------------------------------------------------------------
+def _output_paths(output_dir: Path, lesion_names, features: bool, perturbed: bool) -> dict:
+    """Every file this run writes: tables, plots, provenance, and each lesion's consensus masks."""
+    out = {"agreement": output_dir / "agreement.csv", "summary": output_dir / "agreement_summary.csv",
+           "matrix": output_dir / "dice_matrix.csv", "staple": output_dir / "staple.csv",
+           "provenance": output_dir / "observers.provenance.json",
+           "matrix_png": output_dir / "dice_matrix.png", "bland_altman_png": output_dir / "bland_altman_volumes.png"}
+    if features:
+        out.update(features=output_dir / "features.csv", icc=output_dir / "icc.csv", robust=output_dir / "robust_features.txt",
+                   icc_png=output_dir / "icc.png")
+    if perturbed:
+        out["perturbations"] = output_dir / "perturbations.csv"
+    for name in lesion_names:
+        folder = output_dir if len(lesion_names) == 1 else output_dir / name
+        out[("staple", name)] = folder / "consensus_staple.nrrd"
+        out[("majority", name)] = folder / "consensus_majority.nrrd"
+    return out
+
+
+def _check_writable(outputs: dict):
+    from ..fileio import check_writable
+
+    for path in outputs.values():
+        check_writable(path)
+
+
+def _cell(value) -> str:
+    """CSV text: floats in their shortest exact form (NaN empty), booleans true/false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return "" if math.isnan(value) else repr(value)
+    return "" if value is None else str(value)
+
+
+def _csv_text(rows, columns) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in columns])
+    return buffer.getvalue()
+
+
+def _write_outputs(study, outputs, specs, settings, rule, icc_type, seed):
+    from dataclasses import replace
+
+    from ..fileio import write_image_atomic, write_text_atomic
+    from ..observers import PAIR_COLUMNS, STAPLE_COLUMNS, SUMMARY_COLUMNS, dice_matrix, staple_rows, summary_rows
+    from ..provenance import file_sha256, software_versions
+    from ..reproducibility import ICC_COLUMNS
+    from ..results import to_csv_text
+
+    pairs, matrix = study.pairs, dice_matrix(study.pairs)
+    texts = {"agreement": _csv_text(pairs, PAIR_COLUMNS), "summary": _csv_text(summary_rows(study), SUMMARY_COLUMNS),
+             "matrix": _csv_text(matrix, list(matrix[0])), "staple": _csv_text(staple_rows(study), STAPLE_COLUMNS)}
+    records = [r for result in study.lesions for r in result.lesion.perturbations]
+    if "perturbations" in outputs:
+        texts["perturbations"] = _csv_text([{**r, "parameters": json.dumps(r["parameters"]), "details": json.dumps(r["details"])}
+                                            for r in records],
+                                           ("lesion", "observer", "source", "perturbation", "kind", "parameters", "master_seed",
+                                            "seed", "voxels_source", "voxels", "dice_to_source", "details"))
+    reproducibility = study.reproducibility
+    if reproducibility is not None:
+        texts["features"] = to_csv_text([replace(v, segment=f"{lesion}/{v.segment}") for lesion, v in study.features])
+        texts["icc"] = _csv_text(reproducibility.rows, ICC_COLUMNS)
+        texts["robust"] = "".join(f"{f}\n" for f in reproducibility.robust)
+    inputs = [{"lesion": s["name"], "image": {"path": str(s["image"].resolve()), "sha256": _sha(s["image"], file_sha256)},
+               "masks": {n: {"path": str(m.resolve()), "sha256": _sha(m, file_sha256), "reader": r} for n, m, r in s["observers"]}}
+              for s in specs]
+    provenance = {"software": software_versions(), "inputs": inputs, "notes": study.notes,
+                  "settings": settings.source if settings is not None else None,
+                  "robust_rule": str(reproducibility.rule) if reproducibility is not None else None, "icc_type": icc_type,
+                  "staple_threshold": study.lesions[0].staple.threshold, "perturbation_seed": seed, "perturbations": records,
+                  "extraction": study.provenance}
+    texts["provenance"] = json.dumps(provenance, indent=2, default=str) + "\n"
+    for key, text in texts.items():
+        write_text_atomic(outputs[key], text)
+    for result in study.lesions:
+        write_image_atomic(result.staple.consensus, outputs[("staple", result.lesion.name)])
+        write_image_atomic(result.majority, outputs[("majority", result.lesion.name)])
+    _plots(study, outputs)
+
+
+def _sha(path: Path, file_sha256):
+    return file_sha256(path) if path.is_file() else None
+
+
+def _plots(study, outputs):
+    """dice_matrix.png, bland_altman_volumes.png and (with ICCs) icc.png, drawn with matplotlib's Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from ..observers import dice_matrix, volume_bland_altman
+
+    matrix = dice_matrix(study.pairs)
+    observers = [row["observer"] for row in matrix]
+    values = np.array([[row[o] for o in observers] for row in matrix])
+    size = 2.5 + 0.6 * len(observers)
+    figure, axes = plt.subplots(figsize=(size + 1, size))
+    low = max(0.0, float(np.nanmin(values)) - 0.05)
+    shown = axes.imshow(values, vmin=low, vmax=1.0, cmap="viridis")
+    axes.set_xticks(range(len(observers)), observers, rotation=45, ha="right")
+    axes.set_yticks(range(len(observers)), observers)
+    for i in range(len(observers)):
+        for j in range(len(observers)):
+            light = (values[i, j] - low) / (1.0 - low) > 0.6 if low < 1.0 else True  # viridis is light at the top
+            axes.text(j, i, f"{values[i, j]:.3f}", ha="center", va="center", color="black" if light else "white", fontsize=8)
+    figure.colorbar(shown, label="Dice" + (" (mean over lesions)" if len(study.lesions) > 1 else ""))
+    axes.set_title("Pairwise Dice")
+    _save(figure, outputs["matrix_png"])
+
+    ba = volume_bland_altman(study.pairs)
+    figure, axes = plt.subplots(figsize=(7, 5))
+    axes.scatter(ba["mean_mm3"], ba["difference_mm3"], s=18, color="tab:blue", label="observer pairs")
+    lines = ((ba["bias_mm3"], "-", "bias"), (ba["lower_mm3"], "--", "bias - 1.96 SD"), (ba["upper_mm3"], "--", "bias + 1.96 SD"))
+    for y, style, text in lines:
+        if math.isfinite(y):
+            axes.axhline(y, linestyle=style, color="tab:red" if style == "--" else "black", linewidth=1, label=f"{text} = {y:.4g}")
+    axes.set_xlabel("mean volume of the pair (mm³)")
+    axes.set_ylabel("volume difference a − b (mm³)")
+    axes.set_title("Bland-Altman of observer volumes")
+    axes.legend(fontsize=8)
+    _save(figure, outputs["bland_altman_png"])
+
+    reproducibility = study.reproducibility
+    if reproducibility is None:
+        return
+    rows = sorted((r for r in reproducibility.rows if math.isfinite(r["icc"])), key=lambda r: r["icc"])
+    figure, axes = plt.subplots(figsize=(8, max(3.0, 0.16 * len(rows) + 1.5)))
+    if rows:
+        y = np.arange(len(rows))
+        icc = np.array([r["icc"] for r in rows])
+        low, high = np.array([r["ci_low"] for r in rows]), np.array([r["ci_high"] for r in rows])
+        colours = ["tab:green" if r["robust"] else "tab:gray" for r in rows]
+        axes.errorbar(icc, y, xerr=[icc - low, high - icc], fmt="none", ecolor="lightgray", elinewidth=1)
+        axes.scatter(icc, y, c=colours, s=12, zorder=3)
+        axes.set_yticks(y, [r["feature"] for r in rows] if len(rows) <= 120 else [], fontsize=5)
+        rule = reproducibility.rule
+        if rule.column.startswith(reproducibility.icc_type):
+            axes.axvline(rule.threshold, color="tab:red", linestyle="--", linewidth=1, label=f"robust: {rule}")
+            axes.legend(fontsize=8, loc="lower right")
+    else:
+        axes.text(0.5, 0.5, "no ICC: it needs at least 2 lesions (use --cohort)", ha="center", va="center", transform=axes.transAxes)
+    label = rows[0]["icc_type"] if rows else reproducibility.rows[0]["icc_type"]
+    axes.set_xlabel(f"{label} with 95 % CI ({len(reproducibility.lesions)} lesions, {len(reproducibility.observers)} observers)")
+    axes.set_title(f"Feature reproducibility: {len(reproducibility.robust)} of {len(reproducibility.rows)} robust")
+    _save(figure, outputs["icc_png"])
+
+
+def _save(figure, path: Path):
+    import matplotlib.pyplot as plt
+
+    from ..fileio import atomic_output
+
+    figure.tight_layout()
+    with atomic_output(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    plt.close(figure)
+
+
+def _report(study, output_dir: Path, seconds: float):
+    pairs = study.pairs
+    dice = [p["dice"] for p in pairs]
+    observers = sorted({o for r in study.lesions for o in r.lesion.observers})
+    lines = [f"Agreement of {len(observers)} observers on {len(study.lesions)} lesion(s), {len(pairs)} pair(s): "
+             f"Dice mean {sum(dice) / len(dice):.3f} (min {min(dice):.3f}, max {max(dice):.3f}); "
+             + ", ".join(f"GCI {r.lesion.name} {r.agreement.generalised_conformity:.3f}" for r in study.lesions[:5])
+             + (" ..." if len(study.lesions) > 5 else "")]
+    reproducibility = study.reproducibility
+    if reproducibility is not None:
+        lines.append(f"Features: {len(reproducibility.rows)}; robust ({reproducibility.rule}): {len(reproducibility.robust)}")
+    lines += [f"note: {note}" for note in study.notes]
+    lines.append(f"Done in {seconds:.1f} s -> {output_dir}")
+    click.echo("\n".join(lines), err=True)
