@@ -48,7 +48,8 @@ def read_csv(path):
 
 def run_cli(*args, cwd=None):
     """Run the installed ``radiomicslab`` console script; returns the CompletedProcess."""
-    return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, encoding="utf-8", cwd=cwd,
+                          timeout=300)
 
 
 def failing_reference_rows(values: dict, dataset: str, prefixes=(), families=()):

@@ -235,7 +235,7 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
             kernel[0, 0, 0] = np.inf
         np.sqrt(kernel, out=kernel)
         np.divide(1.0, kernel, out=kernel)
-        kernel_ft = scipy.fft.rfftn(kernel, workers=-1)
+        kernel_ft = scipy.fft.rfftn(kernel, workers=1)
         del kernel
         factor = 1.0 if shift == 0 else 2.0    # slab pairs (i, j > i) stand for both orders
         for i in range(n_slabs - shift):
@@ -259,9 +259,9 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
 
 
 def _convolve(grid, kernel_ft, fft_shape, out_shape):
-    spectrum = scipy.fft.rfftn(grid, fft_shape, workers=-1)
+    spectrum = scipy.fft.rfftn(grid, fft_shape, workers=1)
     spectrum *= kernel_ft
-    full = scipy.fft.irfftn(spectrum, fft_shape, workers=-1)
+    full = scipy.fft.irfftn(spectrum, fft_shape, workers=1)
     del spectrum
     return full[: out_shape[0], : out_shape[1], : out_shape[2]].copy()
 
