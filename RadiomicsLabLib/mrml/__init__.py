@@ -9,7 +9,9 @@ Usable from desktop Slicer's Python console and headless (``trame_slicer.core.Sl
 from .cohort import CohortLogic
 from .delta import DeltaLogic
 from .extraction import ExtractionLogic
+from .featuremaps import FeatureMapLogic, FeatureMapResult
 from .habitats import HabitatLogic, HabitatNodes
 from .observers import ObserverLogic
 
-__all__ = ["CohortLogic", "DeltaLogic", "ExtractionLogic", "HabitatLogic", "HabitatNodes", "ObserverLogic"]
+__all__ = ["CohortLogic", "DeltaLogic", "ExtractionLogic", "FeatureMapLogic", "FeatureMapResult", "HabitatLogic",
+           "HabitatNodes", "ObserverLogic"]

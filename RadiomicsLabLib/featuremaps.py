@@ -1,0 +1,1030 @@
+"""Voxel-wise feature maps: every feature over a sliding cubic kernel, on the input image's grid.
+
+``feature_maps(image, mask, features, radius=1, definition="ibsi")`` computes, for every voxel of the
+mask (or of the whole image), the chosen features on the voxels of the region of interest inside the
+cube of ``2 radius + 1`` voxels around it (one slice of it with ``in_plane=True``), and returns a
+mapping from feature name to a SimpleITK image on the input grid (NaN outside the mask and where a
+feature is undefined). Grey levels are discretised once over the whole region of interest, exactly as
+for segment extraction, so a map's values are comparable with the segment's.
+
+Two definitions:
+
+- ``ibsi``: RadiomicsLab's IBSI engine. The image and mask are prepared by the engine's preprocessing
+  (re-segmentation, rounding, optional IBSI chapter 2 filter; no resampling: maps live on the input grid)
+  and discretisation; each kernel is a region of interest of its own: pairs, runs, zones and
+  neighbourhoods stay inside the kernel box, the box edge counts as outside the ROI (GLDZM distances).
+  The GLCM and GLRLM features are the engine's own formula classes
+  (:class:`~RadiomicsLabLib.ibsi.features.glcm.GlcmFeatures`, :class:`~RadiomicsLabLib.ibsi.features.glrlm.GlrlmFeatures`)
+  evaluated on every kernel's matrices at once; the GLSZM, GLDZM and NGLDM features are the same IBSI
+  formulas as the GLRLM's on their count matrices (see :mod:`RadiomicsLabLib.ibsi.features.zones`), so
+  they are evaluated by the same vectorised class. Intensity statistics, the intensity histogram and the
+  NGTDM are compiled per-voxel formulas (:mod:`.featuremap_kernels`). Names are IBSI tags with the
+  aggregation of the kernel's dimension: ``cm_contrast_3D_avg``, ``szm_sze_3D``, ``stat_mean``
+  (``_2D_*`` for in-plane kernels). A map voxel equals the segment engine run on that voxel's kernel
+  (``Testing/test_featuremaps.py`` checks it for random voxels of real images).
+- ``pyradiomics``: pyradiomics' ``voxelBased=True`` mode (pyradiomics-bhklab 3.1): its kernel (the cube
+  clipped to the image, intersected with the mask), its discretisation over the whole ROI
+  (``radiomics.imageoperations.binImage``, bins aligned on multiples of ``binWidth``), its formulas with their
+  ``eps`` inside logarithms and their values for degenerate kernels (GLCM Correlation 1 on flat kernels,
+  NGTDM Coarseness 1e6, ...), NGTDM counting voxels without neighbours, GLRLM leaving out a direction along
+  which no line of the kernel holds two ROI voxels. Names are pyradiomics' without the image type:
+  ``glcm_Contrast``, ``firstorder_Mean``. Checked against pyradiomics' own voxel-based output on real crops,
+  every voxel and every feature of firstorder, GLCM, GLRLM, GLSZM, GLDM and NGTDM (``Testing/test_featuremaps.py``).
+
+Known pyradiomics behaviours that are documented here, not copied (the ``pyradiomics`` definition gives the
+value pyradiomics' own definition intends):
+
+- **MCC returns zeros** on some kernels: pyradiomics computes the eigenvalues of all kernels' Q matrices
+  in one ``numpy.linalg.eigvals`` call; a kernel with a direction without any pair puts NaN into Q, the
+  call raises, pyradiomics logs the failure and leaves the whole batch at ``initValue`` (0). Here MCC is
+  averaged over the directions that have pairs, like every other GLCM feature; pyradiomics run one voxel
+  per batch (``voxelBatch=1``, no direction left empty) gives the same values.
+- **JointAverage is NaN** on some kernels: pyradiomics averages it with ``mean`` instead of ``nanmean``, so
+  one direction without pairs makes it NaN. Here it is averaged over the directions with pairs (it then
+  equals half of SumAverage, as it must for a symmetric GLCM, and pyradiomics' value with ``voxelBatch=1``).
+- **Kurtosis is not excess kurtosis**: pyradiomics' ``firstorder_Kurtosis`` is m4 / m2^2 (3 for a normal
+  distribution), IBSI's ``stat_kurt`` is m4 / m2^2 - 3. Each definition keeps its own.
+
+pyradiomics returns its maps on the ROI's bounding box grown by the radius; here every map is on the input grid.
+
+Speed and memory: the per-voxel matrices are built by compiled numba kernels, in parallel over blocks
+of voxels, without a Python call per voxel; the voxels are processed in chunks sized so the working
+memory stays within a budget, and the peak memory is estimated before any work
+(:func:`estimate_memory`); a request over the available memory is refused with what to change. The
+maps are held as one compact array (voxels x features) and each SimpleITK image is built when it is
+read from the returned :class:`FeatureMaps`, so writing maps one by one never holds them all.
+"""
+
+import dataclasses
+import difflib
+import functools
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import RadiomicsLabError
+from .extraction import ExtractionCancelled
+
+DEFINITIONS = ("ibsi", "pyradiomics")
+
+#: Kernel families of each definition, in output order.
+IBSI_FAMILIES = ("statistics", "histogram", "glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm")
+PYRADIOMICS_FAMILIES = ("firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
+#: Family names of the other style accepted as aliases.
+_ALIASES = {"ibsi": {"firstorder": ("statistics", "histogram"), "gldm": ("ngldm",)},
+            "pyradiomics": {"statistics": ("firstorder",), "histogram": ("firstorder",), "ngldm": ("gldm",)}}
+_TEXTURE = {"glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm", "gldm"}
+
+#: Working memory per chunk of voxels (bytes), the default budget.
+WORKING_BUDGET = 256 * 2 ** 20
+#: Bytes per matrix cell, and per matrix, while the IBSI formula classes evaluate a chunk (measured with
+#: tracemalloc on brain1: about 205 per cell for the GLCM, 170 for the GLRLM; rounded up).
+_BYTES_PER_CELL = 256
+_BYTES_PER_MATRIX = 512
+
+
+class FeatureMapsCancelled(ExtractionCancelled):
+    """The user cancelled a running feature map computation; nothing was returned or written."""
+
+
+# --------------------------------------------------------------------------------------------
+# Feature catalogue: output name -> (family, how to read it from the family's kernel output)
+# --------------------------------------------------------------------------------------------
+
+def _kernels():
+    from . import featuremap_kernels
+
+    return featuremap_kernels
+
+
+@functools.cache
+def _ibsi_catalogue(dimension: str) -> dict:
+    """{IBSI tag: (family, key)} of every map feature for kernels of ``dimension`` ("3D" or "2D")."""
+    from .ibsi.engine import family_module
+
+    k = _kernels()
+    stats = {"mean": "mean", "var": "variance", "skew": "skewness", "kurt": "excess_kurtosis", "median": "median",
+             "min": "minimum", "p10": "p10", "p90": "p90", "max": "maximum", "iqr": "iqr", "range": "range",
+             "mad": "mad", "rmad": "rmad", "medad": "medad", "cov": "cov", "qcod": "qcod", "energy": "energy",
+             "rms": "rms"}
+    sample = {name: i for i, name in enumerate(k.SAMPLE_STATS)}
+    histogram_at = len(k.SAMPLE_STATS) + len(k.PYRADIOMICS_STATS)
+    catalogue = {}
+    for tag in family_module("statistics").FEATURES:
+        catalogue[tag] = ("statistics", sample[stats[tag.removeprefix("stat_")]])
+    for tag in family_module("histogram").FEATURES:
+        base = tag.removeprefix("ih_")
+        if base in stats:
+            catalogue[tag] = ("histogram", histogram_at + sample[stats[base]])
+        else:
+            catalogue[tag] = ("histogram", histogram_at + len(k.SAMPLE_STATS) + k.HISTOGRAM_STATS.index(base))
+    for family in ("glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm"):
+        for tag, info in family_module(family).FEATURES.items():
+            if info.get("dimension") == dimension:
+                catalogue[tag] = (family, tag)
+    return catalogue
+
+
+#: The pyradiomics GLRLM, GLSZM and GLDM feature computed by each shared count-matrix formula
+#: (:data:`~RadiomicsLabLib.featuremap_kernels.COUNT_FORMULAS`); None where the class has no such feature.
+_COUNT_NAMES = (
+    ("small_emphasis", "ShortRunEmphasis", "SmallAreaEmphasis", "SmallDependenceEmphasis"),
+    ("large_emphasis", "LongRunEmphasis", "LargeAreaEmphasis", "LargeDependenceEmphasis"),
+    ("grey_nonuniformity", "GrayLevelNonUniformity", "GrayLevelNonUniformity", "GrayLevelNonUniformity"),
+    ("grey_nonuniformity_norm", "GrayLevelNonUniformityNormalized", "GrayLevelNonUniformityNormalized", None),
+    ("column_nonuniformity", "RunLengthNonUniformity", "SizeZoneNonUniformity", "DependenceNonUniformity"),
+    ("column_nonuniformity_norm", "RunLengthNonUniformityNormalized", "SizeZoneNonUniformityNormalized",
+     "DependenceNonUniformityNormalized"),
+    ("percentage", "RunPercentage", "ZonePercentage", None),
+    ("grey_variance", "GrayLevelVariance", "GrayLevelVariance", "GrayLevelVariance"),
+    ("column_variance", "RunVariance", "ZoneVariance", "DependenceVariance"),
+    ("entropy", "RunEntropy", "ZoneEntropy", "DependenceEntropy"),
+    ("low_grey_emphasis", "LowGrayLevelRunEmphasis", "LowGrayLevelZoneEmphasis", "LowGrayLevelEmphasis"),
+    ("high_grey_emphasis", "HighGrayLevelRunEmphasis", "HighGrayLevelZoneEmphasis", "HighGrayLevelEmphasis"),
+    ("small_low_grey_emphasis", "ShortRunLowGrayLevelEmphasis", "SmallAreaLowGrayLevelEmphasis",
+     "SmallDependenceLowGrayLevelEmphasis"),
+    ("small_high_grey_emphasis", "ShortRunHighGrayLevelEmphasis", "SmallAreaHighGrayLevelEmphasis",
+     "SmallDependenceHighGrayLevelEmphasis"),
+    ("large_low_grey_emphasis", "LongRunLowGrayLevelEmphasis", "LargeAreaLowGrayLevelEmphasis",
+     "LargeDependenceLowGrayLevelEmphasis"),
+    ("large_high_grey_emphasis", "LongRunHighGrayLevelEmphasis", "LargeAreaHighGrayLevelEmphasis",
+     "LargeDependenceHighGrayLevelEmphasis"),
+)
+
+
+@functools.cache
+def _pyradiomics_catalogue() -> dict:
+    """{``class_Feature``: (family, column)} of every non-deprecated pyradiomics voxel-based feature."""
+    from radiomics import firstorder, glcm, gldm, glrlm, glszm, ngtdm
+
+    k = _kernels()
+    sample = {name: i for i, name in enumerate(k.SAMPLE_STATS)}
+    extra = {name: len(k.SAMPLE_STATS) + i for i, name in enumerate(k.PYRADIOMICS_STATS)}
+    first = {"10Percentile": sample["p10"], "90Percentile": sample["p90"], "Energy": extra["shifted_energy"],
+             "Entropy": extra["entropy_eps"], "InterquartileRange": sample["iqr"], "Kurtosis": sample["kurtosis"],
+             "Maximum": sample["maximum"], "Mean": sample["mean"], "MeanAbsoluteDeviation": sample["mad"],
+             "Median": extra["nanmedian"], "Minimum": sample["minimum"], "Range": sample["range"],
+             "RobustMeanAbsoluteDeviation": sample["rmad"], "RootMeanSquared": extra["shifted_rms"],
+             "Skewness": sample["skewness"], "TotalEnergy": "TotalEnergy", "Uniformity": extra["uniformity"],
+             "Variance": sample["variance"]}
+    count = {name: i for i, name in enumerate(k.COUNT_FORMULAS)}
+    runs, zones, dependence = ({name: count[formula] for formula, *names in _COUNT_NAMES if (name := names[c])}
+                               for c in range(3))
+    columns = {"firstorder": (firstorder.RadiomicsFirstOrder, first),
+               "glcm": (glcm.RadiomicsGLCM, {name: i for i, name in enumerate(k.PY_GLCM)}),
+               "glrlm": (glrlm.RadiomicsGLRLM, runs), "glszm": (glszm.RadiomicsGLSZM, zones),
+               "gldm": (gldm.RadiomicsGLDM, dependence),
+               "ngtdm": (ngtdm.RadiomicsNGTDM, {n: i for i, n in enumerate(("Coarseness", "Contrast", "Busyness",
+                                                                             "Complexity", "Strength"))})}
+    catalogue = {}
+    for family, (cls, column) in columns.items():
+        for name, deprecated in sorted(cls.getFeatureNames().items()):
+            if not deprecated:
+                catalogue[f"{family}_{name}"] = (family, column[name])
+    return catalogue
+
+
+def catalogue(definition: str = "ibsi", in_plane: bool = False) -> dict:
+    """{feature name: family} of every feature a map can be made of, in output order."""
+    check_definition(definition)
+    entries = _ibsi_catalogue("2D" if in_plane else "3D") if definition == "ibsi" else _pyradiomics_catalogue()
+    families = IBSI_FAMILIES if definition == "ibsi" else PYRADIOMICS_FAMILIES
+    return {name: family for f in families for name, (family, _) in entries.items() if family == f}
+
+
+def check_definition(definition: str) -> str:
+    if definition not in DEFINITIONS:
+        close = difflib.get_close_matches(str(definition), DEFINITIONS, n=1)
+        hint = f"did you mean '{close[0]}'?" if close else "use ibsi or pyradiomics."
+        raise RadiomicsLabError(f"Unknown feature map definition '{definition}'; {hint}")
+    return definition
+
+
+def resolve_features(features, definition: str = "ibsi", in_plane: bool = False) -> list[str]:
+    """The map feature names asked for: comma-separated text or a list of names in either style
+    (``glcm_Contrast``, ``original_glcm_Contrast``, IBSI tags ``cm_contrast_3D_avg`` or base tags ``cm_contrast``),
+    family names (``glcm``, ``firstorder``, ``statistics``, ...), ``texture`` or ``all``.
+
+    An unknown name is an error suggesting the closest known one.
+    """
+    from .ibsi.names import IBSI_TO_PYRADIOMICS, PYRADIOMICS_TO_IBSI
+
+    available = catalogue(definition, in_plane)
+    families = IBSI_FAMILIES if definition == "ibsi" else PYRADIOMICS_FAMILIES
+    dimension = "2D" if in_plane else "3D"
+    tokens = [t.strip() for t in (features.split(",") if isinstance(features, str) else features or [])]
+    tokens = [t for t in tokens if t]
+    if not tokens:
+        raise RadiomicsLabError(f"No feature chosen; give feature names or families ({', '.join(families)}), "
+                                "e.g. glcm_Contrast,firstorder_Mean or glcm.")
+    lower = {name.lower(): name for name in available}
+    chosen = []
+    for token in tokens:
+        key = token.lower()
+        group = _family_group(key, definition, families)
+        if group:
+            chosen += [n for n, family in available.items() if family in group]
+            continue
+        if key.startswith("original_"):
+            key = key.removeprefix("original_")
+        name = lower.get(key)
+        if name is None and definition == "ibsi":
+            tag = PYRADIOMICS_TO_IBSI.get(f"original_{_pyradiomics_case(token, available)}", "")
+            name = tag.replace("_3D", f"_{dimension}") if tag else None
+            name = name if name in available else None
+            if name is None:   # a base tag: every aggregation of it
+                base = [n for n in available if n.lower().startswith(key + "_") and n[len(key) + 1:].split("_")[0]
+                        in (dimension, "2D", "3D")]
+                if base:
+                    chosen += base
+                    continue
+        if name is None and definition == "pyradiomics":
+            py = IBSI_TO_PYRADIOMICS.get(token) or IBSI_TO_PYRADIOMICS.get(f"{token}_3D_avg") or \
+                IBSI_TO_PYRADIOMICS.get(f"{token}_3D")
+            name = py.removeprefix("original_") if py and py.removeprefix("original_") in available else None
+        if name is None:
+            raise RadiomicsLabError(_unknown_feature_message(token, definition, available, families))
+        chosen.append(name)
+    return list(dict.fromkeys(chosen))
+
+
+def _family_group(key, definition, families):
+    if key == "all":
+        return set(families)
+    if key == "texture":
+        return set(families) & _TEXTURE
+    if key in families:
+        return {key}
+    return set(_ALIASES[definition].get(key, ()))
+
+
+def _pyradiomics_case(token: str, available) -> str:
+    """``GLCM_contrast`` -> ``glcm_Contrast``: pyradiomics' spelling of a pyradiomics-style name, if it is one."""
+    from .ibsi.names import PYRADIOMICS_TO_IBSI
+
+    lowered = {name.removeprefix("original_").lower(): name.removeprefix("original_") for name in PYRADIOMICS_TO_IBSI}
+    return lowered.get(token.lower().removeprefix("original_"), token)
+
+
+def _unknown_feature_message(token, definition, available, families) -> str:
+    from .ibsi.names import PYRADIOMICS_TO_IBSI
+
+    candidates = list(available) + list(families) + ["all", "texture"]
+    if definition == "ibsi":
+        if token.lower().removeprefix("original_") in {n.lower() for n in _pyradiomics_catalogue()}:
+            return (f"'{token}' has no identical IBSI definition (e.g. pyradiomics' Kurtosis is not excess kurtosis); "
+                    "use the pyradiomics definition (--definition pyradiomics) or an IBSI tag (see --list-features).")
+        candidates += [name.removeprefix("original_") for name in PYRADIOMICS_TO_IBSI]
+    close = difflib.get_close_matches(token, candidates, n=1, cutoff=0.5)
+    if not close:
+        close = difflib.get_close_matches(token.lower(), [c.lower() for c in candidates], n=1, cutoff=0.5)
+        close = [next(c for c in candidates if c.lower() == close[0])] if close else []
+    hint = f"did you mean '{close[0]}'?" if close else f"choose feature names or a family ({', '.join(families)})."
+    return f"Unknown feature '{token}' for the {definition} definition; {hint}"
+
+
+# --------------------------------------------------------------------------------------------
+# Settings of each definition
+# --------------------------------------------------------------------------------------------
+
+#: pyradiomics settings the voxel-based maps use, and those that change nothing here.
+_PYRADIOMICS_USED = {"binWidth", "binCount", "gldm_a", "voxelArrayShift", "force2D", "force2Ddimension", "distances",
+                     "kernelRadius", "label", "maskedKernel", "symmetricalGLCM", "weightingNorm"}
+_PYRADIOMICS_IGNORED = {"additionalInfo", "geometryTolerance", "correctMask", "minimumROIDimensions", "minimumROISize",
+                        "preCrop", "padDistance", "label_channel", "initValue", "voxelBatch", "enableCExtensions"}
+
+
+@dataclass(frozen=True)
+class MapSettings:
+    """Everything one map computation uses (resolved and checked)."""
+
+    definition: str
+    radius: int
+    in_plane: bool
+    ibsi: object = None                  # IbsiSettings for the ibsi definition
+    pyradiomics: dict = field(default_factory=dict)   # the pyradiomics settings used
+    label: int | None = None
+
+    def effective(self) -> dict:
+        """The settings as plain data, for the provenance."""
+        out = {"definition": self.definition, "radius": self.radius, "in_plane": self.in_plane, "label": self.label}
+        if self.ibsi is not None:
+            out["ibsi"] = dataclasses.asdict(self.ibsi)
+        else:
+            out["pyradiomics"] = dict(self.pyradiomics)
+        return out
+
+
+def map_settings(definition: str = "ibsi", radius=1, in_plane=None, params=None, label=None, **settings) -> MapSettings:
+    """Check and resolve the settings of a map computation.
+
+    ``params``: a preset name, parameter file, dict or :class:`~RadiomicsLabLib.settings.ExtractionSettings`
+    (for ``ibsi``: an ``ibsi:`` section or pyradiomics-style keys, as ``extract --engine ibsi`` reads them; for
+    ``pyradiomics``: its ``setting`` section); ``settings``: single settings overriding them (``ibsi``:
+    :class:`~RadiomicsLabLib.ibsi.config.IbsiSettings` fields such as ``bin_width``, ``discretisation``,
+    ``resegment_range``, ``ngldm_coarseness``; ``pyradiomics``: ``binWidth``, ``binCount``, ``gldm_a``,
+    ``voxelArrayShift``, ``force2D``).
+    """
+    check_definition(definition)
+    radius = _check_radius(radius)
+    if definition == "ibsi":
+        return _ibsi_map_settings(radius, in_plane, params, label, settings)
+    return _pyradiomics_map_settings(radius, in_plane, params, label, settings)
+
+
+def _check_radius(radius) -> int:
+    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer, float)) or radius != int(radius):
+        raise RadiomicsLabError(f"The kernel radius must be a whole number of voxels, 1 or more (got {radius!r}).")
+    if int(radius) < 1:
+        raise RadiomicsLabError(f"The kernel radius must be 1 or more voxels (got {int(radius)}); radius 1 is a "
+                                "3 x 3 x 3 kernel.")
+    return int(radius)
+
+
+def _ibsi_map_settings(radius, in_plane, params, label, overrides) -> MapSettings:
+    from .ibsi.config import IbsiSettings
+    from .ibsi.params import check_settings
+
+    base = IbsiSettings()
+    if params is not None:
+        from .settings import load_settings
+
+        base, _families = load_settings(params, engine="ibsi").ibsi()
+    known = {f.name for f in dataclasses.fields(IbsiSettings)}
+    for key in overrides:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known settings: {', '.join(sorted(known))}"
+            raise RadiomicsLabError(f"Unknown IBSI setting '{key}' for feature maps; {hint}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    ibsi = check_settings(base.replaced(**values), "the feature map settings")
+    if ibsi.new_spacing is not None:
+        raise RadiomicsLabError("Feature maps are computed on the input image's grid, so resampling (new_spacing) "
+                                "is not available; resample the image and mask first, or remove new_spacing.")
+    if in_plane is None:
+        in_plane = "3D" not in ibsi.dimensions
+    dimension = "2D" if in_plane else "3D"
+    return MapSettings("ibsi", radius, bool(in_plane), ibsi.replaced(dimensions=(dimension,)), label=label)
+
+
+def _pyradiomics_map_settings(radius, in_plane, params, label, overrides) -> MapSettings:
+    setting = {}
+    if params is not None:
+        from .settings import load_settings
+
+        loaded = load_settings(params)
+        if loaded.engine == "ibsi":
+            raise RadiomicsLabError(f"{loaded.source} holds IBSI engine settings; make these maps with the ibsi "
+                                    "definition (definition='ibsi', --definition ibsi) or give pyradiomics settings.")
+        image_types = loaded.pyradiomics_params.get("imageType") or {"Original": {}}
+        if set(image_types) != {"Original"}:
+            raise RadiomicsLabError(f"Image types {', '.join(t for t in image_types if t != 'Original')} in "
+                                    f"{loaded.source} are not available for feature maps; filter the image first.")
+        setting.update(loaded.pyradiomics_params.get("setting") or {})
+    setting.update(overrides)
+    for key, value in setting.items():
+        if key in _PYRADIOMICS_IGNORED:
+            continue
+        if key not in _PYRADIOMICS_USED:
+            known = sorted(_PYRADIOMICS_USED - {"kernelRadius", "label"})
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = (f"did you mean '{close[0]}'?" if close else
+                    "feature maps use binWidth, binCount, gldm_a, voxelArrayShift and force2D; resample, normalise, "
+                    "filter or re-segment the image before making maps.")
+            raise RadiomicsLabError(f"pyradiomics setting '{key}' is not available for feature maps; {hint}")
+    checks = {"distances": ([1],), "force2Ddimension": (0,), "maskedKernel": (True,), "symmetricalGLCM": (True,),
+              "weightingNorm": (None,)}
+    for key, allowed in checks.items():
+        if key in setting and setting[key] not in allowed and list(np.atleast_1d(setting[key])) != allowed[0]:
+            raise RadiomicsLabError(f"pyradiomics setting {key}: {setting[key]!r} is not available for feature maps "
+                                    f"(only {allowed[0]!r}); remove it from the settings.")
+    if "kernelRadius" in setting and int(setting["kernelRadius"]) != radius:
+        raise RadiomicsLabError(f"The settings ask kernelRadius {setting['kernelRadius']} but the radius is {radius}; "
+                                "give one radius (remove kernelRadius from the settings).")
+    if "binWidth" in setting and not float(setting["binWidth"]) > 0:
+        raise RadiomicsLabError(f"binWidth must be greater than zero (got {setting['binWidth']}).")
+    if "binCount" in setting and not int(setting["binCount"]) >= 1:
+        raise RadiomicsLabError(f"binCount must be 1 or more (got {setting['binCount']}).")
+    if in_plane is None:
+        in_plane = bool(setting.get("force2D", False))
+    if label is None and "label" in setting:
+        label = int(setting["label"])
+    used = {k: v for k, v in setting.items() if k in _PYRADIOMICS_USED and k not in ("label", "kernelRadius")}
+    if "binCount" not in used:
+        used.setdefault("binWidth", 25)
+    return MapSettings("pyradiomics", radius, bool(in_plane), pyradiomics=used, label=label)
+
+
+# --------------------------------------------------------------------------------------------
+# Inputs: the region of interest, its grey levels and the centres, cropped and padded
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class _Prepared:
+    """The arrays the kernels read (cropped to the centres' box plus the radius, zero-padded), and where the
+    centres are in the full image."""
+
+    image: np.ndarray          # float64 intensities
+    levels: np.ndarray         # int64 grey levels, 0 outside the ROI (intensity mask)
+    roi: np.ndarray            # uint8 morphological mask (GLDZM distances)
+    centres: np.ndarray        # (n, 3) int64, in the padded crop
+    flat: np.ndarray           # (n,) flat indices of the centres in the full (z, y, x) array
+    shape: tuple               # full array shape (z, y, x)
+    n_levels: int              # N_g (ibsi: the discretisation's number of levels; pyradiomics: max level)
+    n_roi_levels: int          # number of distinct grey levels in the ROI
+    voxel_volume: float
+    notes: list = field(default_factory=list)
+
+
+def _mask_array(image: sitk.Image, mask, label) -> tuple[np.ndarray, int | None]:
+    """The region of interest as a (z, y, x) boolean array, after the usual checks (grid, label, finite voxels)."""
+    from .validation import (check_finite_in_mask, check_label, check_mask_is_label_map, labels_present,
+                             match_mask_to_image)
+
+    if mask is None:
+        return np.ones(sitk.GetArrayViewFromImage(image).shape, dtype=bool), None
+    mask = match_mask_to_image(image, check_mask_is_label_map(mask))
+    if label is None:
+        present = labels_present(mask)
+        if not present:
+            raise RadiomicsLabError("The mask is empty: no voxel has a label. Draw or load the region of interest first, "
+                                    "or make maps of the whole image (no mask).")
+        if len(present) > 1:
+            raise RadiomicsLabError(f"The mask has labels {', '.join(map(str, present))}; choose one (label=N, "
+                                    "--label N) for the maps.")
+        label = present[0]
+    check_label(mask, int(label))
+    check_finite_in_mask(image, mask, int(label))
+    return sitk.GetArrayFromImage(mask) == int(label), int(label)
+
+
+def _check_kernel_fits(shape, radius: int, in_plane: bool) -> None:
+    width = 2 * radius + 1
+    for axis, size in zip("zyx", shape):
+        if axis == "z" and in_plane:
+            continue
+        if width > size:
+            fix = f"use a radius of at most {(size - 1) // 2}" if size >= 3 else "use a larger image"
+            if axis == "z" and not in_plane:
+                fix += ", or in-plane kernels (in_plane=True, --in-plane)"
+            raise RadiomicsLabError(f"The kernel (radius {radius}: {width} voxels wide) is larger than the image along "
+                                    f"{axis} ({size} voxels); {fix}.")
+
+
+def _crop(roi_mask: np.ndarray, radius: int):
+    """The slices of the centres' bounding box grown by ``radius`` (clipped) and the zero padding that restores
+    the full margin at the image edge."""
+    nonzero = np.nonzero(roi_mask)
+    box, pad = [], []
+    for coords, size in zip(nonzero, roi_mask.shape):
+        lo, hi = int(coords.min()) - radius, int(coords.max()) + radius + 1
+        box.append(slice(max(lo, 0), min(hi, size)))
+        pad.append((max(0, -lo), max(0, hi - size)))
+    return tuple(box), pad
+
+
+def _prepare(image: sitk.Image, roi_mask: np.ndarray, settings: MapSettings) -> _Prepared:
+    """Discretise the ROI as the definition does, then crop and pad everything the kernels read."""
+    if image.GetDimension() == 2:
+        image = sitk.JoinSeries(image)
+        roi_mask = roi_mask[np.newaxis]
+    notes = []
+    if settings.definition == "ibsi":
+        image_array, levels, morph, n_levels, notes = _ibsi_levels(image, roi_mask, settings.ibsi)
+        centres_mask = morph
+    else:
+        from radiomics.imageoperations import binImage
+
+        raw = sitk.GetArrayFromImage(image)
+        options = {k: settings.pyradiomics[k] for k in ("binWidth", "binCount") if k in settings.pyradiomics}
+        levels, _ = binImage(raw, roi_mask, **options)
+        levels = np.where(roi_mask, levels, 0).astype(np.int64)
+        image_array = raw.astype(np.float64)
+        morph = roi_mask
+        n_levels = int(levels.max())
+        centres_mask = roi_mask
+    present = np.unique(levels[levels > 0])
+    box, pad = _crop(centres_mask, settings.radius)
+
+    def cut(array, dtype):
+        return np.ascontiguousarray(np.pad(array[box].astype(dtype, copy=False), pad))
+
+    starts = np.array([s.start for s in box]) - np.array([p[0] for p in pad])
+    coords = np.argwhere(centres_mask)
+    return _Prepared(cut(image_array, np.float64), cut(levels, np.int64), cut(morph, np.uint8),
+                     np.ascontiguousarray(coords - starts, dtype=np.int64),
+                     np.ravel_multi_index(coords.T, centres_mask.shape), centres_mask.shape, n_levels,
+                     int(present.size), float(np.prod(image.GetSpacing())), notes)
+
+
+def _ibsi_levels(image: sitk.Image, roi_mask: np.ndarray, ibsi):
+    """The IBSI engine's preprocessing (no resampling) and discretisation of the whole ROI."""
+    from .ibsi.discretisation import discretise
+    from .ibsi.preprocessing import prepare_roi
+
+    mask = sitk.GetImageFromArray(roi_mask.astype(np.uint8))
+    mask.CopyInformation(image)
+    roi, _diagnostics = prepare_roi(image, mask, ibsi)
+    if ibsi.image_filter is not None:
+        from .ibsi.filters import apply_filter
+
+        roi = dataclasses.replace(roi, image=apply_filter(roi.image, roi.spacing, ibsi.image_filter), notes=[])
+    roi = discretise(roi, ibsi)
+    levels = np.where(roi.intensity_mask, roi.levels, 0)
+    return roi.image, levels, roi.morphological_mask, int(roi.n_levels), list(roi.notes)
+
+
+# --------------------------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------------------------
+
+def _n_directions(in_plane: bool) -> int:
+    return 4 if in_plane else 13
+
+
+def max_cells(family: str, radius: int, in_plane: bool) -> int:
+    """Most non-zero matrix cells one kernel can have (IBSI definition, directions and their merge together).
+
+    GLCM: every pair (v, v + d) inside the box gives at most two cells, and a box of widths w_z, w_y, w_x holds
+    prod_i (w_i - |d_i|) pairs along d; the merged matrix has at most as many. GLRLM: each ROI voxel starts at most
+    one run per direction; merged: grey levels x run lengths. Zone families: at most one cell per voxel.
+    """
+    w = 2 * radius + 1
+    widths = (1 if in_plane else w, w, w)
+    nk = int(np.prod(widths))
+    offsets = _offsets(in_plane)
+    if family == "glcm":
+        pairs = int(sum(np.prod([n - abs(int(d)) for n, d in zip(widths, offset)]) for offset in offsets))
+        return 2 * pairs + min(2 * pairs, nk * nk)
+    if family == "glrlm":
+        return len(offsets) * nk + nk * w
+    return nk
+
+
+def working_bytes_per_voxel(family: str, radius: int, in_plane: bool, definition: str) -> int:
+    """Upper bound of the working memory one voxel of a chunk needs for ``family`` (bytes): for the IBSI texture
+    families, :func:`max_cells` times the bytes a cell takes while the engine's formula classes run, plus their
+    per-matrix arrays; the compiled-only families need only their output row."""
+    if definition == "ibsi" and family in ("glcm", "glrlm", "glszm", "gldzm", "ngldm"):
+        matrices = _n_directions(in_plane) + 1 if family in ("glcm", "glrlm") else 1
+        return max_cells(family, radius, in_plane) * _BYTES_PER_CELL + matrices * _BYTES_PER_MATRIX
+    return 8 * 64
+
+
+def available_memory() -> int:
+    """Memory the system can still give this process (bytes): MemAvailable, or free physical pages."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak memory of a map computation, known before it starts (bytes)."""
+
+    inputs: int          # cropped arrays the kernels read, and the full-size input copies
+    values: int          # the maps as one array (voxels x features)
+    working: int         # one chunk's matrices and formula temporaries
+    one_map: int         # one SimpleITK map on the input grid (the maps are built one at a time)
+    chunk_voxels: int
+    n_voxels: int
+    n_features: int
+
+    @property
+    def total(self) -> int:
+        return self.inputs + self.values + self.working + 2 * self.one_map
+
+    @property
+    def all_maps(self) -> int:
+        """Memory if every map were held as an image at once (``dict(maps)``)."""
+        return self.n_features * self.one_map
+
+    def describe(self) -> str:
+        return (f"Estimated peak memory of the computation {_size(self.total)} for {self.n_features} map(s) of "
+                f"{self.n_voxels} voxels "
+                f"(values {_size(self.values)}, working {_size(self.working)} in chunks of {self.chunk_voxels} voxels, "
+                f"inputs {_size(self.inputs)}, {_size(self.one_map)} per map image).")
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def estimate_memory(n_voxels: int, families: dict, radius: int, in_plane: bool, definition: str,
+                    image_voxels: int, crop_voxels: int, dtype=np.float64, budget: int = WORKING_BUDGET
+                    ) -> MemoryEstimate:
+    """Peak memory estimate. ``families``: family -> number of features of it requested."""
+    import numba
+
+    per_voxel = max(working_bytes_per_voxel(f, radius, in_plane, definition) for f in families)
+    chunk = int(max(64, min(n_voxels, budget // per_voxel)))
+    n_features = sum(families.values())
+    scratch = numba.get_num_threads() * _kernels().scratch_bytes(radius, in_plane, _n_directions(in_plane))
+    working = chunk * per_voxel + chunk * 64 * 8 + scratch
+    inputs = crop_voxels * (8 + 8 + 1) + image_voxels * (8 + 8 + 1) + n_voxels * 32
+    values = n_voxels * n_features * 8
+    one_map = image_voxels * np.dtype(dtype).itemsize
+    return MemoryEstimate(inputs, values, working, one_map, chunk, n_voxels, n_features)
+
+
+def check_memory(estimate: MemoryEstimate, limit: int | None = None, all_maps: bool = False) -> None:
+    """Refuse a computation whose estimate exceeds ``limit`` (default: the available memory), saying what it needs
+    and how to reduce it. ``all_maps``: every map is held as an image at once (e.g. as volume nodes of a scene)."""
+    limit = available_memory() if limit is None else int(limit)
+    needed = estimate.total + (estimate.all_maps if all_maps else 0)
+    if needed <= limit:
+        return
+    per_feature = (estimate.values + (estimate.one_map if all_maps else 0)) // max(estimate.n_features, 1)
+    raise RadiomicsLabError(
+        f"The feature maps need about {_size(needed)} but only {_size(limit)} is available "
+        f"({estimate.n_features} map(s) of {estimate.n_voxels} voxels: {_size(per_feature)} per feature, "
+        f"{_size(estimate.working)} working memory per chunk). Reduce it: choose fewer features, a smaller mask "
+        f"(or a mask instead of the whole image), or a smaller radius.")
+
+
+# --------------------------------------------------------------------------------------------
+# The computation
+# --------------------------------------------------------------------------------------------
+
+class FeatureMaps(Mapping):
+    """Feature name -> SimpleITK map on the input image's grid (a read-only mapping).
+
+    The values are held once as :attr:`values` (mask voxels x features); ``maps[name]`` builds that map's
+    image when it is read (NaN outside the mask, ``float64`` or the requested ``dtype``), so maps can be
+    written or converted one at a time. :attr:`provenance` records software versions, settings, geometry and
+    hashes; :meth:`summary` gives per-map statistics inside the mask.
+    """
+
+    def __init__(self, names, values, flat, shape, reference: sitk.Image, provenance: dict, dtype=np.float64,
+                 fill_value=np.nan):
+        self.names = list(names)
+        self.values = values
+        self.flat = flat
+        self.shape = shape
+        self.reference = reference
+        self.provenance = provenance
+        self.dtype = np.dtype(dtype)
+        self.fill_value = fill_value
+        self._index = {name: i for i, name in enumerate(self.names)}
+
+    def __getitem__(self, name) -> sitk.Image:
+        column = self._index[name]
+        array = np.full(int(np.prod(self.shape)), self.fill_value, dtype=self.dtype)
+        array[self.flat] = self.values[:, column]
+        image = sitk.GetImageFromArray(array.reshape(self.shape if self.reference.GetDimension() == 3
+                                                     else self.shape[1:]))
+        image.CopyInformation(self.reference)
+        return image
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self):
+        return len(self.names)
+
+    def array(self, name) -> np.ndarray:
+        """The values of one map at the mask voxels (in ``numpy.nonzero`` order of the mask)."""
+        return self.values[:, self._index[name]]
+
+    def summary(self, percentiles=(5, 25, 50, 75, 95)) -> list[dict]:
+        """Per map, over the mask voxels: voxels, undefined (NaN) voxels, mean, standard deviation, minimum,
+        the ``percentiles`` (linear interpolation) and maximum of the defined values."""
+        return summarise(self.names, self.values, percentiles)
+
+
+def summarise(names, values: np.ndarray, percentiles=(5, 25, 50, 75, 95)) -> list[dict]:
+    """Summary rows of :meth:`FeatureMaps.summary` for ``values`` (voxels x features)."""
+    rows = []
+    for column, name in enumerate(names):
+        v = values[:, column]
+        defined = v[np.isfinite(v)]
+        row = {"feature": name, "voxels": int(v.size), "undefined": int(v.size - defined.size)}
+        if defined.size:
+            stats = np.percentile(defined, percentiles)
+            row.update(mean=float(defined.mean()), std=float(defined.std()), min=float(defined.min()),
+                       **{f"p{p:g}": float(s) for p, s in zip(percentiles, stats)}, max=float(defined.max()))
+        else:
+            row.update(mean=math.nan, std=math.nan, min=math.nan, **{f"p{p:g}": math.nan for p in percentiles},
+                       max=math.nan)
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class MapPlan:
+    """A checked map computation, ready to run: what was asked, the inputs and the memory estimate."""
+
+    image: sitk.Image
+    settings: MapSettings
+    features: list
+    families: dict
+    prepared: _Prepared
+    memory: MemoryEstimate
+    dtype: object = np.float64
+    fill_value: float = np.nan
+
+    def describe(self) -> str:
+        return (f"{len(self.features)} {self.settings.definition} feature map(s), radius {self.settings.radius} "
+                f"({'in-plane' if self.settings.in_plane else '3D'} kernel), {self.memory.n_voxels} voxels. "
+                + self.memory.describe())
+
+
+def plan_feature_maps(image: sitk.Image, mask, features, radius=1, definition: str = "ibsi", *, label=None,
+                      in_plane=None, params=None, dtype="float64", fill_value=np.nan, memory_limit=None,
+                      working_memory=WORKING_BUDGET, **settings) -> MapPlan:
+    """Check every input and estimate the memory, before any map work (see :func:`feature_maps`)."""
+    if not isinstance(image, sitk.Image):
+        raise RadiomicsLabError("The image must be a SimpleITK image; read it with RadiomicsLabLib.imageio.read_image.")
+    if image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() not in (2, 3):
+        raise RadiomicsLabError("Feature maps need a scalar 2D or 3D image.")
+    if np.dtype(dtype) not in (np.dtype(np.float64), np.dtype(np.float32)):
+        raise RadiomicsLabError(f"The map voxel type must be float64 or float32 (got {dtype}).")
+    resolved = map_settings(definition, radius, in_plane, params, label, **settings)
+    if image.GetDimension() == 2 and not resolved.in_plane:
+        resolved = dataclasses.replace(resolved, in_plane=True,
+                                       ibsi=resolved.ibsi.replaced(dimensions=("2D",)) if resolved.ibsi else None)
+    names = resolve_features(features, resolved.definition, resolved.in_plane)
+    shape = sitk.GetArrayViewFromImage(image).shape
+    _check_kernel_fits(shape if len(shape) == 3 else (1, *shape), resolved.radius, resolved.in_plane)
+    roi_mask, used_label = _mask_array(image, mask, resolved.label)
+    resolved = dataclasses.replace(resolved, label=used_label)
+    families = {}
+    available = catalogue(resolved.definition, resolved.in_plane)
+    for name in names:
+        families[available[name]] = families.get(available[name], 0) + 1
+    n_voxels = int(np.count_nonzero(roi_mask))
+    box, _ = _crop(roi_mask, resolved.radius)
+    crop_voxels = int(np.prod([(s.stop - s.start) + 2 * resolved.radius for s in box]))
+    memory = estimate_memory(n_voxels, families, resolved.radius, resolved.in_plane, resolved.definition,
+                             int(np.prod(shape)), crop_voxels, dtype, working_memory)
+    check_memory(memory, memory_limit)
+    prepared = _prepare(image, roi_mask, resolved)
+    return MapPlan(image, resolved, names, families, prepared, memory, np.dtype(dtype), fill_value)
+
+
+def feature_maps(image: sitk.Image, mask, features, radius=1, definition: str = "ibsi", progress=None,
+                 **settings) -> FeatureMaps:
+    """Feature maps of ``image`` inside ``mask``: {feature name: SimpleITK image on the input grid}.
+
+    ``mask``: a label map on the image grid (``label=N`` picks one label; a mask with one label needs none), or
+    None for the whole image. ``features``: names or families (see :func:`resolve_features`), e.g.
+    ``"glcm_Contrast,firstorder_Mean"`` or ``["glcm"]``. ``radius``: kernel radius in voxels (1: 3 x 3 x 3).
+    ``definition``: ``"ibsi"`` or ``"pyradiomics"`` (see the module docstring). ``progress(done, total, message)``
+    is called before the work (``done`` 0, the memory estimate as message) and after each chunk; returning
+    False cancels (:class:`FeatureMapsCancelled`). ``settings``: ``in_plane=True`` for 2D kernels, ``params`` (a
+    preset or parameter file), single settings of the definition (``bin_width=25``; pyradiomics ``binWidth=25``),
+    ``dtype`` of the map images, ``fill_value`` outside the mask (NaN), ``memory_limit`` (bytes; default the
+    available memory), ``working_memory`` (bytes per chunk).
+
+    Every input is checked before any work: unknown features (with the closest name), a radius below 1 or a
+    kernel larger than the image, an empty mask and a memory estimate above the limit raise
+    :class:`~RadiomicsLabLib.errors.RadiomicsLabError`.
+    """
+    plan = plan_feature_maps(image, mask, features, radius, definition, **settings)
+    return run_plan(plan, progress)
+
+
+def run_plan(plan: MapPlan, progress=None) -> FeatureMaps:
+    """Compute a :class:`MapPlan` chunk by chunk (see :func:`feature_maps`)."""
+    started = time.perf_counter()
+    prepared, settings = plan.prepared, plan.settings
+    n = prepared.centres.shape[0]
+    chunk = plan.memory.chunk_voxels
+    starts = list(range(0, n, chunk))
+    total = len(starts) * len(plan.families)
+    if progress is not None and progress(0, total, plan.describe()) is False:
+        raise FeatureMapsCancelled("Feature maps cancelled before they started; nothing was computed.")
+    available = catalogue(settings.definition, settings.in_plane)
+    entries = _ibsi_catalogue("2D" if settings.in_plane else "3D") if settings.definition == "ibsi" \
+        else _pyradiomics_catalogue()
+    values = np.full((n, len(plan.features)), np.nan)
+    done = 0
+    for family in plan.families:
+        wanted = [(c, name) for c, name in enumerate(plan.features) if available[name] == family]
+        keys = [entries[name][1] for _, name in wanted]
+        for start in starts:
+            rows = slice(start, min(start + chunk, n))
+            block = _family_chunk(family, keys, prepared, settings, prepared.centres[rows])
+            values[rows, [c for c, _ in wanted]] = block
+            done += 1
+            if progress is not None and progress(done, total, f"{family}: {rows.stop} of {n} voxels") is False:
+                raise FeatureMapsCancelled(f"Feature maps cancelled ({family}, {rows.stop} of {n} voxels); "
+                                           "nothing was returned or written.")
+    provenance = _provenance(plan, time.perf_counter() - started)
+    reference = plan.image
+    return FeatureMaps(plan.features, values, prepared.flat, prepared.shape, reference, provenance, plan.dtype,
+                       plan.fill_value)
+
+
+def _blocks(n: int) -> np.ndarray:
+    """Boundaries of the blocks of centres run in parallel (several per thread, for balance)."""
+    import numba
+
+    count = max(1, min(n, 8 * numba.get_num_threads()))
+    return np.linspace(0, n, count + 1).round().astype(np.int64)
+
+
+def _offsets(in_plane: bool, distance: int = 1) -> np.ndarray:
+    from .ibsi.features.directions import directions
+
+    return np.array(directions("2D" if in_plane else "3D", distance), dtype=np.int64).reshape(-1, 3)
+
+
+def _neighbours(in_plane: bool, distance: int = 1) -> np.ndarray:
+    from .ibsi.features.zones import neighbour_offsets
+
+    return np.array(neighbour_offsets(distance, in_plane), dtype=np.int64).reshape(-1, 3)
+
+
+def _steps(in_plane: bool) -> np.ndarray:
+    """The 6 (3D) or 4 (in-plane) face neighbours: the steps of the GLDZM distance to the ROI edge."""
+    steps = [(0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1)] + ([] if in_plane else [(1, 0, 0), (-1, 0, 0)])
+    return np.array(steps, dtype=np.int64)
+
+
+def _family_chunk(family, keys, prepared: _Prepared, settings: MapSettings, centres) -> np.ndarray:
+    """The requested columns (``keys``) of one family for one chunk of centres: (centres, len(keys))."""
+    k = _kernels()
+    bounds = _blocks(centres.shape[0])
+    r, in_plane = settings.radius, settings.in_plane
+    if family in ("statistics", "histogram", "firstorder"):
+        shift = float(settings.pyradiomics.get("voxelArrayShift", 0)) if settings.definition == "pyradiomics" else 0.0
+        out = k.first_order_maps(prepared.image, prepared.levels, centres, bounds, r, in_plane, shift,
+                                 max(prepared.n_levels, 1))
+        columns = []
+        for key in keys:
+            if key == "TotalEnergy":
+                columns.append(out[:, len(k.SAMPLE_STATS)] * prepared.voxel_volume)
+            else:
+                columns.append(out[:, key])
+        return np.stack(columns, axis=1)
+    if settings.definition == "pyradiomics":
+        return _pyradiomics_chunk(family, keys, prepared, settings, centres, bounds)
+    return _ibsi_chunk(family, keys, prepared, settings, centres, bounds)
+
+
+def _pyradiomics_chunk(family, keys, prepared, settings, centres, bounds) -> np.ndarray:
+    k = _kernels()
+    r, in_plane = settings.radius, settings.in_plane
+    if family == "ngtdm":
+        out = k.ngtdm_maps(prepared.levels, centres, bounds, r, in_plane, _neighbours(in_plane), True)
+        return out[:, keys]
+    kind = {"glcm": k.GLCM, "glrlm": k.GLRLM, "glszm": k.GLSZM, "gldm": k.NGLDM}[family]
+    width = len(k.PY_GLCM) if family == "glcm" else len(k.COUNT_FORMULAS)
+    want_mcc = family == "glcm" and k.PY_GLCM.index("MCC") in keys
+    alpha = float(settings.pyradiomics.get("gldm_a", 0))
+    out = k.pyradiomics_texture(kind, prepared.levels, centres, bounds, r, in_plane, _offsets(in_plane),
+                                _neighbours(in_plane), alpha, float(max(prepared.n_levels, 1)),
+                                prepared.n_roi_levels, want_mcc, width)
+    return out[:, keys]
+
+
+def _ibsi_chunk(family, keys, prepared, settings, centres, bounds) -> np.ndarray:
+    """IBSI texture features of one chunk: the compiled kernels list every kernel's matrix cells, the engine's
+    formula classes evaluate them all at once."""
+    k = _kernels()
+    ibsi = settings.ibsi
+    r, in_plane = settings.radius, settings.in_plane
+    n = centres.shape[0]
+    if family == "ngtdm":
+        out = k.ngtdm_maps(prepared.levels, centres, bounds, r, in_plane,
+                           _neighbours(in_plane, ibsi.ngtdm_distance), False)
+        bases = [key.split("_")[1] for key in keys]
+        return out[:, [k.NGTDM_FEATURES.index(b) for b in bases]]
+    kind = {"glcm": k.GLCM, "glrlm": k.GLRLM, "glszm": k.GLSZM, "gldzm": k.GLDZM, "ngldm": k.NGLDM}[family]
+    offsets = _offsets(in_plane, ibsi.glcm_distance if family == "glcm" else 1)
+    distance = ibsi.ngldm_distance if family == "ngldm" else 1
+    neighbours = _neighbours(in_plane, distance)
+    n_dirs = offsets.shape[0] if family in ("glcm", "glrlm") else 1
+    cell_count, comb_count, voxels = (np.zeros(n, dtype=np.int64) for _ in range(3))
+    empty_i, empty_f = np.zeros(0, dtype=np.int64), np.zeros(0)
+    args = (kind, prepared.levels, prepared.roi, centres, bounds, r, in_plane, offsets, neighbours, _steps(in_plane),
+            float(ibsi.ngldm_coarseness))
+    k.ibsi_cells(*args, empty_i, empty_i, True, cell_count, comb_count, voxels,
+                 empty_i, empty_i, empty_i, empty_f, empty_i, empty_i, empty_i, empty_f)
+    first = np.concatenate([[0], np.cumsum(cell_count)[:-1]]).astype(np.int64)
+    first_comb = np.concatenate([[0], np.cumsum(comb_count)[:-1]]).astype(np.int64)
+    cells = [np.empty(int(cell_count.sum()), dtype=np.int64) for _ in range(3)] + [np.empty(int(cell_count.sum()))]
+    comb = [np.empty(int(comb_count.sum()), dtype=np.int64) for _ in range(3)] + [np.empty(int(comb_count.sum()))]
+    k.ibsi_cells(*args, first, first_comb, False, cell_count, comb_count, voxels, *cells, *comb)
+    suffix_of = {key: key.rsplit("_", 1)[1] for key in keys}
+    if family in ("glcm", "glrlm"):
+        per_direction = _texture_values(family, cells, n * n_dirs, prepared.n_levels)
+        merged = _texture_values(family, comb, n, prepared.n_levels)
+        columns = []
+        for key in keys:
+            base = key.rsplit("_", 2)[0]
+            if suffix_of[key] == "avg":
+                with np.errstate(all="ignore"), _quiet():
+                    columns.append(np.nanmean(per_direction[base].reshape(n, n_dirs), axis=1))
+            else:
+                columns.append(merged[base])
+        return np.stack(columns, axis=1)
+    values = _zone_values(family, cells, n, voxels)
+    return np.stack([values[key.rsplit("_", 1)[0]] for key in keys], axis=1)
+
+
+class _quiet:
+    """Silence numpy's "Mean of empty slice" warning: a kernel without any pair is NaN, as intended."""
+
+    def __enter__(self):
+        import warnings
+
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._catch.__exit__(*exc)
+
+
+def _texture_values(family, cells, n_matrices, n_levels) -> dict:
+    """{base tag: value per matrix} from the engine's GLCM / GLRLM formula classes."""
+    from .ibsi.features.common import matrix_features
+
+    m, i, j, counts = cells
+    if family == "glcm":
+        from .ibsi.features.glcm import BASE_TAGS, GlcmFeatures
+
+        features = GlcmFeatures(m, i, j, counts, n_matrices, n_levels)
+    else:
+        from .ibsi.features.glrlm import BASE_TAGS, GlrlmFeatures
+
+        features = GlrlmFeatures(m, i, j, counts, n_matrices)
+    return matrix_features(features, BASE_TAGS)
+
+
+#: The GLRLM formula class's method for each shared zone formula of :mod:`RadiomicsLabLib.ibsi.features.zones`
+#: (IBSI defines the GLSZM, GLDZM and NGLDM features with the GLRLM's formulas on their own count matrix).
+_ZONE_METHODS = {"small_emphasis": "sre", "large_emphasis": "lre", "low_grey_level_emphasis": "lgre",
+                 "high_grey_level_emphasis": "hgre", "small_low_grey_level_emphasis": "srlge",
+                 "small_high_grey_level_emphasis": "srhge", "large_low_grey_level_emphasis": "lrlge",
+                 "large_high_grey_level_emphasis": "lrhge", "grey_level_non_uniformity": "glnu",
+                 "grey_level_non_uniformity_normalised": "glnu_norm", "column_non_uniformity": "rlnu",
+                 "column_non_uniformity_normalised": "rlnu_norm", "grey_level_variance": "gl_var",
+                 "column_variance": "rl_var", "entropy": "rl_entr"}
+
+
+def _zone_values(family, cells, n, voxels) -> dict:
+    """{base tag: value per kernel} of a zone family (GLSZM, GLDZM, NGLDM) from its count matrices' cells.
+
+    Each feature of the family's ``SPECS`` is its zone formula (:mod:`~RadiomicsLabLib.ibsi.features.zones`)
+    evaluated by the vectorised GLRLM class; the percentage is N_s / N_v with N_v the kernel's ROI voxels and the
+    energy sum_ij p_ij^2.
+    """
+    from .ibsi.engine import family_module
+    from .ibsi.features.glrlm import GlrlmFeatures
+
+    module = family_module(family)
+    m, i, j, counts = cells
+    features = GlrlmFeatures(m, i, j, counts, n)
+    out = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for base, function, *_ in module.SPECS:
+            name = function.__name__
+            if name == "percentage":
+                value = np.where(voxels > 0, features.total / np.maximum(voxels, 1), np.nan)
+            elif name == "energy":
+                value = features._msum(features.p ** 2)
+            else:
+                value = np.asarray(getattr(features, _ZONE_METHODS[name])(), dtype=np.float64)
+            value = np.where(features.empty, np.nan, value)
+            out[f"{module.PREFIX}_{base}"] = value
+    return out
+
+
+def _provenance(plan: MapPlan, seconds: float) -> dict:
+    from .provenance import image_geometry, image_hash, software_versions
+
+    import numba
+
+    prepared = plan.prepared
+    return {
+        "kind": "feature_maps",
+        "software": {**software_versions(), "numba": numba.__version__},
+        "settings": plan.settings.effective(),
+        "features": list(plan.features),
+        "image": {**image_geometry(plan.image), "sha1": image_hash(plan.image)},
+        "voxels": int(prepared.centres.shape[0]),
+        "grey_levels": {"n_levels": prepared.n_levels, "present": prepared.n_roi_levels},
+        "memory_estimate_bytes": plan.memory.total,
+        "chunk_voxels": plan.memory.chunk_voxels,
+        "seconds": round(seconds, 3),
+        "notes": list(prepared.notes),
+    }

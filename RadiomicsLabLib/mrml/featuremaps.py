@@ -1,0 +1,242 @@
+"""FeatureMapLogic: voxel-wise feature maps of a volume inside a segment, as volume nodes shown over the image.
+
+Each map is a ``vtkMRMLScalarVolumeNode`` with the input volume's geometry (through :mod:`.convert`, exact),
+a colour table (the scene's ``Viridis`` where desktop Slicer has it, else a ``RadiomicsLab Viridis`` table
+made once from matplotlib's viridis), a window and threshold set from its values inside the mask (so
+NaN voxels outside the mask stay transparent), and the provenance as a node attribute. The first map is
+shown as the foreground layer over the input volume in every slice view (headless scenes have no slice
+views: only the selection node is set). A ``vtkMRMLTableNode`` holds per-map statistics inside the mask.
+Everything is checked and computed before the scene is touched: on an error or a cancel the scene is as
+it was.
+
+>>> from RadiomicsLabLib.mrml import ExtractionLogic
+>>> loader = ExtractionLogic()                        # the same scene: loading and saving studies
+>>> volume = loader.load_volume("brain1_image.nrrd")
+>>> segmentation = loader.load_segmentation("brain1_label.nrrd", volume)
+>>> logic = FeatureMapLogic(loader.scene)
+>>> result = logic.compute(volume, segmentation, "Label_1", features="glcm_Contrast,firstorder_Mean",
+...                        radius=1, definition="pyradiomics")
+>>> result.maps["glcm_Contrast"], result.table
+"""
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import vtk
+
+from ..errors import RadiomicsLabError
+from ..featuremaps import check_memory, plan_feature_maps, run_plan
+from ..results import format_value
+from .app import default_scene
+from .convert import segment_name, segment_to_sitk, sitk_to_volume_node, volume_to_sitk
+from .tables import KIND_ATTRIBUTE, PROVENANCE_ATTRIBUTE
+
+MAP_KIND = "feature-map"
+SUMMARY_KIND = "feature-map-summary"
+FEATURE_ATTRIBUTE = "RadiomicsLab.Feature"
+VOLUME_ROLE = "RadiomicsLab.Volume"
+SEGMENTATION_ROLE = "RadiomicsLab.Segmentation"
+#: Colour tables tried in order; the last is made by :meth:`FeatureMapLogic.colour_node` when missing.
+COLOUR_TABLES = ("Viridis", "RadiomicsLab Viridis")
+
+
+@dataclass
+class FeatureMapResult:
+    """The volume node of each map (by feature name), the summary table node and the computed maps."""
+
+    maps: dict = field(default_factory=dict)
+    table: object = None
+    values: object = None
+
+
+class FeatureMapLogic:
+    """Feature maps in the scene; the module widget's Apply and the console call :meth:`compute`."""
+
+    def __init__(self, scene=None):
+        self.scene = scene if scene is not None else default_scene()
+
+    # Computation ----------------------------------------------------------------------------
+    def compute(self, volume_node, segmentation_node=None, segment_id=None, features="glcm", radius=1,
+                definition: str = "ibsi", progress=None, show: bool = True, opacity: float = 0.5,
+                **settings) -> FeatureMapResult:
+        """Feature maps of ``volume_node`` inside one segment (or the whole volume without a segmentation).
+
+        ``segment_id``: segment ID or name (may be left out when the segmentation has one segment);
+        ``features``, ``radius``, ``definition`` and ``settings``: as :func:`RadiomicsLabLib.featuremaps.feature_maps`;
+        ``progress(done, total, message)`` returning False cancels. Returns the map volume nodes, the summary
+        table node and the computed :class:`~RadiomicsLabLib.featuremaps.FeatureMaps`.
+        """
+        plan, segment = self._plan(volume_node, segmentation_node, segment_id, features, radius, definition, settings)
+        maps = run_plan(plan, progress)
+        inputs = {"volume": volume_node.GetName(), "volume_node_id": volume_node.GetID()}
+        if segmentation_node is not None:
+            inputs.update(segmentation=segmentation_node.GetName(), segmentation_node_id=segmentation_node.GetID(),
+                          segment=segment_name(segmentation_node, segment))
+        maps.provenance["inputs"] = inputs
+        result = FeatureMapResult(values=maps)
+        colour = self.colour_node()
+        for name in maps:
+            node = sitk_to_volume_node(maps[name], self.scene.GenerateUniqueName(f"{volume_node.GetName()} {name}"),
+                                       self.scene)
+            node.SetAttribute(KIND_ATTRIBUTE, MAP_KIND)
+            node.SetAttribute(FEATURE_ATTRIBUTE, name)
+            node.SetAttribute(PROVENANCE_ATTRIBUTE, json.dumps(maps.provenance, default=str))
+            node.SetNodeReferenceID(VOLUME_ROLE, volume_node.GetID())
+            if segmentation_node is not None:
+                node.SetNodeReferenceID(SEGMENTATION_ROLE, segmentation_node.GetID())
+            self._display(node, maps.array(name), colour)
+            result.maps[name] = node
+        result.table = self.summary_table(maps, f"{volume_node.GetName()} feature maps")
+        if show and result.maps:
+            self.show(next(iter(result.maps.values())), volume_node, opacity)
+        return result
+
+    def estimate(self, volume_node, segmentation_node=None, segment_id=None, features="glcm", radius=1,
+                 definition: str = "ibsi", **settings) -> str:
+        """Check a request as :meth:`compute` would and describe it with its memory estimate (nothing is computed
+        or added to the scene); the widget shows this text before Apply."""
+        return self._plan(volume_node, segmentation_node, segment_id, features, radius, definition, settings)[0].describe()
+
+    def _plan(self, volume_node, segmentation_node, segment_id, features, radius, definition, settings):
+        """(the checked :class:`~RadiomicsLabLib.featuremaps.MapPlan`, segment ID or None)."""
+        self._check_volume(volume_node)
+        image = volume_to_sitk(volume_node)
+        mask, segment = None, None
+        if segmentation_node is not None:
+            segment = self._segment(segmentation_node, segment_id)
+            mask = segment_to_sitk(segmentation_node, segment, volume_node)
+        elif segment_id is not None:
+            raise RadiomicsLabError(f"Segment '{segment_id}' was given without a segmentation; select the segmentation.")
+        settings = dict(settings)
+        memory_limit = settings.pop("memory_limit", None)
+        plan = plan_feature_maps(image, mask, features, radius, definition, memory_limit=memory_limit, **settings)
+        check_memory(plan.memory, memory_limit, all_maps=True)   # every map becomes a volume node
+        return plan, segment
+
+    # Display ---------------------------------------------------------------------------------
+    def colour_node(self):
+        """The colour table of the maps: the scene's ``Viridis``, else a ``RadiomicsLab Viridis`` table (256 colours of
+        matplotlib's viridis) made once and reused."""
+        for name in COLOUR_TABLES:
+            node = self.scene.GetFirstNodeByName(name)
+            if node is not None and node.IsA("vtkMRMLColorNode"):
+                return node
+        from matplotlib import colormaps
+
+        colours = colormaps["viridis"](np.linspace(0.0, 1.0, 256))
+        node = self.scene.AddNewNodeByClass("vtkMRMLColorTableNode", COLOUR_TABLES[-1])
+        node.SetTypeToUser()
+        node.SetNumberOfColors(256)
+        node.SetNamesInitialised(True)
+        for index, (r, g, b, a) in enumerate(colours):
+            node.SetColor(index, f"viridis {index}", float(r), float(g), float(b), float(a))
+        node.SetAttribute("Category", "RadiomicsLab")
+        return node
+
+    @staticmethod
+    def _display(node, values: np.ndarray, colour):
+        """Colour table, window/level over the defined values, and a threshold that hides everything else."""
+        display = node.GetDisplayNode()
+        display.SetAndObserveColorNodeID(colour.GetID())
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            return
+        low, high = float(finite.min()), float(finite.max())
+        display.AutoWindowLevelOff()
+        display.SetWindowLevelMinMax(low, high if high > low else low + 1.0)
+        display.SetApplyThreshold(True)
+        display.SetThreshold(low, high)
+
+    def show(self, map_node, background_node=None, opacity: float = 0.5):
+        """Show ``map_node`` as the foreground layer (``opacity``) over ``background_node`` in every slice view.
+
+        Sets the selection node and each slice composite node of the scene (desktop Slicer's slice views);
+        a headless scene has no slice views, so only the selection node changes.
+        """
+        selection = self.scene.GetFirstNodeByClass("vtkMRMLSelectionNode")
+        if selection is not None:
+            if background_node is not None:
+                selection.SetReferenceActiveVolumeID(background_node.GetID())
+            selection.SetReferenceSecondaryVolumeID(map_node.GetID())
+        composites = self.scene.GetNodesByClass("vtkMRMLSliceCompositeNode")
+        for i in range(composites.GetNumberOfItems()):
+            composite = composites.GetItemAsObject(i)
+            if background_node is not None:
+                composite.SetBackgroundVolumeID(background_node.GetID())
+            composite.SetForegroundVolumeID(map_node.GetID())
+            composite.SetForegroundOpacity(opacity)
+
+    # Results --------------------------------------------------------------------------------
+    def summary_table(self, maps, name: str = "feature maps", table_node=None):
+        """A table node with one row per map: voxels, undefined voxels, mean, std, min, percentiles, max inside the
+        mask (numbers as their exact shortest decimal text), and the maps' provenance."""
+        rows = maps.summary()
+        header = list(rows[0]) if rows else ["feature"]
+        if table_node is None:
+            table_node = self.scene.AddNewNodeByClass("vtkMRMLTableNode", self.scene.GenerateUniqueName(name))
+        table = vtk.vtkTable()
+        for column in header:
+            array = vtk.vtkStringArray()
+            array.SetName(column)
+            for row in rows:
+                value = row[column]
+                array.InsertNextValue(value if isinstance(value, str) else str(value) if isinstance(value, int)
+                                      else format_value(value))
+            table.AddColumn(array)
+        was_modifying = table_node.StartModify()
+        table_node.SetAndObserveTable(table)
+        table_node.SetUseColumnTitleAsColumnHeader(True)
+        table_node.SetAttribute(KIND_ATTRIBUTE, SUMMARY_KIND)
+        table_node.SetAttribute(PROVENANCE_ATTRIBUTE, json.dumps(maps.provenance, default=str))
+        table_node.EndModify(was_modifying)
+        return table_node
+
+    @staticmethod
+    def summary_rows(table_node) -> list[dict]:
+        """The rows of a summary table (numbers back as floats)."""
+        table = table_node.GetTable()
+        columns = [table.GetColumn(c) for c in range(table.GetNumberOfColumns())]
+        rows = []
+        for r in range(table.GetNumberOfRows()):
+            row = {}
+            for column in columns:
+                text = column.GetValue(r)
+                row[column.GetName()] = text if column.GetName() == "feature" else float(text)
+            rows.append(row)
+        return rows
+
+    @staticmethod
+    def provenance(node) -> dict:
+        text = node.GetAttribute(PROVENANCE_ATTRIBUTE)
+        return json.loads(text) if text else {}
+
+    def map_nodes(self) -> list:
+        """Every feature map volume node of the scene."""
+        nodes = self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+        found = [nodes.GetItemAsObject(i) for i in range(nodes.GetNumberOfItems())]
+        return [n for n in found if n.GetAttribute(KIND_ATTRIBUTE) == MAP_KIND]
+
+    # Checks ---------------------------------------------------------------------------------
+    def _check_volume(self, node):
+        if node is None or not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
+            got = "nothing" if node is None else f"a {node.GetClassName()}"
+            raise RadiomicsLabError(f"The input volume must be a vtkMRMLScalarVolumeNode; got {got}. Select or load one first.")
+        if self.scene.GetNodeByID(node.GetID()) is not node:
+            raise RadiomicsLabError(f"The input volume '{node.GetName()}' is not in this logic's scene.")
+
+    def _segment(self, segmentation_node, segment_id) -> str:
+        from .extraction import ExtractionLogic
+
+        if not segmentation_node.IsA("vtkMRMLSegmentationNode"):
+            raise RadiomicsLabError(f"The segmentation must be a vtkMRMLSegmentationNode; got a "
+                                    f"{segmentation_node.GetClassName()}.")
+        resolver = ExtractionLogic(self.scene)
+        if segment_id is None:
+            segments = resolver.resolve_segments(segmentation_node)
+            if len(segments) > 1:
+                names = ", ".join(segment_name(segmentation_node, s) for s in segments)
+                raise RadiomicsLabError(f"Segmentation '{segmentation_node.GetName()}' has several segments ({names}); "
+                                        "choose the one to make maps of.")
+            return segments[0]
+        return resolver.resolve_segments(segmentation_node, [segment_id])[0]

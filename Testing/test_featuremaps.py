@@ -1,0 +1,392 @@
+"""Voxel-wise feature maps: exactness against pyradiomics' voxel-based mode and against the IBSI engine run on
+each voxel's kernel, on real images; names, bad input, chunking, cancel, the CLI and the MRML logic.
+
+Real data: crops of the brain1 MR case (its real label) and of the STS_001 sarcoma CT and PET (their real GTV
+masks). Synthetic data only where a known answer is needed: a constant image (every kernel flat).
+"""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+import test_cli
+from conftest import read_csv, run_cli
+from RadiomicsLabLib.errors import RadiomicsLabError
+from RadiomicsLabLib.featuremaps import (FeatureMapsCancelled, catalogue, feature_maps, plan_feature_maps,
+                                         resolve_features, run_plan)
+
+#: brain1 crop (SimpleITK index x, y, z and size): 150 of its 256 voxels are in the real label, with ROI borders.
+BRAIN1_CROP = ((188, 96, 11), (8, 8, 4))
+#: STS_001 CT crop: 124 GTV voxels, some of them outside the re-segmentation range used below.
+STS_CROP = ((70, 60, 30), (12, 12, 5))
+
+
+def crop(image, index_size):
+    index, size = index_size
+    return sitk.RegionOfInterest(image, size, index)
+
+
+@pytest.fixture(scope="module")
+def brain1_crop(brain1):
+    return crop(sitk.ReadImage(str(brain1[0])), BRAIN1_CROP), crop(sitk.ReadImage(str(brain1[1])), BRAIN1_CROP)
+
+
+@pytest.fixture(scope="module")
+def sts_ct(data):
+    folder = data / "sts" / "STS_001"
+    return (crop(sitk.ReadImage(str(folder / "CT_image.nii.gz")), STS_CROP),
+            crop(sitk.ReadImage(str(folder / "CT_mask.nii.gz")), STS_CROP))
+
+
+def close(ours, reference, rtol=1e-9, atol_scale=1e-12):
+    """Floating-point agreement: |a - b| <= rtol |b| + atol_scale * max |b| (of the feature), NaN where NaN."""
+    ours, reference = np.asarray(ours, float), np.asarray(reference, float)
+    same_nan = np.array_equal(np.isnan(ours), np.isnan(reference))
+    finite = ~np.isnan(reference)
+    scale = np.max(np.abs(reference[finite]), initial=1.0)
+    ok = np.abs(ours[finite] - reference[finite]) <= rtol * np.abs(reference[finite]) + atol_scale * scale
+    return same_nan and bool(np.all(ok))
+
+
+# --------------------------------------------------------------------------------------------
+# pyradiomics definition == pyradiomics voxelBased=True
+# --------------------------------------------------------------------------------------------
+
+def pyradiomics_maps(image, mask, classes=None, features=None, **settings):
+    import radiomics
+    from radiomics import featureextractor
+
+    radiomics.setVerbosity(logging.CRITICAL)
+    extractor = featureextractor.RadiomicsFeatureExtractor(**settings)
+    extractor.disableAllFeatures()
+    if features:
+        extractor.enableFeaturesByName(**features)
+    for name in classes or ():
+        extractor.enableFeatureClassByName(name)
+    result = extractor.execute(image, mask, voxelBased=True)
+    roi = sitk.GetArrayFromImage(mask) == 1
+
+    def on_input_grid(value):   # pyradiomics returns maps on the ROI's bounding box grown by the radius
+        return sitk.Resample(value, mask, sitk.Transform(), sitk.sitkNearestNeighbor, float("nan"), sitk.sitkFloat64)
+
+    return {key.removeprefix("original_"): sitk.GetArrayFromImage(on_input_grid(value))[roi]
+            for key, value in result.items() if isinstance(value, sitk.Image)}
+
+
+def test_pyradiomics_definition_equals_pyradiomics_voxel_based(brain1_crop):
+    """Every voxel, every feature of firstorder, GLCM, GLRLM, GLSZM, GLDM and NGTDM (93 maps), radius 1, bin width 25."""
+    image, mask = brain1_crop
+    reference = pyradiomics_maps(image, mask, ["firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm"],
+                                 binWidth=25, kernelRadius=1)
+    maps = feature_maps(image, mask, "all", radius=1, definition="pyradiomics", binWidth=25)
+    assert sorted(maps) == sorted(reference) and len(maps) == 93
+    mismatched = [name for name in maps if name not in ("glcm_MCC", "glcm_JointAverage")
+                  and not close(maps.array(name), reference[name])]
+    assert mismatched == []
+    # Documented pyradiomics failures, not copied: MCC's batched eigvals fails on this batch (a kernel has a
+    # direction without pairs) and pyradiomics leaves every voxel at 0; JointAverage is NaN on those kernels.
+    assert np.all(reference["glcm_MCC"] == 0) and np.all(maps.array("glcm_MCC") > 0)
+    nan = np.isnan(reference["glcm_JointAverage"])
+    assert 0 < nan.sum() < nan.size
+    assert close(maps.array("glcm_JointAverage")[~nan], reference["glcm_JointAverage"][~nan])
+    assert close(maps.array("glcm_JointAverage"), maps.array("glcm_SumAverage") / 2)   # symmetric GLCM: mu_x = SA / 2
+    # One voxel per batch, pyradiomics computes both on exactly the directions with pairs, as the maps do.
+    single = pyradiomics_maps(image, mask, features={"glcm": ["MCC", "JointAverage"]}, binWidth=25, kernelRadius=1,
+                              voxelBatch=1)
+    assert close(maps.array("glcm_MCC"), single["glcm_MCC"], atol_scale=1e-12)
+    assert close(maps.array("glcm_JointAverage"), single["glcm_JointAverage"])
+
+
+def test_pyradiomics_definition_in_plane_bin_count_and_alpha(brain1_crop):
+    """force2D kernels, fixed bin count, GLDM alpha 1 and a voxel array shift: still pyradiomics' values."""
+    image, mask = brain1_crop
+    settings = {"binCount": 12, "gldm_a": 1, "force2D": True, "voxelArrayShift": 100}
+    reference = pyradiomics_maps(image, mask, ["firstorder", "glrlm", "glszm", "gldm", "ngtdm"], kernelRadius=1,
+                                 **settings)
+    maps = feature_maps(image, mask, "firstorder,glrlm,glszm,gldm,ngtdm", radius=1, definition="pyradiomics",
+                        **settings)
+    assert sorted(maps) == sorted(reference)
+    assert [name for name in maps if not close(maps.array(name), reference[name])] == []
+
+
+# --------------------------------------------------------------------------------------------
+# ibsi definition == the segment engine on each voxel's kernel
+# --------------------------------------------------------------------------------------------
+
+def engine_on_kernels(image, mask, settings, voxels, radius, in_plane):
+    """The IBSI engine's family modules on each voxel's kernel: the ROI discretised as a whole by the engine's own
+    preprocessing, then every voxel of the cube (one slice when in-plane) around the voxel."""
+    from RadiomicsLabLib.featuremaps import IBSI_FAMILIES
+    from RadiomicsLabLib.ibsi.discretisation import discretise
+    from RadiomicsLabLib.ibsi.engine import family_module
+    from RadiomicsLabLib.ibsi.preprocessing import prepare_roi
+    from RadiomicsLabLib.ibsi.roi import Roi
+
+    roi, _ = prepare_roi(image, mask, settings)
+    roi = discretise(roi, settings)
+    levels = np.where(roi.intensity_mask, roi.levels, 0)
+    out = []
+    for voxel in voxels:
+        reach = (0 if in_plane else radius, radius, radius)
+        box = tuple(slice(max(c - r, 0), c + r + 1) for c, r in zip(voxel, reach))
+        intensity = roi.intensity_mask[box]
+        kernel = Roi(roi.image[box], roi.morphological_mask[box], intensity, roi.spacing, levels[box], roi.n_levels)
+        values = {}
+        for family in IBSI_FAMILIES:
+            values.update(family_module(family).compute(kernel, settings))
+        out.append(values)
+    return out
+
+
+@pytest.mark.parametrize("case, in_plane, settings", [
+    ("brain1", False, {"bin_width": 25.0}),
+    ("brain1", True, {"bin_width": 25.0}),
+    ("sts_ct", False, {"bin_width": 10.0, "resegment_range": (-30.0, 60.0)}),
+])
+def test_ibsi_map_voxels_equal_the_engine_on_their_kernel(case, in_plane, settings, brain1_crop, sts_ct):
+    """Random voxels of real images: all 177 (3D) or 177 (2D) IBSI map features equal the engine on the kernel."""
+    from RadiomicsLabLib.ibsi.config import IbsiSettings
+
+    image, mask = brain1_crop if case == "brain1" else sts_ct
+    maps = feature_maps(image, mask, "all", radius=1, definition="ibsi", in_plane=in_plane, **settings)
+    assert len(maps) == 177
+    roi = np.argwhere(sitk.GetArrayFromImage(mask) == 1)
+    picked = np.random.default_rng(20).choice(len(roi), 12, replace=False)
+    ibsi = IbsiSettings(dimensions=("2D",) if in_plane else ("3D",), **settings)
+    expected = engine_on_kernels(image, mask, ibsi, [tuple(roi[i]) for i in picked], 1, in_plane)
+    compared = 0
+    for name in maps:
+        reference = np.array([values[name] for values in expected])
+        assert close(maps.array(name)[picked], reference, rtol=1e-9, atol_scale=1e-10), name
+        compared += 1
+    assert compared == 177
+
+
+def test_ibsi_whole_image_fixed_bin_number(data):
+    """No mask: every voxel of a real PET crop is a centre; FBN discretisation; the engine agrees on random voxels."""
+    from RadiomicsLabLib.ibsi.config import IbsiSettings
+
+    pet = crop(sitk.ReadImage(str(data / "sts" / "STS_001" / "PET_image.nii.gz")), ((14, 14, 20), (8, 8, 4)))
+    features = "stat_mean,ih_entropy,cm_contrast_3D_comb,rlm_sre_3D_avg,szm_sze_3D,dzm_sde_3D,ngt_busyness_3D,ngl_hde_3D"
+    maps = feature_maps(pet, None, features, radius=1, definition="ibsi", discretisation="FBN", bin_number=16)
+    assert maps.values.shape == (8 * 8 * 4, 8) and np.isfinite(maps.array("stat_mean")).all()
+    everywhere = sitk.Image(pet.GetSize(), sitk.sitkUInt8)
+    everywhere.CopyInformation(pet)
+    everywhere += 1
+    voxels = [(0, 0, 0), (3, 7, 7), (1, 4, 2), (2, 0, 5)]
+    expected = engine_on_kernels(pet, everywhere, IbsiSettings(discretisation="FBN", bin_number=16), voxels, 1, False)
+    flat = [np.ravel_multi_index(v, (4, 8, 8)) for v in voxels]
+    for name in maps:
+        assert close(maps.array(name)[flat], [e[name] for e in expected]), name
+    image = maps["cm_contrast_3D_comb"]
+    assert image.GetSize() == pet.GetSize() and image.GetOrigin() == pet.GetOrigin()
+
+
+def test_flat_kernels_known_values(brain1_crop):
+    """A constant image (synthetic: every kernel holds one grey level): IBSI and pyradiomics' documented values."""
+    image = sitk.Image(6, 6, 5, sitk.sitkFloat64)
+    image += 700.0
+    mask = sitk.Image(6, 6, 5, sitk.sitkUInt8)
+    mask += 1
+    ibsi = feature_maps(image, mask, "cm_joint_max_3D_avg,cm_contrast_3D_avg,cm_corr_3D_avg,stat_var,stat_kurt,"
+                        "ih_entropy,ngt_coarseness_3D,szm_z_perc_3D", radius=1)
+    assert np.all(ibsi.array("cm_joint_max_3D_avg") == 1) and np.all(ibsi.array("cm_contrast_3D_avg") == 0)
+    assert np.isnan(ibsi.array("cm_corr_3D_avg")).all()          # undefined for one grey level (IBSI)
+    assert np.all(ibsi.array("stat_var") == 0) and np.all(ibsi.array("stat_kurt") == 0)
+    assert np.all(ibsi.array("ih_entropy") == 0) and np.isnan(ibsi.array("ngt_coarseness_3D")).all()
+    corner, centre = 0, np.ravel_multi_index((2, 2, 2), (5, 6, 6))
+    assert ibsi.array("szm_z_perc_3D")[corner] == 1 / 8 and ibsi.array("szm_z_perc_3D")[centre] == 1 / 27
+    py = feature_maps(image, mask, "glcm_Correlation,glcm_MCC,ngtdm_Coarseness,firstorder_Kurtosis", radius=1,
+                      definition="pyradiomics")
+    assert np.all(py.array("glcm_Correlation") == 1) and np.all(py.array("ngtdm_Coarseness") == 1e6)
+    assert np.all(py.array("glcm_MCC") == 1) and np.all(py.array("firstorder_Kurtosis") == 0)
+
+
+# --------------------------------------------------------------------------------------------
+# Names, chunks, progress
+# --------------------------------------------------------------------------------------------
+
+def test_feature_names_both_styles():
+    assert len(catalogue("pyradiomics")) == 93 and len(catalogue("ibsi")) == 177
+    assert len(resolve_features("glcm", "pyradiomics")) == 24
+    assert len(resolve_features("texture", "pyradiomics")) == 75
+    assert resolve_features("glcm_Contrast, firstorder_Mean", "ibsi") == ["cm_contrast_3D_avg", "stat_mean"]
+    assert resolve_features("original_glcm_Contrast", "ibsi", in_plane=True) == ["cm_contrast_2D_avg"]
+    assert resolve_features("cm_contrast", "ibsi") == ["cm_contrast_3D_avg", "cm_contrast_3D_comb"]
+    assert resolve_features("cm_contrast_3D_avg,szm_sze_3D", "pyradiomics") == ["glcm_Contrast", "glszm_SmallAreaEmphasis"]
+    assert resolve_features(["gldm"], "ibsi") == [n for n, f in catalogue("ibsi").items() if f == "ngldm"]
+    with pytest.raises(RadiomicsLabError, match="Unknown feature 'glcm_Contrst'.*did you mean 'glcm_Contrast'"):
+        resolve_features("glcm_Contrst", "pyradiomics")
+    with pytest.raises(RadiomicsLabError, match="did you mean 'cm_contrast_3D_avg'"):
+        resolve_features("cm_contrast_3D_av", "ibsi")
+
+
+def test_chunks_progress_and_cancel(brain1_crop):
+    image, mask = brain1_crop
+    whole = feature_maps(image, mask, "glcm,glszm", radius=1, definition="ibsi")
+    calls = []
+    chunked = feature_maps(image, mask, "glcm,glszm", radius=1, definition="ibsi", working_memory=1,
+                           progress=lambda done, total, message: calls.append((done, total, message)))
+    assert calls[0][0] == 0 and "Estimated peak memory" in calls[0][2]
+    assert calls[-1][0] == calls[-1][1] == 2 * 3           # 150 voxels in chunks of 64, two families
+    assert np.array_equal(whole.values, chunked.values, equal_nan=True)
+    with pytest.raises(FeatureMapsCancelled, match="cancelled"):
+        feature_maps(image, mask, "glcm", radius=1, progress=lambda done, total, message: done == 0)
+    summary = whole.summary()
+    row = next(r for r in summary if r["feature"] == "cm_contrast_3D_avg")
+    values = whole.array("cm_contrast_3D_avg")
+    assert row["voxels"] == 150 and row["mean"] == pytest.approx(np.nanmean(values), rel=1e-12)
+    assert row["p50"] == pytest.approx(np.nanpercentile(values, 50), rel=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input
+# --------------------------------------------------------------------------------------------
+
+def test_bad_input_is_refused_before_any_work(brain1_crop, brain1):
+    image, mask = brain1_crop
+    with pytest.raises(RadiomicsLabError, match="radius must be 1 or more"):
+        plan_feature_maps(image, mask, "glcm", radius=0)
+    with pytest.raises(RadiomicsLabError, match="whole number"):
+        plan_feature_maps(image, mask, "glcm", radius=1.5)
+    full = sitk.ReadImage(str(brain1[0]))
+    with pytest.raises(RadiomicsLabError, match=r"larger than the image along z \(25 voxels\).*in-plane"):
+        plan_feature_maps(full, sitk.ReadImage(str(brain1[1])), "glcm", radius=13)
+    empty = sitk.Image(mask.GetSize(), sitk.sitkUInt8)
+    empty.CopyInformation(mask)
+    with pytest.raises(RadiomicsLabError, match="mask is empty"):
+        plan_feature_maps(image, empty, "glcm")
+    labels = sitk.GetArrayFromImage(mask)
+    labels[2:][labels[2:] == 1] = 2          # the crop's real label split in two by slice
+    two = sitk.GetImageFromArray(labels)
+    two.CopyInformation(mask)
+    with pytest.raises(RadiomicsLabError, match="labels 1, 2; choose one"):
+        plan_feature_maps(image, two, "glcm")
+    assert plan_feature_maps(image, two, "glcm", label=2).memory.n_voxels == int(np.count_nonzero(labels == 2))
+    with pytest.raises(RadiomicsLabError, match=r"need about .* but only 1.0 MB is available.*Reduce it"):
+        plan_feature_maps(image, mask, "all", memory_limit=2 ** 20)
+    with pytest.raises(RadiomicsLabError, match="did you mean 'binWidth'"):
+        plan_feature_maps(image, mask, "glcm", definition="pyradiomics", binWidht=10)
+    with pytest.raises(RadiomicsLabError, match="did you mean 'bin_width'"):
+        plan_feature_maps(image, mask, "glcm", bin_widht=10)
+    with pytest.raises(RadiomicsLabError, match="did you mean 'ibsi'"):
+        plan_feature_maps(image, mask, "glcm", definition="ibs")
+    with pytest.raises(RadiomicsLabError, match="resampling"):
+        plan_feature_maps(image, mask, "glcm", new_spacing=(1.0, 1.0, 1.0))
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------------------------
+
+def test_cli_writes_maps_provenance_and_summary(brain1_crop, tmp_path):
+    image, mask = brain1_crop
+    sitk.WriteImage(image, str(tmp_path / "image.nrrd"))
+    sitk.WriteImage(mask, str(tmp_path / "mask.nrrd"))
+    out = tmp_path / "maps"
+    done = run_cli("maps", tmp_path / "image.nrrd", tmp_path / "mask.nrrd", "--features", "glcm_Contrast,firstorder_Mean",
+                   "--radius", "1", "--definition", "pyradiomics", "-o", out)
+    assert done.returncode == 0, done.stderr
+    assert "Estimated peak memory" in done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["firstorder_Mean.nrrd", "glcm_Contrast.nrrd", "maps.json",
+                                                     "summary.csv"]
+    api = feature_maps(image, mask, "glcm_Contrast,firstorder_Mean", radius=1, definition="pyradiomics")
+    written = sitk.ReadImage(str(out / "glcm_Contrast.nrrd"))
+    assert written.GetSize() == image.GetSize() and written.GetOrigin() == image.GetOrigin()
+    assert written.GetDirection() == image.GetDirection() and written.GetSpacing() == image.GetSpacing()
+    roi = sitk.GetArrayFromImage(mask) == 1
+    assert np.array_equal(sitk.GetArrayFromImage(written)[roi], api.array("glcm_Contrast"))
+    assert np.isnan(sitk.GetArrayFromImage(written)[~roi]).all()
+    rows = read_csv(out / "summary.csv")
+    assert [r["feature"] for r in rows] == ["glcm_Contrast", "firstorder_Mean"] and rows[0]["voxels"] == "150"
+    assert float(rows[1]["mean"]) == pytest.approx(np.mean(api.array("firstorder_Mean")), rel=1e-12)
+    provenance = json.loads((out / "maps.json").read_text())
+    assert provenance["settings"]["definition"] == "pyradiomics" and provenance["settings"]["radius"] == 1
+    assert provenance["inputs"]["image_file"]["sha256"] and provenance["files"]["summary"] == "summary.csv"
+
+
+def test_cli_bad_input_one_line_and_nothing_written(brain1_crop, tmp_path):
+    image, mask = brain1_crop
+    sitk.WriteImage(image, str(tmp_path / "image.nrrd"))
+    sitk.WriteImage(mask, str(tmp_path / "mask.nrrd"))
+    out = tmp_path / "maps"
+    test_cli.assert_user_error(run_cli("maps", tmp_path / "image.nrrd", tmp_path / "mask.nrrd", "--features",
+                                       "glcm_Contrst", "-o", out), "Unknown feature 'glcm_Contrst'",
+                               "did you mean 'glcm_Contrast'")
+    test_cli.assert_user_error(run_cli("maps", tmp_path / "image.nrrd", tmp_path / "mask.nrrd", "--features", "glcm",
+                                       "--radius", "0", "-o", out), "radius must be 1 or more")
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# MRML
+# --------------------------------------------------------------------------------------------
+
+def test_logic_maps_become_volume_nodes_over_the_image(brain1_crop, scene, tmp_path):
+    from RadiomicsLabLib.mrml.convert import label_map_to_segmentation_node, sitk_to_volume_node, volume_to_sitk
+    from RadiomicsLabLib.mrml.featuremaps import FeatureMapLogic
+
+    image, mask = brain1_crop
+    logic = FeatureMapLogic(scene)
+    volume = sitk_to_volume_node(image, "brain1 crop", scene)
+    segmentation = label_map_to_segmentation_node(mask, "label", scene, volume)
+    composite = scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")   # what a slice view of desktop Slicer has
+    before = scene.GetNumberOfNodes()
+    with pytest.raises(RadiomicsLabError, match="did you mean"):
+        logic.compute(volume, segmentation, "Label_1", features="glcm_Contrst", definition="pyradiomics")
+    with pytest.raises(FeatureMapsCancelled):
+        logic.compute(volume, segmentation, features="glcm", progress=lambda done, total, message: done == 0)
+    assert scene.GetNumberOfNodes() == before
+    result = logic.compute(volume, segmentation, "Label_1", features="glcm_Contrast,firstorder_Mean", radius=1,
+                           definition="pyradiomics")
+    api = feature_maps(image, mask, "glcm_Contrast,firstorder_Mean", radius=1, definition="pyradiomics")
+    node = result.maps["glcm_Contrast"]
+    assert node.IsA("vtkMRMLScalarVolumeNode")
+    ijk_volume, ijk_map = vtk_matrix(volume), vtk_matrix(node)
+    assert np.array_equal(ijk_volume, ijk_map)
+    converted = volume_to_sitk(node)
+    roi = sitk.GetArrayFromImage(mask) == 1
+    assert np.array_equal(sitk.GetArrayFromImage(converted)[roi], api.array("glcm_Contrast"))
+    display = node.GetDisplayNode()
+    assert display.GetColorNode().GetName() in ("Viridis", "RadiomicsLab Viridis") and display.GetApplyThreshold()
+    assert composite.GetForegroundVolumeID() == node.GetID() and composite.GetBackgroundVolumeID() == volume.GetID()
+    assert scene.GetFirstNodeByClass("vtkMRMLSelectionNode").GetSecondaryVolumeID() == node.GetID()
+    rows = logic.summary_rows(result.table)
+    assert [r["feature"] for r in rows] == ["glcm_Contrast", "firstorder_Mean"]
+    assert rows[0]["mean"] == pytest.approx(np.mean(api.array("glcm_Contrast")), rel=1e-12)
+    assert logic.provenance(node)["inputs"]["segment"] == "Label_1"
+    assert set(logic.map_nodes()) == set(result.maps.values())
+    assert "Estimated peak memory" in logic.estimate(volume, segmentation, features="glcm", definition="pyradiomics")
+    # A saved study brings the maps back: values (NaN outside the mask included), colours and provenance.
+    from RadiomicsLabLib.mrml.app import new_headless_app
+    from RadiomicsLabLib.mrml.scenefiles import load_scene, save_scene
+
+    save_scene(scene, tmp_path / "maps.mrb")
+    reloaded = FeatureMapLogic(new_headless_app().scene)
+    load_scene(reloaded.scene, tmp_path / "maps.mrb")
+    back = {n.GetAttribute("RadiomicsLab.Feature"): n for n in reloaded.map_nodes()}
+    assert sorted(back) == ["firstorder_Mean", "glcm_Contrast"]
+    again = sitk.GetArrayFromImage(volume_to_sitk(back["glcm_Contrast"]))
+    assert np.array_equal(again[roi], api.array("glcm_Contrast")) and np.isnan(again[~roi]).all()
+    assert back["glcm_Contrast"].GetDisplayNode().GetColorNode().GetName() in ("Viridis", "RadiomicsLab Viridis")
+    assert reloaded.provenance(back["glcm_Contrast"])["settings"]["definition"] == "pyradiomics"
+
+
+def vtk_matrix(node) -> np.ndarray:
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return np.array([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)])
+
+
+def test_plan_reports_memory_before_work(brain1_crop):
+    image, mask = brain1_crop
+    plan = plan_feature_maps(image, mask, "texture", radius=1, definition="pyradiomics")
+    assert plan.memory.n_voxels == 150 and plan.memory.n_features == 75
+    assert plan.memory.total < 200 * 2 ** 20 and "Estimated peak memory" in plan.describe()
+    maps = run_plan(plan)
+    assert maps.provenance["memory_estimate_bytes"] == plan.memory.total
