@@ -33,8 +33,14 @@ def test_cli_ibsi_preset_on_a_real_ct(sarcoma_ct, tmp_path):
     by_tag = {r["ibsi_tag"]: float(r["value"]) for r in rows}
     direct = compute_features(read_sitk(sarcoma_ct[0]), read_sitk(sarcoma_ct[1]), CONFIGURATIONS["C"]).values
     assert by_tag.keys() == direct.keys() and len(by_tag) == 215
+    # Moran's I and Geary's C are sums over FFT convolutions; pocketfft's SIMD path depends on the
+    # arrays' memory alignment, which differs between processes, so those two agree to rounding only.
+    fft_sums = {"morph_moran_i", "morph_geary_c"}
     for tag, value in direct.items():
-        assert by_tag[tag] == value or (math.isnan(value) and math.isnan(by_tag[tag])), tag
+        if tag in fft_sums:
+            assert by_tag[tag] == pytest.approx(value, rel=1e-12), tag
+        else:
+            assert by_tag[tag] == value or (math.isnan(value) and math.isnan(by_tag[tag])), tag
     assert {r["feature_class"] for r in rows} == {"morphology", "local_intensity", "statistics", "histogram", "ivh",
                                                   "glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm"}
     provenance = (tmp_path / "features.provenance.json").read_text()
