@@ -4,7 +4,7 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench lock clean
+.PHONY: venv demo test bench lock clean web
 
 venv: $(STAMP)
 
@@ -19,6 +19,9 @@ $(STAMP): requirements.lock pyproject.toml
 
 demo: $(STAMP)
 	$(VENV)/bin/radiomicslab demo -o out/demo
+
+web: $(STAMP)
+	$(VENV)/bin/radiomicslab web
 
 test: $(STAMP)
 	$(VPY) -m pytest -q
