@@ -86,7 +86,8 @@ def served(data_dir, log_path, port: int | None = None, timeout: float = 120.0, 
 def open_browser(playwright):
     """Debian's Chromium, headless (``.ci/run`` installs it)."""
     if not CHROMIUM.is_file():
-        raise RadiomicsLabError(f"Chromium not found at {CHROMIUM}; install Debian's 'chromium' package (.ci/run does).")
+        raise RadiomicsLabError(f"Chromium not found at {CHROMIUM}; install Debian's 'chromium' package "
+                                "(.ci/run does).")
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
 

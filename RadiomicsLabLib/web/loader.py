@@ -212,7 +212,8 @@ class DataFolder:
         path = resolve_inside(self.root, relative)
         listed = {e.path for e in self.entries()}
         if str(relative) not in listed or not path.exists():
-            raise RadiomicsLabError(f"'{relative}' is not a loadable file of the data folder; choose one from the list.")
+            raise RadiomicsLabError(f"'{relative}' is not a loadable file of the data folder; "
+                                    "choose one from the list.")
         return path
 
 
@@ -414,7 +415,8 @@ class StudyLoader:
         display.show_volume_in_slice_background(volume)
         display.show_volume_in_slice_foreground(None)
         rendering = self.slicer_app.volume_rendering
-        vr_node = rendering.get_vr_display_node(volume) or rendering.create_display_node(volume, VOLUME_RENDERING_PRESET)
+        vr_node = rendering.get_vr_display_node(volume) or rendering.create_display_node(volume,
+                                                                                        VOLUME_RENDERING_PRESET)
         vr_node.SetVisibility(False)
         for view in self.slicer_app.view_manager.get_slice_views():
             view.set_visible_in_3d(True)

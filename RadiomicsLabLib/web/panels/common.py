@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+from dataclasses import dataclass, field
 
 from trame.widgets import html
 from trame.widgets.vuetify3 import VBtn, VIcon, VSelect, VTooltip
@@ -233,6 +234,23 @@ def study_volumes(scene) -> list:
             if not v.IsA("vtkMRMLLabelMapVolumeNode") and not v.GetAttribute(KIND_ATTRIBUTE)]
 
 
+@dataclass
+class LesionState:
+    """The segment a panel works on; a base of panel state dataclasses (with :func:`lesion_select` and
+    :meth:`PanelLogic.refresh_lesion`)."""
+
+    segmentations: list[dict] = field(default_factory=list)
+    segmentation: str | None = None
+    segments: list[dict] = field(default_factory=list)
+    segment: str | None = None
+
+
+def lesion_select(name, classes: str = ""):
+    """Selects of the segmentation and its segment (state names of a :class:`LesionState`)."""
+    node_select("Segmentation", name.segmentations, name.segmentation)
+    node_select("Segment", name.segments, name.segment, classes=f"mb-2 {classes}")
+
+
 class PanelLogic:
     """What every panel's logic shares: the server, the app's scene, the study loader, the job runner,
     the panel's typed state (``state_type``), and the results pane opener.
@@ -264,8 +282,23 @@ class PanelLogic:
         return self.scene.GetNodeByID(node_id) if node_id else None
 
     def set_ui(self, ui):
-        if hasattr(ui, "run_clicked") and hasattr(self, "run"):
+        if isinstance(ui, PanelUI) and hasattr(self, "run"):
             ui.run_clicked.connect(self.run)
 
     def refresh(self):
         pass
+
+    def refresh_lesion(self, segmentations, default=None):
+        """Offer ``segmentations`` (a :class:`LesionState` panel), keeping the chosen one if still there."""
+        with self.server.state:
+            self.data.segmentations = node_items(segmentations)
+            fallback = default.GetID() if default is not None else (segmentations[0].GetID() if segmentations else None)
+            self.data.segmentation = kept_or(self.data.segmentation, self.data.segmentations, fallback)
+        self.refresh_segments()
+
+    def refresh_segments(self):
+        """The chosen segmentation's segments, keeping the chosen segment if still there (else the first)."""
+        with self.server.state:
+            self.data.segments = segment_items(self.node(self.data.segmentation))
+            self.data.segment = kept_or(self.data.segment, self.data.segments,
+                                        self.data.segments[0]["value"] if self.data.segments else None)

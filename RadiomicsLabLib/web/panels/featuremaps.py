@@ -13,8 +13,8 @@ from trame_server.utils.typed_state import TypedState
 
 from ...errors import RadiomicsLabError
 from ..loader import nodes_of
-from .common import (PanelLogic, PanelUI, dark_figure, figure_data_url, kept_or, node_items, node_select,
-                     section_title, segment_items, study_volumes)
+from .common import (LesionState, PanelLogic, PanelUI, dark_figure, figure_data_url, kept_or, lesion_select,
+                     node_items, node_select, section_title, study_volumes)
 
 KEY = "featuremaps"
 TITLE = "Feature maps: voxel-wise features over the image"
@@ -24,13 +24,9 @@ DEFAULT_FEATURES = {"ibsi": ["cm_contrast_3D_avg"], "pyradiomics": ["glcm_Contra
 
 
 @dataclass
-class FeatureMapState:
+class FeatureMapState(LesionState):
     volumes: list[dict] = field(default_factory=list)
     volume: str | None = None
-    segmentations: list[dict] = field(default_factory=list)
-    segmentation: str | None = None
-    segments: list[dict] = field(default_factory=list)
-    segment: str | None = None
     definition: str = "ibsi"
     catalogue: list[str] = field(default_factory=list)
     features: list[str] = field(default_factory=lambda: list(DEFAULT_FEATURES["ibsi"]))
@@ -49,13 +45,13 @@ class UI(PanelUI):
     state_type = FeatureMapState
 
     def __init__(self, server, max_upload_bytes: int, error_state: str, **kwargs):
-        super().__init__(server, "Feature maps", ICON, "A feature in every voxel's neighbourhood, over the image", **kwargs)
+        super().__init__(server, "Feature maps", ICON, "A feature in every voxel's neighbourhood, over the image",
+                         **kwargs)
         name = self.name
         with self.body:
             section_title("Region")
             node_select("Image", name.volumes, name.volume)
-            node_select("Segmentation", name.segmentations, name.segmentation)
-            node_select("Segment", name.segments, name.segment, classes="mb-2 rl-map-segment")
+            lesion_select(name, "rl-map-segment")
             section_title("Features")
             with VBtnToggle(v_model=(name.definition,), mandatory=True, density="compact", divided=True,
                             variant="outlined", classes="mb-2"):
@@ -113,7 +109,7 @@ class Logic(PanelLogic):
         self._set_catalogue(self.data.definition)
         self.typed_state.bind_changes({
             name.definition: self._on_definition,
-            name.segmentation: lambda *_: self._refresh_segments(),
+            name.segmentation: lambda *_: self.refresh_segments(),
             (name.volume, name.segment, name.features, name.radius, name.in_plane): lambda *_: self._estimate(),
             name.map: lambda *_: self._show_map(),
             (name.opacity, name.visible): lambda *_: self._show_map(),
@@ -125,19 +121,13 @@ class Logic(PanelLogic):
         with self.server.state:
             self.data.volumes = node_items(study_volumes(self.scene))
             self.data.volume = kept_or(self.data.volume, self.data.volumes, current.GetID() if current else None)
-            self.data.segmentations = node_items(nodes_of(self.scene, "vtkMRMLSegmentationNode"))
-            self.data.segmentation = kept_or(self.data.segmentation, self.data.segmentations,
-                                             edited.GetID() if edited is not None else None)
             self.data.maps = node_items(self.logic.map_nodes())
             self.data.map = kept_or(self.data.map, self.data.maps,
                                     self.data.maps[-1]["value"] if self.data.maps else None)
-        self._refresh_segments()
+        self.refresh_lesion(nodes_of(self.scene, "vtkMRMLSegmentationNode"), edited)
 
-    def _refresh_segments(self):
-        with self.server.state:
-            self.data.segments = segment_items(self.node(self.data.segmentation))
-            self.data.segment = kept_or(self.data.segment, self.data.segments,
-                                        self.data.segments[0]["value"] if self.data.segments else None)
+    def refresh_segments(self):
+        super().refresh_segments()
         self._estimate()
 
     def _on_definition(self, definition):

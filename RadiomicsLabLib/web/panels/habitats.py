@@ -12,8 +12,8 @@ from trame.widgets.vuetify3 import VBtn, VCheckbox, VIcon, VImg, VSelect, VSlide
 
 from ...errors import RadiomicsLabError
 from ..loader import nodes_of
-from .common import (PanelLogic, PanelUI, chart_data_url, hex_colour, kept_or, node_items, node_select,
-                     section_title, segment_items, study_volumes)
+from .common import (LesionState, PanelLogic, PanelUI, chart_data_url, hex_colour, lesion_select, node_items,
+                     section_title, study_volumes)
 
 KEY = "habitats"
 TITLE = "Habitats: sub-regions of a lesion from its voxels' channels"
@@ -23,13 +23,9 @@ METHODS = [{"title": "k-means", "value": "kmeans"}, {"title": "Gaussian mixture"
 
 
 @dataclass
-class HabitatState:
+class HabitatState(LesionState):
     volumes: list[dict] = field(default_factory=list)
     channels: list[str] = field(default_factory=list)
-    segmentations: list[dict] = field(default_factory=list)
-    segmentation: str | None = None
-    segments: list[dict] = field(default_factory=list)
-    segment: str | None = None
     k: int = 3
     auto_k: bool = False
     method: str = "kmeans"
@@ -46,8 +42,7 @@ class UI(PanelUI):
         name = self.name
         with self.body:
             section_title("Lesion")
-            node_select("Segmentation", name.segmentations, name.segmentation)
-            node_select("Segment", name.segments, name.segment, classes="mb-2 rl-hab-segment")
+            lesion_select(name, "rl-hab-segment")
             section_title("Channels (co-registered images)")
             VSelect(items=(name.volumes,), v_model=(name.channels,), multiple=True, chips=True,
                     density="compact", variant="outlined", hide_details=True, classes="mb-1 rl-hab-channels")
@@ -86,7 +81,7 @@ class Logic(PanelLogic):
 
         super().__init__(*args)
         self.logic = HabitatLogic(self.scene)
-        self.typed_state.bind_changes({self.name.segmentation: lambda *_: self._refresh_segments()})
+        self.typed_state.bind_changes({self.name.segmentation: lambda *_: self.refresh_segments()})
 
     def refresh(self):
         from ...mrml.habitats import HABITATS_KIND
@@ -100,16 +95,7 @@ class Logic(PanelLogic):
             self.data.volumes = node_items(volumes)
             channels = [c for c in self.data.channels if c in [v.GetID() for v in volumes]]
             self.data.channels = channels or ([current.GetID()] if current is not None else [])
-            self.data.segmentations = node_items(segmentations)
-            self.data.segmentation = kept_or(self.data.segmentation, self.data.segmentations,
-                                             segmentations[0].GetID() if segmentations else None)
-        self._refresh_segments()
-
-    def _refresh_segments(self):
-        with self.server.state:
-            self.data.segments = segment_items(self.node(self.data.segmentation))
-            self.data.segment = kept_or(self.data.segment, self.data.segments,
-                                        self.data.segments[0]["value"] if self.data.segments else None)
+        self.refresh_lesion(segmentations)
 
     def _request(self) -> dict:
         segmentation = self.node(self.data.segmentation)
@@ -138,7 +124,8 @@ class Logic(PanelLogic):
             self._show_results(nodes.statistics)
 
         await self.jobs.run(f"Finding habitats on {len(request['channels'])} channel(s)", work, apply=apply,
-                            done_message=lambda n: f"{len(self.data.habitats)} habitats in {self.jobs.data.seconds:.1f} s.")
+                            done_message=lambda n: f"{len(self.data.habitats)} habitats in "
+                                                   f"{self.jobs.data.seconds:.1f} s.")
 
     def show(self, nodes):
         """The habitat segments over the image (the lesion as an outline), their legend and the charts."""

@@ -111,7 +111,8 @@ class Logic(PanelLogic):
             for i in range(segmentation.GetNumberOfSegments()):
                 segment_id = segmentation.GetNthSegmentID(i)
                 title = segmentation.GetSegment(segment_id).GetName()
-                candidates.append({"title": f"{node.GetName()} / {title}", "value": f"{node.GetID()}{SEPARATOR}{segment_id}",
+                candidates.append({"title": f"{node.GetName()} / {title}",
+                                   "value": f"{node.GetID()}{SEPARATOR}{segment_id}",
                                    "name": title if segmentation.GetNumberOfSegments() > 1 else node.GetName()})
         current = self.loader.current_volume()
         with self.server.state:

@@ -104,7 +104,8 @@ class ResultsLogic(PanelLogic):
             columns, rows = table_text(table)
             is_features = self._is_features(table)
             if is_features:
-                columns = [c for c in FEATURE_COLUMNS if c in columns] + [c for c in columns if c not in FEATURE_COLUMNS]
+                columns = [c for c in FEATURE_COLUMNS if c in columns] + \
+                    [c for c in columns if c not in FEATURE_COLUMNS]
             headers = [{"title": TITLES.get(c, c.replace("_", " ")), "key": c,
                         **({"align": "end"} if c == "value" else {})} for c in columns]
         with self.server.state:
