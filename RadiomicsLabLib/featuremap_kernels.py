@@ -1128,3 +1128,43 @@ def _first_order_block(first, last, image, levels, centres, radius, in_plane, sh
             out[v, o + 6] = lmin
         for k in range(count):
             hist[int(gs[k])] = 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Local intensity (IBSI 1 section 3.2)
+# --------------------------------------------------------------------------------------------
+
+#: Columns of :func:`local_intensity_maps` (IBSI tags).
+LOCAL_PEAKS = ("loc_peak_loc", "loc_peak_glob")
+
+
+def local_intensity_maps(image, levels, means, centres, bounds, radius, in_plane):
+    """Per centre, over the ROI voxels of its kernel box (``levels > 0``), from ``means`` (every voxel's mean intensity
+    in the 1 cm^3 sphere around it, :class:`~RadiomicsLabLib.ibsi.features.local_intensity.LocalMeans`): the local
+    intensity peak, the mean at the maximum-intensity voxel (several: the highest of their means; IBSI VJGA), and the
+    global intensity peak, the highest mean (IBSI 0F91). NaN for a kernel without ROI voxels."""
+    out = np.full((centres.shape[0], len(LOCAL_PEAKS)), np.nan)
+    in_parallel(_local_intensity_block, bounds, image, levels, means, centres, radius, in_plane, out)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _local_intensity_block(first, last, image, levels, means, centres, radius, in_plane, out):
+    """:func:`local_intensity_maps` for the centres first..last-1."""
+    for v in range(first, last):
+        cz, cy, cx = centres[v, 0], centres[v, 1], centres[v, 2]
+        z0, z1 = (cz, cz + 1) if in_plane else (cz - radius, cz + radius + 1)
+        found = False
+        top = local = best = -np.inf
+        for z in range(z0, z1):
+            for y in range(cy - radius, cy + radius + 1):
+                for x in range(cx - radius, cx + radius + 1):
+                    if levels[z, y, x] > 0:
+                        value, mean = image[z, y, x], means[z, y, x]
+                        if not found or value > top or (value == top and mean > local):
+                            top, local = value, mean
+                        best = max(best, mean)
+                        found = True
+        if found:
+            out[v, 0] = local
+            out[v, 1] = best

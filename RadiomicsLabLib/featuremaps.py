@@ -18,7 +18,11 @@ Two definitions:
   evaluated on every kernel's matrices at once; the GLSZM, GLDZM and NGLDM features are the same IBSI
   formulas as the GLRLM's on their count matrices (see :mod:`RadiomicsLabLib.ibsi.features.zones`), so
   they are evaluated by the same vectorised class. Intensity statistics, the intensity histogram and the
-  NGTDM are compiled per-voxel formulas (:mod:`.featuremap_kernels`). Names are IBSI tags with the
+  NGTDM are compiled per-voxel formulas (:mod:`.featuremap_kernels`). Local intensity (family
+  ``local_intensity``, ``ibsi`` only: pyradiomics has none): the engine's 1 cm^3 sphere means (every image voxel
+  whose centre is within 6.2 mm, in or out of the ROI, always 3D) are computed once for the whole ROI, then each
+  kernel takes the mean at its maximum-intensity ROI voxel (ties: the highest mean; ``loc_peak_loc``) and the
+  highest mean over its ROI voxels (``loc_peak_glob``). Names are IBSI tags with the
   aggregation of the kernel's dimension: ``cm_contrast_3D_avg``, ``szm_sze_3D``, ``stat_mean``
   (``_2D_*`` for in-plane kernels). A map voxel equals the segment engine run on that voxel's kernel
   (``Testing/test_featuremaps.py`` checks it for random voxels of real images).
@@ -73,7 +77,7 @@ from .extraction import ExtractionCancelled
 DEFINITIONS = ("ibsi", "pyradiomics")
 
 #: Kernel families of each definition, in output order.
-IBSI_FAMILIES = ("statistics", "histogram", "glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm")
+IBSI_FAMILIES = ("local_intensity", "statistics", "histogram", "glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm")
 PYRADIOMICS_FAMILIES = ("firstorder", "glcm", "glrlm", "glszm", "gldm", "ngtdm")
 #: Family names of the other style accepted as aliases.
 _ALIASES = {"ibsi": {"firstorder": ("statistics", "histogram"), "gldm": ("ngldm",)},
@@ -86,6 +90,9 @@ WORKING_BUDGET = 256 * 2 ** 20
 #: tracemalloc on brain1: about 205 per cell for the GLCM, 170 for the GLRLM; rounded up).
 _BYTES_PER_CELL = 256
 _BYTES_PER_MATRIX = 512
+#: Bytes per voxel of the local intensity convolution's box (the ROI's box grown by the 1 cm^3 sphere, padded by it
+#: again; measured with tracemalloc on real CT and MR at their own and at 1 and 0.5 mm spacing: at most 60; doubled).
+_BYTES_PER_SPHERE_VOXEL = 128
 
 
 class FeatureMapsCancelled(ExtractionCancelled):
@@ -114,7 +121,8 @@ def _ibsi_catalogue(dimension: str) -> dict:
              "rms": "rms"}
     sample = {name: i for i, name in enumerate(k.SAMPLE_STATS)}
     histogram_at = len(k.SAMPLE_STATS) + len(k.PYRADIOMICS_STATS)
-    catalogue = {}
+    catalogue = {tag: ("local_intensity", k.LOCAL_PEAKS.index(tag))
+                 for tag in family_module("local_intensity").FEATURES}
     for tag in family_module("statistics").FEATURES:
         catalogue[tag] = ("statistics", sample[stats[tag.removeprefix("stat_")]])
     for tag in family_module("histogram").FEATURES:
@@ -275,6 +283,11 @@ def _unknown_feature_message(token, definition, available, families) -> str:
     from .ibsi.names import PYRADIOMICS_TO_IBSI
 
     candidates = list(available) + list(families) + ["all", "texture"]
+    local = [name for name, family in catalogue("ibsi").items() if family == "local_intensity"]
+    if definition == "pyradiomics" and token.lower() in {"local_intensity", *local}:
+        return (f"'{token}' is an IBSI local intensity feature (family local_intensity: {', '.join(local)}), which "
+                "pyradiomics does not have; make these maps with the ibsi definition (definition='ibsi', "
+                "--definition ibsi).")
     if definition == "ibsi":
         if token.lower().removeprefix("original_") in {n.lower() for n in _pyradiomics_catalogue()}:
             return (f"'{token}' has no identical IBSI definition (e.g. pyradiomics' Kurtosis is not excess kurtosis); "
@@ -439,6 +452,7 @@ class _Prepared:
     n_roi_levels: int          # number of distinct grey levels in the ROI
     voxel_volume: float
     notes: list = field(default_factory=list)
+    means: np.ndarray | None = None   # float64 1 cm^3 sphere means at the ROI voxels (local intensity), else None
 
 
 def _mask_array(image: sitk.Image, mask, label) -> tuple[np.ndarray, int | None]:
@@ -488,8 +502,9 @@ def _crop(roi_mask: np.ndarray, radius: int):
     return tuple(box), pad
 
 
-def _prepare(image: sitk.Image, roi_mask: np.ndarray, settings: MapSettings) -> _Prepared:
-    """Discretise the ROI as the definition does, then crop and pad everything the kernels read."""
+def _prepare(image: sitk.Image, roi_mask: np.ndarray, settings: MapSettings, local_means: bool = False) -> _Prepared:
+    """Discretise the ROI as the definition does, then crop and pad everything the kernels read; ``local_means``:
+    also the mean intensity in the 1 cm^3 sphere around every ROI voxel (IBSI local intensity)."""
     if image.GetDimension() == 2:
         image = sitk.JoinSeries(image)
         roi_mask = roi_mask[np.newaxis]
@@ -516,10 +531,26 @@ def _prepare(image: sitk.Image, roi_mask: np.ndarray, settings: MapSettings) -> 
 
     starts = np.array([s.start for s in box]) - np.array([p[0] for p in pad])
     coords = np.argwhere(centres_mask)
-    return _Prepared(cut(image_array, np.float64), cut(levels, np.int64), cut(morph, np.uint8),
-                     np.ascontiguousarray(coords - starts, dtype=np.int64),
-                     np.ravel_multi_index(coords.T, centres_mask.shape), centres_mask.shape, n_levels,
-                     int(present.size), float(np.prod(image.GetSpacing())), notes)
+    prepared = _Prepared(cut(image_array, np.float64), cut(levels, np.int64), cut(morph, np.uint8),
+                         np.ascontiguousarray(coords - starts, dtype=np.int64),
+                         np.ravel_multi_index(coords.T, centres_mask.shape), centres_mask.shape, n_levels,
+                         int(present.size), float(np.prod(image.GetSpacing())), notes)
+    if local_means:
+        prepared.means = _local_means(image_array, levels > 0, image, prepared.levels.shape, starts)
+    return prepared
+
+
+def _local_means(image_array, intensity_mask, image: sitk.Image, shape, starts) -> np.ndarray:
+    """The engine's 1 cm^3 sphere means (:class:`~RadiomicsLabLib.ibsi.features.local_intensity.LocalMeans`: every
+    image voxel whose centre is within 6.2 mm, in or out of the ROI), computed once at every voxel of the intensity
+    mask of the whole ROI and placed on the padded crop of ``shape`` that starts at ``starts`` (0 elsewhere)."""
+    from .ibsi.features.local_intensity import LocalMeans
+
+    spacing = tuple(float(s) for s in image.GetSpacing()[::-1])   # (z, y, x), as the engine reads it
+    means = np.zeros(shape)
+    means[tuple(c - s for c, s in zip(np.nonzero(intensity_mask), starts))] = \
+        LocalMeans(image_array, intensity_mask, spacing).means
+    return means
 
 
 def _ibsi_levels(image: sitk.Image, roi_mask: np.ndarray, ibsi):
@@ -576,6 +607,19 @@ def working_bytes_per_voxel(family: str, radius: int, in_plane: bool, definition
     return 8 * 64
 
 
+def local_means_bytes(roi_mask: np.ndarray, spacing) -> int:
+    """Working memory of the 1 cm^3 sphere means of the local intensity maps: the box of ``roi_mask`` grown by the
+    sphere's half-size (clipped to the image, as the engine crops it), padded by the sphere for the convolution,
+    :data:`_BYTES_PER_SPHERE_VOXEL` per voxel. ``spacing``: (z, y, x) mm."""
+    from .ibsi.features.local_intensity import sphere_kernel
+
+    size = 1
+    for coords, n, k in zip(np.nonzero(roi_mask), roi_mask.shape, sphere_kernel(spacing).shape):
+        half = k // 2
+        size *= min(int(coords.max()) + half + 1, n) - max(int(coords.min()) - half, 0) + k - 1
+    return size * _BYTES_PER_SPHERE_VOXEL
+
+
 def available_memory() -> int:
     """Memory the system can still give this process (bytes): MemAvailable, or free physical pages."""
     try:
@@ -627,9 +671,10 @@ def _size(n: float) -> str:
 
 
 def estimate_memory(n_voxels: int, families: dict, radius: int, in_plane: bool, definition: str,
-                    image_voxels: int, crop_voxels: int, dtype=np.float64, budget: int = WORKING_BUDGET
-                    ) -> MemoryEstimate:
-    """Peak memory estimate. ``families``: family -> number of features of it requested."""
+                    image_voxels: int, crop_voxels: int, dtype=np.float64, budget: int = WORKING_BUDGET,
+                    local_means: int = 0) -> MemoryEstimate:
+    """Peak memory estimate. ``families``: family -> number of features of it requested; ``local_means``: the
+    sphere means' working memory (:func:`local_means_bytes`) when local intensity maps are asked for."""
     import numba
 
     per_voxel = max(working_bytes_per_voxel(f, radius, in_plane, definition) for f in families)
@@ -638,6 +683,8 @@ def estimate_memory(n_voxels: int, families: dict, radius: int, in_plane: bool, 
     scratch = numba.get_num_threads() * _kernels().scratch_bytes(radius, in_plane, _n_directions(in_plane))
     working = chunk * per_voxel + chunk * 64 * 8 + scratch
     inputs = crop_voxels * (8 + 8 + 1) + image_voxels * (8 + 8 + 1) + n_voxels * 32
+    if "local_intensity" in families:
+        inputs += crop_voxels * 8 + local_means
     values = n_voxels * n_features * 8
     one_map = image_voxels * np.dtype(dtype).itemsize
     return MemoryEstimate(inputs, values, working, one_map, chunk, n_voxels, n_features)
@@ -771,10 +818,15 @@ def plan_feature_maps(image: sitk.Image, mask, features, radius=1, definition: s
     n_voxels = int(np.count_nonzero(roi_mask))
     box, _ = _crop(roi_mask, resolved.radius)
     crop_voxels = int(np.prod([(s.stop - s.start) + 2 * resolved.radius for s in box]))
+    spheres = 0
+    if "local_intensity" in families:
+        spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
+        spheres = local_means_bytes(roi_mask, spacing) if len(shape) == 3 else \
+            local_means_bytes(roi_mask[np.newaxis], (1.0, *spacing))
     memory = estimate_memory(n_voxels, families, resolved.radius, resolved.in_plane, resolved.definition,
-                             int(np.prod(shape)), crop_voxels, dtype, working_memory)
+                             int(np.prod(shape)), crop_voxels, dtype, working_memory, spheres)
     check_memory(memory, memory_limit)
-    prepared = _prepare(image, roi_mask, resolved)
+    prepared = _prepare(image, roi_mask, resolved, local_means="local_intensity" in families)
     return MapPlan(image, resolved, names, families, prepared, memory, np.dtype(dtype), fill_value)
 
 
@@ -863,6 +915,9 @@ def _family_chunk(family, keys, prepared: _Prepared, settings: MapSettings, cent
     k = _kernels()
     bounds = _blocks(centres.shape[0])
     r, in_plane = settings.radius, settings.in_plane
+    if family == "local_intensity":
+        return k.local_intensity_maps(prepared.image, prepared.levels, prepared.means, centres, bounds, r,
+                                      in_plane)[:, keys]
     if family in ("statistics", "histogram", "firstorder"):
         shift = float(settings.pyradiomics.get("voxelArrayShift", 0)) if settings.definition == "pyradiomics" else 0.0
         out = k.first_order_maps(prepared.image, prepared.levels, centres, bounds, r, in_plane, shift,

@@ -116,9 +116,10 @@ def test_pyradiomics_definition_in_plane_bin_count_and_alpha(brain1_crop):
 # ibsi definition == the segment engine on each voxel's kernel
 # --------------------------------------------------------------------------------------------
 
-def engine_on_kernels(image, mask, settings, voxels, radius, in_plane):
+def engine_on_kernels(image, mask, settings, voxels, radius, in_plane, families=None):
     """The IBSI engine's family modules on each voxel's kernel: the ROI discretised as a whole by the engine's own
-    preprocessing, then every voxel of the cube (one slice when in-plane) around the voxel."""
+    preprocessing, then every voxel of the cube (one slice when in-plane) around the voxel. Local intensity gets the
+    whole image with the kernel's masks: its 1 cm^3 sphere reaches beyond the kernel, in or out of the ROI."""
     from RadiomicsLabLib.featuremaps import IBSI_FAMILIES
     from RadiomicsLabLib.ibsi.discretisation import discretise
     from RadiomicsLabLib.ibsi.engine import family_module
@@ -135,8 +136,13 @@ def engine_on_kernels(image, mask, settings, voxels, radius, in_plane):
         intensity = roi.intensity_mask[box]
         kernel = Roi(roi.image[box], roi.morphological_mask[box], intensity, roi.spacing, levels[box], roi.n_levels)
         values = {}
-        for family in IBSI_FAMILIES:
-            values.update(family_module(family).compute(kernel, settings))
+        for family in families or IBSI_FAMILIES:
+            if family == "local_intensity":
+                inside = np.zeros_like(roi.intensity_mask)
+                inside[box] = intensity
+                values.update(family_module(family).compute(Roi(roi.image, inside, inside, roi.spacing), settings))
+            else:
+                values.update(family_module(family).compute(kernel, settings))
         out.append(values)
     return out
 
@@ -147,12 +153,12 @@ def engine_on_kernels(image, mask, settings, voxels, radius, in_plane):
     ("sts_ct", False, {"bin_width": 10.0, "resegment_range": (-30.0, 60.0)}),
 ])
 def test_ibsi_map_voxels_equal_the_engine_on_their_kernel(case, in_plane, settings, brain1_crop, sts_ct):
-    """Random voxels of real images: all 177 (3D) or 177 (2D) IBSI map features equal the engine on the kernel."""
+    """Random voxels of real images: all 179 (3D) or 179 (2D) IBSI map features equal the engine on the kernel."""
     from RadiomicsLabLib.ibsi.config import IbsiSettings
 
     image, mask = brain1_crop if case == "brain1" else sts_ct
     maps = feature_maps(image, mask, "all", radius=1, definition="ibsi", in_plane=in_plane, **settings)
-    assert len(maps) == 177
+    assert len(maps) == 179
     roi = np.argwhere(sitk.GetArrayFromImage(mask) == 1)
     picked = np.random.default_rng(20).choice(len(roi), 12, replace=False)
     ibsi = IbsiSettings(dimensions=("2D",) if in_plane else ("3D",), **settings)
@@ -162,7 +168,7 @@ def test_ibsi_map_voxels_equal_the_engine_on_their_kernel(case, in_plane, settin
         reference = np.array([values[name] for values in expected])
         assert close(maps.array(name)[picked], reference, rtol=1e-9, atol_scale=1e-10), name
         compared += 1
-    assert compared == 177
+    assert compared == 179
 
 
 def test_ibsi_whole_image_fixed_bin_number(data):
@@ -210,7 +216,7 @@ def test_flat_kernels_known_values(brain1_crop):
 # --------------------------------------------------------------------------------------------
 
 def test_feature_names_both_styles():
-    assert len(catalogue("pyradiomics")) == 93 and len(catalogue("ibsi")) == 177
+    assert len(catalogue("pyradiomics")) == 93 and len(catalogue("ibsi")) == 179
     assert len(resolve_features("glcm", "pyradiomics")) == 24
     assert len(resolve_features("texture", "pyradiomics")) == 75
     assert resolve_features("glcm_Contrast, firstorder_Mean", "ibsi") == ["cm_contrast_3D_avg", "stat_mean"]
@@ -390,3 +396,111 @@ def test_plan_reports_memory_before_work(brain1_crop):
     assert plan.memory.total < 200 * 2 ** 20 and "Estimated peak memory" in plan.describe()
     maps = run_plan(plan)
     assert maps.provenance["memory_estimate_bytes"] == plan.memory.total
+
+
+# --------------------------------------------------------------------------------------------
+# Local intensity (ibsi only): the 1 cm^3 sphere reaches beyond the kernel
+# --------------------------------------------------------------------------------------------
+
+def sphere_mean_brute_force(array, spacing, voxel):
+    """IBSI 3.2 by its definition: the mean of every voxel whose centre is within r = (3 / (4 pi))^(1/3) cm of the
+    centre of ``voxel`` (world distances with the (z, y, x) ``spacing``), in or out of the ROI, inside the image."""
+    radius = (3 / (4 * np.pi)) ** (1 / 3) * 10.0
+    grid = np.indices(array.shape)
+    distance2 = sum(((g - c) * s) ** 2 for g, c, s in zip(grid, voxel, spacing))
+    return array[distance2 <= radius ** 2].mean()
+
+
+@pytest.mark.parametrize("case, radius, in_plane, settings, min_ties", [
+    ("brain1_crop", 1, False, {}, 0),                                # 8 x 8 x 4: every sphere clipped by the image
+    ("brain1", 2, True, {}, 10),                                     # 0.78 x 0.78 x 6.5 mm: an in-plane disc
+    ("sts_ct", 1, False, {"resegment_range": (30.0, 60.0)}, 10),     # 0.98 x 0.98 x 3.27 mm: 3 slices of sphere
+])
+def test_local_intensity_maps_equal_the_engine_on_their_kernel(case, radius, in_plane, settings, min_ties,
+                                                               brain1_crop, brain1, data):
+    """Random voxels of real images with anisotropic spacing, and kernels whose maximum intensity occurs more than
+    once (the tie rule: the highest of their sphere means): loc_peak_loc / loc_peak_glob equal the engine's local
+    intensity run on the voxel's kernel (its ROI voxels as centres, the whole image in the spheres), and the global
+    peak equals a brute-force mean over world distances; re-segmented voxels are no centres (NaN when a kernel has
+    none); the highest map value of loc_peak_glob is the segment's global peak."""
+    from RadiomicsLabLib.ibsi.config import IbsiSettings
+    from RadiomicsLabLib.ibsi.engine import family_module
+    from RadiomicsLabLib.ibsi.preprocessing import prepare_roi
+
+    if case == "brain1_crop":
+        image, mask = brain1_crop
+    elif case == "brain1":
+        image, mask = sitk.ReadImage(str(brain1[0])), sitk.ReadImage(str(brain1[1]))
+    else:
+        folder = data / "sts" / "STS_001"
+        image, mask = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
+    maps = feature_maps(image, mask, "local_intensity", radius=radius, in_plane=in_plane, **settings)
+    assert list(maps) == ["loc_peak_loc", "loc_peak_glob"]
+    ibsi = IbsiSettings(dimensions=("2D",) if in_plane else ("3D",), **settings)
+    roi, _ = prepare_roi(image, mask, ibsi)
+    roi_voxels = np.argwhere(sitk.GetArrayFromImage(mask) == 1)
+    reach = (0 if in_plane else radius, radius, radius)
+
+    def kernel(i):
+        box = tuple(slice(max(c - r, 0), c + r + 1) for c, r in zip(roi_voxels[i], reach))
+        return box, roi.image[box][roi.intensity_mask[box]]
+
+    order = np.random.default_rng(5).permutation(len(roi_voxels))[:3000]
+    tied = [i for i in order[30:] if (values := kernel(i)[1]).size and np.sum(values == values.max()) > 1][:10]
+    assert len(tied) >= min_ties
+    undefined = np.flatnonzero(np.isnan(maps.array("loc_peak_glob")))   # kernels re-segmented out entirely
+    assert (undefined.size > 0) == bool(settings)
+    picked = np.concatenate([order[:30], tied, undefined[:5]]).astype(int)
+    voxels = [tuple(roi_voxels[i]) for i in picked]
+    expected = engine_on_kernels(image, mask, ibsi, voxels, radius, in_plane, families=("local_intensity",))
+    for name in maps:
+        assert close(maps.array(name)[picked], [e[name] for e in expected], rtol=1e-12), name
+    # Independent of the engine: the global peak of a few kernels by brute force over world distances.
+    for i in [*order[:2], *tied[:2]]:
+        box, values = kernel(i)
+        if values.size:
+            centres = np.argwhere(roi.intensity_mask[box]) + [b.start for b in box]
+            means = [sphere_mean_brute_force(roi.image, roi.spacing, c) for c in centres]
+            assert maps.array("loc_peak_glob")[i] == pytest.approx(max(means), rel=1e-12)
+    segment = family_module("local_intensity").compute(roi, ibsi)
+    assert np.nanmax(maps.array("loc_peak_glob")) == pytest.approx(segment["loc_peak_glob"], rel=1e-12)
+
+
+def test_local_intensity_names_memory_and_pyradiomics_refusal(brain1_crop):
+    """The family and its tags resolve for ibsi (3D and in-plane kernels); its memory estimate counts the sphere
+    means; the pyradiomics definition, which has no local intensity, refuses it naming the family."""
+    image, mask = brain1_crop
+    assert resolve_features("local_intensity") == ["loc_peak_loc", "loc_peak_glob"]
+    assert resolve_features("loc_peak_glob", in_plane=True) == ["loc_peak_glob"]
+    assert {n for n, f in catalogue("ibsi").items() if f == "local_intensity"} == {"loc_peak_loc", "loc_peak_glob"}
+    assert "loc_peak_loc" not in resolve_features("texture") and "loc_peak_loc" in resolve_features("all")
+    plain = plan_feature_maps(image, mask, "stat_mean", radius=1)
+    local = plan_feature_maps(image, mask, "stat_mean,loc_peak_loc", radius=1)
+    assert local.memory.inputs > plain.memory.inputs and local.prepared.means is not None
+    assert plain.prepared.means is None
+    for token in ("local_intensity", "loc_peak_loc"):
+        with pytest.raises(RadiomicsLabError, match=f"'{token}' is an IBSI local intensity feature .*family "
+                                                    "local_intensity.*pyradiomics does not have.*--definition ibsi"):
+            resolve_features(token, "pyradiomics")
+
+
+def test_cli_writes_local_intensity_maps(brain1_crop, tmp_path):
+    image, mask = brain1_crop
+    sitk.WriteImage(image, str(tmp_path / "image.nrrd"))
+    sitk.WriteImage(mask, str(tmp_path / "mask.nrrd"))
+    out = tmp_path / "maps"
+    done = run_cli("maps", tmp_path / "image.nrrd", tmp_path / "mask.nrrd", "--features", "local_intensity",
+                   "--radius", "1", "-o", out)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["loc_peak_glob.nrrd", "loc_peak_loc.nrrd", "maps.json",
+                                                     "summary.csv"]
+    api = feature_maps(image, mask, "local_intensity", radius=1)
+    roi = sitk.GetArrayFromImage(mask) == 1
+    for name in ("loc_peak_loc", "loc_peak_glob"):
+        written = sitk.GetArrayFromImage(sitk.ReadImage(str(out / f"{name}.nrrd")))
+        assert np.array_equal(written[roi], api.array(name)) and np.isnan(written[~roi]).all()
+    assert [r["feature"] for r in read_csv(out / "summary.csv")] == ["loc_peak_loc", "loc_peak_glob"]
+    test_cli.assert_user_error(run_cli("maps", tmp_path / "image.nrrd", tmp_path / "mask.nrrd", "--features",
+                                       "local_intensity", "--definition", "pyradiomics", "-o", tmp_path / "py"),
+                               "IBSI local intensity feature", "--definition ibsi")
+    assert not (tmp_path / "py").exists()

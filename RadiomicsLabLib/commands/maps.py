@@ -12,7 +12,7 @@ import click
 @click.option("-f", "--features", default=None,
               help="Comma-separated features: pyradiomics-style names (glcm_Contrast, firstorder_Mean), IBSI tags "
                    "(cm_contrast_3D_avg), families (glcm, glrlm, glszm, gldzm, gldm/ngldm, ngtdm, firstorder, "
-                   "statistics, histogram), texture or all.")
+                   "statistics, histogram, local_intensity (ibsi only)), texture or all.")
 @click.option("-r", "--radius", type=int, default=1, show_default=True,
               help="Kernel radius in voxels (1: a 3 x 3 x 3 kernel).")
 @click.option("--definition", type=click.Choice(["ibsi", "pyradiomics"]), default="ibsi", show_default=True,

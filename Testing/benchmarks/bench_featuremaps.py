@@ -6,8 +6,9 @@ voxels; the mask is the whole crop, so every voxel is a kernel centre), kernel r
 1. the 24 GLCM features,
 2. every texture family pyradiomics has (GLCM, GLRLM, GLSZM, GLDM, NGTDM: 75 features),
 
-then RadiomicsLab on the full brain1 ROI (its real label, 4137 voxels), all texture families, radius 1, with
-both definitions, and with every map built as an image once (as the CLI and the Slicer logic do).
+then RadiomicsLab on the full brain1 ROI (its real label, 4137 voxels), radius 1: all texture families with both
+definitions, and the two IBSI local intensity maps (ibsi only; 1 cm^3 sphere means, then the peaks per kernel);
+each also with every map built as an image once (as the CLI and the Slicer logic do).
 
 Each measurement runs in a fresh process: the tool is imported and warmed up first (RadiomicsLab: one call that
 loads the compiled kernels; flash-radiomics: one call; pyradiomics has nothing to warm and runs once, it is
@@ -154,8 +155,8 @@ def measure(**spec) -> dict:
 
 def line(label, result):
     if "error" in result:
-        return f"  {label:<44} failed: {result['error']}"
-    return f"  {label:<44} {result['seconds']:9.3f} s  peak {result['peak_mb']:7.0f} MB  {result['maps']:3d} maps"
+        return f"  {label:<50} failed: {result['error']}"
+    return f"  {label:<50} {result['seconds']:9.3f} s  peak {result['peak_mb']:7.0f} MB  {result['maps']:3d} maps"
 
 
 def compare(ours, peer) -> str:
@@ -193,12 +194,14 @@ def main():
                   f"(ibsi definition: {compare(ibsi, py)}, {compare(ibsi, flash)})")
         else:
             print(f"  speed-up: {compare(ours, flash)} over flash-radiomics (ibsi definition: {compare(ibsi, flash)})")
-    print("\nFull brain1 ROI (real label), all texture families, radius 1")
+    print("\nFull brain1 ROI (real label), radius 1")
     texture = PYRADIOMICS_TEXTURE
-    for definition, families in (("pyradiomics", texture), ("ibsi", ("glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm"))):
+    for label, definition, families in (("texture", "pyradiomics", texture),
+                                        ("texture", "ibsi", ("glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm")),
+                                        ("local intensity", "ibsi", ("local_intensity",))):
         result = measure(tool="radiomicslab", case="full", families=families, definition=definition,
                          repeats=args.repeats)
-        print(line(f"RadiomicsLab ({definition} definition)", result)
+        print(line(f"RadiomicsLab {label} ({definition} definition)", result)
               + (f"  ({result['voxels']} voxels, estimate {result['estimate_mb']:.0f} MB)" if "voxels" in result else ""))
         built = measure(tool="radiomicslab", case="full", families=families, definition=definition,
                         repeats=args.repeats, build_images=True)
