@@ -39,7 +39,7 @@ from urllib.parse import quote
 import hashlib
 
 from .cohort import KEY_COLUMNS, Case, Cohort, case_hash, read_cohort
-from .errors import RadiomicsLabError
+from .errors import Cancelled, RadiomicsLabError
 from .fileio import atomic_output, check_writable, write_text_atomic
 
 DONE, FAILED, PENDING, INVALID = "done", "failed", "pending", "invalid"
@@ -159,7 +159,7 @@ class BatchSummary:
                 f"{failed} with errors, in {self.seconds:.1f} s")
 
 
-class BatchCancelled(RadiomicsLabError):
+class BatchCancelled(Cancelled):
     """The run was cancelled; finished cases are kept and the next run resumes."""
 
 

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import RadiomicsLabError
+from .errors import Cancelled, RadiomicsLabError
 from .fileio import atomic_output, write_text_atomic
 from .results import format_value
 from .validation import check_label, check_mask_is_label_map, labels_present, match_mask_to_image, segment_name
@@ -66,7 +66,7 @@ PLOT_FEATURE_PREFERENCE = (("original_shape_VoxelVolume", "original_shape_MeshVo
 REFERENCES = ("baseline", "previous")
 
 
-class DeltaCancelled(RadiomicsLabError):
+class DeltaCancelled(Cancelled):
     """The user cancelled a running delta computation; nothing was written."""
 
 

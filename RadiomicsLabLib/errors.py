@@ -7,3 +7,10 @@ class RadiomicsLabError(Exception):
     The CLI prints it on one line without a traceback and exits with status 2; the GUIs show it.
     Code raising it must leave the scene and any output file as they were.
     """
+
+
+class Cancelled(RadiomicsLabError):
+    """The user cancelled running work (progress callback returned ``False``); nothing was written.
+
+    Each workflow raises its own subclass; a GUI catches this one to say "cancelled" instead of an error.
+    """

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import RadiomicsLabError
+from .errors import Cancelled, RadiomicsLabError
 from .provenance import build_provenance
 from .settings import load_settings
 from .validation import (
@@ -64,7 +64,7 @@ def split_feature_name(name: str) -> tuple[str, str]:
     return image_type, feature_class
 
 
-class ExtractionCancelled(RadiomicsLabError):
+class ExtractionCancelled(Cancelled):
     """The user cancelled a running extraction; nothing was written."""
 
 

@@ -39,7 +39,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
-from .errors import RadiomicsLabError
+from .errors import Cancelled, RadiomicsLabError
 from .regions import binary_mask, bounding_box, grow, spacing_zyx
 from .registration import KINDS as REGISTRATION_KINDS
 from .registration import register, resample
@@ -73,7 +73,7 @@ PALETTE = [(0.902, 0.624, 0.0), (0.337, 0.706, 0.914), (0.0, 0.620, 0.451), (0.9
            (0.580, 0.404, 0.741), (0.549, 0.337, 0.294), (0.737, 0.741, 0.133), (0.090, 0.745, 0.812)]
 
 
-class HabitatsCancelled(RadiomicsLabError):
+class HabitatsCancelled(Cancelled):
     """The user cancelled a running habitat computation; nothing was written."""
 
 

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import RadiomicsLabError
+from .errors import Cancelled, RadiomicsLabError
 from .validation import grid_differences
 
 KINDS = ("rigid", "affine", "bspline")
 INTERPOLATORS = {"nearest": sitk.sitkNearestNeighbor, "linear": sitk.sitkLinear, "bspline": sitk.sitkBSpline}
 
 
-class RegistrationCancelled(RadiomicsLabError):
+class RegistrationCancelled(Cancelled):
     """The user cancelled a running registration; nothing was changed."""
 
 

@@ -370,7 +370,8 @@ def test_bad_timepoints_are_clear_errors(case):
 def test_scene_sequences_propagation_and_mrb_round_trip(case, scene, tmp_path):
     from RadiomicsLabLib.mrml.app import new_headless_app
     from RadiomicsLabLib.mrml.convert import segment_ids, segment_to_sitk, sitk_to_volume_node, volume_to_sitk
-    from RadiomicsLabLib.mrml.delta import DeltaLogic, transform_node_to_sitk
+    from RadiomicsLabLib.mrml.convert import transform_node_to_sitk
+    from RadiomicsLabLib.mrml.delta import DeltaLogic
 
     logic = DeltaLogic(scene)
     study = logic.load_study([(DATES[0], case["image_path"], case["mask_path"]), (DATES[1], case["followup_path"], None)],
@@ -440,7 +441,7 @@ def test_scene_sequences_propagation_and_mrb_round_trip(case, scene, tmp_path):
 
 
 def test_transform_nodes_for_bspline(case, scene):
-    from RadiomicsLabLib.mrml.delta import sitk_to_transform_node, transform_node_to_sitk
+    from RadiomicsLabLib.mrml.convert import sitk_to_transform_node, transform_node_to_sitk
 
     bspline = sitk.BSplineTransformInitializer(case["image"], [3, 3, 2], 3)
     bspline.SetParameters(np.random.default_rng(1).uniform(-2, 2, len(bspline.GetParameters())).tolist())
@@ -465,6 +466,14 @@ def test_study_from_nodes_and_user_sequences(case, scene):
         segmentation = label_map_to_segmentation_node(case[key], f"{volume.GetName()} gtv", scene, volume)
         segmentation.GetSegmentation().GetSegment(segment_ids(segmentation)[0]).SetName("Tumour")
         segmentations.append(segmentation)
+    # The desktop module's checked segmentations are matched to their images by reference geometry.
+    assert logic.segmentations_for(volumes, segmentations[::-1]) == segmentations
+    assert logic.segmentations_for(volumes, segmentations[:1]) == [segmentations[0], None]
+    assert logic.segmentations_for(volumes, [segmentations[1]]) == [None, segmentations[1]]
+    with pytest.raises(RadiomicsLabError, match="was not made on any of the timepoint images"):
+        logic.segmentations_for(volumes[:1], segmentations)
+    with pytest.raises(RadiomicsLabError, match="has two segmentations"):
+        logic.segmentations_for(volumes, [segmentations[0], segmentations[0]])
     assert volume_date(volumes[0]) is None                           # neither given nor from DICOM
     with pytest.raises(RadiomicsLabError, match="Timepoint 'baseline' .*has no date"):
         logic.study_from_nodes(volumes, segmentations)

@@ -76,23 +76,14 @@ def test_logic_with_the_ibsi_engine(brain1, scene):
     ("dimensions: [4D]", "dimensions must be some of 2D, 2.5D, 3D"),
     ("bin_widht: 25", "Unknown setting 'bin_widht' in section 'ibsi'"),
     ("families: [glcm, textures]", "Unknown IBSI families textures"),
+    # bad image filters
+    ("image_filter: {filter: sharpen}\n  families: [statistics]", "sharpen"),
+    ("image_filter: {filter: mean, support: 301, boundary: mirror}\n  families: [statistics]", "larger than the image"),
+    ("image_filter: {filter: mean, support: 5, boundary: sideways}\n  families: [statistics]", "sideways"),
 ])
 def test_bad_ibsi_settings_are_refused_before_any_work(brain1, tmp_path, section, message):
     params = tmp_path / "bad.yaml"
     params.write_text(f"engine: ibsi\nibsi:\n  {section}\n")
-    out = tmp_path / "f.csv"
-    assert_user_error(run_cli("extract", *brain1, "--params", params, "-o", out), message)
-    assert not out.exists()
-
-
-@pytest.mark.parametrize("image_filter, message", [
-    ("{filter: sharpen}", "sharpen"),
-    ("{filter: mean, support: 301, boundary: mirror}", "larger than the image"),
-    ("{filter: mean, support: 5, boundary: sideways}", "sideways"),
-])
-def test_bad_filters_are_clear_errors(brain1, tmp_path, image_filter, message):
-    params = tmp_path / "bad_filter.yaml"
-    params.write_text(f"engine: ibsi\nibsi:\n  image_filter: {image_filter}\n  families: [statistics]\n")
     out = tmp_path / "f.csv"
     assert_user_error(run_cli("extract", *brain1, "--params", params, "-o", out), message)
     assert not out.exists()

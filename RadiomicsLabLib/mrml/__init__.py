@@ -4,14 +4,28 @@ Usable from desktop Slicer's Python console and headless (``trame_slicer.core.Sl
 
     from RadiomicsLabLib.mrml import ExtractionLogic
     logic = ExtractionLogic()
+
+The classes are imported on first use (PEP 562), so ``import RadiomicsLabLib.mrml.extraction`` inside
+desktop Slicer does not need the cohort engine's packages (dask) before they are installed.
 """
 
-from .cohort import CohortLogic
-from .delta import DeltaLogic
-from .extraction import ExtractionLogic
-from .featuremaps import FeatureMapLogic, FeatureMapResult
-from .habitats import HabitatLogic, HabitatNodes
-from .observers import ObserverLogic
+import importlib
 
-__all__ = ["CohortLogic", "DeltaLogic", "ExtractionLogic", "FeatureMapLogic", "FeatureMapResult", "HabitatLogic",
-           "HabitatNodes", "ObserverLogic"]
+#: exported name -> submodule defining it
+_EXPORTS = {
+    "CohortLogic": "cohort", "DeltaLogic": "delta", "ExtractionLogic": "extraction",
+    "FeatureMapLogic": "featuremaps", "FeatureMapResult": "featuremaps", "HabitatLogic": "habitats",
+    "HabitatNodes": "habitats", "ObserverLogic": "observers", "SegmentStatisticsFeatures": "segmentstatistics",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -1,9 +1,12 @@
-"""Exact conversion between MRML nodes and SimpleITK images.
+"""Exact conversion between MRML nodes and SimpleITK images (and transforms).
 
 MRML stores geometry in RAS (IJKToRAS matrix, image data at origin 0 with spacing 1); ITK and
 SimpleITK use LPS. RAS = diag(-1, -1, 1) * LPS for origin and direction columns; negation is
 exact in floating point, so a round trip keeps every bit of the geometry and of the voxels.
 """
+
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -105,3 +108,49 @@ def segment_ids(segmentation_node) -> list[str]:
 
 def segment_name(segmentation_node, segment_id: str) -> str:
     return segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
+
+
+def sitk_to_transform_node(transform: sitk.Transform, name: str, scene):
+    """A transform node holding a SimpleITK registration transform as its *from parent* (resampling) transform.
+
+    Read through Slicer's own ITK transform reader (an HDF5 file), so the LPS/RAS conversion is
+    Slicer's: ``vtkMRMLLinearTransformNode`` for rigid and affine, ``vtkMRMLBSplineTransformNode``
+    for B-spline (with its initial linear part, as a composite), a general transform node otherwise.
+    """
+    from ..registration import affine_matrix
+
+    try:
+        affine_matrix(transform)
+        class_name = "vtkMRMLLinearTransformNode"
+    except RadiomicsLabError:
+        class_name = "vtkMRMLBSplineTransformNode" if "BSpline" in _transform_names(transform) else "vtkMRMLTransformNode"
+    node = scene.AddNewNodeByClass(class_name, name)
+    with tempfile.TemporaryDirectory(prefix="radiomicslab-transform-") as folder:
+        path = str(Path(folder) / "transform.h5")
+        sitk.WriteTransform(transform, path)
+        storage = slicer.vtkMRMLTransformStorageNode()
+        storage.SetFileName(path)
+        if not storage.ReadData(node):
+            scene.RemoveNode(node)
+            raise RadiomicsLabError(f"Slicer could not read the {transform.GetName()} of '{name}' as a transform node.")
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def transform_node_to_sitk(node) -> sitk.Transform:
+    """The SimpleITK resampling transform of a transform node (its *from parent* transform), via Slicer's ITK writer."""
+    with tempfile.TemporaryDirectory(prefix="radiomicslab-transform-") as folder:
+        path = str(Path(folder) / "transform.h5")
+        storage = slicer.vtkMRMLTransformStorageNode()
+        storage.SetFileName(path)
+        if not storage.WriteData(node):
+            raise RadiomicsLabError(f"Slicer could not write the transform '{node.GetName()}'.")
+        return sitk.ReadTransform(path)
+
+
+def _transform_names(transform: sitk.Transform) -> str:
+    if transform.GetName() == "CompositeTransform":
+        composite = sitk.CompositeTransform(transform)
+        return " ".join(composite.GetNthTransform(i).GetName() for i in range(composite.GetNumberOfTransforms()))
+    return transform.GetName()
+

@@ -27,7 +27,6 @@ scene is touched, and everything survives ``save_scene`` / ``load_scene`` (``.mr
 
 import json
 import math
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +59,8 @@ from ..delta import (
 from ..errors import RadiomicsLabError
 from ..results import format_value
 from .app import default_scene
-from .convert import label_map_to_segmentation_node, segment_ids, segment_name, segment_to_sitk, sitk_to_volume_node, volume_to_sitk
+from .convert import (label_map_to_segmentation_node, segment_ids, segment_name, segment_to_sitk, sitk_to_transform_node,
+                      sitk_to_volume_node, transform_node_to_sitk, volume_to_sitk)
 from .scenefiles import load_scene, save_scene
 from .tables import KIND_ATTRIBUTE, PROVENANCE_ATTRIBUTE, table_provenance, write_text_table
 
@@ -180,6 +180,32 @@ class DeltaLogic:
             if segmentation is not None:
                 self._add_item(segmentations, segmentation, label, date.isoformat())
         return self._new_browser(name, volumes, segmentations)
+
+    @staticmethod
+    def segmentations_for(volume_nodes, segmentation_nodes) -> list:
+        """Each volume's segmentation (None where there is none), for :meth:`study_from_nodes`.
+
+        A segmentation belongs to the volume it was made on (its reference image geometry, as the
+        segment editor sets it); one segmentation without that reference is the baseline's.
+        """
+        volume_nodes, segmentation_nodes = list(volume_nodes), [s for s in segmentation_nodes or [] if s is not None]
+        paired = [None] * len(volume_nodes)
+        ids = [v.GetID() for v in volume_nodes]
+        for segmentation in segmentation_nodes:
+            reference = segmentation.GetNodeReference("referenceImageGeometryRef")
+            if reference is None and len(segmentation_nodes) == 1 and volume_nodes:
+                index = 0
+            elif reference is not None and reference.GetID() in ids:
+                index = ids.index(reference.GetID())
+            else:
+                raise RadiomicsLabError(
+                    f"Segmentation '{segmentation.GetName()}' was not made on any of the timepoint images "
+                    f"({', '.join(v.GetName() for v in volume_nodes)}); select its image too, or uncheck it.")
+            if paired[index] is not None:
+                raise RadiomicsLabError(f"Image '{volume_nodes[index].GetName()}' has two segmentations "
+                                        f"('{paired[index].GetName()}', '{segmentation.GetName()}'); check only one.")
+            paired[index] = segmentation
+        return paired
 
     def open_study(self, volume_sequence, segmentation_sequence=None, dates=None, labels=None, name: str | None = None):
         """A study from sequences already in the scene (e.g. loaded or recorded in Slicer).
@@ -611,47 +637,3 @@ def read_delta_table(table_node) -> list:
 
 
 # Transforms -----------------------------------------------------------------------------------
-def sitk_to_transform_node(transform: sitk.Transform, name: str, scene):
-    """A transform node holding a SimpleITK registration transform as its *from parent* (resampling) transform.
-
-    Read through Slicer's own ITK transform reader (an HDF5 file), so the LPS/RAS conversion is
-    Slicer's: ``vtkMRMLLinearTransformNode`` for rigid and affine, ``vtkMRMLBSplineTransformNode``
-    for B-spline (with its initial linear part, as a composite), a general transform node otherwise.
-    """
-    from ..registration import affine_matrix
-
-    try:
-        affine_matrix(transform)
-        class_name = "vtkMRMLLinearTransformNode"
-    except RadiomicsLabError:
-        class_name = "vtkMRMLBSplineTransformNode" if "BSpline" in _transform_names(transform) else "vtkMRMLTransformNode"
-    node = scene.AddNewNodeByClass(class_name, name)
-    with tempfile.TemporaryDirectory(prefix="radiomicslab-transform-") as folder:
-        path = str(Path(folder) / "transform.h5")
-        sitk.WriteTransform(transform, path)
-        storage = slicer.vtkMRMLTransformStorageNode()
-        storage.SetFileName(path)
-        if not storage.ReadData(node):
-            scene.RemoveNode(node)
-            raise RadiomicsLabError(f"Slicer could not read the {transform.GetName()} of '{name}' as a transform node.")
-    node.CreateDefaultDisplayNodes()
-    return node
-
-
-def transform_node_to_sitk(node) -> sitk.Transform:
-    """The SimpleITK resampling transform of a transform node (its *from parent* transform), via Slicer's ITK writer."""
-    with tempfile.TemporaryDirectory(prefix="radiomicslab-transform-") as folder:
-        path = str(Path(folder) / "transform.h5")
-        storage = slicer.vtkMRMLTransformStorageNode()
-        storage.SetFileName(path)
-        if not storage.WriteData(node):
-            raise RadiomicsLabError(f"Slicer could not write the transform '{node.GetName()}'.")
-        return sitk.ReadTransform(path)
-
-
-def _transform_names(transform: sitk.Transform) -> str:
-    if transform.GetName() == "CompositeTransform":
-        composite = sitk.CompositeTransform(transform)
-        return " ".join(composite.GetNthTransform(i).GetName() for i in range(composite.GetNumberOfTransforms()))
-    return transform.GetName()
-

@@ -30,7 +30,7 @@ from ..featuremaps import check_memory, plan_feature_maps, run_plan
 from ..results import format_value
 from .app import default_scene
 from .convert import segment_name, segment_to_sitk, sitk_to_volume_node, volume_to_sitk
-from .tables import KIND_ATTRIBUTE, PROVENANCE_ATTRIBUTE
+from .tables import KIND_ATTRIBUTE, PROVENANCE_ATTRIBUTE, read_table_rows
 
 MAP_KIND = "feature-map"
 SUMMARY_KIND = "feature-map-summary"
@@ -195,16 +195,7 @@ class FeatureMapLogic:
     @staticmethod
     def summary_rows(table_node) -> list[dict]:
         """The rows of a summary table (numbers back as floats)."""
-        table = table_node.GetTable()
-        columns = [table.GetColumn(c) for c in range(table.GetNumberOfColumns())]
-        rows = []
-        for r in range(table.GetNumberOfRows()):
-            row = {}
-            for column in columns:
-                text = column.GetValue(r)
-                row[column.GetName()] = text if column.GetName() == "feature" else float(text)
-            rows.append(row)
-        return rows
+        return read_table_rows(table_node, text_columns={"feature"})
 
     @staticmethod
     def provenance(node) -> dict:

@@ -36,10 +36,10 @@ from ..habitats import (
 )
 from ..regions import ring
 from ..registration import register, resample, transform_from_matrix
-from .convert import segment_ids, segment_name, segment_to_sitk, update_volume_from_sitk, volume_to_sitk
-from .delta import sitk_to_transform_node, transform_node_to_sitk
+from .convert import (segment_ids, segment_name, segment_to_sitk, sitk_to_transform_node, transform_node_to_sitk,
+                      update_volume_from_sitk, volume_to_sitk)
 from .extraction import ExtractionLogic
-from .tables import KIND_ATTRIBUTE, PROVENANCE_ATTRIBUTE, write_feature_table
+from .tables import KIND_ATTRIBUTE, PROVENANCE_ATTRIBUTE, read_table_rows, write_feature_table
 
 HABITATS_KIND = "habitats"
 HABITAT_STATISTICS_KIND = "habitat-statistics"
@@ -351,16 +351,7 @@ class HabitatLogic(ExtractionLogic):
     @staticmethod
     def table_rows(table_node) -> list:
         """The rows of a table made by :meth:`rows_table`, as dicts (numbers as floats)."""
-        table = table_node.GetTable()
-        columns = [table.GetColumn(i) for i in range(table.GetNumberOfColumns())]
-        rows = []
-        for r in range(table.GetNumberOfRows()):
-            row = {}
-            for column in columns:
-                value = column.GetValue(r)
-                row[column.GetName()] = float(value) if isinstance(column, vtk.vtkDoubleArray) else value
-            rows.append(row)
-        return rows
+        return read_table_rows(table_node)
 
     @staticmethod
     def habitat_segments(segmentation_node) -> dict:

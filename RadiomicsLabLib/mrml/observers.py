@@ -26,7 +26,7 @@ from ..settings import load_settings
 from .convert import segment_ids as all_segment_ids
 from .convert import label_map_to_segmentation_node, segment_name, segment_to_sitk, update_volume_from_sitk, volume_to_sitk
 from .extraction import ExtractionLogic
-from .tables import KIND_ATTRIBUTE, PROVENANCE_ATTRIBUTE, write_feature_table
+from .tables import KIND_ATTRIBUTE, PROVENANCE_ATTRIBUTE, read_table_rows, write_feature_table
 
 STAPLE_SEGMENT = "STAPLE consensus"
 MAJORITY_SEGMENT = "Majority vote"
@@ -212,10 +212,7 @@ class ObserverLogic(ExtractionLogic):
     @staticmethod
     def table_rows(table_node) -> list[dict]:
         """The rows of a table node as dicts (numbers as floats, text as str)."""
-        table = table_node.GetTable()
-        columns = [table.GetColumn(i) for i in range(table.GetNumberOfColumns())]
-        return [{c.GetName(): (c.GetValue(r) if isinstance(c, vtk.vtkStringArray) else float(c.GetValue(r))) for c in columns}
-                for r in range(table.GetNumberOfRows())]
+        return read_table_rows(table_node)
 
     def consensus_segmentation(self, result, volume_node, name: str):
         """A new segmentation node with the lesion's STAPLE and majority-vote consensus as two segments."""

@@ -39,6 +39,20 @@ def write_text_table(table_node, column_names, rows):
     return table_node
 
 
+def read_table_rows(table_node, text_columns=None) -> list[dict]:
+    """The rows of a table node as dicts: numeric columns as floats, string columns as text.
+
+    With ``text_columns`` (names), the other string columns are parsed as floats: the exact decimal
+    text :func:`write_text_table` writes for numbers.
+    """
+    table = table_node.GetTable()
+    columns = [table.GetColumn(i) for i in range(table.GetNumberOfColumns())]
+    numeric = [not isinstance(c, vtk.vtkStringArray) or (text_columns is not None and c.GetName() not in text_columns)
+               for c in columns]
+    return [{c.GetName(): float(c.GetValue(r)) if is_number else c.GetValue(r) for c, is_number in zip(columns, numeric)}
+            for r in range(table.GetNumberOfRows())]
+
+
 def write_feature_table(table_node, values, provenance: dict):
     """Fill ``table_node`` with one row per (segment, feature) and attach the provenance."""
     was_modifying = table_node.StartModify()
