@@ -1,14 +1,17 @@
 """RadiomicsLab scripted module: the desktop Slicer GUI over RadiomicsLabLib's MRML logic.
 
-The widget only turns GUI state (kept in a parameter node) into one Logic call. The Logic is
-:class:`RadiomicsLabLib.mrml.extraction.ExtractionLogic` on ``slicer.mrmlScene``, so the console
-works the same way::
+One module, one collapsible section per workflow (Inputs, Segmentation, Extraction, Feature maps,
+Observers, Habitats, Delta, Cohort). The widget only turns GUI state (kept in a parameter node, so a
+saved scene restores it) into one call of a Logic class of ``RadiomicsLabLib.mrml`` and shows what
+it returns (tables, plots, overlays). The console works the same way::
 
-    logic = slicer.util.getModuleLogic("RadiomicsLab")
+    logic = slicer.util.getModuleLogic("RadiomicsLab")      # an ExtractionLogic on slicer.mrmlScene
     table = logic.extract(volumeNode, segmentationNode, settings="pyradiomics-default")
+    maps = logic.featureMaps.compute(volumeNode, segmentationNode, features="glcm_Contrast", radius=1)
+    # also logic.observers, logic.habitats, logic.delta, logic.cohort (see the README)
 """
 
-import importlib.util
+import importlib
 import os
 import re
 import sys
@@ -20,9 +23,10 @@ import qt
 import vtk
 
 import slicer
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
+from slicer import (vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLSequenceBrowserNode,
+                    vtkMRMLTableNode)
 from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
 
@@ -39,44 +43,41 @@ def _makeRadiomicsLabLibImportable():
 
 _makeRadiomicsLabLibImportable()
 
-from RadiomicsLabLib.extraction import ExtractionCancelled  # noqa: E402
+# Only modules that need nothing beyond what Slicer ships are imported here; the workflows' Logic
+# classes (pyradiomics, numba, dask, ...) are imported on first use, after ensureDependencies().
+from RadiomicsLabLib.dependencies import bundled_pins, missing_requirements  # noqa: E402
+from RadiomicsLabLib.errors import Cancelled  # noqa: E402
 from RadiomicsLabLib.mrml.extraction import ExtractionLogic  # noqa: E402
 from RadiomicsLabLib.settings import DEFAULT_PRESET, preset_names  # noqa: E402
 
-#: Python packages RadiomicsLab needs beyond what Slicer ships: import name -> pip requirement.
-REQUIRED_PACKAGES = {"radiomics": "pyradiomics-bhklab", "yaml": "PyYAML"}
+MAP_DEFINITIONS = ["ibsi", "pyradiomics"]
+HABITAT_METHODS = ["kmeans", "gmm", "agglomerative"]
+DELTA_REGISTRATIONS = ["none", "rigid", "affine", "bspline"]
+COHORT_POLL_MS = 1000
 
 
 def ensureDependencies() -> bool:
-    """True when pyradiomics (and PyYAML) can be imported; otherwise offer to pip-install them."""
-    missing = [requirement for module, requirement in REQUIRED_PACKAGES.items() if importlib.util.find_spec(module) is None]
+    """True when RadiomicsLab's Python packages can be imported; otherwise offer to pip-install them."""
+    missing = missing_requirements()
     if not missing:
         return True
     if not slicer.util.confirmOkCancelDisplay(
-            _("RadiomicsLab needs these Python packages: {packages}. Install them now? This may take a minute.")
+            _("RadiomicsLab needs these Python packages: {packages}. Install them now? This may take a few minutes.")
             .format(packages=", ".join(missing)), windowTitle=_("RadiomicsLab")):
         return False
     with slicer.util.tryWithErrorDisplay(_("Installing {packages} failed.").format(packages=", ".join(missing)), waitCursor=True):
-        slicer.util.pip_install(" ".join(missing))
+        slicer.util.pip_install(missing + bundled_pins())  # pins keep Slicer's own numpy, scipy, SimpleITK
     importlib.invalidate_caches()
-    return all(importlib.util.find_spec(module) is not None for module in REQUIRED_PACKAGES)
+    return not missing_requirements()
 
 
-def splitImageTypes(text: str) -> list:
-    """The image types typed in the GUI, separated by white space, as a list for ``parse_image_types``.
+def onStartupCompleted():
+    """Register RadiomicsLab's sample cases (Sample Data module) and its Segment Statistics plugin."""
+    from RadiomicsLabLib.mrml.sampledata import register_sample_data
+    from RadiomicsLabLib.mrml.segmentstatistics import register_segment_statistics_plugin
 
-    ``"Original LoG:sigma=1,3 Wavelet:wavelet=db2;level=1"`` -> ``["Original", "LoG:sigma=1,3",
-    "Wavelet:wavelet=db2;level=1"]``. Spaces typed inside one image type's options (``LoG:sigma=1, 3``,
-    ``Wavelet:wavelet=db2; level=1``) are tolerated: a word that is not ``Name`` or ``Name:...``
-    continues the previous image type. A comma or semicolon left at the end of an image type is dropped.
-    """
-    specs = []
-    for word in text.split():
-        if specs and not re.match(r"[A-Za-z]\w*(:|[,;]?$)", word):
-            specs[-1] += word
-        else:
-            specs.append(word)
-    return [spec.rstrip(",;") for spec in specs if spec.rstrip(",;")]
+    register_sample_data()
+    register_segment_statistics_plugin()
 
 
 #
@@ -96,10 +97,10 @@ class RadiomicsLab(ScriptedLoadableModule):
         self.parent.dependencies = []
         self.parent.contributors = ["RadiomicsLab contributors"]
         self.parent.helpText = _("""
-Extracts radiomics features of the checked segments of a segmentation over a scalar volume, with
-pyradiomics-compatible settings (a preset or a pyradiomics parameter file) and optional filtered
-image types. Results go to a table node (one row per segment and feature) that carries the
-provenance of the run, and are saved with the scene.
+IBSI-compliant radiomics on the segments of a segmentation: feature extraction (pyradiomics-compatible
+presets and parameter files, IBSI configurations), voxel-wise feature maps over the image, multi-observer
+agreement and feature reproducibility, habitats and peritumoral rings, delta-radiomics across timepoints,
+and cohort batches on a Dask cluster. Every result is a node with its provenance and is saved with the scene.
 The same logic is available from the Python console: <code>slicer.util.getModuleLogic("RadiomicsLab")</code>.
 """)
         self.parent.acknowledgementText = _("""
@@ -109,6 +110,7 @@ and follows the Image Biomarker Standardisation Initiative (IBSI).
         iconPath = self.resourcePath("Icons/RadiomicsLab.png")
         if os.path.isfile(iconPath):
             self.parent.icon = qt.QIcon(iconPath)
+        slicer.app.connect("startupCompleted()", onStartupCompleted)
 
 
 #
@@ -121,20 +123,51 @@ class RadiomicsLabParameterNode:
     """
     The GUI state of the module, saved with the scene.
 
-    inputVolume - Image whose features are extracted.
-    inputSegmentation - Segmentation holding the segments (regions of interest).
-    preset - Shipped extraction settings, used when parameterFile is empty.
-    parameterFile - Path of a pyradiomics parameter file (YAML/JSON); empty: use the preset.
-    imageTypes - Image types separated by white space (see splitImageTypes); empty: those of the settings.
+    inputVolume, inputSegmentation - Image and segmentation (regions of interest) of every workflow.
+    observerSegmentations - One segmentation per observer (empty: the checked segments are the observers).
+    channelVolumes - Habitat channels (empty: inputVolume).
+    timepointVolumes, timepointSegmentations, timepointDates - Timepoints of a new delta study.
+    ringStartMm, ringStopMm - Peritumoral ring distances from the segment surface.
+    preset, parameterFile, imageTypes - Feature settings (parameterFile overrides preset) of every workflow.
     outputTable - Table receiving the features; none: a new table is created.
+    mapFeatures, mapRadius, mapDefinition, mapOpacity - Feature maps.
+    observerFeatures, observerPerturbations - Observer study options.
+    habitatCount (0: automatic), habitatMethod, habitatMinIslandMm3, habitatFeatures - Habitats.
+    deltaStudy (none: new from the timepoints), deltaReference, deltaRegistration, deltaPropagate - Delta.
+    cohortFile, cohortOutputDirectory, cohortWorkers (0: all cores), cohortRetryFailed - Cohort batch.
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
     inputSegmentation: vtkMRMLSegmentationNode
+    observerSegmentations: list[vtkMRMLSegmentationNode]
+    channelVolumes: list[vtkMRMLScalarVolumeNode]
+    timepointVolumes: list[vtkMRMLScalarVolumeNode]
+    timepointSegmentations: list[vtkMRMLSegmentationNode]
+    timepointDates: str = ""
+    ringStartMm: float = 0.0
+    ringStopMm: float = 5.0
     preset: Annotated[str, Choice(preset_names())] = DEFAULT_PRESET
     parameterFile: str = ""
     imageTypes: str = ""
     outputTable: vtkMRMLTableNode
+    mapFeatures: str = "glcm_Contrast, firstorder_Mean"
+    mapRadius: Annotated[int, WithinRange(1, 10)] = 1
+    mapDefinition: Annotated[str, Choice(MAP_DEFINITIONS)] = "ibsi"
+    mapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    observerFeatures: bool = True
+    observerPerturbations: bool = False
+    habitatCount: Annotated[int, WithinRange(0, 12)] = 3
+    habitatMethod: Annotated[str, Choice(HABITAT_METHODS)] = "kmeans"
+    habitatMinIslandMm3: float = 0.0
+    habitatFeatures: bool = False
+    deltaStudy: vtkMRMLSequenceBrowserNode
+    deltaReference: str = "baseline"
+    deltaRegistration: Annotated[str, Choice(DELTA_REGISTRATIONS)] = "none"
+    deltaPropagate: bool = False
+    cohortFile: str = ""
+    cohortOutputDirectory: str = ""
+    cohortWorkers: Annotated[int, WithinRange(0, 256)] = 0
+    cohortRetryFailed: bool = False
 
 
 #
@@ -150,6 +183,15 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     SEGMENT_EVENTS = (slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved,
                       slicer.vtkSegmentation.SegmentModified)
 
+    #: parameter (a str) -> ctk widget bound by hand (the wrapper binds ctkPathLineEdit / ctkDirectoryButton
+    #: only to pathlib.Path, where "" would become ".")
+    PATH_WIDGETS = {"parameterFile": "parameterFilePathLineEdit", "cohortFile": "cohortFilePathLineEdit",
+                    "cohortOutputDirectory": "cohortOutputDirectoryButton"}
+    #: parameter (a list of nodes) -> qMRMLCheckableNodeComboBox bound by hand (the wrapper has no connector for it)
+    NODE_LIST_WIDGETS = {"observerSegmentations": "observerSegmentationsSelector", "channelVolumes": "channelVolumesSelector",
+                         "timepointVolumes": "timepointVolumesSelector",
+                         "timepointSegmentations": "timepointSegmentationsSelector"}
+
     def __init__(self, parent=None) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
         ScriptedLoadableModuleWidget.__init__(self, parent)
@@ -161,6 +203,8 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._listedSegmentation = None
         self._running = False
         self._cancelRequested = False
+        self._cohort = None  # (cohort, output folder, status table node) of the running cohort batch
+        self._cohortTimer = None
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
@@ -182,30 +226,57 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
-        # The parameter file is a str in the parameter node; the parameter node wrapper binds
-        # ctkPathLineEdit only to pathlib.Path (where "" would become "."), so it is synchronized here.
-        self.ui.parameterFilePathLineEdit.nameFilters = [_("Parameter files") + " (*.yaml *.yml *.json)"]
-        self.ui.parameterFilePathLineEdit.connect("currentPathChanged(QString)", self.onParameterFileChanged)
+        # Segment editor on the Inputs' image and segmentation (its own editor node, not Segment Editor's).
+        self.ui.segmentEditorWidget.setMaximumNumberOfUndoStates(10)
+        self.ui.segmentEditorWidget.setSegmentationNodeSelectorVisible(False)
+        self.ui.segmentEditorWidget.setSourceVolumeNodeSelectorVisible(False)
+        self._selectSegmentEditorNode()
 
-        self.ui.segmentsListWidget.connect("itemChanged(QListWidgetItem*)", self._checkCanApply)
+        self.ui.parameterFilePathLineEdit.nameFilters = [_("Parameter files") + " (*.yaml *.yml *.json)"]
+        self.ui.cohortFilePathLineEdit.nameFilters = [_("Cohort files") + " (*.csv)"]
+        self.ui.parameterFilePathLineEdit.connect("currentPathChanged(QString)", lambda path: self._setPath("parameterFile", path))
+        self.ui.cohortFilePathLineEdit.connect("currentPathChanged(QString)", lambda path: self._setPath("cohortFile", path))
+        self.ui.cohortOutputDirectoryButton.connect("directoryChanged(QString)", lambda path: self._setPath("cohortOutputDirectory", path))
+        for name, widgetName in self.NODE_LIST_WIDGETS.items():
+            getattr(self.ui, widgetName).connect("checkedNodesChanged()", lambda name=name: self._setNodeList(name))
+
+        self.ui.segmentsListWidget.connect("itemChanged(QListWidgetItem*)", self._updateButtons)
         self.ui.selectAllSegmentsButton.connect("clicked()", lambda: self._setAllSegmentsChecked(True))
         self.ui.selectNoSegmentsButton.connect("clicked()", lambda: self._setAllSegmentsChecked(False))
+        self.ui.addRingButton.connect("clicked(bool)", self.onAddRingButton)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.computeMapsButton.connect("clicked(bool)", self.onComputeMapsButton)
+        self.ui.analyseObserversButton.connect("clicked(bool)", self.onAnalyseObserversButton)
+        self.ui.computeHabitatsButton.connect("clicked(bool)", self.onComputeHabitatsButton)
+        self.ui.computeDeltaButton.connect("clicked(bool)", self.onComputeDeltaButton)
+        self.ui.runCohortButton.connect("clicked(bool)", self.onRunCohortButton)
+        self.ui.cancelCohortButton.connect("clicked(bool)", self.onCancelCohortButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+
+        self._cohortTimer = qt.QTimer()
+        self._cohortTimer.setInterval(COHORT_POLL_MS)
+        self._cohortTimer.connect("timeout()", self._onCohortTimer)
 
         # Make sure parameter node is initialized (needed for module reload)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
+        self._cohortTimer.stop()
         self.removeObservers()
 
     def enter(self) -> None:
         """Called each time the user opens this module."""
         self.initializeParameterNode()
+        self._selectSegmentEditorNode()
+        self.ui.segmentEditorWidget.installKeyboardShortcuts()
+        self.ui.segmentEditorWidget.updateWidgetFromMRML()
 
     def exit(self) -> None:
         """Called each time the user opens a different module."""
+        self.ui.segmentEditorWidget.setActiveEffect(None)
+        self.ui.segmentEditorWidget.uninstallKeyboardShortcuts()
+        self.ui.segmentEditorWidget.removeViewObservations()
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
@@ -220,6 +291,7 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Called just after the scene is closed."""
         if self.parent.isEntered:
             self.initializeParameterNode()
+            self._selectSegmentEditorNode()
 
     def initializeParameterNode(self) -> None:
         """Ensure parameter node exists and observed; preselect the first volume and segmentation."""
@@ -248,19 +320,58 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._onParameterNodeModified()
 
     def _onParameterNodeModified(self, caller=None, event=None) -> None:
+        """Widgets bound by hand follow the parameter node; the segment editor edits the Inputs' nodes."""
         parameterNode = self._parameterNode
-        parameterFile = parameterNode.parameterFile if parameterNode else ""
-        if self.ui.parameterFilePathLineEdit.currentPath != parameterFile:
-            wasBlocked = self.ui.parameterFilePathLineEdit.blockSignals(True)
-            self.ui.parameterFilePathLineEdit.currentPath = parameterFile
-            self.ui.parameterFilePathLineEdit.blockSignals(wasBlocked)
-        self.ui.presetComboBox.enabled = not parameterFile
+        for name, widgetName in self.PATH_WIDGETS.items():
+            widget, value = getattr(self.ui, widgetName), getattr(parameterNode, name) if parameterNode else ""
+            current = widget.directory if widgetName.endswith("Button") else widget.currentPath
+            if current != value:
+                wasBlocked = widget.blockSignals(True)
+                if widgetName.endswith("Button"):
+                    widget.directory = value
+                else:
+                    widget.currentPath = value
+                widget.blockSignals(wasBlocked)
+        for name, widgetName in self.NODE_LIST_WIDGETS.items():
+            widget = getattr(self.ui, widgetName)
+            wanted = {node.GetID() for node in (getattr(parameterNode, name) if parameterNode else []) if node}
+            wasBlocked = widget.blockSignals(True)
+            for index in range(widget.nodeCount()):
+                node = widget.nodeFromIndex(index)
+                widget.setCheckState(node, qt.Qt.Checked if node.GetID() in wanted else qt.Qt.Unchecked)
+            widget.blockSignals(wasBlocked)
+        self.ui.presetComboBox.enabled = not (parameterNode and parameterNode.parameterFile)
+        editor = self.ui.segmentEditorWidget
+        if parameterNode and editor.mrmlSegmentEditorNode():
+            if editor.segmentationNode() is not parameterNode.inputSegmentation:
+                editor.setSegmentationNode(parameterNode.inputSegmentation)
+            if editor.sourceVolumeNode() is not parameterNode.inputVolume:
+                editor.setSourceVolumeNode(parameterNode.inputVolume)
         self._observeSegmentation(parameterNode.inputSegmentation if parameterNode else None)
-        self._checkCanApply()
+        self._updateButtons()
 
-    def onParameterFileChanged(self, path) -> None:
-        if self._parameterNode and self._parameterNode.parameterFile != path:
-            self._parameterNode.parameterFile = path
+    def _setPath(self, name: str, path: str) -> None:
+        if self._parameterNode and getattr(self._parameterNode, name) != path:
+            setattr(self._parameterNode, name, path)
+
+    def _setNodeList(self, name: str) -> None:
+        if self._parameterNode:
+            checked = list(getattr(self.ui, self.NODE_LIST_WIDGETS[name]).checkedNodes())
+            if [n.GetID() for n in getattr(self._parameterNode, name) if n] != [n.GetID() for n in checked]:
+                setattr(self._parameterNode, name, checked)
+
+    def _selectSegmentEditorNode(self) -> None:
+        """The module's own segment editor parameter node (a scene singleton), created once."""
+        tag = "RadiomicsLab"
+        editorNode = slicer.mrmlScene.GetSingletonNode(tag, "vtkMRMLSegmentEditorNode")
+        if editorNode is None:
+            editorNode = slicer.mrmlScene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
+            editorNode.UnRegister(None)
+            editorNode.SetSingletonTag(tag)
+            editorNode = slicer.mrmlScene.AddNode(editorNode)
+        if self.ui.segmentEditorWidget.mrmlSegmentEditorNode() is not editorNode:
+            self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(editorNode)
+        self._onParameterNodeModified()
 
     # Segment checklist ------------------------------------------------------------------------
     def _observeSegmentation(self, segmentationNode, refresh: bool = True) -> None:
@@ -278,7 +389,7 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _onSegmentsModified(self, caller=None, event=None) -> None:
         self._refreshSegmentsList()
-        self._checkCanApply()
+        self._updateButtons()
 
     def _segmentItems(self) -> list:
         return [self.ui.segmentsListWidget.item(row) for row in range(self.ui.segmentsListWidget.count)]
@@ -311,80 +422,252 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _setAllSegmentsChecked(self, checked: bool) -> None:
         for item in self._segmentItems():
             item.setCheckState(qt.Qt.Checked if checked else qt.Qt.Unchecked)
-        self._checkCanApply()
+        self._updateButtons()
 
     def checkedSegmentIds(self) -> list:
         return [item.data(qt.Qt.UserRole) for item in self._segmentItems() if item.checkState() == qt.Qt.Checked]
 
-    # Apply ------------------------------------------------------------------------------------
-    def _checkCanApply(self, caller=None, event=None) -> None:
-        parameterNode = self._parameterNode
-        if self._running:
-            self.ui.applyButton.enabled = False
-        elif not parameterNode or not parameterNode.inputVolume or not parameterNode.inputSegmentation:
-            self.ui.applyButton.toolTip = _("Select an input volume and a segmentation.")
-            self.ui.applyButton.enabled = False
-        elif not self.checkedSegmentIds():
-            self.ui.applyButton.toolTip = _("Check at least one segment.")
-            self.ui.applyButton.enabled = False
-        else:
-            self.ui.applyButton.toolTip = _("Extract the features of the checked segments.")
-            self.ui.applyButton.enabled = True
+    def firstCheckedSegmentId(self):
+        """The segment that feature maps, habitats and rings work on: the first checked one."""
+        segmentIds = self.checkedSegmentIds()
+        return segmentIds[0] if segmentIds else None
 
-    def _setRunning(self, running: bool, total: int = 0) -> None:
+    # Buttons ----------------------------------------------------------------------------------
+    def _updateButtons(self, caller=None, event=None) -> None:
+        """Enable each section's button when its inputs are there; its tooltip says what is missing."""
+        p = self._parameterNode
+        image = bool(p and p.inputVolume)
+        segments = bool(p and p.inputSegmentation and self.checkedSegmentIds())
+        observers = bool(p and (len(p.observerSegmentations) >= 2 or len(self.checkedSegmentIds()) >= 2
+                                or (p.observerPerturbations and (p.observerSegmentations or segments))))
+        timepoints = bool(p and (p.deltaStudy or len(p.timepointVolumes) >= 2))
+        cohort = bool(p and p.cohortFile and p.cohortOutputDirectory)
+        needs = _("Select an image and a segmentation, and check a segment.")
+        states = {
+            "addRingButton": (image and segments, needs, _("Add the ring around the first checked segment as a new segment.")),
+            "applyButton": (image and segments, needs, _("Extract the features of the checked segments.")),
+            "computeMapsButton": (image and segments, needs, _("Compute the maps inside the first checked segment.")),
+            "analyseObserversButton": (image and observers,
+                                       _("Select an image and check two observers' segmentations (or two segments)."),
+                                       _("Agreement, consensus and feature reproducibility of the observers.")),
+            "computeHabitatsButton": (image and segments, needs, _("Cluster the first checked segment into habitats.")),
+            "computeDeltaButton": (timepoints, _("Select a study, or check two or more timepoint images under Inputs."),
+                                   _("Features at every timepoint and their change.")),
+            "runCohortButton": (cohort, _("Choose a cohort file and an output folder."),
+                                _("Extract every case of the cohort; finished cases are skipped.")),
+        }
+        cohortRunning = self._cohort is not None
+        for name, (ready, missing, ok) in states.items():
+            button = getattr(self.ui, name)
+            button.enabled = ready and not self._running and not (name == "runCohortButton" and cohortRunning)
+            button.toolTip = ok if ready else missing
+        self.ui.cancelCohortButton.enabled = cohortRunning
+
+    def _setRunning(self, running: bool) -> None:
         self._running = running
         self._cancelRequested = False
         self.ui.cancelButton.enabled = running
         if running:
-            self.ui.progressBar.maximum = max(total, 1)
+            self.ui.progressBar.maximum = 1
             self.ui.progressBar.value = 0
-        self._checkCanApply()
+        self._updateButtons()
 
-    def _onProgress(self, done: int, total: int, segment: str) -> bool:
-        """Progress callback of ExtractionLogic.extract: False cancels the run."""
-        self.ui.progressBar.maximum = total
+    def _onProgress(self, done: int, total: int, message: str = "") -> bool:
+        """Progress callback of the Logic calls: False cancels the run."""
+        self.ui.progressBar.maximum = max(total, 1)
         self.ui.progressBar.value = done
-        slicer.util.showStatusMessage(_("Extracted segment {segment} ({done}/{total})").format(segment=segment, done=done, total=total))
+        slicer.util.showStatusMessage(f"{message} ({done}/{total})" if message else f"{done}/{total}")
         slicer.app.processEvents()
         return not self._cancelRequested
 
     def onCancelButton(self) -> None:
         self._cancelRequested = True
 
-    def onApplyButton(self) -> None:
-        """Run the extraction when the user clicks "Apply"."""
+    def _run(self, failure: str, call):
+        """Run ``call(progress)`` (one Logic call) with progress, Cancel and errors shown; its result, or None."""
         if not ensureDependencies():
-            return
-        parameterNode = self._parameterNode
-        segmentIds = self.checkedSegmentIds()
-        self._setRunning(True, len(segmentIds))
+            return None
+        self._setRunning(True)
         try:
-            with slicer.util.tryWithErrorDisplay(_("Feature extraction failed."), waitCursor=True):
+            with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
                 try:
-                    table = self.logic.extract(
-                        parameterNode.inputVolume,
-                        parameterNode.inputSegmentation,
-                        segment_ids=segmentIds,
-                        settings=parameterNode.parameterFile or parameterNode.preset,
-                        image_types=splitImageTypes(parameterNode.imageTypes) or None,
-                        table_node=parameterNode.outputTable,
-                        progress=self._onProgress,
-                    )
-                except ExtractionCancelled as cancelled:
+                    return call(self._onProgress)
+                except Cancelled as cancelled:
                     slicer.util.showStatusMessage(str(cancelled), 5000)
-                    return
-                parameterNode.outputTable = table
-                self._showTable(table)
         finally:
             self._setRunning(False)
+        return None
 
-    @staticmethod
-    def _showTable(tableNode) -> None:
-        """Switch to a layout with a table view and show ``tableNode`` in it."""
-        slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
-        applicationLogic = slicer.app.applicationLogic()
-        applicationLogic.GetSelectionNode().SetActiveTableID(tableNode.GetID())
-        applicationLogic.PropagateTableSelection()
+    def _settings(self):
+        """The feature settings of every workflow: the parameter file, else the preset."""
+        return self._parameterNode.parameterFile or self._parameterNode.preset
+
+    # Segmentation -----------------------------------------------------------------------------
+    def onAddRingButton(self) -> None:
+        p = self._parameterNode
+        self._run(_("Adding the ring failed."), lambda progress: self.logic.habitats.add_ring(
+            p.inputSegmentation, self.firstCheckedSegmentId(), p.ringStartMm, p.ringStopMm, reference_volume=p.inputVolume))
+
+    # Extraction -------------------------------------------------------------------------------
+    def onApplyButton(self) -> None:
+        """Extract the checked segments' features into the output table and show it."""
+        p = self._parameterNode
+        table = self._run(_("Feature extraction failed."), lambda progress: self.logic.extract(
+            p.inputVolume, p.inputSegmentation, segment_ids=self.checkedSegmentIds(), settings=self._settings(),
+            image_types=splitImageTypes(p.imageTypes) or None, table_node=p.outputTable, progress=progress))
+        if table is not None:
+            p.outputTable = table
+            showTable(table)
+
+    # Feature maps -----------------------------------------------------------------------------
+    def onComputeMapsButton(self) -> None:
+        """Maps of the first checked segment, the first shown over the image, the summary in a table."""
+        p = self._parameterNode
+        segmentId = self.firstCheckedSegmentId()
+
+        def compute(progress):
+            self.ui.mapEstimateLabel.text = self.logic.featureMaps.estimate(
+                p.inputVolume, p.inputSegmentation, segmentId, features=p.mapFeatures, radius=p.mapRadius,
+                definition=p.mapDefinition)
+            slicer.app.processEvents()
+            return self.logic.featureMaps.compute(
+                p.inputVolume, p.inputSegmentation, segmentId, features=p.mapFeatures, radius=p.mapRadius,
+                definition=p.mapDefinition, opacity=p.mapOpacity, progress=progress)
+
+        result = self._run(_("Feature maps failed."), compute)
+        if result is not None:
+            showTable(result.table)
+
+    # Observers --------------------------------------------------------------------------------
+    def onAnalyseObserversButton(self) -> None:
+        """Agreement, consensus and (optionally) feature reproducibility of the observers."""
+        p = self._parameterNode
+        observers = list(p.observerSegmentations) or [(p.inputSegmentation, s) for s in self.checkedSegmentIds()]
+        results = self._run(_("Observer analysis failed."), lambda progress: self.logic.observers.analyse(
+            p.inputVolume, observers, features=p.observerFeatures, settings=self._settings(),
+            perturbations=True if p.observerPerturbations else None, progress=progress))
+        if results is not None:
+            showTable(results.icc or results.agreement)
+            showChart(results.icc_chart or results.bland_altman_chart)
+
+    # Habitats ---------------------------------------------------------------------------------
+    def onComputeHabitatsButton(self) -> None:
+        """Habitats of the first checked segment from the channels (or the image); statistics and fractions shown."""
+        p = self._parameterNode
+        channels = list(p.channelVolumes) or [p.inputVolume]
+        nodes = self._run(_("Habitats failed."), lambda progress: self.logic.habitats.habitats(
+            p.inputSegmentation, self.firstCheckedSegmentId(), channels, n_habitats=p.habitatCount or "auto",
+            method=p.habitatMethod, reference_volume=p.inputVolume, min_island_mm3=p.habitatMinIslandMm3,
+            features=self._settings() if p.habitatFeatures else None, progress=progress))
+        if nodes is not None:
+            showTable(nodes.statistics)
+            showChart(nodes.fractions_chart)
+
+    # Delta ------------------------------------------------------------------------------------
+    def onComputeDeltaButton(self) -> None:
+        """Delta features of the selected study, or of a new study made from the checked timepoints."""
+        p = self._parameterNode
+
+        def compute(progress):
+            study = p.deltaStudy or self.logic.delta.study_from_nodes(
+                p.timepointVolumes, self.logic.delta.segmentations_for(p.timepointVolumes, p.timepointSegmentations),
+                dates=splitDates(p.timepointDates) or None)
+            nodes = self.logic.delta.compute(
+                study, settings=self._settings(), register=None if p.deltaRegistration == "none" else p.deltaRegistration,
+                propagate=p.deltaPropagate, reference=p.deltaReference or "baseline", progress=progress)
+            return study, nodes
+
+        outcome = self._run(_("Delta-radiomics failed."), compute)
+        if outcome is not None:
+            study, nodes = outcome
+            p.deltaStudy = study
+            showTable(nodes.table)
+            showChart(nodes.trajectories)
+
+    # Cohort -----------------------------------------------------------------------------------
+    def onRunCohortButton(self) -> None:
+        """Start the cohort batch in the background; the status table is refreshed until it ends."""
+        if not ensureDependencies():
+            return
+        p = self._parameterNode
+        with slicer.util.tryWithErrorDisplay(_("The cohort could not start."), waitCursor=True):
+            cohort = self.logic.cohort.load_cohort(p.cohortFile)
+            self.logic.cohort.start(cohort, p.cohortOutputDirectory, settings=self._settings(),
+                                    image_types=splitImageTypes(p.imageTypes) or None, workers=p.cohortWorkers or None,
+                                    retry_failed=p.cohortRetryFailed)
+            table = self.logic.cohort.status_table(cohort, p.cohortOutputDirectory)
+            self._cohort = (cohort, p.cohortOutputDirectory, table)
+            showTable(table)
+            self._cohortTimer.start()
+        self._updateButtons()
+
+    def onCancelCohortButton(self) -> None:
+        self.logic.cohort.cancel()
+        self.ui.cohortStatusLabel.text = _("Stopping after the cases in progress...")
+
+    def _onCohortTimer(self) -> None:
+        """Refresh the per-case status; when the batch ended, show its features (or its error)."""
+        if self._cohort is None:
+            self._cohortTimer.stop()
+            return
+        cohort, folder, table = self._cohort
+        self.logic.cohort.status_table(cohort, folder, table_node=table)
+        done, total, message = self.logic.cohort.progress_state
+        self.ui.progressBar.maximum = max(total, 1)
+        self.ui.progressBar.value = done
+        self.ui.cohortStatusLabel.text = f"{table.GetAttribute('RadiomicsLab.CohortCounts') or ''} {message}".strip()
+        if self.logic.cohort.is_running():
+            return
+        self._cohortTimer.stop()
+        self._cohort = None
+        self._updateButtons()
+        try:
+            with slicer.util.tryWithErrorDisplay(_("The cohort run ended with an error."), waitCursor=True):
+                try:
+                    self.logic.cohort.wait()
+                except Cancelled as cancelled:
+                    slicer.util.showStatusMessage(str(cancelled), 5000)
+                showTable(self.logic.cohort.results_table(cohort, folder))
+        except Exception:  # shown by tryWithErrorDisplay
+            pass
+
+
+def splitImageTypes(text: str) -> list:
+    """The image types typed in the GUI, separated by white space, as a list for ``parse_image_types``.
+
+    ``"Original LoG:sigma=1,3 Wavelet:wavelet=db2;level=1"`` -> ``["Original", "LoG:sigma=1,3",
+    "Wavelet:wavelet=db2;level=1"]``. Spaces typed inside one image type's options (``LoG:sigma=1, 3``,
+    ``Wavelet:wavelet=db2; level=1``) are tolerated: a word that is not ``Name`` or ``Name:...``
+    continues the previous image type. A comma or semicolon left at the end of an image type is dropped.
+    """
+    specs = []
+    for word in text.split():
+        if specs and not re.match(r"[A-Za-z]\w*(:|[,;]?$)", word):
+            specs[-1] += word
+        else:
+            specs.append(word)
+    return [spec.rstrip(",;") for spec in specs if spec.rstrip(",;")]
+
+
+def splitDates(text: str) -> list:
+    """The timepoint dates typed in the GUI (``2024-01-10, 2024-03-05`` or separated by spaces), in order."""
+    return [date for date in re.split(r"[\s,;]+", text) if date]
+
+
+def showTable(tableNode) -> None:
+    """Switch to a layout with a table view and show ``tableNode`` in it."""
+    if tableNode is None:
+        return
+    slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpTableView)
+    applicationLogic = slicer.app.applicationLogic()
+    applicationLogic.GetSelectionNode().SetActiveTableID(tableNode.GetID())
+    applicationLogic.PropagateTableSelection()
+
+
+def showChart(chartNode) -> None:
+    """Show a plot chart node in the layout's plot view (Slicer switches to a layout that has one)."""
+    if chartNode is not None:
+        slicer.modules.plots.logic().ShowChartInLayout(chartNode)
 
 
 #
@@ -393,16 +676,50 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class RadiomicsLabLogic(ScriptedLoadableModuleLogic, ExtractionLogic):
-    """The module logic is RadiomicsLabLib's ExtractionLogic on the application's scene.
+    """The module logic: RadiomicsLabLib's ExtractionLogic on the application's scene, plus one Logic per workflow.
 
-    Usable without the widget: ``slicer.util.getModuleLogic("RadiomicsLab").extract(volume, segmentation)``.
-    See :class:`RadiomicsLabLib.mrml.extraction.ExtractionLogic` for ``load_volume``,
-    ``load_segmentation``, ``extract``, ``export_table``, ``save_scene``, ``load_scene``.
+    ``slicer.util.getModuleLogic("RadiomicsLab")`` gives it in the console: ``extract``, ``load_volume``,
+    ``load_segmentation``, ``export_table``, ``save_scene``, ``load_scene`` (see
+    :class:`RadiomicsLabLib.mrml.extraction.ExtractionLogic`), and ``featureMaps``, ``observers``,
+    ``habitats``, ``delta``, ``cohort`` (the Logic classes of ``RadiomicsLabLib.mrml``, made on first use).
     """
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         ExtractionLogic.__init__(self, slicer.mrmlScene)
+        self._workflows = {}
+
+    def _workflow(self, module: str, className: str):
+        """The workflow's Logic on the application's scene, imported and made on first use."""
+        if className not in self._workflows:
+            logicClass = getattr(importlib.import_module(f"RadiomicsLabLib.mrml.{module}"), className)
+            self._workflows[className] = logicClass(slicer.mrmlScene)
+        return self._workflows[className]
+
+    @property
+    def featureMaps(self):
+        """:class:`RadiomicsLabLib.mrml.featuremaps.FeatureMapLogic`"""
+        return self._workflow("featuremaps", "FeatureMapLogic")
+
+    @property
+    def observers(self):
+        """:class:`RadiomicsLabLib.mrml.observers.ObserverLogic`"""
+        return self._workflow("observers", "ObserverLogic")
+
+    @property
+    def habitats(self):
+        """:class:`RadiomicsLabLib.mrml.habitats.HabitatLogic`"""
+        return self._workflow("habitats", "HabitatLogic")
+
+    @property
+    def delta(self):
+        """:class:`RadiomicsLabLib.mrml.delta.DeltaLogic`"""
+        return self._workflow("delta", "DeltaLogic")
+
+    @property
+    def cohort(self):
+        """:class:`RadiomicsLabLib.mrml.cohort.CohortLogic`"""
+        return self._workflow("cohort", "CohortLogic")
 
     def getParameterNode(self):
         return RadiomicsLabParameterNode(super().getParameterNode())
@@ -416,7 +733,7 @@ class RadiomicsLabLogic(ScriptedLoadableModuleLogic, ExtractionLogic):
 class RadiomicsLabTest(ScriptedLoadableModuleTest):
     """Runs the scenarios of RadiomicsLabLib.mrml.scenarios (the ones pytest runs headless) in this Slicer.
 
-    Needs the reference data: set RADIOMICSLAB_DATA to the shared data folder (with pyradiomics_cases/).
+    Needs the reference data: set RADIOMICSLAB_DATA to the shared data folder (pyradiomics_cases/, sts/).
     """
 
     def setUp(self):
@@ -427,7 +744,7 @@ class RadiomicsLabTest(ScriptedLoadableModuleTest):
         self.test_RadiomicsLabScenarios()
 
     def test_RadiomicsLabScenarios(self):
-        self.assertTrue(ensureDependencies(), "pyradiomics-bhklab and PyYAML are needed to run the RadiomicsLab test")
+        self.assertTrue(ensureDependencies(), "RadiomicsLab's Python packages are needed to run the RadiomicsLab test")
         from RadiomicsLabLib.data import data_dir
         from RadiomicsLabLib.mrml import scenarios
 
@@ -437,7 +754,17 @@ class RadiomicsLabTest(ScriptedLoadableModuleTest):
         scene.Clear()
         self.delayDisplay("Extracting brain1 features and comparing them with pyradiomics")
         scenarios.extract_sample(scene, folder)
-        self.delayDisplay("Saving the scene as .mrb and loading it back")
         with tempfile.TemporaryDirectory() as tmp:
+            self.delayDisplay("Saving the scene as .mrb and loading it back")
             scenarios.save_and_reload(scene, folder, Path(tmp) / "RadiomicsLabSelfTest.mrb")
+            for title, scenario in (("Feature maps", scenarios.feature_maps_sample),
+                                    ("Observers", scenarios.observers_sample),
+                                    ("Habitats and rings", scenarios.habitats_sample),
+                                    ("Delta-radiomics", scenarios.delta_sample)):
+                scene.Clear()
+                self.delayDisplay(f"{title} scenario")
+                scenario(scene, folder)
+            scene.Clear()
+            self.delayDisplay("Cohort scenario")
+            scenarios.cohort_sample(scene, folder, tmp)
         self.delayDisplay("Test passed")

@@ -24,7 +24,9 @@ MODULE_PY = MODULE_DIR / "RadiomicsLab.py"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "RadiomicsLab.ui"
 ICON = MODULE_DIR / "Resources" / "Icons" / "RadiomicsLab.png"
 PARAMETER_NAME = "SlicerParameterName"
-QT_CLASSES = {"QLabel", "QPushButton", "QListWidget", "QComboBox", "QLineEdit", "QProgressBar", "QWidget"}
+QT_CLASSES = {"QLabel", "QPushButton", "QListWidget", "QComboBox", "QLineEdit", "QProgressBar", "QWidget", "QCheckBox",
+              "QSpinBox", "QDoubleSpinBox"}
+SECTIONS = ["Inputs", "Segmentation", "Extraction", "Feature maps", "Observers", "Habitats", "Delta", "Cohort"]
 
 
 @pytest.fixture(scope="module")
@@ -73,38 +75,200 @@ def test_module_compiles_and_has_the_scripted_module_classes(source, tmp_path):
     assert classes["RadiomicsLabLogic"] == ["ScriptedLoadableModuleLogic", "ExtractionLogic"]
     assert classes["RadiomicsLabTest"] == ["ScriptedLoadableModuleTest"]
     assert 'self.resourcePath("UI/RadiomicsLab.ui")' in source
+    # The self-test runs every scenario pytest runs headless (test_self_test_scenarios_run_headless).
+    from RadiomicsLabLib.mrml import scenarios
+
     self_test = source.split("class RadiomicsLabTest")[1]
-    for scenario in ("load_sample", "extract_sample", "save_and_reload"):
-        assert f"scenarios.{scenario}(slicer.mrmlScene" in self_test or f"scenarios.{scenario}(scene" in self_test, scenario
+    used = set(re.findall(r"scenarios\.(\w+)\b", self_test))
+    public = {n for n, f in vars(scenarios).items() if callable(f) and getattr(f, "__module__", "") == scenarios.__name__
+              and not n.startswith("_") and n not in {"run_all", "sample_paths"}}
+    assert public <= used, f"scenarios the module self-test does not run: {sorted(public - used)}"
+    assert used <= public, f"the self-test calls scenarios that do not exist: {sorted(used - public)}"
+
+
+def test_module_imports_only_what_slicer_ships_before_dependencies_are_installed(source):
+    """Desktop Slicer loads the module before ensureDependencies() can pip-install pyradiomics, numba, dask...:
+    its top-level RadiomicsLabLib imports must work without them."""
+    import subprocess
+    import sys
+
+    tree = ast.parse(source)
+    modules = sorted({n.module for n in tree.body if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("RadiomicsLabLib")})
+    assert "RadiomicsLabLib.mrml.extraction" in modules and "RadiomicsLabLib.dependencies" in modules
+    heavy = ["radiomics", "yaml", "numba", "dask", "distributed", "sklearn", "skimage", "pywt", "pyarrow", "matplotlib"]
+    code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
+            + f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert loaded.strip() == "[]", f"importing {modules} loads {loaded.strip()}, which Slicer does not ship"
 
 
 # (b) ---------------------------------------------------------------------------------------------
+def class_dict(source: str, name: str, attribute: str) -> dict:
+    """A dict literal class attribute of a class of RadiomicsLab.py."""
+    (cls,) = [n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == name]
+    (value,) = [n.value for n in cls.body if isinstance(n, ast.Assign) and n.targets[0].id == attribute]
+    return ast.literal_eval(value)
+
+
+def module_constant(source: str, name: str):
+    (value,) = [n.value for n in ast.parse(source).body if isinstance(n, ast.Assign) and n.targets[0].id == name]
+    return ast.literal_eval(value)
+
+
 def test_every_ui_attribute_used_is_a_widget_of_the_ui_file(source, ui_root):
     used = set(re.findall(r"self\.ui\.(\w+)", source))
     names = set(ui_widgets(ui_root))
-    assert {"applyButton", "progressBar", "cancelButton", "segmentsListWidget"} <= used
+    assert {"applyButton", "progressBar", "cancelButton", "segmentsListWidget", "segmentEditorWidget", "computeMapsButton",
+            "analyseObserversButton", "computeHabitatsButton", "computeDeltaButton", "runCohortButton"} <= used
     assert used - names == set(), f"RadiomicsLab.py uses widgets missing from {UI_FILE.name}"
+    for widget in {**class_dict(source, "RadiomicsLabWidget", "PATH_WIDGETS"),
+                   **class_dict(source, "RadiomicsLabWidget", "NODE_LIST_WIDGETS")}.values():
+        assert widget in names, widget
+    buttons = {n for n, w in ui_widgets(ui_root).items() if w.get("class") == "QPushButton"}
+    connected = set(re.findall(r"self\.ui\.(\w+)\.connect\(\"clicked\(", source))
+    assert buttons == connected, f"buttons without a handler: {sorted(buttons - connected)}"
 
 
 def test_bound_widgets_name_parameters_of_a_bindable_type(source, ui_root):
     fields = parameter_fields(source)
-    assert set(fields) == {"inputVolume", "inputSegmentation", "preset", "parameterFile", "imageTypes", "outputTable"}
+    widgets = ui_widgets(ui_root)
     bound = {string_property(w, PARAMETER_NAME): w for w in ui_root.iter("widget") if string_property(w, PARAMETER_NAME)}
     assert set(bound) - set(fields) == set(), "widgets bound to parameters the parameter node does not have"
-    # parameterFile is a str; Slicer binds ctkPathLineEdit only to pathlib.Path, so the widget syncs it by hand.
-    assert set(fields) - set(bound) == {"parameterFile"}
-    assert "parameterFilePathLineEdit" in source and "parameterFile" in source
+    # Slicer's wrapper binds ctkPathLineEdit / ctkDirectoryButton only to pathlib.Path and has no connector for
+    # qMRMLCheckableNodeComboBox: those parameters are synchronised by the widget (PATH_WIDGETS, NODE_LIST_WIDGETS).
+    paths = class_dict(source, "RadiomicsLabWidget", "PATH_WIDGETS")
+    node_lists = class_dict(source, "RadiomicsLabWidget", "NODE_LIST_WIDGETS")
+    assert set(fields) - set(bound) == set(paths) | set(node_lists)
+    for name, widget in paths.items():
+        assert fields[name] == "str" and widgets[widget].get("class") in ("ctkPathLineEdit", "ctkDirectoryButton"), name
+    for name, widget in node_lists.items():
+        element = re.fullmatch(r"list\[(vtkMRML\w+)\]", fields[name]).group(1)
+        assert widgets[widget].get("class") == "qMRMLCheckableNodeComboBox", name
+        assert widgets[widget].find("property[@name='nodeTypes']/stringlist/string").text == element, name
+    # The connectors of Slicer's Base/Python/slicer/parameterNodeWrapper/guiConnectors.py, by widget class.
     for name, widget in bound.items():
         kind, annotation = widget.get("class"), fields[name]
-        if kind == "qMRMLNodeComboBox":  # Slicer: qMRMLNodeComboBoxToNodeConnector
+        if kind == "qMRMLNodeComboBox":  # qMRMLNodeComboBoxToNodeConnector
             assert annotation.startswith("vtkMRML"), (name, annotation)
             assert widget.find("property[@name='nodeTypes']/stringlist/string").text == annotation
         elif kind == "QLineEdit":  # QLineEditToStrConnector
             assert annotation == "str", (name, annotation)
         elif kind == "QComboBox":  # QComboBoxToStringableConnector needs a Choice annotation
             assert re.fullmatch(r"Annotated\[str, Choice\(.+\)\]", annotation), (name, annotation)
+        elif kind == "QCheckBox":  # QCheckBoxToBoolConnector
+            assert annotation == "bool", (name, annotation)
+        elif kind == "QSpinBox":  # QSliderOrSpinBoxToIntConnector
+            assert re.fullmatch(r"int|Annotated\[int, WithinRange\(.+\)\]", annotation), (name, annotation)
+        elif kind in ("QDoubleSpinBox", "ctkSliderWidget"):  # QDoubleSpinBoxCtkSliderWidgetToFloatIntConnector
+            assert re.fullmatch(r"float|Annotated\[float, WithinRange\(.+\)\]", annotation), (name, annotation)
         else:
             pytest.fail(f"no parameter node GUI connector for a {kind} bound to '{name}'")
+
+
+def test_choices_offered_by_the_gui_are_the_ones_the_logic_accepts(source):
+    from RadiomicsLabLib import habitats, registration
+    from RadiomicsLabLib.featuremaps import check_definition
+
+    for definition in module_constant(source, "MAP_DEFINITIONS"):
+        assert check_definition(definition) == definition
+    assert module_constant(source, "HABITAT_METHODS") == list(habitats.METHODS)
+    assert module_constant(source, "DELTA_REGISTRATIONS") == ["none", *registration.KINDS]
+    fields = parameter_fields(source)
+    assert re.search(r'mapDefinition: .* = "ibsi"', source) and "MAP_DEFINITIONS" in fields["mapDefinition"]
+
+
+def logic_calls(source: str) -> list:
+    """(workflow or None, method, keyword names) of every ``self.logic[.workflow].method(...)`` call of the widget."""
+    (widget,) = [n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "RadiomicsLabWidget"]
+    calls = []
+    for node in ast.walk(widget):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            chain = ast.unparse(node.func).split(".")
+            if chain[:2] == ["self", "logic"] and len(chain) in (3, 4):
+                assert not any(k.arg is None for k in node.keywords), f"**kwargs hide the arguments of {ast.unparse(node.func)}"
+                calls.append((chain[2] if len(chain) == 4 else None, chain[-1], [k.arg for k in node.keywords],
+                              len(node.args)))
+    return calls
+
+
+def test_every_widget_action_is_a_call_of_an_existing_logic_method(source):
+    """The thin widget: each button calls a RadiomicsLabLib.mrml Logic method that exists and takes those arguments."""
+    import importlib
+    import inspect
+
+    from RadiomicsLabLib.mrml.extraction import ExtractionLogic
+
+    (logic,) = [n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "RadiomicsLabLogic"]
+    workflows = {}
+    for node in logic.body:
+        if isinstance(node, ast.FunctionDef) and any(ast.unparse(d) == "property" for d in node.decorator_list):
+            (call,) = [c for c in ast.walk(node) if isinstance(c, ast.Call) and ast.unparse(c.func) == "self._workflow"]
+            module, class_name = (a.value for a in call.args)
+            workflows[node.name] = getattr(importlib.import_module(f"RadiomicsLabLib.mrml.{module}"), class_name)
+    assert set(workflows) == {"featureMaps", "observers", "habitats", "delta", "cohort"}
+    calls = logic_calls(source)
+    assert {w for w, *_ in calls} == {None, *workflows}, "a workflow's Logic is not used by the widget"
+    for workflow, method, keywords, n_positional in calls:
+        if (workflow, method) == (None, "getParameterNode"):
+            continue  # Slicer's ScriptedLoadableModuleLogic, wrapped by RadiomicsLabLogic.getParameterNode
+        cls = workflows[workflow] if workflow else ExtractionLogic
+        assert hasattr(cls, method), f"{cls.__name__} has no method {method}"
+        attribute = getattr(cls, method)
+        if not callable(attribute):
+            continue  # e.g. progress_state is read, not called
+        signature = inspect.signature(attribute)
+        parameters = list(signature.parameters.values())
+        if parameters and parameters[0].name == "self":
+            parameters = parameters[1:]
+        accepts_any = any(p.kind is p.VAR_KEYWORD for p in parameters)
+        names = {p.name for p in parameters}
+        unknown = [k for k in keywords if k not in names and not accepts_any]
+        assert not unknown, f"{cls.__name__}.{method} takes no {unknown}"
+        positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        assert n_positional <= len(positional), f"{cls.__name__}.{method}: {n_positional} positional arguments"
+
+
+#: Methods and properties of the widget classes the module touches, as declared in their headers:
+#: Slicer 583e9b37 (Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h,
+#: Libs/MRML/Widgets/qMRMLCheckableNodeComboBox.h, qMRMLNodeComboBox.h), CTK (ctkPathLineEdit.h,
+#: ctkDirectoryButton.h) and Qt 5. "connect" and "blockSignals" are QObject's.
+WIDGET_API = {
+    "qMRMLSegmentEditorWidget": {"setMaximumNumberOfUndoStates", "setSegmentationNodeSelectorVisible",
+                                 "setSourceVolumeNodeSelectorVisible", "mrmlSegmentEditorNode", "setMRMLSegmentEditorNode",
+                                 "segmentationNode", "setSegmentationNode", "sourceVolumeNode", "setSourceVolumeNode",
+                                 "installKeyboardShortcuts", "uninstallKeyboardShortcuts", "removeViewObservations",
+                                 "setActiveEffect", "updateWidgetFromMRML"},
+    "qMRMLCheckableNodeComboBox": {"checkedNodes", "nodeCount", "nodeFromIndex", "setCheckState", "connect", "blockSignals"},
+    "ctkPathLineEdit": {"nameFilters", "currentPath", "connect", "blockSignals"},
+    "ctkDirectoryButton": {"directory", "connect", "blockSignals"},
+    "QPushButton": {"enabled", "toolTip", "connect"},
+    "QListWidget": {"count", "item", "clear", "addItem", "connect", "blockSignals"},
+    "QProgressBar": {"maximum", "value"},
+    "QLabel": {"text"},
+    "QComboBox": {"enabled"},
+}
+
+
+def test_widget_methods_the_module_calls_exist_in_slicer_ctk_and_qt(source, ui_root):
+    classes = {n: w.get("class") for n, w in ui_widgets(ui_root).items()}
+    used = set(re.findall(r"self\.ui\.(\w+)\.(\w+)", source))
+    dynamic = {  # getattr(self.ui, name) over the PATH_WIDGETS / NODE_LIST_WIDGETS tables
+        (w, m) for table, methods in (("PATH_WIDGETS", ("blockSignals", "connect")),
+                                      ("NODE_LIST_WIDGETS", ("checkedNodes", "nodeCount", "nodeFromIndex", "setCheckState")))
+        for w in class_dict(source, "RadiomicsLabWidget", table).values() for m in methods}
+    for widget, member in used | dynamic:
+        api = WIDGET_API.get(classes[widget])
+        assert api is not None, f"{widget} is a {classes[widget]}: record its API in WIDGET_API"
+        assert member in api, f"{classes[widget]} {widget} has no {member}"
+
+
+def test_dates_typed_in_the_gui_split_into_dates_the_delta_logic_parses(source):
+    from RadiomicsLabLib.delta import parse_date
+
+    split = module_function(source, "splitDates")
+    assert split("") == []
+    assert split("2024-01-10, 2024-03-05") == ["2024-01-10", "2024-03-05"]
+    assert [parse_date(d).isoformat() for d in split(" 2024-01-10 ;20240305 ")] == ["2024-01-10", "2024-03-05"]
 
 
 def test_image_types_text_splits_into_specs_pyradiomics_accepts(source):
@@ -137,14 +301,21 @@ def test_ui_file_is_a_qmrmlwidget_with_declared_custom_widgets_and_scene_connect
     assert declared["qMRMLWidget"].findtext("container") == "1"
     assert declared["ctkCollapsibleButton"].findtext("container") == "1"
     sections = [string_property(w, "text") for w in widgets.values() if w.get("class") == "ctkCollapsibleButton"]
-    assert sections == ["Inputs", "Settings", "Output"]
-    combos = {n for n, w in widgets.items() if w.get("class") == "qMRMLNodeComboBox"}
+    assert sections == SECTIONS
+    combos = {n for n, w in widgets.items() if w.get("class").startswith("qMRML") and w.get("class") != "qMRMLWidget"}
     connected = {
         c.findtext("receiver") for c in ui_root.iter("connection")
         if c.findtext("sender") == "RadiomicsLab" and c.findtext("signal") == "mrmlSceneChanged(vtkMRMLScene*)"
         and c.findtext("slot") == "setMRMLScene(vtkMRMLScene*)"
     }
-    assert combos == connected == {"inputVolumeSelector", "inputSegmentationSelector", "outputTableSelector"}
+    assert combos == connected
+    assert {"inputVolumeSelector", "inputSegmentationSelector", "outputTableSelector", "segmentEditorWidget",
+            "observerSegmentationsSelector", "channelVolumesSelector", "timepointVolumesSelector",
+            "deltaStudySelector"} <= combos
+    # every widget of a workflow section sits inside that section's collapsible button
+    for title in SECTIONS:
+        (button,) = [w for w in widgets.values() if w.get("class") == "ctkCollapsibleButton" and string_property(w, "text") == title]
+        assert len(list(button.iter("widget"))) > 2, title
     output = widgets["outputTableSelector"]
     for flag in ("noneEnabled", "addEnabled", "renameEnabled"):
         assert output.findtext(f"property[@name='{flag}']/bool") == "true", flag
@@ -158,7 +329,9 @@ def test_cmake_files_name_the_module_files_that_exist():
     assert module_name == "RadiomicsLab"
     expanded = module_cmake.replace("${MODULE_NAME}", module_name)
     listed = set(re.findall(r"^\s*([\w/]+\.(?:py|ui|png))\s*$", expanded, re.MULTILINE))
-    assert listed == {"RadiomicsLab.py", "Resources/UI/RadiomicsLab.ui", "Resources/Icons/RadiomicsLab.png"}
+    assert listed == {"RadiomicsLab.py", "Resources/UI/RadiomicsLab.ui", "Resources/Icons/RadiomicsLab.png",
+                      "Resources/Icons/SampleData/brain1.png", "Resources/Icons/SampleData/brain2.png",
+                      "Resources/Icons/SampleData/breast1.png"}
     for path in listed:
         assert (MODULE_DIR / path).is_file(), path
     assert "slicerMacroBuildScriptedModule(" in expanded and "WITH_GENERIC_TESTS" in expanded
@@ -199,10 +372,17 @@ def test_self_test_scenarios_run_headless(tmp_path):
     if not (folder / "pyradiomics_cases").is_dir():
         pytest.fail(f"Reference data not found in {folder}; set RADIOMICSLAB_DATA to the shared data folder.")
     scene = new_headless_app().scene
-    produced = scenarios.run_all(scene, folder, tmp_path)
+    produced = scenarios.run_all(scene, folder, tmp_path)  # every scenario, one after another in one scene
+    assert list(produced) == ["table", "reloaded_table", "feature_maps", "observers", "habitats", "delta", "cohort"]
     assert (tmp_path / "RadiomicsLab-scenario.mrb").is_file()
     table = produced["reloaded_table"]
     assert scene.GetNodeByID(table.GetID()) is table
     rows = scenarios.ExtractionLogic(scene).feature_values(table)
     assert {row.segment for row in rows} == {"Label_1"}
     assert len(rows) == len({row.feature for row in rows}) > 100
+    # What the later scenarios made is in the same scene, next to the reloaded study.
+    made = [*produced["feature_maps"].maps.values(), *produced["observers"].consensus,
+            *produced["habitats"].segmentations, produced["delta"].table, produced["cohort"]["results"]]
+    assert all(scene.GetNodeByID(node.GetID()) is node for node in made)
+    assert scene.GetNodesByClass("vtkMRMLSequenceBrowserNode").GetNumberOfItems() >= 1
+    assert (tmp_path / "cohort" / "out" / "features.csv").is_file()
