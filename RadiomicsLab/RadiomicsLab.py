@@ -57,11 +57,12 @@ COHORT_POLL_MS = 1000
 
 
 def ensureDependencies() -> bool:
-    """True when RadiomicsLab's Python packages can be imported; otherwise offer to pip-install them."""
+    """True when RadiomicsLab's Python packages can be imported; otherwise offer to pip-install them
+    (installed without asking when Slicer runs with ``--testing``, e.g. the module self-test)."""
     missing = missing_requirements()
     if not missing:
         return True
-    if not slicer.util.confirmOkCancelDisplay(
+    if not slicer.app.testingEnabled() and not slicer.util.confirmOkCancelDisplay(
             _("RadiomicsLab needs these Python packages: {packages}. Install them now? This may take a few minutes.")
             .format(packages=", ".join(missing)), windowTitle=_("RadiomicsLab")):
         return False

@@ -8,6 +8,7 @@ scenarios (``RadiomicsLabLib.mrml.scenarios``) run here for real on a headless s
 """
 
 import ast
+import os
 import py_compile
 import re
 import xml.etree.ElementTree as ET
@@ -386,3 +387,35 @@ def test_self_test_scenarios_run_headless(tmp_path):
     assert all(scene.GetNodeByID(node.GetID()) is node for node in made)
     assert scene.GetNodesByClass("vtkMRMLSequenceBrowserNode").GetNumberOfItems() >= 1
     assert (tmp_path / "cohort" / "out" / "features.csv").is_file()
+
+
+# (f) ---------------------------------------------------------------------------------------------
+SELF_TEST_SCRIPT = """
+import sys, traceback
+import slicer
+status = 1
+try:
+    import RadiomicsLab
+    RadiomicsLab.RadiomicsLabTest().runTest()
+    status = 0
+except Exception:
+    traceback.print_exc()
+slicer.util.exit(status)
+"""
+
+
+@pytest.mark.skipif(not os.environ.get("SLICER_EXECUTABLE"), reason="set SLICER_EXECUTABLE to a desktop Slicer to run the "
+                    "module self-test in it (desktop Slicer is not installable from a package registry)")
+def test_module_self_test_in_desktop_slicer(tmp_path):
+    """The issue's optional check: RadiomicsLabTest in a real Slicer, with this checkout's module and the reference data."""
+    import subprocess
+
+    script = tmp_path / "run_self_test.py"
+    script.write_text(SELF_TEST_SCRIPT)
+    environment = {**os.environ, "RADIOMICSLAB_DATA": str(data_dir())}
+    completed = subprocess.run(
+        [os.environ["SLICER_EXECUTABLE"], "--testing", "--no-splash", "--no-main-window",
+         "--additional-module-paths", str(MODULE_DIR), "--python-script", str(script)],
+        capture_output=True, text=True, env=environment, timeout=3600)
+    assert completed.returncode == 0, f"RadiomicsLabTest failed in {os.environ['SLICER_EXECUTABLE']}:\n" \
+                                      f"{completed.stdout[-5000:]}\n{completed.stderr[-5000:]}"
