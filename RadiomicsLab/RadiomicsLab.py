@@ -133,7 +133,8 @@ class RadiomicsLabParameterNode:
     outputTable - Table receiving the features; none: a new table is created.
     mapFeatures, mapRadius, mapDefinition, mapOpacity - Feature maps.
     observerFeatures, observerPerturbations - Observer study options.
-    habitatCount (0: automatic), habitatMethod, habitatMinIslandMm3, habitatFeatures - Habitats.
+    habitatCount (0: automatic), habitatMethod, habitatFeatureMaps (extra channels, made with mapRadius and
+        mapDefinition), habitatMinIslandMm3, habitatFeatures - Habitats.
     deltaStudy (none: new from the timepoints), deltaReference, deltaRegistration, deltaPropagate - Delta.
     cohortFile, cohortOutputDirectory, cohortWorkers (0: all cores), cohortRetryFailed - Cohort batch.
     """
@@ -159,6 +160,7 @@ class RadiomicsLabParameterNode:
     observerPerturbations: bool = False
     habitatCount: Annotated[int, WithinRange(0, 12)] = 3
     habitatMethod: Annotated[str, Choice(HABITAT_METHODS)] = "kmeans"
+    habitatFeatureMaps: str = ""
     habitatMinIslandMm3: float = 0.0
     habitatFeatures: bool = False
     deltaStudy: vtkMRMLSequenceBrowserNode
@@ -559,6 +561,7 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         nodes = self._run(_("Habitats failed."), lambda progress: self.logic.habitats.habitats(
             p.inputSegmentation, self.firstCheckedSegmentId(), channels, n_habitats=p.habitatCount or "auto",
             method=p.habitatMethod, reference_volume=p.inputVolume, min_island_mm3=p.habitatMinIslandMm3,
+            feature_maps=p.habitatFeatureMaps or None, map_radius=p.mapRadius, map_definition=p.mapDefinition,
             features=self._settings() if p.habitatFeatures else None, progress=progress))
         if nodes is not None:
             showTable(nodes.statistics)

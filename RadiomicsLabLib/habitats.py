@@ -7,7 +7,9 @@ Steps (each a function of its own, all usable alone):
    (``registration="off"``: the grids must match), by resampling (``"resample"``: the images already
    share a physical space), or after registering it onto the first channel (``"rigid"``,
    ``"affine"``, ``"bspline"``; :mod:`RadiomicsLabLib.registration`, Mattes mutual information in
-   the ROI grown by :data:`REGISTRATION_MARGIN_MM`).
+   the ROI grown by :data:`REGISTRATION_MARGIN_MM`). Optional extra channels: voxel-wise feature maps
+   (:func:`feature_map_names`, :func:`feature_map_channels`) of a channel as it lies on the mask's grid,
+   computed inside the ROI only, appended after the image channels.
 2. Voxel features: the ROI's voxels as rows, channels as columns; NaN voxels refused, left out or
    filled with the channel's median; optional Gaussian smoothing inside the ROI (normalised
    convolution ``G*(x m) / G*m``, so voxels outside the ROI never leak in); per-channel
@@ -65,6 +67,10 @@ CACHE_VALUES = 20_000_000
 #: Threads for clustering and scoring (OpenMP / BLAS). The fits run on bounded samples, where one
 #: thread loses little; more threads spin-wait on a busy machine and can be ten times slower.
 THREADS = 1
+#: Metadata key marking a feature-map channel on the mask's grid (value: its feature); a registration never moves it.
+MAP_METADATA = "RadiomicsLab.FeatureMap"
+#: Separator of a feature-map channel's name: ``<source channel>:<feature>``.
+MAP_SEPARATOR = ":"
 #: A standardised habitat centre below -LEVEL is "low" in that channel, above +LEVEL "high", else "mid".
 LEVEL = 0.5
 #: Colours by habitat id (1-based), RGB in 0..1 (Okabe-Ito colour-blind-safe palette, then Tableau).
@@ -134,13 +140,17 @@ def check_choice(value, choices, what: str) -> None:
 
 
 def voxel_data(patient: Patient, registration: str = "off", smoothing_mm: float = 0.0, nan_policy: str = "error",
-               seed: int = 0, progress=None) -> VoxelData:
+               seed: int = 0, progress=None, feature_maps=None, map_radius: int = 1, map_definition: str = "ibsi",
+               map_settings: dict | None = None) -> VoxelData:
     """Channels of ``patient`` on its mask's grid, as rows of ROI voxels (see :class:`VoxelData`).
 
     Checked before any work: the mask is a non-empty label map; each channel is a 3D scalar image;
-    with ``registration="off"`` each channel is on the mask's grid. Then: the ROI must lie inside
-    every channel's field of view, NaN voxels follow ``nan_policy``, and every channel must vary
-    inside the ROI (a constant channel carries no habitat information and cannot be normalised).
+    with ``registration="off"`` each channel is on the mask's grid; the feature maps asked for
+    (:func:`feature_map_names`). Then: the ROI must lie inside every channel's field of view, NaN voxels
+    follow ``nan_policy``, and every channel must vary inside the ROI (a constant channel carries no
+    habitat information and cannot be normalised). Feature-map channels are computed once their source
+    channel is on the mask's grid (:func:`_map_arrays`) and come after the image channels, in the order
+    asked; a map voxel where the feature is undefined (NaN) follows ``nan_policy`` like any NaN voxel.
     """
     check_choice(registration, REGISTRATIONS, "registration")
     check_choice(nan_policy, NAN_POLICIES, "NaN policy")
@@ -153,6 +163,7 @@ def voxel_data(patient: Patient, registration: str = "off", smoothing_mm: float 
     if mask.GetDimension() != 3:
         raise RadiomicsLabError(f"The mask of {who} is {mask.GetDimension()}D; habitats need 3D images.")
     inside = binary_mask(mask, patient.label, f"mask of {who}")
+    requests = feature_map_names(feature_maps, list(patient.channels), map_radius, map_definition, map_settings)
     for name, image in patient.channels.items():
         if not isinstance(image, sitk.Image) or image.GetNumberOfComponentsPerPixel() != 1 or image.GetDimension() != 3:
             raise RadiomicsLabError(f"Channel '{name}' of {who} is not a 3D scalar image.")
@@ -170,9 +181,10 @@ def voxel_data(patient: Patient, registration: str = "off", smoothing_mm: float 
     arrays, registrations = _channels_on_box(patient, mask, box, registration, seed, progress)
     names = list(patient.channels)
     usable = roi.copy()
+    defined = {}
     for name, array in zip(names, arrays):
-        bad = roi & ~np.isfinite(array)
-        count = int(np.count_nonzero(bad))
+        defined[name] = roi & np.isfinite(array)
+        count = int(np.count_nonzero(roi & ~defined[name]))
         if not count:
             continue
         source = sitk.GetArrayViewFromImage(patient.channels[name])
@@ -180,26 +192,30 @@ def voxel_data(patient: Patient, registration: str = "off", smoothing_mm: float 
             raise RadiomicsLabError(
                 f"The ROI of {who} extends beyond channel '{name}''s field of view ({count} voxels); "
                 "give an image that covers the whole ROI, or check the registration.")
-        if nan_policy == "error":
-            raise RadiomicsLabError(
-                f"Channel '{name}' of {who} has {count} NaN or infinite voxel(s) inside the ROI; fix the image, "
-                "or choose the NaN policy 'omit' (leave those voxels out) or 'fill' (use the channel's median in the ROI).")
-        if nan_policy == "fill":
-            finite = array[roi & np.isfinite(array)]
-            if finite.size == 0:
-                raise RadiomicsLabError(f"Channel '{name}' of {who} has no finite voxel inside the ROI; check the image.")
-            array[bad] = np.median(finite)
-        else:
-            usable &= ~bad
+        _apply_nan_policy(array, roi, usable, nan_policy, f"Channel '{name}' of {who}",
+                          f"has {count} NaN or infinite voxel(s) inside the ROI; fix the image, ")
+    if requests:
+        maps = _map_arrays(patient, mask, box, registrations, defined, requests, map_radius, map_definition,
+                           map_settings, progress)
+        for name, array in maps.items():
+            count = int(np.count_nonzero(roi & ~np.isfinite(array)))
+            if count:
+                _apply_nan_policy(array, roi, usable, nan_policy, f"Feature map '{name}' of {who}",
+                                  f"is undefined (NaN) at {count} voxel(s) inside the ROI, where its kernel gives the feature "
+                                  "no value (e.g. 0/0 on a flat kernel); make maps of another feature or radius, ")
+        names += list(maps)
+        arrays += list(maps.values())
     if not usable.any():
         raise RadiomicsLabError(f"Every ROI voxel of {who} has a NaN in some channel; nothing is left to cluster.")
     index = np.argwhere(usable)
     raw = np.stack([a[usable] for a in arrays], axis=1).astype(np.float64)
     for j, name in enumerate(names):
         if raw[:, j].min() == raw[:, j].max():
+            check = ("check the map settings (e.g. a bin width wider than the channel's range in the ROI gives one grey "
+                     "level)" if name in requests else "check the image")
             raise RadiomicsLabError(
                 f"Channel '{name}' of {who} has no variance inside the ROI (every voxel is {raw[0, j]:g}); "
-                "it cannot separate habitats: remove it or check the image.")
+                f"it cannot separate habitats: remove it or {check}.")
     values = raw
     if smoothing_mm > 0:
         sigma = [smoothing_mm / s for s in spacing]
@@ -210,8 +226,28 @@ def voxel_data(patient: Patient, registration: str = "off", smoothing_mm: float 
                      int(np.count_nonzero(roi & ~usable)), registrations)
 
 
+def _apply_nan_policy(array: np.ndarray, roi: np.ndarray, usable: np.ndarray, nan_policy: str, what: str,
+                      problem: str) -> None:
+    """Apply ``nan_policy`` to the NaN voxels of one channel's box array inside the ROI, in place: refuse (``what``
+    ``problem`` says why and what to do), leave them out of ``usable``, or fill them with the channel's median in the ROI."""
+    bad = roi & ~np.isfinite(array)
+    if nan_policy == "error":
+        raise RadiomicsLabError(f"{what} {problem}or choose the NaN policy 'omit' (leave those voxels out) or 'fill' "
+                                "(use the channel's median in the ROI).")
+    if nan_policy == "fill":
+        finite = array[roi & np.isfinite(array)]
+        if finite.size == 0:
+            raise RadiomicsLabError(f"{what} has no finite voxel inside the ROI; check the image.")
+        array[bad] = np.median(finite)
+    else:
+        usable &= ~bad
+
+
 def _channels_on_box(patient: Patient, mask: sitk.Image, box: tuple, registration: str, seed: int, progress):
-    """Each channel's values (float64 arrays) on the box of the mask's grid, and its registration (or None)."""
+    """Each channel's values (float64 arrays) on the box of the mask's grid, and its registration (or None).
+
+    A feature-map channel (:data:`MAP_METADATA`, e.g. from :func:`feature_map_channels`) is never registered: on the
+    mask's grid it is aligned with the channel it was made of and taken as it is; elsewhere a registration refuses it."""
     grid = mask[tuple(box[::-1])]  # SimpleITK slices in (x, y, z) order
     names = list(patient.channels)
     first = patient.channels[names[0]]
@@ -220,11 +256,18 @@ def _channels_on_box(patient: Patient, mask: sitk.Image, box: tuple, registratio
     for i, name in enumerate(names):
         image = patient.channels[name]
         result = None
-        if registration in REGISTRATION_KINDS and i > 0:
+        on_grid = not grid_differences(mask, image)
+        is_map = image.HasMetaDataKey(MAP_METADATA)
+        if registration in REGISTRATION_KINDS and i > 0 and is_map and not on_grid:
+            raise RadiomicsLabError(
+                f"Feature-map channel '{name}' of patient '{patient.name}' is not on the mask's grid, and a map cannot be "
+                f"registered by itself; ask for it as a map of its channel (feature_maps=['CHANNEL{MAP_SEPARATOR}FEATURE'], "
+                "--feature-map CHANNEL:FEATURE): it is then made after that channel is registered.")
+        if registration in REGISTRATION_KINDS and i > 0 and not is_map:
             if region is None:
                 region = grow(mask, REGISTRATION_MARGIN_MM, patient.label)
             result = _register_channel(first, image, registration, region, seed)
-        if result is None and not grid_differences(mask, image):  # on the mask's grid: its voxels as they are
+        if result is None and on_grid:  # on the mask's grid: its voxels as they are
             array = sitk.GetArrayViewFromImage(image)[box].astype(np.float64)
         else:
             array = sitk.GetArrayFromImage(resample(image, grid, result.transform if result else None)).astype(np.float64)
@@ -241,6 +284,162 @@ def _register_channel(fixed: sitk.Image, moving: sitk.Image, kind: str, region: 
         return register(fixed, moving, kind, fixed_mask=region, seed=seed)
     rigid = register(fixed, moving, "rigid", fixed_mask=region, seed=seed)
     return register(fixed, moving, "bspline", fixed_mask=region, seed=seed, initial_transform=rigid.transform)
+
+
+# Feature-map channels ---------------------------------------------------------------------------
+def feature_map_names(feature_maps, channels, radius: int = 1, definition: str = "ibsi", settings=None) -> dict:
+    """The feature-map channels asked for, checked before any work: {``<channel>:<feature>``: (source channel, feature)}.
+
+    ``feature_maps``: entries ``FEATURE`` (a map of the first channel) or ``CHANNEL:FEATURE`` (a list, or text
+    separated by commas); a FEATURE is any name or family :func:`~RadiomicsLabLib.featuremaps.resolve_features`
+    accepts (``glcm_Contrast``, ``cm_contrast``, ``firstorder``) and each map is named as its ``definition`` names
+    it (pyradiomics ``glcm_Contrast``; IBSI ``cm_contrast_3D_avg``). Order: as asked, a family in catalogue order,
+    repeats dropped. ``radius``, ``definition`` and ``settings`` (as :func:`~RadiomicsLabLib.featuremaps.feature_maps`
+    takes them: ``params``, ``in_plane``, ``bin_width``...) are checked too. Unknown features (with the closest name),
+    channels and settings raise :class:`~RadiomicsLabLib.errors.RadiomicsLabError`; None or empty gives ``{}``.
+    """
+    from .featuremaps import resolve_features
+
+    entries = feature_maps.split(",") if isinstance(feature_maps, str) else list(feature_maps or [])
+    entries = [str(e).strip() for e in entries if str(e).strip()]
+    if not entries:
+        return {}
+    if not channels:
+        raise RadiomicsLabError("Feature maps are made of channels; give at least one image channel.")
+    in_plane = _map_settings(radius, definition, settings).in_plane
+    requests = {}
+    for entry in entries:
+        source, _, feature = entry.rpartition(MAP_SEPARATOR)
+        source = source.strip() or channels[0]
+        if source not in channels:
+            raise RadiomicsLabError(f"Feature map '{entry}' names channel '{source}'; the channels are {', '.join(channels)}. "
+                                    f"Write CHANNEL{MAP_SEPARATOR}FEATURE with one of them, or FEATURE alone for a map of "
+                                    f"the first channel ({channels[0]}).")
+        for name in resolve_features(feature.strip(), definition, in_plane):
+            requests.setdefault(f"{source}{MAP_SEPARATOR}{name}", (source, name))
+    clashes = [name for name in requests if name in channels]
+    if clashes:
+        raise RadiomicsLabError(f"Feature map channel(s) {', '.join(clashes)} would have the name of an image channel; "
+                                "rename that channel.")
+    return requests
+
+
+def _map_settings(radius, definition, settings):
+    """The checked :class:`~RadiomicsLabLib.featuremaps.MapSettings` of habitat feature maps (the ROI, the voxel type
+    and the value outside are the habitats' own)."""
+    from .featuremaps import map_settings
+
+    settings = dict(settings or {})
+    fixed = [key for key in ("label", "dtype", "fill_value") if key in settings]
+    if fixed:
+        raise RadiomicsLabError(f"Feature-map setting(s) {', '.join(fixed)} are fixed for habitats (the ROI's voxels, "
+                                "float64 maps, NaN outside the ROI); remove them from the map settings.")
+    rest = {k: v for k, v in settings.items() if k not in ("in_plane", "params", "memory_limit", "working_memory")}
+    return map_settings(definition, radius, settings.get("in_plane"), settings.get("params"), **rest)
+
+
+def feature_map_channels(source, mask: sitk.Image | None = None, features="glcm", radius: int = 1,
+                         definition: str = "ibsi", *, source_channel: str | None = None, label: int | None = None,
+                         progress=None, **settings) -> dict:
+    """Voxel-wise feature maps of one channel inside the ROI, as extra habitat channels: {``<channel>:<feature>``: image}.
+
+    ``source``: a :class:`Patient` (its mask and label; ``source_channel`` picks the channel, default the first) or
+    a scalar image with ``mask`` (and ``label``; ``source_channel`` names it, default ``image``); the image must be
+    on the mask's grid. Each map is :func:`RadiomicsLabLib.featuremaps.feature_maps` of the image with the habitat
+    ROI (``mask != 0``, or ``mask == label``) as its mask: a kernel holds ROI voxels only, so tissue around the
+    tumour never enters a tumour habitat (at the border the kernel holds fewer voxels; no margin is added), and
+    grey levels are discretised over the ROI. The images are float64 on the mask's grid, NaN outside the ROI and
+    where the feature is undefined, marked with :data:`MAP_METADATA` so a registration never moves them; put them
+    in :attr:`Patient.channels`, or let :func:`fit_habitats` make them (``feature_maps=``), which also handles
+    channels that need resampling or registration. ``features``, ``radius``, ``definition``, ``progress`` and
+    ``settings``: as :func:`~RadiomicsLabLib.featuremaps.feature_maps`.
+    """
+    if isinstance(source, Patient):
+        if mask is not None or label is not None:
+            raise RadiomicsLabError("A patient brings its own mask and label; give mask and label only with an image.")
+        if not source.channels:
+            raise RadiomicsLabError(f"Patient '{source.name}' has no channels to make feature maps of.")
+        channel = source_channel or next(iter(source.channels))
+        if channel not in source.channels:
+            raise RadiomicsLabError(f"Patient '{source.name}' has no channel '{channel}'; the channels are "
+                                    f"{', '.join(source.channels)}.")
+        image, mask, label, where = source.channels[channel], source.mask, source.label, f"mask of patient '{source.name}'"
+    else:
+        if not isinstance(source, sitk.Image) or not isinstance(mask, sitk.Image):
+            raise RadiomicsLabError("Give a Patient, or a SimpleITK image and its mask, to make feature-map channels.")
+        image, channel, where = source, source_channel or "image", "mask"
+    mask = check_mask_is_label_map(mask, where=where)
+    differences = grid_differences(mask, image)
+    if differences:
+        raise RadiomicsLabError(f"Channel '{channel}' is on a different grid from the {where} ({'; '.join(differences)}); "
+                                "feature maps are made on the mask's grid: resample the channel onto it first, or ask "
+                                "fit_habitats for the maps (feature_maps=...), which resamples or registers it.")
+    requests = feature_map_names(features, [channel], radius, definition, settings)
+    maps = _roi_feature_maps(image, binary_mask(mask, label, where), [f for _, f in requests.values()],
+                             radius, definition, settings, progress)
+    out = {}
+    for name, (_, feature) in requests.items():
+        out[name] = maps[feature]
+        out[name].SetMetaData(MAP_METADATA, feature)
+    return out
+
+
+def _roi_feature_maps(image: sitk.Image, roi: np.ndarray, features: list, radius: int, definition: str, settings,
+                      progress=None):
+    """:func:`~RadiomicsLabLib.featuremaps.feature_maps` of ``image`` with the boolean (z, y, x) ``roi`` as its mask."""
+    from .featuremaps import FeatureMapsCancelled
+    from .featuremaps import feature_maps as compute
+
+    try:
+        return compute(image, _image_like(roi.astype(np.uint8), image), features, radius, definition, label=1,
+                       progress=progress, **dict(settings or {}))
+    except FeatureMapsCancelled as error:
+        raise HabitatsCancelled(f"Habitats cancelled while making feature maps; nothing was written. ({error})") from None
+
+
+def _image_like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    """``array`` (z, y, x) as an image with ``reference``'s geometry."""
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(reference)
+    return image
+
+
+def _map_arrays(patient: Patient, mask: sitk.Image, box: tuple, registrations: dict, defined: dict, requests: dict,
+                radius: int, definition: str, settings, progress) -> dict:
+    """Box arrays (float64) of the feature-map channels ``requests`` (:func:`feature_map_names`), in their order.
+
+    Each source channel is taken as it lies on the mask's grid, as clustered: as it is, or resampled (linear)
+    through its registration; its maps are made on the ROI voxels where it is finite (its NaN voxels, left out or
+    filled by the NaN policy, enter no kernel) by :func:`_roi_feature_maps`. Non-finite voxels outside that ROI (beyond
+    the field of view after resampling) are set to 0 first: the kernels never read them, and the IBSI preprocessing
+    refuses NaN anywhere in the image.
+    """
+    by_source = {}
+    for source, feature in requests.values():
+        by_source.setdefault(source, []).append(feature)
+    shape = sitk.GetArrayViewFromImage(mask).shape
+    columns = {}
+    for source, features in by_source.items():
+        image = patient.channels[source]
+        registration = registrations.get(source)
+        if registration is not None or grid_differences(mask, image):
+            image = resample(image, mask, registration.transform if registration else None)
+        array = sitk.GetArrayViewFromImage(image)
+        if not np.isfinite(array).all():  # beyond the field of view, or NaN voxels: outside the maps' ROI, never read
+            image = _image_like(np.where(np.isfinite(array), array, 0), image)
+        roi = np.zeros(shape, dtype=bool)
+        roi[box] = defined[source]
+        if not roi.any():
+            raise RadiomicsLabError(f"Channel '{source}' of patient '{patient.name}' has no finite voxel inside the ROI; "
+                                    "no feature map can be made of it.")
+        report = (lambda done, total, message, source=source:
+                  progress(done, total, f"{patient.name}: maps of {source}: {message}")) if progress else None
+        maps = _roi_feature_maps(image, roi, features, radius, definition, settings, report)
+        for feature in features:
+            full = np.full(int(np.prod(shape)), np.nan)
+            full[maps.flat] = maps.array(feature)
+            columns[(source, feature)] = full.reshape(shape)[box]
+    return {name: columns[key] for name, key in requests.items()}
 
 
 # Normalisation and clustering ------------------------------------------------------------------
@@ -604,6 +803,12 @@ class HabitatModel:
     def n_habitats(self) -> int:
         return int(self.clustering.n_habitats_)
 
+    @property
+    def image_channels(self) -> list:
+        """The channels a patient brings (``channels`` less the feature maps the model makes itself)."""
+        maps = set(self.options.get("feature_maps") or ())
+        return [c for c in self.channels if c not in maps]
+
     def normalised(self, data: VoxelData) -> np.ndarray:
         """A patient's voxel features normalised as the options say (its own ROI, or the cohort scaler)."""
         if self.options["scope"] == "patient":
@@ -626,10 +831,11 @@ class HabitatModel:
         return sums / counts[:, None]
 
     def label(self, patient, data: VoxelData | None = None, progress=None) -> PatientHabitats:
-        """Habitats of ``patient`` (a :class:`Patient`) with this model."""
-        if list(patient.channels) != self.channels:
-            raise RadiomicsLabError(f"Patient '{patient.name}' has channels {', '.join(patient.channels)}; "
-                                    f"the habitat model was fitted on {', '.join(self.channels)} (same names, same order).")
+        """Habitats of ``patient`` (a :class:`Patient` with the model's image channels; the model makes its feature maps)."""
+        if list(patient.channels) != self.image_channels:
+            maps = " and makes the feature maps itself" if len(self.image_channels) < len(self.channels) else ""
+            raise RadiomicsLabError(f"Patient '{patient.name}' has channels {', '.join(patient.channels)}; the habitat "
+                                    f"model was fitted on {', '.join(self.image_channels)} (same names, same order){maps}.")
         if data is None:
             data = self._voxel_data(patient, progress)
         features = self.normalised(data)
@@ -649,7 +855,9 @@ class HabitatModel:
 
     def _voxel_data(self, patient, progress=None) -> VoxelData:
         o = self.options
-        return voxel_data(patient, o["registration"], o["smoothing_mm"], o["nan_policy"], o["seed"], progress)
+        return voxel_data(patient, o["registration"], o["smoothing_mm"], o["nan_policy"], o["seed"], progress,
+                          o.get("feature_maps"), o.get("map_radius", 1), o.get("map_definition", "ibsi"),
+                          o.get("map_settings"))
 
 
 def _supervoxel_count(option, n_rows: int, k: int) -> int:
@@ -684,6 +892,7 @@ def fit_habitats(patients, n_habitats=4, method: str = "kmeans", *, criterion: s
                  normalisation: str = "zscore", percentiles=(1.0, 99.0), scope: str = "patient", smoothing_mm: float = 0.0,
                  registration: str = "off", nan_policy: str = "error", min_island_mm3: float = 0.0, supervoxels=None,
                  compactness: float = 0.5, max_samples: int = 50_000, order_by=None, seed: int = 0,
+                 feature_maps=None, map_radius: int = 1, map_definition: str = "ibsi", map_settings: dict | None = None,
                  progress=None) -> tuple:
     """Fit habitats on one patient or a cohort (pooled) and label every patient; returns
     (:class:`HabitatModel`, [:class:`PatientHabitats`, ...]).
@@ -695,7 +904,14 @@ def fit_habitats(patients, n_habitats=4, method: str = "kmeans", *, criterion: s
     with its own ROI statistics (``"patient"``) or with statistics of the pooled cohort rows
     (``"cohort"``, keeps differences between patients, e.g. SUV levels). ``supervoxels``: None (voxels;
     ``"auto"`` for agglomerative), ``"auto"``, or a number per patient. ``order_by``: the channel that
-    orders the habitats (default the first). ``progress(done, total, message)`` returning ``False``
+    orders the habitats (default the first). ``feature_maps``: extra channels, voxel-wise feature maps made
+    inside each patient's ROI (:func:`feature_map_names`: ``"glcm_Contrast"`` of the first channel,
+    ``"PET:firstorder_Mean"`` of another; kernel radius ``map_radius``, ``map_definition`` ``"ibsi"`` or
+    ``"pyradiomics"``, ``map_settings`` as :func:`~RadiomicsLabLib.featuremaps.feature_maps` takes them, e.g.
+    ``{"bin_width": 0.5}``): the same maps for every patient, each made on its channel as it lies on the mask's
+    grid (after resampling or registration), named ``<channel>:<feature>`` and placed after the image channels in
+    the order asked, so the model's ``channels``, the habitat names and the ``mean_<channel>`` columns list the
+    image channels first, then the maps. ``progress(done, total, message)`` returning ``False``
     cancels (:class:`HabitatsCancelled`). Every option is checked before any work.
     """
     patients = [patients] if isinstance(patients, Patient) else list(patients)
@@ -710,6 +926,8 @@ def fit_habitats(patients, n_habitats=4, method: str = "kmeans", *, criterion: s
         if list(patient.channels) != channels:
             raise RadiomicsLabError(f"Patient '{patient.name}' has channels {', '.join(patient.channels) or 'none'}; "
                                     f"patient '{patients[0].name}' has {', '.join(channels)}. Give every patient the same channels.")
+    maps = list(feature_map_names(feature_maps, channels, map_radius, map_definition, map_settings))
+    channels += maps
     check_choice(normalisation, NORMALISATIONS, "normalisation")
     check_choice(scope, SCOPES, "normalisation scope")
     check_choice(registration, REGISTRATIONS, "registration")
@@ -730,7 +948,9 @@ def fit_habitats(patients, n_habitats=4, method: str = "kmeans", *, criterion: s
                "smoothing_mm": float(smoothing_mm), "registration": registration, "nan_policy": nan_policy,
                "min_island_mm3": float(min_island_mm3), "supervoxels": supervoxels or None,
                "compactness": float(compactness), "seed": int(seed), "method": method, "n_habitats": n_habitats,
-               "criterion": criterion, "k_range": list(k_range), "max_samples": int(max_samples)}
+               "criterion": criterion, "k_range": list(k_range), "max_samples": int(max_samples),
+               "feature_maps": maps, "map_radius": map_radius, "map_definition": map_definition,
+               "map_settings": dict(map_settings or {})}
     model = HabitatModel(clustering, channels, options)
     total = 2 * len(patients) + 1
     step = _Steps(progress, total)

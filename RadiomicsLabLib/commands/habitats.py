@@ -44,6 +44,15 @@ MASK_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nrrd", ".nii", ".mha", ".mhd", ".nhdr
 @click.option("--supervoxels", default=None, help="Cluster SLIC supervoxels instead of voxels: 'auto' or a number per patient "
                                                   "(default: auto for agglomerative, voxels otherwise).")
 @click.option("--order-by", default=None, help="Channel whose level orders the habitats (default: the first channel).")
+@click.option("--feature-map", "feature_maps", multiple=True, metavar="[CHANNEL:]FEATURE",
+              help="Also cluster a voxel-wise feature map made inside the ROI, as channel CHANNEL:FEATURE (repeatable, after "
+                   "the image channels; FEATURE alone: a map of the first channel; e.g. --feature-map glcm_Contrast "
+                   "--feature-map PET:firstorder_Mean; names or families as in 'radiomicslab maps').")
+@click.option("--map-radius", type=int, default=1, show_default=True, help="Kernel radius of the --feature-map maps in voxels (1: 3 x 3 x 3).")
+@click.option("--map-definition", type=click.Choice(["ibsi", "pyradiomics"]), default="ibsi", show_default=True,
+              help="Definition of the --feature-map maps: RadiomicsLab's IBSI engine or pyradiomics' voxel-based mode.")
+@click.option("--map-params", default=None,
+              help="Settings of the --feature-map maps (e.g. the bin width): a preset name or parameter file, as 'radiomicslab maps --params'.")
 @click.option("--label", type=int, default=None, help="Label value of the ROI in MASK (default: every non-zero voxel).")
 @click.option("--patient", "patient_name", default=None, help="Name of MASK's patient in the tables (default: MASK's file name).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed: the same seed gives the same habitats.")
@@ -52,13 +61,15 @@ MASK_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nrrd", ".nii", ".mha", ".mhd", ".nhdr
               help="Also extract radiomic features of every habitat in every channel with these settings (preset or parameter file).")
 @click.option("-o", "--output-dir", required=True, type=click.Path(path_type=Path), help="Folder for the results.")
 def command(mask, channels, k, method, criterion, k_range, cohort, mask_channel, registration, normalise, scope, smoothing_mm,
-            min_island_mm3, nan_policy, supervoxels, order_by, label, patient_name, seed, max_samples, params, output_dir):
+            min_island_mm3, nan_policy, supervoxels, order_by, feature_maps, map_radius, map_definition, map_params, label,
+            patient_name, seed, max_samples, params, output_dir):
     """Habitats of a tumour: cluster the ROI of MASK by the values of several co-registered channels.
 
     Writes DIR/habitats.nrrd (a label map on MASK's grid: 0 outside the ROI, habitats 1..k inside,
-    ordered by the first channel), DIR/habitats.csv (volume, fraction and channel means per habitat),
-    DIR/cohort.csv, DIR/habitat_fractions.png, DIR/channel_means.png and DIR/habitats.provenance.json;
-    with --cohort and no MASK, DIR/<patient>/habitats.nrrd for every patient.
+    ordered by the first channel), DIR/habitats.csv (volume, fraction and channel means per habitat:
+    the image channels, then the --feature-map channels), DIR/cohort.csv, DIR/habitat_fractions.png,
+    DIR/channel_means.png and DIR/habitats.provenance.json; with --cohort and no MASK,
+    DIR/<patient>/habitats.nrrd for every patient.
     """
     started = time.perf_counter()
     if mask is None and cohort is None:
@@ -73,7 +84,7 @@ def command(mask, channels, k, method, criterion, k_range, cohort, mask_channel,
     supervoxels = _parse_supervoxels(supervoxels)
 
     from ..fileio import check_writable
-    from ..habitats import Patient, cohort_patients, fit_habitats, write_outputs
+    from ..habitats import Patient, cohort_patients, feature_map_names, fit_habitats, write_outputs
     from ..imageio import read_image
     settings = None
     if params is not None:
@@ -85,6 +96,10 @@ def command(mask, channels, k, method, criterion, k_range, cohort, mask_channel,
             if not Path(path).exists():
                 raise RadiomicsLabError(f"Cannot read '{path}': no such file or folder; check the path.")
     cohort_files = cohort_patients(cohort, mask_channel, list(named) or None) if cohort is not None else []
+    map_settings = None
+    if map_params:  # a parameter file by its full path in the provenance, or a preset name
+        map_settings = {"params": str(Path(map_params).resolve()) if Path(map_params).is_file() else map_params}
+    feature_map_names(feature_maps, list(named) or list(cohort_files[0].channels), map_radius, map_definition, map_settings)
     target_name = patient_name or _stem(mask) if mask is not None else None
     if mask is not None and target_name in {f.name for f in cohort_files}:
         raise RadiomicsLabError(f"Patient '{target_name}' is also in the cohort file; give MASK's patient another name with --patient.")
@@ -102,7 +117,8 @@ def command(mask, channels, k, method, criterion, k_range, cohort, mask_channel,
     options = dict(criterion=criterion.replace("-", "_"), k_range=k_low_high, normalisation=normalise, scope=scope,
                    smoothing_mm=smoothing_mm, registration=registration, nan_policy=nan_policy,
                    min_island_mm3=min_island_mm3, supervoxels=supervoxels, max_samples=max_samples,
-                   order_by=order_by, seed=seed, progress=bar)
+                   order_by=order_by, seed=seed, feature_maps=list(feature_maps) or None, map_radius=map_radius,
+                   map_definition=map_definition, map_settings=map_settings, progress=bar)
     try:
         model, results = fit_habitats(patients or [target], n_habitats, method, **options)
         if target is not None and patients:

@@ -27,6 +27,7 @@ import vtk
 
 from ..errors import RadiomicsLabError
 from ..habitats import (
+    MAP_METADATA,
     Patient,
     cohort_rows,
     fit_habitats,
@@ -39,6 +40,7 @@ from ..registration import register, resample, transform_from_matrix
 from .convert import (segment_ids, segment_name, segment_to_sitk, sitk_to_transform_node, transform_node_to_sitk,
                       update_volume_from_sitk, volume_to_sitk)
 from .extraction import ExtractionLogic
+from .featuremaps import FEATURE_ATTRIBUTE, MAP_KIND
 from .tables import KIND_ATTRIBUTE, PROVENANCE_ATTRIBUTE, read_table_rows, write_feature_table
 
 HABITATS_KIND = "habitats"
@@ -122,8 +124,12 @@ class HabitatLogic(ExtractionLogic):
                  reference_volume=None, name: str | None = None, features=None, progress=None, **options) -> HabitatNodes:
         """Habitats of one segment from channel volumes (a dict name -> volume node, or a list of volume nodes
         named by their node names). ``options``: any of :func:`~RadiomicsLabLib.habitats.fit_habitats`
-        (``registration`` defaults to ``"resample"``: volumes in one scene share its world space);
-        ``features``: settings for per-habitat features of each channel (a preset, parameter file or dict)."""
+        (``registration`` defaults to ``"resample"``: volumes in one scene share its world space), e.g.
+        ``feature_maps=["glcm_Contrast"], map_radius=1`` adds voxel-wise feature maps of the first channel inside
+        the segment as channels (``"PET:firstorder_Mean"`` of another channel); feature-map volume nodes made by
+        :class:`~RadiomicsLabLib.mrml.featuremaps.FeatureMapLogic` are channels like any volume (never registered:
+        a map of the reference volume is taken as it is); ``features``: settings for per-habitat features of each image channel (a preset,
+        parameter file or dict)."""
         patient = {"name": name or segmentation_node.GetName() if segmentation_node else "patient",
                    "segmentation": segmentation_node, "segment": segment_id, "channels": channels,
                    "reference": reference_volume}
@@ -187,8 +193,11 @@ class HabitatLogic(ExtractionLogic):
 
     @staticmethod
     def _channel_image(volume, grid):
-        """A channel volume as a SimpleITK image; under a transform it is resampled through it onto ``grid``."""
+        """A channel volume as a SimpleITK image; under a transform it is resampled through it onto ``grid``. A
+        feature-map node (:class:`~RadiomicsLabLib.mrml.featuremaps.FeatureMapLogic`) is marked so no registration moves it."""
         image = volume_to_sitk(volume)
+        if volume.GetAttribute(KIND_ATTRIBUTE) == MAP_KIND:
+            image.SetMetaData(MAP_METADATA, volume.GetAttribute(FEATURE_ATTRIBUTE) or "")
         parent = volume.GetParentTransformNode()
         if parent is None:
             return image
