@@ -123,10 +123,27 @@ class Cohort:
         return self
 
 
-def read_cohort(path, channels=None) -> Cohort:
+def _split_outside(entries, root: Path, source: Path) -> tuple[list, list]:
+    """(entries whose image and mask are inside ``root``, a problem for each file of the others)."""
+    kept, problems = [], []
+    for where, fields in entries:
+        outside = [(role, fields[role]) for role in ("image", "mask")
+                   if fields.get(role) and not Path(fields[role]).resolve().is_relative_to(root)]
+        for role, file in outside:
+            shown = file.relative_to(source.parent) if file.is_relative_to(source.parent) else file
+            problems.append(CohortProblem(where, f"the {role} '{shown}' is outside the data folder '{root}'; "
+                                                 "only files inside it can be used here", fields.get("id", "")))
+        if not outside:
+            kept.append((where, fields))
+    return kept, problems
+
+
+def read_cohort(path, channels=None, inside=None) -> Cohort:
     """Read and validate a cohort CSV file or discover one in a folder (see the module docstring).
 
-    ``channels``: keep only cases of these channels. Problems are collected, never raised; call
+    ``channels``: keep only cases of these channels. ``inside``: a folder every image and mask must be
+    in (links and ``..`` resolved; e.g. a web server's data folder); a row naming a file outside it is a
+    problem and none of its files is read. Problems are collected, never raised; call
     :meth:`Cohort.check` to refuse a cohort with problems.
     """
     path = Path(path).expanduser().absolute()  # workers may run elsewhere: every path absolute
@@ -136,6 +153,9 @@ def read_cohort(path, channels=None) -> Cohort:
         entries, problems, key_columns, digest = _discover(path)
     else:
         entries, problems, key_columns, digest = _parse_csv(path)
+    if inside is not None:
+        entries, outside = _split_outside(entries, Path(inside).resolve(), path)
+        problems += outside
     if channels:
         entries = [e for e in entries if e[1].get("channel", "") in set(channels)]
         if not entries and not problems:

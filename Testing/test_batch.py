@@ -329,6 +329,24 @@ def test_label_column_and_semicolon_separated_files(data, tmp_path):
     assert cohort.cases[0].roi_voxels == np.count_nonzero((mask == 7) | (mask == 9)) > 0
 
 
+def test_files_outside_a_data_folder_are_problems_and_are_not_read(data, tmp_path):
+    """``inside`` (the web server's data folder): a row naming a file elsewhere, even through ``..``, is refused."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in ("brain1_image.nrrd", "brain1_label.nrrd"):
+        shutil.copy(data / "pyradiomics_cases" / name, folder / name)
+    secret = tmp_path / "secret.nrrd"                       # not an image: reading it would be another problem
+    secret.write_text("not for the browser")
+    (folder / "cohort.csv").write_text("id,image,mask\nok,brain1_image.nrrd,brain1_label.nrrd\n"
+                                       "escape,../secret.nrrd,brain1_label.nrrd\n")
+    cohort = read_cohort(folder / "cohort.csv", inside=folder)
+    assert [c.id for c in cohort.cases] == ["ok"]
+    assert [(p.where, p.case_id) for p in cohort.problems] == [("row 3", "escape")]
+    assert "the image '../secret.nrrd' is outside the data folder" in cohort.problems[0].message
+    assert [c.id for c in read_cohort(folder / "cohort.csv").cases] == ["ok"]   # without inside: unreadable image
+    assert "is not an image RadiomicsLab can read" in read_cohort(folder / "cohort.csv").problems[0].message
+
+
 # Bad input ------------------------------------------------------------------------------------
 def test_every_problem_of_a_cohort_file_is_listed_with_its_row(data, tmp_path):
     cases = data / "pyradiomics_cases"

@@ -515,3 +515,261 @@ def test_browser_artifacts_kept():
     assert shots == ["01_brain1_loaded.png", "02_painted_segment.png", "03_features_table.png",
                      "04_feature_map.png", "05_habitats.png", "06_corrupt_upload_error.png"]
     assert all((ARTIFACTS / s).stat().st_size > 20_000 for s in shots)
+
+
+# ---------------------------------------------------------------------------------------------
+# In the browser: the observers, delta and cohort panels (screenshots in artifacts/web/workflows/)
+# ---------------------------------------------------------------------------------------------
+def choose_exact(page, select, item_text):
+    """Open a select (a locator or a CSS selector) and click the item whose title is exactly ``item_text``."""
+    import re
+
+    (page.locator(select) if isinstance(select, str) else select).click()
+    page.locator(".v-overlay--active .v-list-item-title").filter(
+        has_text=re.compile(f"^{re.escape(item_text)}$")).first.click()
+
+
+def wait_notice(page, text):
+    page.wait_for_function(f"document.querySelector('.rl-notice') && "
+                           f"document.querySelector('.rl-notice').innerText.includes({json.dumps(text)})")
+
+
+def wait_edited_segmentation(page, name):
+    """Wait until the Data panel's segmentation being edited is ``name`` (an added segmentation becomes it)."""
+    page.wait_for_function(f"document.querySelector('.rl-edited-segmentation').innerText.includes({json.dumps(name)})")
+
+
+def results_rows(page) -> list[dict]:
+    """The rows the results pane shows (its current page), as {column title: cell text}."""
+    titles = page.locator(".rl-ext-table thead th").all_inner_texts()
+    return [dict(zip(titles, row.locator("td").all_inner_texts()))
+            for row in page.locator(".rl-ext-table tbody tr").all()]
+
+
+def test_browser_observers_agreement(page, tmp_path):
+    """Two readers of brain1's lesion: the sample's label and, uploaded as a second segmentation, the same
+    label dilated by one voxel (the data set has no second reader; a documented perturbation of the real
+    mask). The agreement table shows the Dice and HD95 the core computes for these two masks, and the Dice
+    is 2|A n B| / (|A| + |B|) counted on the arrays."""
+    from RadiomicsLabLib.data import sample_case
+    from RadiomicsLabLib.observers import agreement, make_lesion
+
+    image_path, label_path = sample_case("brain1")
+    label = sitk.ReadImage(str(label_path)) == 1
+    reader2 = sitk.BinaryDilate(label, [1, 1, 1])
+    sitk.WriteImage(reader2, str(tmp_path / "reader2.nrrd"))
+    open_tool(page, "data")
+    load_sample(page, "brain1")
+    page.set_input_files("#rl-upload-segmentation", str(tmp_path / "reader2.nrrd"))
+    wait_edited_segmentation(page, "reader2")
+
+    open_tool(page, "observers")
+    page.locator(".rl-obs-observers").click()  # one multiple select: tick both readers' segments
+    for candidate in ("brain1 segmentation / Label_1", "reader2 / Label_1"):
+        item = page.locator(".v-overlay--active .v-list-item", has_text=candidate)
+        if "v-list-item--active" not in (item.get_attribute("class") or ""):
+            item.click()
+    page.keyboard.press("Escape")
+    assert page.locator(".rl-obs-observers .v-chip").all_inner_texts() == ["brain1 segmentation / Label_1",
+                                                                         "reader2 / Label_1"]
+    page.locator(".rl-obs-run").click()
+    page.wait_for_selector(".rl-obs-results table tr:nth-child(2)", timeout=180_000)
+    rows = [r.locator("td").all_inner_texts() for r in page.locator(".rl-obs-results table tr").all()[1:]]
+
+    expected = agreement(make_lesion("brain1", sitk.ReadImage(str(image_path)),
+                                     [("brain1", label), ("reader2", reader2)])).pairs[0]
+    a, b = sitk.GetArrayFromImage(label).astype(bool), sitk.GetArrayFromImage(reader2).astype(bool)
+    assert expected["dice"] == pytest.approx(2 * (a & b).sum() / (a.sum() + b.sum()), rel=1e-12)
+    assert rows == [["brain1 segmentation / reader2", f"{expected['dice']:.3f}", f"{expected['hd95_mm']:.3f}"]]
+    page.wait_for_function("document.querySelector('.rl-ext-table tbody td')")  # the ICC / CV table opened
+    screenshot(page, "workflows/07_observers.png")
+
+
+def test_browser_delta_volume_falls(page, tmp_path):
+    """Baseline brain1 and a follow-up 42 days later: the same image (added from the data folder) with the
+    lesion eroded by one voxel in plane (uploaded). The trajectories plot shows, and the delta table's
+    VoxelVolume change is 100 (N_follow-up / N_baseline - 1) %: negative, equal to the voxel counts."""
+    from RadiomicsLabLib.data import sample_case
+
+    _, label_path = sample_case("brain1")
+    label = sitk.ReadImage(str(label_path)) == 1
+    followup = sitk.BinaryErode(label, [1, 1, 0])
+    sitk.WriteImage(followup, str(tmp_path / "followup.nrrd"))
+    open_tool(page, "data")
+    load_sample(page, "brain1")
+    choose_exact(page, ".rl-data-image", "pyradiomics_cases/brain1_image.nrrd")
+    page.locator(".rl-data-add-image").click()
+    wait_notice(page, "Added image")
+    page.set_input_files("#rl-upload-segmentation", str(tmp_path / "followup.nrrd"))
+    wait_edited_segmentation(page, "followup")
+
+    open_tool(page, "delta")
+    rows = page.locator(".rl-delta-timepoint")
+    while rows.count() > 2:
+        rows.last.locator("button:has(.mdi-close)").click()
+    while rows.count() < 2:
+        page.locator(".rl-panel-delta button:has(.mdi-plus)").click()
+        page.wait_for_timeout(200)
+    for row, (tag, date, volume, segmentation) in zip(rows.all(), (
+            ("baseline", "2021-01-04", "brain1", "brain1 segmentation"),
+            ("week6", "2021-02-15", "brain1_image", "followup"))):
+        row.locator("input").first.fill(tag)
+        row.locator(".rl-delta-date input").fill(date)
+        choose_exact(page, row.locator(".v-select").nth(0), volume)
+        choose_exact(page, row.locator(".v-select").nth(1), segmentation)
+    page.locator(".rl-delta-run").click()
+    page.wait_for_selector(".rl-delta-results img", timeout=180_000)
+    page.wait_for_function("document.querySelector('.rl-ext-table').innerText.includes('delta')")
+    page.locator(".rl-ext-search input").fill("original_shape_VoxelVolume")
+    page.wait_for_function("[...document.querySelectorAll('.rl-ext-table tbody tr')].every(r => "
+                           "r.innerText.includes('original_shape_VoxelVolume'))")
+    row = next(r for r in results_rows(page) if r.get("timepoint") == "week6")
+    n_baseline, n_followup = (int(sitk.GetArrayViewFromImage(m).sum()) for m in (label, followup))
+    assert float(row["days"]) == 42
+    assert float(row["delta rel"]) == pytest.approx(100 * (n_followup / n_baseline - 1), rel=1e-9)
+    assert float(row["delta rel"]) < 0
+    page.locator(".rl-delta-results img").first.scroll_into_view_if_needed()
+    screenshot(page, "workflows/08_delta.png")
+    page.locator(".rl-ext-search input").fill("")
+
+
+COHORT_CASES = ("brain1", "brain2", "breast1")
+
+
+@pytest.fixture(scope="module")
+def cohort_data(tmp_path_factory):
+    """A data folder as a user has one: three real cases (copied from the shared data), a cohort file naming
+    them by relative path, and a cohort file with a problem on each of its rows but the first; plus the
+    server's output folder."""
+    import shutil
+
+    from RadiomicsLabLib.data import sample_case
+
+    root = tmp_path_factory.mktemp("cohort-data")
+    (root / "cases").mkdir()
+    for name in COHORT_CASES:
+        for path in sample_case(name):
+            shutil.copy(path, root / "cases" / path.name)
+    lines = ["id,image,mask"] + [f"{n},cases/{n}_image.nrrd,cases/{n}_label.nrrd" for n in COHORT_CASES]
+    (root / "cohort.csv").write_text("\n".join(lines) + "\n")
+    (root / "bad_cohort.csv").write_text(
+        "id,image,mask,label\n"
+        "brain1,cases/brain1_image.nrrd,cases/brain1_label.nrrd,1\n"
+        "brain2,cases/missing_image.nrrd,cases/brain2_label.nrrd,\n"      # no such file
+        "breast1,cases/breast1_image.nrrd,cases/breast1_label.nrrd,7\n"  # a label the mask does not have
+        "brain1,cases/brain2_image.nrrd,cases/brain2_label.nrrd,\n"      # the id again
+        "brain3,cases/brain2_image.nrrd,cases/brain1_label.nrrd,\n")     # a mask on another grid
+    return root, tmp_path_factory.mktemp("cohort-output")
+
+
+@pytest.fixture(scope="module")
+def cohort_page(page, cohort_data):
+    """A second server, on the cohort data folder and its own output folder, and a page of it (in the
+    browser of ``page``: one Playwright per thread)."""
+    from RadiomicsLabLib.web.driver import open_app, served
+
+    root, output = cohort_data
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RADIOMICSLAB_WEB_OUTPUT", str(output))
+        with served(root, ARTIFACTS / "cohort.server.log") as (url, _):
+            cohort = open_app(page.context.browser, url)
+            yield cohort
+            cohort.context.close()
+
+
+def cohort_cases(page) -> list[list[str]]:
+    """(case, segments, status, time) of each row of the cohort panel's case table."""
+    return [r.locator("td").all_inner_texts() for r in page.locator(".rl-cohort-case").all()]
+
+
+def test_browser_cohort_run_matches_batch(cohort_page, cohort_data, tmp_path):
+    """Choose the cohort file from the data folder, run it on one worker: every case done, and the
+    features (the panel's features.csv download, the output folder's file and the results pane) equal
+    `radiomicslab batch` on the same file, to the last digit."""
+    page = cohort_page
+    root, output = cohort_data
+    assert page.locator(".rl-tool-cohort").is_enabled()  # no study needed, unlike the study's panels
+    assert page.locator(".rl-tool-observers").is_disabled()
+    open_tool(page, "cohort")
+    assert page.locator(".rl-cohort-run").count() == 0  # nothing to run before a cohort is chosen
+    open_tool(page, "data")
+    load_sample(page, "brain1")  # an open study (the screenshot's views) does not change the run
+    open_tool(page, "cohort")
+    choose_exact(page, ".rl-cohort-file", "cohort.csv")
+    page.wait_for_function("document.querySelector('.rl-cohort-summary') && "
+                           "document.querySelector('.rl-cohort-summary').innerText.includes('3 valid case(s)')")
+    assert page.locator(".rl-cohort-problems").count() == 0
+    assert [(c[0], c[2]) for c in cohort_cases(page)] == [(n, "pending") for n in COHORT_CASES]
+    choose_exact(page, ".rl-cohort-workers", "1")
+    assert page.locator(".rl-cohort-output input").input_value() == "cohort"
+    page.locator(".rl-cohort-run").click()
+    page.wait_for_function("[...document.querySelectorAll('.rl-cohort-case-status')].map(s => s.innerText)"
+                           ".join() === 'done,done,done'", timeout=300_000)
+    page.wait_for_selector(".rl-cohort-csv")
+    page.wait_for_function("document.querySelector('.rl-ext-table').innerText.includes('original shape Elongation')")
+
+    done = run_cli("batch", root / "cohort.csv", "-o", tmp_path / "cli", "--workers", "0",
+                   "--params", "pyradiomics-default")
+    assert done.returncode == 0, done.stderr
+    cli = read_csv(tmp_path / "cli" / "features.csv")
+    assert [r["id"] for r in cli] == list(COHORT_CASES) and len(cli[0]) == 2 + 107
+    with page.expect_download() as download:
+        page.locator(".rl-cohort-csv").click()
+    assert download.value.suggested_filename == "cohort_features.csv"
+    download.value.save_as(tmp_path / "web.csv")
+    assert read_csv(tmp_path / "web.csv") == cli
+    assert read_csv(output / "cohort" / "features.csv") == cli
+    with page.expect_download() as download:  # the results pane's CSV of the cohort features table
+        page.locator(".rl-ext-csv").click()
+    assert download.value.suggested_filename == "cohort_features.csv"
+    download.value.save_as(tmp_path / "pane.csv")
+    assert read_csv(tmp_path / "pane.csv") == cli
+    segments = {r["id"]: sum(c["id"] == r["id"] for c in cli) for r in cli}
+    assert [(c[0], c[1], c[2]) for c in cohort_cases(page)] == [(n, str(segments[n]), "done") for n in COHORT_CASES]
+    assert page.locator(".rl-cohort-count").all_inner_texts() == ["done 3"]
+
+    # The results pane: the cohort's features table (column titles with spaces), values as `radiomicslab batch`.
+    shown = {r["id"]: r for r in results_rows(page)}
+    assert list(shown) == list(COHORT_CASES)
+    for row in cli:
+        assert shown[row["id"]]["original shape Elongation"] == row["original_shape_Elongation"]
+    screenshot(page, "workflows/09_cohort.png")
+
+
+def test_browser_cohort_problems_listed(cohort_page, cohort_data, tmp_path):
+    """A cohort file with problems: every problem shows with its row, as CohortLogic reports them, and Run
+    waits for the choice to skip them. An uploaded cohort naming a file outside the data folder is refused
+    before anything is read; an upload of another type is refused."""
+    from RadiomicsLabLib.data import sample_case
+    from RadiomicsLabLib.mrml.cohort import CohortLogic
+
+    page = cohort_page
+    root, _ = cohort_data
+    open_tool(page, "cohort")
+    choose_exact(page, ".rl-cohort-file", "bad_cohort.csv")
+    page.wait_for_selector(".rl-cohort-problem")
+    expected = CohortLogic.load_cohort(root / "bad_cohort.csv", inside=root).problems
+    assert [p.where for p in expected] == ["row 3", "row 4", "row 5", "row 6"]
+    shown = page.locator(".rl-cohort-problem").all_inner_texts()
+    assert shown == [f"{p.where} ({p.case_id}): {p.message}" for p in expected]
+    assert "1 valid case(s), 4 problem(s)" in page.locator(".rl-cohort-summary").inner_text()
+    assert page.locator(".rl-cohort-run").is_disabled()
+    page.locator(".rl-cohort-keep-going input").check()
+    assert page.locator(".rl-cohort-run").is_enabled()
+    statuses = [c[2] for c in cohort_cases(page)]
+    assert statuses.count("invalid") == 4
+    screenshot(page, "workflows/10_cohort_problems.png")
+
+    outside = tmp_path / "outside.csv"
+    image, label = sample_case("brain1")  # the shared data folder: outside this server's data folder
+    outside.write_text(f"id,image,mask\nbrain1,{image},{label}\n")
+    page.set_input_files("#rl-upload-cohort", str(outside))
+    page.wait_for_function("document.querySelector('.rl-cohort-summary').innerText.includes('outside.csv')")
+    problems = page.locator(".rl-cohort-problem").all_inner_texts()
+    assert problems == [f"row 2 (brain1): the {role} '{path}' is outside the data folder '{root.resolve()}'; "
+                        "only files inside it can be used here" for role, path in (("image", image), ("mask", label))]
+    notes = tmp_path / "cohort.txt"
+    notes.write_text("id,image,mask\n")
+    page.set_input_files("#rl-upload-cohort", str(notes))
+    page.locator(".rl-error").wait_for()
+    assert "'cohort.txt' is not a file type accepted here; use one of .csv." in page.locator(".rl-error").inner_text()

@@ -24,9 +24,12 @@ def is_loopback(host: str) -> bool:
 @click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
               help="Folder whose images, segmentations and studies the page may open (default: the reference "
                    "data folder, RADIOMICSLAB_DATA). Nothing outside it is reachable from the browser.")
+@click.option("--output", "output_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Folder where cohort runs started from the page write their results (default: "
+                   "RADIOMICSLAB_WEB_OUTPUT, else ~/RadiomicsLab/web-output).")
 @click.option("--max-upload-mb", type=click.IntRange(min=1), default=1024, show_default=True,
               help="Largest upload accepted from the browser, in MB.")
-def command(host, port, data_dir, max_upload_mb):
+def command(host, port, data_dir, output_dir, max_upload_mb):
     """Serve the web GUI: views, segment editor, extraction and the workflow panels.
 
     Open the printed address in a browser. One study per server; Ctrl-C stops it.
@@ -43,4 +46,4 @@ def command(host, port, data_dir, max_upload_mb):
         raise RadiomicsLabError(f"Data folder '{folder}' does not exist; give an existing folder with --data.")
     from RadiomicsLabLib.web.app import serve
 
-    serve(host, port, folder, max_upload_mb * 2**20, announce=lambda line: click.echo(line, err=True))
+    serve(host, port, folder, max_upload_mb * 2**20, announce=lambda line: click.echo(line, err=True), output_root=output_dir)

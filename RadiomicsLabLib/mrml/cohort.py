@@ -8,9 +8,12 @@ then polls :meth:`CohortLogic.status_table` / :attr:`CohortLogic.progress_state`
 import threading
 
 from ..batch import (
+    DONE,
+    case_path,
     cohort_status,
     collect_table,
     extraction_task,
+    read_record,
     run_batch,
     status_counts,
     table_key_columns,
@@ -41,12 +44,17 @@ class CohortLogic:
         self._thread = None
         self._cancel = threading.Event()
         self._outcome = None
+        self._segments = {}  # (case key, case hash) -> segments in its finished result
 
     # Cohort -----------------------------------------------------------------------------------
     @staticmethod
-    def load_cohort(path, channels=None) -> Cohort:
-        """Read and validate a cohort CSV or folder; its problems are in ``cohort.problems`` (not raised)."""
-        return read_cohort(path, channels)
+    def load_cohort(path, channels=None, inside=None) -> Cohort:
+        """Read and validate a cohort CSV or folder; its problems are in ``cohort.problems`` (not raised).
+
+        ``inside``: a folder every image and mask must be in (a web server's data folder), checked
+        before any image is read; a file outside gives a cohort of problems only (one per such file).
+        """
+        return read_cohort(path, channels, inside)
 
     # Running ----------------------------------------------------------------------------------
     def run(self, cohort, output_dir, settings=None, image_types=None, engine=None, workers=None, scheduler=None,
@@ -108,14 +116,32 @@ class CohortLogic:
         """Per-case :class:`~RadiomicsLabLib.batch.CaseStatus` (done, failed, pending, invalid)."""
         return cohort_status(output_dir, cohort, self.task)
 
+    def case_rows(self, cohort, output_dir, statuses=None) -> list[dict]:
+        """One dict per case, invalid rows included (what a GUI's live table shows): ``id``, key columns,
+        ``where``, ``status``, ``segments`` (a finished case: the segments extracted; else the labels the
+        cohort asks for, None for all), ``seconds``, ``error``. Cheap enough to poll while a run is going."""
+        statuses = statuses if statuses is not None else self.status(cohort, output_dir)
+        rows = []
+        for s in statuses:
+            segments = None
+            if s.unit is not None:
+                segments = sum(len(case.labels) for case in s.unit.cases) or None
+            if s.status == DONE:
+                if (s.key, s.unit.hash) not in self._segments:
+                    record = read_record(case_path(output_dir, s.key)) or {}
+                    self._segments[s.key, s.unit.hash] = len(record.get("rows", []))
+                segments = self._segments[s.key, s.unit.hash]
+            rows.append({**s.key_values, "where": s.where, "status": s.status, "segments": segments,
+                         "seconds": s.seconds, "error": s.error or s.note})
+        return rows
+
     def status_table(self, cohort, output_dir, table_node=None):
         """A table with one row per case: ``id``, key columns, ``where``, ``status``, ``seconds``, ``error``."""
         cohort = cohort if isinstance(cohort, Cohort) else read_cohort(cohort)
         statuses = self.status(cohort, output_dir)
         key_columns = table_key_columns(cohort, self.task)
         header = ["id", *key_columns, "where", "status", "seconds", "error"]
-        rows = [{**s.key_values, "where": s.where, "status": s.status, "seconds": s.seconds, "error": s.error or s.note}
-                for s in statuses]
+        rows = self.case_rows(cohort, output_dir, statuses)
         node = self._table(table_node, f"{cohort.source.stem} status", header, rows, STATUS_KIND, output_dir)
         node.SetAttribute("RadiomicsLab.CohortCounts", ", ".join(f"{n} {k}" for k, n in status_counts(statuses).items()))
         return node
@@ -142,3 +168,4 @@ class CohortLogic:
         table_node.SetAttribute(OUTPUT_DIR_ATTRIBUTE, str(output_dir))
         table_node.EndModify(was_modifying)
         return table_node
+

@@ -31,7 +31,7 @@ def configure_rendering():
 class RadiomicsLabWebApp(TrameApp):
     """The web application: ``app.server.start(...)`` serves it (see :func:`serve`)."""
 
-    def __init__(self, server=None, data_root=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
+    def __init__(self, server=None, data_root=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, output_root=None):
         configure_rendering()
         from trame_slicer import module as trame_slicer_module
         from trame_slicer.app.logic import LayoutButtonLogic, SegmentEditorLogic, VolumePropertyLogic
@@ -51,7 +51,7 @@ class RadiomicsLabWebApp(TrameApp):
         self.volume_property_logic.data.preset_3d_name = "MR-Default"
 
         self.jobs = JobRunner(self.server, self.slicer_app.view_manager)
-        self.loader = StudyLoader(self.slicer_app, data_root, max_upload_bytes)
+        self.loader = StudyLoader(self.slicer_app, data_root, max_upload_bytes, output_root)
         self.loader.study_loaded.connect(self._on_study_loaded)
         self.panels = {}
         self._build()
@@ -90,7 +90,8 @@ class RadiomicsLabWebApp(TrameApp):
             workflow_uis = {}
             for key, module in self._workflow_panels():
                 workflow_uis[key] = self.ui.add_tool(key, module.TITLE, module.ICON,
-                                                     lambda module=module: module.UI(server, limit, error_state))
+                                                     lambda module=module: module.UI(server, limit, error_state),
+                                                     needs_volume=getattr(module, "NEEDS_VOLUME", True))
             with self.ui.view_overlay:
                 for key, module in self._workflow_panels():
                     if hasattr(module, "overlay"):
@@ -98,7 +99,8 @@ class RadiomicsLabWebApp(TrameApp):
             with self.ui.rail_extra:
                 self.layout_button = LayoutButton()
             self.ui.add_rail_button("Results table", "mdi-table-eye", f"{self.ui.name.results_open} = "
-                                    f"!{self.ui.name.results_open}", disabled=(f"!{self.ui.name.volume_loaded}",))
+                                    f"!{self.ui.name.results_open}",
+                                    disabled=(f"!{self.ui.name.volume_loaded} && !{self.results.name.tables}.length",))
             with self.ui.rail_bottom:
                 SegmentEditorUndoRedoUI(editor_ui=self.segment_editor_ui, classes="d-flex flex-column align-center")
             with self.ui.appbar_actions:
@@ -122,7 +124,7 @@ class RadiomicsLabWebApp(TrameApp):
 
     @staticmethod
     def _workflow_panels():
-        """The workflow panels whose MRML Logic is available (feature maps, habitats, observers, delta)."""
+        """The workflow panels whose MRML Logic is available (feature maps, habitats, observers, delta, cohort)."""
         from .panels import workflow_panels
 
         return workflow_panels()
@@ -180,11 +182,11 @@ def release_segmentation_observer(editor):
 
 
 def serve(host: str = "127.0.0.1", port: int = 8080, data_root=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
-          announce=print):
+          announce=print, output_root=None):
     """Build the app and serve it until interrupted (blocking)."""
     sys_argv, sys.argv = sys.argv, sys.argv[:1]  # trame parses sys.argv; only our arguments count
     try:
-        app = RadiomicsLabWebApp(data_root=data_root, max_upload_bytes=max_upload_bytes)
+        app = RadiomicsLabWebApp(data_root=data_root, max_upload_bytes=max_upload_bytes, output_root=output_root)
 
         def ready(**_):
             announce(f"RadiomicsLab web GUI: http://{host}:{app.server.port}/  (data folder: {app.loader.data.root}; "

@@ -15,6 +15,7 @@ starts with ``scene.Clear()`` (as trame-slicer's own file loading does), and
 :meth:`StudyLoader.paint_ready` tells whether the brush pipelines are sound.
 """
 
+import os
 import shutil
 import tempfile
 import zipfile
@@ -35,19 +36,29 @@ SEGMENTATION_SUFFIXES = (".seg.nrrd",)
 STUDY_SUFFIXES = (".mrb",)
 DICOM_SUFFIXES = (".dcm",)
 PARAMETER_SUFFIXES = (".yaml", ".yml", ".json")
+COHORT_SUFFIXES = (".csv",)
+#: What the Data panel opens (a cohort file is listed only when asked for, see DataFolder.entries).
+STUDY_KINDS = ("image", "segmentation", "study", "dicom")
 #: Default upload limit (bytes, all files of one upload together); ``radiomicslab web --max-upload-mb``.
 DEFAULT_MAX_UPLOAD = 1024 * 1024 * 1024
 #: Volume rendering preset of a new study (hidden until asked for; see StudyLoader._show).
 VOLUME_RENDERING_PRESET = "MR-Default"
 #: Bounds on the data folder listing (a hospital share can be huge).
 MAX_LISTED_FILES, MAX_LISTING_DEPTH = 5000, 6
+#: Where the server writes what it computes for files (cohort runs) unless told: ``$RADIOMICSLAB_WEB_OUTPUT``.
+OUTPUT_ENVIRONMENT = "RADIOMICSLAB_WEB_OUTPUT"
+
+
+def default_output_root() -> Path:
+    """The server's output folder: ``$RADIOMICSLAB_WEB_OUTPUT``, else ``~/RadiomicsLab/web-output`` (made when first used)."""
+    return Path(os.environ.get(OUTPUT_ENVIRONMENT) or Path.home() / "RadiomicsLab" / "web-output").expanduser()
 
 
 def suffix_of(name: str) -> str:
     """The known (possibly double) suffix of a file name, lower case: ``a.seg.nrrd`` -> ``.seg.nrrd``."""
     lower = name.lower()
     known = SEGMENTATION_SUFFIXES + (".nii.gz", ".raw.gz") + IMAGE_SUFFIXES + DATA_SUFFIXES + STUDY_SUFFIXES \
-        + DICOM_SUFFIXES + PARAMETER_SUFFIXES
+        + DICOM_SUFFIXES + PARAMETER_SUFFIXES + COHORT_SUFFIXES
     return next((s for s in known if lower.endswith(s)), PurePosixPath(lower).suffix)
 
 
@@ -64,7 +75,7 @@ class UploadFolder:
 
     ``kinds`` are the accepted groups: ``"image"`` (image files, detached data files, DICOM
     slices), ``"segmentation"`` (label map images and ``.seg.nrrd``), ``"study"`` (``.mrb``),
-    ``"parameters"`` (YAML / JSON). Use as a context manager; the folder is removed on exit.
+    ``"parameters"`` (YAML / JSON), ``"cohort"`` (CSV). Use as a context manager; the folder is removed on exit.
     """
 
     ACCEPT = {
@@ -72,6 +83,7 @@ class UploadFolder:
         "segmentation": SEGMENTATION_SUFFIXES + IMAGE_SUFFIXES + DATA_SUFFIXES,
         "study": STUDY_SUFFIXES,
         "parameters": PARAMETER_SUFFIXES,
+        "cohort": COHORT_SUFFIXES,
     }
 
     def __init__(self, files: list[dict], kinds, max_bytes: int = DEFAULT_MAX_UPLOAD):
@@ -150,7 +162,7 @@ def resolve_inside(root: Path, relative: str) -> Path:
 
 @dataclass
 class DataEntry:
-    """A loadable item of the data folder: ``kind`` is image, segmentation, study or dicom (a series folder)."""
+    """A loadable item of the data folder: ``kind`` is image, segmentation, study, dicom (a series folder) or cohort."""
 
     path: str
     kind: str
@@ -162,8 +174,8 @@ class DataFolder:
     def __init__(self, root=None):
         self.root = Path(root) if root is not None else data_dir()
 
-    def entries(self) -> list[DataEntry]:
-        """Loadable files and DICOM series folders, by relative path (at most :data:`MAX_LISTED_FILES`)."""
+    def entries(self, kinds=STUDY_KINDS) -> list[DataEntry]:
+        """Loadable files and DICOM series folders of ``kinds``, by relative path (at most :data:`MAX_LISTED_FILES`)."""
         if not self.root.is_dir():
             return []
         root = self.root.resolve()
@@ -187,8 +199,8 @@ class DataFolder:
                     continue
                 kind = self._kind(child.name)
                 if kind == "dicom":
-                    has_dicom = True
-                elif kind:
+                    has_dicom = "dicom" in kinds
+                elif kind in kinds:
                     found.append(DataEntry(child.relative_to(root).as_posix(), kind))
             if has_dicom:
                 found.append(DataEntry(folder.relative_to(root).as_posix() or ".", "dicom"))
@@ -203,14 +215,16 @@ class DataFolder:
             return "study"
         if suffix in DICOM_SUFFIXES:
             return "dicom"
+        if suffix in COHORT_SUFFIXES:
+            return "cohort"
         if suffix in (".nrrd", ".nii", ".nii.gz", ".mha", ".mhd", ".nhdr"):
             return "image"
         return ""
 
-    def path_of(self, relative: str) -> Path:
-        """The file or DICOM folder named by ``relative``; it must be one :meth:`entries` lists."""
+    def path_of(self, relative: str, kinds=STUDY_KINDS) -> Path:
+        """The file or DICOM folder named by ``relative``; it must be one :meth:`entries` lists for ``kinds``."""
         path = resolve_inside(self.root, relative)
-        listed = {e.path for e in self.entries()}
+        listed = {e.path for e in self.entries(kinds)}
         if str(relative) not in listed or not path.exists():
             raise RadiomicsLabError(f"'{relative}' is not a loadable file of the data folder; "
                                     "choose one from the list.")
@@ -221,15 +235,17 @@ class StudyLoader:
     """Puts studies into a trame-slicer ``SlicerApp``'s scene and shows them in its views.
 
     ``study_loaded(volume_node, segmentation_node_or_None)`` is emitted after each new study
-    and each added segmentation, so the segment editor and the panels can follow.
+    and each added segmentation, so the segment editor and the panels can follow. ``output_root``
+    is the folder the server writes files into (cohort runs; :func:`default_output_root`).
     """
 
     study_loaded = Signal(object, object)
 
-    def __init__(self, slicer_app, data_root=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD):
+    def __init__(self, slicer_app, data_root=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD, output_root=None):
         self.slicer_app = slicer_app
         self.data = DataFolder(data_root)
         self.max_upload_bytes = max_upload_bytes
+        self.output_root = Path(output_root) if output_root is not None else default_output_root()
         self.study_name = ""
 
     @property

@@ -2,7 +2,8 @@
 
 :func:`workflow_panels` lists the workflow panels whose MRML Logic is present; each such module
 defines ``KEY``, ``TITLE``, ``ICON``, ``UI(server, max_upload_bytes, error_state)`` and
-``Logic(server, slicer_app, loader, jobs, show_results)`` with ``set_ui`` and ``refresh``.
+``Logic(server, slicer_app, loader, jobs, show_results)`` with ``set_ui`` and ``refresh``, and may set
+``NEEDS_VOLUME = False`` when its rail button works without an open study.
 """
 
 import importlib
@@ -14,6 +15,7 @@ WORKFLOWS = (
     ("habitats", "RadiomicsLabLib.mrml.habitats"),
     ("observers", "RadiomicsLabLib.mrml.observers"),
     ("delta", "RadiomicsLabLib.mrml.delta"),
+    ("cohort", "RadiomicsLabLib.mrml.cohort"),
 )
 
 

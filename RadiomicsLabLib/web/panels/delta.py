@@ -76,8 +76,8 @@ class UI(PanelUI):
                       label="Propagate the baseline segmentation to follow-ups without one")
             VBtn(text="Compute deltas", prepend_icon="mdi-play", color="primary", block=True,
                  classes="mt-2 rl-delta-run", disabled=(f"{name.timepoints}.length < 2",),
-                 # the rows are edited in place: send them before the run
-                 click=f"flushState('{name.timepoints}'); trigger('{server.trigger_name(self.run_clicked)}')")
+                 # the rows are edited in place (no state change is sent): the run gets them as they are
+                 click=f"trigger('{server.trigger_name(self.run_clicked)}', [{name.timepoints}])")
             with html.Div(v_if=(name.trajectories_plot,), classes="rl-delta-results"):
                 html.Div("{{ w }}", v_for=f"w in {name.warnings}", key="w", classes="text-caption text-warning mt-2")
                 VImg(src=(name.trajectories_plot,), classes="mt-2")
@@ -144,7 +144,11 @@ class Logic(PanelLogic):
                 "register": None if self.data.register == "none" else self.data.register,
                 "propagate": bool(self.data.propagate)}
 
-    async def run(self):
+    async def run(self, timepoints=None):
+        """Compute the deltas of ``timepoints`` (the page's rows; default: the state's)."""
+        if timepoints is not None:
+            with self.server.state:
+                self.data.timepoints = [dict(tp) for tp in timepoints]
         request = self.jobs.guard(self._request)
         if request is None:
             return

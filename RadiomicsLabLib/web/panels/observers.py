@@ -155,7 +155,7 @@ class Logic(PanelLogic):
 
         def apply(results):
             self.show(results)
-            self._show_results(results.icc or results.agreement)
+            self._show_results(results.main_table)
 
         await self.jobs.run(f"Comparing {len(request['observers'])} observer(s)", work, apply=apply,
                             done_message="Observer agreement computed.")
