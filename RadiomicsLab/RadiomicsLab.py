@@ -550,8 +550,8 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p.inputVolume, observers, features=p.observerFeatures, settings=self._settings(),
             perturbations=True if p.observerPerturbations else None, progress=progress))
         if results is not None:
-            showTable(results.icc or results.agreement)
-            showChart(results.icc_chart or results.bland_altman_chart)
+            showTable(results.main_table)
+            showChart(results.main_chart)
 
     # Habitats ---------------------------------------------------------------------------------
     def onComputeHabitatsButton(self) -> None:

@@ -433,6 +433,10 @@ def test_mrml_workflow_on_real_sarcoma_cases(data, scene, pet_cohort, tmp_path):
     assert [r["observer"] for r in matrix] == ["gtv", "p1_grow", "p2_shift", "p3_supervoxels"] and matrix[0]["gtv"] == 1.0
     staple_rows = logic.table_rows(results.staple)
     assert staple_rows[1]["sensitivity"] == pytest.approx(core.lesions[0].staple.sensitivity["p1_grow"])
+    # What a GUI shows first: the ICC (four lesions), but for one lesion the agreement (its ICC table has no ICC).
+    assert (results.main_table, results.main_chart) == (results.icc, results.icc_chart)
+    one = logic.analyse(lesions[0][1], lesions[0][2], settings=FAST_SETTINGS, lesion="one")
+    assert one.icc is not None and (one.main_table, one.main_chart) == (one.agreement, one.bland_altman_chart)
     # Plots: each series reads numeric (vtkDoubleArray) columns of a table in the scene.
     for chart in (results.icc_chart, results.bland_altman_chart):
         assert chart.IsA("vtkMRMLPlotChartNode") and chart.GetNumberOfPlotSeriesNodes() >= 3

@@ -50,6 +50,18 @@ class ObserverResults:
     perturbations: object = None
     study: object = field(default=None, repr=False)
 
+    @property
+    def main_table(self):
+        """The table a GUI shows first: the ICC table when there is an ICC (several lesions), else the agreement."""
+        if self.icc is not None and self.study is not None and len(self.study.lesions) > 1:
+            return self.icc
+        return self.agreement
+
+    @property
+    def main_chart(self):
+        """The chart a GUI shows first: ICC per feature with its CI when there is an ICC, else Bland-Altman of volumes."""
+        return self.icc_chart if self.main_table is self.icc else self.bland_altman_chart
+
     def nodes(self) -> list:
         single = [self.agreement, self.matrix, self.summary, self.staple, self.features, self.icc,
                   self.icc_chart, self.bland_altman_chart, self.perturbations]
