@@ -12,6 +12,8 @@ Timed in one run, each a fresh output folder:
             (validation and hashing of the cohort, per-case JSON, features.csv/parquet, provenance)
   batch 1   ``run_batch(workers=1)``: a LocalCluster with one worker process
   batch 2   ``run_batch(workers=2)``: two worker processes
+  pool 1/2  the peer without Dask or the batch layer: ``multiprocessing`` pools of 1 and 2 warm processes
+            running the plain extraction, largest case first (what 2 processes give on this machine)
 Per-case overhead = (batch 0 - plain) / 16. Speed-up = batch 1 / batch 2 (wall, cluster start
 included) and on the compute phase alone; "busy" is the share of the compute phase each worker
 spent inside cases (near 100 %: the layer keeps every worker fed, and a speed-up below the bound
@@ -51,6 +53,26 @@ def plain(cohort, settings):
     return times
 
 
+def _plain_case(case_and_settings):
+    from RadiomicsLabLib.extraction import extract
+    from RadiomicsLabLib.imageio import read_image
+
+    case, settings = case_and_settings
+    extract(read_image(case.image), read_image(case.mask, "mask"), settings=settings)
+
+
+def pool(cohort, settings, processes: int) -> float:
+    """Wall seconds of the plain extraction of every case on a pool of warm processes (the peer of ``batch``)."""
+    import multiprocessing
+
+    largest_first = sorted(cohort.cases, key=lambda case: -case.roi_voxels)
+    with multiprocessing.get_context("spawn").Pool(processes) as workers:
+        workers.map(_plain_case, [(largest_first[-1], settings)] * processes, chunksize=1)  # imports, caches
+        start = time.perf_counter()
+        workers.map(_plain_case, [(case, settings) for case in largest_first], chunksize=1)
+        return time.perf_counter() - start
+
+
 def batch(settings, workers, root):
     """Wall seconds and phases of a batch run into a fresh folder, reading and validating the cohort included."""
     from RadiomicsLabLib.batch import read_record, run_batch
@@ -87,8 +109,8 @@ def main():
     print(f"{len(cohort.cases)} cases, settings {args.params}, pyradiomics {radiomics.__version__}, "
           f"{available_cores()} cores, load average {os.getloadavg()[0]:.1f} at start")
     plain(cohort, settings)  # warm caches and imports
-    results = {"plain": [], "batch 0": [], "batch 1": [], "batch 2": []}
-    phases = {name: [] for name in results}
+    results = {"plain": [], "batch 0": [], "batch 1": [], "batch 2": [], "pool 1": [], "pool 2": []}
+    phases = {name: [] for name in results if name.startswith("batch")}
     per_case = []
     for _ in range(args.repeats):
         start = time.perf_counter()
@@ -99,6 +121,8 @@ def main():
             wall, phase = batch(settings, workers, root)
             results[f"batch {workers}"].append(wall)
             phases[f"batch {workers}"].append(phase)
+        for processes in (1, 2):
+            results[f"pool {processes}"].append(pool(cohort, settings, processes))
     shutil.rmtree(root, ignore_errors=True)
 
     median = {name: statistics.median(values) for name, values in results.items()}
@@ -119,6 +143,8 @@ def main():
     bound = sum(times) / max(sum(times) / 2, max(times))
     print(f"speed-up of 2 workers over 1: {speedup:.2f}x wall (cluster start included), "
           f"{compute[1] / compute[2]:.2f}x compute phase; bound for these 16 cases {bound:.2f}x")
+    print(f"peer: plain extraction on 1 and 2 warm processes (no Dask, no batch layer): {median['pool 1']:.2f} s, "
+          f"{median['pool 2']:.2f} s, speed-up {median['pool 1'] / median['pool 2']:.2f}x")
     print(f"Target: >= 1.8x -> {'met' if speedup >= 1.8 else 'NOT met'} (load average now {os.getloadavg()[0]:.1f} "
           f"on {available_cores()} cores: other processes share them)")
 
