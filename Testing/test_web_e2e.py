@@ -469,6 +469,12 @@ def test_browser_habitats_over_the_image(page):
     page.wait_for_function("document.querySelector('.rl-ext-table').innerText.includes('Habitat 3')")
     assert page.locator(".rl-hab-fractions img").count() == 1
     screenshot(page, "05_habitats.png")
+    # A feature map as an extra channel: its mean per habitat appears in the statistics table.
+    page.locator(".rl-hab-maps input").fill("glcm_Contrast")
+    page.locator(".rl-hab-run").click()
+    page.wait_for_function("document.querySelector('.rl-ext-table').innerText.includes(':cm_contrast_3D_avg')")
+    assert page.locator(".rl-hab-item").count() == 3
+    page.locator(".rl-hab-maps input").fill("")
 
 
 def test_browser_corrupt_upload_shows_error(page, tmp_path):

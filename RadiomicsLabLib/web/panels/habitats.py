@@ -8,7 +8,7 @@ pane) and the fractions and channel-means charts (drawn here from their plot cha
 from dataclasses import dataclass, field
 
 from trame.widgets import html
-from trame.widgets.vuetify3 import VBtn, VCheckbox, VIcon, VImg, VSelect, VSlider
+from trame.widgets.vuetify3 import VBtn, VCheckbox, VIcon, VImg, VSelect, VSlider, VTextField
 
 from ...errors import RadiomicsLabError
 from ..loader import nodes_of
@@ -29,6 +29,7 @@ class HabitatState(LesionState):
     k: int = 3
     auto_k: bool = False
     method: str = "kmeans"
+    feature_maps: str = ""
     habitats: list[dict] = field(default_factory=list)
     fractions_plot: str = ""
     means_plot: str = ""
@@ -48,6 +49,11 @@ class UI(PanelUI):
                     density="compact", variant="outlined", hide_details=True, classes="mb-1 rl-hab-channels")
             html.Div("Add more images from the Data panel (Add image).",
                      classes="text-caption text-medium-emphasis mb-2")
+            VTextField(v_model=(name.feature_maps,), label="Feature-map channels (optional)",
+                       placeholder="glcm_Contrast, firstorder_Mean", density="compact", variant="outlined",
+                       hide_details=True, classes="mb-1 rl-hab-maps")
+            html.Div("Voxel-wise maps (kernel radius 1) of the first channel, or CHANNEL:FEATURE, made inside the "
+                     "lesion and clustered with the images.", classes="text-caption text-medium-emphasis mb-2")
             section_title("Clustering")
             VSelect(items=(METHODS,), v_model=(name.method,), density="compact", variant="outlined",
                     hide_details=True, classes="mb-2")
@@ -108,8 +114,11 @@ class Logic(PanelLogic):
                 channels[node.GetName()] = node
         if not channels:
             raise RadiomicsLabError("Choose at least one channel image.")
-        return {"segmentation_node": segmentation, "segment_id": self.data.segment, "channels": channels,
-                "n_habitats": "auto" if self.data.auto_k else int(self.data.k), "method": self.data.method}
+        request = {"segmentation_node": segmentation, "segment_id": self.data.segment, "channels": channels,
+                   "n_habitats": "auto" if self.data.auto_k else int(self.data.k), "method": self.data.method}
+        if self.data.feature_maps.strip():
+            request.update(feature_maps=self.data.feature_maps, map_radius=1)
+        return request
 
     async def run(self):
         request = self.jobs.guard(self._request)
