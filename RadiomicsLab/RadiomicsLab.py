@@ -528,11 +528,12 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         segmentId = self.firstCheckedSegmentId()
 
-        def compute(progress):
-            self.ui.mapEstimateLabel.text = self.logic.featureMaps.estimate(
-                p.inputVolume, p.inputSegmentation, segmentId, features=p.mapFeatures, radius=p.mapRadius,
-                definition=p.mapDefinition)
-            slicer.app.processEvents()
+        def progress(done, total, message=""):
+            if done == 0:  # compute's first report: the checked plan and its memory estimate, before any work
+                self.ui.mapEstimateLabel.text = message
+            return self._onProgress(done, total, message)
+
+        def compute(_):
             return self.logic.featureMaps.compute(
                 p.inputVolume, p.inputSegmentation, segmentId, features=p.mapFeatures, radius=p.mapRadius,
                 definition=p.mapDefinition, opacity=p.mapOpacity, progress=progress)
