@@ -34,6 +34,15 @@ def brain1_crop(brain1):
     return crop(sitk.ReadImage(str(brain1[0])), BRAIN1_CROP), crop(sitk.ReadImage(str(brain1[1])), BRAIN1_CROP)
 
 
+@pytest.fixture
+def brain1_crop_files(brain1_crop, tmp_path):
+    """The brain1 crop written as ``tmp_path/image.nrrd`` and ``tmp_path/mask.nrrd`` (the CLI's inputs)."""
+    paths = tmp_path / "image.nrrd", tmp_path / "mask.nrrd"
+    for image, path in zip(brain1_crop, paths):
+        sitk.WriteImage(image, str(path))
+    return paths
+
+
 @pytest.fixture(scope="module")
 def sts_ct(data):
     folder = data / "sts" / "STS_001"
@@ -288,10 +297,8 @@ def test_bad_input_is_refused_before_any_work(brain1_crop, brain1):
 # CLI
 # --------------------------------------------------------------------------------------------
 
-def test_cli_writes_maps_provenance_and_summary(brain1_crop, tmp_path):
+def test_cli_writes_maps_provenance_and_summary(brain1_crop, brain1_crop_files, tmp_path):
     image, mask = brain1_crop
-    sitk.WriteImage(image, str(tmp_path / "image.nrrd"))
-    sitk.WriteImage(mask, str(tmp_path / "mask.nrrd"))
     out = tmp_path / "maps"
     done = run_cli("maps", tmp_path / "image.nrrd", tmp_path / "mask.nrrd", "--features", "glcm_Contrast,firstorder_Mean",
                    "--radius", "1", "--definition", "pyradiomics", "-o", out)
@@ -314,10 +321,7 @@ def test_cli_writes_maps_provenance_and_summary(brain1_crop, tmp_path):
     assert provenance["inputs"]["image_file"]["sha256"] and provenance["files"]["summary"] == "summary.csv"
 
 
-def test_cli_bad_input_one_line_and_nothing_written(brain1_crop, tmp_path):
-    image, mask = brain1_crop
-    sitk.WriteImage(image, str(tmp_path / "image.nrrd"))
-    sitk.WriteImage(mask, str(tmp_path / "mask.nrrd"))
+def test_cli_bad_input_one_line_and_nothing_written(brain1_crop_files, tmp_path):
     out = tmp_path / "maps"
     test_cli.assert_user_error(run_cli("maps", tmp_path / "image.nrrd", tmp_path / "mask.nrrd", "--features",
                                        "glcm_Contrst", "-o", out), "Unknown feature 'glcm_Contrst'",
@@ -484,10 +488,8 @@ def test_local_intensity_names_memory_and_pyradiomics_refusal(brain1_crop):
             resolve_features(token, "pyradiomics")
 
 
-def test_cli_writes_local_intensity_maps(brain1_crop, tmp_path):
+def test_cli_writes_local_intensity_maps(brain1_crop, brain1_crop_files, tmp_path):
     image, mask = brain1_crop
-    sitk.WriteImage(image, str(tmp_path / "image.nrrd"))
-    sitk.WriteImage(mask, str(tmp_path / "mask.nrrd"))
     out = tmp_path / "maps"
     done = run_cli("maps", tmp_path / "image.nrrd", tmp_path / "mask.nrrd", "--features", "local_intensity",
                    "--radius", "1", "-o", out)
