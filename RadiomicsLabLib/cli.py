@@ -231,8 +231,10 @@ def _extract_scene(scene_path, segment_names, settings):
 
 def _reference_volume(scene, segmentation):
     """The volume a segmentation was drawn on, or the scene's only scalar volume."""
-    reference = segmentation.GetNodeReference("referenceImageGeometryRef")
-    if reference is not None and reference.IsA("vtkMRMLScalarVolumeNode"):
+    from .mrml.convert import segmentation_volume
+
+    reference = segmentation_volume(segmentation)
+    if reference is not None:
         return reference
     volumes = scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
     if volumes.GetNumberOfItems() == 1:

@@ -110,6 +110,12 @@ def segment_name(segmentation_node, segment_id: str) -> str:
     return segmentation_node.GetSegmentation().GetSegment(segment_id).GetName()
 
 
+def segmentation_volume(segmentation_node):
+    """The scalar volume a segmentation was made on (its reference image geometry, as the segment editor sets it), or None."""
+    reference = segmentation_node.GetNodeReference("referenceImageGeometryRef")
+    return reference if reference is not None and reference.IsA("vtkMRMLScalarVolumeNode") else None
+
+
 def sitk_to_transform_node(transform: sitk.Transform, name: str, scene):
     """A transform node holding a SimpleITK registration transform as its *from parent* (resampling) transform.
 

@@ -37,8 +37,8 @@ from ..habitats import (
 )
 from ..regions import ring
 from ..registration import register, resample, transform_from_matrix
-from .convert import (segment_ids, segment_name, segment_to_sitk, sitk_to_transform_node, transform_node_to_sitk,
-                      update_volume_from_sitk, volume_to_sitk)
+from .convert import (segment_ids, segment_name, segment_to_sitk, segmentation_volume, sitk_to_transform_node,
+                      transform_node_to_sitk, update_volume_from_sitk, volume_to_sitk)
 from .extraction import ExtractionLogic
 from .featuremaps import FEATURE_ATTRIBUTE, MAP_KIND
 from .tables import KIND_ATTRIBUTE, PROVENANCE_ATTRIBUTE, read_table_rows, write_feature_table
@@ -184,7 +184,7 @@ class HabitatLogic(ExtractionLogic):
             raise RadiomicsLabError(f"No channel volumes for '{segmentation.GetName()}'; choose at least one volume.")
         for channel, volume in channels.items():
             self._check_node(volume, "vtkMRMLScalarVolumeNode", f"channel '{channel}'")
-        reference = spec.get("reference") or self._reference_volume(segmentation) or next(iter(channels.values()))
+        reference = spec.get("reference") or segmentation_volume(segmentation) or next(iter(channels.values()))
         self._check_node(reference, "vtkMRMLScalarVolumeNode", "reference volume")
         mask = segment_to_sitk(segmentation, self._segment_id(segmentation, spec.get("segment")), reference)
         grid = volume_to_sitk(reference)
@@ -278,7 +278,7 @@ class HabitatLogic(ExtractionLogic):
         organ mask the ring is kept inside. Returns the new segment's ID."""
         self._check_node(segmentation_node, "vtkMRMLSegmentationNode", "segmentation")
         source = self._segment_id(segmentation_node, segment_id)
-        reference = reference_volume or self._reference_volume(segmentation_node)
+        reference = reference_volume or segmentation_volume(segmentation_node)
         if reference is None:
             raise RadiomicsLabError(f"Segmentation '{segmentation_node.GetName()}' has no reference volume; give reference_volume.")
         mask = segment_to_sitk(segmentation_node, source, reference)
@@ -377,7 +377,3 @@ class HabitatLogic(ExtractionLogic):
         """The ID of a segment given by ID or name; the first segment when None."""
         return self.resolve_segments(segmentation_node, None if segment is None else [segment])[0]
 
-    @staticmethod
-    def _reference_volume(segmentation_node):
-        reference = segmentation_node.GetNodeReference("referenceImageGeometryRef")
-        return reference if reference is not None and reference.IsA("vtkMRMLScalarVolumeNode") else None
