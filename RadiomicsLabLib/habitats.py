@@ -42,7 +42,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from threadpoolctl import threadpool_limits
 
 from .errors import Cancelled, RadiomicsLabError
-from .regions import binary_mask, bounding_box, grow, spacing_zyx
+from .regions import binary_mask, bounding_box, grow, image_on_grid, spacing_zyx
 from .registration import KINDS as REGISTRATION_KINDS
 from .registration import register, resample
 from .validation import check_mask_is_label_map, grid_differences
@@ -391,17 +391,10 @@ def _roi_feature_maps(image: sitk.Image, roi: np.ndarray, features: list, radius
     from .featuremaps import feature_maps as compute
 
     try:
-        return compute(image, _image_like(roi.astype(np.uint8), image), features, radius, definition, label=1,
+        return compute(image, image_on_grid(roi.astype(np.uint8), image), features, radius, definition, label=1,
                        progress=progress, **dict(settings or {}))
     except FeatureMapsCancelled as error:
         raise HabitatsCancelled(f"Habitats cancelled while making feature maps; nothing was written. ({error})") from None
-
-
-def _image_like(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
-    """``array`` (z, y, x) as an image with ``reference``'s geometry."""
-    image = sitk.GetImageFromArray(array)
-    image.CopyInformation(reference)
-    return image
 
 
 def _map_arrays(patient: Patient, mask: sitk.Image, box: tuple, registrations: dict, defined: dict, requests: dict,
@@ -426,7 +419,7 @@ def _map_arrays(patient: Patient, mask: sitk.Image, box: tuple, registrations: d
             image = resample(image, mask, registration.transform if registration else None)
         array = sitk.GetArrayViewFromImage(image)
         if not np.isfinite(array).all():  # beyond the field of view, or NaN voxels: outside the maps' ROI, never read
-            image = _image_like(np.where(np.isfinite(array), array, 0), image)
+            image = image_on_grid(np.where(np.isfinite(array), array, 0), image)
         roi = np.zeros(shape, dtype=bool)
         roi[box] = defined[source]
         if not roi.any():

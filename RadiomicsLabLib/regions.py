@@ -72,12 +72,13 @@ def bounding_box(inside: np.ndarray, spacing, limit_mm) -> tuple:
 
 def grow(mask: sitk.Image, by_mm: float, label: int | None = None) -> sitk.Image:
     """The segment grown by ``by_mm`` (shrunk when negative) as a 0/1 UInt8 image on the mask's grid."""
-    return _on_grid(grow_array(signed_distance_mm(mask, label, limit_mm=max(by_mm, 0.0)), by_mm), mask)
+    return image_on_grid(grow_array(signed_distance_mm(mask, label, limit_mm=max(by_mm, 0.0)), by_mm), mask)
 
 
-def _on_grid(region: np.ndarray, like: sitk.Image) -> sitk.Image:
-    image = sitk.GetImageFromArray(region.astype(np.uint8))
-    image.CopyInformation(like)
+def image_on_grid(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    """A (z, y, x) array as an image with ``reference``'s geometry (booleans as a 0/1 UInt8 mask, else its dtype)."""
+    image = sitk.GetImageFromArray(array.astype(np.uint8) if array.dtype == bool else array)
+    image.CopyInformation(reference)
     return image
 
 
@@ -121,7 +122,7 @@ def ring(mask: sitk.Image, start_mm: float, stop_mm: float, clip: sitk.Image | N
     region = ring_array(distance, start_mm, stop_mm)
     if allowed is not None:
         region &= allowed
-    return _on_grid(region, mask)
+    return image_on_grid(region, mask)
 
 
 def reaches_grid_border(region: sitk.Image) -> bool:

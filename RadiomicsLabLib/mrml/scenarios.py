@@ -14,6 +14,7 @@ import csv
 import math
 from pathlib import Path
 
+from ..regions import image_on_grid
 from .cohort import CohortLogic
 from .delta import DeltaLogic
 from .extraction import ExtractionLogic
@@ -218,7 +219,7 @@ def observers_sample(scene, data_dir):
         f"observer {eroded_name} has {eroded.sum()} voxels, {np.count_nonzero(eroded != expected)} of them differing "
         f"from the GTV ({inside.sum()} voxels) eroded by {EROSION_MM} mm with SimpleITK's distance map ({expected.sum()})")
     overlap = sitk.LabelOverlapMeasuresImageFilter()
-    overlap.Execute(sitk.Cast(gtv > 0, sitk.sitkUInt8), _like(expected, gtv))
+    overlap.Execute(sitk.Cast(gtv > 0, sitk.sitkUInt8), image_on_grid(expected, gtv))
     dice = pairs[(names[0], eroded_name)]["dice"]
     assert abs(dice - overlap.GetDiceCoefficient()) <= 1e-12 and dice < 1.0, (
         f"Dice of reader 1 and the eroded GTV is {dice}; SimpleITK's LabelOverlapMeasures gives {overlap.GetDiceCoefficient()}")
@@ -314,8 +315,8 @@ def delta_sample(scene, data_dir):
     voxels = sitk.GetArrayFromImage(image)
     followup_voxels = voxels.copy()
     followup_voxels[eroded] -= np.asarray(FOLLOWUP_HU_DROP, voxels.dtype)
-    followup = _like(followup_voxels, image)
-    followup_mask = _like(eroded, image)
+    followup = image_on_grid(followup_voxels, image)
+    followup_mask = image_on_grid(eroded, image)
     for moved in (followup, followup_mask):
         moved.SetOrigin([o + d for o, d in zip(image.GetOrigin(), FOLLOWUP_SHIFT_MM)])
     followup_node = sitk_to_volume_node(followup, scene.GenerateUniqueName("STS_002 CT week6"), scene)
@@ -422,16 +423,6 @@ def _same(a: float, b: float, rel: float) -> bool:
     return a == b or abs(a - b) <= rel * max(abs(a), abs(b))
 
 
-def _like(array, reference):
-    """A numpy (z, y, x) array as a SimpleITK image on ``reference``'s grid (booleans as 0/1 UInt8)."""
-    import numpy as np
-    import SimpleITK as sitk
-
-    image = sitk.GetImageFromArray(array.astype(np.uint8) if array.dtype == bool else array)
-    image.CopyInformation(reference)
-    return image
-
-
 def _distance_mm(region, reference, beyond_grid: bool = False):
     """Distance (mm, voxel spacing) from every voxel centre to the nearest voxel centre of ``region`` (a boolean
     (z, y, x) array on ``reference``'s grid), 0 inside it, from SimpleITK's signed Maurer distance map: an
@@ -444,6 +435,6 @@ def _distance_mm(region, reference, beyond_grid: bool = False):
     import numpy as np
     import SimpleITK as sitk
 
-    padded = sitk.ConstantPad(_like(region, reference), [1, 1, 1], [1, 1, 1], 1 if beyond_grid else 0)
+    padded = sitk.ConstantPad(image_on_grid(region, reference), [1, 1, 1], [1, 1, 1], 1 if beyond_grid else 0)
     distance = sitk.SignedMaurerDistanceMap(padded, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
     return np.maximum(sitk.GetArrayFromImage(distance)[1:-1, 1:-1, 1:-1].astype(np.float64), 0.0)
