@@ -705,6 +705,8 @@ def test_browser_cohort_run_matches_batch(cohort_page, cohort_data, tmp_path):
     page.wait_for_function("document.querySelector('.rl-cohort-summary') && "
                            "document.querySelector('.rl-cohort-summary').innerText.includes('3 valid case(s)')")
     assert page.locator(".rl-cohort-problems").count() == 0
+    # the summary comes from the check, the case table from the status read after it: wait for its rows
+    page.wait_for_function(f"document.querySelectorAll('.rl-cohort-case').length === {len(COHORT_CASES)}")
     assert [(c[0], c[2]) for c in cohort_cases(page)] == [(n, "pending") for n in COHORT_CASES]
     choose_exact(page, ".rl-cohort-workers", "1")
     assert page.locator(".rl-cohort-output input").input_value() == "cohort"
@@ -762,6 +764,8 @@ def test_browser_cohort_problems_listed(cohort_page, cohort_data, tmp_path):
     assert page.locator(".rl-cohort-run").is_disabled()
     page.locator(".rl-cohort-keep-going input").check()
     assert page.locator(".rl-cohort-run").is_enabled()
+    page.wait_for_function("[...document.querySelectorAll('.rl-cohort-case')].filter("
+                           "r => r.innerText.includes('invalid')).length === 4")
     statuses = [c[2] for c in cohort_cases(page)]
     assert statuses.count("invalid") == 4
     screenshot(page, "workflows/10_cohort_problems.png")
