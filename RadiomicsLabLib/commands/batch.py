@@ -6,6 +6,51 @@ from pathlib import Path
 import click
 
 
+def cluster_options(command):
+    """The options of a cohort run on the batch layer (``radiomicslab batch`` and the cohort modes of
+    the other workflows): --workers, --memory-limit, --scheduler, --retry-failed, --keep-going."""
+    options = [
+        click.option("--workers", type=click.IntRange(min=0), default=None,
+                     help="Worker processes on this machine (default: one per core; 0: run in this process)."),
+        click.option("--memory-limit", default="auto", show_default=True,
+                     help="Memory limit per local worker, e.g. 4GiB; a worker going over it is restarted and its case retried."),
+        click.option("--scheduler", default=None,
+                     help="Address of an existing Dask scheduler (tcp://HOST:PORT) instead of local workers."),
+        click.option("--retry-failed", is_flag=True, help="Run again the cases that failed before (otherwise they are skipped)."),
+        click.option("--keep-going", is_flag=True,
+                     help="Run the valid cases when some rows of the cohort have problems (listed in errors.csv)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def run_with_progress(cases, output_dir, task, unit="case", **options):
+    """``run_batch`` with a progress bar (cases, rate, ETA) on stderr; invalid rows are warned about
+    first (with ``keep_going``), and Ctrl-C says how to resume. Returns the :class:`BatchSummary`."""
+    from RadiomicsLabLib.batch import run_batch
+
+    if options.get("keep_going"):
+        cases.check(keep_going=True)
+        for problem in cases.problems:
+            click.echo(f"radiomicslab: warning: skipping invalid {problem}", err=True)
+    bar, finished = _ProgressBar(unit), [0]
+
+    def progress(done, total, message):
+        finished[0] = done
+        bar.update(done, total, message)
+
+    try:
+        return run_batch(cases, output_dir, task, progress=progress, **options)
+    except KeyboardInterrupt:
+        bar.close()
+        click.echo(f"radiomicslab: interrupted; {finished[0]} {unit}(s) finished in this run are kept in "
+                   f"{Path(output_dir) / 'cases'}; run the same command again to resume.", err=True)
+        raise
+    finally:
+        bar.close()
+
+
 @click.command("batch")
 @click.argument("cohort", type=click.Path(path_type=Path))
 @click.option("-o", "--output-dir", type=click.Path(path_type=Path), required=True,
@@ -15,14 +60,8 @@ import click
               help="Feature engine (default: what the parameters declare, else pyradiomics).")
 @click.option("--image-type", "image_types", multiple=True,
               help="Image type replacing the parameter file's, e.g. Original, 'LoG:sigma=1,3', Wavelet (repeatable).")
-@click.option("--workers", type=click.IntRange(min=0), default=None,
-              help="Worker processes on this machine (default: one per core; 0: run in this process).")
-@click.option("--memory-limit", default="auto", show_default=True,
-              help="Memory limit per local worker, e.g. 4GiB; a worker going over it is restarted and its case retried.")
-@click.option("--scheduler", default=None, help="Address of an existing Dask scheduler (tcp://HOST:PORT) instead of local workers.")
+@cluster_options
 @click.option("--channel", "channels", multiple=True, help="Only cases of this channel (repeatable), e.g. CT.")
-@click.option("--retry-failed", is_flag=True, help="Run again the cases that failed before (otherwise they are skipped).")
-@click.option("--keep-going", is_flag=True, help="Run the valid cases when some rows of the cohort have problems (listed in errors.csv).")
 @click.option("--status", "show_status", is_flag=True, help="Only print each case's status in DIR (done, failed, pending, invalid).")
 def command(cohort, output_dir, params, engine, image_types, workers, memory_limit, scheduler, channels, retry_failed,
             keep_going, show_status):
@@ -35,7 +74,7 @@ def command(cohort, output_dir, params, engine, image_types, workers, memory_lim
     does the rest. Exit status: 0 when every case is done, 1 when some failed or were invalid,
     2 for bad input.
     """
-    from RadiomicsLabLib.batch import cohort_status, extraction_task, run_batch, status_counts
+    from RadiomicsLabLib.batch import cohort_status, extraction_task, status_counts
     from RadiomicsLabLib.cohort import read_cohort
 
     task = extraction_task(params, image_types, engine)
@@ -47,26 +86,8 @@ def command(cohort, output_dir, params, engine, image_types, workers, memory_lim
             click.echo(f"{status.key or '-'}\t{status.where}\t{status.status}" + (f"\t{detail}" if detail else ""))
         click.echo(", ".join(f"{n} {s}" for s, n in status_counts(statuses).items()), err=True)
         return
-    if keep_going:
-        cases.check(keep_going=True)
-        for problem in cases.problems:
-            click.echo(f"radiomicslab: warning: skipping invalid {problem}", err=True)
-    bar, finished = _ProgressBar(), [0]
-
-    def progress(done, total, message):
-        finished[0] = done
-        bar.update(done, total, message)
-
-    try:
-        summary = run_batch(cases, output_dir, task, workers=workers, scheduler=scheduler, memory_limit=memory_limit,
-                            retry_failed=retry_failed, keep_going=keep_going, progress=progress)
-    except KeyboardInterrupt:
-        bar.close()
-        click.echo(f"radiomicslab: interrupted; {finished[0]} case(s) finished in this run are kept in "
-                   f"{output_dir / 'cases'}; run the same command again to resume.", err=True)
-        raise
-    finally:
-        bar.close()
+    summary = run_with_progress(cases, output_dir, task, workers=workers, scheduler=scheduler, memory_limit=memory_limit,
+                                retry_failed=retry_failed, keep_going=keep_going)
     click.echo(f"Batch: {summary} -> {output_dir / 'features.csv'} (+ features.parquet, errors.csv, provenance.json)",
                err=True)
     if summary.failed or summary.invalid:
@@ -78,8 +99,8 @@ def command(cohort, output_dir, params, engine, image_types, workers, memory_lim
 class _ProgressBar:
     """A tqdm bar on stderr (cases, rate, ETA), opened at the first finished case."""
 
-    def __init__(self):
-        self.bar = None
+    def __init__(self, unit="case"):
+        self.bar, self.unit = None, unit
 
     def update(self, done, total, message):
         if total == 0:
@@ -87,7 +108,7 @@ class _ProgressBar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, unit="case", file=sys.stderr, desc="batch", dynamic_ncols=True)
+            self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr, desc="batch", dynamic_ncols=True)
         self.bar.set_postfix_str(message, refresh=False)
         self.bar.update(done - self.bar.n)
         if done == total:
