@@ -430,6 +430,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, memory
                                host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL,
                                # no dashboard; the scheduler's HTTP routes (health, metrics) on a free loopback port
                                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+                               env=worker_environment(),
                                preload=[__name__])  # runs dask_setup in each worker process
     except RuntimeError as error:
         raise RadiomicsLabError(
@@ -437,6 +438,18 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, memory
             "`if __name__ == '__main__':` (worker processes import the main script again), or use workers=0.") from None
     with cluster, Client(cluster, set_as_default=False) as client:
         yield client
+
+
+#: Thread-count variables of the libraries a case runs (SimpleITK filters and resampling, numba
+#: feature-map kernels), set to 1 in each local worker process: parallelism comes from the workers,
+#: as Dask does for OpenMP, MKL and OpenBLAS, so N single-threaded workers use N cores instead of
+#: N x cores threads fighting for them. A variable already set in this environment is kept.
+WORKER_THREAD_VARIABLES = ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "NUMBA_NUM_THREADS")
+
+
+def worker_environment() -> dict:
+    """Environment variables of a local worker process (see :data:`WORKER_THREAD_VARIABLES`)."""
+    return {name: "1" for name in WORKER_THREAD_VARIABLES if name not in os.environ}
 
 
 def dask_setup(worker):

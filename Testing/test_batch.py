@@ -278,6 +278,28 @@ def test_a_case_that_kills_its_worker_is_recorded_and_the_run_goes_on(data, tmp_
     assert [r["id"] for r in read_csv(tmp_path / "out" / "features.csv")] == ["breast1"]
 
 
+def library_threads(case, params):
+    """The thread counts SimpleITK and numba use in the process running the case."""
+    import numba
+
+    return CaseOutput([{"segment": "threads", "itk": float(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()),
+                        "numba": float(numba.get_num_threads())}])
+
+
+def test_local_workers_run_single_threaded_libraries(data, tmp_path, monkeypatch):
+    """Parallelism comes from the workers: SimpleITK and numba run 1 thread in each worker process (so
+    2 workers use 2 cores, not 2 x cores threads); a thread count the user set in the environment is kept."""
+    cases = data / "pyradiomics_cases"
+    cohort = write_cohort(tmp_path / "cohort.csv", ["id", "image", "mask"], [
+        (n, cases / f"{n}_image.nrrd", cases / f"{n}_label.nrrd") for n in ("breast1", "brain2")])
+    task = CaseTask("threads", library_threads)
+    monkeypatch.delenv("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", raising=False)
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "2")
+    run_batch(cohort, tmp_path / "out", task, workers=2)
+    rows = read_csv(tmp_path / "out" / "features.csv")
+    assert [(float(row["itk"]), float(row["numba"])) for row in rows] == [(1, 2)] * 2
+
+
 def tumour_volumes(cases, params):
     """A per-patient workflow: the tumour volume (mL, voxel count x voxel volume) in each channel."""
     row = {"segment": "GTV"}
