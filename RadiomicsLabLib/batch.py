@@ -38,7 +38,7 @@ from urllib.parse import quote
 
 import hashlib
 
-from .cohort import KEY_COLUMNS, Case, Cohort, case_hash, read_cohort
+from .cohort import KEY_COLUMNS, Case, Cohort, available_cores, case_hash, read_cohort
 from .errors import Cancelled, RadiomicsLabError
 from .fileio import atomic_output, check_writable, write_text_atomic
 
@@ -458,14 +458,6 @@ def dask_setup(worker):
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def available_cores() -> int:
-    """Cores this process may run on (its CPU affinity), the default number of workers."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def _check_run_options(workers, scheduler, memory_limit) -> int:

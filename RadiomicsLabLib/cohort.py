@@ -25,7 +25,9 @@ import difflib
 import hashlib
 import io
 import json
+import os
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,21 +162,35 @@ def read_cohort(path, channels=None, inside=None) -> Cohort:
         entries = [e for e in entries if e[1].get("channel", "") in set(channels)]
         if not entries and not problems:
             problems.append(CohortProblem(str(path), f"no case has channel {', '.join(channels)}"))
-    cases, seen = [], {}
+    checked, seen = [], {}  # per entry in file order: its duplicate problem, or its validation
     for where, fields in entries:
         key = _entry_key(fields)
         if fields.get("id") and key in seen:
             extra = [f"{c} '{fields[c]}'" for c in KEY_COLUMNS if fields.get(c)]
             what = f"id '{fields['id']}'" + (f" with {', '.join(extra)}" if extra else "")
-            problems.append(CohortProblem(where, f"duplicate case: {what} is also on {seen[key]}; give each case its own id",
-                                          fields["id"]))
-            continue
-        seen.setdefault(key, where)
-        case, case_problems = _validate_entry(where, fields)
-        problems += case_problems
-        if case is not None:
-            cases.append(case)
+            checked.append((None, [CohortProblem(where, f"duplicate case: {what} is also on {seen[key]}; give each "
+                                                        "case its own id", fields["id"])]))
+        else:
+            seen.setdefault(key, where)
+            checked.append((where, fields))
+    # Validation reads every image (SimpleITK releases the GIL while reading): one thread per core.
+    with ThreadPoolExecutor(max(1, min(available_cores(), len(checked)))) as pool:
+        validated = [pool.submit(_validate_entry, *entry) if entry[0] is not None else None for entry in checked]
+        cases = []
+        for entry, future in zip(checked, validated):
+            case, case_problems = future.result() if future is not None else entry
+            problems += case_problems
+            if case is not None:
+                cases.append(case)
     return Cohort(path, cases, problems, key_columns, digest)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 def case_hash(case: Case, task_name: str, fingerprint) -> str:
