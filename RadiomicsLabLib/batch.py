@@ -29,9 +29,10 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 import traceback
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
@@ -278,7 +279,8 @@ def _latest_task(out_dir) -> CaseTask | None:
 # The run --------------------------------------------------------------------------------------
 def run_batch(cohort, out_dir, task: CaseTask | None = None, settings=None, workers: int | None = None,
               scheduler: str | None = None, memory_limit="auto", retry_failed: bool = False,
-              keep_going: bool = False, progress=None, on_client=None, connect_timeout: float = 10.0) -> BatchSummary:
+              keep_going: bool = False, progress=None, on_client=None, connect_timeout: float = 10.0,
+              cluster: "ClusterStart | None" = None) -> BatchSummary:
     """Run ``task`` (default: feature extraction with ``settings``) on every case of ``cohort``.
 
     ``cohort``: a :class:`Cohort` or a CSV file / folder (validated first; problems raise unless
@@ -287,16 +289,34 @@ def run_batch(cohort, out_dir, task: CaseTask | None = None, settings=None, work
     Dask scheduler instead; ``memory_limit``: per local worker (``"4GiB"``, a fraction of the
     memory, ``"auto"``, or 0 for none). ``progress(done, total, message)`` is called as each case
     finishes (returning False cancels); ``on_client(client)`` gets the Dask client once connected.
+    ``cluster``: a :class:`ClusterStart` the caller began earlier (then ``workers``, ``scheduler``
+    and ``memory_limit`` are its own and the caller closes it); otherwise the cluster starts in the
+    background while the cohort is read and checked, and is closed while the outputs are written.
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
     task = task or extraction_task(settings)
-    workers = _check_run_options(workers, scheduler, memory_limit)
-    if scheduler:
-        _check_reachable(scheduler, connect_timeout)
+    if cluster is not None:
+        workers, scheduler, memory_limit = cluster.workers, cluster.scheduler, cluster.memory_limit
+    else:
+        workers = _check_run_options(workers, scheduler, memory_limit)
     for name in OUTPUT_FILES:
         check_writable(out_dir / name)
     check_writable(case_path(out_dir, "x"))
+    own_cluster = None
+    if cluster is None:
+        cluster = own_cluster = start_cluster(workers, scheduler, memory_limit, connect_timeout)
+    try:
+        return _run(cohort, out_dir, task, workers, scheduler, memory_limit, retry_failed, keep_going, progress,
+                    on_client, cluster, own_cluster, started)
+    finally:
+        if own_cluster is not None:
+            own_cluster.close()
+
+
+def _run(cohort, out_dir, task, workers, scheduler, memory_limit, retry_failed, keep_going, progress, on_client,
+         cluster, own_cluster, started) -> BatchSummary:
+    """The body of :func:`run_batch` once its options are checked (and its cluster is starting)."""
     cohort = (cohort if isinstance(cohort, Cohort) else read_cohort(cohort)).check(keep_going)
     phases = {"validate": time.perf_counter() - started}
     with _locked(out_dir):
@@ -330,7 +350,18 @@ def run_batch(cohort, out_dir, task: CaseTask | None = None, settings=None, work
                 store(unit, run_case(task.function, unit.argument, task.params))
             phases["compute"] = time.perf_counter() - compute_started
         elif todo:
-            _run_on_cluster(todo, task, store, workers, scheduler, memory_limit, on_client, connect_timeout, phases)
+            waited = time.perf_counter()
+            client = cluster.client()
+            phases["cluster_start"] = time.perf_counter() - waited  # the part not hidden behind the validation
+            if on_client is not None:
+                on_client(client)
+            compute_started = time.perf_counter()
+            try:
+                _run_on_cluster(todo, task, store, client, memory_limit)
+            finally:
+                phases["compute"] = time.perf_counter() - compute_started
+                if own_cluster is not None:
+                    own_cluster.close(wait=False)  # workers stop while the outputs are written
         written = time.perf_counter()
         statuses = cohort_status(out_dir, cohort, task)
         counts = status_counts(statuses)
@@ -342,7 +373,7 @@ def run_batch(cohort, out_dir, task: CaseTask | None = None, settings=None, work
                         time.perf_counter() - started, phases, outputs)
 
 
-def _run_on_cluster(todo, task, store, workers, scheduler, memory_limit, on_client, connect_timeout, phases):
+def _run_on_cluster(todo, task, store, client, memory_limit):
     """Run the units on the cluster, largest first, and store each result as it arrives.
 
     Only as many units are in flight as the cluster has threads: a worker holds just the case it
@@ -350,39 +381,30 @@ def _run_on_cluster(todo, task, store, workers, scheduler, memory_limit, on_clie
     """
     from distributed import as_completed
 
-    cluster_started = time.perf_counter()
-    with dask_client(workers, scheduler, memory_limit, connect_timeout) as client:
-        phases["cluster_start"] = time.perf_counter() - cluster_started
-        if on_client is not None:
-            on_client(client)
-        compute_started = time.perf_counter()
-        token = os.urandom(4).hex()
-        waiting = sorted(todo, key=lambda unit: -sum(case.roi_voxels for case in unit.cases))
-        futures, arrived = {}, as_completed(loop=client.loop)
+    token = os.urandom(4).hex()
+    waiting = sorted(todo, key=lambda unit: -sum(case.roi_voxels for case in unit.cases))
+    futures, arrived = {}, as_completed(loop=client.loop)
 
-        def feed():
-            slots = max(1, sum(client.nthreads().values()))
-            while waiting and len(futures) < slots:
-                unit = waiting.pop(0)
-                future = client.submit(run_case, task.function, unit.argument, task.params, pure=False,
-                                       key=f"radiomicslab-{token}-{len(waiting)}")
-                futures[future] = unit
-                arrived.add(future)
+    def feed():
+        slots = max(1, sum(client.nthreads().values()))
+        while waiting and len(futures) < slots:
+            unit = waiting.pop(0)
+            future = client.submit(run_case, task.function, unit.argument, task.params, pure=False,
+                                   key=f"radiomicslab-{token}-{len(waiting)}")
+            futures[future] = unit
+            arrived.add(future)
 
-        try:
-            feed()
-            for future in arrived:
-                unit = futures.pop(future)
-                record = future.result() if future.status == "finished" else _lost_case_record(future, memory_limit)
-                future.release()
-                feed()
-                store(unit, record)
-        finally:
-            if futures:
-                client.cancel(list(futures), force=True)
-            closing = time.perf_counter()
-            phases["compute"] = closing - compute_started
-    phases["cluster_close"] = time.perf_counter() - closing
+    try:
+        feed()
+        for future in arrived:
+            unit = futures.pop(future)
+            feed()  # the next case starts before this one's result is fetched and stored
+            record = future.result() if future.status == "finished" else _lost_case_record(future, memory_limit)
+            future.release()
+            store(unit, record)
+    finally:
+        if futures:
+            client.cancel(list(futures), force=True)
 
 
 def _lost_case_record(future, memory_limit) -> dict:
@@ -450,6 +472,63 @@ WORKER_THREAD_VARIABLES = ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "NUMBA_NUM_TH
 def worker_environment() -> dict:
     """Environment variables of a local worker process (see :data:`WORKER_THREAD_VARIABLES`)."""
     return {name: "1" for name in WORKER_THREAD_VARIABLES if name not in os.environ}
+
+
+def start_cluster(workers: int | None = None, scheduler: str | None = None, memory_limit="auto",
+                  connect_timeout: float = 10.0) -> "ClusterStart | None":
+    """Check the cluster options (workers, scheduler reachable, memory limit) and start the cluster
+    in the background: a :class:`ClusterStart`, or None for ``workers=0`` (cases run in this process)."""
+    workers = _check_run_options(workers, scheduler, memory_limit)
+    if scheduler:
+        _check_reachable(scheduler, connect_timeout)
+    return ClusterStart(workers, scheduler, memory_limit, connect_timeout) if workers or scheduler else None
+
+
+class ClusterStart:
+    """A :func:`dask_client` being set up in a background thread, so that worker processes start
+    while this process reads and checks the cohort: ``client()`` waits for it (and raises what the
+    start raised), ``close()`` shuts it down. Use it as a context manager, or pass it to
+    :func:`run_batch` (``cluster=``) after starting it before a slow step of your own."""
+
+    def __init__(self, workers: int | None = None, scheduler: str | None = None, memory_limit="auto",
+                 connect_timeout: float = 10.0):
+        self.workers, self.scheduler, self.memory_limit = workers, scheduler, memory_limit
+        self._stack, self._client, self._error, self._closing = ExitStack(), None, None, None
+        self._thread = threading.Thread(target=self._start, args=(workers, scheduler, memory_limit, connect_timeout),
+                                        name="radiomicslab-cluster-start", daemon=True)
+        self._thread.start()
+
+    def _start(self, *arguments):
+        try:
+            self._client = self._stack.enter_context(dask_client(*arguments))
+        except BaseException as error:  # noqa: BLE001 - handed to the thread that asks for the client
+            self._error = error
+
+    def client(self):
+        """The connected Dask client (waits for the start to finish)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._client
+
+    def close(self, wait: bool = True):
+        """Close the client and its cluster (once the start has finished); ``wait=False``: in the
+        background (a later ``close()`` waits for it)."""
+        if self._closing is None:
+            def closing():
+                self._thread.join()
+                self._stack.close()
+
+            self._closing = threading.Thread(target=closing, name="radiomicslab-cluster-close", daemon=True)
+            self._closing.start()
+        if wait:
+            self._closing.join()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
 
 
 def dask_setup(worker):

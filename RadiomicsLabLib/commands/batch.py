@@ -25,23 +25,31 @@ def cluster_options(command):
     return command
 
 
-def run_with_progress(cases, output_dir, task, unit="case", **options):
+def run_with_progress(cases, output_dir, task, unit="case", workers=None, scheduler=None, memory_limit="auto",
+                      **options):
     """``run_batch`` with a progress bar (cases, rate, ETA) on stderr; invalid rows are warned about
-    first (with ``keep_going``), and Ctrl-C says how to resume. Returns the :class:`BatchSummary`."""
-    from RadiomicsLabLib.batch import run_batch
+    first (with ``keep_going``), and Ctrl-C says how to resume. Returns the :class:`BatchSummary`.
 
-    if options.get("keep_going"):
-        cases.check(keep_going=True)
-        for problem in cases.problems:
-            click.echo(f"radiomicslab: warning: skipping invalid {problem}", err=True)
+    ``cases``: a :class:`~RadiomicsLabLib.cohort.Cohort`, or a function reading one (it is called once
+    the cluster has begun to start, so worker processes start while the cohort is read and checked).
+    """
+    from RadiomicsLabLib.batch import run_batch, start_cluster
+
     bar, finished = _ProgressBar(unit), [0]
 
     def progress(done, total, message):
         finished[0] = done
         bar.update(done, total, message)
 
+    cluster = start_cluster(workers, scheduler, memory_limit)
     try:
-        return run_batch(cases, output_dir, task, progress=progress, **options)
+        if callable(cases):
+            cases = cases()
+        if options.get("keep_going"):
+            cases.check(keep_going=True)
+            for problem in cases.problems:
+                click.echo(f"radiomicslab: warning: skipping invalid {problem}", err=True)
+        return run_batch(cases, output_dir, task, progress=progress, workers=workers, cluster=cluster, **options)
     except KeyboardInterrupt:
         bar.close()
         click.echo(f"radiomicslab: interrupted; {finished[0]} {unit}(s) finished in this run are kept in "
@@ -49,6 +57,8 @@ def run_with_progress(cases, output_dir, task, unit="case", **options):
         raise
     finally:
         bar.close()
+        if cluster is not None:
+            cluster.close()
 
 
 @click.command("batch")
@@ -78,16 +88,17 @@ def command(cohort, output_dir, params, engine, image_types, workers, memory_lim
     from RadiomicsLabLib.cohort import read_cohort
 
     task = extraction_task(params, image_types, engine)
-    cases = read_cohort(cohort, channels)
     if show_status:
+        cases = read_cohort(cohort, channels)
         statuses = cohort_status(output_dir, cases, task)
         for status in statuses:
             detail = status.error or status.note
             click.echo(f"{status.key or '-'}\t{status.where}\t{status.status}" + (f"\t{detail}" if detail else ""))
         click.echo(", ".join(f"{n} {s}" for s, n in status_counts(statuses).items()), err=True)
         return
-    summary = run_with_progress(cases, output_dir, task, workers=workers, scheduler=scheduler, memory_limit=memory_limit,
-                                retry_failed=retry_failed, keep_going=keep_going)
+    summary = run_with_progress(lambda: read_cohort(cohort, channels), output_dir, task, workers=workers,
+                                scheduler=scheduler, memory_limit=memory_limit, retry_failed=retry_failed,
+                                keep_going=keep_going)
     click.echo(f"Batch: {summary} -> {output_dir / 'features.csv'} (+ features.parquet, errors.csv, provenance.json)",
                err=True)
     if summary.failed or summary.invalid:
