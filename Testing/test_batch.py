@@ -396,6 +396,11 @@ def test_every_problem_of_a_cohort_file_is_listed_with_its_row(data, tmp_path):
     for line, (where, fragment) in zip(listed, expected.items()):
         assert line.startswith(where + ":") and fragment in line, (line, where, fragment)
     assert not out.exists()  # nothing written before the cohort is valid
+    # With workers, the cluster starts while the cohort is checked: the same report, and no worker process left.
+    with pytest.raises(RadiomicsLabError, match="has 7 problems") as raised:
+        run_batch(cohort, out, workers=2)
+    assert [line.strip() for line in str(raised.value).splitlines()[1:]] == listed
+    assert not out.exists() and not worker_processes()
 
     going = run_cli("batch", cohort, "-o", out, "--workers", "0", "--params", "pyradiomics-default", "--keep-going")
     assert going.returncode == 1 and "Traceback" not in going.stderr, going.stderr
@@ -424,6 +429,11 @@ def test_missing_columns_bad_options_and_unreachable_scheduler(data, tmp_path):
     with pytest.raises(RadiomicsLabError, match="no such file"):
         run_batch(tmp_path / "none.csv", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def worker_processes() -> list:
+    """This process's children that are spawned worker processes (not multiprocessing's resource tracker)."""
+    return [child for child in psutil.Process().children(recursive=True) if "spawn_main" in " ".join(child.cmdline())]
 
 
 class socket_bound:
