@@ -90,12 +90,7 @@ def make_lesion(name: str, image: sitk.Image, masks, label: int | None = None, s
     """
     pairs = list(masks.items()) if isinstance(masks, dict) else list(masks)
     where = f" of lesion '{name}'" if name else ""
-    if len(pairs) < min_observers:
-        got = ", ".join(n for n, _ in pairs) or "none"
-        raise RadiomicsLabError(
-            f"Agreement needs at least {min_observers} observers{where}; got {len(pairs)} ({got}). "
-            "Give another observer's mask, or use perturbations (--perturb) to make synthetic observers from one mask."
-        )
+    check_observer_count(name, [n for n, _ in pairs], min_observers)
     names = [str(n) for n, _ in pairs]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -126,6 +121,30 @@ def make_lesion(name: str, image: sitk.Image, masks, label: int | None = None, s
             raise RadiomicsLabError(f"The {what} is empty ({detail}{resampled}); give that observer's segmentation of the lesion.")
         lesion.masks[observer] = binary
     return lesion
+
+
+def check_observer_count(name: str, observers, min_observers: int = 2):
+    """Raise a :class:`RadiomicsLabError` when lesion ``name`` has fewer than ``min_observers`` observers."""
+    if len(observers) < min_observers:
+        where = f" of lesion '{name}'" if name else ""
+        raise RadiomicsLabError(
+            f"Agreement needs at least {min_observers} observers{where}; got {len(observers)} "
+            f"({', '.join(map(str, observers)) or 'none'}). "
+            "Give another observer's mask, or use perturbations (--perturb) to make synthetic observers from one mask."
+        )
+
+
+def load_lesion(name: str, image, observers, label: int | None = None, strict: bool = False,
+                min_observers: int = 2) -> Lesion:
+    """Read a lesion from files: ``image`` (a path or an image) and ``observers`` as (name, mask path, reader)
+    triples, checked by :func:`make_lesion`."""
+    from .imageio import read_image
+
+    if not isinstance(image, sitk.Image):
+        image = read_image(image, "image")
+    masks = [(observer, read_image(mask, f"mask of observer '{observer}'")) for observer, mask, _ in observers]
+    readers = {observer: reader for observer, _, reader in observers}
+    return make_lesion(name, image, masks, label, strict, readers, min_observers)
 
 
 # Agreement ----------------------------------------------------------------------------------------
@@ -446,8 +465,8 @@ def run_study(lesions: list, settings=None, features: bool = True, rule: str | N
     ``progress(done, total, message)`` returning ``False`` cancels
     (:class:`~RadiomicsLabLib.extraction.ExtractionCancelled`, nothing is returned).
     """
-    from .extraction import ExtractionCancelled, extract_masks, prepare_inputs
-    from .reproducibility import DEFAULT_ICC_TYPE, DEFAULT_RULE, check_observer_sets, feature_reproducibility, parse_rule
+    from .extraction import ExtractionCancelled, prepare_inputs
+    from .reproducibility import DEFAULT_RULE, check_observer_sets, parse_rule
     from .settings import load_settings
 
     settings = load_settings(settings) if features else None
@@ -468,17 +487,148 @@ def run_study(lesions: list, settings=None, features: bool = True, rule: str | N
                 prepare_inputs(lesion.image_of(observer), mask, {f"{lesion.name}/{observer}": 1})
     results, values, provenance = [], [], []
     for lesion in lesions:
-        results.append(LesionResult(lesion, agreement(lesion), staple(lesion.masks), majority_vote(lesion.masks)))
-        step(f"{lesion.name}: agreement and consensus")
-        if not features:
-            continue
-        for observer, mask in lesion.masks.items():
-            extracted = extract_masks(lesion.image_of(observer), [(observer, mask, 1)], settings)
-            values += [(lesion.name, v) for v in extracted.values]
-            provenance.append({"lesion": lesion.name, "observer": observer, **extracted.provenance})
-            step(f"{lesion.name}: features of {observer}")
+        result, lesion_values, lesion_provenance = study_lesion(lesion, settings, features, step)
+        results.append(result)
+        values += lesion_values
+        provenance += lesion_provenance
     study = StudyResult(results, values, None, provenance)
     if features:
-        records = [(name, v.segment, v.feature, v.value) for name, v in values]
-        study.reproducibility = feature_reproducibility(records, rule=rule, icc_type=icc_type or DEFAULT_ICC_TYPE)
+        study.reproducibility = study_reproducibility(values, rule, icc_type)
+    return study
+
+
+def study_lesion(lesion: Lesion, settings=None, features: bool = True, step=None) -> tuple:
+    """One lesion's part of :func:`run_study`: (:class:`LesionResult`, [(lesion name, FeatureValue)],
+    [extraction provenance per observer]); ``step(message)`` after each part."""
+    from .extraction import extract_masks
+
+    step = step or (lambda message: None)
+    result = LesionResult(lesion, agreement(lesion), staple(lesion.masks), majority_vote(lesion.masks))
+    step(f"{lesion.name}: agreement and consensus")
+    values, provenance = [], []
+    for observer, mask in lesion.masks.items() if features else ():
+        extracted = extract_masks(lesion.image_of(observer), [(observer, mask, 1)], settings)
+        values += [(lesion.name, v) for v in extracted.values]
+        provenance.append({"lesion": lesion.name, "observer": observer, **extracted.provenance})
+        step(f"{lesion.name}: features of {observer}")
+    return result, values, provenance
+
+
+def study_reproducibility(values, rule=None, icc_type: str | None = None):
+    """The cross-lesion part of :func:`run_study`: ICC, CCC, CV and robust features of ``values``
+    ((lesion name, FeatureValue) pairs; every lesion with the same observers)."""
+    from .reproducibility import DEFAULT_ICC_TYPE, DEFAULT_RULE, check_observer_sets, feature_reproducibility
+
+    observers = {}
+    for name, value in values:
+        observers.setdefault(name, {})[value.segment] = None
+    check_observer_sets({name: list(seen) for name, seen in observers.items()})
+    records = [(name, v.segment, v.feature, v.value) for name, v in values]
+    return feature_reproducibility(records, rule=rule or DEFAULT_RULE, icc_type=icc_type or DEFAULT_ICC_TYPE)
+
+
+# Cohort mode on the batch layer -------------------------------------------------------------------
+#: Name of the per-lesion task of ``radiomicslab observers --cohort`` (:mod:`RadiomicsLabLib.batch`).
+TASK_NAME = "observers"
+
+
+def observer_name(case) -> str:
+    """A cohort case's observer: its ``observer`` column, else its mask file's name without extensions."""
+    return case.observer or case.mask.name.split(".")[0] or case.mask.name
+
+
+def observers_task(out_dir, settings=None, features: bool = True, label: int | None = None, strict: bool = False,
+                   plan=(), seed: int = 0, readers: dict | None = None, single: bool = False):
+    """The per-lesion :class:`~RadiomicsLabLib.batch.CaseTask` (``per_patient``: every row of one lesion id).
+
+    Each lesion's consensus masks are written into ``out_dir`` (``out_dir/<lesion>/``, or ``out_dir``
+    itself when ``single``), which the workers must be able to reach. ``readers``: lesion -> observer
+    -> reader; ``plan``/``seed``: perturbations (synthetic observers). The fingerprint holds every
+    option that changes a lesion's results (the ICC rule and type act after the batch, not here).
+    """
+    from pathlib import Path
+
+    from .batch import CaseTask
+    from .settings import load_settings
+
+    settings = load_settings(settings) if features else None
+    plan = list(plan)
+    params = {"out_dir": str(Path(out_dir).absolute()), "settings": settings, "features": features, "label": label,
+              "strict": strict, "plan": plan, "seed": seed, "readers": dict(readers or {}), "single": single}
+    fingerprint = {"settings": {"engine": settings.engine, "params": settings.params} if features else None,
+                   "features": features, "label": label, "strict": strict, "perturbations": [str(p) for p in plan],
+                   "seed": seed if plan else None, "readers": params["readers"], "single": single}
+    return CaseTask(TASK_NAME, lesion_case, params, fingerprint, per_patient=True)
+
+
+def consensus_paths(out_dir, lesion: str, single: bool) -> dict:
+    """``{"staple": path, "majority": path}`` of one lesion's consensus masks."""
+    from pathlib import Path
+
+    folder = Path(out_dir) if single else Path(out_dir) / lesion
+    return {"staple": folder / "consensus_staple.nrrd", "majority": folder / "consensus_majority.nrrd"}
+
+
+def lesion_case(cases, params: dict):
+    """Batch task of one lesion (all its cohort rows): load and check it, perturb it (seed from the master
+    seed and the lesion's name), agreement, consensus (masks written atomically) and per-observer features.
+
+    Rows: one per observer (``segment`` = observer, then its features); provenance: what
+    :func:`study_from_records` needs to rebuild the lesion's results, and where they came from.
+    """
+    from .batch import CaseOutput
+    from .fileio import write_image_atomic
+    from .perturbation import perturb_lesion
+
+    name, plan = cases[0].id, params["plan"]
+    label = next((case.labels[0] for case in cases if case.labels), params["label"])
+    readers = params["readers"].get(name, {})
+    observers = [(observer_name(c), c.mask, readers.get(observer_name(c), observer_name(c))) for c in cases]
+    lesion = load_lesion(name, cases[0].image, observers, label, params["strict"], 1 if plan else 2)
+    if plan:
+        perturb_lesion(lesion, plan, params["seed"])
+    result, values, provenance = study_lesion(lesion, params["settings"], params["features"])
+    paths = consensus_paths(params["out_dir"], name, params["single"])
+    write_image_atomic(result.staple.consensus, paths["staple"])
+    write_image_atomic(result.majority, paths["majority"])
+    rows = [{"segment": observer} for observer in lesion.observers]
+    for row in rows:
+        row.update((v.feature, float(v.value)) for _, v in values if v.segment == row["segment"])
+    first = next((v.segment for _, v in values), None)
+    result_record = {
+        "lesion": name, "observers": lesion.observers, "readers": {o: lesion.readers.get(o, o) for o in lesion.observers},
+        "notes": lesion.notes, "perturbations": lesion.perturbations,
+        "pairs": result.agreement.pairs, "summary": result.agreement.summary,
+        "generalised_conformity": result.agreement.generalised_conformity,
+        "staple": {"sensitivity": result.staple.sensitivity, "specificity": result.staple.specificity,
+                   "iterations": result.staple.iterations, "threshold": result.staple.threshold},
+        "features": [[v.image_type, v.feature_class, v.feature, v.ibsi_tag] for _, v in values if v.segment == first],
+        "consensus": {kind: str(path) for kind, path in paths.items()},
+    }
+    return CaseOutput(rows, {"observers": result_record, "extraction": provenance})
+
+
+def study_from_records(records, rule=None, icc_type: str | None = None, features: bool = True) -> StudyResult:
+    """The :class:`StudyResult` of finished lesions from their batch records (``{"rows", "provenance"}``
+    of :func:`lesion_case`, in cohort order): the same tables as :func:`run_study` on those lesions;
+    the lesions carry no images (their consensus masks are already written)."""
+    from .extraction import FeatureValue
+
+    lesions, values, provenance = [], [], []
+    for record in records:
+        data = record["provenance"]["observers"]
+        name = data["lesion"]
+        lesion = Lesion(name, None, dict.fromkeys(data["observers"]), data["readers"], notes=data["notes"],
+                        perturbations=data["perturbations"])
+        found = Staple(None, None, data["staple"]["sensitivity"], data["staple"]["specificity"],
+                       data["staple"]["iterations"], data["staple"]["threshold"])
+        agreed = Agreement(data["pairs"], data["summary"], data["generalised_conformity"])
+        lesions.append(LesionResult(lesion, agreed, found, None))
+        for row in record["rows"] if features else ():
+            values += [(name, FeatureValue(row["segment"], image_type, feature_class, feature, tag, row[feature]))
+                       for image_type, feature_class, feature, tag in data["features"]]
+        provenance += record["provenance"]["extraction"]
+    study = StudyResult(lesions, values, None, provenance)
+    if features:
+        study.reproducibility = study_reproducibility(values, rule, icc_type)
     return study

@@ -14,8 +14,12 @@ from pathlib import Path
 import click
 
 from ..errors import RadiomicsLabError
+from .batch import cluster_options, run_with_progress
 
-COHORT_COLUMNS = ("lesion", "observer", "image", "mask")
+#: Columns of a cohort file: the batch layer's (id = lesion; optional observer, label) or the older lesion,observer,...
+COHORT_COLUMNS = ("id", "image", "mask")
+OLD_COHORT_COLUMNS = ("lesion", "observer", "image", "mask")
+BATCH_OPTIONS = ("--workers", "--memory-limit", "--scheduler", "--retry-failed", "--keep-going")
 
 
 @click.command("observers")
@@ -30,7 +34,11 @@ COHORT_COLUMNS = ("lesion", "observer", "image", "mask")
               help="Name of the lesion given by IMAGE and MASKs (default: IMAGE's name without extensions).")
 @click.option("--label", type=int, default=None, help="Label value of the lesion in every mask (default: the mask's only label).")
 @click.option("--cohort", type=click.Path(path_type=Path), default=None,
-              help="CSV of several lesions, columns lesion,observer,image,mask (optional reader,label); paths relative to the CSV.")
+              help="CSV of several lesions, one row per lesion and observer: columns id,image,mask (id = lesion; optional "
+                   "observer, label, reader) or lesion,observer,image,mask (optional reader, label); paths relative to the "
+                   "CSV. Run one task per lesion on the batch layer (resumable: a rerun skips finished lesions; failures "
+                   "go to DIR/errors.csv); each lesion's consensus masks are written by its worker, so with --scheduler "
+                   "DIR must be a folder the workers can reach.")
 @click.option("--perturb", is_flag=True,
               help="Add synthetic observers: MIRP-style perturbations of each lesion's first mask (default plan).")
 @click.option("--perturbation", "perturbations", multiple=True,
@@ -48,8 +56,10 @@ COHORT_COLUMNS = ("lesion", "observer", "image", "mask")
 @click.option("--icc-type", type=click.Choice(["icc1", "icc2", "icc3"]), default="icc2", show_default=True,
               help="ICC in icc.csv's icc/ci_low/ci_high columns and the plot: ICC(1,1), ICC(2,1) or ICC(3,1).")
 @click.option("--no-features", is_flag=True, help="Agreement and consensus only: no feature extraction, no ICC.")
+@cluster_options
 def command(image, masks, output_dir, names, readers, lesion_name, label, cohort, perturb, perturbations, seed, strict,
-            params, engine, image_types, robust_rule, icc_type, no_features):
+            params, engine, image_types, robust_rule, icc_type, no_features, workers, memory_limit, scheduler,
+            retry_failed, keep_going):
     """Agreement of several observers' segmentations (Dice, Jaccard, volumes, Hausdorff, HD95, MSD), STAPLE and
     majority-vote consensus, and feature reproducibility (ICC, CCC, CV, robust features) of one lesion
     (IMAGE MASK1 MASK2 ...) or a --cohort of lesions."""
@@ -63,6 +73,11 @@ def command(image, masks, output_dir, names, readers, lesion_name, label, cohort
     names, readers = _split(names), _split(readers)
     if image is None and cohort is None:
         raise click.UsageError("Give IMAGE and the observers' MASKs, or --cohort cohort.csv.")
+    if image is not None and cohort is not None:
+        raise click.UsageError("Give either IMAGE and MASKs (one lesion) or --cohort (several lesions), not both; "
+                               "add the lesion to the cohort file instead.")
+    if cohort is None and (workers is not None or scheduler or memory_limit != "auto" or retry_failed or keep_going):
+        raise click.UsageError(f"{', '.join(BATCH_OPTIONS)} run the lesions of a --cohort on the batch layer; give --cohort.")
     if image is not None and not masks:
         raise RadiomicsLabError(
             "Give the observers' masks after IMAGE (at least two; or one with --perturb for synthetic observers)."
@@ -80,11 +95,12 @@ def command(image, masks, output_dir, names, readers, lesion_name, label, cohort
     rule = parse_rule(robust_rule) if robust_rule else None
     settings = load_settings(params, image_types, engine) if features else None
     plan = perturbation_plan(perturbations or None) if perturb else []
-    specs = []
-    if image is not None:
-        specs.append(_positional_lesion(image, masks, names, readers, lesion_name))
     if cohort is not None:
-        specs += _read_cohort(cohort)
+        batch = dict(workers=workers, scheduler=scheduler, memory_limit=memory_limit, retry_failed=retry_failed,
+                     keep_going=keep_going)
+        _run_cohort(cohort, output_dir, label, strict, plan, seed, settings, features, rule, icc_type, batch, started)
+        return
+    specs = [_positional_lesion(image, masks, names, readers, lesion_name)]
     _check_lesion_names(specs)
     outputs = _output_paths(output_dir, [s["name"] for s in specs], features, bool(plan))
     _check_writable(outputs)
@@ -98,6 +114,53 @@ def command(image, masks, output_dir, names, readers, lesion_name, label, cohort
     _report(study, output_dir, time.perf_counter() - started)
 
 
+def _run_cohort(path, output_dir, label, strict, plan, seed, settings, features, rule, icc_type, batch, started):
+    """The cohort mode: every lesion checked, one batch task per lesion, then the study-level outputs
+    from the finished lesions (a failed lesion is in errors.csv and left out of the ICCs; exit status 1)."""
+    from ..batch import DONE, case_path, cohort_status, read_record
+    from ..observers import check_observer_count, observers_task, study_from_records
+    from ..reproducibility import check_observer_sets
+
+    specs = _read_cohort(path)
+    _check_lesion_names(specs)
+    for spec in specs:  # the lesions' structure, before any image is read
+        check_observer_count(spec["name"], [o for o, _, _ in spec["observers"]], 1 if plan else 2)
+    if features:
+        check_observer_sets({s["name"]: [o for o, _, _ in s["observers"]] + [p.name for p in plan] for s in specs})
+    outputs = _output_paths(output_dir, [s["name"] for s in specs], features, bool(plan))
+    _check_writable(outputs)
+    readers = {s["name"]: {o: r for o, _, r in s["observers"]} for s in specs}
+    task = observers_task(output_dir, settings, features, label, strict, plan, seed, readers, single=len(specs) == 1)
+    if plan:
+        click.echo(f"Perturbing each lesion: {', '.join(map(str, plan))} (seed {seed})", err=True)
+    cohorts = []
+
+    def read():
+        cohorts.append(_batch_cohort(path, batch["keep_going"]))
+        return cohorts[0]
+
+    summary = run_with_progress(read, output_dir, task, unit="lesion", **batch)
+    click.echo(f"Batch: {summary}", err=True)
+    done = [s for s in cohort_status(output_dir, cohorts[0], task) if s.status == DONE]
+    errors = output_dir / "errors.csv"
+    if not done:
+        click.echo(f"radiomicslab: no lesion finished; the errors are listed in {errors}.", err=True)
+        sys.exit(1)
+    study = study_from_records([read_record(case_path(output_dir, s.key)) for s in done], rule, icc_type, features)
+    finished = {s.id for s in done}
+    _write_outputs(study, outputs, [s for s in specs if s["name"] in finished], settings, rule, icc_type,
+                   seed if plan else None)
+    if not features:  # the batch layer's per-observer feature table would only name the observers
+        for name in ("features.csv", "features.parquet"):
+            (output_dir / name).unlink(missing_ok=True)
+    _report(study, output_dir, time.perf_counter() - started)
+    if summary.failed or summary.invalid:
+        click.echo(f"radiomicslab: {summary.failed + summary.invalid} lesion(s) or row(s) with errors, listed in {errors}; "
+                   "the outputs cover the other lesions. Fix them and run again (failed lesions need --retry-failed).",
+                   err=True)
+        sys.exit(1)
+
+
 # Inputs -----------------------------------------------------------------------------------------
 def _split(values) -> list[str]:
     """``("a,b", "c")`` -> ``["a", "b", "c"]``."""
@@ -106,7 +169,7 @@ def _split(values) -> list[str]:
 
 def _stem(path: Path) -> str:
     """A file's name without extensions: ``reader1.seg.nrrd`` -> ``reader1``."""
-    return Path(path).name.split(".")[0] or Path(path).name
+    return Path(path).name.split(".")[0] or Path(path).name  # as RadiomicsLabLib.observers.observer_name
 
 
 def _positional_lesion(image, masks, names, readers, lesion_name) -> dict:
@@ -116,26 +179,38 @@ def _positional_lesion(image, masks, names, readers, lesion_name) -> dict:
             "label": None}
 
 
-def _read_cohort(path: Path) -> list[dict]:
-    """Lesions of a cohort CSV (columns lesion, observer, image, mask; optional reader, label), in first-seen order."""
+def _cohort_rows(path: Path) -> tuple[list, list]:
+    """(lower-case header, rows as dicts) of a cohort CSV (``,`` ``;`` or tab separated, as read_cohort reads it)."""
     if not path.is_file():
         raise RadiomicsLabError(f"Cannot read cohort '{path}': no such file; check the path.")
     try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = list(csv.DictReader(handle))
-            header = rows[0].keys() if rows else []
+        text = path.read_text(encoding="utf-8-sig")
+        first = text.split("\n", 1)[0]
+        reader = csv.reader(io.StringIO(text), delimiter=max(",;\t", key=first.count))
+        header = [cell.strip().lower() for cell in next(reader, [])]
+        rows = [dict(zip(header, cells)) for cells in reader if any(cell.strip() for cell in cells)]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise RadiomicsLabError(f"Cannot read cohort '{path}': {error}") from None
-    missing = [c for c in COHORT_COLUMNS if c not in header]
+    return header, rows
+
+
+def _read_cohort(path: Path) -> list[dict]:
+    """Lesions of a cohort CSV, in first-seen order: columns id (the lesion), image, mask, optional observer
+    (default: the mask's file name), reader, label; or the older lesion, observer, image, mask (optional reader, label)."""
+    header, rows = _cohort_rows(path)
+    columns = COHORT_COLUMNS if "id" in header else OLD_COHORT_COLUMNS
+    missing = [c for c in columns if c not in header]
     if not rows or missing:
-        raise RadiomicsLabError(f"Cohort '{path}' needs a header and rows with columns {', '.join(COHORT_COLUMNS)} "
-                                f"(optional reader, label){'; missing ' + ', '.join(missing) if rows else '; it has no rows'}.")
+        raise RadiomicsLabError(f"Cohort '{path}' needs a header and rows with columns id,image,mask (optional observer, "
+                                "reader, label) or lesion,observer,image,mask (optional reader, label)"
+                                f"{'; missing ' + ', '.join(missing) if rows else '; it has no rows'}.")
     lesions = {}
     for line, row in enumerate(rows, start=2):
-        empty = [c for c in COHORT_COLUMNS if not (row.get(c) or "").strip()]
+        empty = [c for c in columns if not (row.get(c) or "").strip()]
         if empty:
             raise RadiomicsLabError(f"Cohort '{path}' line {line} has no {', '.join(empty)}; fill in every column.")
-        name, observer = row["lesion"].strip(), row["observer"].strip()
+        name, mask = row[columns[0]].strip(), path.parent / row["mask"].strip()
+        observer = (row.get("observer") or "").strip() or _stem(mask)
         image = (path.parent / row["image"].strip())
         lesion = lesions.setdefault(name, {"name": name, "image": image, "where": f"cohort '{path}'", "observers": [], "label": None})
         if lesion["image"] != image:
@@ -144,11 +219,50 @@ def _read_cohort(path: Path) -> list[dict]:
         label = (row.get("label") or "").strip()
         if label:
             try:
-                lesion["label"] = int(label)
+                value = int(label)
             except ValueError:
                 raise RadiomicsLabError(f"Cohort '{path}' line {line}: label '{label}' is not a whole number.") from None
-        lesion["observers"].append((observer, path.parent / row["mask"].strip(), (row.get("reader") or "").strip() or observer))
+            if lesion["label"] not in (None, value):
+                raise RadiomicsLabError(f"Cohort '{path}' line {line}: lesion '{name}' has labels {lesion['label']} and "
+                                        f"{value}; every observer of a lesion uses the same label.")
+            lesion["label"] = value
+        lesion["observers"].append((observer, mask, (row.get("reader") or "").strip() or observer))
     return list(lesions.values())
+
+
+def _batch_cohort(path: Path, keep_going: bool):
+    """The cohort read and validated by :func:`RadiomicsLabLib.cohort.read_cohort` (every problem at once).
+
+    A lesion,observer,... file is given to it as a temporary copy with ``id`` for ``lesion`` and absolute
+    paths (same rows, so problems name the file's rows). With ``keep_going``, a lesion with an invalid row
+    is skipped whole (its other rows are listed as problems too): every lesion keeps all its observers.
+    """
+    import hashlib
+    import tempfile
+
+    from ..cohort import CohortProblem, read_cohort
+
+    header, rows = _cohort_rows(path)
+    if "id" in header:
+        cohort = read_cohort(path)
+    else:
+        with tempfile.TemporaryDirectory(prefix="radiomicslab-cohort-") as folder:
+            copy = Path(folder) / path.name
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(["id" if c == "lesion" else c for c in header])
+            for row in rows:
+                writer.writerow([str((path.parent / row[c].strip()).absolute()) if c in ("image", "mask") and row.get(c, "").strip()
+                                 else row.get(c, "") for c in header])
+            copy.write_text(buffer.getvalue(), encoding="utf-8")
+            cohort = read_cohort(copy)
+        cohort.source, cohort.source_sha256 = path.absolute(), hashlib.sha256(path.read_bytes()).hexdigest()
+    if keep_going and cohort.problems:
+        bad = {problem.case_id for problem in cohort.problems}
+        cohort.problems += [CohortProblem(case.where, f"skipped with the other rows of lesion '{case.id}', which has "
+                                                      "an invalid row", case.id) for case in cohort.cases if case.id in bad]
+        cohort.cases = [case for case in cohort.cases if case.id not in bad]
+    return cohort
 
 
 def _check_lesion_names(specs):
@@ -166,19 +280,10 @@ def _check_lesion_names(specs):
 
 def _load_lesions(specs, label, strict, min_observers) -> list:
     """Read every image and mask and check each lesion (all before any work)."""
-    from ..imageio import read_image
-    from ..observers import make_lesion
+    from ..observers import load_lesion
 
-    images, lesions = {}, []
-    for spec in specs:
-        if spec["image"] not in images:
-            images[spec["image"]] = read_image(spec["image"], "image")
-        masks = [(name, read_image(mask, f"mask of observer '{name}'")) for name, mask, _ in spec["observers"]]
-        readers = {name: reader for name, _, reader in spec["observers"]}
-        lesion = make_lesion(spec["name"], images[spec["image"]], masks, spec["label"] if spec["label"] is not None else label,
-                             strict, readers, min_observers)
-        lesions.append(lesion)
-    return lesions
+    return [load_lesion(spec["name"], spec["image"], spec["observers"],
+                        spec["label"] if spec["label"] is not None else label, strict, min_observers) for spec in specs]
 
 
 # Work -------------------------------------------------------------------------------------------
@@ -282,8 +387,9 @@ def _write_outputs(study, outputs, specs, settings, rule, icc_type, seed):
     for key, text in texts.items():
         write_text_atomic(outputs[key], text)
     for result in study.lesions:
-        write_image_atomic(result.staple.consensus, outputs[("staple", result.lesion.name)])
-        write_image_atomic(result.majority, outputs[("majority", result.lesion.name)])
+        if result.majority is not None:  # in the cohort mode each lesion's task wrote them
+            write_image_atomic(result.staple.consensus, outputs[("staple", result.lesion.name)])
+            write_image_atomic(result.majority, outputs[("majority", result.lesion.name)])
     _plots(study, outputs)
 
 
@@ -341,7 +447,9 @@ def _plots(study, outputs):
         icc = np.array([r["icc"] for r in rows])
         low, high = np.array([r["ci_low"] for r in rows]), np.array([r["ci_high"] for r in rows])
         colours = ["tab:green" if r["robust"] else "tab:gray" for r in rows]
-        axes.errorbar(icc, y, xerr=[icc - low, high - icc], fmt="none", ecolor="lightgray", elinewidth=1)
+        # clipped at 0: with few lesions an ICC(2,1) estimate may fall just outside its approximate CI
+        xerr = [np.clip(icc - low, 0, None), np.clip(high - icc, 0, None)]
+        axes.errorbar(icc, y, xerr=xerr, fmt="none", ecolor="lightgray", elinewidth=1)
         axes.scatter(icc, y, c=colours, s=12, zorder=3)
         axes.set_yticks(y, [r["feature"] for r in rows] if len(rows) <= 120 else [], fontsize=5)
         rule = reproducibility.rule
