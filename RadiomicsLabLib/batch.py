@@ -39,6 +39,7 @@ from urllib.parse import quote
 
 import hashlib
 
+from .background import use_worker_python
 from .cohort import KEY_COLUMNS, Case, Cohort, available_cores, case_hash, read_cohort
 from .errors import Cancelled, RadiomicsLabError
 from .fileio import atomic_output, check_writable, write_text_atomic
@@ -446,6 +447,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, memory
             client.close()
         return
     workers = workers or available_cores()
+    use_worker_python()  # inside desktop Slicer, sys.executable is a launcher that cannot be a worker
     try:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                memory_limit=memory_limit_value(memory_limit),

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+from ..background import Job
 from ..errors import RadiomicsLabError
 from ..extraction import extract_masks, prepare_inputs
 from ..results import write_results
@@ -53,10 +54,18 @@ class ExtractionLogic:
 
         ``segment_ids``: segment IDs or names (default: all segments); ``settings``: a preset name,
         a pyradiomics parameter file, or a parameter dict; ``image_types``: e.g. ``["Original",
-        "LoG:sigma=1,3", "Wavelet"]``; ``engine``: ``"pyradiomics"`` or ``"ibsi"`` (default: what the
-        settings declare); ``progress(done, total, segment)`` returning ``False`` cancels.
+        "LoG:sigma=1,3", "Wavelet"]``; ``engine``: ``"pyradiomics"``, ``"native"`` or ``"ibsi"`` (default:
+        what the settings declare); ``progress(done, total, segment)`` returning ``False`` cancels.
         Everything is checked before any work: on an error the scene is unchanged.
         """
+        return self.extract_job(volume_node, segmentation_node, segment_ids, settings, image_types, table_node,
+                                engine).run(progress)
+
+    def extract_job(self, volume_node, segmentation_node, segment_ids=None, settings=None, image_types=None,
+                    table_node=None, engine=None) -> Job:
+        """:meth:`extract` as a :class:`~RadiomicsLabLib.background.Job`: inputs checked and read from the scene now,
+        the features computed by ``job.run()`` here or by a :class:`~RadiomicsLabLib.background.BackgroundRun` in a
+        worker process, the table node made when the job lands."""
         self._check_node(volume_node, "vtkMRMLScalarVolumeNode", "input volume")
         self._check_node(segmentation_node, "vtkMRMLSegmentationNode", "segmentation")
         settings = load_settings(settings, image_types, engine)
@@ -68,14 +77,19 @@ class ExtractionLogic:
             segment_masks.append((name, mask, 1))
         inputs = {"volume": volume_node.GetName(), "segmentation": segmentation_node.GetName(),
                   "volume_node_id": volume_node.GetID(), "segmentation_node_id": segmentation_node.GetID()}
-        result = extract_masks(image, segment_masks, settings, inputs, progress)
-        if table_node is None:
-            table_node = self.scene.AddNewNodeByClass(
-                "vtkMRMLTableNode", self.scene.GenerateUniqueName(f"{segmentation_node.GetName()} features"))
-        write_feature_table(table_node, result.values, result.provenance)
-        table_node.SetNodeReferenceID("RadiomicsLab.Volume", volume_node.GetID())
-        table_node.SetNodeReferenceID("RadiomicsLab.Segmentation", segmentation_node.GetID())
-        return table_node
+
+        def land(result):
+            node = table_node
+            if node is None:
+                node = self.scene.AddNewNodeByClass(
+                    "vtkMRMLTableNode", self.scene.GenerateUniqueName(f"{segmentation_node.GetName()} features"))
+            write_feature_table(node, result.values, result.provenance)
+            node.SetNodeReferenceID("RadiomicsLab.Volume", volume_node.GetID())
+            node.SetNodeReferenceID("RadiomicsLab.Segmentation", segmentation_node.GetID())
+            return node
+
+        return Job(f"Feature extraction of {len(segment_masks)} segment(s)", extract_masks,
+                   (image, segment_masks, settings, inputs), land=land)
 
     def resolve_segments(self, segmentation_node, segment_ids=None) -> list[str]:
         """Segment IDs for the given IDs or names (all segments when None); unknown ones are an error."""

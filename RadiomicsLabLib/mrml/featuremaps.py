@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import vtk
 
+from ..background import Job
 from ..errors import RadiomicsLabError
 from ..featuremaps import check_memory, plan_feature_maps, run_plan
 from ..results import format_value
@@ -67,13 +68,28 @@ class FeatureMapLogic:
         ``progress(done, total, message)`` returning False cancels. Returns the map volume nodes, the summary
         table node and the computed :class:`~RadiomicsLabLib.featuremaps.FeatureMaps`.
         """
+        return self.compute_job(volume_node, segmentation_node, segment_id, features, radius, definition, show,
+                                opacity, **settings).run(progress)
+
+    def compute_job(self, volume_node, segmentation_node=None, segment_id=None, features="glcm", radius=1,
+                    definition: str = "ibsi", show: bool = True, opacity: float = 0.5, **settings) -> Job:
+        """:meth:`compute` as a :class:`~RadiomicsLabLib.background.Job`: checked and planned now (the memory estimate
+        is the job's first progress message), the maps computed by ``job.run()`` or in a worker process, the nodes
+        made when the job lands."""
         plan, segment = self._plan(volume_node, segmentation_node, segment_id, features, radius, definition, settings)
-        maps = run_plan(plan, progress)
         inputs = {"volume": volume_node.GetName(), "volume_node_id": volume_node.GetID()}
         if segmentation_node is not None:
             inputs.update(segmentation=segmentation_node.GetName(), segmentation_node_id=segmentation_node.GetID(),
                           segment=segment_name(segmentation_node, segment))
-        maps.provenance["inputs"] = inputs
+
+        def land(maps):
+            maps.provenance["inputs"] = inputs
+            return self._add_maps(maps, volume_node, segmentation_node, show, opacity)
+
+        return Job(f"Feature maps ({plan.describe()})", run_plan, (plan,), land=land)
+
+    def _add_maps(self, maps, volume_node, segmentation_node, show, opacity) -> FeatureMapResult:
+        """The computed maps as volume nodes over ``volume_node``, and their summary table."""
         result = FeatureMapResult(values=maps)
         colour = self.colour_node()
         for name in maps:

@@ -1,0 +1,309 @@
+"""Long work off a GUI's main thread, and the Python that worker processes start with.
+
+Desktop Slicer runs its window and its Python on one thread: a feature extraction called from a
+button freezes the window until it returns (``processEvents`` in progress callbacks only helps
+between callbacks, and Cancel can only be noticed there). So each workflow's Logic call is split
+into a :class:`Job`:
+
+1. *prepare*, on the main thread: check the inputs and read them from the scene (volumes and
+   segments become SimpleITK images);
+2. *compute* (``job.compute(*job.args, progress=..., **job.kwargs)``): a module-level core function
+   that knows nothing of the scene, run in a worker process by :class:`BackgroundRun`;
+3. *land* (``job.land(result)``), on the main thread again: the result becomes scene nodes.
+
+``job.run()`` does the three in this thread: the Logic classes' plain methods (console, CLI, tests)
+are ``prepare(...).run(progress)``, so there is one code path whether the work runs here or in the
+background.
+
+Why a process and not a thread: a thread shares the GIL with the window, and a long call that holds
+it (numba compiling a kernel, ~10 s on first use; pyradiomics' C matrices; SimpleITK filters that
+do not release it) stalls the window just the same; a thread cannot be stopped inside such a call,
+whereas a process is terminated at once (Cancel takes effect within a second), and its memory goes
+back to the system when it ends. The price is the start (~1 s to import numpy and SimpleITK) and
+copying the inputs and the result through a pipe (~0.1 s per 100 MB), paid by background threads
+here, never by the main thread.
+
+Which Python the workers start with (:func:`worker_python`): multiprocessing and Dask's local
+workers start ``sys.executable``, which desktop Slicer sets to its ``PythonSlicer`` launcher (the
+application itself was started by the ``Slicer`` launcher). A process started through that launcher
+dies before it reads its start-up data, and the parent waits for it forever (Slicer issue #7445).
+The interpreter behind the launchers is ``bin/python-real`` of the Slicer installation; started
+from inside Slicer it inherits the environment the launcher set for the application (library and
+module paths), so it works as a worker. ``RADIOMICSLAB_WORKER_PYTHON`` overrides the choice.
+"""
+
+import functools
+import multiprocessing
+import multiprocessing.spawn
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import Cancelled, RadiomicsLabError
+
+WORKER_PYTHON_VARIABLE = "RADIOMICSLAB_WORKER_PYTHON"
+#: Executables of a Slicer installation that are not a plain Python interpreter (lower case, no ``.exe``).
+SLICER_LAUNCHERS = ("pythonslicer", "slicer", "slicerapp-real", "slicerpython")
+#: The interpreter behind Slicer's launchers, in the installation's ``bin`` folder.
+SLICER_PYTHON_NAMES = ("python-real", "python-real.exe")
+#: Seconds a terminated worker is given to end before it is killed.
+TERMINATE_GRACE_S = 1.0
+
+
+def _identity(value):
+    return value
+
+
+class JobCancelled(Cancelled):
+    """The user cancelled a background job; nothing was added to the scene."""
+
+
+class WorkerFailed(RadiomicsLabError):
+    """The worker process ended without a result (crashed, killed, out of memory, or could not start)."""
+
+
+@dataclass
+class Job:
+    """Work prepared on the main thread: ``compute`` runs anywhere, ``land`` puts its result in the scene.
+
+    ``compute`` must be a module-level function (it is pickled into a worker process) taking
+    ``progress(done, total, message)`` as a keyword; ``args``/``kwargs`` must be picklable (arrays,
+    SimpleITK images, settings, dataclasses: no scene nodes). ``land(result)`` runs on the caller's
+    thread and returns what the GUI shows (nodes).
+    """
+
+    title: str
+    compute: object
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    land: object = _identity
+
+    def run(self, progress=None):
+        """Compute and land in this thread (the console and command-line path)."""
+        return self.land(self.compute(*self.args, progress=progress, **self.kwargs))
+
+
+# Worker Python -----------------------------------------------------------------------------------
+def _is_slicer_launcher(executable: str) -> bool:
+    name = Path(executable).name.lower()
+    return name.removesuffix(".exe") in SLICER_LAUNCHERS
+
+
+def _slicer_python_candidates(executable: str) -> list[Path]:
+    """Where ``python-real`` is in a Slicer installation, seen from one of its executables."""
+    folder = Path(executable).resolve().parent if executable else Path()
+    homes = [folder, folder / "bin", folder.parent / "bin"]
+    try:  # desktop Slicer's application object knows its installation folder
+        import slicer
+
+        homes.insert(0, Path(slicer.app.slicerHome) / "bin")
+    except (ImportError, AttributeError):
+        pass
+    return [home / name for home in homes for name in SLICER_PYTHON_NAMES]
+
+
+@functools.cache
+def _python_version_of(executable: str) -> str | None:
+    """``major.minor`` printed by ``executable -c ...``, or None when it is not a working Python."""
+    try:
+        result = subprocess.run([executable, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def worker_python() -> str:
+    """The Python interpreter worker processes start with (see the module docstring).
+
+    ``$RADIOMICSLAB_WORKER_PYTHON`` if set; else ``sys.executable`` when it is a plain interpreter;
+    else (Slicer's launchers) the installation's ``python-real``. Raises :class:`RadiomicsLabError`
+    naming what was tried when there is none.
+    """
+    wanted = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    override = os.environ.get(WORKER_PYTHON_VARIABLE)
+    if override:
+        if _python_version_of(override) != wanted:
+            raise RadiomicsLabError(f"{WORKER_PYTHON_VARIABLE} is '{override}', which is not a working Python {wanted}; "
+                                    "point it to the Python of this application (Slicer: bin/python-real) or unset it.")
+        return override
+    if sys.executable and not _is_slicer_launcher(sys.executable):
+        return sys.executable
+    tried = []
+    for candidate in _slicer_python_candidates(sys.executable):
+        if candidate.is_file():
+            tried.append(str(candidate))
+            if _python_version_of(str(candidate)) == wanted:
+                return str(candidate)
+    raise RadiomicsLabError(
+        f"Cannot start worker processes: this Python's executable is '{sys.executable}', a Slicer launcher, and no "
+        f"python-real was found beside it{' (tried ' + ', '.join(tried) + ')' if tried else ''}. Set "
+        f"{WORKER_PYTHON_VARIABLE} to the Slicer installation's bin/python-real, or run with workers=0.")
+
+
+def use_worker_python() -> str:
+    """Make multiprocessing's spawned processes (ours and Dask's local workers) start :func:`worker_python`."""
+    executable = worker_python()
+    if os.fsdecode(multiprocessing.spawn.get_executable()) != executable:
+        multiprocessing.set_executable(executable)
+    return executable
+
+
+def worker_info(progress=None) -> dict:
+    """Which Python a worker process runs (a job's ``compute`` for checking the set-up): its ``executable``,
+    ``version``, ``pid`` and ``started_by`` (``$RADIOMICSLAB_STARTED_BY``, set by test launchers)."""
+    return {"executable": sys.executable, "version": "%d.%d" % sys.version_info[:2], "pid": os.getpid(),
+            "started_by": os.environ.get("RADIOMICSLAB_STARTED_BY", "")}
+
+
+# Running a job in a worker process ---------------------------------------------------------------
+def _work(connection):
+    """Worker process: read the job, compute it, send progress and the result (or the error) back."""
+    try:
+        compute, args, kwargs = pickle.loads(connection.recv_bytes())
+
+        def progress(done, total, message=""):
+            connection.send(("progress", (int(done), int(total), str(message))))
+            return True
+
+        value = compute(*args, progress=progress, **kwargs)
+        payload = ("done", value)
+    except BaseException as error:  # noqa: BLE001 - every failure goes back to the GUI
+        payload = ("error", error, traceback.format_exc())
+    try:
+        data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as error:  # noqa: BLE001 - an unpicklable result or exception
+        data = pickle.dumps(("error", RuntimeError(f"{type(error).__name__}: {error}"), traceback.format_exc()))
+    connection.send_bytes(data)
+    connection.close()
+
+
+class BackgroundRun:
+    """One :class:`Job` computing in a worker process while the caller's (main) thread goes on.
+
+    The main thread calls :meth:`poll` from its event loop (a Qt timer in Slicer): it takes the
+    progress reports, and when the result has arrived it calls ``job.land`` there and keeps what it
+    returned in :attr:`value`. Nothing touches the scene until then, so :meth:`cancel` (the worker is
+    terminated) leaves the scene as it was. Sending the inputs and receiving the result happen on
+    background threads: the main thread never waits for the worker.
+
+    ``state`` is ``"running"``, ``"done"``, ``"failed"`` or ``"cancelled"``; ``progress`` is the last
+    ``(done, total, message)``.
+    """
+
+    def __init__(self, job: Job):
+        self.job = job
+        self.state = "running"
+        self.progress = (0, 0, "starting")
+        self.value = None
+        self.error = None
+        self.started = time.monotonic()
+        payload = pickle.dumps((job.compute, job.args, job.kwargs), protocol=pickle.HIGHEST_PROTOCOL)
+        use_worker_python()
+        context = multiprocessing.get_context("spawn")
+        self._connection, child = context.Pipe(duplex=True)
+        self._process = context.Process(target=_work, args=(child,), name=f"RadiomicsLab: {job.title}", daemon=True)
+        self._process.start()
+        child.close()
+        self._messages = queue.Queue()
+        threading.Thread(target=self._send, args=(payload,), daemon=True, name="radiomicslab-job-send").start()
+        self._reader = threading.Thread(target=self._receive, daemon=True, name="radiomicslab-job-receive")
+        self._reader.start()
+
+    def _send(self, payload: bytes) -> None:
+        try:
+            self._connection.send_bytes(payload)
+        except (OSError, ValueError):  # the worker ended (cancelled, or could not start): reported by _receive
+            pass
+
+    def _receive(self) -> None:
+        """Reader thread: queue the worker's messages; after the last one, reap the worker process."""
+        while True:
+            try:
+                message = pickle.loads(self._connection.recv_bytes())
+            except (EOFError, OSError, ValueError):
+                self._reap()
+                message = ("ended",)
+            except Exception as error:  # noqa: BLE001 - a result this process cannot unpickle
+                message = ("error", error, traceback.format_exc())
+            self._messages.put(message)
+            if message[0] != "progress":
+                break
+        self._reap()
+
+    def _reap(self, grace: float = 10.0) -> None:
+        self._process.join(grace)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(TERMINATE_GRACE_S)
+        self._connection.close()
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def poll(self) -> bool:
+        """Take the worker's messages; land the result when it has come. True while still running."""
+        while self.running:
+            try:
+                message = self._messages.get_nowait()
+            except queue.Empty:
+                break
+            kind = message[0]
+            if kind == "progress":
+                self.progress = message[1]
+            elif kind == "done":
+                try:
+                    self.value = self.job.land(message[1])
+                    self.state = "done"
+                except BaseException as error:  # noqa: BLE001 - shown by the caller through result()
+                    self.error, self.state = error, "failed"
+            elif kind == "error":
+                error = message[1]
+                if not isinstance(error, RadiomicsLabError):  # a bug: keep the worker's traceback for the log
+                    error = WorkerFailed(f"{self.job.title} failed in the worker process: {type(error).__name__}: "
+                                         f"{error}\n{message[2]}")
+                self.error, self.state = error, "failed"
+            elif kind == "ended":
+                self.error = WorkerFailed(
+                    f"{self.job.title}: the worker process ended without a result (exit code "
+                    f"{self._process.exitcode}); it may have run out of memory or could not start with "
+                    f"'{os.fsdecode(multiprocessing.spawn.get_executable())}' (set {WORKER_PYTHON_VARIABLE}).")
+                self.state = "failed"
+        return self.running
+
+    def cancel(self) -> None:
+        """Stop the worker now (terminated; killed if still alive after :data:`TERMINATE_GRACE_S`); nothing lands.
+
+        Returns at once: the worker is reaped by a background thread (:attr:`worker_alive` tells)."""
+        if not self.running:
+            return
+        self.state = "cancelled"
+        self.error = JobCancelled(f"{self.job.title} cancelled; nothing was added to the scene.")
+        self._process.terminate()
+        threading.Thread(target=self._reap, kwargs={"grace": TERMINATE_GRACE_S}, daemon=True,
+                         name="radiomicslab-job-cancel").start()
+
+    @property
+    def worker_alive(self) -> bool:
+        return self._process.is_alive()
+
+    def wait(self, timeout: float | None = None, interval: float = 0.05):
+        """Poll until the job ends (or ``timeout`` seconds); :meth:`result`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() and (deadline is None or time.monotonic() < deadline):
+            time.sleep(interval)
+        return self.result()
+
+    def result(self):
+        """What ``job.land`` returned; raises the job's error (:class:`JobCancelled` after a cancel)."""
+        if self.error is not None:
+            raise self.error
+        return self.value

@@ -1,0 +1,194 @@
+"""Long work off the main thread (RadiomicsLabLib.background), checked the way desktop Slicer uses it.
+
+Desktop Slicer is not installable here, so its main loop is a Python loop that ticks every 50 ms and calls
+``BackgroundRun.poll()`` as the module's Qt timer does; a stall is the time between two ticks beyond the 50 ms.
+The jobs are real ones (feature extraction and maps of real images through the scene) in real spawned worker
+processes. The worker executable is checked with a launcher-like ``sys.executable`` (a fake Slicer tree whose
+``PythonSlicer`` dies when started as a multiprocessing child, as in Slicer issue #7445).
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from RadiomicsLabLib.background import (BackgroundRun, Job, JobCancelled, WorkerFailed, worker_info, worker_python)
+from RadiomicsLabLib.errors import RadiomicsLabError
+from RadiomicsLabLib.mrml import ExtractionLogic
+from RadiomicsLabLib.mrml.featuremaps import FeatureMapLogic
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TICK_S = 0.05
+MAX_STALL_S = 0.5
+CANCEL_WITHIN_S = 2.0
+
+
+def tick_until(run, seconds: float) -> float:
+    """Tick like a GUI main loop for ``seconds`` (or until the run ends); the longest stall beyond a tick."""
+    worst, last, end = 0.0, time.monotonic(), time.monotonic() + seconds
+    while time.monotonic() < end and run.poll():
+        time.sleep(TICK_S)
+        now = time.monotonic()
+        worst = max(worst, now - last - TICK_S)
+        last = now
+    return worst
+
+
+def node_ids(scene) -> list:
+    return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
+
+
+@pytest.fixture
+def sarcoma_ct(data, scene):
+    """STS_001's CT and GTV through the scene (the largest ROI of the shared cases)."""
+    logic = ExtractionLogic(scene)
+    volume = logic.load_volume(data / "sts" / "STS_001" / "CT_image.nii.gz")
+    segmentation = logic.load_segmentation(data / "sts" / "STS_001" / "CT_mask.nii.gz", volume)
+    return logic, volume, segmentation
+
+
+def test_long_job_keeps_the_main_loop_ticking_and_cancel_leaves_the_scene_as_it_was(sarcoma_ct, scene):
+    """IBSI GLCM + GLRLM maps of radius 3 over a whole sarcoma GTV take minutes on 2 cores (numba compiles first):
+    the loop never stalls over 0.5 s for 8 s, progress arrives, Cancel ends the worker within 2 s, and no node
+    was added."""
+    _, volume, segmentation = sarcoma_ct
+    maps = FeatureMapLogic(scene)
+    before = node_ids(scene)
+    job = maps.compute_job(volume, segmentation, "Label_1", features="glcm,glrlm", radius=3, definition="ibsi")
+    run = BackgroundRun(job)
+    stall = tick_until(run, 8.0)
+    assert run.running, "the job should still be running after 8 s (pick a longer one)"
+    assert stall < MAX_STALL_S, f"the main loop stalled {stall:.2f} s"
+    assert run.progress[1] > 0, "no progress report came from the worker"
+    started = time.monotonic()
+    run.cancel()
+    while run.worker_alive and time.monotonic() - started < CANCEL_WITHIN_S + 1:
+        time.sleep(0.01)
+    assert not run.worker_alive and time.monotonic() - started < CANCEL_WITHIN_S
+    assert run.state == "cancelled" and not run.poll()
+    with pytest.raises(JobCancelled, match="nothing was added"):
+        run.result()
+    assert node_ids(scene) == before
+
+
+def test_background_extraction_lands_the_same_table_as_the_console_call(data, scene):
+    logic = ExtractionLogic(scene)
+    volume = logic.load_volume(data / "pyradiomics_cases" / "brain1_image.nrrd")
+    segmentation = logic.load_segmentation(data / "pyradiomics_cases" / "brain1_label.nrrd", volume)
+    in_thread = logic.feature_values(logic.extract(volume, segmentation))
+    n_nodes = scene.GetNumberOfNodes()
+    run = BackgroundRun(logic.extract_job(volume, segmentation))
+    assert scene.GetNumberOfNodes() == n_nodes, "nothing may be added before the job lands"
+    table = run.wait(timeout=300)
+    assert run.state == "done" and table.IsA("vtkMRMLTableNode") and scene.GetNodeByID(table.GetID()) is table
+    assert logic.feature_values(table) == in_thread          # the same doubles as the in-thread call
+    assert len(in_thread) == 107
+
+
+def test_background_maps_equal_the_in_thread_maps(data, scene):
+    logic = ExtractionLogic(scene)
+    volume = logic.load_volume(data / "pyradiomics_cases" / "brain2_image.nrrd")
+    segmentation = logic.load_segmentation(data / "pyradiomics_cases" / "brain2_label.nrrd", volume)
+    maps = FeatureMapLogic(scene)
+    options = dict(features="glcm_Contrast,firstorder_Mean", radius=1, definition="pyradiomics")
+    direct = maps.compute(volume, segmentation, "Label_1", **options)
+    messages = []
+    run = BackgroundRun(maps.compute_job(volume, segmentation, "Label_1", **options))
+    while run.poll():
+        messages.append(run.progress)
+        time.sleep(TICK_S)
+    result = run.result()
+    assert set(result.maps) == set(direct.maps) == {"glcm_Contrast", "firstorder_Mean"}
+    for name in direct.maps:
+        assert (result.values.array(name).tobytes() == direct.values.array(name).tobytes()), name
+    assert any("feature map" in message for _, _, message in messages)  # the plan's description came first
+
+
+def test_user_error_in_the_worker_comes_back_as_the_same_clear_error(scene):
+    """A check that only the computation can make (here: a bin width giving too many grey levels would be caught
+    up front, so use a settings object the worker rejects) is raised by result() with its message; no node."""
+    job = Job("Failing job", _raise_user_error, ("The mask is empty; draw a segment first.",))
+    n_nodes = scene.GetNumberOfNodes()
+    run = BackgroundRun(job)
+    with pytest.raises(RadiomicsLabError, match="^The mask is empty; draw a segment first.$"):
+        run.wait(timeout=120)
+    assert run.state == "failed" and scene.GetNumberOfNodes() == n_nodes
+
+
+def _raise_user_error(message, progress=None):
+    raise RadiomicsLabError(message)
+
+
+def _crash(code, progress=None):
+    os._exit(code)  # as a worker killed by the system (out of memory) ends: no result, no exception
+
+
+def test_a_crashing_worker_is_reported_not_waited_for():
+    run = BackgroundRun(Job("Crashing job", _crash, (3,)))
+    with pytest.raises(WorkerFailed, match="ended without a result"):
+        run.wait(timeout=120)
+    assert "exit code 3" in str(run.error)
+
+
+def test_worker_python_is_this_interpreter_outside_slicer():
+    assert worker_python() == sys.executable
+    assert worker_info()["version"] == "%d.%d" % sys.version_info[:2]
+
+
+#: Runs with sys.executable set to a fake Slicer's PythonSlicer launcher (what desktop Slicer sets it to).
+LAUNCHER_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.executable = sys.argv[1]
+    from RadiomicsLabLib.background import BackgroundRun, Job, worker_info, worker_python
+    from RadiomicsLabLib.batch import dask_client
+    print("worker_python", worker_python())
+    run = BackgroundRun(Job("Which Python", worker_info))
+    print("job", run.wait(timeout=120)["started_by"])
+    with dask_client(workers=2) as client:
+        started = client.run(worker_info)
+    print("dask", sorted(info["started_by"] for info in started.values()))
+""")
+
+
+def fake_slicer(tmp_path, with_python_real=True):
+    """A Slicer-like installation: bin/PythonSlicer (a launcher that dies when started as a multiprocessing
+    child, Slicer issue #7445) and bin/python-real (the interpreter; marks the processes it starts)."""
+    bin_dir = tmp_path / "Slicer-5.10.0-linux-amd64" / "bin"
+    bin_dir.mkdir(parents=True)
+    launcher = bin_dir / "PythonSlicer"
+    launcher.write_text("#!/bin/sh\necho 'PythonSlicer: launcher child ended before reading its start-up data' >&2\n"
+                        "exit 1\n")
+    launcher.chmod(0o755)
+    if with_python_real:
+        python_real = bin_dir / "python-real"
+        python_real.write_text(f"#!/bin/sh\nexport RADIOMICSLAB_STARTED_BY=python-real\nexec '{sys.executable}' \"$@\"\n")
+        python_real.chmod(0o755)
+    return launcher
+
+
+def run_with_launcher(launcher):
+    env = {k: v for k, v in os.environ.items() if k != "RADIOMICSLAB_WORKER_PYTHON"}
+    return subprocess.run([sys.executable, "-c", LAUNCHER_SCRIPT, str(launcher)], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=300)
+
+
+def test_workers_start_with_slicers_python_real_when_sys_executable_is_the_launcher(tmp_path):
+    """Both the background jobs and a real Dask LocalCluster's two workers start with python-real."""
+    launcher = fake_slicer(tmp_path)
+    result = run_with_launcher(launcher)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert lines["worker_python"] == str(launcher.parent / "python-real")
+    assert lines["job"] == "python-real"
+    assert lines["dask"] == "['python-real', 'python-real']"
+
+
+def test_without_python_real_the_error_says_what_to_set(tmp_path):
+    result = run_with_launcher(fake_slicer(tmp_path, with_python_real=False))
+    assert result.returncode != 0
+    assert "Set RADIOMICSLAB_WORKER_PYTHON to the Slicer installation's bin/python-real" in result.stderr
