@@ -16,6 +16,8 @@ import os
 import re
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -54,6 +56,10 @@ MAP_DEFINITIONS = ["ibsi", "pyradiomics"]
 HABITAT_METHODS = ["kmeans", "gmm", "agglomerative"]
 DELTA_REGISTRATIONS = ["none", "rigid", "affine", "bspline"]
 COHORT_POLL_MS = 1000
+#: How often the main thread polls a background job (progress, result); the window never waits for the job.
+JOB_POLL_MS = 100
+#: Engines offered for pyradiomics-style settings (IBSI settings always run on the IBSI engine).
+EXTRACTION_ENGINES = ["native", "pyradiomics"]
 
 
 def ensureDependencies() -> bool:
@@ -136,7 +142,10 @@ class RadiomicsLabParameterNode:
     habitatCount (0: automatic), habitatMethod, habitatFeatureMaps (extra channels, made with mapRadius and
         mapDefinition), habitatMinIslandMm3, habitatFeatures - Habitats.
     deltaStudy (none: new from the timepoints), deltaReference, deltaRegistration, deltaPropagate - Delta.
-    cohortFile, cohortOutputDirectory, cohortWorkers (0: all cores), cohortRetryFailed - Cohort batch.
+    cohortFile, cohortOutputDirectory, cohortWorkers (-1: one worker process per core, 0: in Slicer's process,
+        N: N worker processes), cohortRetryFailed - Cohort batch.
+    engine - Engine of pyradiomics-style settings: native (RadiomicsLab's own, no pyradiomics needed) or pyradiomics.
+    uncheckedSegmentIds - Segments of inputSegmentation left out of every workflow (new segments come checked).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -169,8 +178,10 @@ class RadiomicsLabParameterNode:
     deltaPropagate: bool = False
     cohortFile: str = ""
     cohortOutputDirectory: str = ""
-    cohortWorkers: Annotated[int, WithinRange(0, 256)] = 0
+    cohortWorkers: Annotated[int, WithinRange(-1, 256)] = -1
     cohortRetryFailed: bool = False
+    engine: Annotated[str, Choice(EXTRACTION_ENGINES)] = "native"
+    uncheckedSegmentIds: list[str]
 
 
 #
@@ -194,6 +205,8 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     NODE_LIST_WIDGETS = {"observerSegmentations": "observerSegmentationsSelector", "channelVolumes": "channelVolumesSelector",
                          "timepointVolumes": "timepointVolumesSelector",
                          "timepointSegmentations": "timepointSegmentationsSelector"}
+    #: parameter (a list of segment IDs) -> QListWidget of the segments, synchronised by hand (_onSegmentChecked)
+    CHECKLIST_WIDGETS = {"uncheckedSegmentIds": "segmentsListWidget"}
 
     def __init__(self, parent=None) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
@@ -203,9 +216,10 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._observedSegmentation = None
-        self._listedSegmentation = None
         self._running = False
-        self._cancelRequested = False
+        self._job = None  # the RunningJob of the background run, if any
+        self._jobTimer = None
+        self._effectFactory = None
         self._cohort = None  # (cohort, output folder, status table node) of the running cohort batch
         self._cohortTimer = None
 
@@ -228,6 +242,7 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         # These connections ensure that we update parameter node when scene is closed
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneEndImport)
 
         # Segment editor on the Inputs' image and segmentation (its own editor node, not Segment Editor's).
         self.ui.segmentEditorWidget.setMaximumNumberOfUndoStates(10)
@@ -243,7 +258,7 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         for name, widgetName in self.NODE_LIST_WIDGETS.items():
             getattr(self.ui, widgetName).connect("checkedNodesChanged()", lambda name=name: self._setNodeList(name))
 
-        self.ui.segmentsListWidget.connect("itemChanged(QListWidgetItem*)", self._updateButtons)
+        self.ui.segmentsListWidget.connect("itemChanged(QListWidgetItem*)", self._onSegmentChecked)
         self.ui.selectAllSegmentsButton.connect("clicked()", lambda: self._setAllSegmentsChecked(True))
         self.ui.selectNoSegmentsButton.connect("clicked()", lambda: self._setAllSegmentsChecked(False))
         self.ui.addRingButton.connect("clicked(bool)", self.onAddRingButton)
@@ -259,6 +274,14 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._cohortTimer = qt.QTimer()
         self._cohortTimer.setInterval(COHORT_POLL_MS)
         self._cohortTimer.connect("timeout()", self._onCohortTimer)
+        self._jobTimer = qt.QTimer()
+        self._jobTimer.setInterval(JOB_POLL_MS)
+        self._jobTimer.connect("timeout()", self._onJobTimer)
+
+        # As Segment Editor does: effects registered after this widget was made (e.g. by extensions loaded later)
+        # appear in the embedded editor too.
+        self._effectFactory = slicer.qSlicerSegmentEditorEffectFactory.instance()
+        self._effectFactory.connect("effectRegistered(QString)", self.ui.segmentEditorWidget.updateEffectList)
 
         # Make sure parameter node is initialized (needed for module reload)
         self.initializeParameterNode()
@@ -266,6 +289,10 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
         self._cohortTimer.stop()
+        self._jobTimer.stop()
+        if self._job is not None:
+            self._job.run.cancel()
+        self._effectFactory.disconnect("effectRegistered(QString)", self.ui.segmentEditorWidget.updateEffectList)
         self.removeObservers()
 
     def enter(self) -> None:
@@ -287,14 +314,25 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._observeSegmentation(None, refresh=False)  # the list and its checks stay as they are until enter()
 
     def onSceneStartClose(self, caller, event) -> None:
-        """Called just before the scene is closed."""
+        """Called just before the scene is closed: a running job is cancelled (its nodes would have nowhere to go)."""
+        if self._job is not None:
+            self._job.run.cancel()
         self.setParameterNode(None)
+        self.ui.segmentEditorWidget.setSegmentationNode(None)
+        self.ui.segmentEditorWidget.removeViewObservations()
 
     def onSceneEndClose(self, caller, event) -> None:
         """Called just after the scene is closed."""
         if self.parent.isEntered:
             self.initializeParameterNode()
             self._selectSegmentEditorNode()
+
+    def onSceneEndImport(self, caller, event) -> None:
+        """Called after a scene was imported (File > Add Data of an .mrb): its parameter nodes are used."""
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+            self._selectSegmentEditorNode()
+            self.ui.segmentEditorWidget.updateWidgetFromMRML()
 
     def initializeParameterNode(self) -> None:
         """Ensure parameter node exists and observed; preselect the first volume and segmentation."""
@@ -398,34 +436,43 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return [self.ui.segmentsListWidget.item(row) for row in range(self.ui.segmentsListWidget.count)]
 
     def _refreshSegmentsList(self) -> None:
-        """One checkable item per segment (text: name, data: segment ID); checks are kept for known segments."""
+        """One checkable item per segment (text: name, data: segment ID), checked unless the parameter node's
+        ``uncheckedSegmentIds`` lists it: the checks are saved with the scene and follow it."""
         segmentationNode = self._observedSegmentation
         segments = []
         if segmentationNode is not None:
             segmentation = segmentationNode.GetSegmentation()
             segments = [(segmentation.GetNthSegmentID(i), segmentation.GetNthSegment(i).GetName())
                         for i in range(segmentation.GetNumberOfSegments())]
+        unchecked = set(self._parameterNode.uncheckedSegmentIds) if self._parameterNode else set()
+        states = [(segmentId, name, segmentId not in unchecked) for segmentId, name in segments]
         items = self._segmentItems()
-        if segmentationNode is self._listedSegmentation and segments == [(item.data(qt.Qt.UserRole), item.text()) for item in items]:
+        if states == [(item.data(qt.Qt.UserRole), item.text(), item.checkState() == qt.Qt.Checked) for item in items]:
             return
-        unchecked = set()
-        if segmentationNode is self._listedSegmentation:
-            unchecked = {item.data(qt.Qt.UserRole) for item in items if item.checkState() != qt.Qt.Checked}
         wasBlocked = self.ui.segmentsListWidget.blockSignals(True)
         self.ui.segmentsListWidget.clear()
-        for segmentId, name in segments:
+        for segmentId, name, checked in states:
             item = qt.QListWidgetItem(name)
             item.setData(qt.Qt.UserRole, segmentId)
             item.setFlags(item.flags() | qt.Qt.ItemIsUserCheckable)
-            item.setCheckState(qt.Qt.Unchecked if segmentId in unchecked else qt.Qt.Checked)
+            item.setCheckState(qt.Qt.Checked if checked else qt.Qt.Unchecked)
             self.ui.segmentsListWidget.addItem(item)
         self.ui.segmentsListWidget.blockSignals(wasBlocked)
-        self._listedSegmentation = segmentationNode
+
+    def _onSegmentChecked(self, item=None) -> None:
+        """A check box of the segment list changed: the parameter node keeps the unchecked segments."""
+        if self._parameterNode:
+            unchecked = [i.data(qt.Qt.UserRole) for i in self._segmentItems() if i.checkState() != qt.Qt.Checked]
+            if list(self._parameterNode.uncheckedSegmentIds) != unchecked:
+                self._parameterNode.uncheckedSegmentIds = unchecked
+        self._updateButtons()
 
     def _setAllSegmentsChecked(self, checked: bool) -> None:
+        wasBlocked = self.ui.segmentsListWidget.blockSignals(True)
         for item in self._segmentItems():
             item.setCheckState(qt.Qt.Checked if checked else qt.Qt.Unchecked)
-        self._updateButtons()
+        self.ui.segmentsListWidget.blockSignals(wasBlocked)
+        self._onSegmentChecked()
 
     def checkedSegmentIds(self) -> list:
         return [item.data(qt.Qt.UserRole) for item in self._segmentItems() if item.checkState() == qt.Qt.Checked]
@@ -468,126 +515,159 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _setRunning(self, running: bool) -> None:
         self._running = running
-        self._cancelRequested = False
         self.ui.cancelButton.enabled = running
         if running:
             self.ui.progressBar.maximum = 1
             self.ui.progressBar.value = 0
         self._updateButtons()
 
-    def _onProgress(self, done: int, total: int, message: str = "") -> bool:
-        """Progress callback of the Logic calls: False cancels the run."""
-        self.ui.progressBar.maximum = max(total, 1)
-        self.ui.progressBar.value = done
-        slicer.util.showStatusMessage(f"{message} ({done}/{total})" if message else f"{done}/{total}")
-        slicer.app.processEvents()
-        return not self._cancelRequested
-
     def onCancelButton(self) -> None:
-        self._cancelRequested = True
+        """Stop the running job: its worker process is terminated at once; nothing is added to the scene."""
+        if self._job is not None:
+            self._job.run.cancel()
 
-    def _run(self, failure: str, call):
-        """Run ``call(progress)`` (one Logic call) with progress, Cancel and errors shown; its result, or None."""
-        if not ensureDependencies():
-            return None
-        self._setRunning(True)
+    def _start(self, failure: str, makeJob, onDone=None, onProgress=None) -> None:
+        """Run one Logic job in the background (see RadiomicsLabLib.background and the README's "Desktop Slicer").
+
+        ``makeJob()`` checks the inputs and reads them from the scene here, on the main thread (a mistake is shown at
+        once); the computation runs in a worker process while the window stays responsive, progress and Cancel work
+        at any time, and ``onDone(result)`` gets what the job added to the scene when it is done. Nodes that
+        ``makeJob`` itself added (e.g. a new delta study) are removed again when the job fails or is cancelled.
+        """
+        if self._job is not None or not ensureDependencies():
+            return
+        from RadiomicsLabLib.background import BackgroundRun
+
+        before = set(sceneNodeIds())
         try:
             with slicer.util.tryWithErrorDisplay(failure, waitCursor=True):
-                try:
-                    return call(self._onProgress)
-                except Cancelled as cancelled:
-                    slicer.util.showStatusMessage(str(cancelled), 5000)
-        finally:
-            self._setRunning(False)
-        return None
+                run = BackgroundRun(makeJob())
+        except Exception:  # shown by tryWithErrorDisplay
+            removeNodesAddedSince(before)
+            return
+        self._job = RunningJob(run, failure, onDone, onProgress, before)
+        self._setRunning(True)
+        self._jobTimer.start()
+
+    def _onJobTimer(self) -> None:
+        """Poll the running job (every JOB_POLL_MS): progress, then its result or its error."""
+        job = self._job
+        if job is None:
+            self._jobTimer.stop()
+            return
+        running = job.run.poll()
+        done, total, message = job.run.progress
+        self.ui.progressBar.maximum = max(total, 1)
+        self.ui.progressBar.value = done
+        slicer.util.showStatusMessage(f"{job.run.job.title}: {message} ({done}/{total})" if message else job.run.job.title)
+        if job.onProgress:
+            job.onProgress(done, total, message)
+        if running:
+            return
+        self._jobTimer.stop()
+        self._job = None
+        self._setRunning(False)
+        if job.run.state == "done":
+            slicer.util.showStatusMessage(_("{title}: done in {seconds:.1f} s").format(
+                title=job.run.job.title, seconds=time.monotonic() - job.run.started), 5000)
+            if job.onDone:
+                job.onDone(job.run.value)
+            return
+        removeNodesAddedSince(job.nodesBefore)
+        if job.run.state == "cancelled":
+            slicer.util.showStatusMessage(str(job.run.error), 5000)
+        else:
+            slicer.util.errorDisplay(f"{job.failure}\n\n{job.run.error}", windowTitle=_("RadiomicsLab"))
 
     def _settings(self):
-        """The feature settings of every workflow: the parameter file, else the preset."""
-        return self._parameterNode.parameterFile or self._parameterNode.preset
+        """The feature settings of every workflow (the parameter file, else the preset), checked: pyradiomics-style
+        settings run on the chosen engine (native needs no pyradiomics), IBSI settings on the IBSI engine."""
+        from RadiomicsLabLib.settings import load_settings
+
+        p = self._parameterNode
+        settings = load_settings(p.parameterFile or p.preset)
+        return settings if settings.engine == "ibsi" else load_settings(settings, engine=p.engine)
 
     # Segmentation -----------------------------------------------------------------------------
     def onAddRingButton(self) -> None:
         p = self._parameterNode
-        self._run(_("Adding the ring failed."), lambda progress: self.logic.habitats.add_ring(
+        self._start(_("Adding the ring failed."), lambda: self.logic.habitats.add_ring_job(
             p.inputSegmentation, self.firstCheckedSegmentId(), p.ringStartMm, p.ringStopMm, reference_volume=p.inputVolume))
 
     # Extraction -------------------------------------------------------------------------------
     def onApplyButton(self) -> None:
-        """Extract the checked segments' features into the output table and show it."""
+        """Extract the checked segments' features into a new table (or the chosen output table) and show it."""
         p = self._parameterNode
-        table = self._run(_("Feature extraction failed."), lambda progress: self.logic.extract(
+        self._start(_("Feature extraction failed."), lambda: self.logic.extract_job(
             p.inputVolume, p.inputSegmentation, segment_ids=self.checkedSegmentIds(), settings=self._settings(),
-            image_types=splitImageTypes(p.imageTypes) or None, table_node=p.outputTable, progress=progress))
-        if table is not None:
-            p.outputTable = table
-            showTable(table)
+            image_types=splitImageTypes(p.imageTypes) or None, table_node=p.outputTable), onDone=showTable)
 
     # Feature maps -----------------------------------------------------------------------------
     def onComputeMapsButton(self) -> None:
         """Maps of the first checked segment, the first shown over the image, the summary in a table."""
         p = self._parameterNode
-        segmentId = self.firstCheckedSegmentId()
 
         def progress(done, total, message=""):
-            if done == 0:  # compute's first report: the checked plan and its memory estimate, before any work
+            if done == 0 and message:  # compute's first report: the checked plan and its memory estimate
                 self.ui.mapEstimateLabel.text = message
-            return self._onProgress(done, total, message)
 
-        def compute(_):
-            return self.logic.featureMaps.compute(
-                p.inputVolume, p.inputSegmentation, segmentId, features=p.mapFeatures, radius=p.mapRadius,
-                definition=p.mapDefinition, opacity=p.mapOpacity, progress=progress)
-
-        result = self._run(_("Feature maps failed."), compute)
-        if result is not None:
-            showTable(result.table)
+        self._start(_("Feature maps failed."), lambda: self.logic.featureMaps.compute_job(
+            p.inputVolume, p.inputSegmentation, self.firstCheckedSegmentId(), features=p.mapFeatures,
+            radius=p.mapRadius, definition=p.mapDefinition, opacity=p.mapOpacity),
+            onDone=lambda result: showTable(result.table), onProgress=progress)
 
     # Observers --------------------------------------------------------------------------------
     def onAnalyseObserversButton(self) -> None:
         """Agreement, consensus and (optionally) feature reproducibility of the observers."""
         p = self._parameterNode
         observers = list(p.observerSegmentations) or [(p.inputSegmentation, s) for s in self.checkedSegmentIds()]
-        results = self._run(_("Observer analysis failed."), lambda progress: self.logic.observers.analyse(
-            p.inputVolume, observers, features=p.observerFeatures, settings=self._settings(),
-            perturbations=True if p.observerPerturbations else None, progress=progress))
-        if results is not None:
+
+        def show(results):
             showTable(results.main_table)
             showChart(results.main_chart)
+
+        self._start(_("Observer analysis failed."), lambda: self.logic.observers.analyse_job(
+            p.inputVolume, observers, features=p.observerFeatures, settings=self._settings(),
+            perturbations=True if p.observerPerturbations else None), onDone=show)
 
     # Habitats ---------------------------------------------------------------------------------
     def onComputeHabitatsButton(self) -> None:
         """Habitats of the first checked segment from the channels (or the image); statistics and fractions shown."""
         p = self._parameterNode
         channels = list(p.channelVolumes) or [p.inputVolume]
-        nodes = self._run(_("Habitats failed."), lambda progress: self.logic.habitats.habitats(
+
+        def show(nodes):
+            showTable(nodes.statistics)
+            showChart(nodes.fractions_chart)
+
+        self._start(_("Habitats failed."), lambda: self.logic.habitats.habitats_job(
             p.inputSegmentation, self.firstCheckedSegmentId(), channels, n_habitats=p.habitatCount or "auto",
             method=p.habitatMethod, reference_volume=p.inputVolume, min_island_mm3=p.habitatMinIslandMm3,
             feature_maps=p.habitatFeatureMaps or None, map_radius=p.mapRadius, map_definition=p.mapDefinition,
-            features=self._settings() if p.habitatFeatures else None, progress=progress))
-        if nodes is not None:
-            showTable(nodes.statistics)
-            showChart(nodes.fractions_chart)
+            features=self._settings() if p.habitatFeatures else None), onDone=show)
 
     # Delta ------------------------------------------------------------------------------------
     def onComputeDeltaButton(self) -> None:
         """Delta features of the selected study, or of a new study made from the checked timepoints."""
         p = self._parameterNode
+        study = p.deltaStudy
 
-        def compute(progress):
-            study = p.deltaStudy or self.logic.delta.study_from_nodes(
-                p.timepointVolumes, self.logic.delta.segmentations_for(p.timepointVolumes, p.timepointSegmentations),
-                dates=splitDates(p.timepointDates) or None)
-            nodes = self.logic.delta.compute(
+        def makeJob():
+            nonlocal study
+            if study is None:  # a new study is made now; removed again if the job fails or is cancelled
+                study = self.logic.delta.study_from_nodes(
+                    p.timepointVolumes, self.logic.delta.segmentations_for(p.timepointVolumes, p.timepointSegmentations),
+                    dates=splitDates(p.timepointDates) or None)
+            return self.logic.delta.compute_job(
                 study, settings=self._settings(), register=None if p.deltaRegistration == "none" else p.deltaRegistration,
-                propagate=p.deltaPropagate, reference=p.deltaReference or "baseline", progress=progress)
-            return study, nodes
+                propagate=p.deltaPropagate, reference=p.deltaReference or "baseline")
 
-        outcome = self._run(_("Delta-radiomics failed."), compute)
-        if outcome is not None:
-            study, nodes = outcome
+        def show(nodes):
             p.deltaStudy = study
             showTable(nodes.table)
             showChart(nodes.trajectories)
+
+        self._start(_("Delta-radiomics failed."), makeJob, onDone=show)
 
     # Cohort -----------------------------------------------------------------------------------
     def onRunCohortButton(self) -> None:
@@ -598,7 +678,7 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay(_("The cohort could not start."), waitCursor=True):
             cohort = self.logic.cohort.load_cohort(p.cohortFile)
             self.logic.cohort.start(cohort, p.cohortOutputDirectory, settings=self._settings(),
-                                    image_types=splitImageTypes(p.imageTypes) or None, workers=p.cohortWorkers or None,
+                                    image_types=splitImageTypes(p.imageTypes) or None, workers=None if p.cohortWorkers < 0 else p.cohortWorkers,
                                     retry_failed=p.cohortRetryFailed)
             table = self.logic.cohort.status_table(cohort, p.cohortOutputDirectory)
             self._cohort = (cohort, p.cohortOutputDirectory, table)
@@ -657,6 +737,31 @@ def splitImageTypes(text: str) -> list:
 def splitDates(text: str) -> list:
     """The timepoint dates typed in the GUI (``2024-01-10, 2024-03-05`` or separated by spaces), in order."""
     return [date for date in re.split(r"[\s,;]+", text) if date]
+
+
+@dataclass
+class RunningJob:
+    """The widget's background job: the run, how to report a failure, what to do with the result, and the scene's
+    node IDs before the job was prepared (nodes added since are removed when it fails or is cancelled)."""
+
+    run: object
+    failure: str
+    onDone: object
+    onProgress: object
+    nodesBefore: set
+
+
+def sceneNodeIds() -> list:
+    scene = slicer.mrmlScene
+    return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
+
+
+def removeNodesAddedSince(nodeIds: set) -> None:
+    """Remove the nodes added to the scene since ``nodeIds`` was taken (what a failed or cancelled job prepared)."""
+    for nodeId in reversed(sceneNodeIds()):
+        node = slicer.mrmlScene.GetNodeByID(nodeId)
+        if nodeId not in nodeIds and node is not None:
+            slicer.mrmlScene.RemoveNode(node)
 
 
 def showTable(tableNode) -> None:

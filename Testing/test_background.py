@@ -192,3 +192,44 @@ def test_without_python_real_the_error_says_what_to_set(tmp_path):
     result = run_with_launcher(fake_slicer(tmp_path, with_python_real=False))
     assert result.returncode != 0
     assert "Set RADIOMICSLAB_WORKER_PYTHON to the Slicer installation's bin/python-real" in result.stderr
+
+
+def child_processes() -> list[int]:
+    """PIDs of this process's children (Linux /proc)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == os.getpid():
+                children.append(int(entry))
+    return children
+
+
+def test_cohort_with_workers_0_runs_in_this_process_in_the_background(data, scene, tmp_path):
+    """The desktop Cohort section's Workers = 0: the cases run in Slicer's own process (no worker process is
+    started), on a background thread, while the main loop keeps ticking and polls the status table."""
+    from RadiomicsLabLib.mrml.cohort import CohortLogic
+
+    cases = data / "pyradiomics_cases"
+    cohort_path = tmp_path / "cohort.csv"
+    cohort_path.write_text("id,image,mask\n" + "".join(
+        f"{case},{cases / f'{case}_image.nrrd'},{cases / f'{case}_label.nrrd'}\n" for case in ("brain2", "breast1")))
+    logic = CohortLogic(scene)
+    cohort = logic.load_cohort(cohort_path)
+    before = set(child_processes())
+    logic.start(cohort, tmp_path / "out", settings={"featureClass": {"firstorder": [], "glcm": []},
+                                                    "setting": {"binCount": 16}}, workers=0)
+    table = logic.status_table(cohort, tmp_path / "out")
+    worst, last, spawned = 0.0, time.monotonic(), set()
+    while logic.is_running():
+        logic.status_table(cohort, tmp_path / "out", table)
+        spawned |= set(child_processes()) - before
+        time.sleep(TICK_S)
+        now = time.monotonic()
+        worst, last = max(worst, now - last - TICK_S), now
+    summary = logic.wait()
+    assert summary.computed == 2 and not spawned
+    assert worst < MAX_STALL_S, f"the main loop stalled {worst:.2f} s"

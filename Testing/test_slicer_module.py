@@ -139,7 +139,11 @@ def test_bound_widgets_name_parameters_of_a_bindable_type(source, ui_root):
     # qMRMLCheckableNodeComboBox: those parameters are synchronised by the widget (PATH_WIDGETS, NODE_LIST_WIDGETS).
     paths = class_dict(source, "RadiomicsLabWidget", "PATH_WIDGETS")
     node_lists = class_dict(source, "RadiomicsLabWidget", "NODE_LIST_WIDGETS")
-    assert set(fields) - set(bound) == set(paths) | set(node_lists)
+    # The segment checklist (a QListWidget: no connector) keeps the unchecked segment IDs, synchronised by the widget.
+    checklist = class_dict(source, "RadiomicsLabWidget", "CHECKLIST_WIDGETS")
+    assert set(fields) - set(bound) == set(paths) | set(node_lists) | set(checklist)
+    for name, widget in checklist.items():
+        assert fields[name] == "list[str]" and widgets[widget].get("class") == "QListWidget", name
     for name, widget in paths.items():
         assert fields[name] == "str" and widgets[widget].get("class") in ("ctkPathLineEdit", "ctkDirectoryButton"), name
     for name, widget in node_lists.items():
@@ -229,6 +233,40 @@ def test_every_widget_action_is_a_call_of_an_existing_logic_method(source):
         assert n_positional <= len(positional), f"{cls.__name__}.{method}: {n_positional} positional arguments"
 
 
+#: Buttons whose work is long: each runs a Logic *_job in the background (RadiomicsLabLib.background).
+BACKGROUND_BUTTONS = {"onAddRingButton": "add_ring_job", "onApplyButton": "extract_job",
+                      "onComputeMapsButton": "compute_job", "onAnalyseObserversButton": "analyse_job",
+                      "onComputeHabitatsButton": "habitats_job", "onComputeDeltaButton": "compute_job"}
+
+
+def test_long_work_runs_in_the_background_never_on_the_main_thread(source):
+    """Each workflow button prepares a Logic job and hands it to _start (a BackgroundRun polled by a Qt timer); no
+    button calls a Logic method that computes on the main thread, and nothing pumps events from a progress callback."""
+    (widget,) = [n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "RadiomicsLabWidget"]
+    methods = {n.name: n for n in widget.body if isinstance(n, ast.FunctionDef)}
+    for handler, job_method in BACKGROUND_BUTTONS.items():
+        calls = [ast.unparse(c.func) for c in ast.walk(methods[handler]) if isinstance(c, ast.Call)]
+        assert "self._start" in calls, f"{handler} does not run its work in the background"
+        logic = [c for c in calls if c.startswith("self.logic.")]
+        assert any(c.endswith("." + job_method) for c in logic), (handler, logic)
+        computing = [c for c in logic if not c.endswith("_job") and c.split(".")[-1] not in ("study_from_nodes",
+                                                                                              "segmentations_for")]
+        assert not computing, f"{handler} computes on the main thread: {computing}"
+    start = ast.unparse(methods["_start"])
+    assert "BackgroundRun(makeJob())" in start and "removeNodesAddedSince" in start
+    assert "processEvents" not in source
+    assert re.search(r"^JOB_POLL_MS = (\d+)$", source, re.M) and int(re.search(r"^JOB_POLL_MS = (\d+)$", source, re.M)[1]) <= 100
+
+
+def test_cohort_workers_0_runs_in_slicers_process(source, ui_root):
+    """Workers: -1 ("all cores") starts one worker process per core, 0 runs the cases in this process, N: N processes."""
+    spin = ui_widgets(ui_root)["cohortWorkersSpinBox"]
+    assert spin.findtext("property[@name='minimum']/number") == "-1"
+    assert spin.findtext("property[@name='specialValueText']/string") == "all cores"
+    assert parameter_fields(source)["cohortWorkers"] == "Annotated[int, WithinRange(-1, 256)]"
+    assert "workers=None if p.cohortWorkers < 0 else p.cohortWorkers" in source
+
+
 #: Methods and properties of the widget classes the module touches, as declared in their headers:
 #: Slicer 583e9b37 (Modules/Loadable/Segmentations/Widgets/qMRMLSegmentEditorWidget.h,
 #: Libs/MRML/Widgets/qMRMLCheckableNodeComboBox.h, qMRMLNodeComboBox.h), CTK (ctkPathLineEdit.h,
@@ -238,7 +276,7 @@ WIDGET_API = {
                                  "setSourceVolumeNodeSelectorVisible", "mrmlSegmentEditorNode", "setMRMLSegmentEditorNode",
                                  "segmentationNode", "setSegmentationNode", "sourceVolumeNode", "setSourceVolumeNode",
                                  "installKeyboardShortcuts", "uninstallKeyboardShortcuts", "removeViewObservations",
-                                 "setActiveEffect", "updateWidgetFromMRML"},
+                                 "setActiveEffect", "updateWidgetFromMRML", "updateEffectList"},
     "qMRMLCheckableNodeComboBox": {"checkedNodes", "nodeCount", "nodeFromIndex", "setCheckState", "connect", "blockSignals"},
     "ctkPathLineEdit": {"nameFilters", "currentPath", "connect", "blockSignals"},
     "ctkDirectoryButton": {"directory", "connect", "blockSignals"},
