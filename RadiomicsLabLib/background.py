@@ -220,8 +220,8 @@ class BackgroundRun:
     def _send(self, payload: bytes) -> None:
         try:
             self._connection.send_bytes(payload)
-        except (OSError, ValueError):  # the worker ended (cancelled, or could not start): reported by _receive
-            pass
+        except (OSError, ValueError, TypeError):  # the worker ended or the pipe was closed by a cancel: reported by
+            pass                                  # _receive (or the cancel itself)
 
     def _receive(self) -> None:
         """Reader thread: queue the worker's messages; after the last one, reap the worker process."""

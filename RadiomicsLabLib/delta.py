@@ -842,6 +842,21 @@ def run_cohort(patients: dict, progress=None, **options) -> list[DeltaResult]:
     return results
 
 
+def run_studies(plans, plot_features=None, waterfall_feature=None, progress=None, **options) -> list[DeltaResult]:
+    """:func:`run_delta` for each (patient, timepoints, lesions) of ``plans`` in order (checked by the caller;
+    patients may repeat), progress counted over all of them; then the plot features are checked against the rows.
+    The computation of :meth:`RadiomicsLabLib.mrml.delta.DeltaLogic.compute` (its job's compute)."""
+    results = []
+    for done, (patient, timepoints, lesions) in enumerate(plans):
+        def inner(step, total, message, done=done, patient=patient):
+            if progress is None:
+                return None
+            return progress(done * total + step, len(plans) * total, f"{patient}: {message}")
+        results.append(run_delta(timepoints, lesions=lesions, patient=patient, progress=inner, **options))
+    check_plot_features([r for result in results for r in result.rows], plot_features, waterfall_feature)
+    return results
+
+
 # Outputs --------------------------------------------------------------------------------------
 def csv_text(columns, rows) -> str:
     """CSV of ``rows`` (objects with ``row()``) under ``columns``; numbers in their shortest exact form, NaN as ``nan``."""

@@ -1020,6 +1020,83 @@ def habitat_features(patient: Patient, result: PatientHabitats, settings=None, p
     return out
 
 
+# Whole computations of the scene workflows (run in a worker process by RadiomicsLabLib.background) ------
+def place_channels(patients, moves=None) -> list:
+    """The patients with each channel named in ``moves`` resampled (linear) through its transform onto a grid.
+
+    ``moves``: (patient index, channel) -> (grid, transform), ``grid`` as (size, origin, spacing, direction) of the
+    patient's reference volume: a channel volume that lies under a transform in the scene. Returns new
+    :class:`Patient` objects (the given ones are left as they are), channels in the same order.
+    """
+    if not moves:
+        return list(patients)
+    placed = []
+    for index, patient in enumerate(patients):
+        channels = {}
+        for name, image in patient.channels.items():
+            if (index, name) in moves:
+                (size, origin, spacing, direction), transform = moves[index, name]
+                grid = sitk.Image([int(n) for n in size], sitk.sitkUInt8)
+                grid.SetOrigin(origin)
+                grid.SetSpacing(spacing)
+                grid.SetDirection(direction)
+                image = resample(image, grid, transform)
+            channels[name] = image
+        placed.append(Patient(patient.name, patient.mask, channels, patient.label))
+    return placed
+
+
+def grid_of(image: sitk.Image) -> tuple:
+    """(size, origin, spacing, direction) of an image: a grid for :func:`place_channels`."""
+    return tuple(image.GetSize()), tuple(image.GetOrigin()), tuple(image.GetSpacing()), tuple(image.GetDirection())
+
+
+def compute_habitats(patients, n_habitats=4, method: str = "kmeans", settings=None, moves=None, inputs=None,
+                     progress=None, **options) -> tuple:
+    """:func:`fit_habitats` of the patients (channels first placed by :func:`place_channels`), then with ``settings``
+    the per-habitat features of each patient's channels (:func:`habitat_features`); returns (model, results,
+    features by patient name, :func:`habitat_provenance` with ``inputs``). The computation of
+    :meth:`RadiomicsLabLib.mrml.habitats.HabitatLogic.cohort_habitats`."""
+    patients = place_channels(patients, moves)
+    model, results = fit_habitats(patients, n_habitats, method, progress=progress, **options)
+    extracted = {}
+    if settings is not None:
+        extracted = {patient.name: habitat_features(patient, result, settings) for patient, result in zip(patients, results)}
+    return model, results, extracted, habitat_provenance(model, results, inputs)
+
+
+def label_habitats(model, patient: Patient, settings=None, moves=None, inputs=None, progress=None) -> tuple:
+    """A fitted model applied to a new patient (channels placed by :func:`place_channels`) and, with ``settings``, its
+    per-habitat features; returns (result, features by patient name, provenance). The computation of
+    :meth:`RadiomicsLabLib.mrml.habitats.HabitatLogic.apply_habitats`."""
+    (patient,) = place_channels([patient], moves)
+    result = model.label(patient, progress=progress)
+    extracted = {patient.name: habitat_features(patient, result, settings)} if settings is not None else {}
+    return result, extracted, habitat_provenance(model, [result], inputs)
+
+
+def register_around(fixed: sitk.Image, moving: sitk.Image, kind: str = "rigid", mask: sitk.Image | None = None,
+                    margin_mm: float = REGISTRATION_MARGIN_MM, seed: int = 0, progress=None, **options):
+    """:func:`~RadiomicsLabLib.registration.register` with the metric inside ``mask`` grown by ``margin_mm`` (the
+    whole fixed image without a mask). The computation of :meth:`RadiomicsLabLib.mrml.habitats.HabitatLogic.register`."""
+    region = grow(mask, margin_mm) if mask is not None else None
+    return register(fixed, moving, kind, fixed_mask=region, seed=seed, progress=progress, **options)
+
+
+def ring_region(mask: sitk.Image, start_mm: float, stop_mm: float, clip_mask: sitk.Image | None = None,
+                progress=None) -> sitk.Image:
+    """The ring from ``start_mm`` to ``stop_mm`` around ``mask`` (:func:`RadiomicsLabLib.regions.ring`), kept inside
+    ``clip_mask``; a ring without voxels is an error. The computation of
+    :meth:`RadiomicsLabLib.mrml.habitats.HabitatLogic.add_ring`."""
+    from .regions import ring
+
+    region = ring(mask, start_mm, stop_mm, clip_mask)
+    if not sitk.GetArrayViewFromImage(region).any():
+        raise RadiomicsLabError(f"The ring from {start_mm:g} to {stop_mm:g} mm has no voxels (narrower than the voxel "
+                                "spacing, or clipped away); widen it.")
+    return region
+
+
 # Files: cohort table in, CSV and plots out ------------------------------------------------------
 @dataclass
 class PatientFiles:

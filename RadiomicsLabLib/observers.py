@@ -497,6 +497,25 @@ def run_study(lesions: list, settings=None, features: bool = True, rule: str | N
     return study
 
 
+def observer_study(lesions: list, settings=None, features: bool = True, rule: str | None = None,
+                   icc_type: str | None = None, perturbations=None, seed: int = 0, progress=None) -> StudyResult:
+    """:func:`run_study` after adding each lesion's synthetic observers: ``perturbations`` (a list of
+    :class:`~RadiomicsLabLib.perturbation.Perturbation`, e.g. from
+    :func:`~RadiomicsLabLib.perturbation.perturbation_plan`) applied to its first observer, reproducible from
+    ``seed``. The whole computation of :meth:`RadiomicsLabLib.mrml.observers.ObserverLogic.run` (its job's
+    compute, run in a worker process by :class:`~RadiomicsLabLib.background.BackgroundRun`); the given lesions are
+    left as they are (the perturbed observers are added to copies)."""
+    import dataclasses
+
+    from .perturbation import perturb_lesion
+
+    if perturbations:
+        lesions = [perturb_lesion(dataclasses.replace(lesion, masks=dict(lesion.masks), images=dict(lesion.images),
+                                                      notes=list(lesion.notes), perturbations=list(lesion.perturbations)),
+                                  perturbations, seed) for lesion in lesions]
+    return run_study(lesions, settings, features, rule, icc_type, progress)
+
+
 def study_lesion(lesion: Lesion, settings=None, features: bool = True, step=None) -> tuple:
     """One lesion's part of :func:`run_study`: (:class:`LesionResult`, [(lesion name, FeatureValue)],
     [extraction provenance per observer]); ``step(message)`` after each part."""

@@ -440,6 +440,80 @@ def test_scene_sequences_propagation_and_mrb_round_trip(case, scene, tmp_path):
     assert exported["waterfall.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def table_values(table_node) -> list:
+    """Every column of a table node: (name, array class, each value's repr) -- exact doubles, NaN equal to NaN."""
+    table = table_node.GetTable()
+    columns = [table.GetColumn(j) for j in range(table.GetNumberOfColumns())]
+    return [(c.GetName(), c.GetClassName(), [repr(c.GetValue(i)) for i in range(c.GetNumberOfTuples())]) for c in columns]
+
+
+def chart_values(chart) -> list:
+    """Each plot series of a chart: its columns and the values of its table."""
+    series = [chart.GetNthPlotSeriesNode(i) for i in range(chart.GetNumberOfPlotSeriesNodes())]
+    return [(s.GetXColumnName(), s.GetYColumnName(), table_values(s.GetTableNode())) for s in series]
+
+
+def test_background_delta_equals_the_in_thread_call_and_cancel_adds_nothing(case, scene, monkeypatch):
+    """DeltaLogic.compute_job in a real spawned worker (RadiomicsLabLib.background.BackgroundRun) on two copies of the
+    same study (real STS_002 CT + GTV, the synthetic follow-up without a mask): rigid registration, propagation and
+    difference maps computed in the worker land as the same table, charts, transform, propagated segmentation and
+    difference maps as the in-thread call's, exactly; a cancel right after the start adds no node and the worker is
+    gone within 2 s. ITK runs single-threaded here and in the worker (ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=1): its
+    threaded registration metric sums in a varying order, which moves the transform by ~1e-14 from run to run."""
+    import time
+
+    from RadiomicsLabLib.background import BackgroundRun, JobCancelled
+    from RadiomicsLabLib.mrml.convert import segment_ids, segment_to_sitk, volume_to_sitk
+    from RadiomicsLabLib.mrml.delta import DeltaLogic
+
+    logic = DeltaLogic(scene)
+    specs = [(DATES[0], case["image_path"], case["mask_path"]), (DATES[1], case["followup_path"], None)]
+    studies = [logic.load_study(specs, name="STS_002", labels=["baseline", "week6"]) for _ in range(3)]
+    options = dict(settings=FAST, register="rigid", propagate=True, difference_maps=True, registration_options=REG)
+
+    def values(nodes, study):
+        followup = study.GetNodeReference("RadiomicsLab.Volumes").GetNthDataNode(1)
+        propagated = nodes.propagated[("STS_002", "week6")]
+        masks = [sitk.GetArrayFromImage(segment_to_sitk(propagated, s, followup)).tobytes() for s in segment_ids(propagated)]
+        transform = nodes.transforms[("STS_002", "week6")].GetMatrixTransformFromParent()
+        matrix = [transform.GetElement(i, j) for i in range(4) for j in range(4)]
+        differences = nodes.difference_maps["STS_002"]
+        maps = [sitk.GetArrayFromImage(volume_to_sitk(differences.GetNthDataNode(i))).tobytes()
+                for i in range(differences.GetNumberOfDataNodes())]
+        return (table_values(nodes.table), chart_values(nodes.trajectories), chart_values(nodes.waterfall), masks,
+                matrix, maps, nodes.warnings)
+
+    threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    monkeypatch.setenv("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "1")  # the worker's environment
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        in_thread = logic.compute(studies[0], **options)
+        n_nodes = scene.GetNumberOfNodes()
+        run = BackgroundRun(logic.compute_job(studies[1], **options))
+        assert scene.GetNumberOfNodes() == n_nodes, "nothing may be added before the job lands"
+        landed = run.wait(timeout=300)
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    assert run.state == "done" and scene.GetNumberOfNodes() > n_nodes
+    expected = values(in_thread, studies[0])
+    assert values(landed, studies[1]) == expected
+    assert len(expected[3]) == 1 and len(expected[5]) == 2 and landed.results[0].alignments["week6"].used
+
+    n_nodes = scene.GetNumberOfNodes()
+    run = BackgroundRun(logic.compute_job(studies[2], **options))
+    time.sleep(0.3)
+    assert run.poll(), "the job should still be running 0.3 s after the start"
+    started = time.monotonic()
+    run.cancel()
+    while run.worker_alive and time.monotonic() - started < 3.0:
+        time.sleep(0.01)
+    assert not run.worker_alive and time.monotonic() - started < 2.0
+    assert run.state == "cancelled" and not run.poll()
+    with pytest.raises(JobCancelled):
+        run.result()
+    assert scene.GetNumberOfNodes() == n_nodes and not logic.transforms(studies[2])
+
+
 def test_transform_nodes_for_bspline(case, scene):
     from RadiomicsLabLib.mrml.convert import sitk_to_transform_node, transform_node_to_sitk
 

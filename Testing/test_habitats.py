@@ -410,3 +410,85 @@ def test_mrml_population_and_registration(scene_logic, data, patients):
     assert max(differences) < 0.01, differences
     summary = logic.registration_summary(node)
     assert summary["kind"] == "rigid" and summary["converged"] is True
+
+
+def table_values(table_node) -> list:
+    """Every column of a table node: (name, array class, each value's repr) -- exact doubles, NaN equal to NaN."""
+    table = table_node.GetTable()
+    columns = [table.GetColumn(j) for j in range(table.GetNumberOfColumns())]
+    return [(c.GetName(), c.GetClassName(), [repr(c.GetValue(i)) for i in range(c.GetNumberOfTuples())]) for c in columns]
+
+
+def chart_values(chart) -> list:
+    """Each plot series of a chart: its columns and the values of its table."""
+    series = [chart.GetNthPlotSeriesNode(i) for i in range(chart.GetNumberOfPlotSeriesNodes())]
+    return [(s.GetXColumnName(), s.GetYColumnName(), table_values(s.GetTableNode())) for s in series]
+
+
+def test_background_habitats_and_ring_equal_the_in_thread_calls_and_cancel_adds_nothing(data, scene):
+    """HabitatLogic.habitats_job and add_ring_job in a real spawned worker (RadiomicsLabLib.background.BackgroundRun)
+    on the real STS_002 CT, MR T1 and PET, the PET under a linear transform in the scene (so it is resampled through
+    it in the worker), with per-habitat features: every landed segment, table and chart equals the in-thread call's
+    exactly; a cancel right after the start adds no node and the worker is gone within 2 s."""
+    import time
+
+    from RadiomicsLabLib.background import BackgroundRun, JobCancelled
+    from RadiomicsLabLib.mrml.convert import segment_to_sitk
+    from RadiomicsLabLib.mrml.habitats import HabitatLogic
+
+    logic = HabitatLogic(scene)
+    segmentation, volumes = load_into_scene(logic, data, "STS_002")
+    shift = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "PET shift")
+    matrix = vtk_matrix([[1, 0, 0, 2.5], [0, 1, 0, -1.5], [0, 0, 1, 1.0], [0, 0, 0, 1]])
+    shift.SetMatrixTransformToParent(matrix)
+    volumes["PET"].SetAndObserveTransformNodeID(shift.GetID())
+    options = dict(name="STS_002", seed=7, min_island_mm3=50.0, features=FIRSTORDER)
+    in_thread = logic.habitats(segmentation, None, volumes, 3, **options)
+
+    def values(nodes):
+        (habitats,) = nodes.segmentations
+        segments = {h: (name, sitk.GetArrayFromImage(segment_to_sitk(habitats, segment_id, volumes["CT"])).tobytes())
+                    for h, (segment_id, name) in logic.habitat_segments(habitats).items()}
+        features = {key: table_values(table) for key, table in nodes.features.items()}
+        return (segments, table_values(nodes.statistics), table_values(nodes.cohort), features,
+                chart_values(nodes.fractions_chart), chart_values(nodes.means_chart), nodes.model.names)
+
+    n_nodes = scene.GetNumberOfNodes()
+    run = BackgroundRun(logic.habitats_job(segmentation, None, volumes, 3, **options))
+    assert scene.GetNumberOfNodes() == n_nodes, "nothing may be added before the job lands"
+    landed = run.wait(timeout=300)
+    assert run.state == "done" and scene.GetNumberOfNodes() > n_nodes
+    expected = values(in_thread)
+    assert values(landed) == expected
+    assert len(expected[0]) == 3 and set(landed.features) == {("STS_002", c) for c in CHANNELS}
+
+    ring_in_thread = logic.add_ring(segmentation, None, 0, 5)
+    run = BackgroundRun(logic.add_ring_job(segmentation, None, 0, 5))
+    ring_landed = run.wait(timeout=120)
+    assert run.state == "done" and ring_landed != ring_in_thread
+    rings = [sitk.GetArrayFromImage(segment_to_sitk(segmentation, s, volumes["CT"])) for s in (ring_in_thread, ring_landed)]
+    assert rings[0].any() and np.array_equal(rings[0], rings[1])
+
+    n_nodes, n_segments = scene.GetNumberOfNodes(), segmentation.GetSegmentation().GetNumberOfSegments()
+    run = BackgroundRun(logic.habitats_job(segmentation, "Label_1", volumes, 3, **options))
+    time.sleep(0.3)
+    assert run.poll(), "the job should still be running 0.3 s after the start"
+    started = time.monotonic()
+    run.cancel()
+    while run.worker_alive and time.monotonic() - started < 3.0:
+        time.sleep(0.01)
+    assert not run.worker_alive and time.monotonic() - started < 2.0
+    assert run.state == "cancelled" and not run.poll()
+    with pytest.raises(JobCancelled):
+        run.result()
+    assert scene.GetNumberOfNodes() == n_nodes and segmentation.GetSegmentation().GetNumberOfSegments() == n_segments
+
+
+def vtk_matrix(rows):
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    for i, row in enumerate(rows):
+        for j, value in enumerate(row):
+            matrix.SetElement(i, j, float(value))
+    return matrix

@@ -457,6 +457,71 @@ def test_mrml_workflow_on_real_sarcoma_cases(data, scene, pet_cohort, tmp_path):
     assert {"Observers agreement", "Observers ICC", "Observers ICC per feature", "STS_004 consensus"} <= names
 
 
+def table_values(table_node) -> list:
+    """Every column of a table node: (name, array class, each value's repr) -- exact doubles, NaN equal to NaN."""
+    table = table_node.GetTable()
+    columns = [table.GetColumn(j) for j in range(table.GetNumberOfColumns())]
+    return [(c.GetName(), c.GetClassName(), [repr(c.GetValue(i)) for i in range(c.GetNumberOfTuples())]) for c in columns]
+
+
+def chart_values(chart) -> list:
+    """Each plot series of a chart: its columns and the values of its table."""
+    series = [chart.GetNthPlotSeriesNode(i) for i in range(chart.GetNumberOfPlotSeriesNodes())]
+    return [(s.GetXColumnName(), s.GetYColumnName(), table_values(s.GetTableNode())) for s in series]
+
+
+def test_background_observers_equal_the_in_thread_call_and_cancel_adds_nothing(data, scene):
+    """ObserverLogic.run_job / analyse_job in a real spawned worker (RadiomicsLabLib.background.BackgroundRun): two real
+    STS PET lesions, each the real mask plus two perturbations made in the worker (seed 11). Every landed table, chart
+    and consensus equals the in-thread call's exactly; a cancel right after the start adds no node and the worker is
+    gone within 2 s."""
+    import time
+
+    from RadiomicsLabLib.background import BackgroundRun, JobCancelled
+    from RadiomicsLabLib.mrml.convert import label_map_to_segmentation_node, sitk_to_volume_node
+    from RadiomicsLabLib.mrml.observers import MAJORITY_SEGMENT, STAPLE_SEGMENT, ObserverLogic
+
+    logic = ObserverLogic(scene)
+    lesions = []
+    for case in ("STS_001", "STS_002"):
+        image_path, mask_path = sts(data, case, "PET")
+        volume = sitk_to_volume_node(read(image_path), case, scene)
+        lesions.append((case, volume, [label_map_to_segmentation_node(read(mask_path), "gtv", scene, volume)]))
+    options = dict(settings=PET_SETTINGS, perturbations=["grow:mm=5", "shift:mm=3"], seed=11)
+    in_thread = logic.run(lesions, **options)
+
+    def values(results):
+        tables = [table_values(n) for n in (results.agreement, results.matrix, results.summary, results.staple,
+                                            results.features, results.icc, results.perturbations)]
+        charts = [chart_values(c) for c in (results.icc_chart, results.bland_altman_chart)]
+        consensus = [[array(logic.consensus_mask(n, which)).tobytes() for which in (STAPLE_SEGMENT, MAJORITY_SEGMENT)]
+                     + [n.GetAttribute("RadiomicsLab.StapleSensitivity"), n.GetAttribute("RadiomicsLab.StapleSpecificity")]
+                     for n in results.consensus]
+        return tables, charts, consensus, results.icc.GetAttribute("RadiomicsLab.RobustFeatures")
+
+    n_nodes = scene.GetNumberOfNodes()
+    run = BackgroundRun(logic.run_job(lesions, **options))
+    assert scene.GetNumberOfNodes() == n_nodes, "nothing may be added before the job lands"
+    landed = run.wait(timeout=300)
+    assert run.state == "done" and scene.GetNumberOfNodes() > n_nodes
+    assert values(landed) == values(in_thread)
+    assert len(logic.table_rows(landed.agreement)) == 2 * 3 and len(landed.consensus) == 2
+
+    n_nodes = scene.GetNumberOfNodes()
+    run = BackgroundRun(logic.analyse_job(lesions[0][1], lesions[0][2], lesion="one", **options))
+    time.sleep(0.3)
+    assert run.poll(), "the job should still be running 0.3 s after the start"
+    started = time.monotonic()
+    run.cancel()
+    while run.worker_alive and time.monotonic() - started < 3.0:
+        time.sleep(0.01)
+    assert not run.worker_alive and time.monotonic() - started < 2.0
+    assert run.state == "cancelled" and not run.poll()
+    with pytest.raises(JobCancelled):
+        run.result()
+    assert scene.GetNumberOfNodes() == n_nodes
+
+
 # CLI ---------------------------------------------------------------------------------------------
 def write(image, path):
     sitk.WriteImage(image, str(path))

@@ -35,6 +35,7 @@ import SimpleITK as sitk
 import slicer
 import vtk
 
+from ..background import Job
 from ..delta import (
     DELTA_COLUMNS,
     HABITAT_COLUMNS,
@@ -49,7 +50,7 @@ from ..delta import (
     difference_map,
     habitat_fractions,
     parse_date,
-    run_delta,
+    run_studies,
     timepoint_from_files,
     trajectories,
     waterfall,
@@ -292,6 +293,19 @@ class DeltaLogic:
         ``difference_maps``, a difference-map sequence synchronised with the browser. Every
         patient is read, checked and computed before the scene is changed.
         """
+        return self.compute_job(studies, settings, lesions, register, propagate, reference, icc_table, icc_threshold,
+                                icc_column, difference_maps, registration_options, registration_margin_mm, plot_features,
+                                waterfall_feature, name).run(progress)
+
+    def compute_job(self, studies, settings=None, lesions=None, register: str | None = None, propagate: bool = False,
+                    reference: str = "baseline", icc_table=None, icc_threshold: float = 0.75, icc_column: str = "ci_low",
+                    difference_maps: bool = False, registration_options=None, registration_margin_mm: float = 20.0,
+                    plot_features=None, waterfall_feature=None, name: str | None = None) -> Job:
+        """:meth:`compute` as a :class:`~RadiomicsLabLib.background.Job`: every study's timepoints are read from its
+        sequences and checked now; the registrations, propagation, difference maps and features
+        (:func:`~RadiomicsLabLib.delta.run_studies`) are computed by ``job.run()`` here or by a
+        :class:`~RadiomicsLabLib.background.BackgroundRun` in a worker process; the table, charts, transforms,
+        propagated segmentations and difference maps are made when the job lands."""
         studies = list(studies) if isinstance(studies, (list, tuple)) else [studies]
         if not studies:
             raise RadiomicsLabError("No study given; create or select a longitudinal study first.")
@@ -311,20 +325,19 @@ class DeltaLogic:
                 if len(studies) == 1:
                     raise
                 raise RadiomicsLabError(f"Study '{patient}': {error}") from None
-            plans.append((study, timepoints, chosen))
-        results = []
-        for done, (study, timepoints, chosen) in enumerate(plans):
-            patient = study.GetAttribute(PATIENT_ATTRIBUTE) or study.GetName()
+            plans.append((patient, timepoints, chosen))
 
-            def inner(step, total, message, done=done, patient=patient):
-                if progress is None:
-                    return None
-                return progress(done * total + step, len(plans) * total, f"{patient}: {message}")
-            results.append(run_delta(timepoints, lesions=chosen, patient=patient, progress=inner, **options))
+        def land(results):
+            return self._write_delta_nodes(studies, results, plot_features, waterfall_feature, name)
+
+        return Job(f"Delta radiomics of {len(plans)} stud{'y' if len(plans) == 1 else 'ies'}", run_studies, (plans,),
+                   dict(plot_features=plot_features, waterfall_feature=waterfall_feature, **options), land=land)
+
+    def _write_delta_nodes(self, studies, results, plot_features, waterfall_feature, name) -> DeltaNodes:
+        """Every output node of :meth:`compute`, made only now that every patient is computed."""
         rows = [r for result in results for r in result.rows]
-        check_plot_features(rows, plot_features, waterfall_feature)  # before the scene changes
         nodes = DeltaNodes(None, None, None, results=results)
-        for (study, _, _), result in zip(plans, results):
+        for study, result in zip(studies, results):
             self._write_study_outputs(study, result, nodes)
         name = name or (results[0].patient if len(results) == 1 else "Cohort")
         nodes.table = self._new_node("vtkMRMLTableNode", f"{name} delta")

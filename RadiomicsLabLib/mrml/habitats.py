@@ -25,18 +25,20 @@ import numpy as np
 import slicer
 import vtk
 
+from ..background import Job
 from ..errors import RadiomicsLabError
 from ..habitats import (
     MAP_METADATA,
     Patient,
     cohort_rows,
-    fit_habitats,
+    compute_habitats,
+    grid_of,
     habitat_colour,
-    habitat_features,
-    habitat_provenance,
+    label_habitats,
+    register_around,
+    ring_region,
 )
-from ..regions import ring
-from ..registration import register, resample, transform_from_matrix
+from ..registration import transform_from_matrix
 from .convert import (segment_ids, segment_name, segment_to_sitk, segmentation_volume, sitk_to_transform_node,
                       transform_node_to_sitk, update_volume_from_sitk, volume_to_sitk)
 from .extraction import ExtractionLogic
@@ -88,20 +90,30 @@ class HabitatLogic(ExtractionLogic):
         the moving volume is put under it (displayed aligned; its voxels are not changed).
         ``options`` go to :func:`~RadiomicsLabLib.registration.register`.
         """
-        from ..regions import grow
+        return self.register_job(fixed_volume, moving_volume, kind, segmentation_node, segment_id, margin_mm, seed,
+                                 apply, **options).run(progress)
 
+    def register_job(self, fixed_volume, moving_volume, kind: str = "rigid", segmentation_node=None, segment_id=None,
+                     margin_mm: float = 20.0, seed: int = 0, apply: bool = True, **options) -> Job:
+        """:meth:`register` as a :class:`~RadiomicsLabLib.background.Job`: the volumes (and segment) are read now, the
+        registration (:func:`~RadiomicsLabLib.habitats.register_around`) runs in ``job.run()`` or a worker process, the
+        transform node is made (and the moving volume put under it) when the job lands."""
         self._check_node(fixed_volume, "vtkMRMLScalarVolumeNode", "fixed volume")
         self._check_node(moving_volume, "vtkMRMLScalarVolumeNode", "moving volume")
         fixed, moving = volume_to_sitk(fixed_volume), volume_to_sitk(moving_volume)
-        region = None
+        mask = None
         if segmentation_node is not None:
             mask = segment_to_sitk(segmentation_node, self._segment_id(segmentation_node, segment_id), fixed_volume)
-            region = grow(mask, margin_mm)
-        result = register(fixed, moving, kind, fixed_mask=region, seed=seed, progress=progress, **options)
-        node = self._transform_node(result, f"{moving_volume.GetName()} to {fixed_volume.GetName()} ({kind})")
-        if apply:
-            moving_volume.SetAndObserveTransformNodeID(node.GetID())
-        return node
+        name = f"{moving_volume.GetName()} to {fixed_volume.GetName()} ({kind})"
+
+        def land(result):
+            node = self._transform_node(result, name)
+            if apply:
+                moving_volume.SetAndObserveTransformNodeID(node.GetID())
+            return node
+
+        return Job(f"{kind.capitalize()} registration of {moving_volume.GetName()}", register_around,
+                   (fixed, moving, kind, mask, margin_mm, seed), dict(options), land=land)
 
     def _transform_node(self, result, name: str):
         node = sitk_to_transform_node(result.transform, self.scene.GenerateUniqueName(name), self.scene)
@@ -130,10 +142,16 @@ class HabitatLogic(ExtractionLogic):
         :class:`~RadiomicsLabLib.mrml.featuremaps.FeatureMapLogic` are channels like any volume (never registered:
         a map of the reference volume is taken as it is); ``features``: settings for per-habitat features of each image channel (a preset,
         parameter file or dict)."""
+        return self.habitats_job(segmentation_node, segment_id, channels, n_habitats, method, reference_volume, name,
+                                 features, **options).run(progress)
+
+    def habitats_job(self, segmentation_node, segment_id, channels, n_habitats=4, method: str = "kmeans",
+                     reference_volume=None, name: str | None = None, features=None, **options) -> Job:
+        """:meth:`habitats` as a :class:`~RadiomicsLabLib.background.Job` (see :meth:`cohort_habitats_job`)."""
         patient = {"name": name or segmentation_node.GetName() if segmentation_node else "patient",
                    "segmentation": segmentation_node, "segment": segment_id, "channels": channels,
                    "reference": reference_volume}
-        return self.cohort_habitats([patient], n_habitats, method, features=features, progress=progress, **options)
+        return self.cohort_habitats_job([patient], n_habitats, method, features=features, **options)
 
     def cohort_habitats(self, patients, n_habitats=4, method: str = "kmeans", features=None, progress=None,
                         **options) -> HabitatNodes:
@@ -144,37 +162,67 @@ class HabitatLogic(ExtractionLogic):
         ``reference`` (the volume whose grid the habitats are on; default the segmentation's reference
         volume, else the first channel).
         """
+        return self.cohort_habitats_job(patients, n_habitats, method, features, **options).run(progress)
+
+    def cohort_habitats_job(self, patients, n_habitats=4, method: str = "kmeans", features=None, **options) -> Job:
+        """:meth:`cohort_habitats` as a :class:`~RadiomicsLabLib.background.Job`: each patient's segment and channel
+        volumes are read from the scene now; the fit, the labels and the per-habitat features
+        (:func:`~RadiomicsLabLib.habitats.compute_habitats`, channels under a transform resampled through it first) are
+        computed by ``job.run()`` here or in a worker process; the nodes are made when the job lands."""
         options.setdefault("registration", "resample")
         settings = None
         if features is not None:
             from ..settings import load_settings
 
             settings = load_settings(features)
-        cases = [self._patient(spec, i) for i, spec in enumerate(patients)]
-        model, results = fit_habitats([patient for patient, _ in cases], n_habitats, method, progress=progress, **options)
-        extracted = {}
-        if settings is not None:
-            extracted = {patient.name: habitat_features(patient, result, settings) for (patient, _), result in zip(cases, results)}
-        provenance = habitat_provenance(model, results, {"nodes": {p.name: ref.GetID() for p, ref in cases}})
-        return self._write_nodes(model, results, cases, extracted, provenance)
+        cases, moves = [], {}
+        for i, spec in enumerate(patients):
+            patient, reference, patient_moves = self._patient_inputs(spec, i)
+            cases.append((patient, reference))
+            moves.update({(i, channel): move for channel, move in patient_moves.items()})
+        inputs = {"nodes": {p.name: ref.GetID() for p, ref in cases}}
+
+        def land(computed):
+            model, results, extracted, provenance = computed
+            return self._write_nodes(model, results, cases, extracted, provenance)
+
+        return Job(f"Habitats of {len(cases)} patient(s)", compute_habitats,
+                   ([patient for patient, _ in cases], n_habitats, method),
+                   dict(settings=settings, moves=moves, inputs=inputs, **options), land=land)
 
     def apply_habitats(self, model, segmentation_node, segment_id, channels, reference_volume=None,
                        name: str | None = None, features=None) -> HabitatNodes:
         """Label a new patient with a fitted model (``HabitatNodes.model`` of an earlier run)."""
+        return self.apply_habitats_job(model, segmentation_node, segment_id, channels, reference_volume, name,
+                                       features).run()
+
+    def apply_habitats_job(self, model, segmentation_node, segment_id, channels, reference_volume=None,
+                           name: str | None = None, features=None) -> Job:
+        """:meth:`apply_habitats` as a :class:`~RadiomicsLabLib.background.Job`: the patient is read now, labelled
+        (:func:`~RadiomicsLabLib.habitats.label_habitats`) by ``job.run()`` or in a worker process, and its nodes made
+        when the job lands."""
         spec = {"name": name or segmentation_node.GetName(), "segmentation": segmentation_node, "segment": segment_id,
                 "channels": channels, "reference": reference_volume}
-        patient, reference = self._patient(spec, 0)
-        result = model.label(patient)
-        extracted = {}
+        patient, reference, moves = self._patient_inputs(spec, 0)
+        settings = None
         if features is not None:
             from ..settings import load_settings
 
-            extracted = {patient.name: habitat_features(patient, result, load_settings(features))}
-        provenance = habitat_provenance(model, [result], {"nodes": {patient.name: reference.GetID()}})
-        return self._write_nodes(model, [result], [(patient, reference)], extracted, provenance)
+            settings = load_settings(features)
+        inputs = {"nodes": {patient.name: reference.GetID()}}
 
-    def _patient(self, spec: dict, index: int):
-        """(core Patient on the reference grid, reference volume node) of one patient description."""
+        def land(computed):
+            result, extracted, provenance = computed
+            return self._write_nodes(model, [result], [(patient, reference)], extracted, provenance)
+
+        return Job(f"Habitats of {patient.name}", label_habitats, (model, patient),
+                   dict(settings=settings, moves={(0, channel): move for channel, move in moves.items()},
+                        inputs=inputs), land=land)
+
+    def _patient_inputs(self, spec: dict, index: int):
+        """(core Patient, reference volume node, channel -> (grid, transform)) of one patient description: the
+        channels under a transform are still to be resampled through it onto the grid
+        (:func:`~RadiomicsLabLib.habitats.place_channels`)."""
         segmentation = spec.get("segmentation")
         self._check_node(segmentation, "vtkMRMLSegmentationNode", f"segmentation of patient {index + 1}")
         channels = spec.get("channels")
@@ -187,27 +235,32 @@ class HabitatLogic(ExtractionLogic):
         reference = spec.get("reference") or segmentation_volume(segmentation) or next(iter(channels.values()))
         self._check_node(reference, "vtkMRMLScalarVolumeNode", "reference volume")
         mask = segment_to_sitk(segmentation, self._segment_id(segmentation, spec.get("segment")), reference)
-        grid = volume_to_sitk(reference)
-        images = {channel: self._channel_image(volume, grid) for channel, volume in channels.items()}
-        return Patient(spec.get("name") or segmentation.GetName(), mask, images), reference
+        images, moves, grid = {}, {}, None
+        for channel, volume in channels.items():
+            images[channel], transform = self._channel_input(volume)
+            if transform is not None:
+                grid = grid or grid_of(volume_to_sitk(reference))
+                moves[channel] = (grid, transform)
+        return Patient(spec.get("name") or segmentation.GetName(), mask, images), reference, moves
 
     @staticmethod
-    def _channel_image(volume, grid):
-        """A channel volume as a SimpleITK image; under a transform it is resampled through it onto ``grid``. A
-        feature-map node (:class:`~RadiomicsLabLib.mrml.featuremaps.FeatureMapLogic`) is marked so no registration moves it."""
+    def _channel_input(volume):
+        """(a channel volume as a SimpleITK image, the transform to resample it through onto the reference grid, or None
+        when it is under no transform). A feature-map node (:class:`~RadiomicsLabLib.mrml.featuremaps.FeatureMapLogic`) is
+        marked so no registration moves it."""
         image = volume_to_sitk(volume)
         if volume.GetAttribute(KIND_ATTRIBUTE) == MAP_KIND:
             image.SetMetaData(MAP_METADATA, volume.GetAttribute(FEATURE_ATTRIBUTE) or "")
         parent = volume.GetParentTransformNode()
         if parent is None:
-            return image
+            return image, None
         if parent.IsTransformToWorldLinear():
             matrix = vtk.vtkMatrix4x4()
             parent.GetMatrixTransformToWorld(matrix)
             to_world = np.array([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)])
-            return resample(image, grid, transform_from_matrix(_LPS_RAS @ np.linalg.inv(to_world) @ _LPS_RAS))
+            return image, transform_from_matrix(_LPS_RAS @ np.linalg.inv(to_world) @ _LPS_RAS)
         if parent.GetParentTransformNode() is None:
-            return resample(image, grid, transform_node_to_sitk(parent))
+            return image, transform_node_to_sitk(parent)
         raise RadiomicsLabError(f"Volume '{volume.GetName()}' is under nested non-linear transforms; harden them first "
                                 "(Data module: right-click the volume > Harden transform).")
 
@@ -276,6 +329,14 @@ class HabitatLogic(ExtractionLogic):
         """Add the ring from ``start_mm`` to ``stop_mm`` around a segment as a new segment of the same
         segmentation (see :mod:`RadiomicsLabLib.regions`); ``clip``: (segmentation node, segment) of a body or
         organ mask the ring is kept inside. Returns the new segment's ID."""
+        return self.add_ring_job(segmentation_node, segment_id, start_mm, stop_mm, reference_volume, clip, name,
+                                 colour).run()
+
+    def add_ring_job(self, segmentation_node, segment_id, start_mm: float, stop_mm: float, reference_volume=None,
+                     clip=None, name: str | None = None, colour=(0.85, 0.35, 0.75)) -> Job:
+        """:meth:`add_ring` as a :class:`~RadiomicsLabLib.background.Job`: the segment (and clip) are read now, the ring
+        (:func:`~RadiomicsLabLib.habitats.ring_region`) is computed by ``job.run()`` or in a worker process, the segment
+        is added when the job lands."""
         self._check_node(segmentation_node, "vtkMRMLSegmentationNode", "segmentation")
         source = self._segment_id(segmentation_node, segment_id)
         reference = reference_volume or segmentation_volume(segmentation_node)
@@ -287,14 +348,13 @@ class HabitatLogic(ExtractionLogic):
             clip_segmentation, clip_segment = clip
             self._check_node(clip_segmentation, "vtkMRMLSegmentationNode", "clip segmentation")
             clip_mask = segment_to_sitk(clip_segmentation, self._segment_id(clip_segmentation, clip_segment), reference)
-        region = ring(mask, start_mm, stop_mm, clip_mask)
-        import SimpleITK as sitk
-
-        if not sitk.GetArrayViewFromImage(region).any():
-            raise RadiomicsLabError(f"The ring from {start_mm:g} to {stop_mm:g} mm has no voxels (narrower than the voxel "
-                                    "spacing, or clipped away); widen it.")
         label = name or f"{segment_name(segmentation_node, source)} ring {start_mm:+g} to {stop_mm:+g} mm"
-        return self.import_segments(segmentation_node, region, {1: label}, {1: colour})[0]
+
+        def land(region):
+            return self.import_segments(segmentation_node, region, {1: label}, {1: colour})[0]
+
+        return Job(f"Ring around {segment_name(segmentation_node, source)}", ring_region,
+                   (mask, start_mm, stop_mm, clip_mask), land=land)
 
     # Tables and charts -----------------------------------------------------------------------
     def rows_table(self, name: str, rows: list, kind: str, provenance: dict | None = None):

@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 import slicer
 import vtk
 
+from ..background import Job
 from ..errors import RadiomicsLabError
-from ..observers import (PAIR_COLUMNS, STAPLE_COLUMNS, SUMMARY_COLUMNS, dice_matrix, make_lesion, run_study, staple_rows,
-                         summary_rows, volume_bland_altman)
-from ..perturbation import perturb_lesion, perturbation_plan
+from ..observers import (PAIR_COLUMNS, STAPLE_COLUMNS, SUMMARY_COLUMNS, dice_matrix, make_lesion, observer_study,
+                         staple_rows, summary_rows, volume_bland_altman)
+from ..perturbation import perturbation_plan
 from ..provenance import software_versions
-from ..reproducibility import ICC_COLUMNS, ICC_TYPES
+from ..reproducibility import DEFAULT_RULE, ICC_COLUMNS, ICC_TYPES, parse_rule
 from ..settings import load_settings
 from .convert import segment_ids as all_segment_ids
 from .convert import label_map_to_segmentation_node, segment_name, segment_to_sitk, update_volume_from_sitk, volume_to_sitk
@@ -127,7 +128,13 @@ class ObserverLogic(ExtractionLogic):
         A single lesion gives no ICC (that needs several lesions: :meth:`run`); the ICC table then
         holds each feature's coefficient of variation. ``options`` as for :meth:`run`.
         """
-        return self.run([(lesion or volume_node.GetName(), volume_node, observers, names)], **options)
+        progress = options.pop("progress", None)
+        return self.analyse_job(volume_node, observers, names, lesion, **options).run(progress)
+
+    def analyse_job(self, volume_node, observers, names=None, lesion: str | None = None, **options) -> Job:
+        """:meth:`analyse` as a :class:`~RadiomicsLabLib.background.Job` (see :meth:`run_job`)."""
+        self._check_node(volume_node, "vtkMRMLScalarVolumeNode", "input volume")
+        return self.run_job([(lesion or volume_node.GetName(), volume_node, observers, names)], **options)
 
     def run(self, lesions, settings=None, image_types=None, engine=None, features: bool = True, rule=None,
             icc_type: str | None = None, perturbations=None, seed: int = 0, readers=None, name: str = "Observers",
@@ -144,7 +151,22 @@ class ObserverLogic(ExtractionLogic):
         observer -> reader, for intra-observer pairs. ``progress(done, total, message)`` returning
         ``False`` cancels. Nothing is added to the scene before all the work succeeded.
         """
+        return self.run_job(lesions, settings, image_types, engine, features, rule, icc_type, perturbations, seed,
+                            readers, name).run(progress)
+
+    def run_job(self, lesions, settings=None, image_types=None, engine=None, features: bool = True, rule=None,
+                icc_type: str | None = None, perturbations=None, seed: int = 0, readers=None,
+                name: str = "Observers") -> Job:
+        """:meth:`run` as a :class:`~RadiomicsLabLib.background.Job`: every lesion's observer masks are read from the
+        scene and checked now (with the settings, rule and ICC type); the perturbations, agreement, consensus, features
+        and reproducibility (:func:`~RadiomicsLabLib.observers.observer_study`) are computed by ``job.run()`` here or
+        by a :class:`~RadiomicsLabLib.background.BackgroundRun` in a worker process; the nodes are made when the job
+        lands."""
         settings = load_settings(settings, image_types, engine) if features else None
+        parse_rule(rule or DEFAULT_RULE)
+        if features and icc_type is not None and icc_type not in ICC_TYPES:
+            raise RadiomicsLabError(f"Unknown ICC type '{icc_type}'; choose one of {', '.join(ICC_TYPES)} "
+                                    f"({', '.join(ICC_TYPES.values())}).")
         plan = perturbation_plan(None if perturbations is True else perturbations) if perturbations else []
         built, volumes, names_seen = [], [], set()
         for item in lesions:
@@ -158,11 +180,12 @@ class ObserverLogic(ExtractionLogic):
             volumes.append(volume_node)
         if not built:
             raise RadiomicsLabError("No lesion given; give a volume and its observers' segmentations.")
-        for lesion in built:
-            if plan:
-                perturb_lesion(lesion, plan, seed)
-        study = run_study(built, settings, features, rule, icc_type, progress)
-        return self._write_results(study, volumes, name, seed if plan else None)
+
+        def land(study):
+            return self._write_results(study, volumes, name, seed if plan else None)
+
+        return Job(f"Observer analysis of {len(built)} lesion(s)", observer_study,
+                   (built, settings, features, rule, icc_type, plan, seed), land=land)
 
     # Results ---------------------------------------------------------------------------------------
     def _write_results(self, study, volumes, name, seed) -> ObserverResults:
