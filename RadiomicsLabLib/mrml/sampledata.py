@@ -8,10 +8,31 @@ loads the image as a volume and the label map as a segmentation (one segment per
 :func:`register_sample_data` needs desktop Slicer; :func:`sample_data_sources` (the arguments it
 passes) and :func:`render_thumbnail` (the Sample Data buttons' pictures) work anywhere.
 ``python -m RadiomicsLabLib.mrml.sampledata`` re-renders the thumbnails from the reference data.
+
+Getting the files (what the module self-test and the headless scenario tests use, never the reference
+data folder): :func:`sample_cases` gives ``{case: (image path, label path)}``.
+
+- In desktop Slicer (:func:`slicer_sample_case`): through the Sample Data module's own download cache.
+  ``SampleDataLogic.downloadFileIntoCache(uri, name, checksum)`` (Slicer's
+  ``Modules/Scripted/SampleData/SampleData.py``) puts the file in
+  ``slicer.mrmlScene.GetCacheManager().GetRemoteCacheDirectory()``, which the application sets to
+  ``slicer.app.cachePath``; a file already there is reused when its checksum matches and downloaded
+  again when not; a download that fails raises ``ValueError``, one with the wrong checksum is deleted.
+  The URLs and checksums are those of the registered source (``sourceForSampleName``).
+- Anywhere else (:func:`cached_sample_case`, :func:`sample_file`): the same rule in a cache folder of
+  our own (:func:`default_cache_dir`: ``$RADIOMICSLAB_SAMPLE_CACHE``, else
+  ``$XDG_CACHE_HOME/RadiomicsLab/SampleData``, else ``~/.cache/RadiomicsLab/SampleData``): a file
+  whose SHA-256 matches is used, anything else is downloaded again from its URL, verified, and
+  renamed into place (a reader never sees a partial file; a wrong download is never kept).
+
+Offline with no good copy in the cache, both raise :class:`~RadiomicsLabLib.errors.RadiomicsLabError`
+saying which URL to fetch and where to save the file.
 """
 
+import hashlib
 import inspect
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +96,197 @@ SAMPLE_CASES = (
                "0e8b668f3ce9b9aacff20dc3c216866f43069ff96b269fb45b76f5e205a431e2",
                "07085bb0e36a956de5bd1c1c1b5f8bdf2ce80952125b13cbd352412c108c8950"),
 )
+
+
+#: Folder of the headless sample cache (see :func:`default_cache_dir`).
+CACHE_ENVIRONMENT = "RADIOMICSLAB_SAMPLE_CACHE"
+#: Seconds a download may wait for the server before it is given up.
+DOWNLOAD_TIMEOUT_S = 60
+
+
+def case_named(name: str) -> SampleCase:
+    """The :class:`SampleCase` called ``name`` (``brain1``, ``brain2``, ``breast1``)."""
+    for case in SAMPLE_CASES:
+        if name in (case.name, case.sample_name):
+            return case
+    raise RadiomicsLabError(f"Unknown sample case '{name}'; choose one of {', '.join(c.name for c in SAMPLE_CASES)}.")
+
+
+def _sample_file_entry(file_name: str) -> tuple[str, str]:
+    """(URL, SHA-256) of one file of the sample cases, by file name (``brain1_image.nrrd``)."""
+    for case in SAMPLE_CASES:
+        for name, uri, digest in zip(case.file_names, case.uris, (case.image_sha256, case.label_sha256)):
+            if name == file_name:
+                return uri, digest
+    known = ", ".join(name for case in SAMPLE_CASES for name in case.file_names)
+    raise RadiomicsLabError(f"'{file_name}' is not a file of RadiomicsLab's sample cases; choose one of {known}.")
+
+
+def sha256(path) -> str:
+    """Hex SHA-256 of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """The headless sample cache: ``$RADIOMICSLAB_SAMPLE_CACHE``, else ``$XDG_CACHE_HOME/RadiomicsLab/SampleData``,
+    else ``~/.cache/RadiomicsLab/SampleData``. (Desktop Slicer uses its own cache, see :func:`slicer_sample_case`.)"""
+    if os.environ.get(CACHE_ENVIRONMENT):
+        return Path(os.environ[CACHE_ENVIRONMENT])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "RadiomicsLab" / "SampleData"
+
+
+def _download(url: str, destination: Path) -> None:
+    """Write what ``url`` serves into ``destination`` (raises ``OSError``, e.g. ``urllib.error.URLError``, on failure)."""
+    import http.client
+    import shutil
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(destination, "wb") as handle:
+            shutil.copyfileobj(response, handle, 1 << 20)
+    except http.client.HTTPException as error:  # e.g. IncompleteRead: not an OSError
+        raise OSError(f"{type(error).__name__}: {error}") from None
+
+
+def _fetch_by_hand(url: str, path: Path, digest: str) -> str:
+    return (f"Download {url} by hand and save it as {path} (its SHA-256 must be {digest}), or set "
+            f"{CACHE_ENVIRONMENT} to a folder that holds it.")
+
+
+def sample_file(file_name: str, cache_dir=None) -> Path:
+    """Path of one sample-case file (``brain1_image.nrrd``) in the headless cache, fetched when needed.
+
+    A cached file whose SHA-256 is the registered one is used as it is; a missing file, or one with another
+    checksum (refused, logged), is downloaded from its registered URL, checked, and renamed into place.
+    Raises :class:`RadiomicsLabError` saying which URL to fetch and where to save it when the download fails or
+    brings other content (nothing is then left in the cache).
+    """
+    from ..fileio import atomic_output
+
+    url, digest = _sample_file_entry(file_name)
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = folder / file_name
+    refused = ""
+    if path.is_file():
+        found = sha256(path)
+        if found == digest:
+            return path
+        refused = f"The cached {path} has SHA-256 {found}, not {digest}, so it was refused. "
+        logging.warning(f"{refused}Downloading {url} again.")
+    try:
+        with atomic_output(path) as partial:
+            try:
+                _download(url, partial)
+            except OSError as error:  # urllib.error.URLError and socket timeouts are OSErrors
+                raise RadiomicsLabError(f"{refused}Could not download {url} ({error}). "
+                                        f"{_fetch_by_hand(url, path, digest)}") from None
+            found = sha256(partial)
+            if found != digest:
+                raise RadiomicsLabError(f"{refused}{url} served a file with SHA-256 {found}, not {digest}; it was not "
+                                        f"kept. {_fetch_by_hand(url, path, digest)}")
+    except RadiomicsLabError:
+        if refused:
+            path.unlink(missing_ok=True)  # as Slicer's Sample Data does: a file with the wrong checksum is never reused
+        raise
+    return path
+
+
+def fill_cache(folder, cache_dir=None) -> list[Path]:
+    """Copy into the headless cache the sample-case files of ``folder`` (e.g. a copy fetched by hand, or the
+    reference data's ``pyradiomics_cases/``) whose SHA-256 is the registered one; returns the cached paths.
+    Files with another checksum are skipped (logged); a good cached copy is left as it is."""
+    import shutil
+
+    from ..fileio import atomic_output
+
+    folder = Path(folder)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cached = []
+    for case in SAMPLE_CASES:
+        for name, digest in zip(case.file_names, (case.image_sha256, case.label_sha256)):
+            source, target = folder / name, cache / name
+            if not source.is_file():
+                continue
+            if sha256(source) != digest:
+                logging.warning(f"{source} is not the registered {name} (SHA-256 {digest}); not cached.")
+                continue
+            if not (target.is_file() and sha256(target) == digest):
+                with atomic_output(target) as partial:
+                    shutil.copyfile(source, partial)
+            cached.append(target)
+    return cached
+
+
+def cached_sample_case(case: str, cache_dir=None) -> tuple[Path, Path]:
+    """(image, label map) of a sample case from the headless cache (:func:`sample_file`)."""
+    image, label = (sample_file(name, cache_dir) for name in case_named(case).file_names)
+    return image, label
+
+
+def slicer_sample_case(case: str) -> tuple[Path, Path]:
+    """(image, label map) of a sample case through desktop Slicer's Sample Data module and its download cache.
+
+    The case's registered source (:func:`register_sample_data`, ``SampleDataLogic.sourceForSampleName``) gives the
+    URLs and checksums; ``SampleDataLogic.downloadFileIntoCache`` reuses a cached file whose checksum matches and
+    downloads it otherwise. Needs desktop Slicer.
+    """
+    import slicer
+    from SampleData import SampleDataLogic
+
+    wanted = case_named(case)
+    logic = SampleDataLogic()
+    source = logic.sourceForSampleName(wanted.sample_name)
+    if source is None:
+        register_sample_data()
+        source = logic.sourceForSampleName(wanted.sample_name)
+    if source is None:
+        raise RadiomicsLabError(f"The sample case '{wanted.name}' ({wanted.sample_name}) is not registered with Sample "
+                                "Data and could not be registered (see the log).")
+    folder = Path(slicer.mrmlScene.GetCacheManager().GetRemoteCacheDirectory())
+    paths = []
+    for uri, name, checksum, digest in zip(source.uris, source.fileNames, source.checksums,
+                                           (wanted.image_sha256, wanted.label_sha256), strict=True):
+        if checksum != f"SHA256:{digest}":
+            raise RadiomicsLabError(f"Sample Data's source {wanted.sample_name} has checksum {checksum} for {name}; "
+                                    f"RadiomicsLab registers SHA256:{digest}. Restart Slicer to register it again.")
+        try:
+            path = Path(logic.downloadFileIntoCache(uri, name, checksum))
+        except ValueError as error:  # Slicer's SampleDataLogic.downloadFile: the download failed
+            raise RadiomicsLabError(f"Sample Data could not download {uri} ({error}). Download it by hand and save it "
+                                    f"as {folder / name} (its SHA-256 must be {digest}), then run again.") from None
+        if not path.is_file() or sha256(path) != digest:  # Slicer deletes a download with the wrong checksum
+            raise RadiomicsLabError(f"Sample Data did not get {name} with SHA-256 {digest} from {uri} into {folder}. "
+                                    f"Download it by hand and save it as {folder / name}, then run again.")
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def sample_cases(names=None, cache_dir=None) -> dict:
+    """``{case: (image path, label path)}`` of the sample cases ``names`` (default all).
+
+    In desktop Slicer (its ``SampleData`` module importable) and without ``cache_dir``: Slicer's Sample Data
+    cache (:func:`slicer_sample_case`); otherwise the headless cache (:func:`cached_sample_case`).
+    """
+    names = [case.name for case in SAMPLE_CASES] if names is None else [names] if isinstance(names, str) else list(names)
+    in_slicer = cache_dir is None and _in_desktop_slicer()
+    get = slicer_sample_case if in_slicer else (lambda case: cached_sample_case(case, cache_dir))
+    return {case_named(name).name: get(name) for name in names}
+
+
+def _in_desktop_slicer() -> bool:
+    import importlib.util
+    import sys
+
+    if sys.modules.get("SampleData") is not None:
+        return True
+    try:
+        return importlib.util.find_spec("SampleData") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def thumbnail_folder() -> Path | None:
