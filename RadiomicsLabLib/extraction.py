@@ -1,4 +1,5 @@
-"""Per-segment feature extraction (pyradiomics or the IBSI engine), after checking every input up front."""
+"""Per-segment feature extraction (pyradiomics, the native engine computing pyradiomics' features without it, or
+the IBSI engine), after checking every input up front."""
 
 import dataclasses
 import functools
@@ -89,7 +90,9 @@ def extract(image: sitk.Image, mask: sitk.Image, segments: dict | None = None, s
 
     ``segments`` maps segment name -> label value (default: every label present, named ``Label_N``);
     ``settings`` is anything :func:`~RadiomicsLabLib.settings.load_settings` accepts.
-    Values are exactly what ``RadiomicsFeatureExtractor.execute`` returns.
+    With the ``pyradiomics`` engine the values are exactly what ``RadiomicsFeatureExtractor.execute``
+    returns; the ``native`` engine gives the same names and values without pyradiomics
+    (:mod:`~RadiomicsLabLib.pyradiomics_native`); the ``ibsi`` engine IBSI-tagged values.
     """
     settings = load_settings(settings)
     if segments is None:
@@ -123,6 +126,9 @@ def _engine(settings):
         ibsi_settings, families = settings.ibsi()
         effective = {"ibsi": dataclasses.asdict(ibsi_settings), "families": list(families)}
         return functools.partial(_ibsi_segment, ibsi_settings, families), effective
+    if settings.engine == "native":
+        plan = settings.native()
+        return functools.partial(_native_segment, plan), plan.effective()
     extractor = settings.extractor()
     effective = {"setting": {k: v for k, v in extractor.settings.items() if k != "label"},
                  "imageType": extractor.enabledImagetypes, "featureClass": extractor.enabledFeatures}
@@ -145,6 +151,20 @@ def extract_segment(extractor, image: sitk.Image, mask: sitk.Image, label: int, 
         image_type, feature_class = split_feature_name(key)
         tag = ibsi_tag_of_pyradiomics(key) if image_type == "original" else ""
         values.append(FeatureValue(name, image_type, feature_class, key, tag, float(np.asarray(value))))
+    return values, diagnostics
+
+
+def _native_segment(plan, image: sitk.Image, mask: sitk.Image, label: int, name: str) -> tuple[list, dict]:
+    """The native engine's values of one label (pyradiomics' names and definitions) and its diagnostics."""
+    from .ibsi.names import ibsi_tag_of_pyradiomics
+    from .pyradiomics_native import extract_segment as native_extract
+
+    computed, diagnostics = native_extract(plan, image, mask, int(label), name)
+    values = []
+    for key, value in computed.items():
+        image_type, feature_class = split_feature_name(key)
+        tag = ibsi_tag_of_pyradiomics(key) if image_type == "original" else ""
+        values.append(FeatureValue(name, image_type, feature_class, key, tag, float(value)))
     return values, diagnostics
 
 

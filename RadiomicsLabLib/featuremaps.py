@@ -28,7 +28,8 @@ Two definitions:
   (``Testing/test_featuremaps.py`` checks it for random voxels of real images).
 - ``pyradiomics``: pyradiomics' ``voxelBased=True`` mode (pyradiomics-bhklab 3.1): its kernel (the cube
   clipped to the image, intersected with the mask), its discretisation over the whole ROI
-  (``radiomics.imageoperations.binImage``, bins aligned on multiples of ``binWidth``), its formulas with their
+  (pyradiomics' ``imageoperations.binImage``, done by :func:`~RadiomicsLabLib.pyradiomics_native.pyradiomics_bins`
+  without the pyradiomics package: bins aligned on multiples of ``binWidth``), its formulas with their
   ``eps`` inside logarithms and their values for degenerate kernels (GLCM Correlation 1 on flat kernels,
   NGTDM Coarseness 1e6, ...), NGTDM counting voxels without neighbours, GLRLM leaving out a direction along
   which no line of the kernel holds two ROI voxels. Names are pyradiomics' without the image type:
@@ -168,7 +169,7 @@ _COUNT_NAMES = (
 @functools.cache
 def _pyradiomics_catalogue() -> dict:
     """{``class_Feature``: (family, column)} of every non-deprecated pyradiomics voxel-based feature."""
-    from radiomics import firstorder, glcm, gldm, glrlm, glszm, ngtdm
+    from .pyradiomics_native import feature_names
 
     k = _kernels()
     sample = {name: i for i, name in enumerate(k.SAMPLE_STATS)}
@@ -183,17 +184,13 @@ def _pyradiomics_catalogue() -> dict:
     count = {name: i for i, name in enumerate(k.COUNT_FORMULAS)}
     runs, zones, dependence = ({name: count[formula] for formula, *names in _COUNT_NAMES if (name := names[c])}
                                for c in range(3))
-    columns = {"firstorder": (firstorder.RadiomicsFirstOrder, first),
-               "glcm": (glcm.RadiomicsGLCM, {name: i for i, name in enumerate(k.PY_GLCM)}),
-               "glrlm": (glrlm.RadiomicsGLRLM, runs), "glszm": (glszm.RadiomicsGLSZM, zones),
-               "gldm": (gldm.RadiomicsGLDM, dependence),
-               "ngtdm": (ngtdm.RadiomicsNGTDM, {n: i for i, n in enumerate(("Coarseness", "Contrast", "Busyness",
-                                                                             "Complexity", "Strength"))})}
+    columns = {"firstorder": first, "glcm": {name: i for i, name in enumerate(k.PY_GLCM)}, "glrlm": runs,
+               "glszm": zones, "gldm": dependence,
+               "ngtdm": {n: i for i, n in enumerate(("Coarseness", "Contrast", "Busyness", "Complexity", "Strength"))}}
     catalogue = {}
-    for family, (cls, column) in columns.items():
-        for name, deprecated in sorted(cls.getFeatureNames().items()):
-            if not deprecated:
-                catalogue[f"{family}_{name}"] = (family, column[name])
+    for family, column in columns.items():
+        for name in sorted(feature_names(family)):   # pyradiomics' non-deprecated features (static catalogue)
+            catalogue[f"{family}_{name}"] = (family, column[name])
     return catalogue
 
 
@@ -513,11 +510,11 @@ def _prepare(image: sitk.Image, roi_mask: np.ndarray, settings: MapSettings, loc
         image_array, levels, morph, n_levels, notes = _ibsi_levels(image, roi_mask, settings.ibsi)
         centres_mask = morph
     else:
-        from radiomics.imageoperations import binImage
+        from .pyradiomics_native import pyradiomics_bins
 
         raw = sitk.GetArrayFromImage(image)
-        options = {k: settings.pyradiomics[k] for k in ("binWidth", "binCount") if k in settings.pyradiomics}
-        levels, _ = binImage(raw, roi_mask, **options)
+        levels, _ = pyradiomics_bins(raw, roi_mask, settings.pyradiomics.get("binWidth", 25),
+                                     settings.pyradiomics.get("binCount"))
         levels = np.where(roi_mask, levels, 0).astype(np.int64)
         image_array = raw.astype(np.float64)
         morph = roi_mask

@@ -1,4 +1,5 @@
-"""Provenance of a result: software versions, all settings, image/mask geometry and hashes."""
+"""Provenance of a result: software versions, the engine and whose definitions it computes, all settings,
+image/mask geometry and hashes."""
 
 import datetime
 import functools
@@ -14,7 +15,8 @@ from . import __version__
 
 #: Distribution name of each module whose version can change a number (recorded when it is loaded).
 _PACKAGES = {"radiomics": "pyradiomics-bhklab", "numpy": "numpy", "SimpleITK": "SimpleITK", "scipy": "scipy",
-             "pywt": "PyWavelets", "sklearn": "scikit-learn", "slicer": "slicer-core", "vtkmodules": "vtk"}
+             "pywt": "PyWavelets", "sklearn": "scikit-learn", "skimage": "scikit-image", "numba": "numba",
+             "slicer": "slicer-core", "vtkmodules": "vtk"}
 
 
 def software_versions() -> dict:
@@ -101,11 +103,26 @@ def build_provenance(settings, effective: dict, image: sitk.Image, segment_masks
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "software": software_versions(),
         "engine": settings.engine,
+        "engine_details": engine_details(settings.engine),
         "settings": {"source": settings.source, "parameters": settings.params, "effective": effective},
         "image": {**image_geometry(image), "sha1": image_sha1 or image_hash(image)},  # pyradiomics hashed it already
         "segments": segments,
         "inputs": inputs or {},
     }
+
+
+def engine_details(engine: str) -> dict:
+    """Which engine produced the values, its implementation and version, and whose feature definitions it follows."""
+    if engine == "pyradiomics":
+        version = _installed_distributions().get("pyradiomics_bhklab") or _metadata_version("pyradiomics-bhklab")
+        return {"name": "pyradiomics", "implementation": f"pyradiomics-bhklab {version}",
+                "definitions": f"pyradiomics {version}"}
+    if engine == "native":
+        from .pyradiomics_native import DEFINITIONS
+
+        return {"name": "native", "implementation": f"RadiomicsLab {__version__}", "definitions": DEFINITIONS}
+    return {"name": engine, "implementation": f"RadiomicsLab {__version__}",
+            "definitions": "IBSI chapter 1 (arXiv:1612.07003) and chapter 2 filters (arXiv:2006.05470)"}
 
 
 def _plain(value):

@@ -2,15 +2,23 @@
 
 A settings object is the parameter dictionary (pyradiomics sections ``imageType``, ``featureClass``,
 ``setting``; for the IBSI engine an ``ibsi`` section, see :mod:`RadiomicsLabLib.ibsi.params`), where
-it came from, and the engine that runs it (``pyradiomics`` or ``ibsi``; a file may declare
-``engine: ibsi``). Validation uses pyradiomics' own schema and the IBSI engine's checks, and every
-problem is reported with the key that caused it.
+it came from, and the engine that runs it: ``pyradiomics`` (the pyradiomics package itself), ``native``
+(RadiomicsLab's implementation of pyradiomics' features, :mod:`RadiomicsLabLib.pyradiomics_native`: same
+names, definitions and parameter files, no pyradiomics package needed) or ``ibsi``; a file may declare
+``engine: ibsi``. Without an engine named, ``pyradiomics`` runs when it is installed and ``native``
+otherwise (desktop Slicer installs binary wheels only, and pyradiomics is published as a source archive).
+Validation uses pyradiomics' own schema (with pykwalify when both are installed, else the same schema as a
+native table), the native engine's and the IBSI engine's checks, and every problem is reported with the
+key that caused it.
 """
 
 import difflib
 import functools
+import importlib.metadata
+import importlib.util
 import logging
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +26,7 @@ from .errors import RadiomicsLabError
 
 PRESETS_DIR = Path(__file__).resolve().parent / "presets"
 DEFAULT_PRESET = "pyradiomics-default"
-ENGINES = ("pyradiomics", "ibsi")
+ENGINES = ("pyradiomics", "ibsi", "native")
 _ENGINE_KEYS = ("engine", "ibsi")  # RadiomicsLab's own keys, not pyradiomics'
 
 
@@ -45,6 +53,45 @@ class ExtractionSettings:
 
         return ibsi_settings_from_params(self.params, self.source)
 
+    def native(self):
+        """The :class:`~RadiomicsLabLib.pyradiomics_native.NativePlan` of the native engine (every refusal raised here)."""
+        from .pyradiomics_native import plan_extraction
+
+        return plan_extraction(self.pyradiomics_params, self.source)
+
+
+def importable(module: str) -> bool:
+    """Whether ``import module`` would find it (without importing it; a ``None`` in sys.modules blocks it)."""
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+#: The pyradiomics distribution RadiomicsLab is tested with (parity tests): (distribution name, version prefix).
+TESTED_PYRADIOMICS = ("pyradiomics-bhklab", "3.1.")
+
+
+def tested_pyradiomics_installed() -> bool:
+    """Whether ``radiomics`` is importable and comes from the tested distribution (not, e.g., an older pyradiomics
+    that SlicerRadiomics installed into Slicer's Python)."""
+    if not importable("radiomics"):
+        return False
+    name, version = TESTED_PYRADIOMICS
+    try:
+        return importlib.metadata.version(name).startswith(version)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def default_engine() -> str:
+    """``pyradiomics`` where the tested pyradiomics package is installed, else ``native`` (pyradiomics' features,
+    RadiomicsLab's code; equal to pyradiomics' baselines). An explicit ``engine="pyradiomics"`` uses whatever
+    ``radiomics`` is installed."""
+    return "pyradiomics" if tested_pyradiomics_installed() else "native"
+
 
 def preset_names() -> list[str]:
     """Names of the shipped presets (``pyradiomics-default``, ...)."""
@@ -56,7 +103,8 @@ def load_settings(spec=None, image_types=None, engine: str | None = None) -> Ext
 
     ``image_types`` (e.g. ``["LoG:sigma=1,3", "Wavelet"]`` or a dict) replaces the ``imageType``
     section, for choosing filters without writing a parameter file; ``engine`` overrides the
-    engine the parameters declare (default ``pyradiomics``).
+    engine the parameters declare (default :func:`default_engine`: ``pyradiomics`` when installed,
+    else ``native``, which gives pyradiomics' features without it).
     """
     if isinstance(spec, ExtractionSettings) and not image_types and engine in (None, spec.engine):
         return spec
@@ -78,16 +126,22 @@ def load_settings(spec=None, image_types=None, engine: str | None = None) -> Ext
     if image_types:
         params["imageType"] = image_types if isinstance(image_types, dict) else parse_image_types(image_types)
         trusted = False
-    engine = engine or params.get("engine") or "pyradiomics"
+    engine = engine or params.get("engine") or default_engine()
     if engine not in ENGINES:
-        raise RadiomicsLabError(f"Unknown engine '{engine}' in {source}; use {' or '.join(ENGINES)}.")
-    if engine == "pyradiomics" and "ibsi" in params:
+        raise RadiomicsLabError(f"Unknown engine '{engine}' in {source}; use {', '.join(ENGINES[:-1])} or {ENGINES[-1]}.")
+    if engine in ("pyradiomics", "native") and "ibsi" in params:
         raise RadiomicsLabError(f"{source} has an 'ibsi' section, which only the IBSI engine reads; use --engine ibsi.")
+    if engine == "pyradiomics" and not importable("radiomics"):
+        raise RadiomicsLabError(
+            f"The pyradiomics engine ({source}) needs the pyradiomics package (pyradiomics-bhklab), which is not "
+            "installed; choose engine native (the same features computed by RadiomicsLab) or install pyradiomics.")
     settings = ExtractionSettings(source, params, engine)
     if not trusted:  # shipped presets are checked by the tests
         _validate(settings.pyradiomics_params, source)
         if engine == "ibsi":
             settings.ibsi()
+    if engine == "native":
+        settings.native()  # refuses what the native engine does not compute, before any work
     return settings
 
 
@@ -166,7 +220,13 @@ def _explain_schema_error(error, source: str) -> str:
 
 
 def _validate(params: dict, source: str) -> dict:
-    """Check ``params`` against pyradiomics' own schema (same rules as its extractor)."""
+    """Check ``params`` against pyradiomics' own schema (same rules as its extractor): with pykwalify and
+    pyradiomics' schema file where both are installed, else with the native table of the same schema
+    (:func:`RadiomicsLabLib.pyradiomics_native.validate_params`)."""
+    if not (importable("pykwalify") and importable("radiomics")):
+        from .pyradiomics_native import validate_params
+
+        return validate_params(params, source)
     import pykwalify.core
     from pykwalify.errors import PyKwalifyException
     from radiomics import getParameterValidationFiles

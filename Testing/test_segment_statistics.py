@@ -88,6 +88,22 @@ def test_values_equal_pyradiomics_and_the_feature_table(brain1, brain1_scene, fe
     assert all(type(v) is float for v in all_values.values())  # Segment Statistics makes a vtkDoubleArray column
 
 
+def test_without_pyradiomics_the_plugin_runs_on_the_native_engine(brain1_scene, all_values):
+    """Desktop Slicer installs no pyradiomics (no wheels): the plugin then computes the same keys on the native engine,
+    equal to pyradiomics' values (1e-9 relative; 1e-6 where pyradiomics adds eps to small denominators)."""
+    from RadiomicsLabLib.settings import load_settings
+
+    scene, volume, segmentation = brain1_scene
+    native = SegmentStatisticsFeatures(scene, load_settings("pyradiomics-default", engine="native"))
+    assert native.settings_for(["original_glcm_Contrast"]).engine == "native"
+    values = native.compute(segmentation, volume, SEGMENT, native.keys)
+    assert set(values) == set(all_values) and len(values) == 107
+    loose = {"original_glcm_MCC", "original_glcm_Imc1", "original_glcm_Imc2", "original_glcm_Correlation"}
+    off = {k: (values[k], v) for k, v in all_values.items()
+           if not np.isclose(values[k], v, rtol=1e-6 if k in loose else 1e-9, atol=1e-12)}
+    assert not off, off
+
+
 def test_only_the_features_asked_for_are_extracted(brain1_scene, features, all_values):
     scene, volume, segmentation = brain1_scene
     keys = ["original_firstorder_Mean", "original_shape_MeshVolume", "original_firstorder_Median"]
