@@ -3,6 +3,7 @@ the IBSI engine), after checking every input up front."""
 
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -139,6 +140,7 @@ def extract_segment(extractor, image: sitk.Image, mask: sitk.Image, label: int, 
     """pyradiomics feature values of one label, and its diagnostics (``diagnostics_*`` keys) for the provenance."""
     from .ibsi.names import ibsi_tag_of_pyradiomics
 
+    check_pyradiomics_sizes(extractor, image, mask, label, name)
     try:
         result = extractor.execute(image, mask, label=int(label))
     except (ValueError, RuntimeError) as error:
@@ -166,6 +168,38 @@ def _native_segment(plan, image: sitk.Image, mask: sitk.Image, label: int, name:
         tag = ibsi_tag_of_pyradiomics(key) if image_type == "original" else ""
         values.append(FeatureValue(name, image_type, feature_class, key, tag, float(value)))
     return values, diagnostics
+
+
+#: pyradiomics feature classes that build texture matrices (one per direction: 13 in 3D).
+TEXTURE_CLASSES = ("glcm", "glrlm", "glszm", "gldm", "ngtdm")
+
+
+def check_pyradiomics_sizes(extractor, image: sitk.Image, mask: sitk.Image, label: int, name: str) -> None:
+    """The grey levels pyradiomics would make (see :mod:`.limits`), estimated on the segment's original intensities
+    (normalised as the settings ask) before pyradiomics allocates anything: binWidth / binCount of the settings and
+    of each image type."""
+    from .limits import check_grey_levels, check_texture_memory, fixed_bin_size_levels
+
+    settings = extractor.settings
+    values = sitk.GetArrayViewFromImage(image)[sitk.GetArrayViewFromImage(mask) == label].astype(np.float64)
+    if values.size == 0:
+        return
+    if settings.get("normalize"):
+        values = (values - values.mean()) / (values.std() or 1.0) * float(settings.get("normalizeScale") or 1)
+    low, high = float(values.min()), float(values.max())
+    texture = any(c in TEXTURE_CLASSES for c in extractor.enabledFeatures)
+    where = f"segment '{name}'"
+    for custom in [{}, *extractor.enabledImagetypes.values()]:
+        options = {**settings, **(custom or {})}
+        if options.get("binCount"):
+            n_levels = int(options["binCount"])
+            check_grey_levels(n_levels, low, high, where, bin_count=n_levels)
+        else:
+            width = float(options.get("binWidth") or 25)
+            n_levels = fixed_bin_size_levels(low, high, width, math.floor(low / width) * width)
+            check_grey_levels(n_levels, low, high, where, bin_width=width)
+        if texture:
+            check_texture_memory(n_levels, 4 if options.get("force2D") else 13, where)
 
 
 def _ibsi_segment(ibsi_settings, families, image: sitk.Image, mask: sitk.Image, label: int, name: str) -> tuple[list, dict]:

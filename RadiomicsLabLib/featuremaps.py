@@ -73,6 +73,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import RadiomicsLabError
+from .limits import available_memory
 from .extraction import ExtractionCancelled
 
 DEFINITIONS = ("ibsi", "pyradiomics")
@@ -615,21 +616,6 @@ def local_means_bytes(roi_mask: np.ndarray, spacing) -> int:
         half = k // 2
         size *= min(int(coords.max()) + half + 1, n) - max(int(coords.min()) - half, 0) + k - 1
     return size * _BYTES_PER_SPHERE_VOXEL
-
-
-def available_memory() -> int:
-    """Memory the system can still give this process (bytes): MemAvailable, or free physical pages."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62
 
 
 @dataclass(frozen=True)

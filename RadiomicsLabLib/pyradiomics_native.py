@@ -60,6 +60,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import RadiomicsLabError
+from .limits import check_grey_levels, check_texture_memory, fixed_bin_size_levels
 
 #: Whose definitions the engine computes.
 DEFINITIONS = "pyradiomics 3.1 (pyradiomics-bhklab 3.1.4)"
@@ -366,11 +367,13 @@ def pyradiomics_bins(image: np.ndarray, mask: np.ndarray | None = None, bin_widt
     """
     values = image[mask] if mask is not None else image.ravel()
     if bin_count is not None:
+        check_grey_levels(int(bin_count), values.min(), values.max(), bin_count=bin_count)
         edges = np.histogram(values, int(bin_count))[1]
         edges[-1] += 1
     else:
         minimum, maximum = values.min(), values.max()
         low = minimum - (minimum % bin_width)
+        check_grey_levels(fixed_bin_size_levels(minimum, maximum, bin_width, low), minimum, maximum, bin_width=bin_width)
         edges = np.arange(low, maximum + 2 * bin_width, bin_width)
         if len(edges) == 1:  # a flat region: one bin
             edges = np.array([edges[0] - 0.5, edges[0] + 0.5])
@@ -881,6 +884,8 @@ def class_features(feature_class: str, image: np.ndarray, roi: np.ndarray, spaci
     width = args.get("binWidth")
     width = 25 if width is None else (float(width) if isinstance(width, str) else width)
     levels, _ = pyradiomics_bins(image, roi, width, args.get("binCount"))
+    if feature_class != "firstorder":  # texture matrices: one per direction (13 in 3D)
+        check_texture_memory(int(levels[roi].max()), 4 if args.get("force2D") else 13, where)
     if levels[roi].min() < 1:
         raise RadiomicsLabError(
             f"The {where} cannot be discretised with binWidth {width} / binCount {args.get('binCount')}: its values "

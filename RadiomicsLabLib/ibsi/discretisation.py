@@ -9,6 +9,7 @@ Grey levels are 1..N_g inside the mask and 0 outside.
 import numpy as np
 
 from ..errors import RadiomicsLabError
+from ..limits import check_grey_levels, fixed_bin_size_levels
 from .roi import Roi
 
 
@@ -17,8 +18,9 @@ def fixed_bin_number(image: np.ndarray, mask: np.ndarray, bin_number: int) -> tu
     if bin_number < 2:
         raise RadiomicsLabError(f"The bin number must be 2 or more (got {bin_number}).")
     values = image[mask]
-    levels = np.zeros(image.shape, dtype=np.int64)
     low, high = values.min(), values.max()
+    check_grey_levels(int(bin_number), low, high, bin_count=bin_number)
+    levels = np.zeros(image.shape, dtype=np.int64)
     if high == low:
         levels[mask] = 1
     else:
@@ -35,6 +37,9 @@ def fixed_bin_size(image: np.ndarray, mask: np.ndarray, bin_width: float, minimu
         raise RadiomicsLabError(f"The bin width must be greater than zero (got {bin_width}).")
     values = image[mask]
     low = values.min() if minimum is None else minimum
+    if values.size:
+        check_grey_levels(fixed_bin_size_levels(values.min(), values.max(), bin_width, low), values.min(), values.max(),
+                          bin_width=bin_width)
     levels = np.zeros(image.shape, dtype=np.int64)
     levels[mask] = np.floor((values - low) / bin_width).astype(np.int64) + 1
     return levels, int(levels.max()) if values.size else 0

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import SimpleITK as sitk
 
+from ..limits import check_texture_memory
 from .config import IbsiSettings
 from .discretisation import discretise
 from .roi import Roi
@@ -19,6 +20,8 @@ FAMILIES = ("morphology", "local_intensity", "statistics", "histogram", "ivh",
             "glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm")
 #: Families computed on discretised grey levels.
 _NEEDS_LEVELS = {"histogram", "glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm"}
+#: Families holding N_g x N_g (or N_g x size) matrices per direction: their size is checked before they are made.
+_TEXTURE = _NEEDS_LEVELS - {"histogram"}
 
 
 @dataclass
@@ -63,6 +66,8 @@ def features_of_roi(roi: Roi, settings: IbsiSettings, families=FAMILIES) -> Engi
         roi = dataclasses.replace(roi, image=apply_filter(roi.image, roi.spacing, settings.image_filter), notes=[])
     if _NEEDS_LEVELS & set(families):
         roi = discretise(roi, settings)
+        if _TEXTURE & set(families):
+            check_texture_memory(roi.n_levels, 13)
     result = EngineResult(notes=roi.notes)
     for name in families:
         family_values = family_module(name).compute(roi, settings)

@@ -1,0 +1,78 @@
+"""Sizes checked before memory is allocated: the grey levels a discretisation makes, and the texture matrices.
+
+A fixed bin width far below the intensity range (``binWidth: 1e-9`` on a CT spanning 1400 HU makes 1.4e12
+levels) or an absurd ``binCount`` would make numpy try to allocate terabytes: the bin edges alone, the
+first-order histogram, and above all the texture matrices (a GLCM is N_g x N_g per direction, 13 directions
+in 3D; pyradiomics' C code fails with "IndexError: Calculation of GLCM Failed"). So the number of levels is
+computed from the ROI's intensity range before any array is made:
+
+- more than :data:`MAX_GREY_LEVELS` is refused (a 16-bit image at bin width 1 has at most 65,536 levels;
+  radiomics uses 16-256);
+- texture matrices of ``N_g^2 x directions`` doubles, with :data:`MATRIX_WORKING_COPIES` same-size temporaries
+  for the formulas, must fit in half the memory available now (:func:`available_memory`).
+
+The message names the setting to change and a value that gives a few hundred levels.
+"""
+
+import math
+import os
+
+from .errors import RadiomicsLabError
+
+#: Most grey levels any discretisation may make.
+MAX_GREY_LEVELS = 65_536
+#: A texture family holds its matrices and about this many more arrays of the same size while computing features.
+MATRIX_WORKING_COPIES = 4
+#: Levels the suggested bin width aims at.
+SUGGESTED_LEVELS = 256
+
+
+def available_memory() -> int:
+    """Memory the system can still give this process (bytes): MemAvailable, else free physical pages."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
+
+
+def fixed_bin_size_levels(low: float, high: float, bin_width: float, origin: float | None = None) -> int:
+    """Levels of width ``bin_width`` counted from ``origin`` (default: ``low``) that cover ``[low, high]``."""
+    origin = low if origin is None else origin
+    return int(math.floor((float(high) - float(origin)) / float(bin_width))) + 1
+
+
+def _advice(low: float, high: float, bin_width, bin_count) -> str:
+    span = float(high) - float(low)
+    if bin_count is not None and bin_width is None:
+        return f"use a binCount of {SUGGESTED_LEVELS} or less"
+    width = f"{span / SUGGESTED_LEVELS:.3g}" if span > 0 else "1"
+    return f"use a larger binWidth (e.g. {width}, about {SUGGESTED_LEVELS} levels over this range) or a binCount"
+
+
+def check_grey_levels(n_levels: int, low: float, high: float, where: str = "the region of interest",
+                      bin_width=None, bin_count=None) -> None:
+    """Refuse a discretisation into more than :data:`MAX_GREY_LEVELS` levels, before it is made."""
+    if n_levels > MAX_GREY_LEVELS:
+        setting = f"binCount {bin_count}" if bin_width is None else f"binWidth {bin_width:g}"
+        raise RadiomicsLabError(
+            f"{setting} gives {n_levels:,} grey levels in {where} (intensities {float(low):g} to {float(high):g}); "
+            f"at most {MAX_GREY_LEVELS:,} are allowed: {_advice(low, high, bin_width, bin_count)}.")
+
+
+def check_texture_memory(n_levels: int, n_matrices: int, where: str = "the region of interest", limit=None) -> None:
+    """Refuse texture matrices (``n_matrices`` of ``n_levels^2`` doubles, with their working copies) that would not
+    fit in half of the memory available now (or ``limit`` bytes)."""
+    needed = float(n_levels) ** 2 * n_matrices * 8 * (1 + MATRIX_WORKING_COPIES)
+    limit = available_memory() // 2 if limit is None else int(limit)
+    if needed > limit:
+        raise RadiomicsLabError(
+            f"{n_levels:,} grey levels in {where} need about {needed / 2**30:.3g} GiB for the texture matrices "
+            f"({n_matrices} of {n_levels:,} x {n_levels:,}), more than the {limit / 2**30:.3g} GiB that can be used "
+            f"now: use a larger binWidth or a smaller binCount (radiomics usually uses 16 to 256 levels).")

@@ -1,0 +1,114 @@
+"""Sizes guarded before allocation (RadiomicsLabLib.limits): grey levels and texture matrices, on real images.
+
+Before: ``binWidth: 1e-9`` made numpy try to allocate terabytes, and an image spanning the uint32 range made
+pyradiomics fail with "IndexError: Calculation of GLCM Failed". Now each engine refuses such settings with one
+message naming the setting and a value that works, and images at their type's limits work.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from RadiomicsLabLib.errors import RadiomicsLabError
+from RadiomicsLabLib.extraction import extract
+from RadiomicsLabLib.limits import MAX_GREY_LEVELS, check_texture_memory
+from RadiomicsLabLib.settings import load_settings
+
+ENGINES = ("native", "pyradiomics", "ibsi")
+
+
+@pytest.fixture(scope="module")
+def sarcoma_ct(data):
+    folder = data / "sts" / "STS_001"
+    return sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("setting, message", [
+    ({"binWidth": 1e-9}, r"binWidth 1e-09 gives 234,000,000,001 grey levels .* \(intensities -84 to 150\); at most "
+                         r"65,536 are allowed: use a larger binWidth \(e.g. 0.914, about 256 levels"),
+    ({"binCount": 10**9}, r"binCount 1000000000 gives 1,000,000,000 grey levels .* use a binCount of 256 or less"),
+])
+def test_absurd_discretisations_are_refused_before_any_allocation(sarcoma_ct, engine, setting, message):
+    with pytest.raises(RadiomicsLabError, match=message):
+        extract(*sarcoma_ct, {"GTV": 1}, load_settings({"setting": setting}, engine=engine))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_texture_matrices_that_do_not_fit_in_memory_are_refused(sarcoma_ct, engine):
+    """0.01 HU bins over the GTV's 234 HU: ~23,400 levels, 13 GLCMs of 23,400^2 doubles (265 GiB with temporaries)."""
+    with pytest.raises(RadiomicsLabError, match=r"23,[34]\d\d grey levels in .* need about 265 GiB for the texture "
+                                                r"matrices \(13 of 23,[34]\d\d x 23,[34]\d\d\)"):
+        extract(*sarcoma_ct, {"GTV": 1}, load_settings({"setting": {"binWidth": 0.01}}, engine=engine))
+
+
+def test_first_order_alone_needs_no_texture_memory(sarcoma_ct):
+    """Without texture classes, 0.01 HU bins (23,400 levels, under the level limit) are computed: the histogram is
+    small. The CT is in whole HU, so each HU value is a bin of its own: entropy and uniformity of the HU counts."""
+    params = {"featureClass": {"firstorder": ["Entropy", "Uniformity"]}, "setting": {"binWidth": 0.01}}
+    values = extract(*sarcoma_ct, {"GTV": 1}, load_settings(params, engine="native")).as_dict("GTV")
+    image, mask = (sitk.GetArrayFromImage(i) for i in sarcoma_ct)
+    _, counts = np.unique(image[mask == 1], return_counts=True)
+    p = counts / counts.sum()
+    assert values["original_firstorder_Uniformity"] == pytest.approx(np.sum(p**2), rel=1e-12)
+    assert values["original_firstorder_Entropy"] == pytest.approx(-np.sum(p * np.log2(p)), rel=1e-9)
+
+
+def test_memory_rule():
+    check_texture_memory(256, 13, limit=256**2 * 13 * 8 * 5)  # exactly fits
+    with pytest.raises(RadiomicsLabError, match="256 grey levels in the region of interest need"):
+        check_texture_memory(256, 13, limit=256**2 * 13 * 8 * 5 - 1)
+    assert MAX_GREY_LEVELS == 2**16
+
+
+def uint32_image(reference: sitk.Image, array: np.ndarray) -> sitk.Image:
+    image = sitk.GetImageFromArray(array.astype(np.uint32))
+    image.CopyInformation(reference)
+    return image
+
+
+@pytest.mark.parametrize("engine", ("native", "pyradiomics"))
+def test_uint32_images_at_the_top_of_their_range_work(data, engine):
+    """brain1's MR moved to the top of the uint32 range (max 2^32 - 1): the same features as the original image
+    except those of the absolute intensities (bins of 25 aligned on multiples of 25: the shift is not one)."""
+    image = sitk.ReadImage(str(data / "pyradiomics_cases" / "brain1_image.nrrd"))
+    mask = sitk.ReadImage(str(data / "pyradiomics_cases" / "brain1_label.nrrd"))
+    array = sitk.GetArrayFromImage(image).astype(np.int64)
+    shift = 2**32 - 1 - int(array.max())
+    shift -= shift % 25  # keep the bins aligned so the texture features must be identical
+    moved = uint32_image(image, array + shift)
+    assert sitk.GetArrayViewFromImage(moved).max() > 2**32 - 26
+    settings = load_settings("pyradiomics-default", engine=engine)
+    original = extract(image, mask, {"L": 1}, settings).as_dict("L")
+    shifted = extract(moved, mask, {"L": 1}, settings).as_dict("L")
+    for name in ("original_glcm_Contrast", "original_glrlm_RunEntropy", "original_glszm_ZoneEntropy",
+                 "original_firstorder_Variance", "original_shape_MeshVolume"):
+        assert shifted[name] == pytest.approx(original[name], rel=1e-9), name
+    assert shifted["original_firstorder_Mean"] == pytest.approx(original["original_firstorder_Mean"] + shift, rel=1e-12)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_uint32_image_spanning_its_whole_range_gives_the_clear_error(data, engine):
+    """Half the ROI at 0, half at 2^32 - 1: 171,798,692 levels of width 25 (pyradiomics used to fail in its C code)."""
+    image = sitk.ReadImage(str(data / "pyradiomics_cases" / "brain1_image.nrrd"))
+    mask = sitk.ReadImage(str(data / "pyradiomics_cases" / "brain1_label.nrrd"))
+    array = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=np.int64)
+    array[::2] = 2**32 - 1
+    spec = "pyradiomics-default" if engine != "ibsi" else {"engine": "ibsi", "ibsi": {"bin_width": 25.0}}
+    with pytest.raises(RadiomicsLabError, match=r"binWidth 25 gives 171,798,69\d grey levels"):
+        extract(uint32_image(image, array), mask, {"L": 1}, load_settings(spec, engine=engine))
+
+
+def test_command_line_says_it_in_one_line(data, tmp_path):
+    params = tmp_path / "tiny_bins.yaml"
+    params.write_text("setting:\n  binWidth: 1.0e-9\n")
+    case = data / "sts" / "STS_001"
+    result = subprocess.run([sys.executable, "-m", "RadiomicsLabLib.cli", "extract", str(case / "CT_image.nii.gz"),
+                             str(case / "CT_mask.nii.gz"), "--params", str(params), "-o", str(tmp_path / "f.csv")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "binWidth 1e-09 gives 234,000,000,001" in result.stderr
+    assert not (tmp_path / "f.csv").exists()
