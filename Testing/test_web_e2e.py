@@ -346,6 +346,7 @@ def test_browser_server_on_loopback_only(server):
 
 
 def test_browser_load_sample(page):
+    assert page.title() == "RadiomicsLab"
     load_sample(page, "brain1")
     page.wait_for_function("document.querySelector('.rl-status').innerText.includes('256 x 256 x 25')")
     assert "0.781 x 0.781 x 6.5 mm" in page.locator(".rl-status").inner_text()
@@ -521,6 +522,8 @@ def test_browser_artifacts_kept():
     assert shots == ["01_brain1_loaded.png", "02_painted_segment.png", "03_features_table.png",
                      "04_feature_map.png", "05_habitats.png", "06_corrupt_upload_error.png"]
     assert all((ARTIFACTS / s).stat().st_size > 20_000 for s in shots)
+    log = (ARTIFACTS / "server.log").read_text()
+    assert "GetROINode" not in log, log[-2000:]  # trame-slicer's crop toggle before any volume (app.py)
 
 
 # ---------------------------------------------------------------------------------------------

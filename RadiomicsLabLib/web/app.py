@@ -13,9 +13,11 @@ import sys
 
 from trame.app import TrameApp, get_server
 
+from ..errors import RadiomicsLabError
 from .jobs import JobRunner
 from .layout import RadiomicsLabLayout
 from .loader import DEFAULT_MAX_UPLOAD, StudyLoader
+from .security import MESSAGE_MARGIN
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ class RadiomicsLabWebApp(TrameApp):
         # pipelines bound to existing views (see the quirk in loader.py).
         self.layout_logic = LayoutButtonLogic(self.server, self.slicer_app)
         self.segment_editor_logic = SegmentEditorLogic(self.server, self.slicer_app)
-        self.volume_property_logic = VolumePropertyLogic(self.server, self.slicer_app)
+        self.volume_property_logic = guarded_volume_property_logic(VolumePropertyLogic)(self.server, self.slicer_app)
         self.volume_property_logic.data.preset_3d_name = "MR-Default"
 
         self.jobs = JobRunner(self.server, self.slicer_app.view_manager)
@@ -167,6 +169,26 @@ class RadiomicsLabWebApp(TrameApp):
         self.refresh_panels()
 
 
+def guarded_volume_property_logic(base):
+    """trame-slicer's ``VolumePropertyLogic`` whose crop toggle waits for a volume.
+
+    trame-slicer 2.0 binds ``_set_volume_crop_active`` to its ``volume_crop_active`` state, and trame
+    calls every state-change callback once when the server starts, before any volume is loaded:
+    it then calls ``GetROINode`` on the missing volume's display node and trame logs
+    "'NoneType' object has no attribute 'GetROINode'" at every start. The other handlers of that
+    class return early without a volume; this one now does too.
+    """
+
+    class GuardedVolumePropertyLogic(base):
+        def _set_volume_crop_active(self, active: bool) -> None:
+            volume = self._volume_node
+            if volume is None or self._volume_rendering.get_vr_display_node(volume) is None:
+                return
+            super()._set_volume_crop_active(active)
+
+    return GuardedVolumePropertyLogic
+
+
 def release_segmentation_observer(editor):
     """Remove the observer trame-slicer's ``Segmentation`` wrapper keeps on the segmentation node being left.
 
@@ -182,18 +204,36 @@ def release_segmentation_observer(editor):
 
 
 def serve(host: str = "127.0.0.1", port: int = 8080, data_root=None, max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
-          announce=print, output_root=None):
-    """Build the app and serve it until interrupted (blocking)."""
+          announce=print, output_root=None, allowed_origins=()):
+    """Build the app and serve it until interrupted (blocking).
+
+    Only pages of this server (``http://127.0.0.1:PORT``, ``http://localhost:PORT``, the ``host``
+    when it is one address, and ``allowed_origins``) can open a session, with a secret made for
+    this launch (:mod:`.security`).
+    """
+    from .layout import icon_data_url
+    from .security import browser_host, install
+
     sys_argv, sys.argv = sys.argv, sys.argv[:1]  # trame parses sys.argv; only our arguments count
+    started = []
     try:
         app = RadiomicsLabWebApp(data_root=data_root, max_upload_bytes=max_upload_bytes, output_root=output_root)
+        install(app.server, host, allowed_origins, max_message_bytes=max_upload_bytes + MESSAGE_MARGIN,
+                icon_url=icon_data_url())
 
         def ready(**_):
-            announce(f"RadiomicsLab web GUI: http://{host}:{app.server.port}/  (data folder: {app.loader.data.root}; "
-                     "Ctrl-C stops it)")
+            started.append(True)
+            announce(f"RadiomicsLab web GUI: http://{browser_host(host)}:{app.server.port}/  (data folder: "
+                     f"{app.loader.data.root}; Ctrl-C stops it)")
 
         app.server.controller.on_server_ready.add(ready)
-        app.server.start(host=host, port=port, open_browser=False, show_connection_info=False, timeout=0,
-                         disable_logging=True)
+        try:
+            app.server.start(host=host, port=port, open_browser=False, show_connection_info=False, timeout=0,
+                             disable_logging=True)
+        except OSError as error:
+            if started:
+                raise
+            raise RadiomicsLabError(f"Cannot listen on {host} port {port}: {error.strerror or error}; "
+                                    "choose another --host or --port.") from None
     finally:
         sys.argv = sys_argv

@@ -18,6 +18,7 @@ starts with ``scene.Clear()`` (as trame-slicer's own file loading does), and
 import os
 import shutil
 import tempfile
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -102,13 +103,12 @@ class UploadFolder:
 
         if not self.files:
             raise RadiomicsLabError("Nothing was uploaded; choose a file.")
+        if not all(isinstance(f, dict) for f in self.files):
+            raise RadiomicsLabError("The upload was not understood (not files); choose the files again.")
         clients = [ClientFile(f) for f in self.files]
-        total = sum(len(c.content or b"") for c in clients)
+        total = sum(content_size(f) for f in self.files)
         if total > self.max_bytes:
-            raise RadiomicsLabError(
-                f"The upload is {total / 2**20:.0f} MB, more than the limit of {self.max_bytes / 2**20:.0f} MB; "
-                "put the file in the data folder instead, or start the server with a larger --max-upload-mb."
-            )
+            raise RadiomicsLabError(upload_too_large(total, self.max_bytes))
         accepted = self.accepted_suffixes(self.kinds)
         names = []
         for client in clients:
@@ -119,6 +119,8 @@ class UploadFolder:
                 )
             if not client.content:
                 raise RadiomicsLabError(f"'{name}' is empty; choose the file again.")
+            if not isinstance(client.content, (bytes, bytearray, memoryview)):
+                raise RadiomicsLabError(f"'{name}' did not arrive as file content; choose the file again.")
             names.append(name)
         if len(set(names)) != len(names):
             raise RadiomicsLabError("Two uploaded files have the same name; upload files with distinct names.")
@@ -139,24 +141,74 @@ class UploadFolder:
             shutil.rmtree(self._folder, ignore_errors=True)
 
 
+def content_size(file) -> int:
+    """Bytes of one trame file dict's ``content`` (bytes, or a list of byte chunks); 0 for anything else."""
+    content = file.get("content") if isinstance(file, dict) else None
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        return len(content)
+    if isinstance(content, (list, tuple)):
+        return sum(len(c) for c in content if isinstance(c, (bytes, bytearray, memoryview)))
+    return len(content.encode("utf-8", "surrogatepass")) if isinstance(content, str) else 0
+
+
+def upload_too_large(total: int, limit: int, at_least: bool = False) -> str:
+    """The message refusing an upload of ``total`` bytes (``at_least``: counted so far) over ``limit``."""
+    size = f"at least {total / 2**20:.0f} MB" if at_least else f"{total / 2**20:.0f} MB"
+    return (f"The upload is {size}, more than the limit of {limit / 2**20:.0f} MB; put the file in the data "
+            "folder instead, or start the server with a larger --max-upload-mb.")
+
+
+def printable(text) -> str:
+    """``text`` for a message: control characters and undecodable bytes escaped (``\\x00``), at most 200 characters."""
+    text = str(text)
+    shown = "".join(c if c.isprintable() or c == " " else ascii(c)[1:-1] for c in text[:200])
+    return shown + ("…" if len(text) > 200 else "")
+
+
+def odd_characters(text: str) -> bool:
+    """Control characters (NUL, newline, ...) or undecodable bytes: what a browser-given file name may not hold."""
+    return any(unicodedata.category(c) in ("Cc", "Cs") for c in text)
+
+
+#: Longest file name most file systems take (bytes of UTF-8).
+MAX_NAME_BYTES = 255
+
+
 def safe_file_name(name) -> str:
-    """The base name of a browser-given file name; refuses names that are empty or only dots."""
+    """The base name of a browser-given file name; refuses names that are empty, only dots, too long
+    for a file system, or that hold control characters (NUL, newline, ...) or undecodable bytes."""
     base = PurePosixPath(str(name or "").replace("\\", "/")).name.strip()
-    if not base or set(base) <= {"."} or "\x00" in base:
-        raise RadiomicsLabError(f"'{name}' is not a usable file name; rename the file.")
+    if not base or set(base) <= {"."}:
+        raise RadiomicsLabError(f"'{printable(name)}' is not a usable file name; rename the file.")
+    if odd_characters(str(name)):
+        raise RadiomicsLabError(f"'{printable(name)}' is not a usable file name: it holds control characters "
+                                "(such as NUL or a line break); rename the file.")
+    if len(base.encode("utf-8")) > MAX_NAME_BYTES:
+        raise RadiomicsLabError(f"'{printable(base)}' is not a usable file name: longer than {MAX_NAME_BYTES} "
+                                "bytes; rename the file.")
     return base
 
 
 def resolve_inside(root: Path, relative: str) -> Path:
-    """``root / relative``, refusing absolute paths, ``..`` and links that end outside ``root``."""
+    """``root / relative``, refusing absolute paths, ``..``, links that end outside ``root``, and paths
+    holding control characters (NUL, ...) or undecodable bytes."""
     text = str(relative or "")
+    if odd_characters(text):
+        raise RadiomicsLabError(f"'{printable(relative)}' is not a path inside the data folder (it holds control "
+                                "characters such as NUL); choose a file from the list.")
     parts = PurePosixPath(text.replace("\\", "/")).parts
     if not text or text.startswith(("/", "\\")) or (parts and (":" in parts[0] or parts[0] == "/")) or ".." in parts:
-        raise RadiomicsLabError(f"'{relative}' is not a path inside the data folder; choose a file from the list.")
+        raise RadiomicsLabError(f"'{printable(relative)}' is not a path inside the data folder; choose a file from "
+                                "the list.")
     root = root.resolve()
-    path = (root / Path(*parts)).resolve()
+    try:
+        path = (root / Path(*parts)).resolve()
+    except (OSError, ValueError):  # a name too long for the file system, a link loop
+        raise RadiomicsLabError(f"'{printable(relative)}' is not a path inside the data folder; choose a file from "
+                                "the list.") from None
     if not path.is_relative_to(root):
-        raise RadiomicsLabError(f"'{relative}' is not a path inside the data folder; choose a file from the list.")
+        raise RadiomicsLabError(f"'{printable(relative)}' is not a path inside the data folder; choose a file from "
+                                "the list.")
     return path
 
 
@@ -189,8 +241,8 @@ class DataFolder:
                 continue
             has_dicom = False
             for child in children:
-                if child.name.startswith("."):
-                    continue
+                if child.name.startswith(".") or odd_characters(child.name):
+                    continue  # hidden, or a name the page cannot show nor send back (control characters, bad bytes)
                 if not child.resolve().is_relative_to(root):
                     continue  # a link leading outside the data folder
                 if child.is_dir():
@@ -226,7 +278,7 @@ class DataFolder:
         path = resolve_inside(self.root, relative)
         listed = {e.path for e in self.entries(kinds)}
         if str(relative) not in listed or not path.exists():
-            raise RadiomicsLabError(f"'{relative}' is not a loadable file of the data folder; "
+            raise RadiomicsLabError(f"'{printable(relative)}' is not a loadable file of the data folder; "
                                     "choose one from the list.")
         return path
 

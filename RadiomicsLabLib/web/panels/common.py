@@ -52,8 +52,11 @@ class UploadButton(html.Div):
     """A button opening the browser's file chooser; the files come to the server in chunks.
 
     ``uploaded(files)`` receives trame file dicts (``name``, ``size``, ``content``). The browser
-    refuses uploads over ``max_bytes`` before sending anything (the server checks again) and
-    offers only the ``accept`` suffixes (the server checks the type again, never trusting it).
+    refuses uploads over ``max_bytes`` before sending anything and offers only the ``accept``
+    suffixes; the server never trusts either. It counts the bytes as the chunks arrive: the chunk
+    that takes the upload over ``max_bytes`` is refused at once, what was received is dropped, the
+    error is shown, and the rest of that upload is ignored until its end (an empty chunk). The
+    type is checked again when the upload is read (:class:`~RadiomicsLabLib.web.loader.UploadFolder`).
     """
 
     uploaded = Signal(list)
@@ -62,6 +65,10 @@ class UploadButton(html.Div):
                  multiple: bool = False, directory: bool = False, **kwargs):
         super().__init__(classes="d-inline-block " + kwargs.pop("classes", ""))
         self._files = []
+        self._received = 0  # bytes of the upload in progress held in self._files
+        self._refused = False  # the upload in progress went over the limit: drop its chunks until its end
+        self._max_bytes = max_bytes
+        self._error_state = error_state
         trigger = self.server.trigger_name(self._on_chunk)
         busy = f"{input_id.replace('-', '_')}_busy"
         self.server.state.setdefault(busy, False)
@@ -86,13 +93,35 @@ class UploadButton(html.Div):
                 VTooltip(text=f"Upload {text.lower()} (up to {limit_mb:.0f} MB)", activator="parent",
                          location="bottom")
 
+    @property
+    def received_bytes(self) -> int:
+        """Bytes of the upload in progress held in memory."""
+        return self._received
+
     async def _on_chunk(self, files):
+        """One chunk of files (trame's chunk loader), or the end of the upload (an empty list).
+
+        Returns ``{"received": bytes held, "accepted": bool}`` for the chunk (the page ignores it).
+        """
+        from ..loader import content_size, upload_too_large
+
         if files:
+            if self._refused:
+                return {"received": 0, "accepted": False}
+            files = list(files) if isinstance(files, (list, tuple)) else [files]
+            total = self._received + sum(content_size(f) for f in files)
+            if total > self._max_bytes:
+                self._files, self._received, self._refused = [], 0, True  # free what was received
+                self.server.state[self._error_state] = upload_too_large(total, self._max_bytes, at_least=True)
+                return {"received": 0, "accepted": False}
             self._files.extend(files)
-            return
+            self._received = total
+            return {"received": total, "accepted": True}
         files, self._files = self._files, []
-        if files:
+        refused, self._refused, self._received = self._refused, False, 0
+        if files and not refused:
             await self.uploaded.async_emit(files)
+        return {"received": 0, "accepted": not refused}
 
 
 def download_button(server, text: str, icon: str, file_name, fetch, mime: str = "application/octet-stream",
