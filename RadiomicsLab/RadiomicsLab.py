@@ -12,6 +12,7 @@ it returns (tables, plots, overlays). The console works the same way::
 """
 
 import importlib
+import logging
 import os
 import re
 import sys
@@ -25,10 +26,6 @@ import qt
 import vtk
 
 import slicer
-from slicer import (vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLSequenceBrowserNode,
-                    vtkMRMLTableNode)
-from slicer.i18n import tr as _
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import *
 from slicer.util import VTKObservationMixin
 
@@ -45,12 +42,68 @@ def _makeRadiomicsLabLibImportable():
 
 _makeRadiomicsLabLibImportable()
 
-# Only modules that need nothing beyond what Slicer ships are imported here; the workflows' Logic
-# classes (pyradiomics, numba, dask, ...) are imported on first use, after ensureDependencies().
-from RadiomicsLabLib.dependencies import bundled_pins, missing_requirements  # noqa: E402
-from RadiomicsLabLib.errors import Cancelled  # noqa: E402
-from RadiomicsLabLib.mrml.extraction import ExtractionLogic  # noqa: E402
-from RadiomicsLabLib.settings import DEFAULT_PRESET, preset_names  # noqa: E402
+# First the Slicer version: RadiomicsLabLib.dependencies runs on the Python of any Slicer 5, the rest of
+# RadiomicsLab needs Slicer 5.10 (Python 3.12). Above this line only what Slicer 5.0 already has is imported.
+from RadiomicsLabLib.dependencies import SLICER_DOWNLOAD_URL, unsupported_slicer_message  # noqa: E402
+
+#: None in a Slicer RadiomicsLab runs in; otherwise why not, which the module shows instead of its GUI (RadiomicsLab
+#: class below), setting up nothing else.
+UNSUPPORTED_SLICER = unsupported_slicer_message(sys.version_info, (slicer.app.majorVersion, slicer.app.minorVersion))
+
+if UNSUPPORTED_SLICER is None:
+    from slicer import (vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLSequenceBrowserNode,
+                        vtkMRMLTableNode)
+    from slicer.i18n import tr as _
+    from slicer.i18n import translate
+    from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+
+    # Only modules that need nothing beyond what Slicer ships are imported here; the workflows' Logic
+    # classes (numba, dask, scikit-learn, ...) are imported on first use, after ensureDependencies().
+    from RadiomicsLabLib.dependencies import bundled_pins, missing_requirements, requirements_file
+    from RadiomicsLabLib.errors import Cancelled
+    from RadiomicsLabLib.mrml.extraction import ExtractionLogic
+    from RadiomicsLabLib.settings import DEFAULT_PRESET, preset_names
+else:
+    # An older Slicer (slicer.i18n and slicer.parameterNodeWrapper came in 5.4): inert stand-ins, so that the
+    # definitions below run; nothing uses them, the RadiomicsLab class only shows UNSUPPORTED_SLICER.
+    def _(text):
+        return text
+
+    def translate(context, text):
+        return text
+
+    def parameterNodeWrapper(cls):
+        return cls
+
+    def Choice(*args, **kwargs):
+        return None
+
+    WithinRange = Choice
+    vtkMRMLScalarVolumeNode = vtkMRMLSegmentationNode = vtkMRMLSequenceBrowserNode = vtkMRMLTableNode = object
+    Cancelled = Exception
+    ExtractionLogic = object
+    DEFAULT_PRESET = ""
+
+    def preset_names():
+        return []
+
+
+def unsupportedSlicerHtml() -> str:
+    """UNSUPPORTED_SLICER as the rich text of the help and the module panel (the download page a link)."""
+    link = f'<a href="{SLICER_DOWNLOAD_URL}">{SLICER_DOWNLOAD_URL}</a>'
+    return "<p>" + UNSUPPORTED_SLICER.replace(SLICER_DOWNLOAD_URL, link) + "</p>"
+
+
+class _UnsupportedSlicerWidget(ScriptedLoadableModuleWidget):
+    """The module panel in a Slicer RadiomicsLab does not run in: UNSUPPORTED_SLICER, nothing else."""
+
+    def setup(self):
+        label = qt.QLabel(unsupportedSlicerHtml())
+        label.wordWrap = True
+        label.openExternalLinks = True
+        self.layout.addWidget(label)
+        self.layout.addStretch(1)
+
 
 MAP_DEFINITIONS = ["ibsi", "pyradiomics"]
 HABITAT_METHODS = ["kmeans", "gmm", "agglomerative"]
@@ -63,23 +116,45 @@ EXTRACTION_ENGINES = ["native", "pyradiomics"]
 
 
 def ensureDependencies() -> bool:
-    """True when RadiomicsLab's Python packages can be imported; otherwise offer to pip-install them
-    (installed without asking when Slicer runs with ``--testing``, e.g. the module self-test)."""
+    """True when RadiomicsLab's Python packages (``Resources/requirements.txt``) can be imported; otherwise offer to
+    pip-install them into Slicer's Python, keeping Slicer's own numpy, scipy, SimpleITK and VTK, and then register the
+    Segment Statistics plugin (no restart needed). With ``--testing`` (the module self-test) nothing is installed:
+    what is missing is logged and False returned."""
     missing = missing_requirements()
     if not missing:
         return True
-    if not slicer.app.testingEnabled() and not slicer.util.confirmOkCancelDisplay(
+    if slicer.app.testingEnabled():
+        logging.error(f"RadiomicsLab needs these Python packages, which this Slicer does not have: {', '.join(missing)}. "
+                      "Slicer runs in testing mode, so they are not installed; install them first, e.g. in Slicer's "
+                      f"Python console: slicer.util.pip_install(['-r', r'{requirements_file()}'])")
+        return False
+    if not slicer.util.confirmOkCancelDisplay(
             _("RadiomicsLab needs these Python packages: {packages}. Install them now? This may take a few minutes.")
             .format(packages=", ".join(missing)), windowTitle=_("RadiomicsLab")):
         return False
-    with slicer.util.tryWithErrorDisplay(_("Installing {packages} failed.").format(packages=", ".join(missing)), waitCursor=True):
-        slicer.util.pip_install(missing + bundled_pins())  # pins keep Slicer's own numpy, scipy, SimpleITK
+    with tempfile.TemporaryDirectory() as folder:
+        # Constraints keep the numpy, scipy, SimpleITK and VTK that Slicer installed (pip fails, naming the conflict,
+        # rather than replace them). slicer.util.pip_install passes a list as the arguments of "pip install".
+        constraints = Path(folder) / "slicer-constraints.txt"
+        constraints.write_text("".join(f"{pin}\n" for pin in bundled_pins()), encoding="utf-8")
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Installing {packages} failed.").format(packages=", ".join(missing)),
+                                                 waitCursor=True):
+                slicer.util.pip_install(["-r", str(requirements_file()), "-c", str(constraints)])
+        except Exception:  # shown by tryWithErrorDisplay, pip's output is in the log
+            return False
     importlib.invalidate_caches()
-    return not missing_requirements()
+    if missing_requirements():
+        return False
+    from RadiomicsLabLib.mrml.segmentstatistics import register_segment_statistics_plugin
+
+    register_segment_statistics_plugin()  # skipped at startup while the packages were missing
+    return True
 
 
 def onStartupCompleted():
-    """Register RadiomicsLab's sample cases (Sample Data module) and its Segment Statistics plugin."""
+    """Register RadiomicsLab's sample cases (Sample Data module) and its Segment Statistics plugin (which needs
+    RadiomicsLab's Python packages: until ensureDependencies() installs them, one line in the log says so)."""
     from RadiomicsLabLib.mrml.sampledata import register_sample_data
     from RadiomicsLabLib.mrml.segmentstatistics import register_segment_statistics_plugin
 
@@ -100,23 +175,33 @@ class RadiomicsLab(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
         self.parent.title = _("RadiomicsLab")
-        self.parent.categories = ["Radiomics"]
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Quantification")]
         self.parent.dependencies = []
-        self.parent.contributors = ["RadiomicsLab contributors"]
+        self.parent.contributors = ["RadiomicsLab team (RadiomicsLab)"]
+        iconPath = self.resourcePath("Icons/RadiomicsLab.png")
+        if os.path.isfile(iconPath):
+            self.parent.icon = qt.QIcon(iconPath)
+        if UNSUPPORTED_SLICER:
+            # Too old a Slicer: the message as help and as the module panel, no startup hooks. Slicer makes the panel
+            # from this module's <name>Widget class when the user opens the module (qSlicerScriptedLoadableModuleWidget::
+            # setPythonSource, Slicer 5.0 to 5.10), so that class becomes the one showing the message.
+            self.parent.helpText = unsupportedSlicerHtml()
+            self.parent.acknowledgementText = ""
+            globals()["RadiomicsLabWidget"] = _UnsupportedSlicerWidget
+            logging.warning(UNSUPPORTED_SLICER)
+            return
         self.parent.helpText = _("""
 IBSI-compliant radiomics on the segments of a segmentation: feature extraction (pyradiomics-compatible
 presets and parameter files, IBSI configurations), voxel-wise feature maps over the image, multi-observer
 agreement and feature reproducibility, habitats and peritumoral rings, delta-radiomics across timepoints,
 and cohort batches on a Dask cluster. Every result is a node with its provenance and is saved with the scene.
 The same logic is available from the Python console: <code>slicer.util.getModuleLogic("RadiomicsLab")</code>.
-""")
+""") + "<p>" + _("For more information, see the {url_start}RadiomicsLab documentation{url_end}.").format(
+            url_start='<a href="https://github.com/RadiomicsLab/RadiomicsLab#readme">', url_end="</a>") + "</p>"
         self.parent.acknowledgementText = _("""
 RadiomicsLab builds on 3D Slicer and on pyradiomics (van Griethuysen et al., Cancer Research 2017),
 and follows the Image Biomarker Standardisation Initiative (IBSI).
 """)
-        iconPath = self.resourcePath("Icons/RadiomicsLab.png")
-        if os.path.isfile(iconPath):
-            self.parent.icon = qt.QIcon(iconPath)
         slicer.app.connect("startupCompleted()", onStartupCompleted)
 
 
@@ -843,7 +928,10 @@ class RadiomicsLabLogic(ScriptedLoadableModuleLogic, ExtractionLogic):
 class RadiomicsLabTest(ScriptedLoadableModuleTest):
     """Runs the scenarios of RadiomicsLabLib.mrml.scenarios (the ones pytest runs headless) in this Slicer.
 
-    Needs the reference data: set RADIOMICSLAB_DATA to the shared data folder (pyradiomics_cases/, sts/).
+    Uses only the cases this module registers with the Sample Data module (pyradiomics' brain1, brain2 and
+    breast1 MR test cases, RadiomicsLabLib.mrml.sampledata): Sample Data downloads each file from its registered
+    URL into Slicer's download cache (slicer.app.cachePath) on first use and reuses it while its SHA-256
+    matches. It needs RadiomicsLab's Python packages and installs nothing: without them it fails, listing them.
     """
 
     def setUp(self):
@@ -854,27 +942,45 @@ class RadiomicsLabTest(ScriptedLoadableModuleTest):
         self.test_RadiomicsLabScenarios()
 
     def test_RadiomicsLabScenarios(self):
-        self.assertTrue(ensureDependencies(), "RadiomicsLab's Python packages are needed to run the RadiomicsLab test")
-        from RadiomicsLabLib.data import data_dir
-        from RadiomicsLabLib.mrml import scenarios
+        if UNSUPPORTED_SLICER:
+            self.fail(UNSUPPORTED_SLICER)
+        missing = missing_requirements()
+        if missing:
+            self.fail("The RadiomicsLab self-test needs these Python packages, which this Slicer does not have: "
+                      f"{', '.join(missing)} (listed in {requirements_file()}). Install them (open the RadiomicsLab "
+                      "module and run a workflow: it offers to install them), then run the test again.")
+        from SampleData import SampleDataLogic
 
-        scene, folder = slicer.mrmlScene, data_dir()
-        self.delayDisplay(f"Loading the brain1 sample case from {folder}")
-        scenarios.load_sample(scene, folder)
+        from RadiomicsLabLib.mrml import sampledata, scenarios
+
+        scene = slicer.mrmlScene
+        self.assertTrue(sampledata.register_sample_data(),
+                        "RadiomicsLab's sample cases could not be registered with Sample Data (see the log)")
+        first = sampledata.SAMPLE_CASES[0]
+        self.delayDisplay(f"Loading {first.name} from the Sample Data module ({first.sample_name})")
+        loaded = SampleDataLogic().downloadSamples(first.sample_name)
+        self.assertEqual([node.GetClassName() for node in loaded],
+                         ["vtkMRMLScalarVolumeNode", "vtkMRMLSegmentationNode"])
+        self.assertGreater(loaded[1].GetSegmentation().GetNumberOfSegments(), 0)
         scene.Clear()
-        self.delayDisplay("Extracting brain1 features and comparing them with pyradiomics")
-        scenarios.extract_sample(scene, folder)
+        self.delayDisplay("Getting the sample cases from Sample Data's download cache")
+        cases = {case.name: sampledata.slicer_sample_case(case.name) for case in sampledata.SAMPLE_CASES}
+        self.delayDisplay(f"Loading the {first.name} sample case")
+        scenarios.load_sample(scene, cases)
+        scene.Clear()
+        self.delayDisplay(f"Extracting {first.name} features and checking them against a second route")
+        scenarios.extract_sample(scene, cases)
         with tempfile.TemporaryDirectory() as tmp:
             self.delayDisplay("Saving the scene as .mrb and loading it back")
-            scenarios.save_and_reload(scene, folder, Path(tmp) / "RadiomicsLabSelfTest.mrb")
+            scenarios.save_and_reload(scene, cases, Path(tmp) / "RadiomicsLabSelfTest.mrb")
             for title, scenario in (("Feature maps", scenarios.feature_maps_sample),
                                     ("Observers", scenarios.observers_sample),
                                     ("Habitats and rings", scenarios.habitats_sample),
                                     ("Delta-radiomics", scenarios.delta_sample)):
                 scene.Clear()
                 self.delayDisplay(f"{title} scenario")
-                scenario(scene, folder)
+                scenario(scene, cases)
             scene.Clear()
             self.delayDisplay("Cohort scenario")
-            scenarios.cohort_sample(scene, folder, tmp)
+            scenarios.cohort_sample(scene, cases, tmp)
         self.delayDisplay("Test passed")

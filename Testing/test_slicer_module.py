@@ -87,6 +87,19 @@ def test_module_compiles_and_has_the_scripted_module_classes(source, tmp_path):
     assert used <= public, f"the self-test calls scenarios that do not exist: {sorted(used - public)}"
 
 
+def test_self_test_uses_the_sample_data_cases_and_installs_nothing(source):
+    """RadiomicsLabTest gets its cases through Sample Data (its registered sources and download cache) and passes
+    them to the scenarios: no reference data folder, no sarcoma cases, no pip (missing packages: one failure
+    message listing them)."""
+    self_test = source.split("class RadiomicsLabTest")[1]
+    for forbidden in (r"\bdata_dir\b", r"RADIOMICSLAB_DATA", r"shared/data", r"pip_install", r"ensureDependencies",
+                      r"\bsts\b", r"STS_\d", r"\bCT\b", r"\bPET\b"):
+        assert not re.search(forbidden, self_test, re.IGNORECASE if forbidden == r"\bsts\b" else 0), forbidden
+    assert "from SampleData import SampleDataLogic" in self_test and "downloadSamples(" in self_test
+    assert "sampledata.slicer_sample_case(" in self_test and "missing_requirements()" in self_test
+    assert re.search(r"if missing:\s+self\.fail\(", self_test)
+
+
 def test_module_imports_only_what_slicer_ships_before_dependencies_are_installed(source):
     """Desktop Slicer loads the module before ensureDependencies() can pip-install pyradiomics, numba, dask...:
     its top-level RadiomicsLabLib imports must work without them."""
@@ -94,7 +107,9 @@ def test_module_imports_only_what_slicer_ships_before_dependencies_are_installed
     import sys
 
     tree = ast.parse(source)
-    modules = sorted({n.module for n in tree.body if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("RadiomicsLabLib")})
+    # Module level, also inside the top-level "if UNSUPPORTED_SLICER is None:" (the supported-Slicer imports).
+    top = [*tree.body, *(c for n in tree.body if isinstance(n, ast.If) for c in n.body)]
+    modules = sorted({n.module for n in top if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("RadiomicsLabLib")})
     assert "RadiomicsLabLib.mrml.extraction" in modules and "RadiomicsLabLib.dependencies" in modules
     heavy = ["radiomics", "yaml", "numba", "dask", "distributed", "sklearn", "skimage", "pywt", "pyarrow", "matplotlib"]
     code = ("import sys\n" + "".join(f"import {m}\n" for m in modules)
@@ -367,10 +382,10 @@ def test_cmake_files_name_the_module_files_that_exist():
     module_name = re.search(r"set\(MODULE_NAME (\w+)\)", module_cmake).group(1)
     assert module_name == "RadiomicsLab"
     expanded = module_cmake.replace("${MODULE_NAME}", module_name)
-    listed = set(re.findall(r"^\s*([\w/]+\.(?:py|ui|png))\s*$", expanded, re.MULTILINE))
+    listed = set(re.findall(r"^\s*([\w/]+\.(?:py|ui|png|txt))\s*$", expanded, re.MULTILINE))
     assert listed == {"RadiomicsLab.py", "Resources/UI/RadiomicsLab.ui", "Resources/Icons/RadiomicsLab.png",
                       "Resources/Icons/SampleData/brain1.png", "Resources/Icons/SampleData/brain2.png",
-                      "Resources/Icons/SampleData/breast1.png"}
+                      "Resources/Icons/SampleData/breast1.png", "Resources/requirements.txt"}
     for path in listed:
         assert (MODULE_DIR / path).is_file(), path
     assert "slicerMacroBuildScriptedModule(" in expanded and "WITH_GENERIC_TESTS" in expanded
@@ -386,8 +401,9 @@ def test_cmake_files_name_the_module_files_that_exist():
     for line in ("find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})",
                  "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"):
         assert line in top, line
-    for var in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "SCREENSHOTURLS", "DEPENDS"):
+    for var in ("HOMEPAGE", "CATEGORY", "CONTRIBUTORS", "DESCRIPTION", "ICONURL", "DEPENDS"):
         assert re.search(rf'set\(EXTENSION_{var} "[^"]+"\)', top), var
+    assert re.search(r'set\(EXTENSION_SCREENSHOTURLS "[^"]*"\)', top)  # none yet (test_extension_build)
 
 
 def test_icon_is_a_128_pixel_png():
@@ -403,15 +419,28 @@ def test_presets_offered_by_the_gui_exist():
 
 
 # (e) ---------------------------------------------------------------------------------------------
-def test_self_test_scenarios_run_headless(tmp_path):
-    from RadiomicsLabLib.mrml import scenarios
+def test_self_test_scenarios_run_headless(tmp_path, monkeypatch):
+    """run_all as the self-test runs it on a build machine: the Sample Data cases from a cache (filled here from the
+    reference data's copies with the registered SHA-256; no download: it would fail), RADIOMICSLAB_DATA empty."""
+    from RadiomicsLabLib.mrml import sampledata, scenarios
     from RadiomicsLabLib.mrml.app import new_headless_app
 
     folder = data_dir()
     if not (folder / "pyradiomics_cases").is_dir():
         pytest.fail(f"Reference data not found in {folder}; set RADIOMICSLAB_DATA to the shared data folder.")
+    cache = tmp_path / "sample-cache"
+    assert len(sampledata.fill_cache(folder / "pyradiomics_cases", cache)) == 6
+
+    def offline(url, destination):
+        raise OSError(f"no network in this test ({url})")
+
+    monkeypatch.setattr(sampledata, "_download", offline)
+    (tmp_path / "no-reference-data").mkdir()
+    monkeypatch.setenv("RADIOMICSLAB_DATA", str(tmp_path / "no-reference-data"))
+    cases = sampledata.sample_cases(cache_dir=cache)
+    assert {path.parent for pair in cases.values() for path in pair} == {cache}
     scene = new_headless_app().scene
-    produced = scenarios.run_all(scene, folder, tmp_path)  # every scenario, one after another in one scene
+    produced = scenarios.run_all(scene, cases, tmp_path)  # every scenario, one after another in one scene
     assert list(produced) == ["table", "reloaded_table", "feature_maps", "observers", "habitats", "delta", "cohort"]
     assert (tmp_path / "RadiomicsLab-scenario.mrb").is_file()
     table = produced["reloaded_table"]
@@ -445,12 +474,14 @@ slicer.util.exit(status)
 @pytest.mark.skipif(not os.environ.get("SLICER_EXECUTABLE"), reason="set SLICER_EXECUTABLE to a desktop Slicer to run the "
                     "module self-test in it (desktop Slicer is not installable from a package registry)")
 def test_module_self_test_in_desktop_slicer(tmp_path):
-    """The issue's optional check: RadiomicsLabTest in a real Slicer, with this checkout's module and the reference data."""
+    """The issue's optional check: RadiomicsLabTest in a real Slicer, with this checkout's module and the Sample Data
+    cases (downloaded into Slicer's cache on first use: needs the network once)."""
     import subprocess
 
     script = tmp_path / "run_self_test.py"
     script.write_text(SELF_TEST_SCRIPT)
-    environment = {**os.environ, "RADIOMICSLAB_DATA": str(data_dir())}
+    (tmp_path / "no-reference-data").mkdir()  # the self-test uses Sample Data's cache only
+    environment = {**os.environ, "RADIOMICSLAB_DATA": str(tmp_path / "no-reference-data")}
     completed = subprocess.run(
         [os.environ["SLICER_EXECUTABLE"], "--testing", "--no-splash", "--no-main-window",
          "--additional-module-paths", str(MODULE_DIR), "--python-script", str(script)],

@@ -25,6 +25,7 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 
+from ..dependencies import missing_requirements
 from ..errors import RadiomicsLabError
 from ..extraction import extract_masks, prepare_inputs
 from ..settings import ExtractionSettings, load_settings
@@ -98,12 +99,11 @@ _DERIVATION = {
 
 @functools.cache
 def feature_keys() -> tuple[str, ...]:
-    """Every non-deprecated pyradiomics feature of :data:`FAMILIES` on the original image, family by family."""
-    from radiomics import getFeatureClasses
+    """Every non-deprecated pyradiomics feature of :data:`FAMILIES` on the original image, family by family
+    (RadiomicsLab's static catalogue of pyradiomics' features: no pyradiomics package needed)."""
+    from ..pyradiomics_native import feature_names
 
-    classes = getFeatureClasses()
-    return tuple(f"original_{family}_{name}" for family in FAMILIES
-                 for name, deprecated in classes[family].getFeatureNames().items() if not deprecated)
+    return tuple(f"original_{family}_{name}" for family in FAMILIES for name in feature_names(family))
 
 
 @functools.cache
@@ -179,14 +179,15 @@ class SegmentStatisticsFeatures(ExtractionLogic):
     'mm3'
     >>> statistics.compute(segmentation, volume, "Label_1", ["original_firstorder_Mean"])  # {key: value}
 
-    ``settings``: a pyradiomics-engine preset, parameter file or dict (default ``pyradiomics-default``);
+    ``settings``: a pyradiomics-style preset, parameter file or dict (default ``pyradiomics-default``), run on
+    the pyradiomics package where the tested one is installed, else on the native engine (pyradiomics' features);
     its ``imageType`` and ``featureClass`` are replaced by the original image and the keys asked for.
     """
 
     def __init__(self, scene=None, settings=None):
         super().__init__(scene)
         self.settings = load_settings(settings)
-        if self.settings.engine != "pyradiomics":
+        if self.settings.engine not in ("pyradiomics", "native"):
             raise RadiomicsLabError(
                 f"Segment Statistics keys are pyradiomics feature names, but {self.settings.source} uses the "
                 f"{self.settings.engine} engine; choose pyradiomics settings (e.g. the pyradiomics-default preset).")
@@ -225,7 +226,7 @@ class SegmentStatisticsFeatures(ExtractionLogic):
             _, family, feature = key.split("_", 2)
             classes.setdefault(family, []).append(feature)
         params = {**self.settings.params, "imageType": {"Original": {}}, "featureClass": classes}
-        return ExtractionSettings(f"{self.settings.source} (Segment Statistics keys)", params, "pyradiomics")
+        return ExtractionSettings(f"{self.settings.source} (Segment Statistics keys)", params, self.settings.engine)
 
     def compute(self, segmentation_node, volume_node, segment_id: str, keys=None) -> dict[str, float]:
         """{key: value} of one segment (ID or name) on ``volume_node``; ``keys`` default to the default keys.
@@ -269,7 +270,12 @@ class SegmentStatisticsFeatures(ExtractionLogic):
 
 
 def register_segment_statistics_plugin() -> bool:
-    """Register the RadiomicsLab plugin with desktop Slicer's Segment Statistics (once); False, logged, when it cannot."""
+    """Register the RadiomicsLab plugin with desktop Slicer's Segment Statistics (once); False, logged, when it cannot.
+
+    The plugin needs RadiomicsLab's Python packages (:func:`~RadiomicsLabLib.dependencies.missing_requirements`): at
+    Slicer's startup they may not be installed yet, which is logged in one line (no traceback); RadiomicsLab.py's
+    ``ensureDependencies()`` calls this again once it has installed them.
+    """
     try:
         from SegmentStatistics import SegmentStatisticsLogic
         from SegmentStatisticsPlugins import SegmentStatisticsPluginBase
@@ -278,6 +284,11 @@ def register_segment_statistics_plugin() -> bool:
         return False
     if any(plugin.__name__ == PLUGIN_CLASS_NAME for plugin in SegmentStatisticsLogic.registeredPlugins):
         return True
+    missing = missing_requirements()
+    if missing:
+        logging.info(f"{PLUGIN_TITLE} will be offered in Segment Statistics once RadiomicsLab's Python packages are "
+                     f"installed (missing: {', '.join(missing)}): open the RadiomicsLab module and run a workflow.")
+        return False
     try:
         SegmentStatisticsLogic.registerPlugin(_plugin_class(SegmentStatisticsPluginBase)())
     except Exception:  # a startup hook: never break the RadiomicsLab module

@@ -8,10 +8,16 @@ puts them, so that UseSlicer.cmake does not replace them with its defaults) are 
 code, then:
  - each of REQUIRED_VARIABLES is set, not empty and not a placeholder (Slicer's template values,
    TODO/FIXME); no TODO/FIXME is left in the meta-information block;
- - EXTENSION_ENABLED is 0 or 1 and EXTENSION_HOMEPAGE an https:// URL;
+ - EXTENSION_ENABLED is 0 or 1, EXTENSION_HOMEPAGE an https:// URL, and EXTENSION_CONTRIBUTORS "Name (Organization)"
+   entries separated by commas (SlicerExtensionDescriptionSpec.cmake);
  - EXTENSION_ICONURL and every URL of EXTENSION_SCREENSHOTURLS start with RAW_URL_PREFIX and, with that
    prefix replaced by EXTENSION_DIR, name an image file of the repository; the icon is a 128 x 128 PNG
-   (Slicer, Extensions/CMake/SlicerExtensionDescriptionSpec.cmake: "Url to an icon (png, size 128x128 pixels)").
+   (Slicer, Extensions/CMake/SlicerExtensionDescriptionSpec.cmake: "Url to an icon (png, size 128x128 pixels)");
+ - EXTENSION_SCREENSHOTURLS must be set but may be empty: Slicer's spec makes it optional (default ""), and the
+   extension has no screenshots of desktop Slicer yet (none can be taken where it is developed; the web GUI's
+   screenshots would misrepresent the extension). Screenshot URLs that are given are checked as above.
+   Submitting to Slicer's ExtensionsIndex needs them: its scripts/check_description_files.py fails with
+   "No EXTENSION_SCREENSHOTURLS found in CMakeLists.txt."
 All problems are reported together in one FATAL_ERROR (exit status 1); on success the values are printed.
 ]]
 cmake_minimum_required(VERSION 3.18) # cmake_language(EVAL)
@@ -34,6 +40,8 @@ endif()
 set(REQUIRED_VARIABLES
   EXTENSION_HOMEPAGE EXTENSION_CATEGORY EXTENSION_CONTRIBUTORS EXTENSION_DESCRIPTION
   EXTENSION_ICONURL EXTENSION_SCREENSHOTURLS EXTENSION_STATUS EXTENSION_ENABLED EXTENSION_DEPENDS)
+# Set, but may be empty (see above).
+set(MAY_BE_EMPTY EXTENSION_SCREENSHOTURLS)
 # Values copied from Slicer's extension template (Utilities/Templates/Extensions/Default/CMakeLists.txt) or left to do.
 set(PLACEHOLDER_REGEX "TODO|FIXME|TBD|John Doe|AnyWare Corp|example\\.com|TemplateKey|This is an example")
 
@@ -71,7 +79,9 @@ foreach(variable IN LISTS REQUIRED_VARIABLES)
   if(NOT DEFINED ${variable})
     problem("${variable} is not set (set(${variable} ...) before find_package(Slicer))")
   elseif("${${variable}}" MATCHES "^[ \t\n]*$")
-    problem("${variable} is empty")
+    if(NOT variable IN_LIST MAY_BE_EMPTY)
+      problem("${variable} is empty")
+    endif()
   elseif("${${variable}}" MATCHES "${PLACEHOLDER_REGEX}")
     problem("${variable} is a placeholder ('${CMAKE_MATCH_0}'): '${${variable}}'")
   endif()
@@ -79,6 +89,13 @@ endforeach()
 
 if(DEFINED EXTENSION_ENABLED AND NOT "${EXTENSION_ENABLED}" MATCHES "^[01]$")
   problem("EXTENSION_ENABLED must be 0 or 1, not '${EXTENSION_ENABLED}'")
+endif()
+# SlicerExtensionDescriptionSpec.cmake: "Firstname1 Lastname1 ([SubOrg1, ]Org1), Firstname2 Lastname2 ([SubOrg2, ]Org2)".
+if(DEFINED EXTENSION_CONTRIBUTORS AND NOT "${EXTENSION_CONTRIBUTORS}" MATCHES "^[ \t\n]*$")
+  string(REGEX REPLACE "[ \t\n]*[^(),]*[^(), \t\n][ \t\n]+\\([^()]*[^() \t\n][^()]*\\)[ \t\n]*(,|$)" "" unmatched "${EXTENSION_CONTRIBUTORS}")
+  if(NOT unmatched STREQUAL "")
+    problem("EXTENSION_CONTRIBUTORS must be 'Name (Organization)' entries separated by commas, not '${EXTENSION_CONTRIBUTORS}'")
+  endif()
 endif()
 if(DEFINED EXTENSION_HOMEPAGE AND NOT "${EXTENSION_HOMEPAGE}" MATCHES "^https://[^ \t\n]+$")
   problem("EXTENSION_HOMEPAGE must be one https:// URL, not '${EXTENSION_HOMEPAGE}'")
