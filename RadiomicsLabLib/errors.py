@@ -14,3 +14,11 @@ class Cancelled(RadiomicsLabError):
 
     Each workflow raises its own subclass; a GUI catches this one to say "cancelled" instead of an error.
     """
+
+
+class RadiomicsLabWarning(UserWarning):
+    """Something the user should know about a result that was still computed (e.g. CT settings on an MR image).
+
+    Raised with :func:`warnings.warn`; the CLI prints it as one ``radiomicslab: warning: ...`` line, and the
+    engine also records it in the result's provenance notes.
+    """

@@ -32,12 +32,13 @@ Steps, in the order IBSI prescribes them:
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..errors import RadiomicsLabError
+from ..errors import RadiomicsLabError, RadiomicsLabWarning
 from .config import INTERPOLATIONS
 from .roi import Roi
 
@@ -147,7 +148,31 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings) -> tuple[Roi, dic
     diagnostics.update(roi_diagnostics(image_array, intensity_mask, roi_mask, "reseg_roi"))
 
     roi = Roi(image_array, roi_mask, intensity_mask, spacing)
+    hu_warning = ct_range_warning(image_array, roi_mask, intensity_mask, settings.resegment_range)
+    if hu_warning:
+        roi.notes.append(hu_warning)
+        warnings.warn(hu_warning, RadiomicsLabWarning, stacklevel=2)
     return roi, diagnostics
+
+
+#: A re-segmentation range whose lower bound is at or below this is a CT range in Hounsfield units (IBSI
+#: configurations use -500 and -1000: lung and air); an image without any negative value cannot be a CT in HU.
+CT_RANGE_LOWER_HU = -500.0
+
+
+def ct_range_warning(image_array, roi_mask, intensity_mask, resegment_range) -> str:
+    """A warning when a CT (Hounsfield unit) re-segmentation range is applied to an image that is not a CT in HU
+    (no negative intensity anywhere: PET in SUV, MR), saying how much of the ROI it removed; else ``""``."""
+    if not resegment_range or resegment_range[0] is None or resegment_range[0] > CT_RANGE_LOWER_HU:
+        return ""
+    if float(np.min(image_array)) < 0:
+        return ""
+    removed = 1.0 - float(intensity_mask.sum()) / float(roi_mask.sum())
+    low, high = resegment_range
+    return (f"The settings re-segment to [{low:g}, {'' if high is None else f'{high:g}'}], a CT range in Hounsfield "
+            f"units, but this image has no negative intensity (a PET or MR image?): {removed:.0%} of the region of "
+            f"interest was left out. For PET or MR use settings without a HU range (e.g. pyradiomics-default, or "
+            f"your own re-segmentation range in the image's units).")
 
 
 # ----------------------------------------------------------------------------------------- checks

@@ -1,0 +1,58 @@
+"""A CT preset (a re-segmentation range in Hounsfield units) applied to a PET or MR image is computed, with a warning.
+
+IBSI configurations re-segment CT to [-500, 400] or [-1000, 400] HU. On the sarcoma patients' PET (SUV) and MR, which
+have no negative intensity, that range silently leaves out the brighter voxels and bins intensities in HU steps; the
+warning says so, how much of the ROI was left out, and what to use instead. CT (with air at about -1000 HU) gets none.
+"""
+
+import subprocess
+import sys
+import warnings
+
+import pytest
+import SimpleITK as sitk
+
+from RadiomicsLabLib.errors import RadiomicsLabWarning
+from RadiomicsLabLib.extraction import extract
+
+
+def run(folder, modality, preset="ibsi-C"):
+    image = sitk.ReadImage(str(folder / f"{modality}_image.nii.gz"))
+    mask = sitk.ReadImage(str(folder / f"{modality}_mask.nii.gz"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = extract(image, mask, {"GTV": 1}, preset)
+    return result, [w for w in caught if issubclass(w.category, RadiomicsLabWarning)], image, mask
+
+
+@pytest.mark.parametrize("modality", ["PET", "MR_T1"])
+def test_hu_range_on_pet_and_mr_warns_with_the_share_left_out(data, modality):
+    folder = data / "sts" / "STS_002"
+    result, caught, _, _ = run(folder, modality)
+    assert len(caught) == 1
+    # The share of the interpolated ROI (configuration C: 2 mm voxels) that re-segmentation removed, from the
+    # engine's IBSI diagnostics (voxel counts of the intensity mask after interpolation and after re-segmentation).
+    diagnostics = result.provenance["segments"]["GTV"]["diagnostics"]
+    left_out = 1 - diagnostics["int_mask_vox_count_reseg_roi"] / diagnostics["int_mask_vox_count_interp_roi"]
+    message = str(caught[0].message)
+    assert message.startswith("The settings re-segment to [-1000, 400], a CT range in Hounsfield units, but this "
+                              "image has no negative intensity (a PET or MR image?)")
+    assert f": {left_out:.0%} of the region of interest was left out." in message
+    assert message in result.provenance["segments"]["GTV"]["diagnostics"]["notes"]
+
+
+def test_hu_range_on_ct_does_not_warn(data):
+    _, caught, _, _ = run(data / "sts" / "STS_002", "CT")
+    assert caught == []
+
+
+def test_command_line_prints_one_warning_line_and_writes_the_result(data, tmp_path):
+    folder = data / "sts" / "STS_002"
+    out = tmp_path / "pet.csv"
+    result = subprocess.run([sys.executable, "-m", "RadiomicsLabLib.cli", "extract", str(folder / "PET_image.nii.gz"),
+                             str(folder / "PET_mask.nii.gz"), "--params", "ibsi-C", "-o", str(out)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and out.is_file()
+    lines = result.stderr.strip().splitlines()
+    assert [line for line in lines if line.startswith("radiomicslab: warning: The settings re-segment to [-1000, 400]")]
+    assert "RadiomicsLabWarning" not in result.stderr and "warnings.warn" not in result.stderr
