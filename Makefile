@@ -4,7 +4,12 @@ VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test bench lock clean web
+# Debian packages the tests need beyond Python: the web GUI is tested in a real browser (Debian's Chromium,
+# driven by Playwright) whose Slicer views render offscreen through EGL (libglvnd's libEGL / libGL with
+# Mesa's EGL and its llvmpipe software driver: no GPU, no X server); CMake runs the extension metadata check.
+SYSTEM_PACKAGES := chromium libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri cmake
+
+.PHONY: venv demo test bench lock clean web system-packages
 
 venv: $(STAMP)
 
@@ -23,12 +28,35 @@ demo: $(STAMP)
 web: $(STAMP)
 	$(VENV)/bin/radiomicslab web
 
-test: $(STAMP)
+test: system-packages $(STAMP)
 	$(VPY) -m pytest -q
+
+# Installs the missing SYSTEM_PACKAGES with apt-get as root or through password-less sudo; otherwise stops
+# at once, printing the command that installs them.
+system-packages:
+	@missing=$$(for package in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$package" 2>/dev/null | grep -q "install ok installed" || echo "$$package"; done); \
+	missing=$$(echo $$missing); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=""; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; \
+	else \
+	  echo "make test needs these Debian packages for the browser and extension tests: $$missing" >&2; \
+	  echo "Install them, then run make test again:" >&2; \
+	  echo "  sudo apt-get update && sudo apt-get install -y $$missing" >&2; \
+	  exit 1; \
+	fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+	  echo "make test needs these Debian packages, and this system has no apt-get: $$missing" >&2; exit 1; \
+	fi; \
+	echo "== installing $$missing (Debian packages) for the web GUI and extension tests"; \
+	$$sudo apt-get update -qq && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null
 
 bench: $(STAMP)
 	$(VPY) Testing/benchmarks/bench_extract_overhead.py
 	$(VPY) Testing/benchmarks/bench_ibsi_engine.py
+	$(VPY) Testing/benchmarks/bench_read_verify.py
 
 lock: $(STAMP)
 	{ echo "# Pinned dependencies of RadiomicsLab (Python 3.11). Regenerate with: make lock"; \

@@ -6,12 +6,14 @@ leaving every output file as it was.
 
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import click
 
 from . import __version__
-from .errors import RadiomicsLabError
+from .errors import RadiomicsLabError, RadiomicsLabWarning
+from .settings import ENGINES
 
 EXIT_USER_ERROR = 2
 
@@ -27,12 +29,12 @@ def cli():
 @click.argument("mask", required=False, type=click.Path(path_type=Path))
 @click.option("--label", "labels", type=int, multiple=True, help="Label value to extract (repeatable; default: every label in the mask).")
 @click.option("--params", default=None, help="pyradiomics parameter file (YAML/JSON) or preset name (see `radiomicslab presets`).")
-@click.option("--engine", type=click.Choice(["pyradiomics", "ibsi"]), default=None,
-              help="Feature engine: pyradiomics, or RadiomicsLab's IBSI engine (default: what the parameters declare, else pyradiomics).")
+@click.option("--engine", type=click.Choice(ENGINES), default=None,
+              help="Feature engine: pyradiomics (the package), native (pyradiomics' features computed by RadiomicsLab, no pyradiomics needed) or ibsi (default: what the parameters declare, else pyradiomics where it is installed, else native).")
 @click.option("--image-type", "image_types", multiple=True,
               help="Image type replacing the parameter file's, e.g. Original, 'LoG:sigma=1,3', Wavelet (repeatable).")
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="CSV file to write (a .provenance.json sidecar is written beside it); default: CSV on stdout.")
+              help="CSV file to write (a .provenance.json sidecar is written beside it); - or default: CSV on stdout.")
 @click.option("--scene", type=click.Path(path_type=Path), default=None,
               help="With IMAGE MASK: save the study (image, segments, feature table) as this .mrb. "
                    "Alone: extract the segments of every segmentation in this .mrb and save the tables into it.")
@@ -42,8 +44,15 @@ def cli():
 def extract(image, mask, labels, params, engine, image_types, output, scene, segment_names, wide, resample_mask):
     """Extract features of the segments of IMAGE given by MASK (a label map), or of a saved --scene."""
     started = time.perf_counter()
-    if output is not None:
-        _check_outputs(output)
+    from .validation import check_label_value
+
+    for label in labels:
+        check_label_value(label)
+    scene_mode = scene is not None and image is None and mask is None
+    inputs = _inputs(image=image, mask=mask, parameter_file=params, **({"scene": scene} if scene_mode else {}))
+    output = _check_outputs(output, inputs=inputs)
+    if scene is not None and not scene_mode:
+        _check_outputs(scene, inputs=inputs, kind="scene", option="--scene")
     if image is None and mask is None:
         if scene is None:
             raise click.UsageError("Give IMAGE and MASK, or --scene STUDY.mrb.")
@@ -69,7 +78,10 @@ def demo(output_dir, case):
     started = time.perf_counter()
     image, mask = sample_case(case)
     csv_path, scene_path = output_dir / "features.csv", output_dir / "study.mrb"
-    _check_outputs(csv_path, scene_path)
+    inputs = _inputs(image=image, mask=mask)
+    _check_folder(output_dir, inputs)
+    _check_outputs(csv_path, inputs=inputs)
+    _check_outputs(scene_path, inputs=inputs, kind="scene")
     click.echo(f"RadiomicsLab demo: pyradiomics-default features of the '{case}' MR case ({image.name}).", err=True)
     values, provenance = _extract_files(image, mask, (), _settings(None, (), None), False, scene_path)
     _report(values, provenance, csv_path, False, scene_path, time.perf_counter() - started)
@@ -90,13 +102,15 @@ def demo(output_dir, case):
               help="Only these data sets (repeatable): digital_phantom, config_A..config_E, ibsi2_phase1, ibsi2_phase2.")
 def ibsi(output_dir, datasets):
     """IBSI compliance: run every IBSI reference data set and report pass counts (ibsi_report.csv, .md)."""
-    from .fileio import check_writable
+    from .fileio import check_outputs
     from .ibsi.compliance import DATASETS, run_compliance, summary
 
     unknown = [d for d in datasets if d not in DATASETS]
     if unknown:
         raise RadiomicsLabError(f"Unknown IBSI data set {', '.join(unknown)}; choose from {', '.join(DATASETS)}.")
-    check_writable(output_dir / "ibsi_report.csv")
+    references = _ibsi_reference_folder(datasets or DATASETS)
+    _check_folder(output_dir, {"reference data folder": references})
+    check_outputs([output_dir / "ibsi_report.csv", output_dir / "ibsi_report.md"])
 
     def progress(dataset, rows, seconds):
         passed = sum(r.passed for r in rows)
@@ -120,23 +134,74 @@ def presets():
 
 
 # Helpers --------------------------------------------------------------------------------------
-def _check_outputs(*paths):
-    from .fileio import check_writable
+def _inputs(**paths) -> dict:
+    """{role: path} of a command's input files (``None`` and preset names are left out by the checks)."""
+    return {role.replace("_", " "): path for role, path in paths.items() if path is not None}
+
+
+def _check_outputs(output, inputs=None, kind="csv", option="-o"):
+    """Check an output before any work (see :func:`fileio.check_output`); a CSV also checks its provenance
+    sidecar. Returns the path, or None for standard output (``-o -``) and no ``-o``."""
+    from .fileio import check_output
     from .results import provenance_path
 
-    for path in paths:
-        check_writable(path)
-        if path.suffix.lower() == ".csv":
-            check_writable(provenance_path(path))
+    if output is None:
+        return None
+    path = check_output(output, inputs or {}, kind, option)
+    if path is not None and kind == "csv":
+        check_output(provenance_path(path), inputs or {}, "file", option)
+    return path
+
+
+def _check_folder(folder, inputs):
+    from .fileio import check_output
+
+    check_output(folder, inputs, "folder", "-o")
+
+
+def _ibsi_reference_folder(datasets) -> Path:
+    """The reference data folder, with the files the chosen IBSI data sets read checked (present, not cut short)."""
+    from .data import data_dir
+    from .ibsi.reference import CHAPTER1_DATASETS
+    from .imageio import verify_file
+
+    folder = data_dir()
+    fix = ("set RADIOMICSLAB_DATA to the reference data folder (the one holding ibsi1/ and ibsi2/, "
+           "see the README)")
+    if not folder.exists():
+        raise RadiomicsLabError(f"The reference data folder '{folder}' does not exist; {fix}.")
+    if not folder.is_dir():
+        raise RadiomicsLabError(f"The reference data folder '{folder}' is a file, not a folder; {fix}.")
+    files = []
+    for dataset in datasets:
+        if dataset in CHAPTER1_DATASETS:
+            phantom = "digital_phantom" if dataset == "digital_phantom" else "ct_phantom"
+            files += [f"ibsi1/{phantom}/image.nii.gz", f"ibsi1/{phantom}/mask.nii.gz", f"ibsi1/reference_values_{dataset}.csv"]
+        elif dataset == "ibsi2_phase1":
+            from .ibsi.filters import PHASE1_CONFIGURATIONS
+
+            files += [f"ibsi2/digital_phantom/{c['phantom']}/image.nii.gz" for c in PHASE1_CONFIGURATIONS.values()]
+            files += [f"ibsi2/reference_response_maps/{map_id}-ValidCRM.nii.gz" for map_id in PHASE1_CONFIGURATIONS]
+        else:
+            files += ["ibsi1/ct_phantom/image.nii.gz", "ibsi1/ct_phantom/mask.nii.gz", "ibsi2/reference_values_phase2.csv"]
+    files = list(dict.fromkeys(files))
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more reference file(s))" if len(missing) > 1 else ""
+        raise RadiomicsLabError(f"The reference data folder '{folder}' has no {missing[0]}{more}; {fix}.")
+    for name in files:
+        if name.endswith(".nii.gz"):
+            verify_file(folder / name, "IBSI reference image")
+    return folder
 
 
 def _progress_bar(total: int):
     """A console progress bar for runs of two or more segments (``None`` for one)."""
     if total < 2:
         return None
-    from tqdm import tqdm
+    from .commands import progress_bar
 
-    bar = tqdm(total=total, unit="segment", file=sys.stderr, leave=False)
+    bar = progress_bar(total=total, unit="segment", leave=False)
 
     def progress(done, _total, name):
         bar.set_postfix_str(name)
@@ -168,13 +233,15 @@ def _extract_files(image_path, mask_path, labels, settings, resample_mask, scene
     from .imageio import read_image
     from .validation import check_mask_is_label_map, labels_present, segment_name
 
+    from .validation import check_resampling
+
     image = read_image(image_path, "image")
     mask = check_mask_is_label_map(read_image(mask_path, "mask"), where=f"mask '{mask_path}'")
     chosen = labels or labels_present(mask)
     segments = {segment_name(label): label for label in chosen}
     mask = prepare_inputs(image, mask, segments, resample_mask)
+    check_resampling(image, mask, list(segments.values()), settings.params)
     if scene_path is not None:
-        _check_outputs(scene_path)
         return _extract_into_new_scene(image, mask, image_path, mask_path, segments, settings, scene_path)
     result = extract(image, mask, segments, settings, inputs=_file_inputs(image_path, mask_path),
                      progress=_progress_bar(len(segments)))
@@ -202,7 +269,9 @@ def _extract_scene(scene_path, segment_names, settings):
     from .mrml.app import new_headless_app
     from .mrml.convert import segment_ids, segment_name
 
-    _check_outputs(scene_path)
+    from .fileio import check_writable
+
+    check_writable(scene_path)  # the tables are saved into it
     logic = ExtractionLogic(new_headless_app().scene)
     logic.load_scene(scene_path)
     jobs = []
@@ -271,12 +340,53 @@ def _add_workflow_commands():
 _add_workflow_commands()
 
 
+def user_message(error) -> str:
+    """One line for the user: ITK/SimpleITK text inside a message (source file names, addresses, several
+    lines) is reduced to its reason, with what to change where the reason is a known one."""
+    from .imageio import itk_reason
+
+    text = str(error)
+    markers = ("Exception thrown in SimpleITK", "ITK ERROR:", "sitk::ERROR:")
+    if not any(marker in text for marker in markers):
+        return text
+    start = min(text.find(marker) for marker in markers if marker in text)
+    prefix, reason = text[:start].rstrip(), itk_reason(text[start:])
+    advice = next((a for known, a in ITK_ADVICE.items() if known in reason), "check the inputs and settings it names")
+    return f"{prefix} {reason}; {advice}." if prefix else f"ITK: {reason}; {advice}."
+
+
+#: What to change for ITK errors a user can reach (reason text -> advice).
+ITK_ADVICE = {
+    "is the background label": "label 0 is the background; give the label value of a segment (1 or more)",
+    "Failed to allocate memory": "the image grid is too large for this machine's memory; use a coarser "
+                                 "resampledPixelSpacing (close to the image's spacing) or a smaller image",
+    "spacing": "check resampledPixelSpacing (positive millimetres, close to the image's spacing) and the image's spacing",
+}
+
+
+def _is_itk_error(error) -> bool:
+    return any(marker in str(error) for marker in ("Exception thrown in SimpleITK", "ITK ERROR:", "sitk::ERROR:"))
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """RadiomicsLab's warnings (:class:`~RadiomicsLabLib.errors.RadiomicsLabWarning`) as one line on stderr; others
+    as Python shows them."""
+    if issubclass(category, RadiomicsLabWarning):
+        click.echo(f"radiomicslab: warning: {message}", err=True)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def main(argv=None):
-    """Console entry point: user errors are one line on stderr and exit status 2."""
+    """Console entry point: user errors are one line on stderr and exit status 2; warnings one line each."""
+    warnings.showwarning = _show_warning
     try:
         cli.main(args=argv, prog_name="radiomicslab", standalone_mode=False)
     except RadiomicsLabError as error:
-        click.echo(f"radiomicslab: error: {error}", err=True)
+        click.echo(f"radiomicslab: error: {user_message(error)}", err=True)
         sys.exit(EXIT_USER_ERROR)
     except click.exceptions.Abort:
         click.echo("radiomicslab: aborted", err=True)
@@ -286,6 +396,15 @@ def main(argv=None):
         sys.exit(error.exit_code)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
+    except RuntimeError as error:  # after click's Abort, a RuntimeError too
+        if not _is_itk_error(error):
+            raise
+        click.echo(f"radiomicslab: error: {user_message(error)}", err=True)
+        sys.exit(EXIT_USER_ERROR)
+    except MemoryError:
+        click.echo("radiomicslab: error: out of memory; use a coarser resampledPixelSpacing, fewer features or "
+                   "image types, or a smaller image.", err=True)
+        sys.exit(EXIT_USER_ERROR)
     sys.exit(0)
 
 

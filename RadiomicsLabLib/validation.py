@@ -92,3 +92,82 @@ def check_finite_in_mask(image: sitk.Image, mask: sitk.Image, label: int, where:
             f"The image has {bad} NaN or infinite voxel(s) inside {where or f'label {label}'}; "
             "fix the image or remove those voxels from the segment."
         )
+
+
+def check_label_value(label, option: str = "--label") -> int:
+    """Refuse a label value below 1 (0 is the background of a label map) before anything is read."""
+    if label is not None and label < 1:
+        raise RadiomicsLabError(
+            f"{option} {label}: " + ("0 is the background (outside every segment)" if label == 0 else "label values are not negative")
+            + f"; give the label value of a segment, 1 or more (see the mask's labels, or leave {option} out for all of them)."
+        )
+    return label
+
+
+#: pyradiomics' default padding (voxels) around a segment's bounding box when it resamples.
+RESAMPLING_PAD = 5
+
+
+def check_resampling(image: sitk.Image, mask: sitk.Image, labels, params: dict) -> None:
+    """Refuse a ``resampledPixelSpacing`` whose grid cannot be held in memory, before any feature work.
+
+    Resampling covers each segment's bounding box plus :data:`RESAMPLING_PAD` voxels (pyradiomics; the
+    IBSI engine needs at least that much): the voxel count at the new spacing, at 8 bytes a voxel, must fit
+    in the memory available now. A negative spacing is refused too (0, or None in an ``ibsi:`` section's
+    ``new_spacing``, keeps the axis' spacing).
+    """
+    key, spacing = "resampledPixelSpacing", None
+    if isinstance(params, dict):
+        spacing = (params.get("setting") or {}).get(key)
+        if not spacing and isinstance(params.get("ibsi"), dict):
+            key, spacing = "new_spacing", params["ibsi"].get("new_spacing")
+    if not spacing or isinstance(spacing, (str, bytes)):
+        return
+    try:
+        new = [0.0 if v is None else float(v) for v in spacing]
+    except (TypeError, ValueError):
+        return  # the settings validation reports a malformed value
+    if len(new) != image.GetDimension():
+        return
+    if any(v < 0 for v in new):
+        raise RadiomicsLabError(f"{key} {list(spacing)} has a negative value; give positive millimetres "
+                                f"(0 keeps an axis' spacing), e.g. {_spacing_text(image.GetSpacing())}.")
+    old = image.GetSpacing()
+    new = [n if n > 0 else o for n, o in zip(new, old)]
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(mask)
+    available = _available_memory()
+    for label in labels:
+        if not stats.HasLabel(int(label)):
+            continue
+        box = stats.GetBoundingBox(int(label))
+        extent_mm = [box[image.GetDimension() + i] * old[i] for i in range(image.GetDimension())]
+        voxels = int(np.prod([np.ceil(e / n) + 2 * RESAMPLING_PAD + 1 for e, n in zip(extent_mm, new)], dtype=float))
+        if voxels * 8 > available:
+            raise RadiomicsLabError(
+                f"{key} {list(spacing)} would resample segment label {label} "
+                f"({' x '.join(f'{e:.3g}' for e in extent_mm)} mm) to about {voxels:.3g} voxels ({voxels * 8 / 2**30:.3g} GiB), "
+                f"more than the {available / 2**30:.3g} GiB of memory available; use a spacing close to the image's "
+                f"({_spacing_text(old)} mm)."
+            )
+
+
+def _spacing_text(spacing) -> str:
+    return "[" + ", ".join(f"{s:.3g}" for s in spacing) + "]"
+
+
+def _available_memory() -> int:
+    """Bytes of memory available now (``MemAvailable``), or physical memory where that is unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62

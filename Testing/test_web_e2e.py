@@ -486,7 +486,9 @@ def test_browser_corrupt_upload_shows_error(page, tmp_path):
     page.set_input_files("#rl-upload-image", str(corrupt))
     error = page.locator(".rl-error")
     error.wait_for()
-    assert "corrupt_scan.nii.gz" in error.inner_text() and "not an image RadiomicsLab can read" in error.inner_text()
+    # The reader checks the gzip stream before ITK reads it (RadiomicsLabLib.imageio.verify_file).
+    assert "corrupt_scan.nii.gz" in error.inner_text() and "has damaged gzip data" in error.inner_text()
+    assert "copy or export it again from its source" in error.inner_text()
     screenshot(page, "06_corrupt_upload_error.png")
     # The study is as it was: same chip, same status, the painted segment still there.
     assert page.locator(".rl-study-chip").inner_text() == "brain1"

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from ..settings import ENGINES
+
 
 def cluster_options(command):
     """The options of a cohort run on the batch layer (``radiomicslab batch`` and the cohort modes of
@@ -23,6 +25,15 @@ def cluster_options(command):
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def cohort_inputs(cohort) -> list:
+    """(role, path) of every file a cohort names (its source and each case's image and mask), for
+    :func:`RadiomicsLabLib.fileio.check_outputs`: no output may be one of them."""
+    inputs = [("cohort", cohort.source)]
+    for case in cohort.cases:
+        inputs += [(f"image of case '{case.id}'", case.image), (f"mask of case '{case.id}'", case.mask)]
+    return inputs
 
 
 def run_with_progress(cases, output_dir, task, unit="case", workers=None, scheduler=None, memory_limit="auto",
@@ -66,8 +77,8 @@ def run_with_progress(cases, output_dir, task, unit="case", workers=None, schedu
 @click.option("-o", "--output-dir", type=click.Path(path_type=Path), required=True,
               help="Folder for features.csv, features.parquet, errors.csv, provenance.json and the per-case results (cases/).")
 @click.option("--params", default=None, help="pyradiomics parameter file (YAML/JSON) or preset name (see `radiomicslab presets`).")
-@click.option("--engine", type=click.Choice(["pyradiomics", "ibsi"]), default=None,
-              help="Feature engine (default: what the parameters declare, else pyradiomics).")
+@click.option("--engine", type=click.Choice(ENGINES), default=None,
+              help="Feature engine: pyradiomics, native or ibsi (default: what the parameters declare, else pyradiomics where it is installed, else native).")
 @click.option("--image-type", "image_types", multiple=True,
               help="Image type replacing the parameter file's, e.g. Original, 'LoG:sigma=1,3', Wavelet (repeatable).")
 @cluster_options
@@ -84,9 +95,12 @@ def command(cohort, output_dir, params, engine, image_types, workers, memory_lim
     does the rest. Exit status: 0 when every case is done, 1 when some failed or were invalid,
     2 for bad input.
     """
-    from RadiomicsLabLib.batch import cohort_status, extraction_task, status_counts
+    from RadiomicsLabLib.batch import OUTPUT_FILES, cohort_status, extraction_task, status_counts
     from RadiomicsLabLib.cohort import read_cohort
+    from RadiomicsLabLib.fileio import check_output, check_outputs
 
+    inputs = [("cohort", cohort), ("parameter file", params)]
+    check_output(output_dir, inputs, "folder")
     task = extraction_task(params, image_types, engine)
     if show_status:
         cases = read_cohort(cohort, channels)
@@ -96,7 +110,15 @@ def command(cohort, output_dir, params, engine, image_types, workers, memory_lim
             click.echo(f"{status.key or '-'}\t{status.where}\t{status.status}" + (f"\t{detail}" if detail else ""))
         click.echo(", ".join(f"{n} {s}" for s, n in status_counts(statuses).items()), err=True)
         return
-    summary = run_with_progress(lambda: read_cohort(cohort, channels), output_dir, task, workers=workers,
+    outputs = [output_dir / name for name in OUTPUT_FILES]
+    check_outputs(outputs, inputs)
+
+    def read():
+        cases = read_cohort(cohort, channels)
+        check_outputs(outputs, cohort_inputs(cases))  # no table may replace an image or mask of the cohort
+        return cases
+
+    summary = run_with_progress(read, output_dir, task, workers=workers,
                                 scheduler=scheduler, memory_limit=memory_limit, retry_failed=retry_failed,
                                 keep_going=keep_going)
     click.echo(f"Batch: {summary} -> {output_dir / 'features.csv'} (+ features.parquet, errors.csv, provenance.json)",
@@ -117,9 +139,9 @@ class _ProgressBar:
         if total == 0:
             return
         if self.bar is None:
-            from tqdm import tqdm
+            from . import progress_bar
 
-            self.bar = tqdm(total=total, unit=self.unit, file=sys.stderr, desc="batch", dynamic_ncols=True)
+            self.bar = progress_bar(total=total, unit=self.unit, desc="batch", dynamic_ncols=True)
         self.bar.set_postfix_str(message, refresh=False)
         self.bar.update(done - self.bar.n)
         if done == total:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from ..settings import ENGINES
+
 
 @click.command("delta")
 @click.option("--timepoint", "timepoints", multiple=True, metavar="DATE:IMAGE:MASK",
@@ -20,8 +22,8 @@ import click
               help="Folder for delta.csv, delta.provenance.json, trajectories.png, waterfall.png (and registration.csv, "
                    "masks/, maps/, delta.mrb).")
 @click.option("--params", default=None, help="Feature settings: pyradiomics parameter file (YAML/JSON) or preset name.")
-@click.option("--engine", type=click.Choice(["pyradiomics", "ibsi"]), default=None,
-              help="Feature engine (default: what the parameters declare, else pyradiomics).")
+@click.option("--engine", type=click.Choice(ENGINES), default=None,
+              help="Feature engine: pyradiomics, native or ibsi (default: what the parameters declare, else pyradiomics where it is installed, else native).")
 @click.option("--lesion", "lesions", type=int, multiple=True,
               help="Label value of a lesion to follow (repeatable; default: every label of the baseline mask).")
 @click.option("--reference", default="baseline", show_default=True,
@@ -61,7 +63,8 @@ def command(timepoints, labels, cohort, output_dir, params, engine, lesions, ref
     in note) when r is 0 or negative. Exit status: 0, or 1 when a registration did not converge
     and what depended on it was left out (warnings say which), 2 for bad input.
     """
-    from RadiomicsLabLib.fileio import check_writable
+    from RadiomicsLabLib.fileio import check_output, check_outputs
+    from RadiomicsLabLib.validation import check_label_value
 
     if bool(timepoints) == bool(cohort):
         raise click.UsageError("Give the timepoints (--timepoint DATE:IMAGE:MASK, at least two) or --cohort FILE, not both.")
@@ -71,10 +74,18 @@ def command(timepoints, labels, cohort, output_dir, params, engine, lesions, ref
                "icc_table": icc_table, "icc_threshold": icc_threshold, "icc_column": icc_column, "difference_maps": maps,
                "registration_options": _registration_options(registration_shrink, registration_iterations, seed),
                "registration_margin_mm": registration_margin}
-    for name in ("delta.csv", "delta.provenance.json", "trajectories.png", "waterfall.png")\
-            + (("registration.csv",) if register else ()) + (("delta.mrb",) if with_scene else ()):
-        check_writable(output_dir / name)
-    patients = _cohort_patients(cohort) if cohort else {patient: (_timepoints(timepoints, labels), tuple(lesions))}
+    for lesion in lesions:
+        check_label_value(lesion, "--lesion")
+    inputs = [("cohort", cohort), ("parameter file", params), ("ICC table", icc_table)]
+    for spec in timepoints:
+        _, image, mask = _parse_timepoint(spec)
+        inputs += [(f"image of --timepoint '{spec}'", image), (f"mask of --timepoint '{spec}'", mask or None)]
+    check_output(output_dir, inputs, "folder")
+    outputs = [output_dir / name for name in ("delta.csv", "delta.provenance.json", "trajectories.png", "waterfall.png")
+               + (("registration.csv",) if register else ()) + (("delta.mrb",) if with_scene else ())]
+    check_outputs(outputs, inputs)
+    patients = (_cohort_patients(cohort, outputs) if cohort
+                else {patient: (_timepoints(timepoints, labels), tuple(lesions))})
     if cohort and lesions:
         patients = {p: (tps, tuple(lesions)) for p, (tps, _) in patients.items()}
     bar = _Bar()
@@ -143,11 +154,16 @@ def _timepoints(specs, labels) -> list:
     return [timepoint_from_files(date, image, mask or None, name) for (date, image, mask), name in zip(parsed, names)]
 
 
-def _cohort_patients(path) -> dict:
+def _cohort_patients(path, outputs) -> dict:
     from RadiomicsLabLib.cohort import read_cohort
     from RadiomicsLabLib.delta import cohort_timepoints
+    from RadiomicsLabLib.fileio import check_outputs
 
-    return cohort_timepoints(read_cohort(path).check())
+    from .batch import cohort_inputs
+
+    cohort = read_cohort(path).check()
+    check_outputs(outputs, cohort_inputs(cohort))  # no output may replace an image or mask of the cohort
+    return cohort_timepoints(cohort)
 
 
 def _run(patients, cohort, options, with_scene, output_dir, plot_features, waterfall_feature, progress) -> list:
@@ -180,25 +196,24 @@ def _write(results, output_dir, plot_features, waterfall_feature, register) -> l
     import json
 
     from RadiomicsLabLib.delta import write_outputs
-    from RadiomicsLabLib.fileio import write_text_atomic
-    from RadiomicsLabLib.fileio import write_image_atomic
+    from RadiomicsLabLib.fileio import check_outputs, write_image_atomic, write_text_atomic
 
+    images = [(output_dir / "masks" / f"{result.patient}_{tp.label}_propagated.nii.gz", tp.mask)
+              for result in results for tp in result.timepoints if str(tp.source.get("mask", "")).startswith("propagated")]
+    images += [(output_dir / "maps" / f"{result.patient}_{label}_difference.nii.gz", image)
+               for result in results for label, image in result.difference_maps.items()]
+    sources = [(f"{key} of timepoint '{tp.label}'", value) for result in results for tp in result.timepoints
+               for key, value in tp.source.items() if key in ("image", "mask") and value and Path(str(value)).exists()]
+    check_outputs([path for path, _ in images], sources)  # all before the first file is written
     rows = [r for result in results for r in result.rows]
     written = list(write_outputs(rows, output_dir, list(plot_features) or None, waterfall_feature).values())
     provenance = results[0].provenance if len(results) == 1 else {"patients": [r.provenance for r in results]}
     written.append(write_text_atomic(output_dir / "delta.provenance.json", json.dumps(provenance, indent=2, default=str) + "\n"))
     if register:
         written.append(write_text_atomic(output_dir / "registration.csv", _registration_csv(results)))
-    for result in results:
-        for tp in result.timepoints:
-            if str(tp.source.get("mask", "")).startswith("propagated"):
-                path = output_dir / "masks" / f"{result.patient}_{tp.label}_propagated.nii.gz"
-                write_image_atomic(tp.mask, path)
-                written.append(path)
-        for label, image in result.difference_maps.items():
-            path = output_dir / "maps" / f"{result.patient}_{label}_difference.nii.gz"
-            write_image_atomic(image, path)
-            written.append(path)
+    for path, image in images:
+        write_image_atomic(image, path)
+        written.append(path)
     return written
 
 
@@ -232,9 +247,9 @@ class _Bar:
 
     def update(self, done, total, message):
         if self.bar is None:
-            from tqdm import tqdm
+            from . import progress_bar
 
-            self.bar = tqdm(total=total, unit="step", file=sys.stderr, desc="delta", leave=False, dynamic_ncols=True, ascii=True)
+            self.bar = progress_bar(total=total, unit="step", desc="delta", leave=False, dynamic_ncols=True, ascii=True)
         self.bar.set_postfix_str(message[:60], refresh=False)
         self.bar.update(done - self.bar.n)
 

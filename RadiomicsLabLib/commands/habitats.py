@@ -3,7 +3,6 @@
 Module-level imports stay click + stdlib (the CLI imports every command at start-up).
 """
 
-import sys
 import time
 from pathlib import Path
 
@@ -12,6 +11,9 @@ import click
 from ..errors import RadiomicsLabError
 
 MASK_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nrrd", ".nii", ".mha", ".mhd", ".nhdr")
+#: The files a run writes into its output folder besides the habitat maps (RadiomicsLabLib.habitats.write_outputs).
+OUTPUT_FILES = ("habitats.csv", "cohort.csv", "features.csv", "k_scores.csv", "habitats.provenance.json",
+                "habitat_fractions.png", "channel_means.png")
 
 
 @click.command("habitats")
@@ -79,11 +81,14 @@ def command(mask, channels, k, method, criterion, k_range, cohort, mask_channel,
         raise RadiomicsLabError("Give at least one channel: --channel NAME=IMAGE (repeatable, e.g. --channel CT=ct.nii.gz).")
     if mask is None and (named or label is not None or patient_name):
         raise click.UsageError("--channel, --label and --patient describe MASK; with --cohort alone use the cohort file's columns.")
+    from ..validation import check_label_value
+
+    check_label_value(label)
     n_habitats = _parse_k(k)
     k_low_high = _parse_range(k_range)
     supervoxels = _parse_supervoxels(supervoxels)
 
-    from ..fileio import check_writable
+    from ..fileio import check_output, check_outputs
     from ..habitats import Patient, cohort_patients, feature_map_names, fit_habitats, write_outputs
     from ..imageio import read_image
     settings = None
@@ -105,8 +110,13 @@ def command(mask, channels, k, method, criterion, k_range, cohort, mask_channel,
         raise RadiomicsLabError(f"Patient '{target_name}' is also in the cohort file; give MASK's patient another name with --patient.")
     map_paths = ([output_dir / "habitats.nrrd"] if mask is not None
                  else [output_dir / _safe(f.name) / "habitats.nrrd" for f in cohort_files])
-    for path in [*map_paths, output_dir / "habitats.csv"]:
-        check_writable(path)
+    inputs = [("mask", mask), ("cohort", cohort), ("feature-map parameter file", map_params), ("parameter file", params)]
+    inputs += [(f"channel '{name}'", path) for name, path in named.items()]
+    for files in cohort_files:
+        inputs += [(f"mask of patient '{files.name}'", files.mask)]
+        inputs += [(f"channel '{c}' of patient '{files.name}'", path) for c, path in files.channels.items()]
+    check_output(output_dir, inputs, "folder")
+    check_outputs([*map_paths, *(output_dir / name for name in OUTPUT_FILES)], inputs)
 
     bar = _progress_bar()
     patients = [files.load() for files in cohort_files]
@@ -204,9 +214,9 @@ def _safe(name: str) -> str:
 
 
 def _progress_bar():
-    from tqdm import tqdm
+    from . import progress_bar
 
-    bar = tqdm(total=1, unit="step", file=sys.stderr, leave=False)
+    bar = progress_bar(total=1, unit="step", leave=False)
 
     def progress(done, total, message):
         bar.total = total

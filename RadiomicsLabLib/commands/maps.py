@@ -1,6 +1,5 @@
 """``radiomicslab maps``: voxel-wise feature maps of an image inside a mask, one NRRD per feature."""
 
-import sys
 from pathlib import Path
 
 import click
@@ -60,31 +59,33 @@ def command(image, mask, features, radius, definition, params, label, in_plane, 
 def _plan(image, mask, features, radius, definition, params, label, in_plane, dtype, output_dir):
     """Read and check everything (inputs, settings, features, memory, output folder) before any map work."""
     from RadiomicsLabLib.featuremaps import plan_feature_maps
-    from RadiomicsLabLib.fileio import check_writable
+    from RadiomicsLabLib.fileio import check_output, check_outputs
     from RadiomicsLabLib.imageio import read_image
-    from RadiomicsLabLib.validation import check_mask_is_label_map
+    from RadiomicsLabLib.validation import check_label_value, check_mask_is_label_map
 
-    check_writable(output_dir / "maps.json")
+    check_label_value(label)
+    inputs = {"image": image, "mask": mask, "parameter file": params}
+    check_output(output_dir, inputs, "folder")
+    check_outputs([output_dir / "maps.json", output_dir / "summary.csv"], inputs)
     image_sitk = read_image(image, "image")
     mask_sitk = check_mask_is_label_map(read_image(mask, "mask"), where=f"mask '{mask}'")
     plan = plan_feature_maps(image_sitk, mask_sitk, features, radius, definition, label=label,
                              in_plane=True if in_plane else None, params=params, dtype=dtype)
-    for name in plan.features:
-        check_writable(output_dir / f"{name}.nrrd")
+    check_outputs([output_dir / f"{name}.nrrd" for name in plan.features], inputs)
     return plan
 
 
 def _run(plan):
-    from tqdm import tqdm
-
     from RadiomicsLabLib.featuremaps import run_plan
+
+    from . import progress_bar
 
     bar = None
 
     def progress(done, total, message):
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, unit="chunk", file=sys.stderr, leave=False)
+            bar = progress_bar(total=total, unit="chunk", leave=False)
             return True
         bar.set_postfix_str(message)
         bar.update(done - bar.n)

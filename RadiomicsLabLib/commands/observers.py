@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from ..errors import RadiomicsLabError
+from ..settings import ENGINES
 from .batch import cluster_options, run_with_progress
 
 #: Columns of a cohort file: the batch layer's (id = lesion; optional observer, label) or the older lesion,observer,...
@@ -48,8 +49,8 @@ BATCH_OPTIONS = ("--workers", "--memory-limit", "--scheduler", "--retry-failed",
 @click.option("--strict", is_flag=True,
               help="Refuse masks on another grid than the image instead of resampling them (nearest neighbour).")
 @click.option("--params", default=None, help="Feature settings: pyradiomics parameter file or preset (see `radiomicslab presets`).")
-@click.option("--engine", type=click.Choice(["pyradiomics", "ibsi"]), default=None,
-              help="Feature engine (default: what the settings declare).")
+@click.option("--engine", type=click.Choice(ENGINES), default=None,
+              help="Feature engine: pyradiomics, native or ibsi (default: what the settings declare, else pyradiomics where it is installed, else native).")
 @click.option("--image-type", "image_types", multiple=True,
               help="Image type replacing the settings' (repeatable), e.g. Original, 'LoG:sigma=1,3'.")
 @click.option("--robust-rule", default=None, help="Robust-feature rule on icc.csv's columns [default: icc2_ci_low >= 0.75].")
@@ -92,6 +93,9 @@ def command(image, masks, output_dir, names, readers, lesion_name, label, cohort
     for option, given in (("--names", names), ("--readers", readers)):
         if given and len(given) != len(masks):
             raise RadiomicsLabError(f"{option} gives {len(given)} name(s) for {len(masks)} mask(s); give one per mask, in order.")
+    from ..validation import check_label_value
+
+    check_label_value(label)
     rule = parse_rule(robust_rule) if robust_rule else None
     settings = load_settings(params, image_types, engine) if features else None
     plan = perturbation_plan(perturbations or None) if perturb else []
@@ -103,7 +107,7 @@ def command(image, masks, output_dir, names, readers, lesion_name, label, cohort
     specs = [_positional_lesion(image, masks, names, readers, lesion_name)]
     _check_lesion_names(specs)
     outputs = _output_paths(output_dir, [s["name"] for s in specs], features, bool(plan))
-    _check_writable(outputs)
+    _check_writable(outputs, output_dir, specs, params)
     lesions = _load_lesions(specs, label, strict, 1 if plan else 2)
     for lesion in lesions:
         if plan:
@@ -128,7 +132,7 @@ def _run_cohort(path, output_dir, label, strict, plan, seed, settings, features,
     if features:
         check_observer_sets({s["name"]: [o for o, _, _ in s["observers"]] + [p.name for p in plan] for s in specs})
     outputs = _output_paths(output_dir, [s["name"] for s in specs], features, bool(plan))
-    _check_writable(outputs)
+    _check_writable(outputs, output_dir, specs, settings.source if settings is not None else None, path)
     readers = {s["name"]: {o: r for o, _, r in s["observers"]} for s in specs}
     task = observers_task(output_dir, settings, features, label, strict, plan, seed, readers, single=len(specs) == 1)
     if plan:
@@ -295,9 +299,9 @@ def _run(lesions, settings, features, rule, icc_type):
     def progress(done, total, message):
         nonlocal bar
         if bar is None:
-            from tqdm import tqdm
+            from . import progress_bar
 
-            bar = tqdm(total=total, unit="step", file=sys.stderr, leave=False)
+            bar = progress_bar(total=total, unit="step", leave=False)
         bar.set_postfix_str(message)
         bar.update(1)
 
@@ -327,11 +331,18 @@ def _output_paths(output_dir: Path, lesion_names, features: bool, perturbed: boo
     return out
 
 
-def _check_writable(outputs: dict):
-    from ..fileio import check_writable
+def _check_writable(outputs: dict, output_dir: Path, specs, params=None, cohort=None):
+    """Every output writable and none of them an input (image, mask, cohort or parameter file)."""
+    from ..batch import OUTPUT_FILES
+    from ..fileio import check_output, check_outputs
 
-    for path in outputs.values():
-        check_writable(path)
+    inputs = [("cohort", cohort), ("parameter file", params)]
+    for spec in specs:
+        inputs += [(f"image of lesion '{spec['name']}'", spec["image"])]
+        inputs += [(f"mask of observer '{observer}'", mask) for observer, mask, _ in spec["observers"]]
+    check_output(output_dir, inputs, "folder")
+    batch_outputs = [output_dir / name for name in OUTPUT_FILES] if cohort is not None else []
+    check_outputs([*outputs.values(), *batch_outputs], inputs)
 
 
 def _cell(value) -> str:

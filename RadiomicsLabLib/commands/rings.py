@@ -16,7 +16,8 @@ import click
 @click.option("--clip", type=click.Path(path_type=Path), default=None, help="Body or organ mask on MASK's grid: keep the ring inside it.")
 @click.option("--label", type=int, default=None, help="Label value of the segment in MASK (default: every non-zero voxel).")
 @click.option("--clip-label", type=int, default=None, help="Label value in the clip mask (default: every non-zero voxel).")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Label map to write (1 = ring), e.g. ring.nrrd.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Label map to write (1 = ring): .nrrd, .nii, .nii.gz or .mha, e.g. ring.nrrd.")
 def command(mask, start_mm, stop_mm, clip, label, clip_label, output):
     """Write the ring from --from to --to mm around the segment of MASK as a label map on MASK's grid.
 
@@ -25,19 +26,20 @@ def command(mask, start_mm, stop_mm, clip, label, clip_label, output):
     minus the segment grown by --from; e.g. --from 0 --to 5 is the 5 mm margin around a tumour,
     --from -2 --to 2 the band across its border.
     """
-    from ..fileio import check_writable
-    from ..habitats import write_label_map
+    from ..fileio import check_output, write_image_atomic
     from ..imageio import read_image
     from ..regions import check_ring, reaches_grid_border, ring, volume_mm3
-    from ..validation import check_mask_is_label_map
+    from ..validation import check_label_value, check_mask_is_label_map
 
     started = time.perf_counter()
+    check_label_value(label)
+    check_label_value(clip_label, "--clip-label")
     check_ring(start_mm, stop_mm)
-    check_writable(output)
+    check_output(output, {"mask": mask, "clip mask": clip}, "image")
     segment = check_mask_is_label_map(read_image(mask, "mask"), where=f"mask '{mask}'")
     clip_mask = check_mask_is_label_map(read_image(clip, "clip mask"), where=f"clip mask '{clip}'") if clip else None
     region = ring(segment, start_mm, stop_mm, clip_mask, label, clip_label)
-    write_label_map(region, output)
+    write_image_atomic(region, output)  # the format follows the name: NRRD, NIfTI or MetaImage
     click.echo(f"Ring {start_mm:+g} to {stop_mm:+g} mm: {volume_mm3(region):.1f} mm^3 in "
                f"{time.perf_counter() - started:.1f} s -> {output}", err=True)
     if volume_mm3(region) == 0:
