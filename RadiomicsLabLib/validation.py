@@ -4,6 +4,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import RadiomicsLabError
+from .limits import available_memory
 
 #: Largest difference (mm, or direction cosine) still taken as the same grid.
 GEOMETRY_TOLERANCE = 1e-5
@@ -136,7 +137,7 @@ def check_resampling(image: sitk.Image, mask: sitk.Image, labels, params: dict) 
     new = [n if n > 0 else o for n, o in zip(new, old)]
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(mask)
-    available = _available_memory()
+    available = available_memory()
     for label in labels:
         if not stats.HasLabel(int(label)):
             continue
@@ -156,18 +157,3 @@ def _spacing_text(spacing) -> str:
     return "[" + ", ".join(f"{s:.3g}" for s in spacing) + "]"
 
 
-def _available_memory() -> int:
-    """Bytes of memory available now (``MemAvailable``), or physical memory where that is unknown."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import os
-
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62

@@ -66,3 +66,16 @@ def failing_reference_rows(values: dict, dataset: str, prefixes=(), families=())
     failing = [(r.tag, values.get(r.tag), r.reference, r.tolerance) for r in rows
                if not r.passes(values.get(r.tag, math.nan))]
     return rows, failing
+
+
+def table_values(table_node) -> list:
+    """Every column of a table node: (name, array class, each value's repr) -- exact doubles, NaN equal to NaN."""
+    table = table_node.GetTable()
+    columns = [table.GetColumn(j) for j in range(table.GetNumberOfColumns())]
+    return [(c.GetName(), c.GetClassName(), [repr(c.GetValue(i)) for i in range(c.GetNumberOfTuples())]) for c in columns]
+
+
+def chart_values(chart) -> list:
+    """Each plot series of a chart: its columns and the values of its table."""
+    series = [chart.GetNthPlotSeriesNode(i) for i in range(chart.GetNumberOfPlotSeriesNodes())]
+    return [(s.GetXColumnName(), s.GetYColumnName(), table_values(s.GetTableNode())) for s in series]

@@ -46,7 +46,7 @@ from RadiomicsLabLib.delta import (
 from RadiomicsLabLib.errors import RadiomicsLabError
 from RadiomicsLabLib.registration import affine_matrix, resample, rotation_angle_degrees
 
-from conftest import read_csv, run_cli
+from conftest import chart_values, read_csv, run_cli, table_values
 from test_cli import assert_user_error
 
 DATES = ("2021-01-04", "2021-02-15")  # 42 days apart
@@ -439,18 +439,6 @@ def test_scene_sequences_propagation_and_mrb_round_trip(case, scene, tmp_path):
     assert same_rows(read_delta_csv(exported["delta.csv"]), rows)
     assert exported["waterfall.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-
-def table_values(table_node) -> list:
-    """Every column of a table node: (name, array class, each value's repr) -- exact doubles, NaN equal to NaN."""
-    table = table_node.GetTable()
-    columns = [table.GetColumn(j) for j in range(table.GetNumberOfColumns())]
-    return [(c.GetName(), c.GetClassName(), [repr(c.GetValue(i)) for i in range(c.GetNumberOfTuples())]) for c in columns]
-
-
-def chart_values(chart) -> list:
-    """Each plot series of a chart: its columns and the values of its table."""
-    series = [chart.GetNthPlotSeriesNode(i) for i in range(chart.GetNumberOfPlotSeriesNodes())]
-    return [(s.GetXColumnName(), s.GetYColumnName(), table_values(s.GetTableNode())) for s in series]
 
 
 def test_background_delta_equals_the_in_thread_call_and_cancel_adds_nothing(case, scene, monkeypatch):

@@ -28,7 +28,7 @@ from RadiomicsLabLib.habitats import (
     voxel_data,
 )
 
-from conftest import read_csv, run_cli
+from conftest import chart_values, read_csv, run_cli, table_values
 from test_cli import assert_user_error
 
 CHANNELS = ("CT", "MR_T1", "PET")
@@ -411,18 +411,6 @@ def test_mrml_population_and_registration(scene_logic, data, patients):
     summary = logic.registration_summary(node)
     assert summary["kind"] == "rigid" and summary["converged"] is True
 
-
-def table_values(table_node) -> list:
-    """Every column of a table node: (name, array class, each value's repr) -- exact doubles, NaN equal to NaN."""
-    table = table_node.GetTable()
-    columns = [table.GetColumn(j) for j in range(table.GetNumberOfColumns())]
-    return [(c.GetName(), c.GetClassName(), [repr(c.GetValue(i)) for i in range(c.GetNumberOfTuples())]) for c in columns]
-
-
-def chart_values(chart) -> list:
-    """Each plot series of a chart: its columns and the values of its table."""
-    series = [chart.GetNthPlotSeriesNode(i) for i in range(chart.GetNumberOfPlotSeriesNodes())]
-    return [(s.GetXColumnName(), s.GetYColumnName(), table_values(s.GetTableNode())) for s in series]
 
 
 def test_background_habitats_and_ring_equal_the_in_thread_calls_and_cancel_adds_nothing(data, scene):

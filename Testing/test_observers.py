@@ -25,7 +25,7 @@ from RadiomicsLabLib.observers import (Lesion, agreement, generalised_conformity
 from RadiomicsLabLib.perturbation import apply_perturbation, parse_perturbation, perturb_lesion, perturbation_plan
 from RadiomicsLabLib.reproducibility import coefficient_of_variation, feature_reproducibility, icc, lins_ccc, parse_rule
 
-from conftest import read_csv, run_cli
+from conftest import chart_values, read_csv, run_cli, table_values
 from test_cli import assert_user_error
 
 CASES = ("STS_001", "STS_002", "STS_003", "STS_004")
@@ -456,18 +456,6 @@ def test_mrml_workflow_on_real_sarcoma_cases(data, scene, pet_cohort, tmp_path):
     names = {scene.GetNthNode(i).GetName() for i in range(scene.GetNumberOfNodes())}
     assert {"Observers agreement", "Observers ICC", "Observers ICC per feature", "STS_004 consensus"} <= names
 
-
-def table_values(table_node) -> list:
-    """Every column of a table node: (name, array class, each value's repr) -- exact doubles, NaN equal to NaN."""
-    table = table_node.GetTable()
-    columns = [table.GetColumn(j) for j in range(table.GetNumberOfColumns())]
-    return [(c.GetName(), c.GetClassName(), [repr(c.GetValue(i)) for i in range(c.GetNumberOfTuples())]) for c in columns]
-
-
-def chart_values(chart) -> list:
-    """Each plot series of a chart: its columns and the values of its table."""
-    series = [chart.GetNthPlotSeriesNode(i) for i in range(chart.GetNumberOfPlotSeriesNodes())]
-    return [(s.GetXColumnName(), s.GetYColumnName(), table_values(s.GetTableNode())) for s in series]
 
 
 def test_background_observers_equal_the_in_thread_call_and_cancel_adds_nothing(data, scene):

@@ -210,7 +210,7 @@ def registered(file_name):
 def test_a_cached_file_with_the_registered_checksum_is_used_without_network(cache, offline):
     image, label = sampledata.cached_sample_case("brain1", cache)
     assert (image, label) == (cache / "brain1_image.nrrd", cache / "brain1_label.nrrd")
-    assert sampledata.sha256(image) == registered(image.name)[1] and not offline
+    assert sampledata.file_sha256(image) == registered(image.name)[1] and not offline
 
 
 def test_a_cached_file_with_a_wrong_checksum_is_refused_offline(cache, offline):
@@ -238,7 +238,7 @@ def test_a_cached_file_with_a_wrong_checksum_is_downloaded_again(cache, data, mo
     monkeypatch.setattr(sampledata, "_download", server)
     path = sampledata.sample_file("breast1_image.nrrd", cache)
     assert path == spoilt and served == [registered(path.name)[0]]
-    assert sampledata.sha256(path) == registered(path.name)[1]
+    assert sampledata.file_sha256(path) == registered(path.name)[1]
 
 
 def test_a_download_with_other_content_is_not_kept(tmp_path, monkeypatch):

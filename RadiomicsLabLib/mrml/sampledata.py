@@ -29,7 +29,6 @@ Offline with no good copy in the cache, both raise :class:`~RadiomicsLabLib.erro
 saying which URL to fetch and where to save the file.
 """
 
-import hashlib
 import inspect
 import logging
 import os
@@ -42,6 +41,7 @@ import SimpleITK as sitk
 from ..data import data_dir
 from ..errors import RadiomicsLabError
 from ..imageio import read_image
+from ..provenance import file_sha256
 
 CATEGORY = "RadiomicsLab"
 #: pyradiomics commit the URLs are pinned to; its data/*.nrrd are unchanged since abcbc57 (2016-03-21).
@@ -122,15 +122,6 @@ def _sample_file_entry(file_name: str) -> tuple[str, str]:
     raise RadiomicsLabError(f"'{file_name}' is not a file of RadiomicsLab's sample cases; choose one of {known}.")
 
 
-def sha256(path) -> str:
-    """Hex SHA-256 of a file, read in blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def default_cache_dir() -> Path:
     """The headless sample cache: ``$RADIOMICSLAB_SAMPLE_CACHE``, else ``$XDG_CACHE_HOME/RadiomicsLab/SampleData``,
     else ``~/.cache/RadiomicsLab/SampleData``. (Desktop Slicer uses its own cache, see :func:`slicer_sample_case`.)"""
@@ -172,7 +163,7 @@ def sample_file(file_name: str, cache_dir=None) -> Path:
     path = folder / file_name
     refused = ""
     if path.is_file():
-        found = sha256(path)
+        found = file_sha256(path)
         if found == digest:
             return path
         refused = f"The cached {path} has SHA-256 {found}, not {digest}, so it was refused. "
@@ -184,7 +175,7 @@ def sample_file(file_name: str, cache_dir=None) -> Path:
             except OSError as error:  # urllib.error.URLError and socket timeouts are OSErrors
                 raise RadiomicsLabError(f"{refused}Could not download {url} ({error}). "
                                         f"{_fetch_by_hand(url, path, digest)}") from None
-            found = sha256(partial)
+            found = file_sha256(partial)
             if found != digest:
                 raise RadiomicsLabError(f"{refused}{url} served a file with SHA-256 {found}, not {digest}; it was not "
                                         f"kept. {_fetch_by_hand(url, path, digest)}")
@@ -211,10 +202,10 @@ def fill_cache(folder, cache_dir=None) -> list[Path]:
             source, target = folder / name, cache / name
             if not source.is_file():
                 continue
-            if sha256(source) != digest:
+            if file_sha256(source) != digest:
                 logging.warning(f"{source} is not the registered {name} (SHA-256 {digest}); not cached.")
                 continue
-            if not (target.is_file() and sha256(target) == digest):
+            if not (target.is_file() and file_sha256(target) == digest):
                 with atomic_output(target) as partial:
                     shutil.copyfile(source, partial)
             cached.append(target)
@@ -258,7 +249,7 @@ def slicer_sample_case(case: str) -> tuple[Path, Path]:
         except ValueError as error:  # Slicer's SampleDataLogic.downloadFile: the download failed
             raise RadiomicsLabError(f"Sample Data could not download {uri} ({error}). Download it by hand and save it "
                                     f"as {folder / name} (its SHA-256 must be {digest}), then run again.") from None
-        if not path.is_file() or sha256(path) != digest:  # Slicer deletes a download with the wrong checksum
+        if not path.is_file() or file_sha256(path) != digest:  # Slicer deletes a download with the wrong checksum
             raise RadiomicsLabError(f"Sample Data did not get {name} with SHA-256 {digest} from {uri} into {folder}. "
                                     f"Download it by hand and save it as {folder / name}, then run again.")
         paths.append(path)
