@@ -79,3 +79,24 @@ def chart_values(chart) -> list:
     """Each plot series of a chart: its columns and the values of its table."""
     series = [chart.GetNthPlotSeriesNode(i) for i in range(chart.GetNumberOfPlotSeriesNodes())]
     return [(s.GetXColumnName(), s.GetYColumnName(), table_values(s.GetTableNode())) for s in series]
+
+
+def start_then_cancel(job, after_s: float = 0.3):
+    """Start ``job`` in a real worker process (BackgroundRun), cancel it ``after_s`` later while it still runs, and
+    check the worker is gone within 2 s and the run says cancelled (JobCancelled); the run, for scene checks."""
+    import time
+
+    from RadiomicsLabLib.background import BackgroundRun, JobCancelled
+
+    run = BackgroundRun(job)
+    time.sleep(after_s)
+    assert run.poll(), f"the job should still be running {after_s} s after the start"
+    started = time.monotonic()
+    run.cancel()
+    while run.worker_alive and time.monotonic() - started < 3.0:
+        time.sleep(0.01)
+    assert not run.worker_alive and time.monotonic() - started < 2.0
+    assert run.state == "cancelled" and not run.poll()
+    with pytest.raises(JobCancelled):
+        run.result()
+    return run

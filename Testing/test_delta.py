@@ -46,7 +46,7 @@ from RadiomicsLabLib.delta import (
 from RadiomicsLabLib.errors import RadiomicsLabError
 from RadiomicsLabLib.registration import affine_matrix, resample, rotation_angle_degrees
 
-from conftest import chart_values, read_csv, run_cli, table_values
+from conftest import chart_values, read_csv, run_cli, start_then_cancel, table_values
 from test_cli import assert_user_error
 
 DATES = ("2021-01-04", "2021-02-15")  # 42 days apart
@@ -448,9 +448,8 @@ def test_background_delta_equals_the_in_thread_call_and_cancel_adds_nothing(case
     difference maps as the in-thread call's, exactly; a cancel right after the start adds no node and the worker is
     gone within 2 s. ITK runs single-threaded here and in the worker (ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS=1): its
     threaded registration metric sums in a varying order, which moves the transform by ~1e-14 from run to run."""
-    import time
 
-    from RadiomicsLabLib.background import BackgroundRun, JobCancelled
+    from RadiomicsLabLib.background import BackgroundRun
     from RadiomicsLabLib.mrml.convert import segment_ids, segment_to_sitk, volume_to_sitk
     from RadiomicsLabLib.mrml.delta import DeltaLogic
 
@@ -488,17 +487,7 @@ def test_background_delta_equals_the_in_thread_call_and_cancel_adds_nothing(case
     assert len(expected[3]) == 1 and len(expected[5]) == 2 and landed.results[0].alignments["week6"].used
 
     n_nodes = scene.GetNumberOfNodes()
-    run = BackgroundRun(logic.compute_job(studies[2], **options))
-    time.sleep(0.3)
-    assert run.poll(), "the job should still be running 0.3 s after the start"
-    started = time.monotonic()
-    run.cancel()
-    while run.worker_alive and time.monotonic() - started < 3.0:
-        time.sleep(0.01)
-    assert not run.worker_alive and time.monotonic() - started < 2.0
-    assert run.state == "cancelled" and not run.poll()
-    with pytest.raises(JobCancelled):
-        run.result()
+    start_then_cancel(logic.compute_job(studies[2], **options))
     assert scene.GetNumberOfNodes() == n_nodes and not logic.transforms(studies[2])
 
 

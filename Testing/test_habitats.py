@@ -28,7 +28,7 @@ from RadiomicsLabLib.habitats import (
     voxel_data,
 )
 
-from conftest import chart_values, read_csv, run_cli, table_values
+from conftest import chart_values, read_csv, run_cli, start_then_cancel, table_values
 from test_cli import assert_user_error
 
 CHANNELS = ("CT", "MR_T1", "PET")
@@ -418,9 +418,8 @@ def test_background_habitats_and_ring_equal_the_in_thread_calls_and_cancel_adds_
     on the real STS_002 CT, MR T1 and PET, the PET under a linear transform in the scene (so it is resampled through
     it in the worker), with per-habitat features: every landed segment, table and chart equals the in-thread call's
     exactly; a cancel right after the start adds no node and the worker is gone within 2 s."""
-    import time
 
-    from RadiomicsLabLib.background import BackgroundRun, JobCancelled
+    from RadiomicsLabLib.background import BackgroundRun
     from RadiomicsLabLib.mrml.convert import segment_to_sitk
     from RadiomicsLabLib.mrml.habitats import HabitatLogic
 
@@ -458,17 +457,7 @@ def test_background_habitats_and_ring_equal_the_in_thread_calls_and_cancel_adds_
     assert rings[0].any() and np.array_equal(rings[0], rings[1])
 
     n_nodes, n_segments = scene.GetNumberOfNodes(), segmentation.GetSegmentation().GetNumberOfSegments()
-    run = BackgroundRun(logic.habitats_job(segmentation, "Label_1", volumes, 3, **options))
-    time.sleep(0.3)
-    assert run.poll(), "the job should still be running 0.3 s after the start"
-    started = time.monotonic()
-    run.cancel()
-    while run.worker_alive and time.monotonic() - started < 3.0:
-        time.sleep(0.01)
-    assert not run.worker_alive and time.monotonic() - started < 2.0
-    assert run.state == "cancelled" and not run.poll()
-    with pytest.raises(JobCancelled):
-        run.result()
+    start_then_cancel(logic.habitats_job(segmentation, "Label_1", volumes, 3, **options))
     assert scene.GetNumberOfNodes() == n_nodes and segmentation.GetSegmentation().GetNumberOfSegments() == n_segments
 
 

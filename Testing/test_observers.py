@@ -25,7 +25,7 @@ from RadiomicsLabLib.observers import (Lesion, agreement, generalised_conformity
 from RadiomicsLabLib.perturbation import apply_perturbation, parse_perturbation, perturb_lesion, perturbation_plan
 from RadiomicsLabLib.reproducibility import coefficient_of_variation, feature_reproducibility, icc, lins_ccc, parse_rule
 
-from conftest import chart_values, read_csv, run_cli, table_values
+from conftest import chart_values, read_csv, run_cli, start_then_cancel, table_values
 from test_cli import assert_user_error
 
 CASES = ("STS_001", "STS_002", "STS_003", "STS_004")
@@ -463,9 +463,8 @@ def test_background_observers_equal_the_in_thread_call_and_cancel_adds_nothing(d
     STS PET lesions, each the real mask plus two perturbations made in the worker (seed 11). Every landed table, chart
     and consensus equals the in-thread call's exactly; a cancel right after the start adds no node and the worker is
     gone within 2 s."""
-    import time
 
-    from RadiomicsLabLib.background import BackgroundRun, JobCancelled
+    from RadiomicsLabLib.background import BackgroundRun
     from RadiomicsLabLib.mrml.convert import label_map_to_segmentation_node, sitk_to_volume_node
     from RadiomicsLabLib.mrml.observers import MAJORITY_SEGMENT, STAPLE_SEGMENT, ObserverLogic
 
@@ -496,17 +495,7 @@ def test_background_observers_equal_the_in_thread_call_and_cancel_adds_nothing(d
     assert len(logic.table_rows(landed.agreement)) == 2 * 3 and len(landed.consensus) == 2
 
     n_nodes = scene.GetNumberOfNodes()
-    run = BackgroundRun(logic.analyse_job(lesions[0][1], lesions[0][2], lesion="one", **options))
-    time.sleep(0.3)
-    assert run.poll(), "the job should still be running 0.3 s after the start"
-    started = time.monotonic()
-    run.cancel()
-    while run.worker_alive and time.monotonic() - started < 3.0:
-        time.sleep(0.01)
-    assert not run.worker_alive and time.monotonic() - started < 2.0
-    assert run.state == "cancelled" and not run.poll()
-    with pytest.raises(JobCancelled):
-        run.result()
+    start_then_cancel(logic.analyse_job(lesions[0][1], lesions[0][2], lesion="one", **options))
     assert scene.GetNumberOfNodes() == n_nodes
 
 
