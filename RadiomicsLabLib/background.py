@@ -274,8 +274,9 @@ class BackgroundRun:
             elif kind == "ended":
                 self.error = WorkerFailed(
                     f"{self.job.title}: the worker process ended without a result (exit code "
-                    f"{self._process.exitcode}); it may have run out of memory or could not start with "
-                    f"'{os.fsdecode(multiprocessing.spawn.get_executable())}' (set {WORKER_PYTHON_VARIABLE}).")
+                    f"{self._process.exitcode}); it may have run out of memory, or could not start with "
+                    f"'{os.fsdecode(multiprocessing.spawn.get_executable())}' (set {WORKER_PYTHON_VARIABLE}), or a "
+                    "script started it without `if __name__ == \"__main__\":` (worker processes import the script).")
                 self.state = "failed"
         return self.running
 
