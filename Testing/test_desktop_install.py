@@ -73,7 +73,7 @@ def resolve(requirements: Path, platforms: list, folder: Path) -> dict:
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     messages = "\n".join(line for line in result.stderr.splitlines() if not line.startswith("WARNING: Location"))
     return {"returncode": result.returncode, "messages": messages,
-            "report": json.loads(report.read_text()) if result.returncode == 0 else None,
+            "report": json.loads(report.read_text(encoding="utf-8")) if result.returncode == 0 else None,
             "no_wheel": re.findall(r"No matching distribution found for (\S+)", messages)}
 
 

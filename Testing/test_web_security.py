@@ -422,8 +422,7 @@ def test_upload_over_the_limit_refused_at_the_crossing_chunk_and_freed(guarded):
 
         assert send(3 * MB // 2) == {"received": 3 * MB // 2, "accepted": True}
         assert send(3 * MB // 2) == {"received": 0, "accepted": False}
-        ws.run(ws.call("trame.force.push", error_key))
-        assert ws.state_changes()[error_key].startswith("The upload is at least 3 MB, more than the limit of 2 MB")
+        assert wait_state(ws, error_key).startswith("The upload is at least 3 MB, more than the limit of 2 MB")
         before = rss_mb(pid)
         for _ in range(50):
             assert send(4 * MB) == {"received": 0, "accepted": False}

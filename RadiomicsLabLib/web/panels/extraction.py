@@ -35,7 +35,7 @@ from .common import (PanelLogic, PanelUI, UploadButton, hex_colour, kept_or, nod
 IMAGE_TYPES = ["Original", "LoG:sigma=1,2,3", "Wavelet", "Square", "SquareRoot", "Logarithm", "Exponential",
                "Gradient", "LBP2D", "LBP3D"]
 ENGINES = [{"title": "As the settings say", "value": "auto"}, {"title": "pyradiomics", "value": "pyradiomics"},
-           {"title": "native (pyradiomics' features, no pyradiomics)", "value": "native"},
+           {"title": "native (pyradiomics features, no pyradiomics)", "value": "native"},
            {"title": "IBSI engine", "value": "ibsi"}]
 
 
