@@ -273,6 +273,28 @@ def test_long_work_runs_in_the_background_never_on_the_main_thread(source):
     assert re.search(r"^JOB_POLL_MS = (\d+)$", source, re.M) and int(re.search(r"^JOB_POLL_MS = (\d+)$", source, re.M)[1]) <= 100
 
 
+def test_embedded_segment_editor_follows_slicers_segment_editor_module(source):
+    """As Slicer's SegmentEditor.py (Modules/Scripted/SegmentEditor, 583e9b37): effects registered later appear
+    (effectRegistered -> updateEffectList, disconnected in cleanup), the editor lets go of the segmentation and the
+    views when the scene closes, and follows an imported scene."""
+    (widget,) = [n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "RadiomicsLabWidget"]
+    methods = {n.name: ast.unparse(n) for n in widget.body if isinstance(n, ast.FunctionDef)}
+    assert 'connect("effectRegistered(QString)", self.ui.segmentEditorWidget.updateEffectList)' in methods["setup"]
+    assert 'disconnect("effectRegistered(QString)", self.ui.segmentEditorWidget.updateEffectList)' in methods["cleanup"]
+    assert "slicer.mrmlScene.EndImportEvent, self.onSceneEndImport" in methods["setup"]
+    close = methods["onSceneStartClose"]
+    assert "segmentEditorWidget.setSegmentationNode(None)" in close and "segmentEditorWidget.removeViewObservations()" in close
+    assert "updateWidgetFromMRML()" in methods["onSceneEndImport"]
+
+
+def test_each_extraction_makes_a_new_table_unless_one_is_chosen(source):
+    """The Extraction section's output table is the user's choice only: a run never stores its table there (which made
+    every later run overwrite it)."""
+    (widget,) = [n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "RadiomicsLabWidget"]
+    handler = ast.unparse([n for n in widget.body if isinstance(n, ast.FunctionDef) and n.name == "onApplyButton"][0])
+    assert "table_node=p.outputTable" in handler and "p.outputTable =" not in source
+
+
 def test_cohort_workers_0_runs_in_slicers_process(source, ui_root):
     """Workers: -1 ("all cores") starts one worker process per core, 0 runs the cases in this process, N: N processes."""
     spin = ui_widgets(ui_root)["cohortWorkersSpinBox"]
