@@ -279,8 +279,8 @@ def test_embedded_segment_editor_follows_slicers_segment_editor_module(source):
     views when the scene closes, and follows an imported scene."""
     (widget,) = [n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "RadiomicsLabWidget"]
     methods = {n.name: ast.unparse(n) for n in widget.body if isinstance(n, ast.FunctionDef)}
-    assert 'connect("effectRegistered(QString)", self.ui.segmentEditorWidget.updateEffectList)' in methods["setup"]
-    assert 'disconnect("effectRegistered(QString)", self.ui.segmentEditorWidget.updateEffectList)' in methods["cleanup"]
+    assert "connect('effectRegistered(QString)', self.ui.segmentEditorWidget.updateEffectList)" in methods["setup"]
+    assert "disconnect('effectRegistered(QString)', self.ui.segmentEditorWidget.updateEffectList)" in methods["cleanup"]
     assert "slicer.mrmlScene.EndImportEvent, self.onSceneEndImport" in methods["setup"]
     close = methods["onSceneStartClose"]
     assert "segmentEditorWidget.setSegmentationNode(None)" in close and "segmentEditorWidget.removeViewObservations()" in close
