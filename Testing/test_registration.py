@@ -5,6 +5,14 @@ The real MR T1 of sarcoma patient STS_001 is resampled through a known rigid tra
 ``moved`` onto the MR must find ``T = K^-1``, so ``K(T(x)) = x``: checked at every tumour voxel
 (largest displacement < 1 mm) and as a rotation angle (< 1 degree). The B-spline case warps a real
 2D slice by a known smooth displacement field K(x) = x + u(x) and checks K(T(x)) = x the same way.
+
+Known motions on all four patients (CT and MR T1; there is no real second timepoint, so the follow-up
+is the real image resampled through a known rigid K, outside filled with the image's minimum): pure
+translations of 5 and 20 mm, rotations of about 10 degrees about the GTV centroid or the image centre,
+and both together. The metric region is the GTV grown by 20 mm (as delta and habitats use it); the
+recovered transform must bring the GTV centroid back within 1 mm (|K(T(c)) - c|) and the rotation
+within 0.5 degree. Pairs that cannot be registered (an image against uniform noise, an image against
+a 3-slice slab of itself) must be refused, never returned as usable.
 """
 
 import math
@@ -22,6 +30,29 @@ from RadiomicsLabLib.registration import (
     rotation_angle_degrees,
     transform_from_matrix,
 )
+
+#: name -> (Euler angles about x, y, z in degrees, translation in mm (LPS), centre of rotation: GTV centroid or image centre)
+MOTIONS = {
+    "translation 5 mm": ((0, 0, 0), (5.0, 0.0, 0.0), "lesion"),
+    "translation 20 mm": ((0, 0, 0), (12.0, -10.0, 12.0), "lesion"),
+    "translation 21 mm": ((0, 0, 0), (-14.0, 14.0, -6.0), "lesion"),
+    "rotation 10 deg about the lesion": ((6, -5, 6), (0.0, 0.0, 0.0), "lesion"),
+    "rotation 10 deg about the image centre": ((-5, 6, -6), (0.0, 0.0, 0.0), "image"),
+    "rotation 7.7 deg + 14 mm about the image centre": ((4, -3, 5), (10.0, -8.0, 6.0), "image"),
+    "rotation 10 deg + 20 mm about the lesion": ((-6, 5, -5), (-12.0, -12.0, 10.0), "lesion"),
+    "rotation 10 deg + 20 mm about the image centre": ((5, 5, -6), (14.0, 8.0, -12.0), "image"),
+}
+#: One motion per patient and modality: every patient and both modalities, each kind of motion at least once.
+KNOWN_MOTION_CASES = [
+    ("STS_001", "CT", "rotation 10 deg + 20 mm about the lesion"),
+    ("STS_001", "MR_T1", "translation 20 mm"),
+    ("STS_002", "CT", "rotation 7.7 deg + 14 mm about the image centre"),
+    ("STS_002", "MR_T1", "rotation 10 deg about the lesion"),
+    ("STS_003", "CT", "translation 21 mm"),
+    ("STS_003", "MR_T1", "rotation 10 deg about the image centre"),
+    ("STS_004", "CT", "translation 5 mm"),
+    ("STS_004", "MR_T1", "rotation 10 deg + 20 mm about the image centre"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +157,95 @@ def test_registration_bad_input(data):
     mask = sitk.ReadImage(str(data / "sts" / "STS_002" / "MR_T1_mask.nii.gz"))
     with pytest.raises(RadiomicsLabError, match="does not overlap"):
         register(mr, far, fixed_mask=mask)
+
+
+# Known motions of the four real patients ---------------------------------------------------------
+def known_motion(image, centroid, motion):
+    """The Euler transform K of ``MOTIONS[motion]`` (resampling direction: moved(x) = image(K(x)))."""
+    angles, translation, about = MOTIONS[motion]
+    centre = centroid if about == "lesion" else image.TransformContinuousIndexToPhysicalPoint([(n - 1) / 2 for n in image.GetSize()])
+    known = sitk.Euler3DTransform()
+    known.SetCenter([float(v) for v in centre])
+    known.SetRotation(*(math.radians(a) for a in angles))
+    known.SetTranslation(translation)
+    return known
+
+
+def moved_case(data, patient, modality, motion):
+    """(image, GTV grown by 20 mm, GTV centroid (LPS mm), K, moved image) of a real image and a known motion."""
+    folder = data / "sts" / patient
+    image = sitk.ReadImage(str(folder / f"{modality}_image.nii.gz"))
+    mask = sitk.ReadImage(str(folder / f"{modality}_mask.nii.gz"))
+    centroid = np.array(image.TransformContinuousIndexToPhysicalPoint(
+        np.argwhere(sitk.GetArrayViewFromImage(mask)).mean(axis=0)[::-1].tolist()))
+    known = known_motion(image, centroid, motion)
+    moved = resample(image, image, known, default_value=float(sitk.GetArrayViewFromImage(image).min()))
+    return image, grow(mask, 20.0), centroid, known, moved
+
+
+def centroid_error(known, matrix, centroid):
+    """|K(T(c)) - c| (mm) at the GTV centroid and the rotation angle of K o T (degrees)."""
+    composite = affine_matrix(known) @ matrix
+    return float(np.linalg.norm(composite[:3, :3] @ centroid + composite[:3, 3] - centroid)), rotation_angle_degrees(composite)
+
+
+@pytest.mark.parametrize("patient, modality, motion", KNOWN_MOTION_CASES, ids=[" ".join(c) for c in KNOWN_MOTION_CASES])
+def test_rigid_recovers_known_motions_of_real_images(data, patient, modality, motion):
+    image, region, centroid, known, moved = moved_case(data, patient, modality, motion)
+    before_mm, before_deg = centroid_error(known, np.eye(4), centroid)
+    assert before_mm > 4.5 or before_deg > 9  # the motion moves the lesion (or turns it) a lot
+    result = register(image, moved, "rigid", fixed_mask=region, seed=3)
+    error_mm, angle = centroid_error(known, result.matrix(), centroid)
+    assert error_mm < 1.0 and angle < 0.5, (error_mm, angle, result.stop_condition, result.metrics)
+    assert result.converged and result.failure == "" and "refused" not in result.stop_condition
+    metrics = result.metrics
+    assert metrics["final"] == result.metric < metrics["start"] and metrics["overlap"] > 0.9
+    assert [level["shrink"] for level in metrics["levels"]] == [4, 2, 1]
+    # slices 3.27 mm apart are never shrunk (the in-plane 0.98 mm voxels are: 3.9, 2.0, 1.0 mm)
+    assert {round(level["spacing_mm"][2], 2) for level in metrics["levels"]} == {3.27}
+
+
+def test_rigid_is_repeatable_bit_for_bit(data):
+    """Single-threaded ITK by default: the same call twice gives the same transform, to the last bit."""
+    image, region, centroid, known, moved = moved_case(data, "STS_002", "MR_T1", "translation 5 mm")
+    first, second = (register(image, moved, "rigid", fixed_mask=region, seed=5, shrink_factors=(4, 1),
+                              smoothing_sigmas_mm=(2.0, 0.0)) for _ in range(2))
+    assert first.converged and np.array_equal(first.matrix(), second.matrix()) and first.metric == second.metric
+    assert centroid_error(known, first.matrix(), centroid)[0] < 1.0
+
+
+def test_unregistrable_pairs_are_refused(data):
+    folder = data / "sts" / "STS_002"
+    image, mask = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
+    region = grow(mask, 20.0)
+    # the image against uniform noise on its grid: no shared information at any alignment
+    noise = sitk.GetImageFromArray(np.random.default_rng(0).uniform(0, 1000, sitk.GetArrayViewFromImage(image).shape)
+                                   .astype(np.float32))
+    noise.CopyInformation(image)
+    result = register(image, noise, "rigid", fixed_mask=region, iterations=100)
+    assert not result.converged and "share almost no information" in result.failure
+    assert "refused: " in result.stop_condition and -result.metric < 0.02
+    with pytest.raises(RadiomicsLabError, match="Rigid registration refused: .*share almost no information"):
+        register(image, noise, "rigid", fixed_mask=region, iterations=100, on_failure="raise")
+    # the image against a 3-slice slab of itself at the lesion's lower edge: a tiny overlap
+    lowest = int(np.argwhere(sitk.GetArrayViewFromImage(mask))[:, 0].min())
+    slab = image[:, :, lowest:lowest + 3]
+    result = register(image, slab, "rigid", fixed_mask=region)
+    assert not result.converged and "of the metric region lands inside the moving image" in result.failure
+    assert result.metrics["overlap"] < 0.5  # a 3-slice slab holds 10 mm of a region 92 mm high
+
+
+def test_result_worse_than_its_start_is_refused(data):
+    """Started at the exact answer with far too few samples for the histogram (100 samples, 200 bins), the
+    optimiser wanders off; over the whole region the result is worse than the start, so it is refused."""
+    image, region, centroid, known, moved = moved_case(data, "STS_002", "MR_T1", "translation 5 mm")
+    exact = transform_from_matrix(np.linalg.inv(affine_matrix(known)))
+    result = register(image, moved, "rigid", fixed_mask=region, initial_transform=exact, search_mm=0, samples=100,
+                      histogram_bins=200)
+    assert centroid_error(known, result.matrix(), centroid)[0] > 1.0
+    assert not result.converged and "is worse than the starting alignment's" in result.failure
+    assert result.metrics["final"] > result.metrics["start"]
+    with pytest.raises(RadiomicsLabError, match="Unknown on_failure 'ignore'"):
+        register(image, moved, on_failure="ignore")
+    with pytest.raises(RadiomicsLabError, match="search_mm must be a distance"):
+        register(image, moved, search_mm=-5)
