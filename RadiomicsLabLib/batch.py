@@ -21,7 +21,15 @@ Other workflows reuse the batch layer with their own :class:`CaseTask`: a module
 ``function(case, params) -> CaseOutput`` returning table rows (key columns as text, values as
 numbers) and a provenance dict. With ``per_patient=True`` the function gets every row of one id
 at once (``function([case, ...], params)``: all timepoints, observers or channels of a patient),
-and status, results and files are per patient (key = id).
+and status, results and files are per patient (key = id). A workflow of several stages (habitats:
+per-patient data, one model fitted in between, per-patient labels) gives each stage's task its own
+``cases_dir`` and passes the earlier stages to the later ones (``earlier``), so errors.csv lists
+every stage's failures; ``table=None`` when the workflow writes its own tables instead of features.csv.
+
+Failures: a case that fails while it runs is recorded (errors.csv) and the others go on, always.
+``keep_going`` is about problems of the cohort itself (rows that do not validate, found before any
+work): without it they are all listed and nothing runs; with it they go to errors.csv and the
+valid cases run.
 """
 
 import datetime
@@ -40,7 +48,7 @@ from urllib.parse import quote
 import hashlib
 
 from .background import use_worker_python
-from .cohort import KEY_COLUMNS, Case, Cohort, available_cores, case_hash, read_cohort
+from .cohort import KEY_COLUMNS, Case, Cohort, available_cores, case_hash, join_places, read_cohort
 from .errors import Cancelled, RadiomicsLabError
 from .fileio import atomic_output, check_writable, write_text_atomic
 
@@ -64,7 +72,9 @@ class CaseTask:
 
     ``fingerprint`` (JSON-able) describes ``params`` for the case hash and the provenance; ``name``
     tells tasks apart (a result of another task is never taken as done); ``per_patient``: the
-    function gets the list of every case (row) of one id instead of one case.
+    function gets the list of every case (row) of one id instead of one case; ``cases_dir``: the
+    folder (in the output folder) of the task's case files; ``table``: the name of the table the
+    batch writes from the rows (``<table>.csv`` and ``.parquet``), None for none.
     """
 
     name: str
@@ -72,6 +82,8 @@ class CaseTask:
     params: object = None
     fingerprint: object = None
     per_patient: bool = False
+    cases_dir: str = CASES_DIR
+    table: str | None = "features"
 
 
 @dataclass(frozen=True)
@@ -93,7 +105,7 @@ class WorkUnit:
 
     @property
     def where(self) -> str:
-        return ", ".join(dict.fromkeys(case.where for case in self.cases))
+        return join_places(case.where for case in self.cases)
 
     @property
     def argument(self):
@@ -212,9 +224,16 @@ def run_case(function, argument, params) -> dict:
 
 
 # Status ---------------------------------------------------------------------------------------
-def case_path(out_dir, key: str) -> Path:
-    """``DIR/cases/<key>.json`` (the key percent-encoded where a character cannot be in a file name)."""
-    return Path(out_dir) / CASES_DIR / f"{quote(key, safe='-_.=+,@')}.json"
+def case_path(out_dir, key: str, folder: str = CASES_DIR) -> Path:
+    """``DIR/cases/<key>.json`` (the key percent-encoded where a character cannot be in a file name);
+    ``folder``: a task's own case folder (:attr:`CaseTask.cases_dir`) instead of ``cases``."""
+    return Path(out_dir) / folder / f"{quote(key, safe='-_.=+,@')}.json"
+
+
+def output_files(task: "CaseTask") -> tuple:
+    """The files :func:`run_batch` writes into the output folder for ``task``."""
+    table = (f"{task.table}.csv", f"{task.table}.parquet") if task.table else ()
+    return (*table, "errors.csv", "provenance.json")
 
 
 def read_record(path) -> dict | None:
@@ -236,7 +255,7 @@ def cohort_status(out_dir, cohort, task: CaseTask | None = None) -> list[CaseSta
     key_columns = table_key_columns(cohort, task)
     statuses = []
     for unit in work_units(cohort, task) if task else []:
-        record = read_record(case_path(out_dir, unit.key))
+        record = read_record(case_path(out_dir, unit.key, task.cases_dir))
         common = dict(key=unit.key, id=unit.id, where=unit.where, unit=unit, key_values=unit.key_values(key_columns))
         if record is None:
             statuses.append(CaseStatus(status=PENDING, **common))
@@ -274,14 +293,15 @@ def _latest_task(out_dir) -> CaseTask | None:
     run = read_record(Path(out_dir) / RUN_FILE) or {}
     if not run.get("task"):
         return None
-    return CaseTask(run["task"], None, None, run.get("fingerprint"), bool(run.get("per_patient")))
+    return CaseTask(run["task"], None, None, run.get("fingerprint"), bool(run.get("per_patient")),
+                    run.get("cases_dir", CASES_DIR), run.get("table", "features"))
 
 
 # The run --------------------------------------------------------------------------------------
 def run_batch(cohort, out_dir, task: CaseTask | None = None, settings=None, workers: int | None = None,
               scheduler: str | None = None, memory_limit="auto", retry_failed: bool = False,
               keep_going: bool = False, progress=None, on_client=None, connect_timeout: float = 10.0,
-              cluster: "ClusterStart | None" = None) -> BatchSummary:
+              cluster: "ClusterStart | None" = None, earlier=()) -> BatchSummary:
     """Run ``task`` (default: feature extraction with ``settings``) on every case of ``cohort``.
 
     ``cohort``: a :class:`Cohort` or a CSV file / folder (validated first; problems raise unless
@@ -293,6 +313,8 @@ def run_batch(cohort, out_dir, task: CaseTask | None = None, settings=None, work
     ``cluster``: a :class:`ClusterStart` the caller began earlier (then ``workers``, ``scheduler``
     and ``memory_limit`` are its own and the caller closes it); otherwise the cluster starts in the
     background while the cohort is read and checked, and is closed while the outputs are written.
+    ``earlier``: (task, statuses) of the earlier stages of the same workflow run, whose failed and
+    invalid units errors.csv lists before this task's.
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -301,30 +323,30 @@ def run_batch(cohort, out_dir, task: CaseTask | None = None, settings=None, work
         workers, scheduler, memory_limit = cluster.workers, cluster.scheduler, cluster.memory_limit
     else:
         workers = _check_run_options(workers, scheduler, memory_limit)
-    for name in OUTPUT_FILES:
+    for name in output_files(task):
         check_writable(out_dir / name)
-    check_writable(case_path(out_dir, "x"))
+    check_writable(case_path(out_dir, "x", task.cases_dir))
     own_cluster = None
     if cluster is None:
         cluster = own_cluster = start_cluster(workers, scheduler, memory_limit, connect_timeout)
     try:
         return _run(cohort, out_dir, task, workers, scheduler, memory_limit, retry_failed, keep_going, progress,
-                    on_client, cluster, own_cluster, started)
+                    on_client, cluster, own_cluster, started, earlier)
     finally:
         if own_cluster is not None:
             own_cluster.close()
 
 
 def _run(cohort, out_dir, task, workers, scheduler, memory_limit, retry_failed, keep_going, progress, on_client,
-         cluster, own_cluster, started) -> BatchSummary:
+         cluster, own_cluster, started, earlier=()) -> BatchSummary:
     """The body of :func:`run_batch` once its options are checked (and its cluster is starting)."""
     cohort = (cohort if isinstance(cohort, Cohort) else read_cohort(cohort)).check(keep_going)
     phases = {"validate": time.perf_counter() - started}
-    with _locked(out_dir):
-        _remove_temporaries(out_dir / CASES_DIR)
+    with _locked(out_dir, task.cases_dir):
+        _remove_temporaries(out_dir / task.cases_dir)
         write_text_atomic(out_dir / RUN_FILE, json.dumps(
             {"task": task.name, "fingerprint": task.fingerprint, "per_patient": task.per_patient,
-             "cohort": str(cohort.source),
+             "cases_dir": task.cases_dir, "table": task.table, "cohort": str(cohort.source),
              "started": _now(), "pid": os.getpid(), "workers": workers, "scheduler": scheduler}, default=str, indent=1))
         statuses = cohort_status(out_dir, cohort, task)
         todo = [s.unit for s in statuses if s.status == PENDING or (s.status == FAILED and retry_failed)]
@@ -332,16 +354,16 @@ def _run(cohort, out_dir, task, workers, scheduler, memory_limit, retry_failed, 
         computed = [0]
 
         def store(unit, record):
-            previous = read_record(case_path(out_dir, unit.key)) or {}
+            previous = read_record(case_path(out_dir, unit.key, task.cases_dir)) or {}
             attempts = previous.get("attempts", 1) + 1 if previous.get("hash") == unit.hash else 1
             record = {"key": unit.key, "id": unit.id, "where": unit.where, "hash": unit.hash,
                       "finished": _now(), "attempts": attempts, **record}
-            write_text_atomic(case_path(out_dir, unit.key), json.dumps(record, indent=1, default=str))
+            write_text_atomic(case_path(out_dir, unit.key, task.cases_dir), json.dumps(record, indent=1, default=str))
             computed[0] += 1
             if progress is not None and progress(computed[0], len(todo), f"{unit.key} {record['status']}") is False:
                 raise BatchCancelled(
                     f"Batch cancelled after {computed[0]} of {len(todo)} cases; the finished ones are kept in "
-                    f"'{out_dir / CASES_DIR}'; run it again to resume.")
+                    f"'{out_dir / task.cases_dir}'; run it again to resume.")
 
         if progress is not None and progress(0, len(todo), f"{units - len(todo)} already done") is False:
             raise BatchCancelled("Batch cancelled before it started; nothing was computed.")
@@ -368,7 +390,7 @@ def _run(cohort, out_dir, task, workers, scheduler, memory_limit, retry_failed, 
         counts = status_counts(statuses)
         run = {"workers": workers, "scheduler": scheduler, "memory_limit": memory_limit, "computed": computed[0],
                "skipped": units - len(todo), **counts}
-        outputs = write_outputs(out_dir, cohort, task, statuses, run)
+        outputs = write_outputs(out_dir, cohort, task, statuses, run, earlier)
         phases["write"] = time.perf_counter() - written
     return BatchSummary(out_dir, len(statuses), units - len(todo), computed[0], counts[FAILED], counts[INVALID],
                         time.perf_counter() - started, phases, outputs)
@@ -613,12 +635,12 @@ def _worker_versions() -> dict:
 
 
 @contextmanager
-def _locked(out_dir: Path):
+def _locked(out_dir: Path, cases_dir: str = CASES_DIR):
     """Hold ``DIR/.radiomicslab-batch.lock`` so two runs never write one folder (released on any exit, even kill -9)."""
     import fcntl
 
     try:
-        (out_dir / CASES_DIR).mkdir(parents=True, exist_ok=True)
+        (out_dir / cases_dir).mkdir(parents=True, exist_ok=True)
         handle = open(out_dir / LOCK_FILE, "a+")
     except OSError as error:
         raise RadiomicsLabError(f"Cannot write in '{out_dir}': {error.strerror}; choose another output folder.") from None
@@ -656,7 +678,7 @@ def collect_table(out_dir, cohort: Cohort, statuses=None, task: CaseTask | None 
     for status in statuses:
         if status.status != DONE:
             continue
-        record = read_record(case_path(out_dir, status.key)) or {}
+        record = read_record(case_path(out_dir, status.key, task.cases_dir if task else CASES_DIR)) or {}
         for row in record.get("rows", []):
             for column in row:
                 if column not in seen:
@@ -666,25 +688,26 @@ def collect_table(out_dir, cohort: Cohort, statuses=None, task: CaseTask | None 
     return header, rows
 
 
-def write_outputs(out_dir, cohort: Cohort, task: CaseTask, statuses, run: dict) -> dict:
-    """Write features.csv, features.parquet, errors.csv and provenance.json (each atomically)."""
+def write_outputs(out_dir, cohort: Cohort, task: CaseTask, statuses, run: dict, earlier=()) -> dict:
+    """Write features.csv, features.parquet (the task's ``table``), errors.csv (with the failures of the
+    ``earlier`` stages first) and provenance.json, each atomically."""
     from .results import format_value
 
     out_dir = Path(out_dir)
-    header, rows = collect_table(out_dir, cohort, statuses, task)
+    paths = {name: out_dir / name for name in output_files(task)}
+    if task.table:
+        header, rows = collect_table(out_dir, cohort, statuses, task)
 
-    def text(value):
-        if value is None:
-            return ""
-        return value if isinstance(value, str) else format_value(value)
+        def text(value):
+            if value is None:
+                return ""
+            return value if isinstance(value, str) else format_value(value)
 
-    paths = {name: out_dir / name for name in OUTPUT_FILES}
-    write_text_atomic(paths["features.csv"], _csv_text(header, ([text(row.get(c)) for c in header] for row in rows)))
-    _write_parquet(paths["features.parquet"], header, rows)
+        write_text_atomic(paths[f"{task.table}.csv"], _csv_text(header, ([text(row.get(c)) for c in header] for row in rows)))
+        _write_parquet(paths[f"{task.table}.parquet"], header, rows)
     key_columns = table_key_columns(cohort, task)
-    errors = [[s.id, *(s.key_values.get(c, "") for c in key_columns), s.where,
-               "validation" if s.status == INVALID else task.name, s.error]
-              for s in statuses if s.status in (FAILED, INVALID)]
+    errors = [row for stage, stage_statuses in [*earlier, (task, statuses)]
+              for row in error_rows(stage, stage_statuses, key_columns)]
     write_text_atomic(paths["errors.csv"], _csv_text(["id", *key_columns, "where", "stage", "error"], errors))
     from .provenance import software_versions
 
@@ -692,7 +715,7 @@ def write_outputs(out_dir, cohort: Cohort, task: CaseTask, statuses, run: dict) 
     for status in statuses:
         if status.unit is None:
             continue
-        record = read_record(case_path(out_dir, status.key)) or {}
+        record = read_record(case_path(out_dir, status.key, task.cases_dir)) or {}
         cases[status.key] = {"status": status.status, "where": status.where, "hash": record.get("hash"),
                              "inputs": status.unit.inputs(), "seconds": record.get("seconds"),
                              "finished": record.get("finished"), "provenance": record.get("provenance", {})}
@@ -703,6 +726,13 @@ def write_outputs(out_dir, cohort: Cohort, task: CaseTask, statuses, run: dict) 
                   "run": run, "cases": cases}
     write_text_atomic(paths["provenance.json"], json.dumps(provenance, indent=1, default=str) + "\n")
     return paths
+
+
+def error_rows(task: CaseTask, statuses, key_columns=()) -> list:
+    """errors.csv rows (id, key columns, where, stage, error) of the failed and invalid units of one stage."""
+    return [[s.id, *(s.key_values.get(c, "") for c in key_columns), s.where,
+             "validation" if s.status == INVALID else task.name, s.error]
+            for s in statuses if s.status in (FAILED, INVALID)]
 
 
 def _csv_text(header, rows) -> str:

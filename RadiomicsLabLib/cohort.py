@@ -124,6 +124,59 @@ class Cohort:
             raise RadiomicsLabError(f"The cohort '{self.source}' has no cases; add rows id,image,mask.")
         return self
 
+    def add_problems(self, problems) -> "Cohort":
+        """Add problems a workflow found in the cohort (e.g. dates out of order, a lesion with one observer),
+        each with its row(s), so that :meth:`check` lists them with the file's own problems, in row order."""
+        self.problems = sorted([*self.problems, *problems], key=_row_order)  # stable: same rows keep their order
+        return self
+
+    def skip_patients_with_problems(self, what: str = "patient") -> "Cohort":
+        """Leave out every case of an id that has a problem: per-patient workflows (delta, habitats, observers)
+        run a patient with all its rows or not at all. Each valid row left out becomes a problem too (it is
+        listed in errors.csv), unless a problem already names its row. ``what`` names an id in messages."""
+        bad = {problem.case_id for problem in self.problems if problem.case_id}
+        named = {row for problem in self.problems for row in problem_rows(problem.where)}
+        self.problems += [CohortProblem(case.where, f"skipped with the other rows of {what} '{case.id}', which has a "
+                                                    "problem", case.id)
+                          for case in self.cases if case.id in bad and case.where not in named]
+        self.problems.sort(key=_row_order)
+        self.cases = [case for case in self.cases if case.id not in bad]
+        return self
+
+    def patients(self) -> dict:
+        """id -> [its cases, in file order], ids in order of first appearance."""
+        grouped = {}
+        for case in self.cases:
+            grouped.setdefault(case.id, []).append(case)
+        return grouped
+
+
+def rows_where(cases) -> str:
+    """Where a problem of several cases is: ``rows 2, 3`` for rows of a file, else their places joined."""
+    return join_places(case.where for case in cases)
+
+
+def join_places(places) -> str:
+    """``row 2``, ``row 3`` -> ``rows 2, 3``; other places (folders) joined with commas."""
+    places = list(dict.fromkeys(places))
+    if len(places) > 1 and all(re.fullmatch(r"row \d+", place) for place in places):
+        return "rows " + ", ".join(place[4:] for place in places)
+    return ", ".join(places)
+
+
+def problem_rows(where: str) -> set:
+    """The single places (``row 3``) that a problem's ``where`` (``rows 2, 3`` or ``row 3``) names."""
+    match = re.fullmatch(r"rows ([\d, ]+)", where)
+    if match:
+        return {f"row {number}" for number in re.findall(r"\d+", match.group(1))}
+    return {where}
+
+
+def _row_order(problem) -> float:
+    """Sort key of a problem: its (first) row number; problems without one keep their order, after them."""
+    match = re.match(r"rows? (\d+)", problem.where)
+    return int(match.group(1)) if match else float("inf")
+
 
 def _split_outside(entries, root: Path, source: Path) -> tuple[list, list]:
     """(entries whose image and mask are inside ``root``, a problem for each file of the others)."""

@@ -31,6 +31,13 @@ Also here: dates from text (ISO ``YYYY-MM-DD``, DICOM ``YYYYMMDD``) and from DIC
 AcquisitionDate; an optional filter to features found reproducible in an ICC table (columns
 ``feature, icc, ci_low, ci_high``, as written by the multi-observer workflow); habitat fractions
 per timepoint from habitat label maps; cohorts (one study per patient); CSV and PNG outputs.
+
+Cohorts on the batch layer (:mod:`RadiomicsLabLib.batch`, ``radiomicslab delta --cohort``): the cohort
+file is checked first, every problem with its row (:func:`cohort_problems`: dates, labels, order,
+the reference, the lesions); then one task per patient (:func:`delta_task`, :func:`delta_case`: all
+its timepoints, registrations, extractions and difference maps, written by the task) and, once,
+the cohort's outputs from the finished patients (:func:`cohort_results`: delta.csv and the plots,
+the same bytes as :func:`run_cohort` in one process on the same patients).
 """
 
 import csv
@@ -651,6 +658,22 @@ def check_inputs(timepoints, settings=None, lesions=None, register=None, propaga
 
 def _plan(timepoints, settings, lesions, register, propagate, reference, icc_table, icc_column, difference_maps,
           registration_options):
+    check_options(settings, register, propagate, difference_maps, registration_options)
+    timepoints = check_timepoints(timepoints, propagate)
+    labels = [tp.label for tp in timepoints]
+    if reference not in REFERENCES and reference not in labels:
+        raise RadiomicsLabError(f"Unknown reference timepoint '{reference}'; choose baseline, previous or one of {', '.join(labels)}.")
+    icc = None
+    if icc_table is not None:
+        icc = read_icc_table(icc_table)
+        reproducible_features(icc, 0.0, icc_column)  # checks the column name
+    return {"timepoints": timepoints, "lesions": resolve_lesions(timepoints[0], lesions), "icc": icc}
+
+
+def check_options(settings=None, register=None, propagate=False, difference_maps=False, registration_options=None,
+                  icc_table=None, icc_column="ci_low", **_ignored):
+    """The checks of :func:`run_delta` that concern no timepoint (settings, registration, ICC table): a cohort
+    checks them once, before any patient. Takes :func:`run_delta`'s keyword arguments."""
     from .registration import KINDS
     from .settings import load_settings
 
@@ -666,15 +689,8 @@ def _plan(timepoints, settings, lesions, register, propagate, reference, icc_tab
     if unknown:
         raise RadiomicsLabError(f"Unknown registration option {', '.join(unknown)}.")
     load_settings(settings)
-    timepoints = check_timepoints(timepoints, propagate)
-    labels = [tp.label for tp in timepoints]
-    if reference not in REFERENCES and reference not in labels:
-        raise RadiomicsLabError(f"Unknown reference timepoint '{reference}'; choose baseline, previous or one of {', '.join(labels)}.")
-    icc = None
     if icc_table is not None:
-        icc = read_icc_table(icc_table)
-        reproducible_features(icc, 0.0, icc_column)  # checks the column name
-    return {"timepoints": timepoints, "lesions": resolve_lesions(timepoints[0], lesions), "icc": icc}
+        reproducible_features(read_icc_table(icc_table), 0.0, icc_column)  # checks the file and the column name
 
 
 class _Steps:
@@ -813,6 +829,192 @@ def cohort_timepoints(cohort) -> dict[str, tuple[list, tuple]]:
     if problems:
         raise RadiomicsLabError(f"The cohort '{cohort.source}' has {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     return grouped
+
+
+def patient_timepoints(cases) -> tuple[list, tuple]:
+    """(timepoints in file order, lesion labels) of one patient's cohort rows (:func:`cohort_timepoints` of one id)."""
+    timepoints = []
+    for case in cases:
+        label, date = parse_timepoint_key(case.timepoint)
+        timepoints.append(timepoint_from_files(date, case.image, case.mask, label))
+    for tp, name in zip(timepoints, default_labels(len(timepoints))):
+        tp.label = tp.label or name
+    return timepoints, cases[0].labels
+
+
+def cohort_problems(cohort, reference: str = "baseline", lesions=()) -> list:
+    """Every problem of a delta cohort that the file shows, before any image is read again, each with its row(s)
+    (:class:`~RadiomicsLabLib.cohort.CohortProblem`): a timepoint cell that is not ``DATE`` or ``NAME@DATE``, a
+    date that is not one (or, left empty, not in the image's DICOM header), and per patient: fewer than two
+    timepoints, labels given twice, dates repeated or out of order, an unknown ``reference`` timepoint, and
+    ``lesions`` (label values asked for every patient) absent from the patient's baseline mask. The per-patient
+    checks are left out for a patient that already has a problem in the file (a row that did not validate).
+    """
+    from .cohort import CohortProblem, rows_where
+    from .imageio import read_image
+
+    problems, broken = [], {problem.case_id for problem in cohort.problems}  # a row missing: no per-patient check
+    for patient, cases in cohort.patients().items():
+        timepoints, bad = [], patient in broken
+        for case in cases:
+            label, date = parse_timepoint_key(case.timepoint)
+            try:
+                given = parse_date(date) if date else None
+                when = given if given is not None else date_from_dicom(case.image)[0]
+            except RadiomicsLabError as error:
+                problems.append(CohortProblem(case.where, _lower_first(str(error)), patient))
+                bad = True
+                continue
+            timepoints.append(Timepoint(label, when, None, None, {"image": str(case.image)}))
+        if bad:
+            continue
+        for tp, name in zip(timepoints, default_labels(len(timepoints))):
+            tp.label = tp.label or name
+        where = rows_where(cases)
+        try:
+            check_dates(timepoints)
+            labels = [tp.label for tp in timepoints]
+            if reference not in REFERENCES and reference not in labels:
+                raise RadiomicsLabError(f"the reference timepoint '{reference}' is not one of its timepoints "
+                                        f"({', '.join(labels)}); choose baseline, previous or a timepoint every patient has.")
+        except RadiomicsLabError as error:
+            problems.append(CohortProblem(where, f"patient '{patient}': {_lower_first(str(error))}", patient))
+            continue
+        if lesions:
+            present = labels_present(read_image(cases[0].mask, "mask"))
+            absent = [label for label in lesions if label not in present]
+            if absent:
+                problems.append(CohortProblem(cases[0].where, f"patient '{patient}': the baseline mask has no lesion "
+                                              f"{', '.join(map(str, absent))} (--lesion); labels present: "
+                                              f"{', '.join(map(str, present)) or 'none'}", patient))
+    return problems
+
+
+def _lower_first(message: str) -> str:
+    return message[:1].lower() + message[1:]
+
+
+#: Name of the per-patient task of ``radiomicslab delta --cohort`` (:mod:`RadiomicsLabLib.batch`).
+TASK_NAME = "delta"
+
+
+def delta_task(out_dir, lesions=(), **options):
+    """The per-patient :class:`~RadiomicsLabLib.batch.CaseTask` of a delta cohort (``per_patient``: every row of
+    one id, its timepoints). ``options``: :func:`run_delta`'s (settings, register, reference, icc_table, ...);
+    ``lesions``: label values used for every patient instead of each patient's ``label`` column. Difference maps
+    (and propagated masks) are written by the task into ``out_dir/maps`` (``out_dir/masks``), which the workers
+    must be able to reach. The fingerprint holds every option that changes a patient's results (the ICC table
+    by its content); the plots are drawn once, from the collected rows."""
+    from .batch import CaseTask
+    from .settings import load_settings
+
+    settings = load_settings(options.get("settings"))
+    options = {**options, "settings": settings}
+    icc = options.get("icc_table")
+    fingerprint = {
+        "settings": {"engine": settings.engine, "params": settings.params},
+        **{key: value for key, value in options.items() if key not in ("settings", "icc_table", "registration_options")},
+        "registration_options": {k: str(v) for k, v in (options.get("registration_options") or {}).items()},
+        "icc_table": read_icc_table(icc) if icc is not None else None, "lesions": list(lesions)}
+    params = {"out_dir": str(Path(out_dir).absolute()), "options": options, "lesions": tuple(lesions)}
+    return CaseTask(TASK_NAME, delta_case, params, fingerprint, per_patient=True, table=None)
+
+
+def delta_case(cases, params: dict):
+    """Batch task of one patient (all its cohort rows): :func:`run_delta` on its timepoints, its difference maps
+    and propagated masks written (atomically, never over an input), and what :func:`cohort_results` needs.
+
+    Rows: the patient's delta rows (:data:`DELTA_COLUMNS`); provenance: ``delta`` (the patient's provenance),
+    ``registration`` (its registration.csv rows), ``warnings``, ``left_out``, ``unused`` (registrations not used)."""
+    from .batch import CaseOutput
+    from .fileio import check_outputs, write_image_atomic
+
+    timepoints, labels = patient_timepoints(cases)
+    patient = cases[0].id
+    result = run_delta(timepoints, lesions=list(params["lesions"] or labels) or None, patient=patient, **params["options"])
+    images = result_images(result, params["out_dir"])
+    sources = [(f"{key} of timepoint '{tp.label}'", value) for tp in result.timepoints
+               for key, value in tp.source.items() if key in ("image", "mask") and value and Path(str(value)).exists()]
+    check_outputs([path for path, _ in images], sources)
+    for path, image in images:
+        write_image_atomic(image, path)
+    rows = [dict(zip(DELTA_COLUMNS, row.row())) for row in result.rows]
+    return CaseOutput(rows, {"delta": result.provenance, "registration": registration_rows(result),
+                             "warnings": result.warnings, "left_out": result.left_out,
+                             "unused": [label for label, a in result.alignments.items() if not a.used],
+                             "images": [str(path) for path, _ in images]})
+
+
+def result_images(result, folder) -> list:
+    """(path, image) of a patient's propagated masks (``masks/<patient>_<timepoint>_propagated.nii.gz``) and
+    difference maps (``maps/<patient>_<timepoint>_difference.nii.gz``) in ``folder``."""
+    folder = Path(folder)
+    images = [(folder / "masks" / f"{result.patient}_{tp.label}_propagated.nii.gz", tp.mask)
+              for tp in result.timepoints if str(tp.source.get("mask", "")).startswith("propagated")]
+    images += [(folder / "maps" / f"{result.patient}_{label}_difference.nii.gz", image)
+               for label, image in result.difference_maps.items()]
+    return images
+
+
+REGISTRATION_COLUMNS = ("patient", "timepoint", "kind", "converged", "used", "metric", "iterations", "stop_condition",
+                        "matrix_lps")
+
+
+def registration_rows(result) -> list:
+    """registration.csv rows of one patient (:data:`REGISTRATION_COLUMNS`, as text): one per registered follow-up."""
+    from .registration import affine_matrix
+
+    rows = []
+    for label, alignment in result.alignments.items():
+        r = alignment.result
+        try:
+            matrix = " ".join(repr(float(v)) for v in affine_matrix(r.transform).ravel())
+        except RadiomicsLabError:
+            matrix = ""
+        rows.append([str(v) for v in (result.patient, label, r.kind, r.converged, alignment.used, repr(r.metric),
+                                      r.iterations, r.stop_condition.strip(), matrix)])
+    return rows
+
+
+def registration_csv_text(rows) -> str:
+    """registration.csv of :func:`registration_rows` (all patients)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(REGISTRATION_COLUMNS)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+@dataclass
+class CohortResults:
+    """What the finished patients of a cohort run give: the delta rows, the provenance (one patient's, or
+    ``{"patients": [...]}``), registration.csv rows, warnings as (patient, text), timepoints left out as
+    (patient, timepoint, why), and whether a registration was not used."""
+
+    rows: list
+    provenance: dict
+    registration: list
+    warnings: list
+    left_out: list
+    unused: bool
+    patients: int
+
+
+def cohort_results(records) -> CohortResults:
+    """The collected outputs of finished :func:`delta_case` records (``{"rows", "provenance"}``, in cohort order):
+    the same rows and provenance as :func:`run_cohort` on those patients in one process."""
+    rows, provenances, registration, warnings, left_out, unused = [], [], [], [], [], False
+    for record in records:
+        data = record["provenance"]
+        rows += [DeltaRow(**row) for row in record["rows"]]
+        provenances.append(data["delta"])
+        registration += data["registration"]
+        patient = data["delta"]["patient"]
+        warnings += [(patient, warning) for warning in data["warnings"]]
+        left_out += [(patient, label, why) for label, why in data["left_out"].items()]
+        unused = unused or bool(data["unused"])
+    provenance = provenances[0] if len(provenances) == 1 else {"patients": provenances}
+    return CohortResults(rows, provenance, registration, warnings, left_out, unused, len(records))
 
 
 def check_cohort(patients: dict, **options) -> None:

@@ -25,6 +25,24 @@ Steps (each a function of its own, all usable alone):
    bounded) and applied to every patient, so habitat 2 means the same channel profile everywhere.
 5. Clean-up (:func:`remove_islands`): connected pieces of a habitat smaller than a volume merge into
    the neighbouring habitat they share most faces with.
+
+Cohorts on the batch layer (:mod:`RadiomicsLabLib.batch`, ``radiomicslab habitats --cohort``): the cohort
+file is checked first, every problem with its row (:func:`habitat_cohort`); then three steps:
+
+- per patient, one task each (:func:`data_task`, :func:`pool_case`): the patient's channels onto its mask's
+  grid (resampling, registration, feature maps, smoothing, supervoxels: the expensive part) and the rows it
+  brings to the pool, saved as ``DIR/cases/data/<patient>.npy``;
+- once, in the main process (:func:`fit_pooled`): the equal share of every finished patient's rows, drawn
+  in cohort order with ``seed`` exactly as :func:`fit_habitats` draws them, and the one population model
+  fitted on the pool (it needs every patient's rows, so it is a single step, not a task);
+- per patient again (:func:`label_task`, :func:`label_case`): the fitted model applied to the patient (its
+  voxel data computed again in the worker), its label map written by the task
+  (``DIR/<patient>/habitats.nrrd``) and, with feature settings, its per-habitat features; the task returns
+  a :class:`HabitatSummary`, from which the tables, plots and provenance are written once
+  (:func:`write_summaries`: the same bytes as :func:`write_outputs` after :func:`fit_habitats` in one process).
+
+Both per-patient steps are resumable: a rerun skips what is done and still up to date (the labels of a
+patient are redone when the fitted model changed, e.g. a patient was added to the cohort).
 """
 
 import csv
@@ -279,11 +297,13 @@ def _channels_on_box(patient: Patient, mask: sitk.Image, box: tuple, registratio
 
 
 def _register_channel(fixed: sitk.Image, moving: sitk.Image, kind: str, region: sitk.Image, seed: int):
-    """Registration of a channel onto the first channel; B-spline starts from a rigid result."""
+    """Registration of a channel onto the first channel; B-spline starts from a rigid result. A registration the
+    convergence check refuses is an error naming why (never used silently)."""
     if kind != "bspline":
-        return register(fixed, moving, kind, fixed_mask=region, seed=seed)
-    rigid = register(fixed, moving, "rigid", fixed_mask=region, seed=seed)
-    return register(fixed, moving, "bspline", fixed_mask=region, seed=seed, initial_transform=rigid.transform)
+        return register(fixed, moving, kind, fixed_mask=region, seed=seed, on_failure="raise")
+    rigid = register(fixed, moving, "rigid", fixed_mask=region, seed=seed, on_failure="raise")
+    return register(fixed, moving, "bspline", fixed_mask=region, seed=seed, initial_transform=rigid.transform,
+                    on_failure="raise")
 
 
 # Feature-map channels ---------------------------------------------------------------------------
@@ -823,6 +843,19 @@ class HabitatModel:
         sums = np.stack([np.bincount(data.supervoxel, weights=features[:, j]) for j in range(features.shape[1])], axis=1)
         return sums / counts[:, None]
 
+    def pool_rows(self, data: VoxelData) -> np.ndarray:
+        """A patient's candidate rows for the population pool: its normalised voxel features (``scope="patient"``)
+        or its channel values (``"cohort"``: the scaler is fitted on the pool), as voxels or supervoxel means."""
+        return self.rows_of(data, self.normalised(data) if self.options["scope"] == "patient" else data.values)
+
+    def fit_pool(self, pooled: np.ndarray) -> "HabitatModel":
+        """Fit the model on the pooled rows (with ``scope="cohort"`` the cohort scaler first, on the same rows)."""
+        if self.options["scope"] == "cohort":
+            self.scaler = ChannelScaler(self.options["normalisation"], self.options["percentiles"]).fit(pooled)
+            pooled = self.scaler.transform(pooled)
+        self.clustering.fit(pooled)
+        return self
+
     def label(self, patient, data: VoxelData | None = None, progress=None) -> PatientHabitats:
         """Habitats of ``patient`` (a :class:`Patient` with the model's image channels; the model makes its feature maps)."""
         if list(patient.channels) != self.image_channels:
@@ -919,6 +952,46 @@ def fit_habitats(patients, n_habitats=4, method: str = "kmeans", *, criterion: s
         if list(patient.channels) != channels:
             raise RadiomicsLabError(f"Patient '{patient.name}' has channels {', '.join(patient.channels) or 'none'}; "
                                     f"patient '{patients[0].name}' has {', '.join(channels)}. Give every patient the same channels.")
+    model = habitat_model(channels, n_habitats, method, criterion=criterion, k_range=k_range, normalisation=normalisation,
+                          percentiles=percentiles, scope=scope, smoothing_mm=smoothing_mm, registration=registration,
+                          nan_policy=nan_policy, min_island_mm3=min_island_mm3, supervoxels=supervoxels,
+                          compactness=compactness, max_samples=max_samples, order_by=order_by, seed=seed,
+                          feature_maps=feature_maps, map_radius=map_radius, map_definition=map_definition,
+                          map_settings=map_settings)
+    total = 2 * len(patients) + 1
+    step = _Steps(progress, total)
+
+    rng = np.random.default_rng(seed)
+    share = pool_share(max_samples, len(patients))
+    pooled, cache, cached_values = [], {}, 0
+    for patient in patients:
+        data = model._voxel_data(patient)
+        rows = model.pool_rows(data)
+        take = sample_pool(rng, rows, share)
+        pooled.append(take)
+        if cached_values + data.values.size <= CACHE_VALUES:
+            cache[patient.name] = data
+            cached_values += data.values.size
+        step(f"{patient.name}: {len(rows)} rows, {len(take)} pooled")
+    pooled = np.concatenate(pooled)
+    model.fit_pool(pooled)
+    step(f"fitted {model.clustering.n_habitats_} habitats on {len(pooled)} rows")
+    results = []
+    for patient in patients:
+        results.append(model.label(patient, cache.pop(patient.name, None)))
+        step(f"{patient.name}: labelled")
+    return model, results
+
+
+def habitat_model(channels, n_habitats=4, method: str = "kmeans", *, criterion: str = "silhouette", k_range=(2, 8),
+                  normalisation: str = "zscore", percentiles=(1.0, 99.0), scope: str = "patient", smoothing_mm: float = 0.0,
+                  registration: str = "off", nan_policy: str = "error", min_island_mm3: float = 0.0, supervoxels=None,
+                  compactness: float = 0.5, max_samples: int = 50_000, order_by=None, seed: int = 0,
+                  feature_maps=None, map_radius: int = 1, map_definition: str = "ibsi",
+                  map_settings: dict | None = None) -> "HabitatModel":
+    """The model :func:`fit_habitats` fits, not fitted yet: every option checked (see there), for patients with
+    the image ``channels`` (names, in order); its ``channels`` are those followed by the feature maps."""
+    channels = list(channels)
     maps = list(feature_map_names(feature_maps, channels, map_radius, map_definition, map_settings))
     channels += maps
     check_choice(normalisation, NORMALISATIONS, "normalisation")
@@ -944,34 +1017,18 @@ def fit_habitats(patients, n_habitats=4, method: str = "kmeans", *, criterion: s
                "criterion": criterion, "k_range": list(k_range), "max_samples": int(max_samples),
                "feature_maps": maps, "map_radius": map_radius, "map_definition": map_definition,
                "map_settings": dict(map_settings or {})}
-    model = HabitatModel(clustering, channels, options)
-    total = 2 * len(patients) + 1
-    step = _Steps(progress, total)
+    return HabitatModel(clustering, channels, options)
 
-    rng = np.random.default_rng(seed)
-    share = max(1, -(-max_samples // len(patients)))
-    pooled, cache, cached_values = [], {}, 0
-    for patient in patients:
-        data = model._voxel_data(patient)
-        # cohort scope pools channel values (the scaler is fitted on the pool), patient scope normalised ones
-        rows = model.rows_of(data, model.normalised(data) if scope == "patient" else data.values)
-        take = rows if len(rows) <= share else rows[np.sort(rng.choice(len(rows), share, replace=False))]
-        pooled.append(take)
-        if cached_values + data.values.size <= CACHE_VALUES:
-            cache[patient.name] = data
-            cached_values += data.values.size
-        step(f"{patient.name}: {len(rows)} rows, {len(take)} pooled")
-    pooled = np.concatenate(pooled)
-    if scope == "cohort":
-        model.scaler = ChannelScaler(normalisation, percentiles).fit(pooled)
-        pooled = model.scaler.transform(pooled)
-    clustering.fit(pooled)
-    step(f"fitted {clustering.n_habitats_} habitats on {len(pooled)} rows")
-    results = []
-    for patient in patients:
-        results.append(model.label(patient, cache.pop(patient.name, None)))
-        step(f"{patient.name}: labelled")
-    return model, results
+
+def pool_share(max_samples: int, patients: int) -> int:
+    """Rows each patient brings to the pool at most: an equal share of ``max_samples``."""
+    return max(1, -(-max_samples // patients))
+
+
+def sample_pool(rng, rows: np.ndarray, share: int) -> np.ndarray:
+    """A patient's rows in the pool: all of them, or ``share`` drawn with ``rng`` (in their order). The draws of a
+    cohort are made patient after patient from one generator, so they depend on the order and row counts only."""
+    return rows if len(rows) <= share else rows[np.sort(rng.choice(len(rows), share, replace=False))]
 
 
 class _Steps:
@@ -1120,40 +1177,187 @@ def cohort_patients(source, mask_channel: str | None = None, channels=None) -> l
     with one row per patient and channel, paths relative to it, or a folder of ``<channel>_image`` /
     ``<channel>_mask`` pairs per patient) as :class:`PatientFiles`.
 
-    Every case is checked first (files present and readable, masks on their images' grids) and all
-    problems are reported at once. The ROI of a patient is the mask of ``mask_channel`` (default: the
-    first channel listed) with that row's label; ``channels`` picks and orders the channels (default:
-    all, in the order of the first patient). Every patient must have every channel.
+    Every case is checked first (files present and readable, masks on their images' grids, the checks of
+    :func:`habitat_cohort`) and all problems are reported at once, each with its row. The ROI of a patient is
+    the mask of ``mask_channel`` (default: the first channel listed) with that row's label; ``channels`` picks
+    and orders the channels (default: all, in the order of the first patient). Every patient must have every channel.
     """
-    from .cohort import read_cohort
+    cohort, channels, mask_channel = habitat_cohort(source, mask_channel, channels)
+    cohort.check()
+    return [patient_files(cases, mask_channel, channels) for cases in cohort.patients().values()]
 
-    cohort = read_cohort(source).check()
-    by_patient = {}
+
+def habitat_cohort(source, mask_channel: str | None = None, channels=None) -> tuple:
+    """(:class:`~RadiomicsLabLib.cohort.Cohort`, channels, mask channel) of a habitat cohort, not yet checked: the
+    file's problems and the habitats' own added, each with its row(s) (a row without a channel or with a timepoint
+    or observer, a patient without one of the channels, an ROI with several labels); only the rows of the channels
+    used stay as cases. Call :meth:`~RadiomicsLabLib.cohort.Cohort.check` (after
+    :meth:`~RadiomicsLabLib.cohort.Cohort.skip_patients_with_problems` to run the valid patients)."""
+    from .cohort import CohortProblem, read_cohort, rows_where
+
+    cohort = read_cohort(source)
+    problems = []
     for case in cohort.cases:
         if not case.channel:
-            raise RadiomicsLabError(f"The cohort '{cohort.source}' has no channel for {case.where} (id '{case.id}'); "
-                                    "habitats need one row per patient and channel: columns id,image,mask,channel.")
-        if case.timepoint or case.observer:
-            raise RadiomicsLabError(f"The cohort '{cohort.source}' has timepoints or observers ({case.where}); habitats "
-                                    "need one row per patient and channel.")
-        by_patient.setdefault(case.id, {})[case.channel] = case
-    first = next(iter(by_patient.values()))
-    names = list(channels) if channels else list(first)
-    mask_channel = mask_channel or names[0]
-    problems = [f"'{patient}' has no channel {', '.join(c for c in [*names, mask_channel] if c not in cases)}"
-                for patient, cases in by_patient.items() if any(c not in cases for c in [*names, mask_channel])]
-    if problems:
-        raise RadiomicsLabError(f"The cohort '{cohort.source}' does not give every patient the channels "
-                                f"{', '.join(dict.fromkeys([*names, mask_channel]))}: {'; '.join(problems)}.")
-    patients = []
-    for patient, cases in by_patient.items():
-        labels = cases[mask_channel].labels
-        if len(labels) > 1:
-            raise RadiomicsLabError(f"The cohort '{cohort.source}' gives patient '{patient}' several labels "
-                                    f"({', '.join(map(str, labels))}); habitats need one ROI: give one label.")
-        patients.append(PatientFiles(patient, cases[mask_channel].mask, {c: cases[c].image for c in names},
-                                     labels[0] if labels else None))
-    return patients
+            problems.append(CohortProblem(case.where, "no channel; habitats need one row per patient and channel: "
+                                                      "columns id,image,mask,channel", case.id))
+        elif case.timepoint or case.observer:
+            problems.append(CohortProblem(case.where, "a timepoint or observer; habitats need one row per patient and "
+                                                      "channel", case.id))
+    broken = {problem.case_id for problem in [*cohort.problems, *problems]}  # a bad row says what the patient lacks
+    patients = cohort.patients()
+    first = next((cases for patient, cases in patients.items() if patient not in broken), next(iter(patients.values()), []))
+    names = list(channels) if channels else list(dict.fromkeys(case.channel for case in first if case.channel))
+    mask_channel = mask_channel or (names[0] if names else None)
+    needed = list(dict.fromkeys([*names, *([mask_channel] if mask_channel else [])]))
+    for patient, cases in patients.items():
+        missing = [c for c in needed if c not in {case.channel for case in cases}]
+        if missing and patient not in broken:  # with a row that did not validate, that row's problem says it
+            problems.append(CohortProblem(rows_where(cases), f"patient '{patient}' has no channel {', '.join(missing)}; "
+                                          f"every patient needs the channels {', '.join(needed)}", patient))
+        roi = next((case for case in cases if case.channel == mask_channel), None)
+        if roi is not None and len(roi.labels) > 1:
+            problems.append(CohortProblem(roi.where, f"patient '{patient}' has several labels "
+                                          f"({', '.join(map(str, roi.labels))}) in its ROI; habitats need one ROI: give one label",
+                                          patient))
+    cohort.add_problems(problems)
+    cohort.cases = [case for case in cohort.cases if case.channel in needed]
+    return cohort, names, mask_channel
+
+
+def patient_files(cases, mask_channel: str, channels) -> PatientFiles:
+    """The :class:`PatientFiles` of one patient's cohort rows (checked by :func:`habitat_cohort`)."""
+    by_channel = {case.channel: case for case in cases}
+    labels = by_channel[mask_channel].labels
+    return PatientFiles(cases[0].id, by_channel[mask_channel].mask, {c: by_channel[c].image for c in channels},
+                        labels[0] if labels else None)
+
+
+def safe_name(name: str) -> str:
+    """A patient name usable as a folder name."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "patient"
+
+
+# Cohort on the batch layer ----------------------------------------------------------------------
+#: The two per-patient tasks of ``radiomicslab habitats --cohort`` and the case folder of the first.
+DATA_TASK, LABEL_TASK, DATA_DIR = "habitats-data", "habitats", "cases/data"
+
+
+def data_task(model: HabitatModel, out_dir, mask_channel: str, channels):
+    """The first per-patient :class:`~RadiomicsLabLib.batch.CaseTask`: each patient's pool candidates
+    (:func:`pool_case`), saved in ``out_dir/cases/data`` (which the workers must be able to reach)."""
+    from .batch import CaseTask
+
+    params = {"model": model, "out_dir": str(Path(out_dir).absolute()), "mask_channel": mask_channel,
+              "channels": list(channels)}
+    fingerprint = {"channels": model.channels, "mask_channel": mask_channel,
+                   "options": {k: (list(v) if isinstance(v, tuple) else v) for k, v in model.options.items()}}
+    return CaseTask(DATA_TASK, pool_case, params, fingerprint, per_patient=True, cases_dir=DATA_DIR, table=None)
+
+
+def pool_path(out_dir, patient: str) -> Path:
+    """``out_dir/cases/data/<patient>.npy``: a patient's pool candidates."""
+    from .batch import case_path
+
+    return case_path(out_dir, patient, DATA_DIR).with_suffix(".npy")
+
+
+def pool_case(cases, params: dict):
+    """Batch task of one patient (its rows, one per channel): its voxel data and pool candidate rows
+    (:meth:`HabitatModel.pool_rows`), written atomically as ``.npy``; provenance: the file, its row count and SHA-256."""
+    from .batch import CaseOutput
+    from .fileio import atomic_output
+    from .provenance import file_sha256
+
+    model = params["model"]
+    data = model._voxel_data(patient_files(cases, params["mask_channel"], params["channels"]).load())
+    rows = np.ascontiguousarray(model.pool_rows(data), dtype=np.float64)
+    path = pool_path(params["out_dir"], cases[0].id)
+    with atomic_output(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, rows, allow_pickle=False)
+        digest = file_sha256(tmp)
+    return CaseOutput([], {"pool": {"file": path.name, "rows": len(rows), "sha256": digest},
+                           "roi_voxels": data.roi_voxels, "omitted_voxels": data.omitted_voxels})
+
+
+def fit_pooled(model: HabitatModel, pools) -> HabitatModel:
+    """Fit ``model`` on the pool of the finished patients: ``pools`` as (patient, .npy path, SHA-256) in cohort
+    order; each patient's share is drawn as :func:`fit_habitats` draws it (same generator, same order), so the
+    model equals the one :func:`fit_habitats` fits on those patients in one process."""
+    from .provenance import file_sha256
+
+    rng = np.random.default_rng(model.options["seed"])
+    share = pool_share(model.options["max_samples"], len(pools))
+    pooled = []
+    for patient, path, digest in pools:
+        if not Path(path).is_file() or file_sha256(path) != digest:
+            raise RadiomicsLabError(f"The pool file of patient '{patient}' ({path}) is missing or was changed after its "
+                                    f"task finished; delete {Path(path).with_suffix('.json')} and run again to recompute it.")
+        rows = np.load(path, mmap_mode="r", allow_pickle=False)
+        pooled.append(np.array(sample_pool(rng, rows, share)))
+    return model.fit_pool(np.concatenate(pooled))
+
+
+def label_task(model: HabitatModel, out_dir, mask_channel: str, channels, settings=None):
+    """The second per-patient :class:`~RadiomicsLabLib.batch.CaseTask`: the fitted ``model`` applied to each patient
+    (:func:`label_case`), with ``settings`` its per-habitat features. The fingerprint holds the model (SHA-256 of
+    its pickle), so a refitted model that differs relabels every patient."""
+    import hashlib
+    import pickle
+
+    from .batch import CaseTask
+
+    params = {"model": model, "out_dir": str(Path(out_dir).absolute()), "mask_channel": mask_channel,
+              "channels": list(channels), "settings": settings}
+    fingerprint = {"model": hashlib.sha256(pickle.dumps(model)).hexdigest(), "mask_channel": mask_channel,
+                   "features": None if settings is None else {"engine": settings.engine, "params": settings.params}}
+    return CaseTask(LABEL_TASK, label_case, params, fingerprint, per_patient=True, table=None)
+
+
+def label_map_path(out_dir, patient: str) -> Path:
+    """``out_dir/<patient>/habitats.nrrd``: a cohort patient's label map."""
+    return Path(out_dir) / safe_name(patient) / "habitats.nrrd"
+
+
+def label_case(cases, params: dict):
+    """Batch task of one patient: :meth:`HabitatModel.label` (voxel data computed again), the label map written
+    atomically, with ``settings`` the per-habitat features; the :class:`HabitatSummary` as provenance."""
+    from dataclasses import asdict
+
+    from .batch import CaseOutput
+
+    patient = patient_files(cases, params["mask_channel"], params["channels"]).load()
+    result = params["model"].label(patient)
+    write_label_map(result.label_map, label_map_path(params["out_dir"], patient.name))
+    features = habitat_features(patient, result, params["settings"]) if params["settings"] is not None else None
+    return CaseOutput([], {"summary": asdict(summarise(result, features))})
+
+
+@dataclass
+class HabitatSummary:
+    """What the tables, plots and provenance need of one patient's habitats (JSON-able, so a batch task returns
+    it): the habitat rows (:func:`habitat_rows`), the patient's cohort.csv row, its features.csv rows and its
+    entry in the provenance."""
+
+    patient: str
+    rows: list
+    cohort_row: dict
+    feature_rows: list
+    provenance: dict
+
+    def fractions(self) -> dict:
+        return {row["habitat"]: row["fraction"] for row in self.rows}
+
+
+def summarise(result: PatientHabitats, features: dict | None = None) -> HabitatSummary:
+    """The :class:`HabitatSummary` of one patient; ``features``: its channel -> ExtractionResult (or None)."""
+    by_patient = {result.patient: features} if features is not None else None
+    feature_rows = [{"patient": result.patient, "channel": channel, "habitat": value.segment, "feature": value.feature,
+                     "ibsi_tag": value.ibsi_tag, "value": value.value}
+                    for channel, extraction in (features or {}).items() for value in extraction.values]
+    return HabitatSummary(result.patient, result.rows, cohort_rows([result], by_patient)[0], feature_rows,
+                          patient_provenance(result))
 
 
 def habitats_csv_text(results: list) -> str:
@@ -1270,19 +1474,34 @@ def habitat_provenance(model: HabitatModel, results: list, inputs: dict | None =
     """What reproduces a habitat run: software versions, every option, the habitats (names, centres in the
     clustering's units and standardised), the k scores, each patient's mask geometry and hash and each
     channel registration (kind, final metric, convergence, matrix when linear)."""
-    from .provenance import image_geometry, image_hash, software_versions
+    return model_provenance(model, {r.patient: patient_provenance(r) for r in results}, inputs)
+
+
+def patient_provenance(result: PatientHabitats) -> dict:
+    """One patient's entry in :func:`habitat_provenance`: its label map's geometry and hash, the voxels left
+    out, and each channel registration."""
+    from .provenance import image_geometry, image_hash
     from .registration import affine_matrix
 
-    def registration(result):
-        if result is None:
+    def registration(found):
+        if found is None:
             return None
-        entry = {"kind": result.kind, "metric": result.metric, "converged": result.converged,
-                 "stop_condition": result.stop_condition, "iterations": result.iterations}
+        entry = {"kind": found.kind, "metric": found.metric, "converged": found.converged,
+                 "stop_condition": found.stop_condition, "iterations": found.iterations}
         try:
-            entry["matrix_lps"] = affine_matrix(result.transform).tolist()
+            entry["matrix_lps"] = affine_matrix(found.transform).tolist()
         except RadiomicsLabError:
-            entry["transform"] = result.transform.GetName()
+            entry["transform"] = found.transform.GetName()
         return entry
+
+    return {"label_map": image_geometry(result.label_map), "label_map_sha1": image_hash(result.label_map),
+            "omitted_voxels": result.omitted_voxels,
+            "registrations": {c: registration(x) for c, x in result.registrations.items()}}
+
+
+def model_provenance(model: HabitatModel, patients: dict, inputs: dict | None = None) -> dict:
+    """:func:`habitat_provenance` from the model and the patients' entries (patient -> :func:`patient_provenance`)."""
+    from .provenance import software_versions
 
     clustering = model.clustering
     return {
@@ -1295,10 +1514,7 @@ def habitat_provenance(model: HabitatModel, results: list, inputs: dict | None =
         "k_scores": clustering.scores_, "fitted_rows": int(clustering.n_fit_rows_),
         "cohort_scaler": None if model.scaler is None else {"centre": model.scaler.centre_.tolist(),
                                                              "scale": model.scaler.scale_.tolist()},
-        "patients": {r.patient: {"label_map": image_geometry(r.label_map), "label_map_sha1": image_hash(r.label_map),
-                                 "omitted_voxels": r.omitted_voxels,
-                                 "registrations": {c: registration(x) for c, x in r.registrations.items()}}
-                     for r in results},
+        "patients": patients,
         "inputs": inputs or {},
     }
 
@@ -1310,23 +1526,31 @@ def write_outputs(folder, model: HabitatModel, results: list, map_paths: list, f
     fractions and, with ``features``, per-habitat features), ``features.csv`` (long: patient, channel,
     habitat, feature, value), ``k_scores.csv`` (``n_habitats="auto"``), ``habitat_fractions.png``,
     ``channel_means.png`` and ``habitats.provenance.json``. Returns the paths written."""
+    summaries = [summarise(result, (features or {}).get(result.patient)) if features else summarise(result)
+                 for result in results]
+    written = [write_label_map(result.label_map, path) for result, path in zip(results, map_paths)]
+    return written + write_summaries(folder, model, summaries, inputs, bool(features))
+
+
+def write_summaries(folder, model: HabitatModel, summaries: list, inputs: dict | None = None,
+                    features: bool = False) -> list:
+    """Everything of :func:`write_outputs` but the label maps, from the patients' :class:`HabitatSummary`
+    (in order); ``features``: write features.csv. Returns the paths written."""
     import json
 
     from .fileio import write_text_atomic
 
     folder = Path(folder)
-    texts = {"habitats.csv": habitats_csv_text(results), "cohort.csv": table_csv_text(cohort_rows(results, features))}
+    texts = {"habitats.csv": habitats_csv_text(summaries),
+             "cohort.csv": table_csv_text([summary.cohort_row for summary in summaries])}
     if features:
-        texts["features.csv"] = table_csv_text([
-            {"patient": patient, "channel": channel, "habitat": value.segment, "feature": value.feature,
-             "ibsi_tag": value.ibsi_tag, "value": value.value}
-            for patient, by_channel in features.items() for channel, extraction in by_channel.items()
-            for value in extraction.values])
+        texts["features.csv"] = table_csv_text([row for summary in summaries for row in summary.feature_rows])
     if model.clustering.scores_ and model.options["n_habitats"] == "auto":
         texts["k_scores.csv"] = table_csv_text(scores_rows(model.clustering))
-    texts["habitats.provenance.json"] = json.dumps(habitat_provenance(model, results, inputs), indent=2, default=str) + "\n"
-    figures = {"habitat_fractions.png": fractions_figure(results, model.names), "channel_means.png": channel_means_figure(model)}
-    written = [write_label_map(result.label_map, path) for result, path in zip(results, map_paths)]
-    written += [write_text_atomic(folder / name, text) for name, text in texts.items()]
+    provenance = model_provenance(model, {summary.patient: summary.provenance for summary in summaries}, inputs)
+    texts["habitats.provenance.json"] = json.dumps(provenance, indent=2, default=str) + "\n"
+    figures = {"habitat_fractions.png": fractions_figure(summaries, model.names),
+               "channel_means.png": channel_means_figure(model)}
+    written = [write_text_atomic(folder / name, text) for name, text in texts.items()]
     written += [write_figure(figure, folder / name) for name, figure in figures.items()]
     return written

@@ -70,12 +70,20 @@ def finished_cases(out) -> dict:
 def cli_stopped_after(cohort, params, out, cases, how, workers):
     """Run ``radiomicslab batch`` as a subprocess; once ``cases`` results are on disk send ``how``:
     SIGKILL to the process, or SIGINT to its process group (a terminal's Ctrl-C)."""
-    process = subprocess.Popen([str(CLI), "batch", str(cohort), "-o", str(out), "--params", str(params), "--workers", str(workers)],
+    return command_stopped_after(["batch", cohort, "-o", out, "--params", params, "--workers", workers],
+                                 Path(out) / "cases", cases, how)
+
+
+def command_stopped_after(args, cases_dir, cases, how=signal.SIGKILL):
+    """Run ``radiomicslab ARGS`` as a subprocess; once ``cases`` case files (``*.json``) are in ``cases_dir``
+    send ``how``: SIGKILL to the process, or SIGINT to its process group (a terminal's Ctrl-C). Returns
+    (exit status, stderr) once the process and its worker processes are gone."""
+    process = subprocess.Popen([str(CLI), *map(str, args)],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     children = []
     try:
         deadline = time.monotonic() + 120
-        while not (Path(out) / "cases").is_dir() or len(finished_cases(out)) < cases:
+        while not Path(cases_dir).is_dir() or len(list(Path(cases_dir).glob("*.json"))) < cases:
             assert process.poll() is None, f"the run ended before it could be stopped: {process.communicate()}"
             assert time.monotonic() < deadline
             time.sleep(0.005)

@@ -18,6 +18,7 @@ voxel fractions, so their volume changes are known exactly.
 """
 
 import datetime
+import json
 import math
 
 import numpy as np
@@ -667,3 +668,109 @@ def test_cohort_rows_out_of_order_are_refused(data, tmp_path):
     done = run_cli("delta", "--cohort", cohort, "-o", tmp_path / "out")
     assert done.returncode == 2 and "out of date order" in done.stderr and "patient 'STS_003'" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+# Cohort on the batch layer ----------------------------------------------------------------------
+def batch_cohort(data, folder, patients=("STS_004", "STS_003", "STS_002")):
+    """A delta cohort of real sarcoma CTs: baseline = the real GTV mask, follow-up 8 weeks later = that mask
+    resized by the documented fraction of :data:`COHORT_CHANGES` (same image); returns (cohort.csv, fast.yaml)."""
+    folder.mkdir(exist_ok=True)
+    lines = ["id,image,mask,timepoint"]
+    for patient in patients:
+        source = data / "sts" / patient
+        followup = folder / f"{patient}_followup_mask.nii.gz"
+        sitk.WriteImage(resize_mask(sitk.ReadImage(str(source / "CT_mask.nii.gz")), COHORT_CHANGES[patient]), str(followup))
+        lines += [f"{patient},{source / 'CT_image.nii.gz'},{source / 'CT_mask.nii.gz'},baseline@2021-01-04",
+                  f"{patient},{source / 'CT_image.nii.gz'},{followup.name},week8@2021-03-01"]
+    (folder / "cohort.csv").write_text("\n".join(lines) + "\n")
+    (folder / "fast.yaml").write_text("featureClass:\n  firstorder: []\n  shape: []\nsetting:\n  binWidth: 25\n")
+    return folder / "cohort.csv", folder / "fast.yaml"
+
+
+DELTA_OUTPUTS = ("delta.csv", "trajectories.png", "waterfall.png")
+
+
+def test_cohort_on_the_batch_layer_killed_resumed_and_two_workers_equal_the_in_process_run(data, tmp_path):
+    """One task per patient: workers 0 and a real 2-worker LocalCluster killed (kill -9) after its first patient and
+    resumed give the bytes of the in-process run (:func:`run_cohort` + :func:`write_outputs`) of the same cohort."""
+    from RadiomicsLabLib.cohort import read_cohort
+    from RadiomicsLabLib.delta import cohort_timepoints, run_cohort, write_outputs
+
+    from test_batch import command_stopped_after
+
+    cohort, params = batch_cohort(data, tmp_path / "in")
+    expected = tmp_path / "expected"
+    write_outputs([r for result in run_cohort(cohort_timepoints(read_cohort(cohort)), settings=str(params))
+                   for r in result.rows], expected)
+
+    def cli(out, workers):
+        return run_cli("delta", "--cohort", cohort, "--params", params, "-o", out, "--workers", workers, "--memory-limit", "0")
+
+    single = cli(tmp_path / "w0", 0)
+    assert single.returncode == 0, single.stderr
+    assert "3 case(s): 0 already done (skipped), 3 computed, 0 with errors" in single.stderr
+    out = tmp_path / "w2"
+    code, stderr = command_stopped_after(["delta", "--cohort", cohort, "--params", params, "-o", out, "--workers", 2],
+                                         out / "cases", 1)
+    assert code == -9, stderr
+    first = {p.name: p.read_bytes() for p in (out / "cases").glob("*.json")}
+    assert 1 <= len(first) < 3 and not (out / "delta.csv").exists()
+    resumed = cli(out, 2)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{len(first)} already done (skipped), {3 - len(first)} computed" in resumed.stderr
+    assert all((out / "cases" / name).read_bytes() == text for name, text in first.items())  # kept, not redone
+    for name in DELTA_OUTPUTS:
+        assert (tmp_path / "w0" / name).read_bytes() == (expected / name).read_bytes(), name
+        assert (out / name).read_bytes() == (expected / name).read_bytes(), name
+    rows = read_delta_csv(out / "delta.csv")
+    assert [p for p in dict.fromkeys(r.patient for r in rows)] == ["STS_004", "STS_003", "STS_002"]  # cohort order
+    assert read_csv(out / "errors.csv") == []
+    provenance = json.loads((out / "delta.provenance.json").read_text())
+    assert [p["patient"] for p in provenance["patients"]] == ["STS_004", "STS_003", "STS_002"]
+
+
+def test_cohort_problems_listed_at_once_then_keep_going(data, tmp_path):
+    """Every bad row with its row number before any work (exit 2, nothing written); with --keep-going the invalid
+    patients and one failing in its task (a one-voxel baseline lesion, which pyradiomics refuses) go to errors.csv
+    and the others finish (exit 1)."""
+    cohort, params = batch_cohort(data, tmp_path / "in", ("STS_003", "STS_002"))
+    mask = sitk.ReadImage(str(data / "sts" / "STS_001" / "CT_mask.nii.gz"))
+    array = sitk.GetArrayFromImage(mask)
+    first = tuple(np.argwhere(array > 0)[0])
+    array[:] = 0
+    array[first] = 1
+    tiny = sitk.GetImageFromArray(array)
+    tiny.CopyInformation(mask)
+    sitk.WriteImage(tiny, str(tmp_path / "in" / "tiny.nii.gz"))
+    sts = data / "sts"
+    bad = [f"STS_001,{sts / 'STS_001' / 'CT_image.nii.gz'},tiny.nii.gz,2021-01-04",                   # row 6: fails in its task
+           f"STS_001,{sts / 'STS_001' / 'CT_image.nii.gz'},{sts / 'STS_001' / 'CT_mask.nii.gz'},2021-03-01",
+           f"STS_004,{sts / 'STS_004' / 'CT_image.nii.gz'},{sts / 'STS_004' / 'gone.nii.gz'},2021-01-04",  # row 8: no file
+           f"STS_004,{sts / 'STS_004' / 'CT_image.nii.gz'},{sts / 'STS_004' / 'CT_mask.nii.gz'},2021-03-01",
+           f"P5,{sts / 'STS_004' / 'CT_image.nii.gz'},{sts / 'STS_004' / 'CT_mask.nii.gz'},2021-02-30",    # row 10: no date
+           f"P5,{sts / 'STS_004' / 'CT_image.nii.gz'},{sts / 'STS_004' / 'CT_mask.nii.gz'},2021-03-01",
+           f"P6,{sts / 'STS_004' / 'CT_image.nii.gz'},{sts / 'STS_004' / 'CT_mask.nii.gz'},2021-03-01",    # rows 12, 13:
+           f"P6,{sts / 'STS_004' / 'CT_image.nii.gz'},{sts / 'STS_004' / 'CT_mask.nii.gz'},2021-01-04"]    # out of order
+    cohort.write_text(cohort.read_text() + "\n".join(bad) + "\n")
+    out = tmp_path / "out"
+    refused = run_cli("delta", "--cohort", cohort, "--params", params, "-o", out, "--workers", "0")
+    assert refused.returncode == 2 and "has 3 problems" in refused.stderr and "--keep-going" in refused.stderr, refused.stderr
+    for fragment in ("row 8 (id 'STS_004'): cannot read mask", "row 10 (id 'P5'): the date '2021-02-30' is not a date",
+                     "rows 12, 13 (id 'P6'): patient 'P6': timepoints are out of date order"):
+        assert fragment in refused.stderr, refused.stderr
+    assert not out.exists()
+
+    going = run_cli("delta", "--cohort", cohort, "--params", params, "-o", out, "--workers", "0", "--keep-going")
+    assert going.returncode == 1, going.stderr
+    errors = [(e["id"], e["where"], e["stage"]) for e in read_csv(out / "errors.csv")]
+    assert errors == [("STS_001", "rows 6, 7", "delta"), ("STS_004", "row 8", "validation"),
+                      ("STS_004", "row 9", "validation"), ("P5", "row 10", "validation"), ("P5", "row 11", "validation"),
+                      ("P6", "rows 12, 13", "validation")]
+    assert "1 segmented voxel" in read_csv(out / "errors.csv")[0]["error"]
+    assert {r.patient for r in read_delta_csv(out / "delta.csv")} == {"STS_003", "STS_002"}
+    assert "skipping invalid row 9 (id 'STS_004'): skipped with the other rows of patient 'STS_004'" in going.stderr
+    # batch options belong to --cohort
+    single = run_cli("delta", "--timepoint", f"2021-01-04:{sts / 'STS_002' / 'CT_image.nii.gz'}:{sts / 'STS_002' / 'CT_mask.nii.gz'}",
+                     "--timepoint", f"2021-03-01:{sts / 'STS_002' / 'CT_image.nii.gz'}:{sts / 'STS_002' / 'CT_mask.nii.gz'}",
+                     "-o", tmp_path / "single", "--keep-going")
+    assert single.returncode == 2 and "give --cohort" in single.stderr

@@ -469,3 +469,109 @@ def vtk_matrix(rows):
         for j, value in enumerate(row):
             matrix.SetElement(i, j, float(value))
     return matrix
+
+
+# Cohort on the batch layer -----------------------------------------------------------------------
+BATCH_CHANNELS = ("CT", "PET")
+HABITAT_OUTPUTS = ("habitats.csv", "cohort.csv", "features.csv", "habitat_fractions.png", "channel_means.png")
+
+
+def cohort_file(folder, rows):
+    """cohort.csv (id,channel,image,mask) of ``rows`` in ``folder``, with a first-order feature settings file."""
+    folder.mkdir(exist_ok=True)
+    (folder / "cohort.csv").write_text("id,channel,image,mask\n" + "".join(",".join(map(str, row)) + "\n" for row in rows))
+    (folder / "firstorder.yaml").write_text("featureClass:\n  firstorder: []\nsetting:\n  binWidth: 25\n")
+    return folder / "cohort.csv", folder / "firstorder.yaml"
+
+
+def sts_row(data, patient, channel):
+    return patient, channel, data / "sts" / patient / f"{channel}_image.nii.gz", data / "sts" / patient / f"{channel}_mask.nii.gz"
+
+
+def expected_outputs(patients, folder, k, settings=None):
+    """The in-process run: fit_habitats on ``patients``, their per-habitat features, write_outputs."""
+    from RadiomicsLabLib.habitats import habitat_features, label_map_path, write_outputs
+
+    model, results = fit_habitats(patients, k, registration="resample", seed=7)
+    features = {p.name: habitat_features(p, r, settings) for p, r in zip(patients, results)} if settings else None
+    write_outputs(folder, model, results, [label_map_path(folder, r.patient) for r in results], features)
+    return results
+
+
+def test_cohort_on_the_batch_layer_killed_resumed_and_two_workers_equal_the_in_process_run(data, tmp_path):
+    """Per-patient tasks (voxel data, then labels and features) around one model fitted in this process: workers 0,
+    and a real 2-worker LocalCluster killed (kill -9) after its first labelled patient then resumed, give the bytes
+    of fit_habitats + habitat_features + write_outputs in one process."""
+    from RadiomicsLabLib.settings import load_settings
+
+    from test_batch import command_stopped_after
+
+    names = PATIENTS[1:]  # STS_002, STS_003, STS_004: three real patients keep it short
+    cohort, params = cohort_file(tmp_path / "in", [sts_row(data, p, c) for p in names for c in BATCH_CHANNELS])
+    results = expected_outputs([load_patient(data, name, BATCH_CHANNELS) for name in names], tmp_path / "expected", 3,
+                               load_settings(str(params)))
+    args = ["habitats", "--cohort", cohort, "-k", "3", "--registration", "resample", "--seed", "7", "--features", params]
+    single = run_cli(*args, "-o", tmp_path / "w0", "--workers", "0")
+    assert single.returncode == 0, single.stderr
+    out = tmp_path / "w2"
+    code, stderr = command_stopped_after([*args, "-o", out, "--workers", 2], out / "cases", 1)
+    assert code == -9, stderr
+    labelled = {p.name: p.read_bytes() for p in (out / "cases").glob("*.json")}
+    assert 1 <= len(labelled) < 3 and len(list((out / "cases" / "data").glob("*.npy"))) == 3
+    assert not (out / "habitats.csv").exists()
+    resumed = run_cli(*args, "-o", out, "--workers", "2", "--memory-limit", "0")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Habitat data: 3 case(s): 3 already done (skipped), 0 computed" in resumed.stderr
+    # the model fitted again is the same, so the patients labelled before the kill are kept
+    assert f"Habitat labels: 3 case(s): {len(labelled)} already done (skipped), {3 - len(labelled)} computed" in resumed.stderr
+    assert all((out / "cases" / name).read_bytes() == text for name, text in labelled.items())
+    for folder in (tmp_path / "w0", out):
+        for name in HABITAT_OUTPUTS:
+            assert (folder / name).read_bytes() == (tmp_path / "expected" / name).read_bytes(), (folder.name, name)
+        for result in results:
+            written = sitk.ReadImage(str(folder / result.patient / "habitats.nrrd"))
+            assert np.array_equal(sitk.GetArrayFromImage(written), labels_of(result)), (folder.name, result.patient)
+    assert read_csv(out / "errors.csv") == []
+
+
+def test_cohort_problems_listed_at_once_then_keep_going(data, tmp_path):
+    """Every bad row with its row number before any work (exit 2, nothing written; the message names --keep-going,
+    which exists); with --keep-going the invalid patients and one failing in its task (STS_004 with a PET that is
+    constant, 1.0 everywhere: no habitat information, refused) go to errors.csv, and the population model is fitted
+    on the others exactly as fit_habitats fits it on them (exit 1)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    pet = sitk.ReadImage(str(data / "sts" / "STS_004" / "PET_image.nii.gz"))
+    flat = sitk.Image(pet.GetSize(), sitk.sitkFloat32) + 1.0
+    flat.CopyInformation(pet)
+    sitk.WriteImage(flat, str(folder / "flat_pet.nii.gz"))
+    rows = [sts_row(data, p, c) for p in ("STS_002", "STS_003") for c in BATCH_CHANNELS]          # rows 2-5: valid
+    rows += [sts_row(data, "STS_004", "CT"), ("STS_004", "PET", "flat_pet.nii.gz", sts_row(data, "STS_004", "PET")[3])]
+    rows += [sts_row(data, "STS_001", "CT"), ("STS_001", "PET", folder / "gone.nii.gz", sts_row(data, "STS_001", "PET")[3])]
+    rows += [("P5", *sts_row(data, "STS_001", "CT")[1:])]                                             # row 10: P5 has no PET
+    rows += [("P6", "", *sts_row(data, "STS_003", "CT")[2:])]                                       # row 11: no channel
+    cohort, _ = cohort_file(folder, rows)
+    out = tmp_path / "out"
+    refused = run_cli("habitats", "--cohort", cohort, "-k", "2", "--registration", "resample", "--seed", "7", "-o", out)
+    assert refused.returncode == 2 and "has 3 problems" in refused.stderr and "--keep-going" in refused.stderr, refused.stderr
+    for fragment in ("row 9 (id 'STS_001'): cannot read image", "row 10 (id 'P5'): patient 'P5' has no channel PET",
+                     "row 11 (id 'P6'): no channel"):
+        assert fragment in refused.stderr, refused.stderr
+    assert not out.exists()
+
+    going = run_cli("habitats", "--cohort", cohort, "-k", "2", "--registration", "resample", "--seed", "7", "-o", out,
+                    "--workers", "0", "--keep-going")
+    assert going.returncode == 1, going.stderr
+    errors = read_csv(out / "errors.csv")
+    assert [(e["id"], e["where"], e["stage"]) for e in errors] == [
+        ("STS_004", "rows 6, 7", "habitats-data"), ("STS_001", "row 8", "validation"), ("STS_001", "row 9", "validation"),
+        ("P5", "row 10", "validation"), ("P6", "row 11", "validation")]
+    assert "Channel 'PET' of patient 'STS_004' has no variance inside the ROI" in errors[0]["error"]
+    expected_outputs([load_patient(data, name, BATCH_CHANNELS) for name in ("STS_002", "STS_003")], tmp_path / "expected", 2)
+    for name in HABITAT_OUTPUTS[:2]:
+        assert (out / name).read_bytes() == (tmp_path / "expected" / name).read_bytes(), name
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["STS_002", "STS_003", "cases"]
+    # batch options belong to --cohort
+    folder2 = data / "sts" / "STS_002"
+    alone = run_cli("habitats", folder2 / "CT_mask.nii.gz", *channel_options(folder2), "-o", tmp_path / "alone", "--workers", "2")
+    assert alone.returncode == 2 and "give --cohort" in alone.stderr

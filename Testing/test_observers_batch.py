@@ -124,3 +124,38 @@ def test_batch_options_need_cohort(data, tmp_path):
         done = run_cli("observers", image, mask, "--perturb", "-o", tmp_path / "out", *option)
         assert done.returncode == 2 and "give --cohort" in done.stderr, (option, done.stderr)
     assert not (tmp_path / "out").exists()
+
+
+def test_cohort_problems_listed_at_once_then_keep_going(data, tmp_path):
+    """Every bad row or lesion with its row number(s) before any work (exit 2, nothing written); with --keep-going
+    each lesion with a problem is left out whole (listed in errors.csv) and the others run (exit 1)."""
+    import shutil
+
+    cohort, entries = make_cohort(data, tmp_path / "in", lesions=("STS_001", "STS_002"))  # rows 2-7
+    image3, mask3 = sts(data, "STS_003", "PET")
+    image4, mask4 = sts(data, "STS_004", "PET")
+    copy3 = shutil.copy(image3, tmp_path / "in" / "STS_003_PET_copy.nii.gz")  # the same image under another name
+    cohort.write_text(cohort.read_text() + "".join(f"{row}\n" for row in (
+        f"STS_003,gtv,{image3},gone.nii.gz",      # row 8: no such mask
+        f"STS_003,other,{image3},{mask3}",         # row 9: STS_003's observers (gtv, other) are not the others'
+        f"STS_004,gtv,{image4},{mask4}",          # row 10: one observer
+        f"STS_005,gtv,{image3},{mask3}",          # row 11
+        f"STS_005,dilated,{copy3},{mask3}")))     # row 12: a second image for STS_005
+    params = tmp_path / "pet.yaml"
+    params.write_text(PARAMS)
+    out = tmp_path / "out"
+    refused = cli(cohort, out, params, "--workers", "0")
+    assert refused.returncode == 2 and "has 4 problems" in refused.stderr and "--keep-going" in refused.stderr, refused.stderr
+    for fragment in ("row 8 (id 'STS_003'): cannot read mask", "rows 8, 9 (id 'STS_003'): lesion 'STS_003' has the observers gtv, other",
+                     "row 10 (id 'STS_004'): agreement needs at least 2 observers of lesion 'STS_004'; got 1",
+                     "row 12 (id 'STS_005'): lesion 'STS_005' has two images"):
+        assert fragment in refused.stderr, refused.stderr
+    assert not out.exists()
+
+    going = run_cli("observers", "--cohort", cohort, "--no-features", "-o", out, "--workers", "0", "--keep-going")
+    assert going.returncode == 1, going.stderr
+    assert [(e["id"], e["where"], e["stage"]) for e in read_csv(out / "errors.csv")] == [
+        ("STS_003", "row 8", "validation"), ("STS_003", "row 9", "validation"), ("STS_004", "row 10", "validation"),
+        ("STS_005", "row 11", "validation"), ("STS_005", "row 12", "validation")]
+    assert {r["lesion"] for r in read_csv(out / "agreement.csv")} == {"STS_001", "STS_002"}
+    assert sorted(p.name for p in (out / "cases").glob("*.json")) == ["STS_001.json", "STS_002.json"]

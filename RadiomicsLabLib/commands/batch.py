@@ -8,9 +8,20 @@ import click
 from ..settings import ENGINES
 
 
+#: The options :func:`cluster_options` adds, as they are named in messages.
+BATCH_OPTIONS = ("--workers", "--memory-limit", "--scheduler", "--retry-failed", "--keep-going")
+
+
 def cluster_options(command):
     """The options of a cohort run on the batch layer (``radiomicslab batch`` and the cohort modes of
-    the other workflows): --workers, --memory-limit, --scheduler, --retry-failed, --keep-going."""
+    the other workflows): --workers, --memory-limit, --scheduler, --retry-failed, --keep-going.
+
+    ``--keep-going`` has one meaning everywhere: rows of the cohort file with problems (found before
+    any work, every one listed with its row) are recorded in DIR/errors.csv and the valid cases (or
+    patients, lesions: a unit with one bad row is left out whole) run; without it the problems are
+    listed and nothing runs (exit status 2). A case that fails while it runs is always recorded in
+    errors.csv and the others go on (exit status 1).
+    """
     options = [
         click.option("--workers", type=click.IntRange(min=0), default=None,
                      help="Worker processes on this machine (default: one per core; 0: run in this process)."),
@@ -20,11 +31,19 @@ def cluster_options(command):
                      help="Address of an existing Dask scheduler (tcp://HOST:PORT) instead of local workers."),
         click.option("--retry-failed", is_flag=True, help="Run again the cases that failed before (otherwise they are skipped)."),
         click.option("--keep-going", is_flag=True,
-                     help="Run the valid cases when some rows of the cohort have problems (listed in errors.csv)."),
+                     help="Run the valid cases (patients, lesions) when some rows of the cohort have problems; the "
+                          "problems are listed in errors.csv. Without it they are listed and nothing runs. A case that "
+                          "fails while it runs is always listed in errors.csv and the others go on."),
     ]
     for option in reversed(options):
         command = option(command)
     return command
+
+
+def refuse_batch_options(workers, memory_limit, scheduler, retry_failed, keep_going):
+    """A usage error when a batch option is given without --cohort (the options run the cases of a cohort)."""
+    if workers is not None or scheduler or memory_limit != "auto" or retry_failed or keep_going:
+        raise click.UsageError(f"{', '.join(BATCH_OPTIONS)} run the cases of a --cohort on the batch layer; give --cohort.")
 
 
 def cohort_inputs(cohort) -> list:
@@ -37,12 +56,14 @@ def cohort_inputs(cohort) -> list:
 
 
 def run_with_progress(cases, output_dir, task, unit="case", workers=None, scheduler=None, memory_limit="auto",
-                      **options):
+                      cluster=None, **options):
     """``run_batch`` with a progress bar (cases, rate, ETA) on stderr; invalid rows are warned about
     first (with ``keep_going``), and Ctrl-C says how to resume. Returns the :class:`BatchSummary`.
 
     ``cases``: a :class:`~RadiomicsLabLib.cohort.Cohort`, or a function reading one (it is called once
     the cluster has begun to start, so worker processes start while the cohort is read and checked).
+    ``cluster``: a :class:`~RadiomicsLabLib.batch.ClusterStart` (or None for ``workers=0``) the caller
+    started and closes, shared by several stages; by default one is started here and closed at the end.
     """
     from RadiomicsLabLib.batch import run_batch, start_cluster
 
@@ -52,24 +73,34 @@ def run_with_progress(cases, output_dir, task, unit="case", workers=None, schedu
         finished[0] = done
         bar.update(done, total, message)
 
-    cluster = start_cluster(workers, scheduler, memory_limit)
+    own = cluster is None
+    if own:
+        cluster = start_cluster(workers, scheduler, memory_limit)
     try:
         if callable(cases):
             cases = cases()
         if options.get("keep_going"):
-            cases.check(keep_going=True)
-            for problem in cases.problems:
-                click.echo(f"radiomicslab: warning: skipping invalid {problem}", err=True)
-        return run_batch(cases, output_dir, task, progress=progress, workers=workers, cluster=cluster, **options)
+            warn_skipped(cases.check(keep_going=True))
+        if cluster is None:  # workers=0 (a shared "cluster" of none)
+            options.update(workers=0, scheduler=None, memory_limit=memory_limit)
+        else:
+            options["cluster"] = cluster
+        return run_batch(cases, output_dir, task, progress=progress, **options)
     except KeyboardInterrupt:
         bar.close()
         click.echo(f"radiomicslab: interrupted; {finished[0]} {unit}(s) finished in this run are kept in "
-                   f"{Path(output_dir) / 'cases'}; run the same command again to resume.", err=True)
+                   f"{Path(output_dir) / task.cases_dir}; run the same command again to resume.", err=True)
         raise
     finally:
         bar.close()
-        if cluster is not None:
+        if own and cluster is not None:
             cluster.close()
+
+
+def warn_skipped(cohort):
+    """Warn, one line each, about the rows of a cohort left out with --keep-going."""
+    for problem in cohort.problems:
+        click.echo(f"radiomicslab: warning: skipping invalid {problem}", err=True)
 
 
 @click.command("batch")

@@ -1,4 +1,10 @@
-"""``radiomicslab delta``: feature change of the same lesions across timepoints (delta-radiomics), with plots."""
+"""``radiomicslab delta``: feature change of the same lesions across timepoints (delta-radiomics), with plots.
+
+With ``--cohort`` the patients run on the batch layer (:mod:`RadiomicsLabLib.batch`): the cohort file is
+checked first (every problem with its row), then one task per patient (all its timepoints: registrations,
+extractions, difference maps), resumable, failures in errors.csv; delta.csv, the plots, registration.csv
+and delta.provenance.json are then written once from the finished patients.
+"""
 
 import sys
 from pathlib import Path
@@ -6,6 +12,10 @@ from pathlib import Path
 import click
 
 from ..settings import ENGINES
+from .batch import BATCH_OPTIONS, cluster_options, refuse_batch_options, run_with_progress
+
+#: What a run writes into its output folder (besides masks/, maps/ and, with --cohort, the batch's cases/).
+OUTPUT_FILES = ("delta.csv", "delta.provenance.json", "trajectories.png", "waterfall.png")
 
 
 @click.command("delta")
@@ -17,10 +27,13 @@ from ..settings import ENGINES
               help="Name of each timepoint, in the same order (repeatable; default: baseline, T1, T2, ...).")
 @click.option("--cohort", type=click.Path(path_type=Path), default=None,
               help="Cohort CSV instead of --timepoint: columns id,image,mask,timepoint (optional label = lesion labels); "
-                   "timepoint is the date (2021-03-04) or NAME@DATE (baseline@2021-03-04); rows of a patient in date order.")
+                   "timepoint is the date (2021-03-04) or NAME@DATE (baseline@2021-03-04); rows of a patient in date order. "
+                   "Every row is checked first; then one batch task per patient (resumable: a rerun skips finished "
+                   "patients; failures go to DIR/errors.csv). Difference maps are written by the patient's worker, so with "
+                   "--scheduler DIR must be a folder the workers can reach.")
 @click.option("-o", "--output-dir", type=click.Path(path_type=Path), required=True,
               help="Folder for delta.csv, delta.provenance.json, trajectories.png, waterfall.png (and registration.csv, "
-                   "masks/, maps/, delta.mrb).")
+                   "masks/, maps/, delta.mrb; with --cohort errors.csv, provenance.json and the per-patient results, cases/).")
 @click.option("--params", default=None, help="Feature settings: pyradiomics parameter file (YAML/JSON) or preset name.")
 @click.option("--engine", type=click.Choice(ENGINES), default=None,
               help="Feature engine: pyradiomics, native or ibsi (default: what the parameters declare, else pyradiomics where it is installed, else native).")
@@ -50,10 +63,13 @@ from ..settings import ENGINES
 @click.option("--waterfall-feature", default=None, help="Feature of waterfall.png (default: the volume).")
 @click.option("--patient", default="patient", show_default=True, help="Patient name in the table (without --cohort).")
 @click.option("--scene", "with_scene", is_flag=True,
-              help="Run through a Slicer scene (timepoints as Sequences) and save it as DIR/delta.mrb.")
+              help="Run through a Slicer scene (timepoints as Sequences) and save it as DIR/delta.mrb "
+                   "(in this process: no batch options).")
+@cluster_options
 def command(timepoints, labels, cohort, output_dir, params, engine, lesions, reference, register, propagate, maps,
             registration_shrink, registration_iterations, registration_margin, seed, icc_table, icc_threshold, icc_column,
-            plot_features, waterfall_feature, patient, with_scene):
+            plot_features, waterfall_feature, patient, with_scene, workers, memory_limit, scheduler, retry_failed,
+            keep_going):
     """Delta-radiomics: how each lesion's features change from timepoint to timepoint.
 
     Writes DIR/delta.csv (patient, lesion, feature, timepoint, date, days, value, reference,
@@ -61,7 +77,8 @@ def command(timepoints, labels, cohort, output_dir, params, engine, lesions, ref
     delta_rel = 100 (v - r) / r, delta_per_day = (v - r) / days, log_ratio = ln(v / r), where r is
     the value at the reference timepoint. Relative change and log ratio are NaN (with the reason
     in note) when r is 0 or negative. Exit status: 0, or 1 when a registration did not converge
-    and what depended on it was left out (warnings say which), 2 for bad input.
+    and what depended on it was left out (warnings say which) or (--cohort) a patient failed or was
+    invalid (listed in DIR/errors.csv), 2 for bad input.
     """
     from RadiomicsLabLib.fileio import check_output, check_outputs
     from RadiomicsLabLib.validation import check_label_value
@@ -70,6 +87,13 @@ def command(timepoints, labels, cohort, output_dir, params, engine, lesions, ref
         raise click.UsageError("Give the timepoints (--timepoint DATE:IMAGE:MASK, at least two) or --cohort FILE, not both.")
     if cohort and labels:
         raise click.UsageError("--label names --timepoint entries; in a cohort file write the name in the timepoint column (NAME@DATE).")
+    batch = dict(workers=workers, memory_limit=memory_limit, scheduler=scheduler, retry_failed=retry_failed,
+                 keep_going=keep_going)
+    if cohort is None:
+        refuse_batch_options(**batch)
+    elif with_scene and (workers is not None or scheduler or memory_limit != "auto" or retry_failed or keep_going):
+        raise click.UsageError(f"--scene runs the cohort in this process, through one Slicer scene; leave out "
+                               f"{', '.join(BATCH_OPTIONS)}, or leave out --scene to run it on the batch layer.")
     options = {"settings": _settings(params, engine), "register": register, "propagate": propagate, "reference": reference,
                "icc_table": icc_table, "icc_threshold": icc_threshold, "icc_column": icc_column, "difference_maps": maps,
                "registration_options": _registration_options(registration_shrink, registration_iterations, seed),
@@ -81,10 +105,14 @@ def command(timepoints, labels, cohort, output_dir, params, engine, lesions, ref
         _, image, mask = _parse_timepoint(spec)
         inputs += [(f"image of --timepoint '{spec}'", image), (f"mask of --timepoint '{spec}'", mask or None)]
     check_output(output_dir, inputs, "folder")
-    outputs = [output_dir / name for name in ("delta.csv", "delta.provenance.json", "trajectories.png", "waterfall.png")
+    outputs = [output_dir / name for name in OUTPUT_FILES
                + (("registration.csv",) if register else ()) + (("delta.mrb",) if with_scene else ())]
     check_outputs(outputs, inputs)
-    patients = (_cohort_patients(cohort, outputs) if cohort
+    if cohort and not with_scene:
+        _run_cohort(cohort, output_dir, options, tuple(lesions), outputs, inputs, plot_features, waterfall_feature,
+                    register, batch)
+        return
+    patients = (_cohort_patients(cohort, outputs, options["reference"], tuple(lesions)) if cohort
                 else {patient: (_timepoints(timepoints, labels), tuple(lesions))})
     if cohort and lesions:
         patients = {p: (tps, tuple(lesions)) for p, (tps, _) in patients.items()}
@@ -154,16 +182,77 @@ def _timepoints(specs, labels) -> list:
     return [timepoint_from_files(date, image, mask or None, name) for (date, image, mask), name in zip(parsed, names)]
 
 
-def _cohort_patients(path, outputs) -> dict:
+def _read_cohort(path, outputs, reference, lesions, keep_going=False):
+    """The cohort read and checked: the file's problems and the delta's (dates, order, reference, lesions),
+    each with its row, all at once; with ``keep_going`` a patient with a problem is left out whole."""
     from RadiomicsLabLib.cohort import read_cohort
-    from RadiomicsLabLib.delta import cohort_timepoints
+    from RadiomicsLabLib.delta import cohort_problems
     from RadiomicsLabLib.fileio import check_outputs
 
     from .batch import cohort_inputs
 
-    cohort = read_cohort(path).check()
+    cohort = read_cohort(path)
     check_outputs(outputs, cohort_inputs(cohort))  # no output may replace an image or mask of the cohort
-    return cohort_timepoints(cohort)
+    cohort.add_problems(cohort_problems(cohort, reference, lesions))
+    if keep_going:
+        cohort.skip_patients_with_problems()
+    return cohort.check(keep_going)
+
+
+def _cohort_patients(path, outputs, reference, lesions) -> dict:
+    from RadiomicsLabLib.delta import cohort_timepoints
+
+    return cohort_timepoints(_read_cohort(path, outputs, reference, lesions))
+
+
+def _run_cohort(path, output_dir, options, lesions, outputs, inputs, plot_features, waterfall_feature, register, batch):
+    """The cohort on the batch layer: one task per patient, then the cohort's outputs from the finished patients
+    (a failed or invalid patient is in errors.csv and left out of them; exit status 1)."""
+    import json
+
+    from RadiomicsLabLib.batch import DONE, case_path, cohort_status, output_files, read_record
+    from RadiomicsLabLib.delta import check_options, cohort_results, delta_task, registration_csv_text, write_outputs
+    from RadiomicsLabLib.fileio import check_outputs, write_text_atomic
+
+    check_options(**options)  # settings, registration, ICC table: once, before any patient
+    task = delta_task(output_dir, lesions, **options)
+    outputs = outputs + [output_dir / name for name in output_files(task)]
+    check_outputs(outputs, inputs)
+    cohorts = []
+
+    def read():
+        cohorts.append(_read_cohort(path, outputs, options["reference"], lesions, batch["keep_going"]))
+        return cohorts[0]
+
+    summary = run_with_progress(read, output_dir, task, unit="patient", **batch)
+    click.echo(f"Batch: {summary}", err=True)
+    done = [s for s in cohort_status(output_dir, cohorts[0], task) if s.status == DONE]
+    errors = output_dir / "errors.csv"
+    if not done:
+        click.echo(f"radiomicslab: no patient finished; the errors are listed in {errors}.", err=True)
+        sys.exit(1)
+    results = cohort_results([read_record(case_path(output_dir, s.key, task.cases_dir)) for s in done])
+    written = list(write_outputs(results.rows, output_dir, list(plot_features) or None, waterfall_feature).values())
+    written.append(write_text_atomic(output_dir / "delta.provenance.json",
+                                     json.dumps(results.provenance, indent=2, default=str) + "\n"))
+    if register:
+        written.append(write_text_atomic(output_dir / "registration.csv", registration_csv_text(results.registration)))
+    for patient, warning in results.warnings:
+        click.echo(f"radiomicslab: warning: {patient}: {warning}", err=True)
+    click.echo(f"Delta: {results.patients} patient(s), {len(results.rows)} rows -> {', '.join(str(p) for p in written)}",
+               err=True)
+    status = 0
+    if results.left_out or results.unused:
+        click.echo("radiomicslab: some registrations did not converge; their registered results were left out "
+                   "(see the warnings and registration.csv). Try --registration-iterations or another --register.", err=True)
+        status = 1
+    if summary.failed or summary.invalid:
+        click.echo(f"radiomicslab: {summary.failed + summary.invalid} patient(s) or row(s) with errors, listed in {errors}; "
+                   "the outputs cover the other patients. Fix them and run again (failed patients need --retry-failed).",
+                   err=True)
+        status = 1
+    if status:
+        sys.exit(status)
 
 
 def _run(patients, cohort, options, with_scene, output_dir, plot_features, waterfall_feature, progress) -> list:
@@ -195,13 +284,10 @@ def _run(patients, cohort, options, with_scene, output_dir, plot_features, water
 def _write(results, output_dir, plot_features, waterfall_feature, register) -> list:
     import json
 
-    from RadiomicsLabLib.delta import write_outputs
+    from RadiomicsLabLib.delta import registration_csv_text, registration_rows, result_images, write_outputs
     from RadiomicsLabLib.fileio import check_outputs, write_image_atomic, write_text_atomic
 
-    images = [(output_dir / "masks" / f"{result.patient}_{tp.label}_propagated.nii.gz", tp.mask)
-              for result in results for tp in result.timepoints if str(tp.source.get("mask", "")).startswith("propagated")]
-    images += [(output_dir / "maps" / f"{result.patient}_{label}_difference.nii.gz", image)
-               for result in results for label, image in result.difference_maps.items()]
+    images = [image for result in results for image in result_images(result, output_dir)]
     sources = [(f"{key} of timepoint '{tp.label}'", value) for result in results for tp in result.timepoints
                for key, value in tp.source.items() if key in ("image", "mask") and value and Path(str(value)).exists()]
     check_outputs([path for path, _ in images], sources)  # all before the first file is written
@@ -210,33 +296,12 @@ def _write(results, output_dir, plot_features, waterfall_feature, register) -> l
     provenance = results[0].provenance if len(results) == 1 else {"patients": [r.provenance for r in results]}
     written.append(write_text_atomic(output_dir / "delta.provenance.json", json.dumps(provenance, indent=2, default=str) + "\n"))
     if register:
-        written.append(write_text_atomic(output_dir / "registration.csv", _registration_csv(results)))
+        written.append(write_text_atomic(output_dir / "registration.csv",
+                                         registration_csv_text([row for r in results for row in registration_rows(r)])))
     for path, image in images:
         write_image_atomic(image, path)
         written.append(path)
     return written
-
-
-def _registration_csv(results) -> str:
-    import csv
-    import io
-
-    from RadiomicsLabLib.errors import RadiomicsLabError
-    from RadiomicsLabLib.registration import affine_matrix
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["patient", "timepoint", "kind", "converged", "used", "metric", "iterations", "stop_condition", "matrix_lps"])
-    for result in results:
-        for label, alignment in result.alignments.items():
-            r = alignment.result
-            try:
-                matrix = " ".join(repr(float(v)) for v in affine_matrix(r.transform).ravel())
-            except RadiomicsLabError:
-                matrix = ""
-            writer.writerow([result.patient, label, r.kind, r.converged, alignment.used, repr(r.metric), r.iterations,
-                             r.stop_condition.strip(), matrix])
-    return buffer.getvalue()
 
 
 class _Bar:

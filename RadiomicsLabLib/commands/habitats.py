@@ -1,14 +1,23 @@
 """``radiomicslab habitats``: multi-channel habitats of a tumour, or population-level habitats of a cohort.
 
+With ``--cohort`` the patients run on the batch layer (:mod:`RadiomicsLabLib.batch`; what runs per patient
+and what once: :mod:`RadiomicsLabLib.habitats`): the cohort file is checked first (every problem with its
+row); one task per patient makes its voxel data and pool rows; the population model is fitted once, in
+this process, on the pool of the finished patients; one task per patient labels it (and extracts its
+per-habitat features); the tables, plots and provenance are then written once. Both task stages are
+resumable and record failures in DIR/errors.csv. With MASK and --cohort, MASK's patient is labelled here.
+
 Module-level imports stay click + stdlib (the CLI imports every command at start-up).
 """
 
+import sys
 import time
 from pathlib import Path
 
 import click
 
 from ..errors import RadiomicsLabError
+from .batch import cluster_options, refuse_batch_options, run_with_progress
 
 MASK_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nrrd", ".nii", ".mha", ".mhd", ".nhdr")
 #: The files a run writes into its output folder besides the habitat maps (RadiomicsLabLib.habitats.write_outputs).
@@ -29,7 +38,10 @@ OUTPUT_FILES = ("habitats.csv", "cohort.csv", "features.csv", "k_scores.csv", "h
 @click.option("--cohort", type=click.Path(path_type=Path), default=None,
               help="Cohort CSV (columns id,image,mask,channel: one row per patient and channel, paths relative to it) or a "
                    "folder of patients (<channel>_image / <channel>_mask files): fit population-level habitats on all its "
-                   "patients pooled; without MASK every patient is labelled, with MASK only MASK's patient.")
+                   "patients pooled; without MASK every patient is labelled, with MASK only MASK's patient. Every row is "
+                   "checked first; the per-patient steps run as batch tasks (resumable: a rerun skips finished patients; "
+                   "failures go to DIR/errors.csv) and write into DIR, so with --scheduler DIR must be a folder the "
+                   "workers can reach.")
 @click.option("--mask-channel", default=None, help="With --cohort: the channel whose mask is the ROI (default: the first channel).")
 @click.option("--registration", type=click.Choice(["off", "resample", "rigid", "affine", "bspline"]), default="off", show_default=True,
               help="How channels reach the mask's grid: off (they must be on it), resample (already aligned in physical "
@@ -62,20 +74,27 @@ OUTPUT_FILES = ("habitats.csv", "cohort.csv", "features.csv", "k_scores.csv", "h
 @click.option("--features", "params", default=None,
               help="Also extract radiomic features of every habitat in every channel with these settings (preset or parameter file).")
 @click.option("-o", "--output-dir", required=True, type=click.Path(path_type=Path), help="Folder for the results.")
+@cluster_options
 def command(mask, channels, k, method, criterion, k_range, cohort, mask_channel, registration, normalise, scope, smoothing_mm,
             min_island_mm3, nan_policy, supervoxels, order_by, feature_maps, map_radius, map_definition, map_params, label,
-            patient_name, seed, max_samples, params, output_dir):
+            patient_name, seed, max_samples, params, output_dir, workers, memory_limit, scheduler, retry_failed, keep_going):
     """Habitats of a tumour: cluster the ROI of MASK by the values of several co-registered channels.
 
     Writes DIR/habitats.nrrd (a label map on MASK's grid: 0 outside the ROI, habitats 1..k inside,
     ordered by the first channel), DIR/habitats.csv (volume, fraction and channel means per habitat:
     the image channels, then the --feature-map channels), DIR/cohort.csv, DIR/habitat_fractions.png,
     DIR/channel_means.png and DIR/habitats.provenance.json; with --cohort and no MASK,
-    DIR/<patient>/habitats.nrrd for every patient.
+    DIR/<patient>/habitats.nrrd for every patient (and the batch's DIR/errors.csv, DIR/provenance.json
+    and per-patient results, DIR/cases/). Exit status: 0, 1 when (--cohort) a patient failed or was
+    invalid (listed in DIR/errors.csv; the outputs cover the others), 2 for bad input.
     """
     started = time.perf_counter()
     if mask is None and cohort is None:
         raise click.UsageError("Give MASK and --channel NAME=IMAGE options, or --cohort cohort.csv.")
+    batch = dict(workers=workers, memory_limit=memory_limit, scheduler=scheduler, retry_failed=retry_failed,
+                 keep_going=keep_going)
+    if cohort is None:
+        refuse_batch_options(**batch)
     named = _parse_channels(channels)
     if mask is not None and not named:
         raise RadiomicsLabError("Give at least one channel: --channel NAME=IMAGE (repeatable, e.g. --channel CT=ct.nii.gz).")
@@ -89,7 +108,7 @@ def command(mask, channels, k, method, criterion, k_range, cohort, mask_channel,
     supervoxels = _parse_supervoxels(supervoxels)
 
     from ..fileio import check_output, check_outputs
-    from ..habitats import Patient, cohort_patients, feature_map_names, fit_habitats, write_outputs
+    from ..habitats import Patient, feature_map_names, fit_habitats, write_outputs
     from ..imageio import read_image
     settings = None
     if params is not None:
@@ -100,57 +119,155 @@ def command(mask, channels, k, method, criterion, k_range, cohort, mask_channel,
         for path in [mask, *named.values()]:
             if not Path(path).exists():
                 raise RadiomicsLabError(f"Cannot read '{path}': no such file or folder; check the path.")
-    cohort_files = cohort_patients(cohort, mask_channel, list(named) or None) if cohort is not None else []
     map_settings = None
     if map_params:  # a parameter file by its full path in the provenance, or a preset name
         map_settings = {"params": str(Path(map_params).resolve()) if Path(map_params).is_file() else map_params}
-    feature_map_names(feature_maps, list(named) or list(cohort_files[0].channels), map_radius, map_definition, map_settings)
-    target_name = patient_name or _stem(mask) if mask is not None else None
-    if mask is not None and target_name in {f.name for f in cohort_files}:
-        raise RadiomicsLabError(f"Patient '{target_name}' is also in the cohort file; give MASK's patient another name with --patient.")
-    map_paths = ([output_dir / "habitats.nrrd"] if mask is not None
-                 else [output_dir / _safe(f.name) / "habitats.nrrd" for f in cohort_files])
-    inputs = [("mask", mask), ("cohort", cohort), ("feature-map parameter file", map_params), ("parameter file", params)]
-    inputs += [(f"channel '{name}'", path) for name, path in named.items()]
-    for files in cohort_files:
-        inputs += [(f"mask of patient '{files.name}'", files.mask)]
-        inputs += [(f"channel '{c}' of patient '{files.name}'", path) for c, path in files.channels.items()]
-    check_output(output_dir, inputs, "folder")
-    check_outputs([*map_paths, *(output_dir / name for name in OUTPUT_FILES)], inputs)
-
-    bar = _progress_bar()
-    patients = [files.load() for files in cohort_files]
-    target = None
-    if mask is not None:
-        target = Patient(target_name, read_image(mask, "mask"),
-                         {name: read_image(path, f"channel '{name}'") for name, path in named.items()}, label)
     options = dict(criterion=criterion.replace("-", "_"), k_range=k_low_high, normalisation=normalise, scope=scope,
                    smoothing_mm=smoothing_mm, registration=registration, nan_policy=nan_policy,
                    min_island_mm3=min_island_mm3, supervoxels=supervoxels, max_samples=max_samples,
                    order_by=order_by, seed=seed, feature_maps=list(feature_maps) or None, map_radius=map_radius,
-                   map_definition=map_definition, map_settings=map_settings, progress=bar)
+                   map_definition=map_definition, map_settings=map_settings)
+    target_name = patient_name or _stem(mask) if mask is not None else None
+    inputs = [("mask", mask), ("cohort", cohort), ("feature-map parameter file", map_params), ("parameter file", params)]
+    inputs += [(f"channel '{name}'", path) for name, path in named.items()]
+    provenance_inputs = {"mask": str(mask.resolve()) if mask is not None else None,
+                         "cohort": str(cohort.resolve()) if cohort else None,
+                         "channels": {n: str(Path(p).resolve()) for n, p in named.items()}, "settings": params}
+    if cohort is not None:
+        _run_cohort(cohort, mask, named, label, target_name, mask_channel, n_habitats, method, options, settings,
+                    inputs, provenance_inputs, output_dir, batch, started)
+        return
+    feature_map_names(feature_maps, list(named), map_radius, map_definition, map_settings)
+    map_paths = [output_dir / "habitats.nrrd"]
+    check_output(output_dir, inputs, "folder")
+    check_outputs([*map_paths, *(output_dir / name for name in OUTPUT_FILES)], inputs)
+
+    bar = _progress_bar()
+    target = Patient(target_name, read_image(mask, "mask"),
+                     {name: read_image(path, f"channel '{name}'") for name, path in named.items()}, label)
     try:
-        model, results = fit_habitats(patients or [target], n_habitats, method, **options)
-        if target is not None and patients:
-            results = [model.label(target)]
+        model, results = fit_habitats([target], n_habitats, method, progress=bar, **options)
     finally:
         bar.close()
-    labelled = [target] if target is not None else patients
-    features = None
-    if settings is not None:
-        from ..habitats import habitat_features
+    features = _features([target], results, settings)
+    write_outputs(output_dir, model, results, map_paths, features, provenance_inputs)
+    _report(model, results, output_dir, time.perf_counter() - started)
 
+
+def _features(patients, results, settings):
+    """Per-habitat features of each labelled patient (patient -> channel -> ExtractionResult), or None."""
+    if settings is None:
+        return None
+    from ..habitats import habitat_features
+
+    bar = _progress_bar()
+    try:
+        return {p.name: habitat_features(p, r, settings, progress=lambda done, total, segment, name=p.name:
+                                         bar(done, total, f"{name} features: {segment}"))
+                for p, r in zip(patients, results)}
+    finally:
+        bar.close()
+
+
+def _run_cohort(cohort_path, mask, named, label, target_name, mask_channel, n_habitats, method, options, settings,
+                inputs, provenance_inputs, output_dir, batch, started):
+    """The cohort mode on the batch layer: rows checked, per-patient pool rows (tasks), one model fitted here on
+    the finished patients' pool, then per-patient labels and features (tasks), or MASK's patient labelled here."""
+    from dataclasses import replace
+
+    from ..batch import DONE, case_path, cohort_status, output_files, read_record, start_cluster
+    from ..fileio import check_output, check_outputs
+    from ..habitats import (
+        DATA_DIR,
+        HabitatSummary,
+        Patient,
+        data_task,
+        feature_map_names,
+        fit_pooled,
+        habitat_cohort,
+        habitat_model,
+        label_map_path,
+        label_task,
+        pool_path,
+        write_outputs,
+        write_summaries,
+    )
+    from ..imageio import read_image
+
+    from .batch import cohort_inputs
+
+    keep_going = batch["keep_going"]
+    cluster = start_cluster(batch["workers"], batch["scheduler"], batch["memory_limit"])  # starts while the cohort is read
+    try:
+        cohort, channels, mask_channel = habitat_cohort(cohort_path, mask_channel, list(named) or None)
+        if keep_going:
+            cohort.skip_patients_with_problems()
+        cohort.check(keep_going)  # every problem listed, before any work (the warnings come with the run)
+        patients = cohort.patients()
+        feature_map_names(options["feature_maps"], channels, options["map_radius"], options["map_definition"],
+                          options["map_settings"])
+        if target_name is not None and target_name in patients:
+            raise RadiomicsLabError(f"Patient '{target_name}' is also in the cohort file; give MASK's patient another "
+                                    "name with --patient.")
+        map_paths = ([output_dir / "habitats.nrrd"] if mask is not None
+                     else [label_map_path(output_dir, patient) for patient in patients])
+        inputs = inputs + cohort_inputs(cohort)[1:]  # no output may replace an image or mask of the cohort
+        check_output(output_dir, inputs, "folder")
+        model = habitat_model(channels, n_habitats, method, **options)
+        first = data_task(model, output_dir, mask_channel, channels)
+        batch_files = [output_dir / name for name in output_files(first)]
+        check_outputs([*map_paths, *(output_dir / name for name in OUTPUT_FILES), *batch_files], inputs)
+        target = None
+        if mask is not None:  # MASK's patient, read before any work
+            target = Patient(target_name, read_image(mask, "mask"),
+                             {name: read_image(path, f"channel '{name}'") for name, path in named.items()}, label)
+        run = dict(retry_failed=batch["retry_failed"], keep_going=keep_going, cluster=cluster, workers=batch["workers"],
+                   scheduler=batch["scheduler"], memory_limit=batch["memory_limit"])
+        summary = run_with_progress(cohort, output_dir, first, unit="patient", **run)
+        click.echo(f"Habitat data: {summary}", err=True)
+        statuses = cohort_status(output_dir, cohort, first)
+        done = [s for s in statuses if s.status == DONE]
+        if not done:
+            click.echo(f"radiomicslab: no patient finished; the errors are listed in {output_dir / 'errors.csv'}.", err=True)
+            sys.exit(1)
+        pools = []
+        for status in done:
+            pool = read_record(case_path(output_dir, status.key, DATA_DIR))["provenance"]["pool"]
+            pools.append((status.id, pool_path(output_dir, status.key), pool["sha256"]))
         bar = _progress_bar()
         try:
-            features = {p.name: habitat_features(p, r, settings, progress=lambda done, total, segment, name=p.name:
-                                                 bar(done, total, f"{name} features: {segment}"))
-                        for p, r in zip(labelled, results)}
+            bar(0, 1, f"fitting the model on {len(pools)} patient(s)")
+            fit_pooled(model, pools)
         finally:
             bar.close()
-    inputs = {"mask": str(mask.resolve()) if mask is not None else None, "cohort": str(cohort.resolve()) if cohort else None,
-              "channels": {n: str(Path(p).resolve()) for n, p in named.items()}, "settings": params}
-    write_outputs(output_dir, model, results, map_paths, features, inputs)
+        failed = summary.failed + summary.invalid
+        if target is not None:  # MASK's patient, labelled here
+            results = [model.label(target)]
+            write_outputs(output_dir, model, results, map_paths, _features([target], results, settings), provenance_inputs)
+        else:
+            finished = {s.id for s in done}
+            labelled = replace(cohort, cases=[c for c in cohort.cases if c.id in finished], problems=[])
+            second = label_task(model, output_dir, mask_channel, channels, settings)
+            labels = run_with_progress(labelled, output_dir, second, unit="patient", earlier=[(first, statuses)], **run)
+            click.echo(f"Habitat labels: {labels}", err=True)
+            failed += labels.failed
+            summaries = [HabitatSummary(**read_record(case_path(output_dir, s.key))["provenance"]["summary"])
+                         for s in cohort_status(output_dir, labelled, second) if s.status == DONE]
+            if not summaries:
+                click.echo(f"radiomicslab: no patient was labelled; the errors are listed in {output_dir / 'errors.csv'}.",
+                           err=True)
+                sys.exit(1)
+            write_summaries(output_dir, model, summaries, provenance_inputs, settings is not None)
+            results = summaries
+    finally:
+        if cluster is not None:
+            cluster.close()
     _report(model, results, output_dir, time.perf_counter() - started)
+    if failed:
+        click.echo(f"radiomicslab: {failed} patient(s) or row(s) with errors, listed in {output_dir / 'errors.csv'}; the "
+                   "outputs cover the other patients. Fix them and run again (failed patients need --retry-failed).",
+                   err=True)
+        sys.exit(1)
 
 
 def _parse_channels(channels) -> dict:
@@ -206,11 +323,6 @@ def _stem(path: Path) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return path.stem
-
-
-def _safe(name: str) -> str:
-    """A patient name usable as a folder name."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "patient"
 
 
 def _progress_bar():

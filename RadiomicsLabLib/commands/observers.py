@@ -15,12 +15,11 @@ import click
 
 from ..errors import RadiomicsLabError
 from ..settings import ENGINES
-from .batch import cluster_options, run_with_progress
+from .batch import cluster_options, refuse_batch_options, run_with_progress
 
 #: Columns of a cohort file: the batch layer's (id = lesion; optional observer, label) or the older lesion,observer,...
 COHORT_COLUMNS = ("id", "image", "mask")
 OLD_COHORT_COLUMNS = ("lesion", "observer", "image", "mask")
-BATCH_OPTIONS = ("--workers", "--memory-limit", "--scheduler", "--retry-failed", "--keep-going")
 
 
 @click.command("observers")
@@ -77,8 +76,8 @@ def command(image, masks, output_dir, names, readers, lesion_name, label, cohort
     if image is not None and cohort is not None:
         raise click.UsageError("Give either IMAGE and MASKs (one lesion) or --cohort (several lesions), not both; "
                                "add the lesion to the cohort file instead.")
-    if cohort is None and (workers is not None or scheduler or memory_limit != "auto" or retry_failed or keep_going):
-        raise click.UsageError(f"{', '.join(BATCH_OPTIONS)} run the lesions of a --cohort on the batch layer; give --cohort.")
+    if cohort is None:
+        refuse_batch_options(workers, memory_limit, scheduler, retry_failed, keep_going)
     if image is not None and not masks:
         raise RadiomicsLabError(
             "Give the observers' masks after IMAGE (at least two; or one with --perturb for synthetic observers)."
@@ -119,19 +118,16 @@ def command(image, masks, output_dir, names, readers, lesion_name, label, cohort
 
 
 def _run_cohort(path, output_dir, label, strict, plan, seed, settings, features, rule, icc_type, batch, started):
-    """The cohort mode: every lesion checked, one batch task per lesion, then the study-level outputs
-    from the finished lesions (a failed lesion is in errors.csv and left out of the ICCs; exit status 1)."""
+    """The cohort mode: every row and lesion checked (all problems at once, each with its row; with --keep-going
+    a lesion with a problem is left out whole and listed in errors.csv), one batch task per lesion, then the
+    study-level outputs from the finished lesions (a failed lesion is in errors.csv and left out of the ICCs;
+    exit status 1)."""
     from ..batch import DONE, case_path, cohort_status, read_record
-    from ..observers import check_observer_count, observers_task, study_from_records
-    from ..reproducibility import check_observer_sets
+    from ..observers import observers_task, study_from_records
 
-    specs = _read_cohort(path)
-    _check_lesion_names(specs)
-    for spec in specs:  # the lesions' structure, before any image is read
-        check_observer_count(spec["name"], [o for o, _, _ in spec["observers"]], 1 if plan else 2)
-    if features:
-        check_observer_sets({s["name"]: [o for o, _, _ in s["observers"]] + [p.name for p in plan] for s in specs})
-    outputs = _output_paths(output_dir, [s["name"] for s in specs], features, bool(plan))
+    specs, problems = _read_cohort(path, 1 if plan else 2, [p.name for p in plan] if features else None)
+    named = [s for s in specs if _lesion_name_problem(s["name"]) is None]  # a bad name is a problem, not a folder
+    outputs = _output_paths(output_dir, [s["name"] for s in named], features, bool(plan))
     _check_writable(outputs, output_dir, specs, settings.source if settings is not None else None, path)
     readers = {s["name"]: {o: r for o, _, r in s["observers"]} for s in specs}
     task = observers_task(output_dir, settings, features, label, strict, plan, seed, readers, single=len(specs) == 1)
@@ -140,8 +136,11 @@ def _run_cohort(path, output_dir, label, strict, plan, seed, settings, features,
     cohorts = []
 
     def read():
-        cohorts.append(_batch_cohort(path, batch["keep_going"]))
-        return cohorts[0]
+        cohort = _batch_cohort(path).add_problems(problems)
+        if batch["keep_going"]:
+            cohort.skip_patients_with_problems("lesion")
+        cohorts.append(cohort)
+        return cohort
 
     summary = run_with_progress(read, output_dir, task, unit="lesion", **batch)
     click.echo(f"Batch: {summary}", err=True)
@@ -184,7 +183,8 @@ def _positional_lesion(image, masks, names, readers, lesion_name) -> dict:
 
 
 def _cohort_rows(path: Path) -> tuple[list, list]:
-    """(lower-case header, rows as dicts) of a cohort CSV (``,`` ``;`` or tab separated, as read_cohort reads it)."""
+    """(lower-case header, rows as dicts) of a cohort CSV (``,`` ``;`` or tab separated, as read_cohort reads it);
+    each row also has ``_line``, its line in the file (as read_cohort numbers rows)."""
     if not path.is_file():
         raise RadiomicsLabError(f"Cannot read cohort '{path}': no such file; check the path.")
     try:
@@ -192,15 +192,30 @@ def _cohort_rows(path: Path) -> tuple[list, list]:
         first = text.split("\n", 1)[0]
         reader = csv.reader(io.StringIO(text), delimiter=max(",;\t", key=first.count))
         header = [cell.strip().lower() for cell in next(reader, [])]
-        rows = [dict(zip(header, cells)) for cells in reader if any(cell.strip() for cell in cells)]
+        rows = [{**dict(zip(header, cells)), "_line": reader.line_num} for cells in reader
+                if any(cell.strip() for cell in cells)]
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise RadiomicsLabError(f"Cannot read cohort '{path}': {error}") from None
     return header, rows
 
 
-def _read_cohort(path: Path) -> list[dict]:
-    """Lesions of a cohort CSV, in first-seen order: columns id (the lesion), image, mask, optional observer
-    (default: the mask's file name), reader, label; or the older lesion, observer, image, mask (optional reader, label)."""
+def _read_cohort(path: Path, min_observers: int = 2, synthetic=None) -> tuple[list[dict], list]:
+    """(lesions, problems) of a cohort CSV: lesions in first-seen order, columns id (the lesion), image, mask,
+    optional observer (default: the mask's file name), reader, label; or the older lesion, observer, image, mask
+    (optional reader, label).
+
+    Problems (:class:`~RadiomicsLabLib.cohort.CohortProblem`, each with its row or a lesion's rows): a row without
+    its observer (older format), a lesion with two images or two labels, a lesion name that cannot name a folder,
+    fewer than ``min_observers`` observers, and, when ``synthetic`` (the perturbed observers' names, for the ICCs)
+    is given, a lesion whose observers differ from most lesions'. Empty cells and labels that are not whole numbers
+    are left to :func:`RadiomicsLabLib.cohort.read_cohort`, which lists them too. Only a header without the columns
+    (or no row at all) raises.
+    """
+    from collections import Counter
+
+    from ..cohort import CohortProblem, join_places
+    from ..observers import check_observer_count
+
     header, rows = _cohort_rows(path)
     columns = COHORT_COLUMNS if "id" in header else OLD_COHORT_COLUMNS
     missing = [c for c in columns if c not in header]
@@ -208,72 +223,103 @@ def _read_cohort(path: Path) -> list[dict]:
         raise RadiomicsLabError(f"Cohort '{path}' needs a header and rows with columns id,image,mask (optional observer, "
                                 "reader, label) or lesion,observer,image,mask (optional reader, label)"
                                 f"{'; missing ' + ', '.join(missing) if rows else '; it has no rows'}.")
-    lesions = {}
-    for line, row in enumerate(rows, start=2):
+    lesions, problems, places = {}, [], {}
+    for row in rows:
+        where, name = f"row {row['_line']}", (row.get(columns[0]) or "").strip()
         empty = [c for c in columns if not (row.get(c) or "").strip()]
         if empty:
-            raise RadiomicsLabError(f"Cohort '{path}' line {line} has no {', '.join(empty)}; fill in every column.")
-        name, mask = row[columns[0]].strip(), path.parent / row["mask"].strip()
+            if empty == ["observer"]:
+                problems.append(CohortProblem(where, "the observer is empty; give every row its observer", name))
+            continue  # an empty id, image or mask: read_cohort lists it
+        mask = path.parent / row["mask"].strip()
         observer = (row.get("observer") or "").strip() or _stem(mask)
         image = (path.parent / row["image"].strip())
         lesion = lesions.setdefault(name, {"name": name, "image": image, "where": f"cohort '{path}'", "observers": [], "label": None})
+        places.setdefault(name, []).append(where)
         if lesion["image"] != image:
-            raise RadiomicsLabError(f"Cohort '{path}' line {line}: lesion '{name}' has two images ({lesion['image'].name}, "
-                                    f"{image.name}); every observer of a lesion segments the same image.")
+            problems.append(CohortProblem(where, f"lesion '{name}' has two images ({lesion['image'].name}, {image.name}); "
+                                                 "every observer of a lesion segments the same image", name))
+            continue
         label = (row.get("label") or "").strip()
         if label:
             try:
                 value = int(label)
             except ValueError:
-                raise RadiomicsLabError(f"Cohort '{path}' line {line}: label '{label}' is not a whole number.") from None
+                continue  # read_cohort lists it
             if lesion["label"] not in (None, value):
-                raise RadiomicsLabError(f"Cohort '{path}' line {line}: lesion '{name}' has labels {lesion['label']} and "
-                                        f"{value}; every observer of a lesion uses the same label.")
+                problems.append(CohortProblem(where, f"lesion '{name}' has labels {lesion['label']} and {value}; every "
+                                                     "observer of a lesion uses the same label", name))
+                continue
             lesion["label"] = value
         lesion["observers"].append((observer, mask, (row.get("reader") or "").strip() or observer))
-    return list(lesions.values())
+    specs = list(lesions.values())
+    observer_sets = {s["name"]: [o for o, _, _ in s["observers"]] + list(synthetic or []) for s in specs}
+    usual = Counter(frozenset(seen) for seen in observer_sets.values()).most_common(1)[0][0] if specs else frozenset()
+    with_row_problems = {problem.case_id for problem in problems}  # their observer count says nothing more
+    for spec in specs:
+        name, where = spec["name"], join_places(places[spec["name"]])
+        unusable = _lesion_name_problem(name)
+        if unusable:
+            problems.append(CohortProblem(where, unusable, name))
+        if name in with_row_problems:
+            continue
+        try:
+            check_observer_count(name, [o for o, _, _ in spec["observers"]], min_observers)
+        except RadiomicsLabError as error:
+            problems.append(CohortProblem(where, str(error)[:1].lower() + str(error)[1:], name))
+            continue
+        seen = observer_sets[name]
+        if synthetic is not None and set(seen) != usual:
+            problems.append(CohortProblem(where, f"lesion '{name}' has the observers {', '.join(seen)}, the others "
+                                                 f"{', '.join(sorted(usual))}; the two-way ICCs need the same observers "
+                                                 "for every lesion (name them alike)", name))
+    return specs, problems
 
 
-def _batch_cohort(path: Path, keep_going: bool):
+def _batch_cohort(path: Path):
     """The cohort read and validated by :func:`RadiomicsLabLib.cohort.read_cohort` (every problem at once).
 
     A lesion,observer,... file is given to it as a temporary copy with ``id`` for ``lesion`` and absolute
-    paths (same rows, so problems name the file's rows). With ``keep_going``, a lesion with an invalid row
-    is skipped whole (its other rows are listed as problems too): every lesion keeps all its observers.
+    paths (each row on its own line, so problems name the file's rows).
     """
     import hashlib
     import tempfile
 
-    from ..cohort import CohortProblem, read_cohort
+    from ..cohort import read_cohort
 
     header, rows = _cohort_rows(path)
     if "id" in header:
-        cohort = read_cohort(path)
-    else:
-        with tempfile.TemporaryDirectory(prefix="radiomicslab-cohort-") as folder:
-            copy = Path(folder) / path.name
-            buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
-            writer.writerow(["id" if c == "lesion" else c for c in header])
-            for row in rows:
-                writer.writerow([str((path.parent / row[c].strip()).absolute()) if c in ("image", "mask") and row.get(c, "").strip()
-                                 else row.get(c, "") for c in header])
-            copy.write_text(buffer.getvalue(), encoding="utf-8")
-            cohort = read_cohort(copy)
-        cohort.source, cohort.source_sha256 = path.absolute(), hashlib.sha256(path.read_bytes()).hexdigest()
-    if keep_going and cohort.problems:
-        bad = {problem.case_id for problem in cohort.problems}
-        cohort.problems += [CohortProblem(case.where, f"skipped with the other rows of lesion '{case.id}', which has "
-                                                      "an invalid row", case.id) for case in cohort.cases if case.id in bad]
-        cohort.cases = [case for case in cohort.cases if case.id not in bad]
+        return read_cohort(path)
+    with tempfile.TemporaryDirectory(prefix="radiomicslab-cohort-") as folder:
+        copy = Path(folder) / path.name
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["id" if c == "lesion" else c for c in header])
+        line = 1
+        for row in rows:
+            for _ in range(row["_line"] - line - 1):  # blank lines kept, so the copy's rows are the file's
+                writer.writerow([""] * len(header))
+            writer.writerow([str((path.parent / row[c].strip()).absolute()) if c in ("image", "mask") and row.get(c, "").strip()
+                             else row.get(c, "") for c in header])
+            line = row["_line"]
+        copy.write_text(buffer.getvalue(), encoding="utf-8")
+        cohort = read_cohort(copy)
+    cohort.source, cohort.source_sha256 = path.absolute(), hashlib.sha256(path.read_bytes()).hexdigest()
     return cohort
+
+
+def _lesion_name_problem(name: str) -> str | None:
+    """Why a lesion name cannot name a folder, or None."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        return f"lesion name '{name}' cannot name a folder; use letters, digits, '.', '_' or '-'"
+    return None
 
 
 def _check_lesion_names(specs):
     seen = set()
     for spec in specs:
         name = spec["name"]
-        if not name or name in (".", "..") or "/" in name or "\\" in name:
+        if _lesion_name_problem(name):
             raise RadiomicsLabError(f"Lesion name '{name}' in {spec['where']} cannot name a folder; "
                                     "use letters, digits, '.', '_' or '-'.")
         if name in seen:
