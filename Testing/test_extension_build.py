@@ -135,7 +135,8 @@ def test_the_check_fails_naming_what_is_missing(tmp_path, broken, message):
 SLICER_APPLICATION = {"slicer", "vtk", "vtkmodules", "qt", "ctk", "SampleData", "SegmentStatistics",
                       "SegmentStatisticsPlugins"}
 TRANSITIVE = {"pykwalify": ("pyradiomics-bhklab", "pykwalify"),  # with the optional pyradiomics only
-              "threadpoolctl": ("scikit-learn", "threadpoolctl"), "PIL": ("matplotlib", "pillow")}
+              "threadpoolctl": ("scikit-learn", "threadpoolctl"), "joblib": ("scikit-learn", "joblib"),
+              "PIL": ("matplotlib", "pillow")}
 #: RadiomicsLabLib files desktop Slicer does not run (the command line, the web GUI) and imports that only the
 #: headless runtime reaches (mrml/app.py's new_headless_app; inside Slicer default_scene is slicer.mrmlScene).
 NOT_IN_SLICER_FILES = ("cli.py", "commands/", "web/")
