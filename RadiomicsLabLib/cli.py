@@ -274,11 +274,12 @@ def _extract_scene(scene_path, segment_names, settings):
     check_writable(scene_path)  # the tables are saved into it
     logic = ExtractionLogic(new_headless_app().scene)
     logic.load_scene(scene_path)
-    jobs = []
+    jobs, every_name = [], []
     segmentations = logic.scene.GetNodesByClass("vtkMRMLSegmentationNode")
     for i in range(segmentations.GetNumberOfItems()):
         segmentation = segmentations.GetItemAsObject(i)
         names = [segment_name(segmentation, s) for s in segment_ids(segmentation)]
+        every_name += names
         chosen = [n for n in names if not segment_names or n in segment_names]
         if chosen:
             jobs.append((segmentation, _reference_volume(logic.scene, segmentation), chosen))
@@ -286,7 +287,8 @@ def _extract_scene(scene_path, segment_names, settings):
     missing = [n for n in segment_names if n not in found]
     if missing or not jobs:
         raise RadiomicsLabError(
-            f"The scene '{scene_path}' has no segment {', '.join(missing)}." if missing
+            f"The scene '{scene_path}' has no segment {', '.join(missing)}; its segments are: "
+            f"{', '.join(dict.fromkeys(every_name)) or 'none'} (choose with --segment)." if missing
             else f"The scene '{scene_path}' has no segmentation with segments; add one in Slicer and save the study."
         )
     values, provenances = [], []
@@ -391,6 +393,11 @@ def main(argv=None):
     except click.exceptions.Abort:
         click.echo("radiomicslab: aborted", err=True)
         sys.exit(130)
+    except click.UsageError as error:  # a bad option or argument: one line too, naming the command's --help
+        message = " ".join(error.format_message().split()).rstrip(".")
+        command = error.ctx.command_path if error.ctx is not None else "radiomicslab"
+        click.echo(f"radiomicslab: error: {message}; see '{command} --help'.", err=True)
+        sys.exit(EXIT_USER_ERROR)
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)

@@ -143,7 +143,7 @@ def extract_segment(extractor, image: sitk.Image, mask: sitk.Image, label: int, 
     check_pyradiomics_sizes(extractor, image, mask, label, name)
     try:
         result = extractor.execute(image, mask, label=int(label))
-    except (ValueError, RuntimeError) as error:
+    except (ValueError, RuntimeError, AssertionError) as error:  # pyradiomics checks some settings with assert
         raise RadiomicsLabError(f"pyradiomics could not process segment '{name}': {error}") from None
     values, diagnostics = [], {}
     for key, value in result.items():

@@ -172,8 +172,8 @@ def voxel_data(patient: Patient, registration: str = "off", smoothing_mm: float 
     """
     check_choice(registration, REGISTRATIONS, "registration")
     check_choice(nan_policy, NAN_POLICIES, "NaN policy")
-    if not smoothing_mm >= 0:
-        raise RadiomicsLabError(f"Smoothing must be 0 (none) or a positive sigma in mm; got {smoothing_mm}.")
+    if not (smoothing_mm >= 0 and math.isfinite(smoothing_mm)):
+        raise RadiomicsLabError(f"Smoothing must be 0 (none) or a positive, finite sigma in mm; got {smoothing_mm}.")
     who = f"patient '{patient.name}'"
     if not patient.channels:
         raise RadiomicsLabError(f"No channels for {who}; give at least one image (e.g. --channel CT=ct.nii.gz).")

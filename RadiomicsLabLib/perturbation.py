@@ -88,6 +88,8 @@ def parse_perturbation(spec: str, index: int = 1) -> Perturbation:
             params[key] = float(value)
         except ValueError:
             raise RadiomicsLabError(f"Perturbation option '{option}' in '{spec}' needs a number.") from None
+        if not math.isfinite(params[key]):
+            raise RadiomicsLabError(f"Perturbation option '{option}' in '{spec}' needs a finite number.")
     if kind == "grow" and (params["mm"] is None) == (params["fraction"] is None):
         raise RadiomicsLabError(f"Perturbation '{spec}' needs exactly one of mm=<distance> or fraction=<volume fraction>.")
     if kind == "grow" and params["fraction"] is not None and params["fraction"] <= -1:
@@ -106,6 +108,8 @@ def perturbation_plan(specs=None) -> list[Perturbation]:
 
 def perturbation_seed(master_seed: int, lesion: str, perturbation: Perturbation) -> int:
     """The seed of one perturbation of one lesion: SeedSequence(master, crc32(lesion), index)."""
+    if int(master_seed) < 0:
+        raise RadiomicsLabError(f"The perturbation seed must be 0 or more; got {master_seed}.")
     sequence = np.random.SeedSequence([int(master_seed), zlib.crc32(lesion.encode()), perturbation.index])
     return int(sequence.generate_state(1, np.uint32)[0])
 

@@ -138,11 +138,23 @@ def load_settings(spec=None, image_types=None, engine: str | None = None) -> Ext
     settings = ExtractionSettings(source, params, engine)
     if not trusted:  # shipped presets are checked by the tests
         _validate(settings.pyradiomics_params, source)
+        if engine in ("pyradiomics", "native"):
+            _check_log_sigma(params, source)
         if engine == "ibsi":
             settings.ibsi()
     if engine == "native":
         settings.native()  # refuses what the native engine does not compute, before any work
     return settings
+
+
+def _check_log_sigma(params: dict, source: str) -> None:
+    """A LoG image type needs sigma values (its own or the setting section's): without them pyradiomics makes
+    no LoG image and silently returns none of its features."""
+    image_types = params.get("imageType") or {}
+    if "LoG" in image_types and not ((image_types["LoG"] or {}).get("sigma") or (params.get("setting") or {}).get("sigma")):
+        raise RadiomicsLabError(f"The LoG image type in {source} has no sigma, so no LoG features would be computed; "
+                                "give sigma values in mm, e.g. imageType: {LoG: {sigma: [1.0, 3.0]}} or "
+                                "--image-type 'LoG:sigma=1,3'.")
 
 
 def parse_image_types(specs) -> dict:

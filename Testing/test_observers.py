@@ -580,5 +580,8 @@ def test_cli_bad_input(data, tmp_path):
     assert_user_error(run_cli("observers", image, mask, cropped, "--strict", "-o", out), "observer 'dave'", "another grid", "--strict")
     cohort = tmp_path / "cohort.csv"
     cohort.write_text(f"lesion,observer,image,mask\nA,alice,{image},{mask}\nA,bob,{image},{cropped}\nB,alice,{image},{mask}\n")
-    assert_user_error(run_cli("observers", "--cohort", cohort, "-o", out), "lesion 'B'", "at least 2 observers")
+    # A cohort's problems are all listed at once, one per line under the error line (as batch cohorts do).
+    done = run_cli("observers", "--cohort", cohort, "-o", out)
+    assert_user_error(done, "has 2 problems", "--keep-going")
+    assert "lesion 'B'" in done.stderr and "at least 2 observers" in done.stderr
     assert [p.name for p in out.iterdir()] == ["agreement.csv"] and (out / "agreement.csv").read_text() == "previous results\n"

@@ -69,7 +69,7 @@ OUTPUT_FILES = ("habitats.csv", "cohort.csv", "features.csv", "k_scores.csv", "h
               help="Settings of the --feature-map maps (e.g. the bin width): a preset name or parameter file, as 'radiomicslab maps --params'.")
 @click.option("--label", type=int, default=None, help="Label value of the ROI in MASK (default: every non-zero voxel).")
 @click.option("--patient", "patient_name", default=None, help="Name of MASK's patient in the tables (default: MASK's file name).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed: the same seed gives the same habitats.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed: the same seed gives the same habitats.")
 @click.option("--max-samples", type=int, default=50_000, show_default=True, help="Most rows (voxels or supervoxels) the model is fitted on.")
 @click.option("--features", "params", default=None,
               help="Also extract radiomic features of every habitat in every channel with these settings (preset or parameter file).")

@@ -44,7 +44,7 @@ OLD_COHORT_COLUMNS = ("lesion", "observer", "image", "mask")
 @click.option("--perturbation", "perturbations", multiple=True,
               help="A perturbation instead of the default plan (repeatable; implies --perturb): grow:mm=-1, grow:fraction=0.1, "
                    "supervoxels:volume=500,compactness=0.05, deform:mm=2,smoothness=10, shift:mm=2, noise:scale=1.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Master seed of the perturbations.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Master seed of the perturbations.")
 @click.option("--strict", is_flag=True,
               help="Refuse masks on another grid than the image instead of resampling them (nearest neighbour).")
 @click.option("--params", default=None, help="Feature settings: pyradiomics parameter file or preset (see `radiomicslab presets`).")

@@ -84,6 +84,8 @@ def command(host, port, data_dir, output_dir, max_upload_mb, allowed_origins):
     from RadiomicsLabLib.data import data_dir as default_data_dir
     from RadiomicsLabLib.errors import RadiomicsLabError
 
+    if not host.strip():  # getaddrinfo would take it as every interface
+        raise RadiomicsLabError("--host is empty; give the address to listen on, e.g. 127.0.0.1 (this machine only).")
     addresses = resolve_listen_address(host, port)  # an unknown --host, or one not of this machine, fails at once
     check_bindable(host, port, addresses, any_port=True)
     if not is_loopback(host):

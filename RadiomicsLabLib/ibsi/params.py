@@ -32,8 +32,17 @@ def ibsi_settings_from_params(params: dict, source: str) -> tuple[IbsiSettings, 
     from .engine import FAMILIES
 
     if "ibsi" in params:
-        section = dict(params["ibsi"] or {})
-        families = tuple(section.pop("families", FAMILIES))
+        section = params["ibsi"] or {}
+        if not isinstance(section, dict):
+            raise RadiomicsLabError(f"The 'ibsi' section of {source} must be a mapping of settings (e.g. bin_width: 25); "
+                                    f"it holds a {type(section).__name__}.")
+        section = dict(section)
+        families = section.pop("families", FAMILIES)
+        families = (families,) if isinstance(families, str) else families
+        if not isinstance(families, (list, tuple)):
+            raise RadiomicsLabError(f"Invalid value {families!r} for setting 'families' in section 'ibsi' of {source}: "
+                                    "expected a list of family names, e.g. [glcm, glrlm].")
+        families = tuple(families)
         return check_settings(_settings_from_section(section, source), source), _check_families(families, source)
     fields = {}
     setting = params.get("setting") or {}
@@ -92,8 +101,44 @@ def _settings_from_section(section: dict, source: str) -> IbsiSettings:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(sorted(known))}"
             raise RadiomicsLabError(f"Unknown setting '{key}' in section 'ibsi' of {source}; {hint}")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in section.items()}
+    for key, value in section.items():
+        _check_section_value(key, value, source)
+    values = {k: (v,) if k == "dimensions" and isinstance(v, str) else tuple(v) if isinstance(v, list) else v
+              for k, v in section.items()}
     return IbsiSettings(**values)
+
+
+#: What each setting of an ``ibsi:`` section holds, for the message refusing a value of the wrong kind
+#: (the ranges are checked by :func:`check_settings`); settings that may be null (None) are in _NULLABLE.
+_KINDS = {"mask_threshold": "number", "bin_width": "number", "ivh_bin_width": "number",
+          "bin_number": "whole", "ivh_bin_number": "whole", "glcm_distance": "whole", "ngtdm_distance": "whole",
+          "ngldm_distance": "whole", "ngldm_coarseness": "whole", "round_intensities": "flag",
+          "resegment_outliers": "flag", "new_spacing": "numbers", "resegment_range": "pair",
+          "interpolation": "text", "mask_interpolation": "text", "discretisation": "text", "ivh_discretisation": "text"}
+_NULLABLE = {"bin_width", "bin_number", "ivh_bin_width", "ivh_bin_number", "new_spacing", "resegment_range",
+             "image_filter"}
+_EXPECTED = {"number": "a number", "whole": "a whole number", "flag": "true or false",
+             "numbers": "a list of 3 numbers in mm (x, y, z; null keeps an axis)",
+             "pair": "a list [lower, upper] (null for an open end)", "text": "a name"}
+
+
+def _check_section_value(key: str, value, source: str) -> None:
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    kind = _KINDS.get(key)
+    if kind is None or (value is None and key in _NULLABLE):
+        return
+    valid = {"number": lambda: number(value),
+             "whole": lambda: number(value) and float(value).is_integer(),
+             "flag": lambda: isinstance(value, bool),
+             "numbers": lambda: isinstance(value, (list, tuple)) and all(v is None or number(v) for v in value),
+             "pair": lambda: isinstance(value, (list, tuple)) and len(value) == 2
+                             and all(v is None or number(v) for v in value),
+             "text": lambda: isinstance(value, str)}[kind]()
+    if not valid:
+        raise RadiomicsLabError(f"Invalid value {value!r} for setting '{key}' in section 'ibsi' of {source}: "
+                                f"expected {_EXPECTED[kind]}.")
 
 
 def check_settings(settings: IbsiSettings, source: str = "the settings") -> IbsiSettings:
