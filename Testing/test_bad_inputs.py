@@ -23,8 +23,6 @@ its count ("bad-input suite: N cases") in pytest's terminal summary.
 """
 
 import collections
-import hashlib
-import os
 import re
 import shlex
 import socket
@@ -39,6 +37,8 @@ import pytest
 import SimpleITK as sitk
 
 from RadiomicsLabLib.errors import RadiomicsLabError
+
+from test_bad_inputs_files import snapshot  # every file and folder with its SHA-256
 
 from conftest import CLI
 
@@ -177,22 +177,6 @@ def taken_port():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         yield taken.getsockname()[1]
-
-
-def snapshot(folder):
-    """Every file and folder under ``folder`` with its SHA-256 (links as their target)."""
-    found = {}
-    for root, dirs, files in os.walk(folder):
-        for name in dirs + files:
-            path = os.path.join(root, name)
-            if os.path.islink(path):
-                found[path] = "-> " + os.readlink(path)
-            elif os.path.isfile(path):
-                with open(path, "rb") as handle:
-                    found[path] = hashlib.sha256(handle.read()).hexdigest()
-            else:
-                found[path] = "folder"
-    return found
 
 
 def run_in_process(argv, capfd=None):

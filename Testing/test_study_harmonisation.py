@@ -36,6 +36,8 @@ from sklearn.preprocessing import StandardScaler
 from RadiomicsLabLib.errors import RadiomicsLabError, RadiomicsLabWarning
 from RadiomicsLabLib.study.harmonisation import ComBat, harmonisation_plots
 
+from conftest import site_effects
+
 SITES = np.array(["A", "B", "C"])
 #: Agreement with neuroCombat asked for: 1e-6 of each feature's SD.
 PARITY = 1e-6
@@ -45,14 +47,7 @@ def _site_table():
     data = load_breast_cancer()
     x0, y = data.data, data.target  # target: 0 malignant, 1 benign
     malignant = y == 0
-    rng = np.random.default_rng(2007)
-    probabilities = np.where(malignant[:, None], [0.20, 0.30, 0.50], [0.45, 0.35, 0.20])
-    site = np.array([rng.choice(3, p=p) for p in probabilities])
-    sd = x0.std(axis=0)
-    shift = sd * rng.normal(np.array([0.0, 0.8, -0.5])[:, None], 0.25, (3, x0.shape[1]))
-    scale = np.exp(rng.normal(np.log([1.0, 1.5, 0.7])[:, None], 0.1, (3, x0.shape[1])))
-    class_mean = np.where(malignant[:, None], x0[malignant].mean(axis=0), x0[~malignant].mean(axis=0))
-    x = class_mean + shift[site] + scale[site] * (x0 - class_mean)
+    site, x = site_effects(x0, malignant)
     dx = malignant.astype(float)  # 1 = malignant
     return SimpleNamespace(x0=x0, x=x, site=site, dx=dx, malignant=malignant, names=list(data.feature_names),
                            with_dx=np.column_stack([site, dx, x]),  # columns: site, diagnosis, 30 features

@@ -37,6 +37,8 @@ from RadiomicsLabLib.study.models import (MODELS, build_pipeline, default_grid, 
                                           selected_features)
 from RadiomicsLabLib.study.validation import PREDICTION_COLUMNS, ValidationCancelled, nested_cv, validate_study
 
+from conftest import site_effects
+
 LR = "logistic_l2"
 
 
@@ -225,24 +227,9 @@ def test_external_split_is_predicted_once_by_the_refitted_model(cancer):
 
 
 # (5) ComBat inside the folds -----------------------------------------------------------------------------------
-def _site_table(x0, malignant):
-    """Three sites with ComBat-model effects, as Testing/test_study_harmonisation.py documents and builds them:
-    a patient goes to site A/B/C with probabilities (0.20, 0.30, 0.50) if malignant, (0.45, 0.35, 0.20) if
-    benign; feature v becomes mu_dv + a_sv + b_sv (x_v - mu_dv) with a_sv = SD_v N(m_s, 0.25), m = (0, 0.8,
-    -0.5), and b_sv = exp(N(log l_s, 0.1)), l = (1, 1.5, 0.7); mu_dv the real mean of v over diagnosis d."""
-    rng = np.random.default_rng(2007)
-    probabilities = np.where(malignant[:, None], [0.20, 0.30, 0.50], [0.45, 0.35, 0.20])
-    site = np.array([rng.choice(3, p=p) for p in probabilities])
-    sd = x0.std(axis=0)
-    shift = sd * rng.normal(np.array([0.0, 0.8, -0.5])[:, None], 0.25, (3, x0.shape[1]))
-    scale = np.exp(rng.normal(np.log([1.0, 1.5, 0.7])[:, None], 0.1, (3, x0.shape[1])))
-    class_mean = np.where(malignant[:, None], x0[malignant].mean(axis=0), x0[~malignant].mean(axis=0))
-    return site, class_mean + shift[site] + scale[site] * (x0 - class_mean)
-
-
 def test_combat_is_fitted_inside_the_folds(cancer):
     X0, y, _ = cancer
-    site, x = _site_table(X0, y == 1)
+    site, x = site_effects(X0, y == 1)  # conftest: the harmonisation tests' documented site effects
     ids = np.arange(len(y))
     table = np.column_stack([ids, site, x])  # id (read by the spy), site, 30 features
     model = _spied(build_pipeline(LR, batch=0, random_state=0))  # after the spy: site, then the features
@@ -345,7 +332,7 @@ def test_validate_study_from_the_study_tables(cancer, tmp_path):
     from RadiomicsLabLib.study.inputs import read_study
 
     X, y, names = cancer
-    site, x = _site_table(X, y == 1)
+    site, x = site_effects(X, y == 1)
     site = np.array(["A", "B", "C"])[site]
     split = np.where(np.random.default_rng(3).random(len(y)) < 0.7, "train", "test")
     with open(tmp_path / "features.csv", "w", newline="") as handle:

@@ -43,6 +43,24 @@ PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#0072B2", "#D55E00", "#CC79A7", "#F
            "#9467BD", "#8C564B", "#BCBD22", "#17BECF"]
 
 
+
+def column_position(column, names, n_columns: int, what: str = "Column") -> int:
+    """The 0-based position of ``column`` (a position, negative ones counted from the end, or a name among
+    ``names``, the table's column names or None) in a table of ``n_columns`` columns; a clear error otherwise."""
+    if isinstance(column, (int, np.integer)) and not isinstance(column, bool):
+        if not -n_columns <= column < n_columns:
+            raise RadiomicsLabError(f"{what} {column} is not a column of X (0..{n_columns - 1}).")
+        return int(column) % n_columns
+    if isinstance(column, str):
+        if names is None:
+            raise RadiomicsLabError(f"{what} '{column}' is given by name, but X has no column names; give its "
+                                    "position (0-based) or pass a data frame.")
+        if column not in names:
+            raise RadiomicsLabError(f"{what} '{column}' is not in X; its columns are {', '.join(names[:20])}"
+                                    f"{' ...' if len(names) > 20 else ''}.")
+        return names.index(column)
+    raise RadiomicsLabError(f"{what} must be a position or a name, not {column!r}.")
+
 class ComBat(TransformerMixin, BaseEstimator):
     r"""ComBat harmonisation (location/scale model with empirical Bayes); a scikit-learn transformer.
 
@@ -302,19 +320,7 @@ class ComBat(TransformerMixin, BaseEstimator):
         names = [str(c) for c in names] if names is not None else None
 
         def index(column, role):
-            if isinstance(column, (int, np.integer)) and not isinstance(column, bool):
-                if not -n_columns <= column < n_columns:
-                    raise RadiomicsLabError(f"The {role} column {column} is not a column of X (0..{n_columns - 1}).")
-                return int(column) % n_columns
-            if isinstance(column, str):
-                if names is None:
-                    raise RadiomicsLabError(f"The {role} column '{column}' is given by name, but X has no column "
-                                            "names; give its position (0-based) or pass a data frame.")
-                if column not in names:
-                    raise RadiomicsLabError(f"The {role} column '{column}' is not in X; its columns are "
-                                            f"{', '.join(names[:20])}{' ...' if len(names) > 20 else ''}.")
-                return names.index(column)
-            raise RadiomicsLabError(f"The {role} column must be a position or a name, not {column!r}.")
+            return column_position(column, names, n_columns, f"The {role} column")
 
         def columns(value, role):
             if value is None:

@@ -59,6 +59,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RadiomicsLabError
+from .harmonisation import column_position
 
 #: The binary-outcome models :func:`make_model` builds.
 MODELS = ("logistic_l1", "logistic_l2", "logistic_elasticnet", "svm", "random_forest", "gradient_boosting")
@@ -196,19 +197,7 @@ class ColumnPicker:
         names = [str(c) for c in names] if names is not None else None
 
         def position(column):
-            if isinstance(column, numbers.Integral) and not isinstance(column, bool):
-                if not -n <= column < n:
-                    raise RadiomicsLabError(f"Column {column} is not a column of X (0..{n - 1}).")
-                return int(column) % n
-            if isinstance(column, str):
-                if names is None:
-                    raise RadiomicsLabError(f"Column '{column}' is given by name, but X has no column names; give its "
-                                            "position (0-based) or pass a pandas data frame.")
-                if column not in names:
-                    raise RadiomicsLabError(f"Column '{column}' is not in X; its columns are {', '.join(names[:20])}"
-                                            f"{' ...' if len(names) > 20 else ''}.")
-                return names.index(column)
-            raise RadiomicsLabError(f"A column must be a position or a name, not {column!r}.")
+            return column_position(column, names, n)
 
         first = [position(c) for c in self.first]
         if not self.rest:
