@@ -100,12 +100,8 @@ def _slicer_python_candidates(executable: str) -> list[Path]:
     """Where ``python-real`` is in a Slicer installation, seen from one of its executables."""
     folder = Path(executable).resolve().parent if executable else Path()
     homes = [folder, folder / "bin", folder.parent / "bin"]
-    try:  # desktop Slicer's application object knows its installation folder
-        import slicer
-
-        homes.insert(0, Path(slicer.app.slicerHome) / "bin")
-    except (ImportError, AttributeError):
-        pass
+    if os.environ.get("SLICER_HOME"):  # set by Slicer's launcher for the application it starts (no slicer import here)
+        homes.insert(0, Path(os.environ["SLICER_HOME"]) / "bin")
     return [home / name for home in homes for name in SLICER_PYTHON_NAMES]
 
 
