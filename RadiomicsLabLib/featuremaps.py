@@ -64,7 +64,6 @@ import dataclasses
 import difflib
 import functools
 import math
-import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field

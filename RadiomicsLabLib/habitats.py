@@ -1393,15 +1393,9 @@ def cohort_rows(results: list, features: dict | None = None) -> list:
 
 def table_csv_text(rows: list) -> str:
     """CSV of dict rows (columns: union in first-seen order; missing = empty), exact decimal values."""
-    from .results import format_value
+    from .results import rows_csv_text
 
-    columns = list(dict.fromkeys(c for row in rows for c in row))
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([format_value(row[c]) if isinstance(row.get(c), float) else row.get(c, "") for c in columns])
-    return buffer.getvalue()
+    return rows_csv_text(rows)
 
 
 def scores_rows(clustering: HabitatClustering) -> list:

@@ -16,7 +16,7 @@ from . import __version__
 #: Distribution name of each module whose version can change a number (recorded when it is loaded).
 _PACKAGES = {"radiomics": "pyradiomics-bhklab", "numpy": "numpy", "SimpleITK": "SimpleITK", "scipy": "scipy",
              "pywt": "PyWavelets", "sklearn": "scikit-learn", "skimage": "scikit-image", "numba": "numba",
-             "slicer": "slicer-core", "vtkmodules": "vtk"}
+             "slicer": "slicer-core", "vtkmodules": "vtk", "sksurv": "scikit-survival", "joblib": "joblib"}
 
 
 def software_versions() -> dict:

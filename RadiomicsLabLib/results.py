@@ -14,6 +14,18 @@ def format_value(value: float) -> str:
     return repr(float(value))
 
 
+def rows_csv_text(rows: list, columns=None) -> str:
+    """CSV of dict rows under ``columns`` (default: every key, in first-seen order); a missing key is an empty
+    cell, a float its exact shortest text (:func:`format_value`)."""
+    columns = list(columns) if columns is not None else list(dict.fromkeys(c for row in rows for c in row))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([format_value(row[c]) if isinstance(row.get(c), float) else row.get(c, "") for c in columns])
+    return buffer.getvalue()
+
+
 def to_csv_text(values, wide: bool = False) -> str:
     """Long format: one row per segment and feature (:data:`COLUMNS`); wide: one row per segment."""
     buffer = io.StringIO()

@@ -16,8 +16,6 @@ import csv
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import SimpleITK as sitk
 
@@ -25,7 +23,7 @@ from RadiomicsLabLib.batch import run_batch
 from RadiomicsLabLib.errors import RadiomicsLabError
 from RadiomicsLabLib.study.inputs import StudyInputError, read_study
 
-from conftest import read_csv
+from conftest import breast_cancer_tables, read_csv, write_rows
 
 CASES = ("brain1", "brain2", "breast1")
 FAST = {"featureClass": {"firstorder": [], "glcm": []}, "setting": {"binCount": 16}}
@@ -65,35 +63,6 @@ def batch_features(data, folder) -> Path:
 @pytest.fixture(scope="module")
 def batch_out(data, tmp_path_factory):
     return batch_features(data, tmp_path_factory.mktemp("study_batch"))
-
-
-def write_rows(path, header, rows):
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
-
-
-def breast_cancer_tables(folder):
-    """(features.csv, features.parquet, clinical.csv, the sklearn bunch) of the breast cancer table.
-
-    Ids P0001..P0569 in the table's order; clinical: diagnosis (malignant / benign, sklearn's target 0 / 1),
-    split (every 5th patient test), batch (A, B, C in turn; made up) and the real 'mean radius' as a covariate
-    (moved out of the features)."""
-    from sklearn.datasets import load_breast_cancer
-
-    bunch = load_breast_cancer()
-    folder = Path(folder)
-    ids = [f"P{i + 1:04d}" for i in range(len(bunch.target))]
-    names = [str(n) for n in bunch.feature_names]
-    features = names[1:]  # 'mean radius' goes to the clinical table
-    write_rows(folder / "features.csv", ["id", *features], [[i, *map(repr, row[1:].tolist())] for i, row in zip(ids, bunch.data)])
-    pq.write_table(pa.table({"id": ids, **{n: bunch.data[:, j + 1] for j, n in enumerate(features)}}), folder / "features.parquet")
-    write_rows(folder / "clinical.csv", ["id", "diagnosis", "split", "batch", "mean radius", "note"],
-               [[i, bunch.target_names[t], "test" if k % 5 == 4 else "train", "ABC"[k % 3], repr(float(r)), "x"]
-                for k, (i, t, r) in enumerate(zip(ids, bunch.target, bunch.data[:, 0]))])
-    return folder / "features.csv", folder / "features.parquet", folder / "clinical.csv", bunch
 
 
 @pytest.fixture

@@ -405,3 +405,75 @@ def test_refused_input(cancer):
         nested_cv(X, few, LR, n_jobs=1)
     with pytest.raises(RadiomicsLabError, match="outer must be an integer >= 2"):
         nested_cv(X, y, LR, outer=1, n_jobs=1)
+
+
+# Training cut-offs, model weights, ComBat's protected covariates ----------------------------------------------
+def test_binary_training_cutoffs_are_youden_thresholds_of_the_training_rows(cancer, tmp_path):
+    """Each outer fold's cut-off is choose_threshold (Youden) of ITS model's probabilities on ITS training rows;
+    the final cut-off the same on all rows, saved with the model; model_weights gives the logistic
+    coefficients, named: the radiomic features kept by selection, then the covariate."""
+    from RadiomicsLabLib.study.metrics import choose_threshold
+    from RadiomicsLabLib.study.models import model_weights
+
+    X, y, names = cancer
+    result = nested_cv(X, y, LR, covariates=[0], selection="correlation", feature_names=names,
+                       grids={label: {"model__C": [1.0]} for label in ("clinical", LR, f"clinical+{LR}")},
+                       repeats=1, outer=3, inner=2, seed=4, n_jobs=1, keep_fitted=True)
+    for model in result.models:
+        assert result.training_cutoffs[model].shape == (1, 3)
+        for f, (train, _) in enumerate(_splits(result, 0)):
+            fitted = result.fitted[(model, 0, f)]
+            expected = choose_threshold(y[train], fitted.predict_proba(X[train])[:, 1])
+            assert result.training_cutoffs[model][0, f] == expected
+        final = result.final_models[model]
+        assert result.final_cutoffs[model] == choose_threshold(y, final.predict_proba(X)[:, 1])
+    saved = load_model(result.save_model(LR, tmp_path / "model.joblib"))
+    assert saved["metadata"]["cutoff"] == result.final_cutoffs[LR] and saved["metadata"]["outcome_kind"] == "binary"
+
+    combined = result.final_models[f"clinical+{LR}"]
+    weights = model_weights(combined, result.feature_names, result.covariate_names)
+    kept = selected_features(combined, result.feature_names)
+    assert result.covariate_names == [names[0]]
+    assert weights["kind"] == "coefficient"
+    assert weights["names"] == [n for n, k in zip(names[1:], kept) if k] + [names[0]]
+    np.testing.assert_array_equal(weights["values"], combined.named_steps["model"].coef_[0])
+    assert model_weights(result.final_models["clinical"], result.feature_names)["names"] == ["covariate 1"]
+    forest = build_pipeline("random_forest", random_state=0).set_params(model__n_estimators=20).fit(X[:, :5], y)
+    assert model_weights(forest, names[:5])["kind"] == "importance"
+    assert model_weights(build_pipeline("svm").fit(X[:, :5], y), names[:5]) is None
+
+
+def test_combat_protects_the_covariates(cancer):
+    """Covariate: the real 'mean radius' (no site effect: a clinical measurement); features: the 29 others with
+    the documented site effects (conftest.site_effects), whose sites differ in their share of malignant, so of
+    large, tumours: radius is associated with both the site and the features. With protect_covariates (the
+    default when batch and covariates are given) the pipeline's ComBat is exactly ComBat(batch, covariates) fitted
+    alone on the same rows, and the harmonised 'mean perimeter' keeps the site differences that radius explains
+    (site-mean spread 13.2 vs radius coefficient x site-mean radius spread 13.5; the real, site-free perimeter's
+    spread is 13.0); without protection ComBat removes them (spread 0.8)."""
+    X0, y, _ = cancer
+    site, x = site_effects(X0, y == 1)
+    table = np.column_stack([site, X0[:, 0], x[:, 1:]])
+
+    def combat_of(pipeline):
+        return pipeline.named_steps["columns"].named_transformers_["radiomics"].named_steps["combat"]
+
+    protected = build_pipeline(LR, batch=0, covariates=[1], kind="radiomics").fit(table, y)
+    plain = build_pipeline(LR, batch=0, covariates=[1], kind="radiomics", protect_covariates=False).fit(table, y)
+    alone = ComBat(batch=0, covariates=[1]).fit(table)
+    with_cov, without = combat_of(protected), combat_of(plain)
+    for name in ("grand_mean_", "covariate_coef_", "var_pooled_", "gamma_star_", "delta_star_"):
+        np.testing.assert_array_equal(getattr(with_cov, name), getattr(alone, name))
+    assert without.covariate_coef_.shape == (0, 29)
+    harmonised = with_cov.transform(table)[:, 1]  # mean perimeter
+    removed = without.transform(table[:, [0, *range(2, table.shape[1])]])[:, 1]
+    spread = np.ptp([harmonised[site == s].mean() for s in range(3)])
+    explained = np.ptp([with_cov.covariate_coef_[0, 1] * X0[site == s, 0].mean() for s in range(3)])
+    assert spread == pytest.approx(explained, rel=0.05) and spread > 10
+    assert np.ptp([removed[site == s].mean() for s in range(3)]) < 0.1 * spread
+    # The model itself ignores the covariate as a predictor (radiomics only): its inputs are the 29 features.
+    assert protected.named_steps["model"].coef_.shape == (1, 29)
+    result = nested_cv(table, y, LR, batch=0, covariates=[1], grids={"model__C": [1.0]}, repeats=1, outer=3,
+                       inner=2, seed=1, n_jobs=1, clinical_model=None)
+    assert result.settings["protect_covariates"] is True
+    assert result.models == [LR, f"clinical+{LR}"]

@@ -88,7 +88,7 @@ class StudyData:
 
     ``X`` (patients x features, float64; NaN only with ``missing="impute"``), ``feature_names``,
     ``ids``; ``outcome_kind`` ``"binary"`` (``y``: 0/1 ints, ``classes``: the (negative, positive)
-    labels as written) or ``"survival"`` (``time`` > 0 floats, ``event`` bools); ``batch`` (text per
+    labels as written), ``"survival"`` (``time`` > 0 floats, ``event`` bools) or ``"none"``; ``batch`` (text per
     patient) or None; ``covariates`` (patients x covariates, float64) with ``covariate_names``;
     ``split``: True for training rows (None: no split column, every row is for training); ``notes``:
     what was assumed or done (pivoted table, columns chosen, missing values left for imputation, ...).
@@ -371,7 +371,7 @@ def _read_features(path, id_column: str, problems: list, notes: list) -> _Featur
 
 
 # The clinical table ---------------------------------------------------------------------------------
-def _choose_columns(table: _Table, outcome, time, event, batch, split, notes, problems):
+def _choose_columns(table: _Table, outcome, time, event, batch, split, notes, problems, require_outcome=True):
     """The clinical columns to use (outcome / time / event / batch / split), defaults found by name."""
     columns = set(table.columns)
     if outcome is None and time is None and event is None:
@@ -381,7 +381,7 @@ def _choose_columns(table: _Table, outcome, time, event, batch, split, notes, pr
         elif "time" in columns and "event" in columns:
             time, event = "time", "event"
             notes.append(f"{table.name}: the survival outcome is the columns 'time' and 'event'.")
-        else:
+        elif require_outcome:
             problems.append(StudyProblem(f"{table.name} row 1", "no outcome: there is no column 'outcome', nor 'time' and "
                                          "'event'; name them so, or give outcome= (binary) or time= and event= (survival)."))
     elif outcome is not None and (time is not None or event is not None):
@@ -494,7 +494,8 @@ def _survival_outcome(table, time_column, event_column, rows, problems):
 
 def read_study(features, clinical, *, outcome: str | None = None, time: str | None = None, event: str | None = None,
                positive=None, batch: str | None = None, covariates=(), split: str | None = None, id_column: str = "id",
-               missing: str = "refuse", n_folds: int | None = 5, drop_constant: bool = False) -> StudyData:
+               missing: str = "refuse", n_folds: int | None = 5, drop_constant: bool = False,
+               require_outcome: bool = True) -> StudyData:
     """Read and check FEATURES (CSV or Parquet) and CLINICAL (CSV) together; see the module docstring.
 
     ``outcome``: the binary outcome column (0/1, or two labels with ``positive`` the label coded 1);
@@ -503,6 +504,8 @@ def read_study(features, clinical, *, outcome: str | None = None, time: str | No
     ``missing``: ``"refuse"`` (a problem) or ``"impute"`` (kept as NaN, to be imputed inside the
     folds). ``n_folds``: the cross-validation the study will run (None: no check of the class or
     event counts). ``drop_constant``: drop constant features with a note instead of refusing them.
+    ``require_outcome``: False reads a study without an outcome (``outcome_kind`` ``"none"``; e.g. to
+    harmonise a table for exploration) when no outcome column is given or found.
     Raises :class:`StudyInputError` listing every problem; returns :class:`StudyData`.
     """
     if missing not in MISSING_POLICIES:
@@ -519,7 +522,8 @@ def read_study(features, clinical, *, outcome: str | None = None, time: str | No
         problems.append(StudyProblem(f"{table.name} row 1", f"no id column '{id_column}' (columns: "
                                      f"{_listing(map(repr, table.columns))}); name the patient id column '{id_column}'."))
         raise StudyInputError(problems)
-    outcome, time, event, batch, split = _choose_columns(table, outcome, time, event, batch, split, notes, problems)
+    outcome, time, event, batch, split = _choose_columns(table, outcome, time, event, batch, split, notes, problems,
+                                                         require_outcome)
     covariates = [covariates] if isinstance(covariates, str) else list(covariates)
     wanted = [c for c in (outcome, time, event, batch, split, *covariates) if c is not None]
     absent = [c for c in wanted if c not in table.columns]
@@ -653,7 +657,8 @@ def read_study(features, clinical, *, outcome: str | None = None, time: str | No
     if len(names) > n_train:
         notes.append(f"{len(names)} features for {n_train} {'training ' if split_mask is not None else ''}patients: more "
                      "features than patients; reduce them inside the folds (selection) before a model.")
-    return StudyData(X=X, feature_names=names, ids=ids, outcome_kind="binary" if outcome is not None else "survival",
+    kind = "binary" if outcome is not None else "survival" if time is not None else "none"
+    return StudyData(X=X, feature_names=names, ids=ids, outcome_kind=kind,
                      y=y, time=t, event=None if e is None else e.astype(bool), batch=batch_values,
                      covariates=covariate_values, covariate_names=covariates, split=split_mask, classes=classes,
                      notes=notes, missing=missing, pivoted=data.pivoted,

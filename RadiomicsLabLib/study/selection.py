@@ -81,6 +81,10 @@ class _Selector(SelectorMixin, BaseEstimator):
         return X
 
     def _check_y_binary(self, y, n: int) -> np.ndarray:
+        if survival_target(y) is not None:
+            raise RadiomicsLabError(f"{type(self).__name__} is a classification selector (binary outcome); for a "
+                                    "survival outcome use NearZeroVariance, CorrelationClusters or UnivariateFDR "
+                                    "(selections nzv, correlation, fdr).")
         y = np.asarray(y)
         if y.ndim != 1 or y.shape[0] != n:
             raise RadiomicsLabError(f"{type(self).__name__}: y must be one value per row ({n}); got shape {y.shape}.")
