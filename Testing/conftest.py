@@ -11,6 +11,10 @@ import SimpleITK as sitk
 
 from RadiomicsLabLib.data import data_dir, sample_case
 from RadiomicsLabLib.ibsi.reference import chapter1_reference
+from RadiomicsLabLib.study.examples import site_effects
+
+#: Shared with the study tests: the made imaging sites of RadiomicsLabLib.study.examples.
+__all__ = ["site_effects"]
 
 CLI = Path(sys.executable).with_name("radiomicslab")
 
@@ -100,24 +104,6 @@ def start_then_cancel(job, after_s: float = 0.3):
     with pytest.raises(JobCancelled):
         run.result()
     return run
-
-
-def site_effects(x0, malignant):
-    """Three imaging sites with ComBat-model batch effects made from real features (the study tests' batches): a
-    patient goes to site A/B/C with probabilities (0.20, 0.30, 0.50) if malignant, (0.45, 0.35, 0.20) if benign;
-    feature v becomes mu_dv + a_sv + b_sv (x_v - mu_dv) with a_sv = SD_v N(m_s, 0.25), m = (0, 0.8, -0.5), and
-    b_sv = exp(N(log l_s, 0.1)), l = (1, 1.5, 0.7); mu_dv the real mean of v over diagnosis d. Seed 2007.
-    Returns (site per patient, the features with the site effects)."""
-    import numpy as np
-
-    rng = np.random.default_rng(2007)
-    probabilities = np.where(malignant[:, None], [0.20, 0.30, 0.50], [0.45, 0.35, 0.20])
-    site = np.array([rng.choice(3, p=p) for p in probabilities])
-    sd = x0.std(axis=0)
-    shift = sd * rng.normal(np.array([0.0, 0.8, -0.5])[:, None], 0.25, (3, x0.shape[1]))
-    scale = np.exp(rng.normal(np.log([1.0, 1.5, 0.7])[:, None], 0.1, (3, x0.shape[1])))
-    class_mean = np.where(malignant[:, None], x0[malignant].mean(axis=0), x0[~malignant].mean(axis=0))
-    return site, class_mean + shift[site] + scale[site] * (x0 - class_mean)
 
 
 def write_rows(path, header, rows):

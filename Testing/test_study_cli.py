@@ -233,3 +233,15 @@ def test_survival_study_c_index_equals_scikit_survival(gbsg2, tmp_path):
     assert 0.6 < expected < 0.8  # GBSG2's clinical variables carry a known, moderate signal
     for name in ("kaplan_meier.png", "coefficients.png", "report.html", "model.joblib"):
         assert (out / name).is_file(), name
+
+
+def test_examples_writes_the_two_real_tables(tmp_path):
+    run = run_cli("examples", "-o", tmp_path / "ex")
+    assert run.returncode == 0, run.stderr
+    clinical = read_csv(tmp_path / "ex" / "breast_cancer" / "clinical.csv")
+    assert len(clinical) == 569 and sum(r["diagnosis"] == "malignant" for r in clinical) == 212
+    assert {r["site"] for r in clinical} == {"A", "B", "C"} and sum(r["split"] == "test" for r in clinical) == 113
+    survival = read_csv(tmp_path / "ex" / "gbsg2" / "clinical.csv")
+    assert len(survival) == 686 and sum(r["recurrence"] == "1" for r in survival) == 299
+    features = read_csv(tmp_path / "ex" / "breast_cancer" / "features.csv")
+    assert len(features[0]) == 30 and "mean radius" not in features[0]

@@ -903,7 +903,8 @@ def _summary_html(card) -> str:
                                 f"{_join(card['harmonisation'].get('protected'))})") if card.get("harmonisation")
               else "none"),
              ("validation", _validation_text(card)),
-             ("seeds", json.dumps(v.get("seeds", {"seed": v.get("seed")}), sort_keys=True, default=str))]
+             ("seed", f"{v.get('seed')} (every fold's, model's and permutation's seed derives from it; all are "
+                      "listed in model_card.json)")]
     if card.get("threshold") is not None:
         pairs.append(("threshold", _number(card["threshold"])))
     text = ""

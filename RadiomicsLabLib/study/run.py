@@ -163,7 +163,13 @@ def run_study(features, clinical, output_dir, *, id_column: str = "id", outcome=
                                 seed=result.seeds["seed"])
     fitted = result.final_models[primary]
     selected = _selected_rows(result)
-    card = _model_card(study, result, primary, models, steps, icc, inputs, horizon, rows, extra, fitted)
+    # read_study takes the columns named outcome / time, event / batch / split when none is given
+    columns = {"id_column": id_column, "outcome": outcome or ("outcome" if kind == "binary" else None),
+               "positive": positive, "time": time or ("time" if kind == "survival" else None),
+               "event": event or ("event" if kind == "survival" else None),
+               "batch": batch or ("batch" if study.batch is not None else None),
+               "split": split or ("split" if study.split is not None else None)}
+    card = _model_card(study, result, primary, steps, inputs, columns, horizon, rows, fitted)
     texts = {"metrics.csv": rows_csv_text(rows, METRIC_COLUMNS),
              "predictions.csv": rows_csv_text(result.prediction_rows(), _prediction_columns(result)),
              "selected_features.csv": rows_csv_text(selected, ("model", "feature", "frequency", "final")),
@@ -412,7 +418,8 @@ def harmonise_study(study, *, parametric: bool = True, reference_batch=None):
 
 
 # The model card ----------------------------------------------------------------------------------------
-def _model_card(study, result, primary, models, steps, icc, inputs, horizon, rows, extra, fitted) -> dict:
+def _model_card(study, result, primary, steps, inputs, columns, horizon, rows, fitted) -> dict:
+    """The model card (model_card.json, the report's facts): ``columns`` names the clinical columns used."""
     from ..provenance import software_versions
     from .models import selected_features
 
@@ -423,8 +430,7 @@ def _model_card(study, result, primary, models, steps, icc, inputs, horizon, row
     features_used = list(result.feature_names) if kept is None else [
         name for name, k in zip(result.feature_names, kept) if k]
     train = study.train
-    study_facts = {"outcome_kind": kind, "id_column": None, "batch": study.batch is not None,
-                   "covariates": list(study.covariate_names), "split": study.split is not None,
+    study_facts = {"outcome_kind": kind, **columns, "covariates": list(study.covariate_names),
                    "n_patients": study.n_patients, "n_train": int(train.sum()), "n_test": int((~train).sum()),
                    "n_features": study.n_features, "pivoted": study.pivoted, "missing": study.missing,
                    "horizon": horizon}

@@ -538,11 +538,18 @@ def _model_specs(models, selection, batch, covariates, impute, clinical_model, m
 
 
 def _grids(specs, grids) -> dict:
-    """{label: param_grid}: the defaults, or the given grid(s), checked against each pipeline's parameters."""
+    """{label: param_grid}: the defaults, or the given grid(s), checked against each pipeline's parameters.
+
+    The default for the ``clinical`` model is no search (its model's default penalty): with a handful of
+    covariates the penalty barely changes the ranking, so an AUC or C-index search ties and would pick the
+    grid's first (most shrunk) setting, giving badly calibrated probabilities."""
+    def default(label, pipeline):
+        return {} if label == "clinical" else default_grid(pipeline)
+
     if grids is None:
-        chosen = {label: default_grid(p) for label, p in specs.items()}
+        chosen = {label: default(label, p) for label, p in specs.items()}
     elif isinstance(grids, dict) and grids and set(grids) <= set(specs):
-        chosen = {label: grids.get(label, default_grid(p)) for label, p in specs.items()}
+        chosen = {label: grids.get(label, default(label, p)) for label, p in specs.items()}
     else:
         chosen = {label: grids for label in specs}
     for label, grid in chosen.items():
