@@ -65,6 +65,12 @@ OPTIONAL_IN_SLICER = {
                            "the pyradiomics engine and pyradiomics' parameter-file validation; RadiomicsLab's native "
                            "engine needs no pyradiomics. On PyPI it is a source distribution only (no wheels): "
                            "installing it needs a C compiler, which most Windows and macOS computers lack"),
+    "scikit-survival": (("sksurv",),
+                        "the study's survival models (penalised Cox, random survival forest); the binary models need "
+                        "only scikit-learn. scikit-survival 0.28 needs scikit-learn >= 1.9, whose Linux wheels need "
+                        "glibc 2.28 (Slicer supports 2.17), and declares ecos, which has no CPython 3.12 wheel for "
+                        "macOS arm64 (only scikit-survival's SVMs import it: `pip install --no-deps scikit-survival "
+                        "narwhals` beside scikit-learn 1.9 works there)"),
 }
 
 #: pyproject dependencies the desktop module does not use -> why.

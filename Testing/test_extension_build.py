@@ -157,7 +157,7 @@ def test_requirements_account_for_every_pyproject_dependency():
               set(dependencies.NOT_USED_IN_SLICER)]
     assert set.union(*groups) == set(declared), "pyproject.toml and RadiomicsLabLib.dependencies disagree"
     assert sum(map(len, groups)) == len(declared), "a dependency is in more than one group"
-    assert set(dependencies.OPTIONAL_IN_SLICER) == {"pyradiomics-bhklab"}
+    assert set(dependencies.OPTIONAL_IN_SLICER) == {"pyradiomics-bhklab", "scikit-survival"}
 
 
 def test_requirements_file_is_the_one_list_of_what_slicer_installs(tmp_path):
