@@ -44,7 +44,8 @@ CONSOLE = "## Python console (desktop Slicer or headless)"
 SCRIPTING = "## Scripting from the Slicer Python console"
 CONSOLE_UNIT = "Python console"
 SCRIPTING_EXAMPLES = ["Extraction", "Feature maps", "Observers", "Habitats and a peritumoral ring",
-                      "Delta-radiomics (two timepoints as Sequences)", "Cohort (batch on a Dask LocalCluster)"]
+                      "Delta-radiomics (two timepoints as Sequences)", "Cohort (batch on a Dask LocalCluster)",
+                      "Study (nested cross-validation into the scene)"]
 DESKTOP_MARKER = "Desktop Slicer only:"
 DESKTOP_GLOBALS = re.compile(r"\bslicer\.(mrmlScene|util\b|app\b|modules\b)")
 TIMEOUT_S = 900
@@ -351,6 +352,13 @@ def probe_cohort(ns) -> dict:
             "in_scene": in_scene(the_scene(), status, result)}
 
 
+def probe_study(ns) -> dict:
+    results = ns["results"]
+    return {"metrics": ns["logic"].table_rows(results.metrics), "tables": {k: str(v) for k, v in ns["tables"].items()},
+            "rows": ns["predicted"].GetNumberOfRows(),
+            "in_scene": in_scene(the_scene(), results.metrics, results.main_chart, ns["predicted"])}
+
+
 def the_scene():
     """The scene the examples used: ``default_scene()``, the process's headless scene here."""
     from RadiomicsLabLib.mrml.app import default_scene
@@ -361,7 +369,8 @@ def the_scene():
 PROBES = {CONSOLE_UNIT: probe_console, "Extraction": probe_extraction, "Feature maps": probe_feature_maps,
           "Observers": probe_observers, "Habitats and a peritumoral ring": probe_habitats,
           "Delta-radiomics (two timepoints as Sequences)": probe_delta,
-          "Cohort (batch on a Dask LocalCluster)": probe_cohort}
+          "Cohort (batch on a Dask LocalCluster)": probe_cohort,
+          "Study (nested cross-validation into the scene)": probe_study}
 
 
 # The README as written ---------------------------------------------------------------------------
@@ -499,3 +508,22 @@ def test_cohort_example_equals_pyradiomics_on_each_case(tmp_path_factory):
         assert float(mean) == pytest.approx(baseline("original_firstorder_Mean", case), rel=1e-12, abs=0)
         expected = pyradiomics_features(*sample_case(case))
         assert {name: float(probe["rows"][case][name]) for name in expected} == expected, case
+
+
+def test_study_example_equals_radiomicslab_study_on_the_files(tmp_path_factory):
+    """The console's metrics table is the metrics.csv that the study core writes for the same files and seed."""
+    record = pasted("Study (nested cross-validation into the scene)", tmp_path_factory)
+    probe = record["probe"]
+    assert probe["in_scene"] and probe["rows"] == 569
+    from RadiomicsLabLib.study.run import run_study
+
+    out = tmp_path_factory.mktemp("study-core") / "out"
+    run_study(probe["tables"]["features"], probe["tables"]["clinical"], out, outcome="diagnosis",
+                       positive="malignant", batch="site", covariates=["mean radius"], repeats=1, outer=3, inner=3,
+                       workers=1)
+    with open(out / "metrics.csv", newline="") as handle:
+        expected = list(csv.DictReader(handle))
+    assert [{k: str(v) for k, v in row.items()} for row in probe["metrics"]] == expected
+    primary, auc = lines(record["outputs"][0])[1]
+    assert primary == "clinical+logistic_l1" and auc == next(
+        r["estimate"] for r in expected if r["model"] == primary and r["metric"] == "auc")

@@ -16,6 +16,7 @@ _EXPORTS = {
     "CohortLogic": "cohort", "DeltaLogic": "delta", "ExtractionLogic": "extraction",
     "FeatureMapLogic": "featuremaps", "FeatureMapResult": "featuremaps", "HabitatLogic": "habitats",
     "HabitatNodes": "habitats", "ObserverLogic": "observers", "SegmentStatisticsFeatures": "segmentstatistics",
+    "StudyLogic": "study", "StudyResults": "study",
 }
 
 __all__ = sorted(_EXPORTS)
