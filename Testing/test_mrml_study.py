@@ -81,18 +81,10 @@ def breast_scene(breast, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gbsg2(tmp_path_factory):
-    from sksurv.datasets import load_gbsg2
+    """GBSG2's features.csv and clinical.csv (RadiomicsLabLib.study.examples); the folder."""
+    from RadiomicsLabLib.study.examples import write_gbsg2_example
 
-    folder = tmp_path_factory.mktemp("gbsg2")
-    X, y = load_gbsg2()
-    ids = [f"G{i + 1:04d}" for i in range(len(y))]
-    features = ["age", "tsize", "pnodes", "progrec", "estrec"]
-    write_rows(folder / "features.csv", ["id", *features],
-               [[i, *(repr(float(X[c].iloc[k])) for c in features)] for k, i in enumerate(ids)])
-    write_rows(folder / "clinical.csv", ["id", "days", "recurrence", "postmenopausal"],
-               [[i, repr(float(y["time"][k])), int(y["cens"][k]), int(X["menostat"].iloc[k] == "Post")]
-                for k, i in enumerate(ids)])
-    return folder
+    return write_gbsg2_example(tmp_path_factory.mktemp("gbsg2"))["features"].parent
 
 
 # Binary: the nodes hold what the core wrote and what the report draws ----------------------------------------------

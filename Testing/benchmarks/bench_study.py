@@ -29,8 +29,8 @@ predictions and the AUC of each repeat, and the final model (the same search on 
 Data (real features; no missing value):
 
 - small, 569 x 30: scikit-learn's breast cancer Wisconsin table (``load_breast_cancer``; outcome malignant =
-  1), with three imaging sites made by the documented rule of ``Testing/conftest.py::site_effects`` (copied
-  below: site drawn by diagnosis with probabilities (0.20, 0.30, 0.50) malignant / (0.45, 0.35, 0.20) benign;
+  1), with three imaging sites made by the documented rule of ``RadiomicsLabLib.study.examples.site_effects`` (the tests'
+  sites: site drawn by diagnosis with probabilities (0.20, 0.30, 0.50) malignant / (0.45, 0.35, 0.20) benign;
   feature v of site s becomes mu_dv + a_sv + b_sv (x_v - mu_dv), a_sv = SD_v N(m_s, 0.25), m = (0, 0.8,
   -0.5), b_sv = exp(N(log l_s, 0.1)), l = (1, 1.5, 0.7), mu_dv the feature's mean over diagnosis d; seed 2007).
 - large, 1000 x 1500: the 569 real patients drawn with replacement to 1000 rows (seed 1500) with Gaussian
@@ -73,23 +73,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from RadiomicsLabLib.study.examples import site_effects  # noqa: E402 (the study tests' made sites)
+
 MODEL, SELECTION, OUTER, INNER, SEED = "logistic_l1", "correlation", 5, 3, 0
 
 
 # Data ----------------------------------------------------------------------------------------------------
-def site_effects(x0, malignant):
-    """Testing/conftest.py::site_effects, copied (the conftest imports SimpleITK and pytest): the same rule, seed
-    and draws (see the module docstring). Returns (site per patient, the features with the site effects)."""
-    rng = np.random.default_rng(2007)
-    probabilities = np.where(malignant[:, None], [0.20, 0.30, 0.50], [0.45, 0.35, 0.20])
-    site = np.array([rng.choice(3, p=p) for p in probabilities])
-    sd = x0.std(axis=0)
-    shift = sd * rng.normal(np.array([0.0, 0.8, -0.5])[:, None], 0.25, (3, x0.shape[1]))
-    scale = np.exp(rng.normal(np.log([1.0, 1.5, 0.7])[:, None], 0.1, (3, x0.shape[1])))
-    class_mean = np.where(malignant[:, None], x0[malignant].mean(axis=0), x0[~malignant].mean(axis=0))
-    return site, class_mean + shift[site] + scale[site] * (x0 - class_mean)
-
-
 def _derived_columns(x, count: int, rng) -> np.ndarray:
     """``count`` columns derived from the real features ``x`` (see the module docstring)."""
     z = (x - x.mean(axis=0)) / x.std(axis=0)
