@@ -1,17 +1,19 @@
 """RadiomicsLab scripted module: the desktop Slicer GUI over RadiomicsLabLib's MRML logic.
 
 One module, one collapsible section per workflow (Inputs, Segmentation, Extraction, Feature maps,
-Observers, Habitats, Delta, Cohort). The widget only turns GUI state (kept in a parameter node, so a
+Observers, Habitats, Delta, Cohort, Study). The widget only turns GUI state (kept in a parameter node, so a
 saved scene restores it) into one call of a Logic class of ``RadiomicsLabLib.mrml`` and shows what
 it returns (tables, plots, overlays). The console works the same way::
 
     logic = slicer.util.getModuleLogic("RadiomicsLab")      # an ExtractionLogic on slicer.mrmlScene
     table = logic.extract(volumeNode, segmentationNode, settings="pyradiomics-default")
     maps = logic.featureMaps.compute(volumeNode, segmentationNode, features="glcm_Contrast", radius=1)
-    # also logic.observers, logic.habitats, logic.delta, logic.cohort (see the README)
+    # also logic.observers, logic.habitats, logic.delta, logic.cohort, logic.study (see the README)
 """
 
+import csv
 import importlib
+import importlib.util
 import logging
 import os
 import re
@@ -59,7 +61,7 @@ if UNSUPPORTED_SLICER is None:
 
     # Only modules that need nothing beyond what Slicer ships are imported here; the workflows' Logic
     # classes (numba, dask, scikit-learn, ...) are imported on first use, after ensureDependencies().
-    from RadiomicsLabLib.dependencies import bundled_pins, missing_requirements, requirements_file
+    from RadiomicsLabLib.dependencies import OPTIONAL_IN_SLICER, bundled_pins, missing_requirements, requirements_file
     from RadiomicsLabLib.errors import Cancelled
     from RadiomicsLabLib.mrml.extraction import ExtractionLogic
     from RadiomicsLabLib.settings import DEFAULT_PRESET, preset_names
@@ -229,6 +231,10 @@ class RadiomicsLabParameterNode:
     deltaStudy (none: new from the timepoints), deltaReference, deltaRegistration, deltaPropagate - Delta.
     cohortFile, cohortOutputDirectory, cohortWorkers (-1: one worker process per core, 0: in Slicer's process,
         N: N worker processes), cohortRetryFailed - Cohort batch.
+    studyFeaturesTable (none: studyFeaturesFile), studyFeaturesFile, studyClinicalFile, studyOutcome, studyPositive,
+        studyTime, studyEvent, studyBatch, studyCovariates (comma-separated), studyIdColumn, studySplit, studyModels
+        (comma-separated; empty: the default of the outcome), studySelection, studyOuter, studyRepeats, studyInner,
+        studySeed, studyOutputDirectory (empty: a new temporary folder), studyModelFile - Study and Apply model.
     engine - Engine of pyradiomics-style settings: native (RadiomicsLab's own, no pyradiomics needed) or pyradiomics.
     uncheckedSegmentIds - Segments of inputSegmentation left out of every workflow (new segments come checked).
     """
@@ -265,6 +271,25 @@ class RadiomicsLabParameterNode:
     cohortOutputDirectory: str = ""
     cohortWorkers: Annotated[int, WithinRange(-1, 256)] = -1
     cohortRetryFailed: bool = False
+    studyFeaturesTable: vtkMRMLTableNode
+    studyFeaturesFile: str = ""
+    studyClinicalFile: str = ""
+    studyOutcome: str = ""
+    studyPositive: str = ""
+    studyTime: str = ""
+    studyEvent: str = ""
+    studyBatch: str = ""
+    studyCovariates: str = ""
+    studyIdColumn: str = "id"
+    studySplit: str = ""
+    studyModels: str = ""
+    studySelection: str = "nzv,correlation"
+    studyOuter: Annotated[int, WithinRange(2, 50)] = 5
+    studyRepeats: Annotated[int, WithinRange(1, 100)] = 2
+    studyInner: Annotated[int, WithinRange(2, 50)] = 3
+    studySeed: Annotated[int, WithinRange(0, 2147483647)] = 0
+    studyOutputDirectory: str = ""
+    studyModelFile: str = ""
     engine: Annotated[str, Choice(EXTRACTION_ENGINES)] = "native"
     uncheckedSegmentIds: list[str]
 
@@ -285,13 +310,18 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     #: parameter (a str) -> ctk widget bound by hand (the wrapper binds ctkPathLineEdit / ctkDirectoryButton
     #: only to pathlib.Path, where "" would become ".")
     PATH_WIDGETS = {"parameterFile": "parameterFilePathLineEdit", "cohortFile": "cohortFilePathLineEdit",
-                    "cohortOutputDirectory": "cohortOutputDirectoryButton"}
+                    "cohortOutputDirectory": "cohortOutputDirectoryButton", "studyFeaturesFile": "studyFeaturesFilePathLineEdit",
+                    "studyClinicalFile": "studyClinicalFilePathLineEdit",
+                    "studyOutputDirectory": "studyOutputDirectoryPathLineEdit", "studyModelFile": "studyModelFilePathLineEdit"}
     #: parameter (a list of nodes) -> qMRMLCheckableNodeComboBox bound by hand (the wrapper has no connector for it)
     NODE_LIST_WIDGETS = {"observerSegmentations": "observerSegmentationsSelector", "channelVolumes": "channelVolumesSelector",
                          "timepointVolumes": "timepointVolumesSelector",
                          "timepointSegmentations": "timepointSegmentationsSelector"}
     #: parameter (a list of segment IDs) -> QListWidget of the segments, synchronised by hand (_onSegmentChecked)
     CHECKLIST_WIDGETS = {"uncheckedSegmentIds": "segmentsListWidget"}
+    #: Study column line edits: each completes the column names of the clinical CSV's header (_refreshStudyColumns)
+    STUDY_COLUMN_WIDGETS = ("studyOutcomeLineEdit", "studyTimeLineEdit", "studyEventLineEdit", "studyBatchLineEdit",
+                            "studyCovariatesLineEdit", "studyIdColumnLineEdit", "studySplitLineEdit")
 
     def __init__(self, parent=None) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
@@ -307,6 +337,7 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._effectFactory = None
         self._cohort = None  # (cohort, output folder, status table node) of the running cohort batch
         self._cohortTimer = None
+        self._studyColumnsPath = None  # the clinical CSV whose header the study column line edits complete
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
@@ -340,6 +371,13 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.parameterFilePathLineEdit.connect("currentPathChanged(QString)", lambda path: self._setPath("parameterFile", path))
         self.ui.cohortFilePathLineEdit.connect("currentPathChanged(QString)", lambda path: self._setPath("cohortFile", path))
         self.ui.cohortOutputDirectoryButton.connect("directoryChanged(QString)", lambda path: self._setPath("cohortOutputDirectory", path))
+        self.ui.studyFeaturesFilePathLineEdit.nameFilters = [_("Features tables") + " (*.csv *.parquet)"]
+        self.ui.studyClinicalFilePathLineEdit.nameFilters = [_("Clinical tables") + " (*.csv)"]
+        self.ui.studyModelFilePathLineEdit.nameFilters = [_("Study models") + " (*.joblib)"]
+        self.ui.studyFeaturesFilePathLineEdit.connect("currentPathChanged(QString)", lambda path: self._setPath("studyFeaturesFile", path))
+        self.ui.studyClinicalFilePathLineEdit.connect("currentPathChanged(QString)", lambda path: self._setPath("studyClinicalFile", path))
+        self.ui.studyOutputDirectoryPathLineEdit.connect("currentPathChanged(QString)", lambda path: self._setPath("studyOutputDirectory", path))
+        self.ui.studyModelFilePathLineEdit.connect("currentPathChanged(QString)", lambda path: self._setPath("studyModelFile", path))
         for name, widgetName in self.NODE_LIST_WIDGETS.items():
             getattr(self.ui, widgetName).connect("checkedNodesChanged()", lambda name=name: self._setNodeList(name))
 
@@ -354,6 +392,8 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.computeDeltaButton.connect("clicked(bool)", self.onComputeDeltaButton)
         self.ui.runCohortButton.connect("clicked(bool)", self.onRunCohortButton)
         self.ui.cancelCohortButton.connect("clicked(bool)", self.onCancelCohortButton)
+        self.ui.runStudyButton.connect("clicked(bool)", self.onRunStudyButton)
+        self.ui.applyStudyModelButton.connect("clicked(bool)", self.onApplyStudyModelButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
 
         self._cohortTimer = qt.QTimer()
@@ -474,6 +514,7 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if editor.sourceVolumeNode() is not parameterNode.inputVolume:
                 editor.setSourceVolumeNode(parameterNode.inputVolume)
         self._observeSegmentation(parameterNode.inputSegmentation if parameterNode else None)
+        self._refreshStudyColumns()
         self._updateButtons()
 
     def _setPath(self, name: str, path: str) -> None:
@@ -577,6 +618,9 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                 or (p.observerPerturbations and (p.observerSegmentations or segments))))
         timepoints = bool(p and (p.deltaStudy or len(p.timepointVolumes) >= 2))
         cohort = bool(p and p.cohortFile and p.cohortOutputDirectory)
+        studyFeatures = bool(p and (p.studyFeaturesTable or p.studyFeaturesFile))
+        study = bool(studyFeatures and p.studyClinicalFile and (p.studyOutcome or (p.studyTime and p.studyEvent)))
+        studyModel = bool(studyFeatures and p.studyModelFile)
         needs = _("Select an image and a segmentation, and check a segment.")
         states = {
             "addRingButton": (image and segments, needs, _("Add the ring around the first checked segment as a new segment.")),
@@ -590,6 +634,11 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                                    _("Features at every timepoint and their change.")),
             "runCohortButton": (cohort, _("Choose a cohort file and an output folder."),
                                 _("Extract every case of the cohort; finished cases are skipped.")),
+            "runStudyButton": (study, _("Choose the features (a table or a file), the clinical CSV and the outcome column "
+                                        "(or the time and event columns of a survival study)."),
+                               _("Nested cross-validation of the models: metrics with confidence intervals, the signature model.")),
+            "applyStudyModelButton": (studyModel, _("Choose a study's model file (model.joblib) and the features."),
+                                      _("Apply the model to the features: one prediction per patient in a new table.")),
         }
         cohortRunning = self._cohort is not None
         for name, (ready, missing, ok) in states.items():
@@ -801,6 +850,78 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         except Exception:  # shown by tryWithErrorDisplay
             pass
 
+    # Study ------------------------------------------------------------------------------------
+    def _studyFeatures(self):
+        """The study's features: the chosen table node (e.g. a cohort's features table), else the features file."""
+        p = self._parameterNode
+        return p.studyFeaturesTable or p.studyFeaturesFile
+
+    def _refreshStudyColumns(self) -> None:
+        """When the clinical CSV changes, the column line edits complete its header's column names."""
+        path = self._parameterNode.studyClinicalFile if self._parameterNode else ""
+        if path == self._studyColumnsPath:
+            return
+        self._studyColumnsPath = path
+        columns = clinicalColumns(path)
+        for widgetName in self.STUDY_COLUMN_WIDGETS:
+            widget = getattr(self.ui, widgetName)
+            completer = qt.QCompleter(columns, widget)  # a child of the line edit: Qt owns it
+            completer.setCaseSensitivity(qt.Qt.CaseInsensitive)
+            widget.setCompleter(completer)
+        self.ui.studyColumnsLabel.text = (_("Columns: {columns}").format(columns=", ".join(columns)) if columns
+                                          else _("No columns read from the clinical file.") if path else "")
+
+    def onRunStudyButton(self) -> None:
+        """Run the study in the background; the metrics table and the main chart (ROC or Kaplan-Meier) are shown."""
+        p = self._parameterNode
+        if (p.studyTime or p.studyEvent) and importlib.util.find_spec("sksurv") is None:
+            slicer.util.errorDisplay(survivalUnavailableMessage(), windowTitle=_("RadiomicsLab"))
+            return
+
+        def show(results):
+            self.ui.studyStatusLabel.text = results.summary  # ends with the folder of the study's files
+            showTable(results.main_table)
+            showChart(results.main_chart)
+
+        self._start(_("The study failed."), lambda: self.logic.study.run_job(
+            self._studyFeatures(), p.studyClinicalFile, p.studyOutputDirectory or None, name="Study",
+            outcome=p.studyOutcome or None, positive=p.studyPositive or None, time=p.studyTime or None,
+            event=p.studyEvent or None, batch=p.studyBatch or None, covariates=splitNames(p.studyCovariates),
+            split=p.studySplit or None, id_column=p.studyIdColumn or "id", models=splitNames(p.studyModels) or None,
+            selection=splitNames(p.studySelection) or None, outer=p.studyOuter, repeats=p.studyRepeats,
+            inner=p.studyInner, seed=p.studySeed), onDone=show)
+
+    def onApplyStudyModelButton(self) -> None:
+        """Apply a study's model.joblib to the features (the clinical CSV gives the batch and covariate columns)."""
+        p = self._parameterNode
+        self._start(_("Applying the model failed."), lambda: self.logic.study.predict_job(
+            p.studyModelFile, self._studyFeatures(), p.studyClinicalFile or None, id_column=p.studyIdColumn or "id"),
+            onDone=showTable)
+
+
+def splitNames(text: str) -> list:
+    """Names typed in the GUI separated by commas (covariates, models, selection steps): ``"a, b"`` -> ``["a", "b"]``."""
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def clinicalColumns(path: str) -> list:
+    """The column names of a CSV file's header row (empty when there is no readable file)."""
+    if not path or not os.path.isfile(path):
+        return []
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            return [name.strip() for name in next(csv.reader(file), []) if name.strip()]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def survivalUnavailableMessage() -> str:
+    """Why a survival study cannot run in this Slicer (no scikit-survival) and how to install it."""
+    return _("A survival study (time and event columns) needs the Python package scikit-survival, which RadiomicsLab "
+             "does not install into Slicer. It provides {why}.\n\nTo install it, run in Slicer's Python console:\n"
+             "slicer.util.pip_install('scikit-survival')\nthen run the study again. A binary outcome needs no extra "
+             "package.").format(why=OPTIONAL_IN_SLICER["scikit-survival"][1])
+
 
 def splitImageTypes(text: str) -> list:
     """The image types typed in the GUI, separated by white space, as a list for ``parse_image_types``.
@@ -876,7 +997,7 @@ class RadiomicsLabLogic(ScriptedLoadableModuleLogic, ExtractionLogic):
     ``slicer.util.getModuleLogic("RadiomicsLab")`` gives it in the console: ``extract``, ``load_volume``,
     ``load_segmentation``, ``export_table``, ``save_scene``, ``load_scene`` (see
     :class:`RadiomicsLabLib.mrml.extraction.ExtractionLogic`), and ``featureMaps``, ``observers``,
-    ``habitats``, ``delta``, ``cohort`` (the Logic classes of ``RadiomicsLabLib.mrml``, made on first use).
+    ``habitats``, ``delta``, ``cohort``, ``study`` (the Logic classes of ``RadiomicsLabLib.mrml``, made on first use).
     """
 
     def __init__(self) -> None:
@@ -915,6 +1036,11 @@ class RadiomicsLabLogic(ScriptedLoadableModuleLogic, ExtractionLogic):
     def cohort(self):
         """:class:`RadiomicsLabLib.mrml.cohort.CohortLogic`"""
         return self._workflow("cohort", "CohortLogic")
+
+    @property
+    def study(self):
+        """:class:`RadiomicsLabLib.mrml.study.StudyLogic`"""
+        return self._workflow("study", "StudyLogic")
 
     def getParameterNode(self):
         return RadiomicsLabParameterNode(super().getParameterNode())

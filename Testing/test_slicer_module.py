@@ -27,7 +27,7 @@ ICON = MODULE_DIR / "Resources" / "Icons" / "RadiomicsLab.png"
 PARAMETER_NAME = "SlicerParameterName"
 QT_CLASSES = {"QLabel", "QPushButton", "QListWidget", "QComboBox", "QLineEdit", "QProgressBar", "QWidget", "QCheckBox",
               "QSpinBox", "QDoubleSpinBox"}
-SECTIONS = ["Inputs", "Segmentation", "Extraction", "Feature maps", "Observers", "Habitats", "Delta", "Cohort"]
+SECTIONS = ["Inputs", "Segmentation", "Extraction", "Feature maps", "Observers", "Habitats", "Delta", "Cohort", "Study"]
 
 
 @pytest.fixture(scope="module")
@@ -225,7 +225,7 @@ def test_every_widget_action_is_a_call_of_an_existing_logic_method(source):
             (call,) = [c for c in ast.walk(node) if isinstance(c, ast.Call) and ast.unparse(c.func) == "self._workflow"]
             module, class_name = (a.value for a in call.args)
             workflows[node.name] = getattr(importlib.import_module(f"RadiomicsLabLib.mrml.{module}"), class_name)
-    assert set(workflows) == {"featureMaps", "observers", "habitats", "delta", "cohort"}
+    assert set(workflows) == {"featureMaps", "observers", "habitats", "delta", "cohort", "study"}
     calls = logic_calls(source)
     assert {w for w, *_ in calls} == {None, *workflows}, "a workflow's Logic is not used by the widget"
     for workflow, method, keywords, n_positional in calls:
@@ -251,7 +251,8 @@ def test_every_widget_action_is_a_call_of_an_existing_logic_method(source):
 #: Buttons whose work is long: each runs a Logic *_job in the background (RadiomicsLabLib.background).
 BACKGROUND_BUTTONS = {"onAddRingButton": "add_ring_job", "onApplyButton": "extract_job",
                       "onComputeMapsButton": "compute_job", "onAnalyseObserversButton": "analyse_job",
-                      "onComputeHabitatsButton": "habitats_job", "onComputeDeltaButton": "compute_job"}
+                      "onComputeHabitatsButton": "habitats_job", "onComputeDeltaButton": "compute_job",
+                      "onRunStudyButton": "run_job", "onApplyStudyModelButton": "predict_job"}
 
 
 def test_long_work_runs_in_the_background_never_on_the_main_thread(source):
@@ -322,6 +323,7 @@ WIDGET_API = {
     "QProgressBar": {"maximum", "value"},
     "QLabel": {"text"},
     "QComboBox": {"enabled"},
+    "QLineEdit": {"setCompleter"},
 }
 
 
@@ -332,10 +334,39 @@ def test_widget_methods_the_module_calls_exist_in_slicer_ctk_and_qt(source, ui_r
         (w, m) for table, methods in (("PATH_WIDGETS", ("blockSignals", "connect")),
                                       ("NODE_LIST_WIDGETS", ("checkedNodes", "nodeCount", "nodeFromIndex", "setCheckState")))
         for w in class_dict(source, "RadiomicsLabWidget", table).values() for m in methods}
+    dynamic |= {(w, "setCompleter") for w in class_dict(source, "RadiomicsLabWidget", "STUDY_COLUMN_WIDGETS")}
     for widget, member in used | dynamic:
         api = WIDGET_API.get(classes[widget])
         assert api is not None, f"{widget} is a {classes[widget]}: record its API in WIDGET_API"
         assert member in api, f"{classes[widget]} {widget} has no {member}"
+
+
+def test_study_section_reads_the_clinical_header_and_checks_for_scikit_survival(source, ui_root, tmp_path):
+    """The Study section: its column line edits (bound to str parameters) complete the clinical CSV's header; a survival
+    study without scikit-survival shows how to install it instead of starting; comma-separated names split."""
+    import csv as csv_module
+
+    tree = ast.parse(source)
+    namespace = {"re": re, "os": os, "csv": csv_module}
+    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in ("splitNames", "clinicalColumns")]
+    exec(compile(ast.Module(body=functions, type_ignores=[]), str(MODULE_PY), "exec"), namespace)
+    assert namespace["splitNames"](" age, sex ,,") == ["age", "sex"] and namespace["splitNames"]("") == []
+    clinical = tmp_path / "clinical.csv"
+    clinical.write_text("\ufeffid,diagnosis, site\n1,malignant,A\n", encoding="utf-8")
+    assert namespace["clinicalColumns"](str(clinical)) == ["id", "diagnosis", "site"]
+    assert namespace["clinicalColumns"]("") == [] and namespace["clinicalColumns"](str(tmp_path / "none.csv")) == []
+    widgets = ui_widgets(ui_root)
+    fields = parameter_fields(source)
+    for name in class_dict(source, "RadiomicsLabWidget", "STUDY_COLUMN_WIDGETS"):
+        assert widgets[name].get("class") == "QLineEdit" and fields[string_property(widgets[name], PARAMETER_NAME)] == "str"
+    (widget,) = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "RadiomicsLabWidget"]
+    run = ast.unparse([n for n in widget.body if isinstance(n, ast.FunctionDef) and n.name == "onRunStudyButton"][0])
+    assert "find_spec('sksurv') is None" in run and "survivalUnavailableMessage()" in run
+    assert run.index("find_spec('sksurv')") < run.index("self._start(")
+    assert 'OPTIONAL_IN_SLICER["scikit-survival"]' in source and "pip_install('scikit-survival')" in source
+    assert (fields["studyModels"], fields["studySelection"]) == ("str", "str")
+    assert re.search(r"studyOuter: .* = 5$", source, re.M) and re.search(r"studyRepeats: .* = 2$", source, re.M)
+    assert re.search(r"studyInner: .* = 3$", source, re.M)
 
 
 def test_dates_typed_in_the_gui_split_into_dates_the_delta_logic_parses(source):
