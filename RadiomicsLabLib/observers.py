@@ -11,6 +11,10 @@ the image grid), built and checked by :func:`make_lesion`. On it:
 - :func:`run_study`: all of the above for every lesion, features of every observer's mask
   (:func:`RadiomicsLabLib.extraction.extract_masks`, the same settings for all) and per-feature
   reproducibility (:mod:`RadiomicsLabLib.reproducibility`: ICC, CCC, CV, robust features).
+- Files: :func:`load_lesion` and :func:`file_lesion` (one lesion), :func:`read_observer_cohort` and
+  :func:`batch_cohort` (a cohort CSV, every problem at once) and the per-lesion batch task
+  (:func:`observers_task`); the study's output files are written by
+  :func:`RadiomicsLabLib.observers_outputs.write_observer_outputs`.
 
 Surface distances: the surface of a mask is its voxels with at least one face neighbour outside
 (voxels on the image border count as surface); the distance of a voxel to another observer's
@@ -24,9 +28,12 @@ inside the other mask is 0 away), which gives the same value unless one surface 
 other mask (a notch), where the surface distance is the larger.
 """
 
+import csv
+import io
 import itertools
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -547,13 +554,186 @@ def study_reproducibility(values, rule=None, icc_type: str | None = None):
 
 
 # Cohort mode on the batch layer -------------------------------------------------------------------
+#: Each lesion's consensus masks (in the output folder for one lesion, else in its ``<lesion>/`` folder).
+CONSENSUS_FILES = {"staple": "consensus_staple.nrrd", "majority": "consensus_majority.nrrd"}
 #: Name of the per-lesion task of ``radiomicslab observers --cohort`` (:mod:`RadiomicsLabLib.batch`).
 TASK_NAME = "observers"
 
 
+#: Columns of a cohort file: the batch layer's (id = lesion; optional observer, label) or the older lesion,observer,...
+COHORT_COLUMNS = ("id", "image", "mask")
+OLD_COHORT_COLUMNS = ("lesion", "observer", "image", "mask")
+
+
+def file_stem(path) -> str:
+    """A file's name without extensions: ``reader1.seg.nrrd`` -> ``reader1`` (an observer's default name)."""
+    return Path(path).name.split(".")[0] or Path(path).name
+
+
 def observer_name(case) -> str:
     """A cohort case's observer: its ``observer`` column, else its mask file's name without extensions."""
-    return case.observer or case.mask.name.split(".")[0] or case.mask.name
+    return case.observer or file_stem(case.mask)
+
+
+def file_lesion(image, masks, names=None, readers=None, name: str | None = None, where: str = "") -> dict:
+    """A lesion read from files, as :func:`read_observer_cohort` gives each: ``{"name", "image", "where", "label",
+    "observers": [(observer, mask path, reader)]}``; observers named after their files and each its own reader
+    unless ``names`` / ``readers`` (in mask order) say otherwise; the lesion named after the image unless ``name``."""
+    names = list(names or [file_stem(m) for m in masks])
+    readers = list(readers or names)
+    return {"name": name or file_stem(image), "image": Path(image), "where": where, "label": None,
+            "observers": [(n, Path(m), r) for n, m, r in zip(names, masks, readers)]}
+
+
+def cohort_rows(path: Path) -> tuple[list, list]:
+    """(lower-case header, rows as dicts) of a cohort CSV (``,`` ``;`` or tab separated, as read_cohort reads it);
+    each row also has ``_line``, its line in the file (as read_cohort numbers rows)."""
+    if not path.is_file():
+        raise RadiomicsLabError(f"Cannot read cohort '{path}': no such file; check the path.")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        first = text.split("\n", 1)[0]
+        reader = csv.reader(io.StringIO(text), delimiter=max(",;\t", key=first.count))
+        header = [cell.strip().lower() for cell in next(reader, [])]
+        rows = [{**dict(zip(header, cells)), "_line": reader.line_num} for cells in reader
+                if any(cell.strip() for cell in cells)]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise RadiomicsLabError(f"Cannot read cohort '{path}': {error}") from None
+    return header, rows
+
+
+def read_observer_cohort(path: Path, min_observers: int = 2, synthetic=None) -> tuple[list[dict], list]:
+    """(lesions, problems) of a cohort CSV: lesions in first-seen order, columns id (the lesion), image, mask,
+    optional observer (default: the mask's file name), reader, label; or the older lesion, observer, image, mask
+    (optional reader, label).
+
+    Problems (:class:`~RadiomicsLabLib.cohort.CohortProblem`, each with its row or a lesion's rows): a row without
+    its observer (older format), a lesion with two images or two labels, a lesion name that cannot name a folder,
+    fewer than ``min_observers`` observers, and, when ``synthetic`` (the perturbed observers' names, for the ICCs)
+    is given, a lesion whose observers differ from most lesions'. Empty cells and labels that are not whole numbers
+    are left to :func:`RadiomicsLabLib.cohort.read_cohort`, which lists them too. Only a header without the columns
+    (or no row at all) raises.
+    """
+    from collections import Counter
+
+    from .cohort import CohortProblem, join_places
+    
+    header, rows = cohort_rows(path)
+    columns = COHORT_COLUMNS if "id" in header else OLD_COHORT_COLUMNS
+    missing = [c for c in columns if c not in header]
+    if not rows or missing:
+        raise RadiomicsLabError(f"Cohort '{path}' needs a header and rows with columns id,image,mask (optional observer, "
+                                "reader, label) or lesion,observer,image,mask (optional reader, label)"
+                                f"{'; missing ' + ', '.join(missing) if rows else '; it has no rows'}.")
+    lesions, problems, places = {}, [], {}
+    for row in rows:
+        where, name = f"row {row['_line']}", (row.get(columns[0]) or "").strip()
+        empty = [c for c in columns if not (row.get(c) or "").strip()]
+        if empty:
+            if empty == ["observer"]:
+                problems.append(CohortProblem(where, "the observer is empty; give every row its observer", name))
+            continue  # an empty id, image or mask: read_cohort lists it
+        mask = path.parent / row["mask"].strip()
+        observer = (row.get("observer") or "").strip() or file_stem(mask)
+        image = (path.parent / row["image"].strip())
+        lesion = lesions.setdefault(name, {"name": name, "image": image, "where": f"cohort '{path}'", "observers": [], "label": None})
+        places.setdefault(name, []).append(where)
+        if lesion["image"] != image:
+            problems.append(CohortProblem(where, f"lesion '{name}' has two images ({lesion['image'].name}, {image.name}); "
+                                                 "every observer of a lesion segments the same image", name))
+            continue
+        label = (row.get("label") or "").strip()
+        if label:
+            try:
+                value = int(label)
+            except ValueError:
+                continue  # read_cohort lists it
+            if lesion["label"] not in (None, value):
+                problems.append(CohortProblem(where, f"lesion '{name}' has labels {lesion['label']} and {value}; every "
+                                                     "observer of a lesion uses the same label", name))
+                continue
+            lesion["label"] = value
+        lesion["observers"].append((observer, mask, (row.get("reader") or "").strip() or observer))
+    specs = list(lesions.values())
+    observer_sets = {s["name"]: [o for o, _, _ in s["observers"]] + list(synthetic or []) for s in specs}
+    usual = Counter(frozenset(seen) for seen in observer_sets.values()).most_common(1)[0][0] if specs else frozenset()
+    with_row_problems = {problem.case_id for problem in problems}  # their observer count says nothing more
+    for spec in specs:
+        name, where = spec["name"], join_places(places[spec["name"]])
+        unusable = lesion_name_problem(name)
+        if unusable:
+            problems.append(CohortProblem(where, unusable, name))
+        if name in with_row_problems:
+            continue
+        try:
+            check_observer_count(name, [o for o, _, _ in spec["observers"]], min_observers)
+        except RadiomicsLabError as error:
+            problems.append(CohortProblem(where, str(error)[:1].lower() + str(error)[1:], name))
+            continue
+        seen = observer_sets[name]
+        if synthetic is not None and set(seen) != usual:
+            problems.append(CohortProblem(where, f"lesion '{name}' has the observers {', '.join(seen)}, the others "
+                                                 f"{', '.join(sorted(usual))}; the two-way ICCs need the same observers "
+                                                 "for every lesion (name them alike)", name))
+    return specs, problems
+
+
+def batch_cohort(path: Path):
+    """The cohort read and validated by :func:`RadiomicsLabLib.cohort.read_cohort` (every problem at once).
+
+    A lesion,observer,... file is given to it as a temporary copy with ``id`` for ``lesion`` and absolute
+    paths (each row on its own line, so problems name the file's rows).
+    """
+    import hashlib
+    import tempfile
+
+    from .cohort import read_cohort
+
+    header, rows = cohort_rows(path)
+    if "id" in header:
+        return read_cohort(path)
+    with tempfile.TemporaryDirectory(prefix="radiomicslab-cohort-") as folder:
+        copy = Path(folder) / path.name
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["id" if c == "lesion" else c for c in header])
+        line = 1
+        for row in rows:
+            for _ in range(row["_line"] - line - 1):  # blank lines kept, so the copy's rows are the file's
+                writer.writerow([""] * len(header))
+            writer.writerow([str((path.parent / row[c].strip()).absolute()) if c in ("image", "mask") and row.get(c, "").strip()
+                             else row.get(c, "") for c in header])
+            line = row["_line"]
+        copy.write_text(buffer.getvalue(), encoding="utf-8")
+        cohort = read_cohort(copy)
+    cohort.source, cohort.source_sha256 = path.absolute(), hashlib.sha256(path.read_bytes()).hexdigest()
+    return cohort
+
+
+def lesion_name_problem(name: str) -> str | None:
+    """Why a lesion name cannot name a folder, or None."""
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        return f"lesion name '{name}' cannot name a folder; use letters, digits, '.', '_' or '-'"
+    return None
+
+
+def check_lesion_names(specs):
+    seen = set()
+    for spec in specs:
+        name = spec["name"]
+        if lesion_name_problem(name):
+            raise RadiomicsLabError(f"Lesion name '{name}' in {spec['where']} cannot name a folder; "
+                                    "use letters, digits, '.', '_' or '-'.")
+        if name in seen:
+            raise RadiomicsLabError(f"Lesion name '{name}' is used twice; "
+                                    "give each lesion its own name (--lesion, or the cohort's lesion column).")
+        seen.add(name)
+
+
+def load_lesions(specs, label, strict, min_observers) -> list:
+    """Read every image and mask and check each lesion (all before any work)."""
+    return [load_lesion(spec["name"], spec["image"], spec["observers"],
+                        spec["label"] if spec["label"] is not None else label, strict, min_observers) for spec in specs]
 
 
 def observers_task(out_dir, settings=None, features: bool = True, label: int | None = None, strict: bool = False,
@@ -565,8 +745,6 @@ def observers_task(out_dir, settings=None, features: bool = True, label: int | N
     -> reader; ``plan``/``seed``: perturbations (synthetic observers). The fingerprint holds every
     option that changes a lesion's results (the ICC rule and type act after the batch, not here).
     """
-    from pathlib import Path
-
     from .batch import CaseTask
     from .settings import load_settings
 
@@ -582,10 +760,8 @@ def observers_task(out_dir, settings=None, features: bool = True, label: int | N
 
 def consensus_paths(out_dir, lesion: str, single: bool) -> dict:
     """``{"staple": path, "majority": path}`` of one lesion's consensus masks."""
-    from pathlib import Path
-
     folder = Path(out_dir) if single else Path(out_dir) / lesion
-    return {"staple": folder / "consensus_staple.nrrd", "majority": folder / "consensus_majority.nrrd"}
+    return {kind: folder / name for kind, name in CONSENSUS_FILES.items()}
 
 
 def lesion_case(cases, params: dict):

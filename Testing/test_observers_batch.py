@@ -2,15 +2,16 @@
 
 Three real STS PET lesions; observers are the real GTV mask ('gtv') and two documented synthetic
 observers made from it (dilation 3 mm, 2 mm shift; seed 3), written to files as test_observers.py does.
-The reference is the in-process study (``run_study`` on the same lesions) written by the command's writer.
+The reference is the in-process study (``run_study`` on the same lesions) written by the command's writer
+(RadiomicsLabLib.observers_outputs.write_observer_outputs).
 """
 
 import json
 
 import SimpleITK as sitk
 
-from RadiomicsLabLib.commands.observers import _output_paths, _write_outputs
 from RadiomicsLabLib.observers import load_lesion, run_study
+from RadiomicsLabLib.observers_outputs import file_inputs, write_observer_outputs
 from RadiomicsLabLib.settings import load_settings
 
 from conftest import read_csv, run_cli
@@ -47,7 +48,7 @@ def reference(data, entries, out, params):
                       "observers": [(o, m, o) for c, o, m in entries if c == case]})
     settings = load_settings(str(params))
     study = run_study([load_lesion(s["name"], s["image"], s["observers"]) for s in specs], settings)
-    _write_outputs(study, _output_paths(out, [s["name"] for s in specs], True, False), specs, settings, None, "icc2", None)
+    write_observer_outputs(study, out, file_inputs(specs), settings, "icc2", None)
     return study
 
 

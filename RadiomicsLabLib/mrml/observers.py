@@ -5,7 +5,9 @@ become nodes: table nodes (pairwise agreement, Dice matrix, summary, STAPLE perf
 features, per-feature ICC, perturbations), plot chart nodes (ICC per feature with its 95 % CI;
 Bland-Altman of observer volumes) and a segmentation node per lesion with the consensus segments
 ("STAPLE consensus", "Majority vote"). Everything is computed before the first node is added, so
-an error or a cancel leaves the scene as it was.
+an error or a cancel leaves the scene as it was. :meth:`ObserverLogic.save_results` writes the files
+``radiomicslab observers`` writes (:func:`RadiomicsLabLib.observers_outputs.write_observer_outputs`); the charts
+show the series its plots draw.
 """
 
 import dataclasses
@@ -19,10 +21,11 @@ import vtk
 from ..background import Job
 from ..errors import RadiomicsLabError
 from ..observers import (PAIR_COLUMNS, STAPLE_COLUMNS, SUMMARY_COLUMNS, dice_matrix, make_lesion, observer_study,
-                         staple_rows, summary_rows, volume_bland_altman)
+                         staple_rows, summary_rows)
+from ..observers_outputs import bland_altman_points, icc_plot_rows
 from ..perturbation import perturbation_plan
 from ..provenance import software_versions
-from ..reproducibility import DEFAULT_RULE, ICC_COLUMNS, ICC_TYPES, parse_rule
+from ..reproducibility import DEFAULT_ICC_TYPE, DEFAULT_RULE, ICC_COLUMNS, ICC_TYPES, parse_rule
 from ..settings import load_settings
 from .convert import segment_ids as all_segment_ids
 from .convert import label_map_to_segmentation_node, segment_name, segment_to_sitk, update_volume_from_sitk, volume_to_sitk
@@ -50,6 +53,8 @@ class ObserverResults:
     bland_altman_chart: object = None
     perturbations: object = None
     study: object = field(default=None, repr=False)
+    #: What :meth:`ObserverLogic.save_results` needs besides the study: settings, icc_type, seed, volumes (names).
+    options: dict = field(default_factory=dict, repr=False)
 
     @property
     def main_table(self):
@@ -182,12 +187,40 @@ class ObserverLogic(ExtractionLogic):
             raise RadiomicsLabError("No lesion given; give a volume and its observers' segmentations.")
 
         def land(study):
-            return self._write_results(study, volumes, name, seed if plan else None)
+            results = self._write_results(study, volumes, name, seed if plan else None)
+            results.options = {"settings": settings, "icc_type": icc_type or DEFAULT_ICC_TYPE,
+                               "seed": seed if plan else None, "volumes": [v.GetName() for v in volumes]}
+            return results
 
         return Job(f"Observer analysis of {len(built)} lesion(s)", observer_study,
                    (built, settings, features, rule, icc_type, plan, seed), land=land)
 
     # Results ---------------------------------------------------------------------------------------
+    def save_results(self, results: ObserverResults, folder) -> dict:
+        """Write the files ``radiomicslab observers`` writes for the same study into ``folder``
+        (:func:`~RadiomicsLabLib.observers_outputs.write_observer_outputs`: the same tables, plots, consensus
+        masks and provenance, byte for byte, but for the provenance's ``inputs``, here the scene's volume and
+        observer names instead of file paths and hashes). Returns name relative to the folder -> path."""
+        from ..observers_outputs import check_outputs_writable, output_paths, write_observer_outputs
+
+        study = results.study
+        if study is None:
+            raise RadiomicsLabError("These observer results hold no study (e.g. they were loaded from a saved scene); "
+                                    "run the observer analysis again, then save its results.")
+        options = results.options
+        seed = options.get("seed")
+        outputs = output_paths(folder, [r.lesion.name for r in study.lesions], study.reproducibility is not None,
+                               seed is not None)
+        check_outputs_writable(outputs, folder)
+        volumes = options.get("volumes") or [None] * len(study.lesions)
+        inputs = []
+        for result, volume in zip(study.lesions, volumes):  # the observers read from the scene, not the synthetic ones
+            lesion, synthetic = result.lesion, {p["observer"] for p in result.lesion.perturbations}
+            inputs.append({"lesion": lesion.name, "image": {"node": volume},
+                           "masks": {o: {"reader": lesion.readers.get(o, o)} for o in lesion.observers if o not in synthetic}})
+        return write_observer_outputs(study, folder, inputs, options.get("settings"),
+                                      options.get("icc_type", DEFAULT_ICC_TYPE), seed, outputs)
+
     def _write_results(self, study, volumes, name, seed) -> ObserverResults:
         scene = self.scene
         unique = scene.GenerateUniqueName
@@ -281,15 +314,12 @@ class ObserverLogic(ExtractionLogic):
     # Plots -----------------------------------------------------------------------------------------
     def icc_chart(self, reproducibility, name: str):
         """Plot chart: each feature's ICC (the chosen type) with its 95 % CI, features ranked by ICC; the rule's threshold."""
-        kind = reproducibility.icc_type
-        ranked = sorted((r for r in reproducibility.rows if math.isfinite(r["icc"])), key=lambda r: -r["icc"])
+        rows = icc_plot_rows(reproducibility)  # the series icc.png draws
+        threshold = rows[0]["threshold"] if rows else math.nan
         rule = reproducibility.rule
-        threshold = rule.threshold if rule.column.startswith(kind) else math.nan
-        rows = [{"rank": i, "feature": r["feature"], "icc": r["icc"], "ci_low": r["ci_low"], "ci_high": r["ci_high"],
-                 "threshold": threshold} for i, r in enumerate(ranked, start=1)]
         table = self.new_table(f"{name} table", rows, ("rank", "feature", "icc", "ci_low", "ci_high", "threshold"),
                                "observer-icc-plot")
-        label = ICC_TYPES[kind]
+        label = ICC_TYPES[reproducibility.icc_type]
         series = [self._series(table, label, "rank", "icc", (0.1, 0.3, 0.8), marker=True),
                   self._series(table, "95% CI lower", "rank", "ci_low", (0.5, 0.6, 0.9), dashed=True),
                   self._series(table, "95% CI upper", "rank", "ci_high", (0.5, 0.6, 0.9), dashed=True)]
@@ -299,11 +329,10 @@ class ObserverLogic(ExtractionLogic):
 
     def bland_altman_chart(self, pairs, name: str):
         """Plot chart: Bland-Altman of observer volumes (difference a - b against mean, bias, limits of agreement)."""
-        ba = volume_bland_altman(pairs)
-        order = sorted(range(len(pairs)), key=lambda i: ba["mean_mm3"][i])
-        rows = [{"pair": f"{pairs[i]['lesion']}: {pairs[i]['observer_a']} - {pairs[i]['observer_b']}",
-                 "mean_mm3": float(ba["mean_mm3"][i]), "difference_mm3": float(ba["difference_mm3"][i]),
-                 "bias_mm3": ba["bias_mm3"], "lower_mm3": ba["lower_mm3"], "upper_mm3": ba["upper_mm3"]} for i in order]
+        ba = bland_altman_points(pairs)  # the series bland_altman_volumes.png draws
+        rows = [{"pair": label, "mean_mm3": mean, "difference_mm3": difference, "bias_mm3": ba["bias_mm3"],
+                 "lower_mm3": ba["lower_mm3"], "upper_mm3": ba["upper_mm3"]}
+                for label, mean, difference in zip(ba["pair"], ba["mean_mm3"], ba["difference_mm3"])]
         table = self.new_table(f"{name} table", rows, None, "observer-bland-altman")
         series = [self._series(table, "pairs", "mean_mm3", "difference_mm3", (0.1, 0.3, 0.8), marker=True, label="pair"),
                   self._series(table, "bias", "mean_mm3", "bias_mm3", (0.2, 0.2, 0.2)),

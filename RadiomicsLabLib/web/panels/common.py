@@ -1,4 +1,4 @@
-"""Widgets and helpers the panels share: headers, uploads, downloads, node pickers, plots."""
+"""Widgets and helpers the panels share: headers, uploads, downloads, node pickers, plots, table text."""
 
 import base64
 import io
@@ -134,7 +134,9 @@ def download_button(server, text: str, icon: str, file_name, fetch, mime: str = 
         return None if content is None else server.protocol.addAttachment(content)
 
     trigger = server.trigger_name(attachment)
-    name = file_name[0] if isinstance(file_name, tuple) else json.dumps(file_name)
+    # a plain name as a single-quoted JS string: the click handler stands in a double-quoted HTML attribute
+    name = file_name[0] if isinstance(file_name, tuple) else \
+        "'" + json.dumps(file_name)[1:-1].replace("'", "\\'").replace('\\"', "\\x22") + "'"
     return VBtn(text=text, prepend_icon=icon, variant="tonal", size="small",
                 click=f"trigger('{trigger}').then((data) => data && utils.download({name}, data, '{mime}'))",
                 **kwargs)
@@ -147,7 +149,12 @@ def figure_data_url(figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight", facecolor=figure.get_facecolor())
     plt.close(figure)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return png_data_url(buffer.getvalue())
+
+
+def png_data_url(png: bytes) -> str:
+    """PNG bytes (e.g. a plot a workflow's core draws for its result files) as a ``data:`` URL."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def dark_figure(width: float = 4.2, height: float = 2.8):
@@ -175,8 +182,6 @@ def chart_data_url(chart_node, width: float = 4.2, height: float = 2.8) -> str:
     empty text when its tables have no rows."""
     import numpy as np
     import slicer
-
-    from .results import table_text
 
     series = [chart_node.GetNthPlotSeriesNode(i) for i in range(chart_node.GetNumberOfPlotSeriesNodes())]
     series = [s for s in series if s is not None and s.GetTableNode() is not None]
@@ -222,6 +227,25 @@ def chart_data_url(chart_node, width: float = 4.2, height: float = 2.8) -> str:
         legend = axes.legend(fontsize=6, frameon=False, labelcolor="#e0e0e0", ncol=2 if len(series) > 6 else 1)
         legend.set_in_layout(True)
     return figure_data_url(figure)
+
+
+def table_text(table_node) -> tuple[list[str], list[dict]]:
+    """(column names, rows as {column: text}) of a table node; numbers as their shortest exact text."""
+    from ...results import format_value
+
+    table = table_node.GetTable()
+    if table is None:
+        return [], []
+    columns = [table.GetColumn(i) for i in range(table.GetNumberOfColumns())]
+    names = [c.GetName() for c in columns]
+
+    def text(column, row):
+        value = column.GetValue(row)
+        if isinstance(value, float):
+            return format_value(value)
+        return str(value)
+
+    return names, [{n: text(c, r) for n, c in zip(names, columns)} for r in range(table.GetNumberOfRows())]
 
 
 def _number(text) -> float:

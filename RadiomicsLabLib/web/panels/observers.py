@@ -15,8 +15,8 @@ from trame.widgets.vuetify3 import VBtn, VCheckbox, VImg, VSelect, VTextField
 from ...errors import RadiomicsLabError
 from ...settings import preset_names
 from ..loader import nodes_of
-from .common import (PanelLogic, PanelUI, chart_data_url, kept_or, node_items, node_select, section_title,
-                     study_volumes)
+from .common import (PanelLogic, PanelUI, download_button, kept_or, node_items, node_select, png_data_url,
+                     section_title, study_volumes)
 
 KEY = "observers"
 TITLE = "Observers: agreement, consensus and feature reproducibility"
@@ -46,6 +46,7 @@ class UI(PanelUI):
 
     def __init__(self, server, max_upload_bytes: int, error_state: str, **kwargs):
         super().__init__(server, "Observers", ICON, "Several readers' segmentations of one lesion", **kwargs)
+        self.fetch_zip = lambda: None  # set by the logic: the zip of every result file
         name = self.name
         with self.body:
             section_title("Image and lesion")
@@ -83,7 +84,9 @@ class UI(PanelUI):
                 html.Div("An ICC needs several lesions (or synthetic observers): with one lesion and its readers, "
                          "the ICC table holds each feature's coefficient of variation.",
                          v_else=True, classes="text-caption text-medium-emphasis mt-2")
-                VImg(src=(name.bland_altman_plot,), classes="mt-2 mb-4")
+                VImg(src=(name.bland_altman_plot,), classes="mt-2 mb-2")
+                download_button(server, "All results (zip)", "mdi-folder-zip-outline", "observers.zip",
+                                lambda: self.fetch_zip(), "application/zip", classes="mb-4 rl-obs-download")
 
 
 class Logic(PanelLogic):
@@ -96,7 +99,34 @@ class Logic(PanelLogic):
 
         super().__init__(*args)
         self.logic = ObserverLogic(self.scene)
+        self.results = None
         self.data.presets = preset_names()
+
+    def set_ui(self, ui):
+        super().set_ui(ui)
+        if isinstance(ui, UI):
+            ui.fetch_zip = self.results_zip
+
+    def results_zip(self) -> bytes | None:
+        """Every file of the last analysis (:meth:`~RadiomicsLabLib.mrml.observers.ObserverLogic.save_results`, the
+        files ``radiomicslab observers`` writes) as one zip, or None (error shown) when there is none."""
+        import tempfile
+        import zipfile
+        from io import BytesIO
+        from pathlib import Path
+
+        if self.results is None:
+            self.jobs.show_error("No observer results yet; run the analysis first.")
+            return None
+        with tempfile.TemporaryDirectory(prefix="radiomicslab-observers-") as folder:
+            written = self.jobs.guard(self.logic.save_results, self.results, folder)
+            if written is None:
+                return None
+            buffer = BytesIO()
+            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+                for name in sorted(written):
+                    archive.write(Path(written[name]), name)
+            return buffer.getvalue()
 
     def refresh(self):
         from ...mrml.habitats import HABITATS_KIND
@@ -161,6 +191,9 @@ class Logic(PanelLogic):
                             done_message="Observer agreement computed.")
 
     def show(self, results):
+        from ...observers_outputs import bland_altman_figure, figure_png, icc_figure, icc_plot_rows
+
+        self.results = results
         rows = self.logic.table_rows(results.agreement)
         agreement = [{"pair": f"{r['observer_a']} / {r['observer_b']}", "dice": _fmt(r.get("dice")),
                       "hd95": _fmt(r.get("hd95_mm"))} for r in rows]
@@ -178,9 +211,11 @@ class Logic(PanelLogic):
         with self.server.state:
             self.data.agreement = agreement
             self.data.robust = robust
-            self.data.icc_plot = chart_data_url(results.icc_chart) if results.icc_chart is not None else ""
-            self.data.bland_altman_plot = chart_data_url(results.bland_altman_chart) \
-                if results.bland_altman_chart is not None else ""
+            # the plots the saved results hold (icc.png, bland_altman_volumes.png), drawn by the core
+            reproducibility = results.study.reproducibility
+            self.data.icc_plot = png_data_url(figure_png(icc_figure(reproducibility))) \
+                if reproducibility is not None and icc_plot_rows(reproducibility) else ""
+            self.data.bland_altman_plot = png_data_url(figure_png(bland_altman_figure(results.study)))
 
 
 def _fmt(value) -> str:

@@ -18,7 +18,7 @@ from trame.widgets.vuetify3 import VBtn, VChip, VDataTable, VIcon, VSelect, VSpa
 from trame_server.utils.typed_state import TypedState
 
 from ..loader import nodes_of
-from .common import PanelLogic, download_button, node_items
+from .common import PanelLogic, download_button, node_items, table_text
 
 #: Column order of feature tables in the pane (the value next to the feature's name).
 FEATURE_COLUMNS = ("segment", "feature", "value", "ibsi_tag", "feature_class", "image_type")
@@ -156,22 +156,3 @@ class ResultsLogic(PanelLogic):
             return self._feature_export(table, False, 1)
         text = table.GetAttribute(PROVENANCE_ATTRIBUTE) or "{}"
         return (json.dumps(json.loads(text), indent=2, default=str) + "\n").encode("utf-8")
-
-
-def table_text(table_node) -> tuple[list[str], list[dict]]:
-    """(column names, rows as {column: text}) of a table node; numbers as their shortest exact text."""
-    from ...results import format_value
-
-    table = table_node.GetTable()
-    if table is None:
-        return [], []
-    columns = [table.GetColumn(i) for i in range(table.GetNumberOfColumns())]
-    names = [c.GetName() for c in columns]
-
-    def text(column, row):
-        value = column.GetValue(row)
-        if isinstance(value, float):
-            return format_value(value)
-        return str(value)
-
-    return names, [{n: text(c, r) for n, c in zip(names, columns)} for r in range(table.GetNumberOfRows())]
