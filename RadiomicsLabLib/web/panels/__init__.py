@@ -16,6 +16,7 @@ WORKFLOWS = (
     ("observers", "RadiomicsLabLib.mrml.observers"),
     ("delta", "RadiomicsLabLib.mrml.delta"),
     ("cohort", "RadiomicsLabLib.mrml.cohort"),
+    ("study", "RadiomicsLabLib.mrml.study"),
 )
 
 
