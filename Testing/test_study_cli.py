@@ -240,3 +240,25 @@ def test_examples_writes_the_two_real_tables(tmp_path):
     assert len(survival) == 686 and sum(r["recurrence"] == "1" for r in survival) == 299
     features = read_csv(tmp_path / "ex" / "breast_cancer" / "features.csv")
     assert len(features[0]) == 30 and "mean radius" not in features[0]
+
+
+def test_a_failure_while_writing_leaves_the_output_folder_as_it_was(breast, tmp_path, monkeypatch):
+    """Everything is written in a staging folder and moved in at the end: a figure that fails writes nothing."""
+    from RadiomicsLabLib.errors import RadiomicsLabError
+    from RadiomicsLabLib.study import report
+    from RadiomicsLabLib.study.run import run_study
+
+    features, _, clinical, _ = breast
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.csv").write_text("an earlier result\n")
+
+    def broken(*args, **kwargs):
+        raise RadiomicsLabError("the decision curve failed")
+
+    monkeypatch.setattr(report, "decision_curve_figure", broken)
+    with pytest.raises(RadiomicsLabError, match="decision curve failed"):
+        run_study(features, clinical, out, outcome="diagnosis", positive="malignant", repeats=1, outer=3, inner=3,
+                  workers=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and [p.name for p in out.iterdir()] == ["metrics.csv"]
+    assert (out / "metrics.csv").read_text() == "an earlier result\n"

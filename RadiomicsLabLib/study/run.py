@@ -177,20 +177,13 @@ def run_study(features, clinical, output_dir, *, id_column: str = "id", outcome=
     if result.external_ids:
         texts["test_predictions.csv"] = rows_csv_text(_test_rows(result))
 
-    # Everything is computed: write.
-    from ..fileio import write_text_atomic
-    from .models import save_model
-
-    files = {name: write_text_atomic(folder / name, text) for name, text in texts.items()}
-    files["model.joblib"] = save_model(fitted, folder / "model.joblib", {
-        "model": primary, "outcome_kind": kind, "classes": list(study.classes), "layout": _layout(study),
-        "id_column": id_column, "batch_column": batch, "cutoff": result.final_cutoffs.get(primary),
-        "params": result.final_params.get(primary), "seeds": result.seeds, "card": _json_ready(card)})
-    files.update(_figures(folder, study, result, primary, extra))
-    from .report import write_report
-
-    figures = {name: path for name, path in files.items() if name.endswith(".png")}
-    files["report.html"] = write_report(folder / "report.html", _json_ready(card), rows, figures)
+    # Everything is computed: write it all in a staging folder beside the output, then move it in (a failure
+    # while writing leaves the output folder as it was).
+    metadata = {"model": primary, "outcome_kind": kind, "classes": list(study.classes), "layout": _layout(study),
+                "id_column": id_column, "batch_column": batch, "cutoff": result.final_cutoffs.get(primary),
+                "params": result.final_params.get(primary), "seeds": result.seeds, "card": _json_ready(card)}
+    files = _write_staged(folder, lambda staging: _write_files(staging, texts, fitted, metadata, study, result,
+                                                               primary, extra, card, rows))
     seconds = clock.perf_counter() - started
     head = card["headline"]
     counts = (f"{int(study.event[study.train].sum())} events" if kind == "survival"
@@ -201,6 +194,37 @@ def run_study(features, clinical, output_dir, *, id_column: str = "id", outcome=
                f"-> {folder}")
     return StudyRun(folder=folder, files=files, study=study, result=result, metrics=rows, card=card, primary=primary,
                     summary=summary, notes=list(study.notes) + list(result.notes))
+
+
+def _write_files(staging, texts, fitted, metadata, study, result, primary, extra, card, rows) -> dict:
+    """Every file of the study in ``staging``: the tables, the model, the figures, then the report; {name: path}."""
+    from ..fileio import write_text_atomic
+    from .models import save_model
+    from .report import write_report
+
+    files = {name: write_text_atomic(staging / name, text) for name, text in texts.items()}
+    files["model.joblib"] = save_model(fitted, staging / "model.joblib", metadata)
+    files.update(_figures(staging, study, result, primary, extra))
+    figures = {name: path for name, path in files.items() if name.endswith(".png")}
+    files["report.html"] = write_report(staging / "report.html", _json_ready(card), rows, figures)
+    return files
+
+
+def _write_staged(folder: Path, write) -> dict:
+    """``write(staging)`` into a new folder beside ``folder``, then each file moved into ``folder`` (same file
+    system: a rename each); on failure the staging folder is removed and ``folder`` is left as it was."""
+    import shutil
+    import tempfile
+
+    parent = folder.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=parent))
+    try:
+        written = write(staging)
+        folder.mkdir(exist_ok=True)
+        return {name: Path(path).replace(folder / name) for name, path in written.items()}
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _selection_steps(study, selection, icc, icc_threshold) -> list:
@@ -367,7 +391,9 @@ def _figures(folder, study, result, primary, extra) -> dict:
     predictions = extra["predictions"]
     if result.outcome_kind == "binary":
         files["roc.png"] = report.roc_figure(folder / "roc.png", result.y, predictions, seed=result.seeds["seed"])
-        files["calibration.png"] = report.calibration_figure(folder / "calibration.png", result.y, predictions)
+        bins = min(10, max(2, len(result.y) // 10))  # deciles, fewer groups for a small study
+        files["calibration.png"] = report.calibration_figure(folder / "calibration.png", result.y, predictions,
+                                                             bins=bins)
         files["decision_curve.png"] = report.decision_curve_figure(folder / "decision_curve.png", result.y,
                                                                    predictions)
     else:
