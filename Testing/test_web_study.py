@@ -11,7 +11,8 @@ download is the study folder's file; and its model applied to a features table g
 ``predict_table``'s rows. Without a browser: a bad clinical file leaves the scene as it was, and only the
 study folder's offered files are served.
 
-The screenshot of the panel with its results is ``Resources/Screenshots/web_study.png``.
+The screenshot of the panel with its results goes to ``Testing/artifacts/web/study/`` (git-ignored; the README's
+copy in Resources/Screenshots/ is taken from it by hand).
 """
 
 import asyncio
@@ -24,7 +25,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "web"
-SCREENSHOT = ROOT / "Resources" / "Screenshots" / "web_study.png"
+SCREENSHOT = ARTIFACTS / "study" / "web_study.png"  # copied by hand to Resources/Screenshots/ for the README
 #: What the panel runs (its defaults and the choices the test makes), as run_study's options.
 OPTIONS = {"id_column": "id", "outcome": "diagnosis", "positive": "malignant", "batch": "site", "split": "split",
            "models": ["logistic_l1"], "selection": ["nzv", "correlation"], "repeats": 2, "outer": 3, "inner": 3,
