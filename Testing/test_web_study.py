@@ -123,7 +123,9 @@ def test_bad_clinical_leaves_scene_and_only_study_files_served(study_data, tmp_p
     assert scene.GetNumberOfNodes() > before
     folder = tmp_path / "out" / "study"
     assert panel.file_bytes("metrics.csv") == (folder / "metrics.csv").read_bytes()
-    for other in ("predictions.csv", "../metrics.csv", "model_card.json"):
+    for offered in ("predictions.csv", "selected_features.csv", "model_card.json"):
+        assert panel.file_bytes(offered) == (folder / offered).read_bytes()
+    for other in ("../metrics.csv", "roc.png", "inputs", "nosuch.csv"):  # only the offered files of the folder
         assert panel.file_bytes(other) is None
 
 

@@ -7,7 +7,7 @@ alone) fills the column choices. Run is :meth:`~RadiomicsLabLib.mrml.study.Study
 study is computed in the job runner (progress, Cancel), its nodes are added when it lands; an error or
 a cancel leaves the scene as it was. The study's files are written to a folder of the server's output
 folder; the panel shows the metrics (estimate, 95 % CI), the ROC (or Kaplan-Meier) and harmonisation
-figures of that folder, offers report.html, model.joblib and metrics.csv (only files of the latest
+figures of that folder, offers report.html, model.joblib, the tables and the model card (only files of the latest
 study's folder), and applies the study's model to another features table
 (:meth:`~RadiomicsLabLib.mrml.study.StudyLogic.predict_job`).
 """
@@ -35,8 +35,11 @@ UPLOADS = "uploaded study tables"  # folder of the output folder keeping uploade
 FEATURE_SUFFIXES = (".csv", ".parquet")
 CLINICAL_SUFFIXES = (".csv",)
 #: The files of a study folder the panel offers for download.
-DOWNLOADS = ("report.html", "model.joblib", "metrics.csv")
-DOWNLOAD_TYPES = {"report.html": "text/html", "metrics.csv": "text/csv"}
+DOWNLOADS = {"report.html": "rl-study-report", "model.joblib": "rl-study-model", "metrics.csv": "rl-study-metrics-csv",
+             "predictions.csv": "rl-study-predictions-csv", "selected_features.csv": "rl-study-selected-csv",
+             "model_card.json": "rl-study-card"}  # file -> its button's class
+DOWNLOAD_TYPES = {"report.html": "text/html", "metrics.csv": "text/csv", "predictions.csv": "text/csv",
+                  "selected_features.csv": "text/csv", "model_card.json": "application/json"}
 #: Figures shown (when the study wrote them): main (ROC or Kaplan-Meier), then the harmonisation ones.
 MAIN_FIGURES = {"roc.png": "ROC curves (out-of-fold, 95 % band)",
                 "kaplan_meier.png": "Kaplan-Meier curves of the risk groups"}
@@ -208,8 +211,7 @@ class UI(PanelUI):
                                 html.Td("{{ m.ci }}", style="padding: 1px 4px; text-align: right; "
                                                             "font-family: monospace; white-space: nowrap;")
                 with html.Div(classes="d-flex flex-wrap ga-2 mb-3"):
-                    for file_name, classes in (("report.html", "rl-study-report"), ("model.joblib", "rl-study-model"),
-                                               ("metrics.csv", "rl-study-metrics-csv")):
+                    for file_name, classes in DOWNLOADS.items():
                         download_button(server, file_name, "mdi-download", file_name,
                                         lambda file_name=file_name: self.fetch_file(file_name),
                                         DOWNLOAD_TYPES.get(file_name, "application/octet-stream"), classes=classes)
