@@ -18,7 +18,9 @@ folder and the file outside it unchanged, the scene unchanged, and no upload fol
 Cut-short files, outputs that are inputs, wrong output suffixes and ``-o -`` are the other suite's
 (``test_bad_inputs_files.py``); the cohort modes of ``delta`` and ``habitats`` are only checked for a missing
 cohort file here (they are covered by their own tests). The inputs are the real breast1 MR case of
-``pyradiomics_cases`` (45 x 120 x 21 voxels) and files made from it; each made file says how. The suite prints
+``pyradiomics_cases`` (45 x 120 x 21 voxels) and files made from it; each made file says how. The ``study``,
+``harmonise`` and ``predict`` cases use 60 patients of scikit-learn's breast cancer table and bad variants of it
+(:func:`write_study_tables`); every one of them is refused before anything is fitted. The suite prints
 its count ("bad-input suite: N cases") in pytest's terminal summary.
 """
 
@@ -117,6 +119,49 @@ COHORT_FILES = {
 }
 
 
+def write_study_tables(folder):
+    """The study inputs of ``study``, ``harmonise`` and ``predict``, and bad variants of them.
+
+    study_features.csv: the first 60 patients of scikit-learn's breast cancer Wisconsin table (real features of
+    digitised images), ids P01..P60, all 30 features. study_clinical.csv: id; malignant (the real diagnosis,
+    1 = malignant: 47 patients, 0 = benign: 13); batch A, B, C in turn (made up); time and event: a made-up
+    follow-up (100 + 30 k days, an event every 3rd patient: 20 events), only to reach the survival checks, which
+    all fail before anything is fitted. Each bad variant changes one thing, said beside it.
+    """
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer()
+    n = 60
+    ids = [f"P{k + 1:02d}" for k in range(n)]
+    names = [str(name) for name in bunch.feature_names]
+    features = [[i, *map(repr, row.tolist())] for i, row in zip(ids, bunch.data[:n])]
+    clinical = [[i, str(1 - int(t)), "ABC"[k % 3], str(100 + 30 * k), str(int(k % 3 == 0))]
+                for k, (i, t) in enumerate(zip(ids, bunch.target[:n]))]
+    header = ["id", "malignant", "batch", "time", "event"]
+
+    def table(name, head, rows):
+        (folder / name).write_text("\n".join(",".join(map(str, row)) for row in [head, *rows]) + "\n")
+
+    def changed(rows, k, column, value):  # row k with ``column`` set to ``value``
+        rows = [list(row) for row in rows]
+        rows[k][header.index(column)] = value
+        return rows
+
+    table("study_features.csv", ["id", *names], features)
+    table("study_clinical.csv", header, clinical)
+    bad = [list(row) for row in features]
+    bad[4][3] = "abc"  # P05's 'mean perimeter' is text (file row 6)
+    table("study_features_text.csv", ["id", *names], bad)
+    table("study_clinical_one_class.csv", header, [[*row[:1], "1", *row[2:]] for row in clinical])  # all malignant
+    table("study_clinical_duplicate.csv", header, clinical + [clinical[2]])  # P03 twice (rows 4 and 62)
+    table("study_clinical_fewer.csv", header, clinical[:-2])  # P59 and P60 left out
+    table("study_clinical_lonely_batch.csv", header, changed(clinical, 6, "batch", "D"))  # P07 alone in batch D
+    table("study_clinical_time0.csv", header, changed(changed(clinical, 1, "time", "0"), 2, "time", "-5"))  # P02, P03
+    table("study_clinical_event2.csv", header, changed(clinical, 3, "event", "2"))  # P04's event is 2
+    table("study_clinical_no_batch.csv", header[:2] + header[3:], [row[:2] + row[3:] for row in clinical])
+    (folder / "study_icc_no_feature.csv").write_text("name,icc,ci_low,ci_high\nmean radius,0.9,0.8,0.95\n")
+
+
 @pytest.fixture(scope="module")
 def inputs(data, tmp_path_factory):
     """A folder of inputs: the real breast1 image and label map, and the bad files made from them."""
@@ -162,6 +207,7 @@ def inputs(data, tmp_path_factory):
     (folder / "cohort_folder").mkdir()
     (folder / "icc_columns.csv").write_text("name,value\nfoo,1\n")
     (folder / "icc_text.csv").write_text("feature,icc,ci_low,ci_high\noriginal_firstorder_Mean,high,0.8,0.95\n")
+    write_study_tables(folder)
     # A saved study (.mrb) of the real case, made by the command itself
     study_output = tmp_path_factory.mktemp("study-output")
     code, _, _ = run_in_process(["extract", str(folder / "image.nrrd"), str(folder / "mask.nrrd"), "--scene",
@@ -215,6 +261,8 @@ OBSERVERS = "observers @image.nrrd @mask.nrrd @mask2.nrrd -o agreement"
 HABITATS = "habitats @mask.nrrd --channel MR=@image.nrrd -o habitats"
 DELTA = "delta --timepoint 2020-01-01:@image.nrrd:@mask.nrrd --timepoint 2020-03-01:@image.nrrd:@mask2.nrrd -o delta"
 BATCH = "batch @cohort.csv -o batch"
+STUDY = "study @study_features.csv --clinical @study_clinical.csv --outcome malignant -o out"
+SURVIVAL = "study @study_features.csv --clinical @study_clinical.csv --time time --event event -o out"
 NOT_AN_IMAGE = "is not an image RadiomicsLab can read"
 GRIDS = "Image and mask are on different grids"
 PYRADIOMICS_SCHEMA = "less than or equals to min limit(exclusive) '0'"
@@ -544,6 +592,60 @@ CLI_CASES = {
     "ibsi: -o a file": case("ibsi --dataset digital_phantom -o @table.csv", "it is a file"),
     "presets: an extra argument": case("presets extra", "unexpected extra argument"),
     "presets: unknown option": case("presets --all", "No such option '--all'"),
+
+    # study, harmonise, predict (the breast cancer tables of write_study_tables; every refusal comes before any fit)
+    "study: no --clinical": case("study @study_features.csv --outcome malignant -o out", "Missing option '--clinical'"),
+    "study: an unknown outcome column": case(f"{STUDY.replace('malignant', 'diagnosis')}", "no column 'diagnosis'"),
+    "study: a one-class outcome": case(f"{STUDY.replace('clinical.csv', 'clinical_one_class.csv')}",
+                                       "has one class only ('1', 60 patients)"),
+    "study: an id twice in the clinical table": case(f"{STUDY.replace('clinical.csv', 'clinical_duplicate.csv')}",
+                                                     "rows 4, 62", "id 'P03' appears 2 times"),
+    "study: ids in the features table only": case(f"{STUDY.replace('clinical.csv', 'clinical_fewer.csv')}",
+                                                  "2 id(s) have no row in study_clinical_fewer.csv: 'P59', 'P60'"),
+    "study: a text feature cell": case(f"{STUDY.replace('features.csv', 'features_text.csv')}",
+                                       "row 6", "feature 'mean perimeter' is not numeric: 'abc'"),
+    "study: a batch of one patient": case(f"{STUDY.replace('clinical.csv', 'clinical_lonely_batch.csv')} --batch batch",
+                                          "row 8", "batch 'D' has 1 patient"),
+    "study: survival times <= 0": case(f"{SURVIVAL.replace('clinical.csv', 'clinical_time0.csv')}",
+                                       "the time 'time' must be > 0: 0 on row 3, -5 on row 4"),
+    "study: an event that is not 0/1": case(f"{SURVIVAL.replace('clinical.csv', 'clinical_event2.csv')}",
+                                            "the event 'event' must be 0 (censored) or 1 (event): '2' on row 5"),
+    "study: --outer above the smallest class": case(f"{STUDY} --outer 14", "class '0' (0) has 13 patient(s)",
+                                                    "use n_folds <= 13"),
+    "study: an unknown --model": case(f"{STUDY} --model logistic_l3", "Unknown model 'logistic_l3'; choose one of"),
+    "study: a binary model for survival": case(f"{SURVIVAL} --model logistic_l1",
+                                               "Model 'logistic_l1' is for a binary outcome but this outcome is survival"),
+    "study: mrmr for survival": case(f"{SURVIVAL} --select mrmr", "Feature selection 'mrmr' is for a binary outcome"),
+    "study: --risk-cutoffs abc": case(f"{STUDY} --risk-cutoffs abc", "--risk-cutoffs",
+                                      "'abc' is not a comma-separated list of probabilities"),
+    "study: --risk-cutoffs decreasing": case(f"{STUDY} --risk-cutoffs 0.5,0.2", "--risk-cutoffs",
+                                             "give increasing probabilities between 0 and 1"),
+    "study: --icc-threshold 2": case(f"{STUDY} --icc @study_icc_no_feature.csv --icc-threshold 2",
+                                     "--icc-threshold must be between 0 and 1; got 2."),
+    "study: --icc without a feature column": case(f"{STUDY} --icc @study_icc_no_feature.csv", "study_icc_no_feature.csv",
+                                                  "has no 'feature' column"),
+    "study: --workers with --scheduler": case(f"{STUDY} --workers 2 --scheduler tcp://127.0.0.1:1",
+                                              "Give --workers", "or --scheduler", "not both"),
+    "study: a PNG as the features table": case("study @binary.csv --clinical @study_clinical.csv -o out",
+                                               "cannot read the features table", "binary.csv", "as UTF-8 text"),
+    "study: a PNG picture as the features table": case("study @slice.png --clinical @study_clinical.csv -o out",
+                                                       "cannot read the features table", "slice.png", "as UTF-8 text"),
+    "study: -o is the features table": case("study @study_features.csv --clinical @study_clinical.csv "
+                                            "-o @study_features.csv", "it is the features table this command reads"),
+    "study: -o is the clinical table": case("study @study_features.csv --clinical @study_clinical.csv "
+                                            "-o @study_clinical.csv", "it is the clinical table this command reads"),
+    "harmonise: no batch column in the table": case("harmonise @study_features.csv --clinical @study_clinical_no_batch.csv"
+                                                    " --batch batch -o harmonised.csv", "no column 'batch'"),
+    "harmonise: a batch of one patient": case("harmonise @study_features.csv --clinical @study_clinical_lonely_batch.csv"
+                                              " --batch batch -o harmonised.csv", "batch 'D' has 1 patient"),
+    "harmonise: -o is the clinical table": case("harmonise @study_features.csv --clinical @study_clinical.csv "
+                                                "--batch batch -o @study_clinical.csv",
+                                                "it is the clinical table this command reads"),
+    "predict: a CSV as the model file": case("predict @study_clinical.csv @study_features.csv -o predictions.csv",
+                                             "study_clinical.csv' is a text file, not a model",
+                                             "MODEL first, then the FEATURES table"),
+    "predict: a missing model file": case("predict @nosuch.joblib @study_features.csv -o predictions.csv",
+                                          "No model file", "nosuch.joblib", "model.joblib written by radiomicslab study"),
 
     # web (nothing is served: a case that gets past the checks fails the test)
     "web: --port taken": case("web --port {port} --data @nodicom", "Cannot listen on 127.0.0.1 port {port}",

@@ -19,6 +19,10 @@ Data used (all real, public):
 
 No real censored cohort with a published Harrell/Uno C is available offline, so those are checked
 against direct O(n^2) definitions written here, scipy's Somers' D, and a small example worked by hand.
+* scikit-survival's WHAS500 (Worcester Heart Attack Study, 500 patients) and GBSG2 (686 breast cancer
+  patients), with a Cox elastic-net risk: Harrell's C, Uno's C, the cumulative/dynamic AUC and the integrated
+  Brier score equal ``sksurv.metrics``' (see :func:`_sksurv_cohort` for the one change to the data: censoring
+  times tied with an event time moved 0.5 day later, where our G(T-) and sksurv's G(T) weights differ).
 lifelines parity is pending a lifelines release compatible with the project's pandas.
 """
 
@@ -729,3 +733,89 @@ def test_user_errors_raise_project_exception(cancer):
         M.log_rank_test([1, 2], [1, 1], ["a", "a"])
     with pytest.raises(RadiomicsLabError, match="separate"):
         M.calibration_slope(y, np.where(y == 1, 0.9, 0.1))
+
+
+# --------------------------------------------------------------------------------------------------
+# survival metrics: parity with scikit-survival on real cohorts
+# --------------------------------------------------------------------------------------------------
+def _sksurv_cohort(name):
+    """(time, event, risk, survival function per patient, the shifted tied censorings) of a real sksurv cohort.
+
+    WHAS500 (Worcester Heart Attack Study: 500 patients, death after myocardial infarction, follow-up in days;
+    ``sksurv.datasets.load_whas500``) or GBSG2 (German Breast Cancer Study Group 2: 686 patients, recurrence-free
+    survival in days; ``load_gbsg2``). The risk is the linear predictor of a CoxnetSurvivalAnalysis (elastic net,
+    l1_ratio 0.5, alpha 0.01, baseline kept for survival curves) fitted on the cohort's numeric columns,
+    standardised (WHAS500: age, bmi, diasbp, hr, los, sysbp; GBSG2: age, estrec, pnodes, progrec, tsize).
+
+    Both tables have censoring times equal to an event time (WHAS500: 14, GBSG2: 39; times are whole days): only
+    there our G(T-) and scikit-survival's G(T) weights differ, so those censoring times are moved 0.5 day later
+    (still censored, after the event of that day, as the Kaplan-Meier convention already orders them); every
+    other time, event and covariate is the real one.
+    """
+    from sksurv.datasets import load_gbsg2, load_whas500
+    from sksurv.linear_model import CoxnetSurvivalAnalysis
+
+    X, y = {"whas500": load_whas500, "gbsg2": load_gbsg2}[name]()
+    event_field, time_field = y.dtype.names
+    event, time = y[event_field].astype(bool), y[time_field].astype(float)
+    tied = ~event & np.isin(time, time[event])
+    shifted = time + 0.5 * tied
+    numeric = X.select_dtypes("number").to_numpy(float)
+    numeric = (numeric - numeric.mean(axis=0)) / numeric.std(axis=0)
+    target = np.empty(time.size, dtype=[("event", bool), ("time", float)])
+    target["event"], target["time"] = event, shifted
+    model = CoxnetSurvivalAnalysis(l1_ratio=0.5, alphas=[0.01], fit_baseline_model=True).fit(numeric, target)
+    return time, shifted, event, model.predict(numeric), model.predict_survival_function(numeric), int(tied.sum())
+
+
+@pytest.fixture(scope="module", params=["whas500", "gbsg2"])
+def sksurv_cohort(request):
+    return request.param, _sksurv_cohort(request.param)
+
+
+def _structured(time, event):
+    y = np.empty(time.size, dtype=[("event", bool), ("time", float)])
+    y["event"], y["time"] = event, time
+    return y
+
+
+def test_harrell_c_equals_sksurv_concordance_index_censored(sksurv_cohort):
+    """Harrell's C and its pair counts equal scikit-survival's on the real times (ties included: both count a
+    censoring tied with an event time as the longer one); the risk is the Cox linear predictor."""
+    from sksurv.metrics import concordance_index_censored
+
+    name, (time, shifted, event, risk, _, _) = sksurv_cohort
+    for t in (time, shifted):
+        ours = M.harrell_c_index(t, event, risk)
+        c, concordant, discordant, tied_risk, _ = concordance_index_censored(event, t, risk)
+        assert ours.estimate == pytest.approx(c, abs=1e-12), name
+        assert (ours.concordant, ours.discordant, ours.tied_risk) == (concordant, discordant, tied_risk)
+
+
+def test_uno_c_auc_and_ibs_equal_sksurv_without_censoring_event_ties(sksurv_cohort):
+    """Uno's C (several tau), the cumulative/dynamic AUC (quartiles of the event times) and the integrated
+    Brier score (Cox survival curves on a grid of 20 times) equal scikit-survival's to 1e-10 once no censoring
+    time equals an event time (the 0.5-day shift of :func:`_sksurv_cohort`); on the real tied times they differ,
+    by our G(T-) against scikit-survival's G(T) (the convention of metrics.uno_c_index)."""
+    from sksurv.metrics import concordance_index_ipcw, cumulative_dynamic_auc, integrated_brier_score
+
+    name, (time, shifted, event, risk, curves, n_tied) = sksurv_cohort
+    assert n_tied > 0
+    y = _structured(shifted, event)
+    for tau in (np.quantile(shifted, 0.5), np.quantile(shifted, 0.9)):
+        expected = concordance_index_ipcw(y, y, risk, tau=tau)[0]
+        assert M.uno_c_index(shifted, event, risk, tau).estimate == pytest.approx(expected, abs=1e-10), (name, tau)
+    horizons = np.quantile(shifted[event], [0.25, 0.5, 0.75])
+    expected_auc, _ = cumulative_dynamic_auc(y, y, risk, horizons)
+    for horizon, expected in zip(horizons, expected_auc):
+        assert M.cumulative_dynamic_auc(shifted, event, risk, horizon) == pytest.approx(expected, abs=1e-10)
+    grid = np.linspace(np.quantile(shifted, 0.05), np.quantile(shifted, 0.8), 20)
+    S = np.vstack([curve(grid) for curve in curves])
+    expected_ibs = integrated_brier_score(y, y, S, grid)
+    assert M.integrated_brier_score(shifted, event, S, grid) == pytest.approx(expected_ibs, abs=1e-10)
+    assert 0 < expected_ibs < 0.25
+
+    # on the real (tied) times the conventions part: G(T-) weights an event tied with a censoring less
+    real = _structured(time, event)
+    tau = np.quantile(time, 0.9)
+    assert abs(M.uno_c_index(time, event, risk, tau).estimate - concordance_index_ipcw(real, real, risk, tau=tau)[0]) > 1e-10

@@ -77,8 +77,10 @@ class StudyInputError(RadiomicsLabError):
 
     def __init__(self, problems):
         self.problems = list(problems)
-        count = f"{len(self.problems)} problem{'s' if len(self.problems) > 1 else ''}"
-        super().__init__(f"The study inputs have {count}; fix them and run again:\n"
+        if len(self.problems) == 1:  # one line naming it (the command line's one error line)
+            super().__init__(f"The study inputs have 1 problem; fix it and run again: {self.problems[0]}")
+            return
+        super().__init__(f"The study inputs have {len(self.problems)} problems; fix them and run again:\n"
                          + "\n".join(f"  {problem}" for problem in self.problems))
 
 

@@ -235,7 +235,7 @@ def _selection_steps(study, selection, icc, icc_threshold) -> list:
     steps = []
     if icc is not None:
         if not 0 <= float(icc_threshold) <= 1:
-            raise RadiomicsLabError(f"--icc-threshold must be between 0 and 1; got {icc_threshold}.")
+            raise RadiomicsLabError(f"--icc-threshold must be between 0 and 1; got {float(icc_threshold):g}.")
         table = read_icc_table(icc)  # the rows go into the model, so it does not depend on the file later
         steps.append(ReproducibilityFilter(icc=table, threshold=float(icc_threshold),
                                            feature_names=list(study.feature_names)))
@@ -544,6 +544,7 @@ def predict_table(model_path, features, output, *, clinical=None, id_column: str
 
     inputs = {"model": model_path, "features table": features, "clinical table": clinical}
     output = check_output(output, inputs, "csv")
+    _check_model_file(model_path)
     saved = load_model(model_path)
     meta = saved.get("metadata", {})
     layout = meta.get("layout")
@@ -582,6 +583,26 @@ def predict_table(model_path, features, output, *, clinical=None, id_column: str
     if output is not None:
         write_text_atomic(output, rows_csv_text(rows, PREDICT_COLUMNS))
     return rows
+
+
+def _check_model_file(path) -> None:
+    """A missing, empty or text file given as the model: one line saying what to give (before unpickling it)."""
+    import codecs
+
+    path = Path(path)
+    wanted = "give the model.joblib written by radiomicslab study (MODEL first, then the FEATURES table)"
+    if not path.is_file():
+        raise RadiomicsLabError(f"No model file '{path}'; {wanted}.")
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if not head:
+        raise RadiomicsLabError(f"The model file '{path}' is empty (0 bytes); {wanted}.")
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        return  # binary, as a model file is (a pickle starts with byte 0x80)
+    if b"\x00" not in head:
+        raise RadiomicsLabError(f"'{path}' is a text file, not a model; {wanted}.")
 
 
 def _features_only(features, id_column):
