@@ -29,7 +29,7 @@ web: $(STAMP)
 	$(VENV)/bin/radiomicslab web
 
 test: system-packages $(STAMP)
-	$(VPY) -m pytest -q
+	$(VPY) -X faulthandler -m pytest -q  # -X faulthandler: a crash, even at exit, prints every thread's stack
 
 # Installs the missing SYSTEM_PACKAGES with apt-get as root or through password-less sudo; otherwise stops
 # at once, printing the command that installs them.

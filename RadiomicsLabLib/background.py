@@ -209,7 +209,9 @@ class BackgroundRun:
         self._process.start()
         child.close()
         self._messages = queue.Queue()
-        threading.Thread(target=self._send, args=(payload,), daemon=True, name="radiomicslab-job-send").start()
+        self._reaping = threading.Lock()  # the reader and a cancel both reap the worker: one at a time
+        self._sender = threading.Thread(target=self._send, args=(payload,), daemon=True, name="radiomicslab-job-send")
+        self._sender.start()
         self._reader = threading.Thread(target=self._receive, daemon=True, name="radiomicslab-job-receive")
         self._reader.start()
 
@@ -220,7 +222,9 @@ class BackgroundRun:
             pass                                  # _receive (or the cancel itself)
 
     def _receive(self) -> None:
-        """Reader thread: queue the worker's messages; after the last one, reap the worker process."""
+        """Reader thread: queue the worker's messages; after the last one, reap the worker process and
+        close the pipe. This thread alone closes it, once the sender has returned: a pipe closed by one
+        thread while another uses it (or closed twice) can close whatever file took its number meanwhile."""
         while True:
             try:
                 message = pickle.loads(self._connection.recv_bytes())
@@ -233,13 +237,16 @@ class BackgroundRun:
             if message[0] != "progress":
                 break
         self._reap()
+        self._sender.join()  # returns: the worker has ended, so a send in progress fails at once
+        self._connection.close()
 
     def _reap(self, grace: float = 10.0) -> None:
-        self._process.join(grace)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join(TERMINATE_GRACE_S)
-        self._connection.close()
+        """Wait up to ``grace`` seconds for the worker process to end, then kill it."""
+        with self._reaping:
+            self._process.join(grace)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(TERMINATE_GRACE_S)
 
     @property
     def running(self) -> bool:
