@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 
 # Debian packages the tests need beyond Python: the web GUI is tested in a real browser (Debian's Chromium,
 # driven by Playwright) whose Slicer views render offscreen through EGL (libglvnd's libEGL / libGL with
-# Mesa's EGL and its llvmpipe software driver: no GPU, no X server); CMake runs the extension metadata check.
-SYSTEM_PACKAGES := chromium libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri cmake
+# Mesa's EGL and its llvmpipe software driver: no GPU, no X server); CMake runs the extension metadata check;
+# plastimatch and DCMTK are the independent DICOM writer, rasteriser and reader the DICOM tests compare against.
+SYSTEM_PACKAGES := chromium libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri cmake plastimatch dcmtk
 
 .PHONY: venv demo test bench lock clean web system-packages
 
