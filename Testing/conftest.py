@@ -135,3 +135,43 @@ def breast_cancer_tables(folder):
                [[i, bunch.target_names[t], "test" if k % 5 == 4 else "train", "ABC"[k % 3], repr(float(r)), "x"]
                 for k, (i, t, r) in enumerate(zip(ids, bunch.target, bunch.data[:, 0]))])
     return folder / "features.csv", folder / "features.parquet", folder / "clinical.csv", bunch
+
+
+# The end of the test process ------------------------------------------------------------------------
+def pytest_sessionfinish(session, exitstatus):
+    session.config.stash[_EXIT_STATUS] = int(exitstatus)
+
+
+_EXIT_STATUS = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """End the test process once every result is reported, without Python's interpreter teardown.
+
+    By then this process has held hundreds of headless Slicer applications, in-process Dask clusters,
+    joblib's process pool and a browser driver. Python then destroys the remaining objects in no set
+    order, and a VTK object destroyed after the modules its callbacks use can crash the process (once
+    in CI: every test passed, then ``Segmentation fault``). That teardown is not a behaviour of
+    RadiomicsLab: its command line exits normally and its exit status is checked in every CLI test
+    (each runs in its own process). So the worker processes still alive are stopped (their pipes
+    would keep a caller's output open), the output is flushed, and the process ends with pytest's
+    own exit status.
+    """
+    import multiprocessing
+    import os
+
+    if _EXIT_STATUS not in config.stash:
+        return
+    try:
+        from joblib.externals.loky import process_executor  # joblib's reusable pool, if a test started it
+
+        process_executor._python_exit()
+    except Exception:  # noqa: BLE001 - absent or already shut down
+        pass
+    for child in multiprocessing.active_children():
+        child.terminate()
+        child.join(5)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(config.stash[_EXIT_STATUS])
