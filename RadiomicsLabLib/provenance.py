@@ -4,6 +4,7 @@ image/mask geometry and hashes."""
 import datetime
 import functools
 import hashlib
+import math
 import os
 import sys
 from pathlib import Path
@@ -95,7 +96,7 @@ def build_provenance(settings, effective: dict, image: sitk.Image, segment_masks
     configuration = ("Versions_", "Configuration_")  # already recorded under software / settings
     segments = {}
     for name, mask, label in segment_masks:
-        details = {k: _plain(v) for k, v in diagnostics.get(name, {}).items() if not k.startswith(configuration)}
+        details = {k: json_ready(v) for k, v in diagnostics.get(name, {}).items() if not k.startswith(configuration)}
         segments[name] = {"label": int(label), "mask_sha1": image_hash(mask), "mask_geometry": image_geometry(mask),
                           "diagnostics": details}
     image_sha1 = next((d["Image-original_Hash"] for d in diagnostics.values() if "Image-original_Hash" in d), None)
@@ -125,12 +126,19 @@ def engine_details(engine: str) -> dict:
             "definitions": "IBSI chapter 1 (arXiv:1612.07003) and chapter 2 filters (arXiv:2006.05470)"}
 
 
-def _plain(value):
-    """pyradiomics diagnostic values (tuples, numpy scalars) as JSON-friendly Python values."""
-    if isinstance(value, (tuple, list)):
-        return [_plain(v) for v in value]
+def json_ready(value):
+    """``value`` as JSON-friendly Python values: dict keys as text, tuples and arrays as lists, numpy scalars as
+    Python numbers, NaN and infinities as None (JSON has no such numbers), anything else as its text."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
-    return value
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)

@@ -611,7 +611,7 @@ CLI_CASES = {
     "study: an event that is not 0/1": case(f"{SURVIVAL.replace('clinical.csv', 'clinical_event2.csv')}",
                                             "the event 'event' must be 0 (censored) or 1 (event): '2' on row 5"),
     "study: --outer above the smallest class": case(f"{STUDY} --outer 14", "class '0' (0) has 13 patient(s)",
-                                                    "use n_folds <= 13"),
+                                                    "use at most 13 folds (--outer)"),
     "study: an unknown --model": case(f"{STUDY} --model logistic_l3", "Unknown model 'logistic_l3'; choose one of"),
     "study: a binary model for survival": case(f"{SURVIVAL} --model logistic_l1",
                                                "Model 'logistic_l1' is for a binary outcome but this outcome is survival"),

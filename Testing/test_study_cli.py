@@ -242,6 +242,24 @@ def test_examples_writes_the_two_real_tables(tmp_path):
     assert len(features[0]) == 30 and "mean radius" not in features[0]
 
 
+def test_examples_again_keep_the_tables_and_never_replace_an_edited_one(tmp_path):
+    """Writing the examples twice leaves the same bytes; an edited table is refused by name, nothing written."""
+    assert run_cli("examples", "-o", tmp_path / "ex").returncode == 0
+    files = sorted((tmp_path / "ex").rglob("*.csv"))
+    before = {path: path.read_bytes() for path in files}
+    again = run_cli("examples", "-o", tmp_path / "ex")
+    assert again.returncode == 0, again.stderr
+    assert {path: path.read_bytes() for path in files} == before
+    edited = tmp_path / "ex" / "gbsg2" / "clinical.csv"
+    edited.write_text("id,days,recurrence\nG0001,10,1\n")
+    (tmp_path / "ex" / "breast_cancer" / "features.csv").unlink()
+    refused = run_cli("examples", "-o", tmp_path / "ex")
+    assert refused.returncode == 2
+    assert f"'{edited}' exists and is not this example's table" in refused.stderr
+    assert edited.read_text() == "id,days,recurrence\nG0001,10,1\n"
+    assert not (tmp_path / "ex" / "breast_cancer" / "features.csv").exists()  # checked before any file is written
+
+
 def test_a_failure_while_writing_leaves_the_output_folder_as_it_was(breast, tmp_path, monkeypatch):
     """Everything is written in a staging folder and moved in at the end: a figure that fails writes nothing."""
     from RadiomicsLabLib.errors import RadiomicsLabError

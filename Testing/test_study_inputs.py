@@ -110,7 +110,7 @@ def test_batch_table_pivoted_to_one_row_per_patient(batch_out, tmp_path):
     with pytest.raises(StudyInputError) as excinfo:
         read_study(batch_out / "features.csv", clinical, n_folds=3)
     assert problems_of(excinfo) == ["clinical.csv: 2 event(s) in the patients; 3-fold cross-validation of a survival model "
-                                    "needs at least 3 events (one per fold): use n_folds <= 2 or more patients."]
+                                    "needs at least 3 events (one per fold): use at most 2 folds (--outer) or more patients."]
 
 
 def test_batch_table_with_a_missing_segment(batch_out, tmp_path):
@@ -228,7 +228,7 @@ def test_every_problem_of_a_survival_study_listed_at_once(breast, tmp_path):
     one(problems, "clinical.csv rows 6, 7", "the event 'dead' must be 0 (censored) or 1 (event): '2' on row 6, 'yes' on row 7")
     one(problems, "clinical.csv row 9", "batch 'C' has 1 patient")
     one(problems, "4 event(s) in the patients; 5-fold cross-validation of a survival model needs at least 5 events",
-        "use n_folds <= 4")
+        "use at most 4 folds (--outer)")
     assert len(problems) == 6, problems
 
 
@@ -251,7 +251,7 @@ def test_too_few_of_a_class_and_labels_without_positive(breast, tmp_path):
     count = 3 - test_malignant
     assert problems_of(excinfo) == [
         f"clinical.csv: outcome class 'malignant' (1) has {count} patient(s) in the training rows; 5-fold stratified "
-        f"cross-validation needs at least 5 of each class (one per fold): use n_folds <= {count} or more patients."]
+        f"cross-validation needs at least 5 of each class (one per fold): use at most {count} folds (--outer) or more patients."]
     study = read_study(features_csv, tmp_path / "clinical.csv", outcome="diagnosis", positive="malignant",
                        covariates=["mean radius"], n_folds=count)
     assert study.y.sum() == 3

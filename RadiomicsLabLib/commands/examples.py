@@ -14,10 +14,9 @@ def command(output_dir):
     made imaging sites, 'mean radius' as a covariate, a train/test split) and gbsg2/ (686 patients,
     recurrence-free survival)."""
     from ..fileio import check_output
-    from ..study.examples import write_breast_cancer_example, write_gbsg2_example
+    from ..study.examples import breast_cancer_tables, gbsg2_tables, write_tables
 
     folder = check_output(output_dir, kind="folder")
-    written = {**{f"breast_cancer/{k}": v for k, v in write_breast_cancer_example(folder / "breast_cancer").items()},
-               **{f"gbsg2/{k}": v for k, v in write_gbsg2_example(folder / "gbsg2").items()}}
+    written = write_tables({**breast_cancer_tables(folder / "breast_cancer"), **gbsg2_tables(folder / "gbsg2")})
     click.echo(f"Wrote {len(written)} tables -> {folder} (breast_cancer/: binary outcome 'diagnosis', batch 'site'; "
                "gbsg2/: survival 'days' and 'recurrence')", err=True)

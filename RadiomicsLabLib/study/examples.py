@@ -16,6 +16,7 @@ the GUIs' "try it" buttons and the tests.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -37,47 +38,73 @@ def site_effects(x0, malignant):
     return site, class_mean + shift[site] + scale[site] * (x0 - class_mean)
 
 
-def _write(path: Path, header, rows) -> Path:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
+def _csv_text(header, rows) -> str:
+    handle = io.StringIO()
+    writer = csv.writer(handle, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return handle.getvalue()
 
 
-def write_breast_cancer_example(folder) -> dict:
-    """features.csv (id + 29 features, with the made sites' effects) and clinical.csv (id, diagnosis
-    malignant/benign, site A/B/C, mean radius, split train/test) in ``folder``; returns {name: path}."""
+def write_tables(tables: dict) -> dict:
+    """Write ``{path: text}`` (atomically), after checking that no existing file would be replaced by other
+    content (an edited copy of an example is the user's: one line naming it, nothing written); an existing
+    identical file is left as it is. Returns the paths."""
+    from ..errors import RadiomicsLabError
+    from ..fileio import write_text_atomic
+
+    for path, text in tables.items():
+        if path.exists() and (not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text):
+            raise RadiomicsLabError(f"'{path}' exists and is not this example's table; move it away or write the "
+                                    "examples into another folder (-o).")
+    for path, text in tables.items():
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(path, text)
+    return list(tables)
+
+
+def breast_cancer_tables(folder) -> dict:
+    """{path: text} of the breast cancer example's features.csv and clinical.csv in ``folder``."""
     from sklearn.datasets import load_breast_cancer
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     bunch = load_breast_cancer()
     malignant = bunch.target == 0
     site, values = site_effects(bunch.data, malignant)
     ids = [f"P{i + 1:04d}" for i in range(len(site))]
     names = [str(n) for n in bunch.feature_names]
-    features = _write(folder / "features.csv", ["id", *names[1:]],
-                      [[i, *map(repr, row[1:].tolist())] for i, row in zip(ids, values)])
-    clinical = _write(folder / "clinical.csv", ["id", "diagnosis", "site", "mean radius", "split"],
-                      [[i, "malignant" if m else "benign", "ABC"[s], repr(float(r)), "test" if k % 5 == 4 else "train"]
-                       for k, (i, m, s, r) in enumerate(zip(ids, malignant, site, bunch.data[:, 0]))])
+    features = _csv_text(["id", *names[1:]], [[i, *map(repr, row[1:].tolist())] for i, row in zip(ids, values)])
+    clinical = _csv_text(["id", "diagnosis", "site", "mean radius", "split"],
+                         [[i, "malignant" if m else "benign", "ABC"[s], repr(float(r)), "test" if k % 5 == 4 else "train"]
+                          for k, (i, m, s, r) in enumerate(zip(ids, malignant, site, bunch.data[:, 0]))])
+    return {folder / "features.csv": features, folder / "clinical.csv": clinical}
+
+
+def gbsg2_tables(folder) -> dict:
+    """{path: text} of the GBSG2 example's features.csv and clinical.csv in ``folder``."""
+    from sksurv.datasets import load_gbsg2
+
+    folder = Path(folder)
+    X, y = load_gbsg2()
+    ids = [f"G{i + 1:04d}" for i in range(len(y))]
+    columns = ["age", "tsize", "pnodes", "progrec", "estrec"]
+    features = _csv_text(["id", *columns], [[i, *(repr(float(X[c].iloc[k])) for c in columns)] for k, i in enumerate(ids)])
+    clinical = _csv_text(["id", "days", "recurrence", "postmenopausal"],
+                         [[i, repr(float(y["time"][k])), int(y["cens"][k]), int(X["menostat"].iloc[k] == "Post")]
+                          for k, i in enumerate(ids)])
+    return {folder / "features.csv": features, folder / "clinical.csv": clinical}
+
+
+def write_breast_cancer_example(folder) -> dict:
+    """features.csv (id + 29 features, with the made sites' effects) and clinical.csv (id, diagnosis
+    malignant/benign, site A/B/C, mean radius, split train/test) in ``folder``; returns {name: path}."""
+    features, clinical = write_tables(breast_cancer_tables(folder))
     return {"features": features, "clinical": clinical}
 
 
 def write_gbsg2_example(folder) -> dict:
     """features.csv (id, age, tsize, pnodes, progrec, estrec) and clinical.csv (id, days, recurrence 0/1,
     postmenopausal 0/1) of GBSG2 in ``folder``; returns {name: path}."""
-    from sksurv.datasets import load_gbsg2
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    X, y = load_gbsg2()
-    ids = [f"G{i + 1:04d}" for i in range(len(y))]
-    columns = ["age", "tsize", "pnodes", "progrec", "estrec"]
-    features = _write(folder / "features.csv", ["id", *columns],
-                      [[i, *(repr(float(X[c].iloc[k])) for c in columns)] for k, i in enumerate(ids)])
-    clinical = _write(folder / "clinical.csv", ["id", "days", "recurrence", "postmenopausal"],
-                      [[i, repr(float(y["time"][k])), int(y["cens"][k]), int(X["menostat"].iloc[k] == "Post")]
-                       for k, i in enumerate(ids)])
+    features, clinical = write_tables(gbsg2_tables(folder))
     return {"features": features, "clinical": clinical}

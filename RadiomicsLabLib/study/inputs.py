@@ -121,6 +121,26 @@ class StudyData:
     def n_features(self) -> int:
         return self.X.shape[1]
 
+    def matrix(self, features=None) -> tuple:
+        """``(X, batch, covariates, names)``: the rows as the study's pipelines take them, ``[batch | covariates |
+        features]``. ``batch``: the batch column's index (0) or None; ``covariates``: their column indices;
+        ``names``: every column's name; ``features``: the feature names to take, in that order (default all). X is
+        an object array when there is a batch (its labels kept as written), otherwise float64."""
+        positions = slice(None) if features is None else [self.feature_names.index(name) for name in features]
+        parts, names, batch, covariates = [], [], None, []
+        if self.batch is not None:
+            parts.append(np.asarray(self.batch, dtype=object)[:, None])
+            names.append("batch")
+            batch = 0
+        if self.covariates is not None and len(self.covariate_names):
+            covariates = list(range(len(names), len(names) + len(self.covariate_names)))
+            parts.append(np.asarray(self.covariates, dtype=float))
+            names += list(self.covariate_names)
+        parts.append(np.asarray(self.X, dtype=float)[:, positions])
+        names += list(self.feature_names) if features is None else list(features)
+        X = np.hstack([p.astype(object) for p in parts]) if batch is not None else np.hstack(parts)
+        return X, batch, covariates, names
+
     @property
     def target(self) -> np.ndarray:
         """What scikit-learn's ``fit(X, y)`` takes: ``y`` (binary), or for survival the structured array
@@ -645,13 +665,13 @@ def read_study(features, clinical, *, outcome: str | None = None, time: str | No
                 if count < n_folds:
                     problems.append(StudyProblem(table.name, f"outcome class '{label}' ({code}) has {count} patient(s) in {where}; "
                                                  f"{n_folds}-fold stratified cross-validation needs at least {n_folds} of each "
-                                                 f"class (one per fold): use n_folds <= {max(count, 1)} or more patients."))
+                                                 f"class (one per fold): use at most {max(count, 1)} folds (--outer) or more patients."))
         if e is not None:
             count = int(np.sum((e == 1) & train))
             if count < n_folds:
                 problems.append(StudyProblem(table.name, f"{count} event(s) in {where}; {n_folds}-fold cross-validation of a "
                                              f"survival model needs at least {n_folds} events (one per fold): use "
-                                             f"n_folds <= {max(count, 1)} or more patients."))
+                                             f"at most {max(count, 1)} folds (--outer) or more patients."))
     if problems:
         raise StudyInputError(problems)
 
@@ -695,3 +715,13 @@ def _missing_values(X, invalid, names, ids, data: _Features, policy, source, pro
                      f"{int(np.isnan(X).any(axis=1).sum())} patient(s) are left as NaN (missing='impute'): impute them inside "
                      "the cross-validation folds (an imputer as the first step of the Pipeline).")
         notes += [str(p) for p in listed[:LISTED]]
+
+
+def read_features_only(features, id_column: str = "id") -> StudyData:
+    """A :class:`StudyData` of a FEATURES table alone (no clinical table, no outcome: e.g. to apply a saved model);
+    the same checks of the table as :func:`read_study`; each problem listed (:class:`StudyInputError`)."""
+    problems, notes = [], []
+    data = _read_features(features, id_column, problems, notes)
+    if data is None or problems:
+        raise StudyInputError(problems)
+    return StudyData(X=data.X, feature_names=list(data.names), ids=list(data.ids), outcome_kind="none", notes=notes)

@@ -981,7 +981,9 @@ class _CensoringKM:
         return np.where(idx >= 0, self.G[np.clip(idx, 0, None)], 1.0)
 
     def before(self, t) -> np.ndarray:
-        """G(t-), the left limit: probability of being still uncensored just before t."""
+        """G(t-), the left limit: probability of being still uncensored just before t. The IPCW weight of an
+        event at t is 1/G(t-) (Gerds & Schumacher 2006, Biom J 48:1029, eq. 6: a patient censored at the
+        event's own time was still under observation then)."""
         idx = np.searchsorted(self.times, t, side="left") - 1
         return np.where(idx >= 0, self.G[np.clip(idx, 0, None)], 1.0)
 

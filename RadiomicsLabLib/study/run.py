@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RadiomicsLabError
+from ..provenance import json_ready
 from ..results import rows_csv_text
 
 #: The files :func:`run_study` writes in its folder, and what each holds (figures only where they apply).
@@ -86,22 +87,6 @@ def _file_facts(path) -> dict | None:
         return None
     path = Path(path)
     return {"path": str(path.resolve()), "sha256": file_sha256(path) if path.is_file() else None}
-
-
-def _json_ready(value):
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _json_ready(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)
 
 
 def _layout(study) -> dict:
@@ -162,7 +147,9 @@ def run_study(features, clinical, output_dir, *, id_column: str = "id", outcome=
     rows, extra = study_metrics(result, horizon=horizon, risk_cutoffs=risk_cutoffs, n_bootstrap=n_bootstrap,
                                 seed=result.seeds["seed"])
     fitted = result.final_models[primary]
-    selected = _selected_rows(result)
+    extra["frequencies"] = {model: result.selection_frequency(model) for model in result.models
+                            if result.supports.get(model) is not None}
+    selected = _selected_rows(result, extra["frequencies"])
     # read_study takes the columns named outcome / time, event / batch / split when none is given
     columns = {"id_column": id_column, "outcome": outcome or ("outcome" if kind == "binary" else None),
                "positive": positive, "time": time or ("time" if kind == "survival" else None),
@@ -173,7 +160,7 @@ def run_study(features, clinical, output_dir, *, id_column: str = "id", outcome=
     texts = {"metrics.csv": rows_csv_text(rows, METRIC_COLUMNS),
              "predictions.csv": rows_csv_text(result.prediction_rows(), _prediction_columns(result)),
              "selected_features.csv": rows_csv_text(selected, ("model", "feature", "frequency", "final")),
-             "model_card.json": json.dumps(_json_ready(card), indent=2) + "\n"}
+             "model_card.json": json.dumps(json_ready(card), indent=2) + "\n"}
     if result.external_ids:
         texts["test_predictions.csv"] = rows_csv_text(_test_rows(result))
 
@@ -181,7 +168,7 @@ def run_study(features, clinical, output_dir, *, id_column: str = "id", outcome=
     # while writing leaves the output folder as it was).
     metadata = {"model": primary, "outcome_kind": kind, "classes": list(study.classes), "layout": _layout(study),
                 "id_column": id_column, "batch_column": batch, "cutoff": result.final_cutoffs.get(primary),
-                "params": result.final_params.get(primary), "seeds": result.seeds, "card": _json_ready(card)}
+                "params": result.final_params.get(primary), "seeds": result.seeds, "card": json_ready(card)}
     files = _write_staged(folder, lambda staging: _write_files(staging, texts, fitted, metadata, study, result,
                                                                primary, extra, card, rows))
     seconds = clock.perf_counter() - started
@@ -206,7 +193,7 @@ def _write_files(staging, texts, fitted, metadata, study, result, primary, extra
     files["model.joblib"] = save_model(fitted, staging / "model.joblib", metadata)
     files.update(_figures(staging, study, result, primary, extra))
     figures = {name: path for name, path in files.items() if name.endswith(".png")}
-    files["report.html"] = write_report(staging / "report.html", _json_ready(card), rows, figures)
+    files["report.html"] = write_report(staging / "report.html", json_ready(card), rows, figures)
     return files
 
 
@@ -301,20 +288,20 @@ def study_metrics(result, *, horizon=None, risk_cutoffs=None, n_bootstrap: int =
         time, event = np.asarray(result.time, float), np.asarray(result.event, bool)
         risks = {model: result.mean_prediction(model) for model in result.models}
         rows += m.metric_table(risks, time=time, event=event, tau=horizon, n_bootstrap=n_bootstrap, seed=seed)
-        strata = None
+        groups = {model: (risks[model] > _cutoff(result, model)).astype(int) for model in result.models}
         for model in result.models:
             r = risks[model]
             auc = m.bootstrap_ci(lambda t, e, s: m.cumulative_dynamic_auc(t, e, s, horizon, train_time=time,
                                                                           train_event=event),
-                                 time, event, r, n_bootstrap=n_bootstrap, seed=seed, strata=strata)
+                                 time, event, r, n_bootstrap=n_bootstrap, seed=seed)
             rows.append(m._row(model, "td_auc", auc.estimate, auc.ci_low, auc.ci_high))
             survival = np.asarray(result.oof_survival[model]).mean(axis=0)
             ibs = m.bootstrap_ci(lambda t, e, s: m.integrated_brier_score(t, e, s, result.survival_times,
                                                                           train_time=time, train_event=event),
                                  time, event, survival, n_bootstrap=min(n_bootstrap, 200), seed=seed)
             rows.append(m._row(model, "integrated_brier_score", ibs.estimate, ibs.ci_low, ibs.ci_high))
-            groups = (r > _cutoff(result, model)).astype(int)
-            p = m.log_rank_test(time, event, groups).p_value if np.unique(groups).size == 2 else math.nan
+            split = groups[model]
+            p = m.log_rank_test(time, event, split).p_value if np.unique(split).size == 2 else math.nan
             rows.append(m._row(model, "logrank_p", p, math.nan, math.nan))
             scores = repeat_scores[model]
             rows.append(m._row(model, "c_index_repeat_mean", scores.mean(), *np.percentile(scores, [2.5, 97.5])))
@@ -323,8 +310,7 @@ def study_metrics(result, *, horizon=None, risk_cutoffs=None, n_bootstrap: int =
                                       - m.harrell_c_index(t, e, b).estimate,
                                       time, event, r, risks[reference], n_bootstrap=n_bootstrap, seed=seed)
                 rows.append(m._row(model, "c_index_difference", diff.estimate, diff.ci_low, diff.ci_high))
-        extra.update(predictions=risks, groups={model: (risks[model] > _cutoff(result, model)).astype(int)
-                                                for model in result.models})
+        extra.update(predictions=risks, groups=groups)
         if result.external_ids:
             test_rows = m.metric_table(dict(result.external), time=result.external_time,
                                        event=result.external_event, tau=horizon, n_bootstrap=n_bootstrap, seed=seed)
@@ -341,15 +327,13 @@ def _prediction_columns(result) -> tuple:
     return prediction_columns(result.outcome_kind)
 
 
-def _selected_rows(result) -> list:
-    """model, feature, frequency over the outer folds, and whether the final model kept it."""
+def _selected_rows(result, frequencies: dict) -> list:
+    """model, feature, frequency over the outer folds (``frequencies``: model -> its selection frequency), and
+    whether the final model kept it."""
     from .models import selected_features
 
     rows = []
-    for model in result.models:
-        if result.supports.get(model) is None:
-            continue
-        frequency = result.selection_frequency(model)
+    for model, frequency in frequencies.items():
         final = selected_features(result.final_models[model], result.feature_names)
         kept = dict(zip(result.feature_names, final)) if final is not None else {}
         for row in frequency.rows():
@@ -404,8 +388,8 @@ def _figures(folder, study, result, primary, extra) -> dict:
     if weights is not None:
         name = "coefficients.png" if weights["kind"] == "coefficient" else "importances.png"
         files[name] = report.weights_figure(folder / name, weights["names"], weights["values"], kind=weights["kind"])
-    if result.supports.get(primary) is not None:
-        frequency = result.selection_frequency(primary)
+    if primary in extra["frequencies"]:
+        frequency = extra["frequencies"][primary]
         rows = frequency.rows()
         files["selection_stability.png"] = report.stability_figure(
             folder / "selection_stability.png", [r["feature"] for r in rows], [r["frequency"] for r in rows],
@@ -434,12 +418,8 @@ def harmonise_study(study, *, parametric: bool = True, reference_batch=None):
     if np.isnan(study.X).any():
         raise RadiomicsLabError("ComBat needs complete features; the table has missing values. Fill them in before "
                                 "harmonising (a study imputes them inside its folds).")
-    parts = [np.asarray(study.batch, dtype=object)[:, None]]
-    k = len(study.covariate_names)
-    if k:
-        parts.append(np.asarray(study.covariates, dtype=object))
-    X = np.hstack(parts + [study.X.astype(object)])
-    combat = ComBat(batch=0, covariates=list(range(1, 1 + k)), parametric=parametric, reference_batch=reference_batch)
+    X, batch, covariates, _ = study.matrix()
+    combat = ComBat(batch=batch, covariates=covariates, parametric=parametric, reference_batch=reference_batch)
     return study.X, combat.fit_transform(X)
 
 
@@ -539,7 +519,7 @@ def predict_table(model_path, features, output, *, clinical=None, id_column: str
     returned only). A feature the model needs but the table lacks, a missing covariate, or a batch its ComBat
     never saw is a clear error."""
     from ..fileio import check_output, write_text_atomic
-    from .inputs import read_study
+    from .inputs import read_features_only, read_study
     from .models import load_model
 
     inputs = {"model": model_path, "features table": features, "clinical table": clinical}
@@ -560,20 +540,13 @@ def predict_table(model_path, features, output, *, clinical=None, id_column: str
         study = read_study(features, clinical, batch=batch, covariates=layout["covariates"], id_column=id_column,
                            n_folds=None, require_outcome=False, missing="impute")
     else:
-        study = _features_only(features, id_column)
+        study = read_features_only(features, id_column)
     missing = [name for name in layout["features"] if name not in study.feature_names]
     if missing:
         raise RadiomicsLabError(f"The features table lacks {len(missing)} feature(s) the model needs: "
                                 f"{', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}; extract them with the "
                                 "same settings as the study's table.")
-    positions = [study.feature_names.index(name) for name in layout["features"]]
-    parts = []
-    if layout["batch"]:
-        parts.append(np.asarray(study.batch, dtype=object)[:, None])
-    if layout["covariates"]:
-        parts.append(np.asarray(study.covariates, dtype=float))
-    parts.append(study.X[:, positions])
-    X = np.hstack([p.astype(object) for p in parts]) if layout["batch"] else np.hstack(parts)
+    X = study.matrix(layout["features"])[0]
     model = saved["model"]
     kind = meta.get("outcome_kind", "binary")
     values = model.predict_proba(X)[:, list(model.classes_).index(1)] if kind == "binary" else model.predict(X)
@@ -603,14 +576,3 @@ def _check_model_file(path) -> None:
         return  # binary, as a model file is (a pickle starts with byte 0x80)
     if b"\x00" not in head:
         raise RadiomicsLabError(f"'{path}' is a text file, not a model; {wanted}.")
-
-
-def _features_only(features, id_column):
-    """A StudyData of FEATURES alone (no clinical table): every id is its own row."""
-    from .inputs import _read_features, StudyData, StudyInputError
-
-    problems, notes = [], []
-    data = _read_features(features, id_column, problems, notes)
-    if data is None or problems:
-        raise StudyInputError(problems)
-    return StudyData(X=data.X, feature_names=list(data.names), ids=list(data.ids), outcome_kind="none", notes=notes)

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import Cancelled, RadiomicsLabError
+from ..provenance import json_ready
 from .models import build_pipeline, default_grid, grid_size, selected_features
 
 DEFAULT_REPEATS, DEFAULT_OUTER, DEFAULT_INNER = 10, 5, 5
@@ -480,19 +481,6 @@ def _run_tasks(calls, total: int, n_jobs, scheduler, progress, describe) -> dict
     return results
 
 
-def _plain(value):
-    """JSON-friendly copy of settings (estimators as their repr)."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    return repr(value)
-
-
 # The nested cross-validation -------------------------------------------------------------------------
 def _model_specs(models, selection, batch, covariates, impute, clinical_model, model_seed, feature_names,
                  outcome="binary", protect_covariates=None):
@@ -814,7 +802,7 @@ def nested_cv(X, y, models="logistic_l2", *, selection=None, batch=None, covaria
             notes.append("The test rows hold no event: no external C-index." if survival else
                          "The test rows do not hold at least 2 patients of each class: no external AUC.")
 
-    settings = _plain({"outcome_kind": outcome_kind, "models": {label: repr(p) for label, p in specs.items()},
+    settings = json_ready({"outcome_kind": outcome_kind, "models": {label: repr(p) for label, p in specs.items()},
                        "grids": grids, "selection": selection, "batch": batch, "covariates": covariates,
                        "protect_covariates": bool(batch is not None and covariates) if protect_covariates is None
                        else bool(protect_covariates), "impute": impute,
@@ -863,17 +851,6 @@ def validate_study(study, models="logistic_l2", **options) -> NestedCVResult:
     for name in ("X", "y", "ids", "batch", "covariates", "split", "feature_names"):
         if name in options:
             raise RadiomicsLabError(f"validate_study takes {name} from the study; do not pass it.")
-    parts, names, batch, covariates = [], [], None, []
-    if study.batch is not None:
-        parts.append(np.asarray(study.batch, dtype=object)[:, None])
-        names.append("batch")
-        batch = 0
-    if study.covariates is not None and len(study.covariate_names):
-        covariates = list(range(len(names), len(names) + len(study.covariate_names)))
-        parts.append(np.asarray(study.covariates, dtype=float))
-        names += list(study.covariate_names)
-    parts.append(np.asarray(study.X, dtype=float))
-    names += list(study.feature_names)
-    X = np.hstack([p.astype(object) for p in parts]) if batch is not None else np.hstack(parts)
+    X, batch, covariates, names = study.matrix()
     return nested_cv(X, study.target, models, batch=batch, covariates=covariates, ids=list(study.ids),
                      feature_names=names, split=study.split, **options)
