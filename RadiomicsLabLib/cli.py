@@ -212,15 +212,6 @@ def _progress_bar(total: int):
     return progress
 
 
-def _file_inputs(image: Path, mask: Path) -> dict:
-    from .provenance import file_sha256
-
-    def describe(path):
-        return {"path": str(path.resolve()), "sha256": file_sha256(path) if path.is_file() else None}
-
-    return {"image_file": describe(image), "mask_file": describe(mask)}
-
-
 def _settings(params, image_types, engine):
     from .settings import load_settings
 
@@ -231,6 +222,7 @@ def _extract_files(image_path, mask_path, labels, settings, resample_mask, scene
     """IMAGE + MASK: straight through the core, or through a headless scene saved as ``scene_path``."""
     from .extraction import extract, prepare_inputs
     from .imageio import read_image
+    from .results import file_inputs
     from .validation import check_mask_is_label_map, labels_present, segment_name
 
     from .validation import check_resampling
@@ -243,7 +235,7 @@ def _extract_files(image_path, mask_path, labels, settings, resample_mask, scene
     check_resampling(image, mask, list(segments.values()), settings.params)
     if scene_path is not None:
         return _extract_into_new_scene(image, mask, image_path, mask_path, segments, settings, scene_path)
-    result = extract(image, mask, segments, settings, inputs=_file_inputs(image_path, mask_path),
+    result = extract(image, mask, segments, settings, inputs=file_inputs(image_path, mask_path),
                      progress=_progress_bar(len(segments)))
     return result.values, result.provenance
 
@@ -253,12 +245,13 @@ def _extract_into_new_scene(image, mask, image_path, mask_path, segments, settin
     from .mrml.app import new_headless_app
     from .mrml.convert import label_map_to_segmentation_node, sitk_to_volume_node
     from .mrml.scenefiles import node_name_from_path
+    from .results import file_inputs
 
     logic = ExtractionLogic(new_headless_app().scene)
     volume = sitk_to_volume_node(image, node_name_from_path(image_path), logic.scene)
     segmentation = label_map_to_segmentation_node(mask, node_name_from_path(mask_path), logic.scene, volume)
     table = logic.extract(volume, segmentation, list(segments), settings, progress=_progress_bar(len(segments)))
-    table.SetAttribute("RadiomicsLab.InputFiles", str(_file_inputs(image_path, mask_path)))
+    table.SetAttribute("RadiomicsLab.InputFiles", str(file_inputs(image_path, mask_path)))
     logic.save_scene(scene_path)
     return logic.feature_values(table), logic.provenance(table)
 

@@ -1065,3 +1065,92 @@ def _provenance(plan: MapPlan, seconds: float) -> dict:
         "seconds": round(seconds, 3),
         "notes": list(prepared.notes),
     }
+
+
+# --------------------------------------------------------------------------------------------
+# The files
+# --------------------------------------------------------------------------------------------
+
+#: The provenance and summary files :func:`write_feature_maps` writes beside ``<feature>.nrrd``.
+MAPS_PROVENANCE_FILE = "maps.json"
+MAPS_SUMMARY_FILE = "summary.csv"
+
+
+def map_output_paths(folder, features) -> dict:
+    """Every file :func:`write_feature_maps` writes into ``folder`` for ``features``: name -> path."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    names = [f"{name}.nrrd" for name in features] + [MAPS_SUMMARY_FILE, MAPS_PROVENANCE_FILE]
+    return {name: folder / name for name in names}
+
+
+def check_map_outputs(folder, features, inputs=()) -> dict:
+    """Before any work: ``folder`` and every file of :func:`map_output_paths` writable, none of them one of
+    ``inputs`` ({role: path} or (role, path) pairs); returns the paths."""
+    from .fileio import check_output, check_outputs
+
+    check_output(folder, inputs, "folder")
+    outputs = map_output_paths(folder, features)
+    check_outputs(outputs.values(), inputs)
+    return outputs
+
+
+def summary_csv_text(maps) -> str:
+    """``summary.csv``: :meth:`FeatureMaps.summary`, numbers as their exact shortest text."""
+    import csv
+    import io
+
+    from .results import format_value
+
+    rows = maps.summary()
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: v if isinstance(v, (str, int)) else format_value(v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def write_feature_maps(maps, folder) -> dict:
+    """Write every map as ``<feature>.nrrd`` (compressed), ``summary.csv`` and ``maps.json`` (provenance and file
+    list) into ``folder``: the files of ``radiomicslab maps``, also written by
+    :meth:`RadiomicsLabLib.mrml.featuremaps.FeatureMapLogic.save_results`; returns file name -> path.
+
+    All files are first written to a temporary folder beside ``folder`` and then renamed into it, so a failure
+    leaves no half-written file and no partial set (files already in ``folder`` with other names are kept).
+    """
+    import json
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(folder)
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    except OSError as error:
+        raise RadiomicsLabError(f"Cannot write '{folder}': {error.strerror}; choose another output folder.") from None
+    try:
+        names = []
+        for name in maps:
+            path = staging / f"{name}.nrrd"
+            sitk.WriteImage(maps[name], str(path), True)
+            names.append(path.name)
+        (staging / MAPS_SUMMARY_FILE).write_text(summary_csv_text(maps), encoding="utf-8")
+        record = {**maps.provenance, "files": {"maps": names, "summary": MAPS_SUMMARY_FILE}}
+        (staging / MAPS_PROVENANCE_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+        written = {}
+        for name in names + [MAPS_SUMMARY_FILE, MAPS_PROVENANCE_FILE]:
+            os.replace(staging / name, folder / name)
+            written[name] = folder / name
+        return written
+    except (OSError, RuntimeError) as error:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[-1]
+        raise RadiomicsLabError(f"Cannot write the maps to '{folder}': {reason}; choose another output folder.") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

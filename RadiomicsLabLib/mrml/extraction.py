@@ -2,10 +2,12 @@
 
 from pathlib import Path
 
+import SimpleITK as sitk
+
 from ..background import Job
 from ..errors import RadiomicsLabError
 from ..extraction import extract_masks, prepare_inputs
-from ..results import write_results
+from ..results import save_extraction_results, write_results
 from ..settings import load_settings, preset_names
 from .app import default_scene
 from .convert import segment_ids as all_segment_ids
@@ -66,15 +68,9 @@ class ExtractionLogic:
         """:meth:`extract` as a :class:`~RadiomicsLabLib.background.Job`: inputs checked and read from the scene now,
         the features computed by ``job.run()`` here or by a :class:`~RadiomicsLabLib.background.BackgroundRun` in a
         worker process, the table node made when the job lands."""
-        self._check_node(volume_node, "vtkMRMLScalarVolumeNode", "input volume")
-        self._check_node(segmentation_node, "vtkMRMLSegmentationNode", "segmentation")
+        self._check_inputs(volume_node, segmentation_node)
         settings = load_settings(settings, image_types, engine)
-        image = volume_to_sitk(volume_node)
-        segment_masks = []
-        for segment_id in self.resolve_segments(segmentation_node, segment_ids):
-            name = segment_name(segmentation_node, segment_id)
-            mask = prepare_inputs(image, segment_to_sitk(segmentation_node, segment_id, volume_node), {name: 1})
-            segment_masks.append((name, mask, 1))
+        image, segment_masks = self.segment_masks(volume_node, segmentation_node, segment_ids)
         inputs = {"volume": volume_node.GetName(), "segmentation": segmentation_node.GetName(),
                   "volume_node_id": volume_node.GetID(), "segmentation_node_id": segmentation_node.GetID()}
 
@@ -90,6 +86,24 @@ class ExtractionLogic:
 
         return Job(f"Feature extraction of {len(segment_masks)} segment(s)", extract_masks,
                    (image, segment_masks, settings, inputs), land=land)
+
+    def segment_masks(self, volume_node, segmentation_node, segment_ids=None, require_voxels: bool = False):
+        """(the volume as a SimpleITK image, [(segment name, its 0/1 mask on the volume's grid checked by
+        :func:`~RadiomicsLabLib.extraction.prepare_inputs`, 1)]) of each chosen segment (IDs or names, default all):
+        what :func:`~RadiomicsLabLib.extraction.extract_masks` takes. ``require_voxels``: a segment with no voxels
+        inside the volume is refused with the Segment Editor's advice (before the mask checks)."""
+        self._check_inputs(volume_node, segmentation_node)
+        image = volume_to_sitk(volume_node)
+        segment_masks = []
+        for segment_id in self.resolve_segments(segmentation_node, segment_ids):
+            name = segment_name(segmentation_node, segment_id)
+            mask = segment_to_sitk(segmentation_node, segment_id, volume_node)
+            if require_voxels and not sitk.GetArrayViewFromImage(mask).any():
+                raise RadiomicsLabError(
+                    f"Segment '{name}' of '{segmentation_node.GetName()}' has no voxels inside volume "
+                    f"'{volume_node.GetName()}'; paint it in the Segment Editor or choose another segment or volume.")
+            segment_masks.append((name, prepare_inputs(image, mask, {name: 1}), 1))
+        return image, segment_masks
 
     def resolve_segments(self, segmentation_node, segment_ids=None) -> list[str]:
         """Segment IDs for the given IDs or names (all segments when None); unknown ones are an error."""
@@ -125,6 +139,17 @@ class ExtractionLogic:
     def export_table(self, table_node, csv_path, wide: bool = False) -> tuple[Path, Path]:
         """Write a feature table as CSV (long or wide) with its ``.provenance.json`` sidecar."""
         return write_results(read_feature_table(table_node), table_provenance(table_node), csv_path, wide)
+
+    def save_results(self, table_node, folder, wide: bool = False) -> dict:
+        """The files ``radiomicslab extract -o FOLDER/features.csv`` writes, from a feature table node and its
+        provenance: ``features.csv`` and ``features.provenance.json`` in ``folder``
+        (:func:`~RadiomicsLabLib.results.save_extraction_results`); returns file name -> path."""
+        self._check_node(table_node, "vtkMRMLTableNode", "feature table")
+        return save_extraction_results(read_feature_table(table_node), table_provenance(table_node), folder, wide)
+
+    def _check_inputs(self, volume_node, segmentation_node):
+        self._check_node(volume_node, "vtkMRMLScalarVolumeNode", "input volume")
+        self._check_node(segmentation_node, "vtkMRMLSegmentationNode", "segmentation")
 
     def _check_node(self, node, class_name: str, role: str):
         if node is None or not node.IsA(class_name):

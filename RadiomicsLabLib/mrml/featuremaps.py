@@ -7,7 +7,8 @@ NaN voxels outside the mask stay transparent), and the provenance as a node attr
 shown as the foreground layer over the input volume in every slice view (headless scenes have no slice
 views: only the selection node is set). A ``vtkMRMLTableNode`` holds per-map statistics inside the mask.
 Everything is checked and computed before the scene is touched: on an error or a cancel the scene is as
-it was.
+it was. :meth:`FeatureMapLogic.save_results` writes the files ``radiomicslab maps`` writes
+(:func:`RadiomicsLabLib.featuremaps.write_feature_maps`).
 
 >>> from RadiomicsLabLib.mrml import ExtractionLogic
 >>> loader = ExtractionLogic()                        # the same scene: loading and saving studies
@@ -27,7 +28,8 @@ import vtk
 
 from ..background import Job
 from ..errors import RadiomicsLabError
-from ..featuremaps import check_memory, plan_feature_maps, run_plan
+from ..featuremaps import (check_map_outputs, check_memory, plan_feature_maps, run_plan,
+                           write_feature_maps)
 from ..results import format_value
 from .app import default_scene
 from .convert import segment_name, segment_to_sitk, sitk_to_volume_node, volume_to_sitk
@@ -207,6 +209,17 @@ class FeatureMapLogic:
         table_node.SetAttribute(PROVENANCE_ATTRIBUTE, json.dumps(maps.provenance, default=str))
         table_node.EndModify(was_modifying)
         return table_node
+
+    def save_results(self, result: FeatureMapResult, folder) -> dict:
+        """The files ``radiomicslab maps`` writes, from a :meth:`compute` result: each map as ``<feature>.nrrd``,
+        ``summary.csv`` and ``maps.json`` in ``folder`` (:func:`~RadiomicsLabLib.featuremaps.write_feature_maps`,
+        inputs described by their nodes); returns file name -> path. The folder and files are checked first."""
+        maps = getattr(result, "values", None)
+        if maps is None:
+            raise RadiomicsLabError("These feature maps have no computed values (a reloaded scene keeps only the "
+                                    "map volumes); compute the maps again to save their files.")
+        check_map_outputs(folder, list(maps))
+        return write_feature_maps(maps, folder)
 
     @staticmethod
     def summary_rows(table_node) -> list[dict]:

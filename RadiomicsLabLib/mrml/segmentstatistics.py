@@ -21,15 +21,12 @@ import inspect
 import logging
 import re
 
-import numpy as np
-import SimpleITK as sitk
 import slicer
 
 from ..dependencies import missing_requirements
 from ..errors import RadiomicsLabError
-from ..extraction import extract_masks, prepare_inputs
+from ..extraction import extract_masks
 from ..settings import ExtractionSettings, load_settings
-from .convert import segment_name, segment_to_sitk, volume_to_sitk
 from .extraction import ExtractionLogic
 
 PLUGIN_CLASS_NAME = "RadiomicsLabSegmentStatisticsPlugin"  # prefix of its parameters: "<class>.<key>.enabled"
@@ -238,19 +235,8 @@ class SegmentStatisticsFeatures(ExtractionLogic):
         if not keys:
             return {}
         settings = self.settings_for(keys)
-        self._check_node(volume_node, "vtkMRMLScalarVolumeNode", "input volume")
-        self._check_node(segmentation_node, "vtkMRMLSegmentationNode", "segmentation")
-        (segment_id,) = self.resolve_segments(segmentation_node, [segment_id])
-        name = segment_name(segmentation_node, segment_id)
-        image = volume_to_sitk(volume_node)
-        mask = segment_to_sitk(segmentation_node, segment_id, volume_node)
-        if not np.any(sitk.GetArrayViewFromImage(mask)):
-            raise RadiomicsLabError(
-                f"Segment '{name}' of '{segmentation_node.GetName()}' has no voxels inside volume "
-                f"'{volume_node.GetName()}'; paint it in the Segment Editor or choose another segment or volume.")
-        mask = prepare_inputs(image, mask, {name: 1})
-        result = extract_masks(image, [(name, mask, 1)], settings)
-        values = result.as_dict(name)
+        image, segment_masks = self.segment_masks(volume_node, segmentation_node, [segment_id], require_voxels=True)
+        values = extract_masks(image, segment_masks, settings).as_dict(segment_masks[0][0])
         return {key: values[key] for key in keys}
 
     def compute_for_parameter_node(self, parameter_node, segment_id: str, keys) -> dict[str, float]:

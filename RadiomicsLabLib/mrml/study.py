@@ -13,7 +13,8 @@ Inputs are files or the scene's own table nodes (a cohort's features table, an o
 written as a CSV file in ``<output folder>/inputs/`` (so the model card's input hashes name what was used) and
 the core reads that file. Everything is computed (in a worker process when run as a background job) before the
 first node is added: an error or a cancel leaves the scene as it was, and the exported inputs are removed again
-when the study fails (a terminated worker cannot remove them).
+when the study fails (a terminated worker cannot remove them). :meth:`StudyLogic.save_results` copies the files the
+core wrote into another folder (the desktop module's "save results"); the web panel serves the same files.
 """
 
 from __future__ import annotations
@@ -381,6 +382,32 @@ class StudyLogic(ExtractionLogic):
         """The provenance of a study table: ``{"model_card": ..., "folder": ..., "files": ...}`` (empty if none)."""
         text = node.GetAttribute(PROVENANCE_ATTRIBUTE)
         return json.loads(text) if text else {}
+
+    def save_results(self, results: StudyResults, folder) -> dict:
+        """The files ``radiomicslab study`` writes, from a :meth:`run`: the core
+        (:func:`~RadiomicsLabLib.study.run.run_study`) wrote them in ``results.folder``; they are copied into
+        ``folder`` byte for byte, each atomically (the folder and files checked first); returns file name -> path."""
+        import shutil
+
+        from ..fileio import atomic_output, check_output, check_outputs
+
+        files = {name: Path(path) for name, path in (results.files or {}).items()}
+        missing = [name for name, path in files.items() if not path.is_file()]
+        if not files or missing:
+            raise RadiomicsLabError(f"The study's files are not in '{results.folder}' any more "
+                                    f"({', '.join(missing) or 'none recorded'}); run the study again to save them.")
+        folder = Path(folder)
+        if folder.exists() and results.folder is not None and folder.resolve() == Path(results.folder).resolve():
+            return files
+        inputs = [(f"the study's {name}", path) for name, path in files.items()]
+        check_output(folder, inputs, "folder")
+        check_outputs([folder / name for name in files], inputs)
+        written = {}
+        for name, path in files.items():
+            with atomic_output(folder / name) as tmp:
+                shutil.copyfile(path, tmp)
+            written[name] = folder / name
+        return written
 
     def _write_results(self, outcome: dict, name: str, inputs: dict) -> StudyResults:
         scene = self.scene

@@ -15,11 +15,11 @@ the GUIs' "try it" buttons and the tests.
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 import numpy as np
+
+from ..results import csv_text
 
 
 def site_effects(x0, malignant):
@@ -36,14 +36,6 @@ def site_effects(x0, malignant):
     scale = np.exp(rng.normal(np.log([1.0, 1.5, 0.7])[:, None], 0.1, (3, x0.shape[1])))
     class_mean = np.where(malignant[:, None], x0[malignant].mean(axis=0), x0[~malignant].mean(axis=0))
     return site, class_mean + shift[site] + scale[site] * (x0 - class_mean)
-
-
-def _csv_text(header, rows) -> str:
-    handle = io.StringIO()
-    writer = csv.writer(handle, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return handle.getvalue()
 
 
 def write_tables(tables: dict) -> dict:
@@ -74,8 +66,8 @@ def breast_cancer_tables(folder) -> dict:
     site, values = site_effects(bunch.data, malignant)
     ids = [f"P{i + 1:04d}" for i in range(len(site))]
     names = [str(n) for n in bunch.feature_names]
-    features = _csv_text(["id", *names[1:]], [[i, *map(repr, row[1:].tolist())] for i, row in zip(ids, values)])
-    clinical = _csv_text(["id", "diagnosis", "site", "mean radius", "split"],
+    features = csv_text(["id", *names[1:]], [[i, *map(repr, row[1:].tolist())] for i, row in zip(ids, values)])
+    clinical = csv_text(["id", "diagnosis", "site", "mean radius", "split"],
                          [[i, "malignant" if m else "benign", "ABC"[s], repr(float(r)), "test" if k % 5 == 4 else "train"]
                           for k, (i, m, s, r) in enumerate(zip(ids, malignant, site, bunch.data[:, 0]))])
     return {folder / "features.csv": features, folder / "clinical.csv": clinical}
@@ -89,8 +81,8 @@ def gbsg2_tables(folder) -> dict:
     X, y = load_gbsg2()
     ids = [f"G{i + 1:04d}" for i in range(len(y))]
     columns = ["age", "tsize", "pnodes", "progrec", "estrec"]
-    features = _csv_text(["id", *columns], [[i, *(repr(float(X[c].iloc[k])) for c in columns)] for k, i in enumerate(ids)])
-    clinical = _csv_text(["id", "days", "recurrence", "postmenopausal"],
+    features = csv_text(["id", *columns], [[i, *(repr(float(X[c].iloc[k])) for c in columns)] for k, i in enumerate(ids)])
+    clinical = csv_text(["id", "days", "recurrence", "postmenopausal"],
                          [[i, repr(float(y["time"][k])), int(y["cens"][k]), int(X["menostat"].iloc[k] == "Post")]
                           for k, i in enumerate(ids)])
     return {folder / "features.csv": features, folder / "clinical.csv": clinical}

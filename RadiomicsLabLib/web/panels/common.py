@@ -142,6 +142,24 @@ def download_button(server, text: str, icon: str, file_name, fetch, mime: str = 
                 **kwargs)
 
 
+def saved_files_zip(jobs, save, *args, prefix: str = "radiomicslab-results-") -> bytes | None:
+    """The files a Logic's ``save_results`` writes (``save(*args, folder)`` -> {name: path}, into a temporary
+    folder) as one zip, names as the keys; None when it raised a user error (shown by ``jobs``)."""
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        written = jobs.guard(save, *args, folder)
+        if written is None:
+            return None
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name in sorted(written):
+                archive.write(Path(written[name]), name)
+        return buffer.getvalue()
+
+
 def figure_data_url(figure) -> str:
     """A matplotlib figure as a PNG ``data:`` URL (closed afterwards)."""
     import matplotlib.pyplot as plt

@@ -2,7 +2,8 @@
 
 Apply is one :meth:`~RadiomicsLabLib.mrml.ExtractionLogic.extract` call, as in the desktop module
 (in a worker thread, see :mod:`..jobs`); its table opens in the results pane (:mod:`.results`),
-which downloads it with ``export_table`` (CSV and provenance JSON).
+which downloads it with ``ExtractionLogic.save_results`` (the CSV and provenance JSON that
+``radiomicslab extract`` writes).
 """
 
 import tempfile

@@ -2,7 +2,9 @@
 
 Run is one :meth:`~RadiomicsLabLib.mrml.featuremaps.FeatureMapLogic.compute` call (in the job
 runner, maps shown afterwards with :meth:`~RadiomicsLabLib.mrml.featuremaps.FeatureMapLogic.show`);
-the memory estimate before the run is :meth:`~RadiomicsLabLib.mrml.featuremaps.FeatureMapLogic.estimate`.
+the memory estimate before the run is :meth:`~RadiomicsLabLib.mrml.featuremaps.FeatureMapLogic.estimate`;
+"All maps (zip)" holds the files :meth:`~RadiomicsLabLib.mrml.featuremaps.FeatureMapLogic.save_results` writes for
+the last run (those of ``radiomicslab maps``).
 """
 
 from dataclasses import dataclass, field
@@ -13,8 +15,8 @@ from trame_server.utils.typed_state import TypedState
 
 from ...errors import RadiomicsLabError
 from ..loader import nodes_of
-from .common import (LesionState, PanelLogic, PanelUI, dark_figure, figure_data_url, kept_or, lesion_select,
-                     node_items, node_select, section_title, study_volumes)
+from .common import (LesionState, PanelLogic, PanelUI, dark_figure, download_button, figure_data_url, kept_or,
+                     lesion_select, node_items, node_select, saved_files_zip, section_title, study_volumes)
 
 KEY = "featuremaps"
 TITLE = "Feature maps: voxel-wise features over the image"
@@ -47,6 +49,7 @@ class UI(PanelUI):
     def __init__(self, server, max_upload_bytes: int, error_state: str, **kwargs):
         super().__init__(server, "Feature maps", ICON, "A feature in every voxel's neighbourhood, over the image",
                          **kwargs)
+        self.fetch_zip = lambda: None  # set by the logic: the zip of the last run's files
         name = self.name
         with self.body:
             section_title("Region")
@@ -84,6 +87,8 @@ class UI(PanelUI):
                     with html.Tr(v_for=f"row in {name.statistics}", key="row.name"):
                         html.Td("{{ row.name }}", classes="text-medium-emphasis")
                         html.Td("{{ row.value }}", style="text-align: right; font-family: monospace;")
+                download_button(server, "All maps (zip)", "mdi-folder-zip-outline", "feature_maps.zip",
+                                lambda: self.fetch_zip(), "application/zip", classes="my-2 rl-map-download")
 
 
 def overlay(server):
@@ -105,6 +110,7 @@ class Logic(PanelLogic):
 
         super().__init__(*args)
         self.logic = FeatureMapLogic(self.scene)
+        self.result = None  # the last run's FeatureMapResult (its files: results_zip)
         name = self.name
         self._set_catalogue(self.data.definition)
         self.typed_state.bind_changes({
@@ -114,6 +120,19 @@ class Logic(PanelLogic):
             name.map: lambda *_: self._show_map(),
             (name.opacity, name.visible): lambda *_: self._show_map(),
         })
+
+    def set_ui(self, ui):
+        super().set_ui(ui)
+        if isinstance(ui, UI):
+            ui.fetch_zip = self.results_zip
+
+    def results_zip(self) -> bytes | None:
+        """The files of the last run (:meth:`~RadiomicsLabLib.mrml.featuremaps.FeatureMapLogic.save_results`: each
+        map's NRRD, summary.csv, maps.json) as one zip, or None (error shown) when there is none."""
+        if self.result is None:
+            self.jobs.show_error("No feature maps yet; compute them first.")
+            return None
+        return saved_files_zip(self.jobs, self.logic.save_results, self.result, prefix="radiomicslab-maps-")
 
     def refresh(self):
         current = self.loader.current_volume()
@@ -174,6 +193,7 @@ class Logic(PanelLogic):
             return self.logic.compute(**request, progress=progress, show=False)
 
         def apply(result):
+            self.result = result
             first = next(iter(result.maps.values()), None)
             self.refresh()
             if first is not None:

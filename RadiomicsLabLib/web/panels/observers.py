@@ -16,7 +16,7 @@ from ...errors import RadiomicsLabError
 from ...settings import preset_names
 from ..loader import nodes_of
 from .common import (PanelLogic, PanelUI, download_button, kept_or, node_items, node_select, png_data_url,
-                     section_title, study_volumes)
+                     saved_files_zip, section_title, study_volumes)
 
 KEY = "observers"
 TITLE = "Observers: agreement, consensus and feature reproducibility"
@@ -110,23 +110,10 @@ class Logic(PanelLogic):
     def results_zip(self) -> bytes | None:
         """Every file of the last analysis (:meth:`~RadiomicsLabLib.mrml.observers.ObserverLogic.save_results`, the
         files ``radiomicslab observers`` writes) as one zip, or None (error shown) when there is none."""
-        import tempfile
-        import zipfile
-        from io import BytesIO
-        from pathlib import Path
-
         if self.results is None:
             self.jobs.show_error("No observer results yet; run the analysis first.")
             return None
-        with tempfile.TemporaryDirectory(prefix="radiomicslab-observers-") as folder:
-            written = self.jobs.guard(self.logic.save_results, self.results, folder)
-            if written is None:
-                return None
-            buffer = BytesIO()
-            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-                for name in sorted(written):
-                    archive.write(Path(written[name]), name)
-            return buffer.getvalue()
+        return saved_files_zip(self.jobs, self.logic.save_results, self.results, prefix="radiomicslab-observers-")
 
     def refresh(self):
         from ...mrml.habitats import HABITATS_KIND

@@ -1,8 +1,8 @@
 """Results pane (under the views): any RadiomicsLab table of the scene, searchable, with CSV and provenance downloads.
 
 Feature tables (extraction, habitat features, observer features) are exported by
-:meth:`~RadiomicsLabLib.mrml.ExtractionLogic.export_table` (long or wide CSV and the provenance
-sidecar); the other tables (map statistics, habitat statistics, agreement, ICC, deltas, ...) as
+:meth:`~RadiomicsLabLib.mrml.ExtractionLogic.save_results`, the files ``radiomicslab extract`` writes (long or
+wide CSV and the provenance sidecar); the other tables (map statistics, habitat statistics, agreement, ICC, deltas, ...) as
 CSV of their columns with the provenance their node carries.
 """
 
@@ -11,7 +11,6 @@ import io
 import json
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from trame.widgets import html
 from trame.widgets.vuetify3 import VBtn, VChip, VDataTable, VIcon, VSelect, VSpacer, VTextField
@@ -119,9 +118,11 @@ class ResultsLogic(PanelLogic):
 
     # Downloads --------------------------------------------------------------------------------
     def _feature_export(self, table, wide: bool, which: int) -> bytes | None:
+        """One of the files :meth:`~RadiomicsLabLib.mrml.ExtractionLogic.save_results` writes (what
+        ``radiomicslab extract`` writes): ``features.csv`` (``which`` 0) or ``features.provenance.json`` (1)."""
         with tempfile.TemporaryDirectory(prefix="radiomicslab-table-") as folder:
-            paths = self.jobs.guard(self.extraction.export_table, table, Path(folder) / "features.csv", wide)
-            return None if paths is None else paths[which].read_bytes()
+            written = self.jobs.guard(self.extraction.save_results, table, folder, wide)
+            return None if written is None else list(written.values())[which].read_bytes()
 
     def _table(self):
         table = self.node(self.data.table)
