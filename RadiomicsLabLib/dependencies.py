@@ -5,7 +5,7 @@ Minimum: 3D Slicer 5.10, whose Python is 3.12 (``Slicer_REQUIRED_PYTHON_VERSION 
 imports this module first of all, also in an older Slicer, to tell the user (:func:`unsupported_slicer_message`):
 so this module needs only the standard library of Python 3.9 and no newer syntax.
 
-Desktop Slicer has its own Python. Its SuperBuild installs numpy, scipy, SimpleITK and VTK
+Desktop Slicer has its own Python. Its SuperBuild installs numpy, scipy, SimpleITK, pydicom and VTK
 (:data:`SLICER_5_10_VERSIONS`), besides Qt and ``slicer`` itself. What the desktop module needs beyond
 them is ``RadiomicsLab/Resources/requirements.txt`` (:func:`requirements_file`; the scripted-module
 template's place for it), installed on first use by ``ensureDependencies()`` in RadiomicsLab.py with
@@ -32,9 +32,10 @@ SLICER_DOWNLOAD_URL = "https://download.slicer.org"
 #: numpy and scipy: the pinned requirements of SuperBuild/External_python-numpy.cmake and External_python-scipy.cmake;
 #: SimpleITK: External_SimpleITK.cmake builds Slicer's fork at a2adada3 ("slicer-v2.5.2-2025-06-13-2018b6b") and
 #: pip-installs it; vtk: External_VTK.cmake (VTK 9.5 by default, CMakeLists.txt) writes vtk-9.5.2.dist-info "to
-#: prevent pip from re-installing vtk package as a wheel". Testing/test_desktop_install.py resolves requirements.txt
-#: with these versions pinned.
-SLICER_5_10_VERSIONS = {"numpy": "2.0.2", "scipy": "1.13.1", "SimpleITK": "2.5.2", "vtk": "9.5.2"}
+#: prevent pip from re-installing vtk package as a wheel"; pydicom: SuperBuild/External_python-dicom-requirements.cmake
+#: (Slicer's DICOM module runs on it; Slicer after 5.10 has pydicom 3.0.2 and highdicom 0.27 there).
+#: Testing/test_desktop_install.py resolves requirements.txt with these versions pinned.
+SLICER_5_10_VERSIONS = {"numpy": "2.0.2", "scipy": "1.13.1", "SimpleITK": "2.5.2", "pydicom": "2.4.4", "vtk": "9.5.2"}
 
 #: Folders where requirements.txt is: a source checkout (RadiomicsLabLib/ beside RadiomicsLab/), then the built or
 #: installed extension (RadiomicsLabLib/ and the module's Resources/ both beside RadiomicsLab.py: RadiomicsLab/CMakeLists.txt).
@@ -52,10 +53,11 @@ IMPORT_NAMES = {
     "pyarrow": ("pyarrow",),
     "matplotlib": ("matplotlib",),
     "PyWavelets": ("pywt",),
+    "highdicom": ("highdicom",),
 }
 
 #: pyproject dependencies that desktop Slicer already has (see the module docstring) -> import name.
-BUNDLED_WITH_SLICER = {"numpy": "numpy", "scipy": "scipy", "SimpleITK": "SimpleITK"}
+BUNDLED_WITH_SLICER = {"numpy": "numpy", "scipy": "scipy", "SimpleITK": "SimpleITK", "pydicom": "pydicom"}
 #: Distributions of Slicer's own that the pip install must keep too (no pyproject dependency): Slicer's VTK.
 KEPT_SLICER_DISTRIBUTIONS = ("vtk",)
 
@@ -143,7 +145,7 @@ def bundled_pins() -> list[str]:
     """``name==version`` of the installed :data:`BUNDLED_WITH_SLICER` and :data:`KEPT_SLICER_DISTRIBUTIONS`.
 
     Given to pip as constraints with requirements.txt, they make pip keep Slicer's own numpy, scipy,
-    SimpleITK and VTK (or fail, saying which requirement conflicts) instead of replacing them.
+    SimpleITK, pydicom and VTK (or fail, saying which requirement conflicts) instead of replacing them.
     """
     pins = []
     for name in (*BUNDLED_WITH_SLICER, *KEPT_SLICER_DISTRIBUTIONS):

@@ -251,7 +251,8 @@ def test_nothing_is_missing_here_and_pins_name_the_bundled_versions():
     assert dependencies.missing_requirements() == []
     # Here vtk is the PyPI wheel trame-slicer brings; in Slicer it is Slicer's own (its vtk-*.dist-info).
     assert dependencies.bundled_pins() == [f"numpy=={np.__version__}", f"scipy=={scipy.__version__}",
-                                           f"SimpleITK=={sitk.__version__}", f"vtk=={importlib.metadata.version('vtk')}"]
+                                           f"SimpleITK=={sitk.__version__}", f"pydicom=={importlib.metadata.version('pydicom')}",
+                                           f"vtk=={importlib.metadata.version('vtk')}"]
 
 
 #: Stand-ins for Slicer's Segment Statistics module (desktop Slicer's scripted module, not installable here), modelled on
