@@ -41,8 +41,17 @@ def cli():
 @click.option("--segment", "segment_names", multiple=True, help="With --scene alone: extract only segments of this name (repeatable).")
 @click.option("--wide", is_flag=True, help="One row per segment instead of one row per feature.")
 @click.option("--resample-mask", is_flag=True, help="Resample the mask onto the image grid (nearest neighbour) when the grids differ.")
-def extract(image, mask, labels, params, engine, image_types, output, scene, segment_names, wide, resample_mask):
-    """Extract features of the segments of IMAGE given by MASK (a label map), or of a saved --scene."""
+@click.option("--roi", "rois", multiple=True,
+              help="With a DICOM RTSTRUCT or SEG as MASK: the ROI / segment to extract (repeatable; default: all, each "
+                   "its own segment).")
+@click.option("--sr", "report", type=click.Path(path_type=Path), default=None,
+              help="Also write a DICOM SR measurement report (TID 1500) of the features (IMAGE must be a DICOM series "
+                   "folder); unless MASK is a DICOM SEG, the segments are written beside it as REPORT.seg.dcm, which "
+                   "the report references.")
+def extract(image, mask, labels, params, engine, image_types, output, scene, segment_names, wide, resample_mask, rois,
+            report):
+    """Extract features of the segments of IMAGE given by MASK (a label map, or a DICOM RTSTRUCT or SEG with IMAGE
+    the folder of its DICOM series), or of a saved --scene."""
     started = time.perf_counter()
     from .validation import check_label_value
 
@@ -53,6 +62,8 @@ def extract(image, mask, labels, params, engine, image_types, output, scene, seg
     output = _check_outputs(output, inputs=inputs)
     if scene is not None and not scene_mode:
         _check_outputs(scene, inputs=inputs, kind="scene", option="--scene")
+    if report is not None and (scene_mode or image is None or mask is None):
+        raise click.UsageError("--sr needs IMAGE (a DICOM series folder) and MASK.")
     if image is None and mask is None:
         if scene is None:
             raise click.UsageError("Give IMAGE and MASK, or --scene STUDY.mrb.")
@@ -64,7 +75,22 @@ def extract(image, mask, labels, params, engine, image_types, output, scene, seg
     else:
         if segment_names:
             raise click.UsageError("--segment is for --scene alone; with IMAGE and MASK choose labels with --label.")
-        values, provenance = _extract_files(image, mask, labels, _settings(params, image_types, engine), resample_mask, scene)
+        from .dicom import is_dicom_mask
+
+        if is_dicom_mask(mask):
+            values, provenance = _extract_dicom(image, mask, labels, rois, _settings(params, image_types, engine),
+                                                resample_mask, scene, report, inputs)
+        else:
+            if report is not None:
+                _check_report(image, mask, report, inputs)
+            if rois:
+                from .dicom import read_mask
+
+                read_mask(mask, image, rois=rois)  # a label map has no named ROIs: read_mask's one-line error
+            values, provenance = _extract_files(image, mask, labels, _settings(params, image_types, engine),
+                                                resample_mask, scene)
+            if report is not None:
+                _write_report(values, provenance, image, mask, None, report)
     _report(values, provenance, output, wide, scene, time.perf_counter() - started)
 
 
@@ -238,6 +264,84 @@ def _extract_files(image_path, mask_path, labels, settings, resample_mask, scene
     result = extract(image, mask, segments, settings, inputs=file_inputs(image_path, mask_path),
                      progress=_progress_bar(len(segments)))
     return result.values, result.provenance
+
+
+def _extract_dicom(image_path, mask_path, labels, rois, settings, resample_mask, scene_path, report, inputs):
+    """IMAGE (a DICOM series folder) + MASK (an RTSTRUCT or SEG): each chosen ROI its own segment, named by the ROI
+    (overlapping ROIs, e.g. a GTV inside its PTV, each extracted on its own mask); ``--sr``: the report too."""
+    from .dicom import read_dicom_segments
+    from .extraction import extract_masks
+    from .imageio import read_image
+    from .results import file_inputs
+    from .validation import check_resampling
+
+    if labels or resample_mask:
+        raise click.UsageError("--label and --resample-mask are for label maps; a DICOM RTSTRUCT or SEG is read on its "
+                               "series' grid: choose its ROIs with --roi.")
+    if scene_path is not None:
+        raise click.UsageError("--scene with a DICOM RTSTRUCT or SEG: load the series and its segmentation in Slicer "
+                               "(or the web GUI) and save the study; then use --scene alone.")
+    if not Path(image_path).is_dir():
+        raise RadiomicsLabError(f"The mask '{mask_path}' is a DICOM segmentation: give IMAGE as the folder of the DICOM "
+                                f"series it was drawn on (not the file '{image_path}').")
+    if report is not None:
+        _check_report(image_path, mask_path, report, inputs)
+    segments = read_dicom_segments(mask_path, image_path, rois or None)
+    image = read_image(image_path, "image")
+    masks = [(segment.name, segment.mask, 1) for segment in segments]
+    for _, mask, label in masks:
+        check_resampling(image, mask, [label], settings.params)
+    result = extract_masks(image, masks, settings, inputs=file_inputs(image_path, mask_path),
+                           progress=_progress_bar(len(masks)))
+    if report is not None:
+        _write_report(result.values, result.provenance, image_path, mask_path, segments, report)
+    return result.values, result.provenance
+
+
+def _report_seg_path(report: Path) -> Path:
+    """Where ``--sr REPORT.dcm`` writes the segments it references: ``REPORT.seg.dcm``."""
+    return report.with_name(f"{report.stem}.seg.dcm")
+
+
+def _check_report(image_path, mask_path, report, inputs) -> None:
+    """--sr checked before any work: IMAGE a DICOM series folder; the report (and its SEG unless MASK is one)
+    writable and no input."""
+    from .dicom import is_dicom_mask
+    from .fileio import check_output
+
+    if not Path(image_path).is_dir():
+        raise RadiomicsLabError(f"--sr writes a DICOM report on the image's DICOM series: give IMAGE as the folder of "
+                                f"that series ('{image_path}' is a file).")
+    check_output(report, inputs, "file", "--sr")
+    seg_input = is_dicom_mask(mask_path) and _modality(mask_path) == "SEG"
+    if not seg_input:
+        check_output(_report_seg_path(report), inputs, "file", "--sr")
+
+
+def _modality(path) -> str:
+    import pydicom
+
+    return str(pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["Modality"]).get("Modality", ""))
+
+
+def _write_report(values, provenance, image_path, mask_path, segments, report) -> None:
+    """The SR of ``values``; it references MASK when that is a DICOM SEG, else the segments written as a SEG beside it
+    (the DICOM segments read, or the label map's labels as segments ``Label_N``)."""
+    from .dicom.sr import write_measurement_report
+    from .dicom.write import write_seg
+
+    if segments is not None and _modality(mask_path) == "SEG":
+        seg_path = Path(mask_path)
+    else:
+        if segments is None:
+            from .dicom import read_mask
+
+            label_map, names = read_mask(mask_path, image_path)
+            wanted = {v.segment for v in values}
+            segments = [(name, label_map == label) for name, label in names.items() if name in wanted]
+        seg_path = write_seg(segments, image_path, _report_seg_path(report))
+    write_measurement_report(values, seg_path, image_path, report, provenance)
+    click.echo(f"DICOM report: {report} (referencing {seg_path})", err=True)
 
 
 def _extract_into_new_scene(image, mask, image_path, mask_path, segments, settings, scene_path):
