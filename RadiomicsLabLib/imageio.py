@@ -31,6 +31,8 @@ DICOM_SPACING_TOLERANCE = 0.1
 AGAIN = "copy or export it again from its source"
 #: Endings that mark a DICOM file even when its header is cut before the ``DICM`` preamble.
 DICOM_SUFFIXES = {".dcm", ".dicom", ".ima"}
+#: Modalities of DICOM files that may sit beside an image series without being slices of it (skipped).
+NON_IMAGE_MODALITIES = ("RTSTRUCT", "SEG", "SR")
 
 
 def read_image(path, what: str = "image") -> sitk.Image:
@@ -68,9 +70,13 @@ def _read_file(path: Path, what: str) -> sitk.Image:
 
 def _read_dicom_folder(path: Path, what: str) -> sitk.Image:
     with quiet_itk():
-        series = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
+        found = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(path))
+        # An RTSTRUCT / SEG / SR exported beside its image series (the usual PACS export) is not an image series.
+        series = [s for s in found if not _series_is_not_image(path, s)]
     if not series:
-        raise RadiomicsLabError(f"The folder '{path}' given as {what} holds no DICOM series; use {FORMATS}.")
+        raise RadiomicsLabError(
+            f"The folder '{path}' given as {what} holds no DICOM series"
+            f"{' of images (only segmentations or reports)' if found else ''}; use {FORMATS}.")
     if len(series) > 1:
         raise RadiomicsLabError(
             f"The folder '{path}' holds {len(series)} DICOM series ({', '.join(series)}); "
@@ -117,14 +123,37 @@ def _slice_deviation(files, image: sitk.Image) -> float:
     return float(np.max(np.abs(positions - expected)))
 
 
+def _series_is_not_image(folder: Path, series_id: str) -> bool:
+    """Whether GDCM's series ``series_id`` in ``folder`` is a segmentation or report (RTSTRUCT, SEG, SR), not images."""
+    files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id)
+    return bool(files) and _dicom_modality(files[0]) in NON_IMAGE_MODALITIES
+
+
+def _dicom_modality(path) -> str:
+    """The Modality of a DICOM file (header only, upper case); "" when it cannot be read."""
+    try:
+        import pydicom
+
+        header = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["Modality"])
+        return str(header.get("Modality", "")).strip().upper()
+    except Exception:  # noqa: BLE001 - unreadable: not a segmentation or report (the caller reports it)
+        return ""
+
+
 def _check_dicom_files(folder: Path, what: str, files) -> None:
-    """Refuse a series folder holding a DICOM slice GDCM could not read (it leaves such a file out silently)."""
+    """Refuse a series folder holding a DICOM slice GDCM could not read (it leaves such a file out silently).
+
+    An RTSTRUCT, SEG or SR file beside the slices (how PACS export a series with its segmentations and
+    reports) is not a slice: it is skipped, not reported as damaged.
+    """
     used = {os.path.realpath(f) for f in files}
     suffixes = {Path(f).suffix.lower() for f in files} & DICOM_SUFFIXES
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if entry.name.startswith(".") or entry.name.upper() == "DICOMDIR" or not entry.is_file():
             continue
         if os.path.realpath(entry.path) in used:
+            continue
+        if _dicom_modality(entry.path) in NON_IMAGE_MODALITIES:
             continue
         if _has_dicom_preamble(entry.path) or Path(entry.name).suffix.lower() in suffixes:
             raise RadiomicsLabError(

@@ -142,14 +142,24 @@ def check_observer_count(name: str, observers, min_observers: int = 2):
 
 
 def load_lesion(name: str, image, observers, label: int | None = None, strict: bool = False,
-                min_observers: int = 2) -> Lesion:
+                min_observers: int = 2, rois: dict | None = None) -> Lesion:
     """Read a lesion from files: ``image`` (a path or an image) and ``observers`` as (name, mask path, reader)
-    triples, checked by :func:`make_lesion`."""
+    triples, checked by :func:`make_lesion`.
+
+    A mask may be a DICOM RTSTRUCT or SEG when ``image`` is the path of the DICOM series folder it was drawn on:
+    the observer's mask is its ROI ``rois[observer]``, else the file's only ROI, else the ROI named like the
+    observer (:func:`RadiomicsLabLib.dicom.masks.read_masks`; several observers may be ROIs of one file).
+    """
+    from .dicom.masks import read_masks
     from .imageio import read_image
 
-    if not isinstance(image, sitk.Image):
-        image = read_image(image, "image")
-    masks = [(observer, read_image(mask, f"mask of observer '{observer}'")) for observer, mask, _ in observers]
+    folder = None if isinstance(image, sitk.Image) else image
+    if folder is not None:
+        image = read_image(folder, "image")
+    rois = rois or {}
+    read = read_masks([(f"mask of observer '{observer}'", mask, rois.get(observer), observer)
+                       for observer, mask, _ in observers], folder)
+    masks = [(observer, mask) for (observer, _, _), mask in zip(observers, read)]
     readers = {observer: reader for observer, _, reader in observers}
     return make_lesion(name, image, masks, label, strict, readers, min_observers)
 
@@ -733,7 +743,8 @@ def check_lesion_names(specs):
 def load_lesions(specs, label, strict, min_observers) -> list:
     """Read every image and mask and check each lesion (all before any work)."""
     return [load_lesion(spec["name"], spec["image"], spec["observers"],
-                        spec["label"] if spec["label"] is not None else label, strict, min_observers) for spec in specs]
+                        spec["label"] if spec["label"] is not None else label, strict, min_observers, spec.get("rois"))
+            for spec in specs]
 
 
 def observers_task(out_dir, settings=None, features: bool = True, label: int | None = None, strict: bool = False,

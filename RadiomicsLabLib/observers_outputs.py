@@ -12,7 +12,8 @@ the same series the scene's chart nodes show (:func:`bland_altman_points`, :func
 - ``dice_matrix.png``, ``bland_altman_volumes.png`` and, with features, ``icc.png``;
 - ``observers.provenance.json``;
 - each lesion's ``consensus_staple.nrrd`` and ``consensus_majority.nrrd`` (in the folder for one lesion,
-  in ``<lesion>/`` for several).
+  in ``<lesion>/`` for several); with ``--seg`` also one lesion's consensus masks as a DICOM SEG
+  (:func:`write_consensus_seg`).
 
 Every file is written atomically (:mod:`RadiomicsLabLib.fileio`).
 """
@@ -82,8 +83,13 @@ def file_inputs(specs) -> list:
     def sha(path):
         return file_sha256(path) if Path(path).is_file() else None
 
+    def roi(spec, observer):
+        name = (spec.get("rois") or {}).get(observer)
+        return {"roi": name} if name else {}
+
     return [{"lesion": s["name"], "image": {"path": str(Path(s["image"]).resolve()), "sha256": sha(s["image"])},
-             "masks": {n: {"path": str(Path(m).resolve()), "sha256": sha(m), "reader": r} for n, m, r in s["observers"]}}
+             "masks": {n: {"path": str(Path(m).resolve()), "sha256": sha(m), "reader": r, **roi(s, n)}
+                       for n, m, r in s["observers"]}}
             for s in specs]
 
 
@@ -151,7 +157,7 @@ def output_texts(study, inputs=(), settings=None, icc_type: str | None = None, s
 
 
 def write_observer_outputs(study, folder, inputs=(), settings=None, icc_type: str | None = None, seed=None,
-                           outputs: dict | None = None) -> dict:
+                           outputs: dict | None = None, seg=None) -> dict:
     """Write every file of an observer study into ``folder`` (see the module), each atomically; returns
     name relative to the folder -> path of what was written.
 
@@ -160,6 +166,8 @@ def write_observer_outputs(study, folder, inputs=(), settings=None, icc_type: st
     ``seed``: the perturbations' master seed (None: no synthetic observers, no ``perturbations.csv``).
     A lesion without images (rebuilt from batch records, whose tasks wrote the consensus masks) gets no masks.
     ``outputs``: :func:`output_paths` when already checked (the files' names are the same).
+    ``seg``: ``(path, DICOM series folder)``: also the consensus masks of the one lesion as a DICOM SEG
+    (:func:`write_consensus_seg`), keyed ``"seg"`` in the result.
     """
     from .fileio import atomic_output, write_image_atomic, write_text_atomic
 
@@ -180,7 +188,31 @@ def write_observer_outputs(study, folder, inputs=(), settings=None, icc_type: st
         with atomic_output(outputs[name]) as tmp:
             tmp.write_bytes(png)
         written[name] = outputs[name]
+    if seg is not None:
+        written["seg"] = write_consensus_seg(study.lesions[0], *seg)
     return written
+
+
+#: Segment label of each consensus mask in the DICOM SEG (``observers --seg``).
+CONSENSUS_SEGMENTS = {"staple": "Consensus (STAPLE)", "majority": "Consensus (majority vote)"}
+
+
+def write_consensus_seg(result, path, source_folder):
+    """One lesion's consensus masks (STAPLE, majority vote) as a DICOM SEG referencing the series in
+    ``source_folder``, coded as a lesion (:data:`~RadiomicsLabLib.dicom.write.LESION`); an empty consensus
+    (no voxel chosen) is left out, as a SEG segment cannot be empty."""
+    import SimpleITK as sitk
+
+    from .dicom.write import LESION, write_seg
+    from .errors import RadiomicsLabError
+
+    masks = {"staple": result.staple.consensus, "majority": result.majority}
+    segments = [(CONSENSUS_SEGMENTS[kind], sitk.Cast(mask, sitk.sitkUInt8), *LESION) for kind, mask in masks.items()
+                if sitk.GetArrayViewFromImage(mask).any()]
+    if not segments:
+        raise RadiomicsLabError(f"The consensus masks of lesion '{result.lesion.name}' are empty (the observers share "
+                                "no voxel); there is nothing to write with --seg.")
+    return write_seg(segments, source_folder, path, series_description=f"RadiomicsLab consensus of {result.lesion.name}"[:64])
 
 
 # Plots ------------------------------------------------------------------------------------------

@@ -38,6 +38,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from dicom_data import write_seg_independently, write_series
+from pydicom.sr.codedict import codes
+
 from RadiomicsLabLib.errors import RadiomicsLabError
 
 from test_bad_inputs_files import snapshot  # every file and folder with its SHA-256
@@ -172,6 +175,11 @@ def inputs(data, tmp_path_factory):
     image, mask = sitk.ReadImage(str(folder / "image.nrrd")), sitk.ReadImage(str(folder / "mask.nrrd"))
     voxels, labels = sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(mask)
     written(sitk.BinaryDilate(mask, [1, 1, 1]), folder, "mask2.nrrd")  # a second reader: the mask grown by 1 voxel
+    # DICOM: the real image as an MR series (Testing/dicom_data.py), its label and the grown label as a SEG (highdicom)
+    series = write_series(folder / "image.nrrd", folder / "dicom_series", "MR")
+    write_seg_independently(series, [("GTV", mask, (codes.SCT.Tissue, codes.SCT.Neoplasm)),
+                                     ("GTV_grown", sitk.BinaryDilate(mask, [1, 1, 1]), (codes.SCT.Tissue, codes.SCT.Neoplasm))],
+                            folder / "seg.dcm")  # the two segments overlap
     # Wrong file types
     (folder / "table.csv").write_text("id,value\np1,1\n")
     written(sitk.Cast(sitk.RescaleIntensity(image[:, :, 10], 0, 255), sitk.sitkUInt8), folder, "slice.png")
@@ -406,6 +414,13 @@ CLI_CASES = {
     "maps: -o a file": case("maps @image.nrrd @mask.nrrd -f firstorder_Mean -o @table.csv", "it is a file",
                             "-o is a folder"),
     "maps: no -o": case("maps @image.nrrd @mask.nrrd -f firstorder_Mean", "Give the output folder with -o DIR"),
+    "maps: a DICOM SEG with a NRRD image": case("maps @image.nrrd @seg.dcm -f firstorder_Mean -o maps",
+                                                "is a DICOM segmentation", "folder of the DICOM series"),
+    "maps: an unknown --roi": case("maps @dicom_series @seg.dcm --roi Tumour -f firstorder_Mean -o maps",
+                                   "has no segment named 'Tumour'", "'GTV', 'GTV_grown'"),
+    "maps: --roi with a label map": case(f"{MAPS} -f firstorder_Mean --roi GTV", "--roi picks ROIs", "--label"),
+    "maps: overlapping ROIs together": case("maps @dicom_series @seg.dcm -f firstorder_Mean -o maps", "overlap",
+                                            "pick one of them with --roi"),
 
     # rings
     "rings: --from > --to": case(f"{RINGS} --from 5 --to 2", "from 5 mm to 2 mm is empty", "--from must be less"),
@@ -426,6 +441,14 @@ CLI_CASES = {
     "rings: a float mask": case("rings @float_mask.nrrd --from 0 --to 2 -o ring.nrrd", "non-integer values"),
     "rings: a CSV table as mask": case("rings @table.csv --from 0 --to 2 -o ring.nrrd", NOT_AN_IMAGE),
     "rings: a missing mask": case("rings @nosuch.nrrd --from 0 --to 2 -o ring.nrrd", "no such file"),
+    "rings: overlapping ROIs together": case("rings @dicom_series @seg.dcm --roi GTV --roi GTV_grown --from 0 --to 2 "
+                                             "-o ring.nrrd", "'GTV' and 'GTV_grown'", "overlap"),
+    "rings: --seg without a DICOM series": case("rings @mask.nrrd --from 0 --to 2 --seg ring.dcm",
+                                                "--seg writes a DICOM SEG", "give IMAGE as the folder"),
+    "rings: --seg not .dcm": case("rings @dicom_series @seg.dcm --roi GTV --from 0 --to 2 --seg ring.nrrd",
+                                  "must end in .dcm"),
+    "rings: --clip-roi with a label map": case(f"{RINGS} --from 0 --to 2 --clip @mask2.nrrd --clip-roi GTV",
+                                               "--clip-roi picks ROIs", "--clip-label"),
 
     # observers
     "observers: --label 7": case(f"{OBSERVERS} --label 7", "is empty (no voxels with label 7)"),
@@ -449,6 +472,13 @@ CLI_CASES = {
     "observers: --engine foo": case(f"{OBSERVERS} --engine foo", "'--engine'"),
     "observers: --workers without --cohort": case(f"{OBSERVERS} --workers 2", "give --cohort"),
     "observers: a lesion name with a slash": case(f"{OBSERVERS} --lesion a/b", "cannot name a folder"),
+    "observers: --seg without a DICOM series": case(f"{OBSERVERS} --seg consensus.dcm", "--seg writes a DICOM SEG"),
+    "observers: --seg with --cohort": case("observers --cohort @observers.csv -o agreement --seg consensus.dcm",
+                                           "--seg writes one lesion's consensus"),
+    "observers: an unknown --roi": case("observers @dicom_series @seg.dcm --roi GTV --roi Tumour -o agreement",
+                                        "has no segment named 'Tumour'"),
+    "observers: --roi for 2 of 3 masks": case(f"{OBSERVERS.replace('-o', '@mask.nrrd -o')} --roi a --roi b",
+                                              "--roi gives 2 ROI names for 3 masks"),
     "observers: an empty mask": case("observers @image.nrrd @mask.nrrd @empty_mask.nrrd -o agreement --no-features",
                                      "observer 'empty_mask'", "is empty"),
     "observers: a float mask": case("observers @image.nrrd @mask.nrrd @float_mask.nrrd -o agreement --no-features",

@@ -24,6 +24,13 @@ from .batch import cluster_options, refuse_batch_options, run_with_progress
 @click.option("--lesion", "lesion_name", default=None,
               help="Name of the lesion given by IMAGE and MASKs (default: IMAGE's name without extensions).")
 @click.option("--label", type=int, default=None, help="Label value of the lesion in every mask (default: the mask's only label).")
+@click.option("--roi", "rois", multiple=True,
+              help="DICOM RTSTRUCT/SEG masks: with one MASK, each --roi names a reader's ROI in it (one observer per "
+                   "ROI, named after it; default: every ROI of the file); with several MASKs, the lesion's ROI in "
+                   "each file (one --roi for all, or one per MASK in order; default: each file's only ROI).")
+@click.option("--seg", type=click.Path(path_type=Path), default=None,
+              help="Also write the consensus masks (STAPLE, majority vote) as one DICOM SEG (e.g. consensus.dcm) "
+                   "referencing IMAGE's DICOM series (IMAGE must be a DICOM series folder; not with --cohort).")
 @click.option("--cohort", type=click.Path(path_type=Path), default=None,
               help="CSV of several lesions, one row per lesion and observer: columns id,image,mask (id = lesion; optional "
                    "observer, label, reader) or lesion,observer,image,mask (optional reader, label); paths relative to the "
@@ -48,12 +55,17 @@ from .batch import cluster_options, refuse_batch_options, run_with_progress
               help="ICC in icc.csv's icc/ci_low/ci_high columns and the plot: ICC(1,1), ICC(2,1) or ICC(3,1).")
 @click.option("--no-features", is_flag=True, help="Agreement and consensus only: no feature extraction, no ICC.")
 @cluster_options
-def command(image, masks, output_dir, names, readers, lesion_name, label, cohort, perturb, perturbations, seed, strict,
-            params, engine, image_types, robust_rule, icc_type, no_features, workers, memory_limit, scheduler,
+def command(image, masks, output_dir, names, readers, lesion_name, label, rois, seg, cohort, perturb, perturbations, seed,
+            strict, params, engine, image_types, robust_rule, icc_type, no_features, workers, memory_limit, scheduler,
             retry_failed, keep_going):
     """Agreement of several observers' segmentations (Dice, Jaccard, volumes, Hausdorff, HD95, MSD), STAPLE and
     majority-vote consensus, and feature reproducibility (ICC, CCC, CV, robust features) of one lesion
-    (IMAGE MASK1 MASK2 ...) or a --cohort of lesions."""
+    (IMAGE MASK1 MASK2 ...) or a --cohort of lesions.
+
+    A MASK may be a DICOM RTSTRUCT or SEG, with IMAGE the folder of the DICOM series it was drawn on: an
+    RTSTRUCT per reader (IMAGE rs_reader1.dcm rs_reader2.dcm [--roi GTV]), or the readers' ROIs of one
+    file (IMAGE rs.dcm --roi GTV_reader1 --roi GTV_reader2; observers named after the ROIs unless --names).
+    --seg FILE.dcm also writes the consensus masks as a DICOM SEG on that series."""
     from ..perturbation import perturb_lesion, perturbation_plan
     from ..reproducibility import parse_rule
     from ..settings import load_settings
@@ -73,8 +85,12 @@ def command(image, masks, output_dir, names, readers, lesion_name, label, cohort
         raise RadiomicsLabError(
             "Give the observers' masks after IMAGE (at least two; or one with --perturb for synthetic observers)."
         )
-    if image is None and (names or readers or lesion_name):
-        raise click.UsageError("--names, --readers and --lesion describe IMAGE and MASKs; in --cohort use its columns.")
+    if image is None and (names or readers or lesion_name or rois):
+        raise click.UsageError("--names, --readers, --lesion and --roi describe IMAGE and MASKs; in --cohort use its columns.")
+    if cohort is not None and seg is not None:
+        raise click.UsageError("--seg writes one lesion's consensus masks; give IMAGE and MASKs instead of --cohort "
+                               "(each lesion's consensus masks are in DIR/<lesion>/).")
+    masks, roi_of, names = _observer_rois(masks, rois, names)
     if image is not None and len(masks) < 2 and not perturb:  # checked before anything is read
         raise RadiomicsLabError(
             f"Agreement needs at least 2 observers; got 1 ({names[0] if names else Path(masks[0]).name.split('.')[0]}). "
@@ -98,17 +114,40 @@ def command(image, masks, output_dir, names, readers, lesion_name, label, cohort
     from ..observers_outputs import check_outputs_writable, file_inputs, input_roles, output_paths, write_observer_outputs
 
     specs = [file_lesion(image, masks, names, readers, lesion_name, "the command line")]
+    specs[0]["rois"] = dict(zip((o for o, _, _ in specs[0]["observers"]), roi_of))
     check_lesion_names(specs)
     outputs = output_paths(output_dir, [s["name"] for s in specs], features, bool(plan))
     check_outputs_writable(outputs, output_dir, input_roles(specs, params))
+    if seg is not None:
+        from ..dicom.masks import check_seg_output
+
+        check_seg_output(seg, image, [*input_roles(specs, params), *(("output", p) for p in outputs.values())])
     lesions = load_lesions(specs, label, strict, 1 if plan else 2)
     for lesion in lesions:
         if plan:
             click.echo(f"Perturbing lesion '{lesion.name}': {', '.join(map(str, plan))} (seed {seed})", err=True)
             perturb_lesion(lesion, plan, seed)
     study = _run(lesions, settings, features, rule, icc_type)
-    write_observer_outputs(study, output_dir, file_inputs(specs), settings, icc_type, seed if plan else None, outputs)
+    write_observer_outputs(study, output_dir, file_inputs(specs), settings, icc_type, seed if plan else None, outputs,
+                           seg=(seg, image) if seg is not None else None)
     _report(study, output_dir, time.perf_counter() - started)
+
+
+def _observer_rois(masks, rois, names) -> tuple[list, list, list]:
+    """(masks, ROI of each mask or None, names) after --roi: one DICOM MASK becomes one observer per ROI (the
+    --roi names, default every ROI of the file), named after its ROI unless --names; with several MASKs --roi
+    gives the ROI of every file (once for all, or once per MASK)."""
+    from ..dicom import is_dicom_mask
+    from ..dicom.masks import roi_names
+
+    masks, rois = list(masks), list(rois)
+    if len(masks) == 1 and is_dicom_mask(masks[0]):
+        rois = rois or roi_names(masks[0])
+        return masks * len(rois), rois, names or rois
+    if len(rois) > 1 and len(rois) != len(masks):
+        raise RadiomicsLabError(f"--roi gives {len(rois)} ROI names for {len(masks)} masks; give one --roi for all "
+                                "masks or one per mask in order (or a single MASK with one --roi per reader's ROI).")
+    return masks, rois * len(masks) if len(rois) == 1 else rois or [None] * len(masks), names
 
 
 def _run_cohort(path, output_dir, label, strict, plan, seed, settings, features, rule, icc_type, batch, started):

@@ -7,6 +7,7 @@ The image series is the folder ``imageio.read_image`` reads; the mask file must 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,8 +73,11 @@ def _dcmread(path, what: str, header_only: bool = True):
 
     try:
         return pydicom.dcmread(str(path), stop_before_pixels=header_only)
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, KeyError, AttributeError) as error:
+    except InvalidDicomError as error:
         raise RadiomicsLabError(f"Cannot read the {what} '{path}' as DICOM ({error}); give an RTSTRUCT or SEG file.") from None
+    except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError):
+        with damaged_file(path, what):
+            raise
 
 
 def is_dicom_mask(path) -> bool:
@@ -83,8 +87,9 @@ def is_dicom_mask(path) -> bool:
     path = Path(path)
     if not path.is_file():
         return False
-    try:
-        header = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["Modality"])
+    try:  # the file up to Modality (0008,0060) only: a damaged or cut-short RTSTRUCT is still one (and said so later)
+        with open(path, "rb") as handle:
+            header = pydicom.filereader.read_partial(handle, stop_when=lambda tag, vr, length: tag > 0x00080060)
     except Exception:  # noqa: BLE001 - anything unreadable is not a DICOM mask
         return False
     return str(header.get("Modality", "")).upper() in MASK_MODALITIES
@@ -138,13 +143,26 @@ def read_dicom_segments(mask_path, image_folder, rois=None, what: str = "mask") 
             f"The {what} '{path}' is a DICOM {modality or 'file without Modality'}, not an RTSTRUCT or SEG; "
             "give the RTSTRUCT or SEG file of the segmentation (or a label map).")
     grid = series_grid(image_folder, "image series")
-    if modality == "RTSTRUCT":
-        from .rtstruct import rasterise
+    with damaged_file(path, what):
+        if modality == "RTSTRUCT":
+            from .rtstruct import rasterise
 
-        return rasterise(_dcmread(path, what, header_only=False), path, grid, rois)
-    from .seg import segments
+            return rasterise(_dcmread(path, what, header_only=False), path, grid, rois)
+        from .seg import segments
 
-    return segments(path, grid, rois)
+        return segments(path, grid, rois)
+
+
+@contextmanager
+def damaged_file(path, what: str = "mask"):
+    """Turn what a damaged or cut-short DICOM file raises into one line: pydicom reads a cut-short file up to where
+    it ends, and what is missing then fails where it is used (an attribute, a sequence item, the pixel data)."""
+    try:
+        yield
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError, EOFError, OSError) as error:
+        raise RadiomicsLabError(
+            f"The {what} '{path}' is damaged or cut short (reading it failed: {type(error).__name__}: "
+            f"{' '.join(str(error).split())[:120]}); copy or export it again from its source.") from None
 
 
 def pick(names: list, rois, path, kind: str) -> list[int]:

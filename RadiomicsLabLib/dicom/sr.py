@@ -37,6 +37,7 @@ from pathlib import Path
 
 from ..errors import RadiomicsLabError
 from ..fileio import atomic_output, check_output
+from . import compat
 from .write import read_source_series
 
 #: Private coding scheme of features without an IBSI identifier (code value = RadiomicsLab's feature name).
@@ -74,7 +75,6 @@ def write_measurement_report(features, seg_path, source_folder, path, provenance
     is stored as the algorithm parameters.
     """
     import highdicom as hd
-    import pydicom
     from pydicom.sr.codedict import codes
 
     from .. import __version__
@@ -104,7 +104,7 @@ def write_measurement_report(features, seg_path, source_folder, path, provenance
         groups.append(hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
             tracking_identifier=hd.sr.TrackingIdentifier(uid=getattr(item, "TrackingUID", None) or hd.UID(),
                                                          identifier=segment),
-            referenced_segment=hd.sr.ReferencedSegment.from_segmentation(seg, int(item.SegmentNumber)),
+            referenced_segment=compat.referenced_segment(seg, int(item.SegmentNumber)),
             finding_type=hd.sr.CodedConcept.from_dataset(item.SegmentedPropertyTypeCodeSequence[0]),
             finding_category=hd.sr.CodedConcept.from_dataset(item.SegmentedPropertyCategoryCodeSequence[0]),
             algorithm_id=algorithm, measurements=[_measurement(v, intensity) for v in segment_values]))
@@ -120,7 +120,7 @@ def write_measurement_report(features, seg_path, source_folder, path, provenance
         series_description=series_description)
     _qualify(document, [v for segment_values in by_segment.values() for v in segment_values])
     with atomic_output(path) as tmp:
-        pydicom.dcmwrite(tmp, document, enforce_file_format=True)
+        compat.dcmwrite(tmp, document)
     return Path(path)
 
 
@@ -246,17 +246,6 @@ def _tracking_identifier(item) -> str | None:
 
 
 @cache
-def _registry() -> dict:
-    """The IBSI engine's feature registry (every family): tag -> name, unit, description, ibsi_id, aggregation."""
-    from ..ibsi.engine import FAMILIES, family_module
-
-    registry = {}
-    for family in FAMILIES:
-        registry.update(family_module(family).FEATURES)
-    return registry
-
-
-@cache
 def _aggregations() -> dict:
     """IBSI aggregation identifier -> its name (GLCM / GLRLM aggregation methods)."""
     from ..ibsi.features.common import AGGREGATIONS
@@ -265,7 +254,10 @@ def _aggregations() -> dict:
 
 
 def _feature_info(tag: str) -> dict:
-    return _registry().get(tag, {})
+    """The IBSI engine's description of a feature (:func:`~..ibsi.engine.feature_registry`), {} if none."""
+    from ..ibsi.engine import feature_registry
+
+    return feature_registry().get(tag, {})
 
 
 def _intensity_unit(dataset, provenance: dict) -> tuple[str, str]:

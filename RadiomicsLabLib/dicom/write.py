@@ -23,6 +23,7 @@ import SimpleITK as sitk
 
 from ..errors import RadiomicsLabError
 from ..fileio import atomic_output, check_output
+from . import compat
 
 #: SCT "Tissue": category and type of a segment without coded properties (Slicer's default terminology).
 TISSUE = (("85756007", "SCT", "Tissue"), ("85756007", "SCT", "Tissue"))
@@ -102,7 +103,6 @@ def write_seg(segments, source_folder, path, *, series_description: str = "Radio
     written atomically and never over one of the series' files. Returns ``path``.
     """
     import highdicom as hd
-    import pydicom
 
     from .. import __version__
 
@@ -120,13 +120,12 @@ def write_seg(segments, source_folder, path, *, series_description: str = "Radio
         category = _code(getattr(segment, "category", None) or TISSUE[0])
         kind = _code(getattr(segment, "type", None) or TISSUE[1])
         color = getattr(segment, "color", None) or DEFAULT_COLORS[(number - 1) % len(DEFAULT_COLORS)]
-        descriptions.append(hd.seg.SegmentDescription(
+        descriptions.append(compat.segment_description(
             segment_number=number, segment_label=segment.name,
             segmented_property_category=category, segmented_property_type=kind,
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC, algorithm_identification=algorithm,
-            tracking_uid=hd.UID(), tracking_id=segment.name,
-            display_color=hd.color.CIELabColor.from_rgb(*(int(c) for c in color))))
-    seg = hd.seg.Segmentation(
+            tracking_uid=hd.UID(), tracking_id=segment.name, color=color))
+    seg = compat.segmentation(
         source_images=series.datasets, pixel_array=stack, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=series_number,
         sop_instance_uid=hd.UID(), instance_number=1, manufacturer=manufacturer,
@@ -134,7 +133,7 @@ def write_seg(segments, source_folder, path, *, series_description: str = "Radio
         device_serial_number=device_serial_number, content_label=content_label,
         content_description=series_description[:64], series_description=series_description)
     with atomic_output(path) as tmp:
-        pydicom.dcmwrite(tmp, seg, enforce_file_format=True)
+        compat.dcmwrite(tmp, seg)
     return Path(path)
 
 

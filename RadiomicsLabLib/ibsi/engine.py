@@ -1,10 +1,12 @@
 """The IBSI engine: preprocessing, optional chapter 2 filter, discretisation and every feature family.
 
 ``compute_features(image, mask, settings)`` returns IBSI-tagged values (``morph_volume``,
-``cm_contrast_3D_avg``, ...), the preprocessing diagnostics and notes on undefined features.
+``cm_contrast_3D_avg``, ...), the preprocessing diagnostics and notes on undefined features;
+``feature_registry()`` describes every feature the families compute (name, unit, description, IBSI ids).
 """
 
 import dataclasses
+import functools
 import importlib
 from dataclasses import dataclass, field
 
@@ -39,6 +41,19 @@ def family_module(name: str):
     if name not in FAMILIES:
         raise ValueError(f"Unknown IBSI feature family '{name}'; choose from {', '.join(FAMILIES)}.")
     return importlib.import_module(f".features.{name}", __package__)
+
+
+@functools.cache
+def feature_registry() -> dict:
+    """Every family's feature registry in one dict: IBSI tag -> name, unit, description, ibsi_id, aggregation, ...
+
+    The one place that merges the families' ``FEATURES`` (the DICOM SR writer and the Segment Statistics plugin
+    describe features with it); cached, so treat it as read-only.
+    """
+    registry = {}
+    for family in FAMILIES:
+        registry.update(family_module(family).FEATURES)
+    return registry
 
 
 def compute_features(image: sitk.Image, mask: sitk.Image, settings: IbsiSettings | None = None,

@@ -160,3 +160,23 @@ def _transform_names(transform: sitk.Transform) -> str:
         return " ".join(composite.GetNthTransform(i).GetName() for i in range(composite.GetNumberOfTransforms()))
     return transform.GetName()
 
+
+
+def mask_to_oriented_image(mask: sitk.Image):
+    """A 3D 0/1 mask as a ``vtkOrientedImageData`` (a segment's binary labelmap), its geometry kept exactly."""
+    labelmap = update_volume_from_sitk(slicer.vtkMRMLLabelMapVolumeNode(), sitk.Cast(mask != 0, sitk.sitkUInt8))
+    return slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(labelmap)
+
+
+def add_segment_from_mask(segmentation_node, mask: sitk.Image, name: str, color=None) -> str:
+    """Add a 3D 0/1 mask (on its own grid) as a new segment named ``name``; ``color`` RGB in 0..1 (default:
+    the segmentation's next default colour). Returns the new segment's ID."""
+    oriented = mask_to_oriented_image(mask)
+    if color is None:
+        segment_id = segmentation_node.AddSegmentFromBinaryLabelmapRepresentation(oriented, name)
+    else:
+        segment_id = segmentation_node.AddSegmentFromBinaryLabelmapRepresentation(oriented, name, tuple(color))
+    if not segment_id:
+        raise RadiomicsLabError(f"The mask of '{name}' could not be added as a segment of "
+                                f"'{segmentation_node.GetName()}'.")
+    return segment_id

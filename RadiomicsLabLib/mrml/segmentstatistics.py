@@ -103,26 +103,15 @@ def feature_keys() -> tuple[str, ...]:
     return tuple(f"original_{family}_{name}" for family in FAMILIES for name in feature_names(family))
 
 
-@functools.cache
-def _engine_features() -> dict:
-    """The IBSI engine's registry of every family: tag -> name, unit, description, ..."""
-    from ..ibsi.engine import FAMILIES as ENGINE_FAMILIES
-    from ..ibsi.engine import family_module
-
-    registry = {}
-    for family in ENGINE_FAMILIES:
-        registry.update(family_module(family).FEATURES)
-    return registry
-
-
 def feature_description(key: str) -> tuple[str, str, str]:
     """(title, engine unit, description) of a pyradiomics feature key; the IBSI tag closes the description."""
+    from ..ibsi.engine import feature_registry
     from ..ibsi.names import ibsi_tag_of_pyradiomics
 
     family = key.split("_")[1]
     tag = ibsi_tag_of_pyradiomics(key)
     if tag:
-        info = _engine_features()[tag]
+        info = feature_registry()[tag]
         title, unit, description = info["name"], info["unit"], f"{info['description']} IBSI: {tag}."
     else:
         title, unit, description = _NOT_IN_ENGINE[key]

@@ -354,10 +354,11 @@ class StudyLoader:
                 target = self._main_upload(uploads, kind)
                 if kind == "segmentation":
                     return self.add_segmentation(target)
-                return self.load_study(target, None, node_name_of(target))
+                name = dicom_series_name(target) if target.is_dir() else node_name_of(target)
+                return self.load_study(target, None, name)
             except RadiomicsLabError as error:  # name the file as the user knows it, not by its server path
-                raise RadiomicsLabError(str(error).replace(f"{folder}/", "").replace(str(folder), "the upload")) \
-                    from None
+                raise RadiomicsLabError(str(error).replace(f"the folder '{folder}'", "the upload")
+                                        .replace(f"{folder}/", "").replace(str(folder), "the upload")) from None
 
     @staticmethod
     def _main_upload(uploads: list[Upload], kind: str) -> Path:
@@ -376,20 +377,27 @@ class StudyLoader:
     def load_study(self, image_path, segmentation_path=None, name: str | None = None):
         """A new study: the scene is cleared (see the module note), then the image and segmentation loaded.
 
-        Both files are read and checked first; a bad file raises :class:`RadiomicsLabError` and
-        the current study stays as it was. Returns (volume node, segmentation node or None).
+        A DICOM series folder that also holds RTSTRUCT / SEG files (a PACS export) loads each of them as a
+        segmentation node, one segment per ROI named by its ROI name (:func:`dicom_masks_in`).
+        All files are read and checked first; a bad file raises :class:`RadiomicsLabError` and
+        the current study stays as it was. Returns (volume node, first segmentation node or None).
         """
-        from ..mrml.scenefiles import load_segmentation, load_volume
+        from ..mrml.scenefiles import add_dicom_segmentation, load_segmentation, load_volume, read_dicom_segmentation
 
         image_path = Path(image_path)
         read_image(image_path, "image")
         if segmentation_path is not None:
             check_segmentation_file(segmentation_path)
+        dicom = [read_dicom_segmentation(mask, image_path) for mask in dicom_masks_in(image_path)]
         self.scene.Clear(0)
         volume = load_volume(self.scene, image_path, name or node_name_of(image_path))
         segmentation = None
         if segmentation_path is not None:
             segmentation = load_segmentation(self.scene, segmentation_path, f"{volume.GetName()} segmentation", volume)
+        for read in dicom:
+            node = add_dicom_segmentation(self.scene, read, volume,
+                                          self.scene.GenerateUniqueName(node_name_of(read.path)))
+            segmentation = segmentation or node
         self.study_name = name or volume.GetName()
         self._show(volume, segmentation)
         return volume, segmentation
@@ -531,6 +539,32 @@ def oblique_camera(view, azimuth: float = 35.0, elevation: float = 25.0):
     camera.OrthogonalizeViewUp()
     camera_node.ResetClippingRange()
     view.schedule_render()
+
+
+def dicom_masks_in(folder) -> list[Path]:
+    """The RTSTRUCT and SEG files of a DICOM folder (by their header's Modality), by name; [] for a file."""
+    from ..dicom import is_dicom_mask
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and is_dicom_mask(p))
+
+
+def dicom_series_name(folder) -> str:
+    """A node name for the image series of an uploaded DICOM folder: its Series Description, else "DICOM series"."""
+    import pydicom
+
+    for path in sorted(Path(folder).iterdir()):
+        try:
+            header = pydicom.dcmread(str(path), stop_before_pixels=True,
+                                     specific_tags=["Modality", "SeriesDescription"])
+        except Exception:  # noqa: BLE001 - not DICOM: the series reader already judged the folder
+            continue
+        if str(header.get("Modality", "")).upper() not in ("RTSTRUCT", "SEG", "SR", ""):
+            description = str(header.get("SeriesDescription", "")).strip()
+            return printable(description)[:64] if description and not odd_characters(description) else "DICOM series"
+    return "DICOM series"
 
 
 def check_segmentation_file(path):

@@ -173,7 +173,19 @@ class DataPanelLogic(PanelLogic):
             elif segmentation is not None and action in (self.loader.add_segmentation_from_data,):
                 self.jobs.show_notice(f"Added segmentation {segmentation.GetName()} to the study.")
             else:
-                self.jobs.show_notice(f"Loaded {self.loader.study_name}.")
+                self.jobs.show_notice(f"Loaded {self.loader.study_name}{self._dicom_segmentations()}.")
+
+    def _dicom_segmentations(self) -> str:
+        """`` with RTSTRUCT RS_gtv (GTV, PTV)`` for the DICOM segmentations a study's folder brought, else ""."""
+        loaded = []
+        for node in nodes_of(self.slicer_app.scene, "vtkMRMLSegmentationNode"):
+            modality = node.GetAttribute("RadiomicsLab.DICOMModality")
+            if modality:
+                segmentation = node.GetSegmentation()
+                names = ", ".join(segmentation.GetNthSegment(i).GetName()
+                                  for i in range(segmentation.GetNumberOfSegments()))
+                loaded.append(f"{modality} {node.GetName()} ({names})")
+        return f" with {' and '.join(loaded)}" if loaded else ""
 
     # Scene lists ------------------------------------------------------------------------------
     def refresh(self):
