@@ -327,8 +327,8 @@ def run_batch(cohort, out_dir, task: CaseTask | None = None, settings=None, work
         check_writable(out_dir / name)
     check_writable(case_path(out_dir, "x", task.cases_dir))
     own_cluster = None
-    if cluster is None:
-        cluster = own_cluster = start_cluster(workers, scheduler, memory_limit, connect_timeout)
+    if cluster is None:  # the options are checked above, once
+        cluster = own_cluster = _cluster_start(workers, scheduler, memory_limit, connect_timeout)
     try:
         return _run(cohort, out_dir, task, workers, scheduler, memory_limit, retry_failed, keep_going, progress,
                     on_client, cluster, own_cluster, started, earlier)
@@ -367,20 +367,21 @@ def _run(cohort, out_dir, task, workers, scheduler, memory_limit, retry_failed, 
 
         if progress is not None and progress(0, len(todo), f"{units - len(todo)} already done") is False:
             raise BatchCancelled("Batch cancelled before it started; nothing was computed.")
-        compute_started = time.perf_counter()
-        if todo and workers == 0 and not scheduler:
-            for unit in todo:
-                store(unit, run_case(task.function, unit.argument, task.params))
-            phases["compute"] = time.perf_counter() - compute_started
-        elif todo:
-            waited = time.perf_counter()
-            client = cluster.client()
-            phases["cluster_start"] = time.perf_counter() - waited  # the part not hidden behind the validation
-            if on_client is not None:
-                on_client(client)
+        if todo:
+            in_process = workers == 0 and not scheduler
+            if not in_process:
+                waited = time.perf_counter()
+                client = cluster.client()
+                phases["cluster_start"] = time.perf_counter() - waited  # the part not hidden behind the validation
+                if on_client is not None:
+                    on_client(client)
             compute_started = time.perf_counter()
             try:
-                _run_on_cluster(todo, task, store, client, memory_limit)
+                if in_process:
+                    for unit in todo:
+                        store(unit, run_case(task.function, unit.argument, task.params))
+                else:
+                    _run_on_cluster(todo, task, store, client, memory_limit)
             finally:
                 phases["compute"] = time.perf_counter() - compute_started
                 if own_cluster is not None:
@@ -449,13 +450,13 @@ def _lost_case_record(future, memory_limit) -> dict:
 
 @contextmanager
 def dask_client(workers: int | None = None, scheduler: str | None = None, memory_limit="auto",
-                connect_timeout: float = 10.0):
-    """A Dask client: to ``scheduler`` (checked reachable, with workers that can import
-    RadiomicsLab), or to a new :class:`~distributed.LocalCluster` of ``workers`` single-threaded
-    worker processes on 127.0.0.1 without dashboard. The cluster is closed on the way out."""
+                connect_timeout: float = 10.0, check_reachable: bool = True):
+    """A Dask client: to ``scheduler`` (checked reachable, unless ``check_reachable`` is False because the caller
+    checked it, with workers that can import RadiomicsLab), or to a new :class:`~distributed.LocalCluster` of
+    ``workers`` single-threaded worker processes on 127.0.0.1 without dashboard. The cluster is closed on the way out."""
     from distributed import Client, LocalCluster
 
-    if scheduler:
+    if scheduler and check_reachable:
         _check_reachable(scheduler, connect_timeout)
         try:
             client = Client(scheduler, timeout=connect_timeout, set_as_default=False)
@@ -502,9 +503,11 @@ def start_cluster(workers: int | None = None, scheduler: str | None = None, memo
                   connect_timeout: float = 10.0) -> "ClusterStart | None":
     """Check the cluster options (workers, scheduler reachable, memory limit) and start the cluster
     in the background: a :class:`ClusterStart`, or None for ``workers=0`` (cases run in this process)."""
-    workers = _check_run_options(workers, scheduler, memory_limit)
-    if scheduler:
-        _check_reachable(scheduler, connect_timeout)
+    return _cluster_start(_check_run_options(workers, scheduler, memory_limit), scheduler, memory_limit, connect_timeout)
+
+
+def _cluster_start(workers: int, scheduler, memory_limit, connect_timeout: float) -> "ClusterStart | None":
+    """:func:`start_cluster` once its options are checked (the scheduler's reachability is checked by ClusterStart)."""
     return ClusterStart(workers, scheduler, memory_limit, connect_timeout) if workers or scheduler else None
 
 
@@ -512,10 +515,13 @@ class ClusterStart:
     """A :func:`dask_client` being set up in a background thread, so that worker processes start
     while this process reads and checks the cohort: ``client()`` waits for it (and raises what the
     start raised), ``close()`` shuts it down. Use it as a context manager, or pass it to
-    :func:`run_batch` (``cluster=``) after starting it before a slow step of your own."""
+    :func:`run_batch` (``cluster=``) after starting it before a slow step of your own. A ``scheduler`` is checked
+    reachable here, in the caller's thread, before anything starts (so a wrong address fails at once)."""
 
     def __init__(self, workers: int | None = None, scheduler: str | None = None, memory_limit="auto",
                  connect_timeout: float = 10.0):
+        if scheduler:
+            _check_reachable(scheduler, connect_timeout)
         self.workers, self.scheduler, self.memory_limit = workers, scheduler, memory_limit
         self._stack, self._client, self._error, self._closing = ExitStack(), None, None, None
         self._thread = threading.Thread(target=self._start, args=(workers, scheduler, memory_limit, connect_timeout),
@@ -524,7 +530,7 @@ class ClusterStart:
 
     def _start(self, *arguments):
         try:
-            self._client = self._stack.enter_context(dask_client(*arguments))
+            self._client = self._stack.enter_context(dask_client(*arguments, check_reachable=False))
         except BaseException as error:  # noqa: BLE001 - handed to the thread that asks for the client
             self._error = error
 
@@ -728,6 +734,28 @@ def write_outputs(out_dir, cohort: Cohort, task: CaseTask, statuses, run: dict, 
     return paths
 
 
+def save_outputs(out_dir, folder) -> dict:
+    """The files the latest run in ``out_dir`` wrote (:func:`write_outputs`: its task's table as CSV and Parquet,
+    errors.csv, provenance.json) written into ``folder``, each atomically and byte for byte: the files of
+    ``radiomicslab batch`` wherever a front end saves them. Returns name -> path."""
+    import shutil
+
+    out_dir, folder = Path(out_dir), Path(folder)
+    task = _latest_task(out_dir)
+    names = [name for name in output_files(task) if (out_dir / name).is_file()] if task else []
+    if not names:
+        raise RadiomicsLabError(f"'{out_dir}' holds no finished cohort run; run the cohort to its end, then save its "
+                                "results.")
+    for name in names:
+        check_writable(folder / name)
+    written = {}
+    for name in names:
+        with atomic_output(folder / name) as tmp:
+            shutil.copyfile(out_dir / name, tmp)
+        written[name] = folder / name
+    return written
+
+
 def error_rows(task: CaseTask, statuses, key_columns=()) -> list:
     """errors.csv rows (id, key columns, where, stage, error) of the failed and invalid units of one stage."""
     return [[s.id, *(s.key_values.get(c, "") for c in key_columns), s.where,
@@ -736,14 +764,9 @@ def error_rows(task: CaseTask, statuses, key_columns=()) -> list:
 
 
 def _csv_text(header, rows) -> str:
-    import csv
-    import io
+    from .results import csv_text
 
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_text(header, rows)
 
 
 def _write_parquet(path: Path, header, rows):

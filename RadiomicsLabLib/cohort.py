@@ -151,6 +151,15 @@ class Cohort:
         return grouped
 
 
+def cohort_inputs(cohort: Cohort) -> list:
+    """(role, path) of every file a cohort names (its source and each case's image and mask), for
+    :func:`RadiomicsLabLib.fileio.check_outputs`: no output may be one of them."""
+    inputs = [("cohort", cohort.source)]
+    for case in cohort.cases:
+        inputs += [(f"image of case '{case.id}'", case.image), (f"mask of case '{case.id}'", case.mask)]
+    return inputs
+
+
 def rows_where(cases) -> str:
     """Where a problem of several cases is: ``rows 2, 3`` for rows of a file, else their places joined."""
     return join_places(case.where for case in cases)

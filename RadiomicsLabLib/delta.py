@@ -1122,8 +1122,9 @@ def waterfall(rows, feature: str) -> list[tuple[str, float, str]]:
     return sorted(bars, key=lambda bar: -bar[1])
 
 
-def plot_trajectories(rows, path, features=None):
-    """PNG: one panel per feature, relative change (%) from the reference against days since baseline, one line per lesion."""
+def trajectories_figure(rows, features=None):
+    """One panel per feature, relative change (%) from the reference against days since baseline, one line per lesion
+    (:func:`trajectories`, the series of the scene's trajectory chart)."""
     features = list(features or default_plot_features(dict.fromkeys(r.feature for r in rows)))
     plt = _pyplot()
     columns = min(2, len(features))
@@ -1142,11 +1143,12 @@ def plot_trajectories(rows, path, features=None):
     for ax in axes.ravel()[len(features):]:
         ax.set_visible(False)
     figure.suptitle("Feature trajectories")
-    return _save_figure(figure, path)
+    return figure
 
 
-def plot_waterfall(rows, path, feature: str | None = None):
-    """PNG: waterfall of ``feature``'s relative change (%) at each lesion's last timepoint, largest increase first."""
+def waterfall_figure(rows, feature: str | None = None):
+    """Waterfall of ``feature``'s relative change (%) at each lesion's last timepoint, largest increase first
+    (:func:`waterfall`, the series of the scene's waterfall chart)."""
     feature = feature or default_plot_features(dict.fromkeys(r.feature for r in rows), 1)[0]
     bars = waterfall(rows, feature)
     plt = _pyplot()
@@ -1156,7 +1158,15 @@ def plot_waterfall(rows, path, feature: str | None = None):
     ax.axhline(0, color="0.3", linewidth=0.8)
     ax.set_ylabel("relative change (%)")
     ax.set_title(f"Waterfall: {feature}", fontsize=10)
-    return _save_figure(figure, path)
+    return figure
+
+
+def plot_pngs(rows, features=None, waterfall_feature=None) -> dict:
+    """The plots of delta rows as PNG bytes: ``trajectories.png`` (:func:`trajectories_figure`) and ``waterfall.png``
+    (:func:`waterfall_figure`)."""
+    check_plot_features(rows, features, waterfall_feature)
+    return {"trajectories.png": figure_png(trajectories_figure(rows, features)),
+            "waterfall.png": figure_png(waterfall_figure(rows, waterfall_feature))}
 
 
 def check_plot_features(rows, features=None, waterfall_feature=None) -> None:
@@ -1169,11 +1179,13 @@ def check_plot_features(rows, features=None, waterfall_feature=None) -> None:
 
 def write_outputs(rows, folder, features=None, waterfall_feature=None, habitats=None) -> dict[str, Path]:
     """``delta.csv``, ``trajectories.png``, ``waterfall.png`` (and ``habitats.csv``) in ``folder``, each written atomically."""
-    check_plot_features(rows, features, waterfall_feature)
+    pngs = plot_pngs(rows, features, waterfall_feature)
     folder = Path(folder)
     written = {"delta.csv": write_text_atomic(folder / "delta.csv", delta_csv_text(rows))}
-    written["trajectories.png"] = plot_trajectories(rows, folder / "trajectories.png", features)
-    written["waterfall.png"] = plot_waterfall(rows, folder / "waterfall.png", waterfall_feature)
+    for name, png in pngs.items():
+        with atomic_output(folder / name) as tmp:
+            tmp.write_bytes(png)
+        written[name] = folder / name
     if habitats:
         written["habitats.csv"] = write_text_atomic(folder / "habitats.csv", csv_text(HABITAT_COLUMNS, habitats))
     return written
@@ -1188,12 +1200,13 @@ def _pyplot():
     return plt
 
 
-def _save_figure(figure, path) -> Path:
+def figure_png(figure) -> bytes:
+    """A figure as PNG bytes (tight layout, 110 dpi); the figure is closed."""
     plt = _pyplot()
     try:
         figure.tight_layout()
-        with atomic_output(path) as tmp:
-            figure.savefig(tmp, format="png", dpi=110)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=110)
+        return buffer.getvalue()
     finally:
         plt.close(figure)
-    return Path(path)

@@ -1403,16 +1403,25 @@ def scores_rows(clustering: HabitatClustering) -> list:
     return [{**row, "chosen": row["k"] == clustering.n_habitats_} for row in clustering.scores_]
 
 
+def fraction_series(results: list, names: list) -> dict:
+    """The habitat-fractions plot's series: ``patient`` (names), ``index`` (1, 2, ...) and ``fractions``
+    (``fraction_<id>`` -> each patient's fraction of that habitat). Drawn in habitat_fractions.png and the scene's chart."""
+    return {"patient": [r.patient for r in results], "index": list(range(1, len(results) + 1)),
+            "fractions": {f"fraction_{h}": [r.fractions()[h] for r in results] for h in range(1, len(names) + 1)}}
+
+
 def fractions_figure(results: list, names: list):
-    """Stacked bars: the fraction of each habitat per patient (matplotlib Figure, no display needed)."""
+    """Stacked bars: the fraction of each habitat per patient (:func:`fraction_series`; matplotlib Figure, no display
+    needed)."""
     from matplotlib.figure import Figure
 
+    series = fraction_series(results, names)
     figure = Figure(figsize=(max(4.0, 0.9 * len(results) + 2.5), 4.0), layout="constrained")
     axes = figure.add_subplot()
     bottom = np.zeros(len(results))
-    for habitat, name in enumerate(names, start=1):
-        heights = np.array([result.fractions()[habitat] for result in results])
-        axes.bar([r.patient for r in results], heights, bottom=bottom, color=habitat_colour(habitat), label=name)
+    for habitat, (name, fractions) in enumerate(zip(names, series["fractions"].values()), start=1):
+        heights = np.array(fractions)
+        axes.bar(series["patient"], heights, bottom=bottom, color=habitat_colour(habitat), label=name)
         bottom += heights
     axes.set_ylabel("fraction of the ROI")
     axes.set_ylim(0, 1)
@@ -1455,12 +1464,26 @@ def write_label_map(image: sitk.Image, path) -> Path:
     return Path(path)
 
 
+def figure_png(figure) -> bytes:
+    """A matplotlib Figure as PNG bytes (120 dpi): what :func:`write_figure` writes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    return buffer.getvalue()
+
+
+def plot_pngs(model: HabitatModel, results: list) -> dict:
+    """The run's plots as PNG bytes: ``habitat_fractions.png`` (:func:`fractions_figure` of ``results``, patients'
+    :class:`PatientHabitats` or :class:`HabitatSummary`) and ``channel_means.png`` (:func:`channel_means_figure`)."""
+    return {"habitat_fractions.png": figure_png(fractions_figure(results, model.names)),
+            "channel_means.png": figure_png(channel_means_figure(model))}
+
+
 def write_figure(figure, path) -> Path:
-    """Save a matplotlib Figure as PNG atomically."""
+    """Save a matplotlib Figure (or PNG bytes of :func:`figure_png`) as PNG atomically."""
     from .fileio import atomic_output
 
     with atomic_output(path) as tmp:
-        figure.savefig(tmp, format="png", dpi=120)
+        tmp.write_bytes(figure if isinstance(figure, bytes) else figure_png(figure))
     return Path(path)
 
 
@@ -1543,8 +1566,6 @@ def write_summaries(folder, model: HabitatModel, summaries: list, inputs: dict |
         texts["k_scores.csv"] = table_csv_text(scores_rows(model.clustering))
     provenance = model_provenance(model, {summary.patient: summary.provenance for summary in summaries}, inputs)
     texts["habitats.provenance.json"] = json.dumps(provenance, indent=2, default=str) + "\n"
-    figures = {"habitat_fractions.png": fractions_figure(summaries, model.names),
-               "channel_means.png": channel_means_figure(model)}
     written = [write_text_atomic(folder / name, text) for name, text in texts.items()]
-    written += [write_figure(figure, folder / name) for name, figure in figures.items()]
+    written += [write_figure(png, folder / name) for name, png in plot_pngs(model, summaries).items()]
     return written

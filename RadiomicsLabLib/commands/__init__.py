@@ -7,6 +7,7 @@ library): the CLI imports all of them at start-up, and heavy work belongs inside
 
 import importlib
 import pkgutil
+from contextlib import contextmanager
 
 
 def workflow_commands() -> list:
@@ -31,3 +32,25 @@ def progress_bar(**options):
     except (AttributeError, ValueError):  # closed or replaced stream
         terminal = False
     return tqdm(file=stream, disable=not terminal, **options)
+
+
+@contextmanager
+def progress_steps(**options):
+    """A :func:`progress_bar` as the ``progress(done, total, message)`` callback the core and the Logic classes take
+    (made at the first call, ``total`` and the message following each call), closed on the way out.
+    ``options`` are :func:`progress_bar`'s."""
+    bar = None
+
+    def progress(done, total, message):
+        nonlocal bar
+        bar = bar or progress_bar(total=total, **options)
+        bar.total = total
+        bar.set_postfix_str(message[:60], refresh=False)
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.close()

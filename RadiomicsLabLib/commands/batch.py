@@ -46,15 +46,6 @@ def refuse_batch_options(workers, memory_limit, scheduler, retry_failed, keep_go
         raise click.UsageError(f"{', '.join(BATCH_OPTIONS)} run the cases of a --cohort on the batch layer; give --cohort.")
 
 
-def cohort_inputs(cohort) -> list:
-    """(role, path) of every file a cohort names (its source and each case's image and mask), for
-    :func:`RadiomicsLabLib.fileio.check_outputs`: no output may be one of them."""
-    inputs = [("cohort", cohort.source)]
-    for case in cohort.cases:
-        inputs += [(f"image of case '{case.id}'", case.image), (f"mask of case '{case.id}'", case.mask)]
-    return inputs
-
-
 def run_with_progress(cases, output_dir, task, unit="case", workers=None, scheduler=None, memory_limit="auto",
                       cluster=None, **options):
     """``run_batch`` with a progress bar (cases, rate, ETA) on stderr; invalid rows are warned about
@@ -127,7 +118,7 @@ def command(cohort, output_dir, params, engine, image_types, workers, memory_lim
     2 for bad input.
     """
     from RadiomicsLabLib.batch import OUTPUT_FILES, cohort_status, extraction_task, status_counts
-    from RadiomicsLabLib.cohort import read_cohort
+    from RadiomicsLabLib.cohort import cohort_inputs, read_cohort
     from RadiomicsLabLib.fileio import check_output, check_outputs
 
     inputs = [("cohort", cohort), ("parameter file", params)]

@@ -1,9 +1,8 @@
 """``radiomicslab delta``: feature change of the same lesions across timepoints (delta-radiomics), with plots.
 
-With ``--cohort`` the patients run on the batch layer (:mod:`RadiomicsLabLib.batch`): the cohort file is
-checked first (every problem with its row), then one task per patient (all its timepoints: registrations,
-extractions, difference maps), resumable, failures in errors.csv; delta.csv, the plots, registration.csv
-and delta.provenance.json are then written once from the finished patients.
+The options in, one core (or, with ``--scene``, Logic) call out: :func:`RadiomicsLabLib.delta.run_delta` per patient,
+or with ``--cohort`` :func:`RadiomicsLabLib.delta_outputs.run_cohort` on the batch layer (one resumable task per
+patient, failures in errors.csv); the files are written by :func:`RadiomicsLabLib.delta_outputs.write_delta_outputs`.
 """
 
 import sys
@@ -12,10 +11,8 @@ from pathlib import Path
 import click
 
 from ..settings import ENGINES
+from . import progress_steps
 from .batch import BATCH_OPTIONS, cluster_options, refuse_batch_options, run_with_progress
-
-#: What a run writes into its output folder (besides masks/, maps/ and, with --cohort, the batch's cases/).
-OUTPUT_FILES = ("delta.csv", "delta.provenance.json", "trajectories.png", "waterfall.png")
 
 
 @click.command("delta")
@@ -80,7 +77,10 @@ def command(timepoints, labels, cohort, output_dir, params, engine, lesions, ref
     and what depended on it was left out (warnings say which) or (--cohort) a patient failed or was
     invalid (listed in DIR/errors.csv), 2 for bad input.
     """
+    from RadiomicsLabLib.delta import cohort_timepoints
+    from RadiomicsLabLib.delta_outputs import output_paths, read_cohort, write_delta_outputs
     from RadiomicsLabLib.fileio import check_output, check_outputs
+    from RadiomicsLabLib.settings import load_settings
     from RadiomicsLabLib.validation import check_label_value
 
     if bool(timepoints) == bool(cohort):
@@ -94,8 +94,8 @@ def command(timepoints, labels, cohort, output_dir, params, engine, lesions, ref
     elif with_scene and (workers is not None or scheduler or memory_limit != "auto" or retry_failed or keep_going):
         raise click.UsageError(f"--scene runs the cohort in this process, through one Slicer scene; leave out "
                                f"{', '.join(BATCH_OPTIONS)}, or leave out --scene to run it on the batch layer.")
-    options = {"settings": _settings(params, engine), "register": register, "propagate": propagate, "reference": reference,
-               "icc_table": icc_table, "icc_threshold": icc_threshold, "icc_column": icc_column, "difference_maps": maps,
+    options = {"settings": load_settings(params, None, engine), "register": register, "propagate": propagate,
+               "reference": reference, "icc_table": icc_table, "icc_threshold": icc_threshold, "icc_column": icc_column, "difference_maps": maps,
                "registration_options": _registration_options(registration_shrink, registration_iterations, seed),
                "registration_margin_mm": registration_margin}
     for lesion in lesions:
@@ -105,39 +105,23 @@ def command(timepoints, labels, cohort, output_dir, params, engine, lesions, ref
         _, image, mask = _parse_timepoint(spec)
         inputs += [(f"image of --timepoint '{spec}'", image), (f"mask of --timepoint '{spec}'", mask or None)]
     check_output(output_dir, inputs, "folder")
-    outputs = [output_dir / name for name in OUTPUT_FILES
-               + (("registration.csv",) if register else ()) + (("delta.mrb",) if with_scene else ())]
+    outputs = output_paths(output_dir, bool(register), with_scene)
     check_outputs(outputs, inputs)
     if cohort and not with_scene:
-        _run_cohort(cohort, output_dir, options, tuple(lesions), outputs, inputs, plot_features, waterfall_feature,
-                    register, batch)
+        _run_cohort(cohort, output_dir, options, tuple(lesions), outputs, inputs, plot_features, waterfall_feature, batch)
         return
-    patients = (_cohort_patients(cohort, outputs, options["reference"], tuple(lesions)) if cohort
-                else {patient: (_timepoints(timepoints, labels), tuple(lesions))})
-    if cohort and lesions:
-        patients = {p: (tps, tuple(lesions)) for p, (tps, _) in patients.items()}
-    bar = _Bar()
-    try:
-        results = _run(patients, bool(cohort), options, with_scene, output_dir, plot_features, waterfall_feature, bar.update)
-    finally:
-        bar.close()
-    written = _write(results, output_dir, plot_features, waterfall_feature, register)
-    left_out = [(r.patient, label, why) for r in results for label, why in r.left_out.items()]
-    for result in results:
-        for warning in result.warnings:
-            click.echo(f"radiomicslab: warning: {result.patient}: {warning}", err=True)
-    rows = sum(len(r.rows) for r in results)
-    click.echo(f"Delta: {len(results)} patient(s), {rows} rows -> {', '.join(str(p) for p in written)}", err=True)
-    if left_out or any(not a.used for r in results for a in r.alignments.values()):
-        click.echo("radiomicslab: some registrations did not converge; their registered results were left out "
-                   "(see the warnings and registration.csv). Try --registration-iterations or another --register.", err=True)
+    if cohort:  # through one scene, in this process
+        patients = cohort_timepoints(read_cohort(cohort, options["reference"], tuple(lesions), outputs))
+        patients = {p: (tps, tuple(lesions) or labels) for p, (tps, labels) in patients.items()}
+    else:
+        patients = {patient: (_timepoints(timepoints, labels), tuple(lesions))}
+    with progress_steps(unit="step", desc="delta", leave=False, dynamic_ncols=True, ascii=True) as bar:
+        results = _run(patients, bool(cohort), options, with_scene, output_dir, plot_features, waterfall_feature, bar)
+    written = write_delta_outputs(output_dir, results, plot_features, waterfall_feature)
+    unconverged = any(r.left_out or not all(a.used for a in r.alignments.values()) for r in results)
+    if _report(written, len(results), sum(len(r.rows) for r in results),
+               [(r.patient, warning) for r in results for warning in r.warnings], unconverged):
         sys.exit(1)
-
-
-def _settings(params, engine):
-    from RadiomicsLabLib.settings import load_settings
-
-    return load_settings(params, None, engine)
 
 
 def _registration_options(shrink, iterations, seed) -> dict:
@@ -182,70 +166,23 @@ def _timepoints(specs, labels) -> list:
     return [timepoint_from_files(date, image, mask or None, name) for (date, image, mask), name in zip(parsed, names)]
 
 
-def _read_cohort(path, outputs, reference, lesions, keep_going=False):
-    """The cohort read and checked: the file's problems and the delta's (dates, order, reference, lesions),
-    each with its row, all at once; with ``keep_going`` a patient with a problem is left out whole."""
-    from RadiomicsLabLib.cohort import read_cohort
-    from RadiomicsLabLib.delta import cohort_problems
-    from RadiomicsLabLib.fileio import check_outputs
+def _run_cohort(path, output_dir, options, lesions, outputs, inputs, plot_features, waterfall_feature, batch):
+    """The cohort on the batch layer (:func:`~RadiomicsLabLib.delta_outputs.run_cohort`), then its report (a failed or
+    invalid patient is in errors.csv and left out of the outputs; exit status 1)."""
+    from RadiomicsLabLib.delta_outputs import run_cohort
 
-    from .batch import cohort_inputs
+    def stage(read, task):
+        summary = run_with_progress(read, output_dir, task, unit="patient", **batch)
+        click.echo(f"Batch: {summary}", err=True)
+        return summary
 
-    cohort = read_cohort(path)
-    check_outputs(outputs, cohort_inputs(cohort))  # no output may replace an image or mask of the cohort
-    cohort.add_problems(cohort_problems(cohort, reference, lesions))
-    if keep_going:
-        cohort.skip_patients_with_problems()
-    return cohort.check(keep_going)
-
-
-def _cohort_patients(path, outputs, reference, lesions) -> dict:
-    from RadiomicsLabLib.delta import cohort_timepoints
-
-    return cohort_timepoints(_read_cohort(path, outputs, reference, lesions))
-
-
-def _run_cohort(path, output_dir, options, lesions, outputs, inputs, plot_features, waterfall_feature, register, batch):
-    """The cohort on the batch layer: one task per patient, then the cohort's outputs from the finished patients
-    (a failed or invalid patient is in errors.csv and left out of them; exit status 1)."""
-    import json
-
-    from RadiomicsLabLib.batch import DONE, case_path, cohort_status, output_files, read_record
-    from RadiomicsLabLib.delta import check_options, cohort_results, delta_task, registration_csv_text, write_outputs
-    from RadiomicsLabLib.fileio import check_outputs, write_text_atomic
-
-    check_options(**options)  # settings, registration, ICC table: once, before any patient
-    task = delta_task(output_dir, lesions, **options)
-    outputs = outputs + [output_dir / name for name in output_files(task)]
-    check_outputs(outputs, inputs)
-    cohorts = []
-
-    def read():
-        cohorts.append(_read_cohort(path, outputs, options["reference"], lesions, batch["keep_going"]))
-        return cohorts[0]
-
-    summary = run_with_progress(read, output_dir, task, unit="patient", **batch)
-    click.echo(f"Batch: {summary}", err=True)
-    done = [s for s in cohort_status(output_dir, cohorts[0], task) if s.status == DONE]
+    summary, results, written = run_cohort(path, output_dir, options, stage, lesions, outputs, inputs, batch["keep_going"],
+                                           plot_features, waterfall_feature)
     errors = output_dir / "errors.csv"
-    if not done:
+    if results is None:
         click.echo(f"radiomicslab: no patient finished; the errors are listed in {errors}.", err=True)
         sys.exit(1)
-    results = cohort_results([read_record(case_path(output_dir, s.key, task.cases_dir)) for s in done])
-    written = list(write_outputs(results.rows, output_dir, list(plot_features) or None, waterfall_feature).values())
-    written.append(write_text_atomic(output_dir / "delta.provenance.json",
-                                     json.dumps(results.provenance, indent=2, default=str) + "\n"))
-    if register:
-        written.append(write_text_atomic(output_dir / "registration.csv", registration_csv_text(results.registration)))
-    for patient, warning in results.warnings:
-        click.echo(f"radiomicslab: warning: {patient}: {warning}", err=True)
-    click.echo(f"Delta: {results.patients} patient(s), {len(results.rows)} rows -> {', '.join(str(p) for p in written)}",
-               err=True)
-    status = 0
-    if results.left_out or results.unused:
-        click.echo("radiomicslab: some registrations did not converge; their registered results were left out "
-                   "(see the warnings and registration.csv). Try --registration-iterations or another --register.", err=True)
-        status = 1
+    status = _report(written, results.patients, len(results.rows), results.warnings, results.left_out or results.unused)
     if summary.failed or summary.invalid:
         click.echo(f"radiomicslab: {summary.failed + summary.invalid} patient(s) or row(s) with errors, listed in {errors}; "
                    "the outputs cover the other patients. Fix them and run again (failed patients need --retry-failed).",
@@ -253,6 +190,17 @@ def _run_cohort(path, output_dir, options, lesions, outputs, inputs, plot_featur
         status = 1
     if status:
         sys.exit(status)
+
+
+def _report(written: dict, patients: int, rows: int, warnings, unconverged) -> int:
+    """The warnings (patient, text), what was written, and whether a registration did not converge (exit status 1)."""
+    for patient, warning in warnings:
+        click.echo(f"radiomicslab: warning: {patient}: {warning}", err=True)
+    click.echo(f"Delta: {patients} patient(s), {rows} rows -> {', '.join(str(p) for p in written.values())}", err=True)
+    if unconverged:
+        click.echo("radiomicslab: some registrations did not converge; their registered results were left out "
+                   "(see the warnings and registration.csv). Try --registration-iterations or another --register.", err=True)
+    return 1 if unconverged else 0
 
 
 def _run(patients, cohort, options, with_scene, output_dir, plot_features, waterfall_feature, progress) -> list:
@@ -279,46 +227,3 @@ def _run(patients, cohort, options, with_scene, output_dir, plot_features, water
                           waterfall_feature=waterfall_feature, progress=progress, **options)
     logic.save_scene(output_dir / "delta.mrb")
     return nodes.results
-
-
-def _write(results, output_dir, plot_features, waterfall_feature, register) -> list:
-    import json
-
-    from RadiomicsLabLib.delta import registration_csv_text, registration_rows, result_images, write_outputs
-    from RadiomicsLabLib.fileio import check_outputs, write_image_atomic, write_text_atomic
-
-    images = [image for result in results for image in result_images(result, output_dir)]
-    sources = [(f"{key} of timepoint '{tp.label}'", value) for result in results for tp in result.timepoints
-               for key, value in tp.source.items() if key in ("image", "mask") and value and Path(str(value)).exists()]
-    check_outputs([path for path, _ in images], sources)  # all before the first file is written
-    rows = [r for result in results for r in result.rows]
-    written = list(write_outputs(rows, output_dir, list(plot_features) or None, waterfall_feature).values())
-    provenance = results[0].provenance if len(results) == 1 else {"patients": [r.provenance for r in results]}
-    written.append(write_text_atomic(output_dir / "delta.provenance.json", json.dumps(provenance, indent=2, default=str) + "\n"))
-    if register:
-        written.append(write_text_atomic(output_dir / "registration.csv",
-                                         registration_csv_text([row for r in results for row in registration_rows(r)])))
-    for path, image in images:
-        write_image_atomic(image, path)
-        written.append(path)
-    return written
-
-
-class _Bar:
-    """A tqdm bar on stderr over the steps (registrations, extractions) of every patient."""
-
-    def __init__(self):
-        self.bar = None
-
-    def update(self, done, total, message):
-        if self.bar is None:
-            from . import progress_bar
-
-            self.bar = progress_bar(total=total, unit="step", desc="delta", leave=False, dynamic_ncols=True, ascii=True)
-        self.bar.set_postfix_str(message[:60], refresh=False)
-        self.bar.update(done - self.bar.n)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None

@@ -1,11 +1,8 @@
 """``radiomicslab habitats``: multi-channel habitats of a tumour, or population-level habitats of a cohort.
 
-With ``--cohort`` the patients run on the batch layer (:mod:`RadiomicsLabLib.batch`; what runs per patient
-and what once: :mod:`RadiomicsLabLib.habitats`): the cohort file is checked first (every problem with its
-row); one task per patient makes its voxel data and pool rows; the population model is fitted once, in
-this process, on the pool of the finished patients; one task per patient labels it (and extracts its
-per-habitat features); the tables, plots and provenance are then written once. Both task stages are
-resumable and record failures in DIR/errors.csv. With MASK and --cohort, MASK's patient is labelled here.
+The options in, one core call out: :func:`RadiomicsLabLib.habitats.fit_habitats` for MASK, or with ``--cohort``
+:func:`RadiomicsLabLib.habitats_outputs.run_cohort` on the batch layer (both task stages resumable, failures in
+DIR/errors.csv); the files are written by :func:`RadiomicsLabLib.habitats_outputs.write_habitat_outputs`.
 
 Module-level imports stay click + stdlib (the CLI imports every command at start-up).
 """
@@ -17,12 +14,8 @@ from pathlib import Path
 import click
 
 from ..errors import RadiomicsLabError
+from . import progress_steps
 from .batch import cluster_options, refuse_batch_options, run_with_progress
-
-MASK_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nrrd", ".nii", ".mha", ".mhd", ".nhdr")
-#: The files a run writes into its output folder besides the habitat maps (RadiomicsLabLib.habitats.write_outputs).
-OUTPUT_FILES = ("habitats.csv", "cohort.csv", "features.csv", "k_scores.csv", "habitats.provenance.json",
-                "habitat_fractions.png", "channel_means.png")
 
 
 @click.command("habitats")
@@ -100,173 +93,78 @@ def command(mask, channels, k, method, criterion, k_range, cohort, mask_channel,
         raise RadiomicsLabError("Give at least one channel: --channel NAME=IMAGE (repeatable, e.g. --channel CT=ct.nii.gz).")
     if mask is None and (named or label is not None or patient_name):
         raise click.UsageError("--channel, --label and --patient describe MASK; with --cohort alone use the cohort file's columns.")
+    from ..habitats import feature_map_names, fit_habitats
+    from ..habitats_outputs import (check_outputs_writable, features_by_patient, file_inputs, file_patient_name,
+                                    map_paths, read_patient, write_habitat_outputs)
     from ..validation import check_label_value
 
     check_label_value(label)
-    n_habitats = _parse_k(k)
-    k_low_high = _parse_range(k_range)
-    supervoxels = _parse_supervoxels(supervoxels)
-
-    from ..fileio import check_output, check_outputs
-    from ..habitats import Patient, feature_map_names, fit_habitats, write_outputs
-    from ..imageio import read_image
+    n_habitats, k_low_high, supervoxels = _parse_count(k, "-k", "a number of habitats"), _parse_range(k_range), \
+        _parse_count(supervoxels, "--supervoxels", "a number of supervoxels")
     settings = None
     if params is not None:
         from ..settings import load_settings
 
         settings = load_settings(params)
-    if mask is not None:
-        for path in [mask, *named.values()]:
-            if not Path(path).exists():
-                raise RadiomicsLabError(f"Cannot read '{path}': no such file or folder; check the path.")
+    for path in [mask, *named.values()] if mask is not None else []:
+        if not Path(path).exists():
+            raise RadiomicsLabError(f"Cannot read '{path}': no such file or folder; check the path.")
     map_settings = None
     if map_params:  # a parameter file by its full path in the provenance, or a preset name
         map_settings = {"params": str(Path(map_params).resolve()) if Path(map_params).is_file() else map_params}
-    options = dict(criterion=criterion.replace("-", "_"), k_range=k_low_high, normalisation=normalise, scope=scope,
-                   smoothing_mm=smoothing_mm, registration=registration, nan_policy=nan_policy,
+    options = dict(criterion=criterion.replace("-", "_"), k_range=k_low_high, normalisation=normalise,
+                   scope=scope, smoothing_mm=smoothing_mm, registration=registration, nan_policy=nan_policy,
                    min_island_mm3=min_island_mm3, supervoxels=supervoxels, max_samples=max_samples,
                    order_by=order_by, seed=seed, feature_maps=list(feature_maps) or None, map_radius=map_radius,
                    map_definition=map_definition, map_settings=map_settings)
-    target_name = patient_name or _stem(mask) if mask is not None else None
+    target_name = patient_name or file_patient_name(mask) if mask is not None else None
     inputs = [("mask", mask), ("cohort", cohort), ("feature-map parameter file", map_params), ("parameter file", params)]
     inputs += [(f"channel '{name}'", path) for name, path in named.items()]
-    provenance_inputs = {"mask": str(mask.resolve()) if mask is not None else None,
-                         "cohort": str(cohort.resolve()) if cohort else None,
-                         "channels": {n: str(Path(p).resolve()) for n, p in named.items()}, "settings": params}
+    provenance_inputs = file_inputs(mask, cohort, named, params)
+    target = dict(name=target_name, mask=mask, channels=named, label=label) if mask is not None else None
     if cohort is not None:
-        _run_cohort(cohort, mask, named, label, target_name, mask_channel, n_habitats, method, options, settings,
-                    inputs, provenance_inputs, output_dir, batch, started)
+        _run_cohort(cohort, target, list(named) or None, mask_channel, n_habitats, method, options, settings, inputs,
+                    provenance_inputs, output_dir, batch, started)
         return
     feature_map_names(feature_maps, list(named), map_radius, map_definition, map_settings)
-    map_paths = [output_dir / "habitats.nrrd"]
-    check_output(output_dir, inputs, "folder")
-    check_outputs([*map_paths, *(output_dir / name for name in OUTPUT_FILES)], inputs)
-
-    bar = _progress_bar()
-    target = Patient(target_name, read_image(mask, "mask"),
-                     {name: read_image(path, f"channel '{name}'") for name, path in named.items()}, label)
-    try:
-        model, results = fit_habitats([target], n_habitats, method, progress=bar, **options)
-    finally:
-        bar.close()
-    features = _features([target], results, settings)
-    write_outputs(output_dir, model, results, map_paths, features, provenance_inputs)
+    check_outputs_writable(output_dir, map_paths(output_dir, [target_name]), inputs)
+    patient = read_patient(**target)
+    with progress_steps(unit="step", leave=False) as bar:
+        model, results = fit_habitats([patient], n_habitats, method, progress=bar, **options)
+        features = features_by_patient([patient], results, settings, bar)
+    write_habitat_outputs(output_dir, model, results, features, provenance_inputs)
     _report(model, results, output_dir, time.perf_counter() - started)
 
 
-def _features(patients, results, settings):
-    """Per-habitat features of each labelled patient (patient -> channel -> ExtractionResult), or None."""
-    if settings is None:
-        return None
-    from ..habitats import habitat_features
+def _run_cohort(cohort_path, target, channels, mask_channel, n_habitats, method, options, settings, inputs,
+                provenance_inputs, output_dir, batch, started):
+    """The cohort mode on the batch layer (:func:`~RadiomicsLabLib.habitats_outputs.run_cohort`), on one cluster
+    started while the cohort is read, each stage with its progress bar."""
+    from ..batch import start_cluster
+    from ..habitats_outputs import run_cohort
 
-    bar = _progress_bar()
+    cluster = start_cluster(batch["workers"], batch["scheduler"], batch["memory_limit"])
+
+    def stage(what, cases, task, earlier):
+        summary = run_with_progress(cases, output_dir, task, unit="patient", earlier=earlier, cluster=cluster, **batch)
+        click.echo(f"{what}: {summary}", err=True)
+        return summary
+
     try:
-        return {p.name: habitat_features(p, r, settings, progress=lambda done, total, segment, name=p.name:
-                                         bar(done, total, f"{name} features: {segment}"))
-                for p, r in zip(patients, results)}
-    finally:
-        bar.close()
-
-
-def _run_cohort(cohort_path, mask, named, label, target_name, mask_channel, n_habitats, method, options, settings,
-                inputs, provenance_inputs, output_dir, batch, started):
-    """The cohort mode on the batch layer: rows checked, per-patient pool rows (tasks), one model fitted here on
-    the finished patients' pool, then per-patient labels and features (tasks), or MASK's patient labelled here."""
-    from dataclasses import replace
-
-    from ..batch import DONE, case_path, cohort_status, output_files, read_record, start_cluster
-    from ..fileio import check_output, check_outputs
-    from ..habitats import (
-        DATA_DIR,
-        HabitatSummary,
-        Patient,
-        data_task,
-        feature_map_names,
-        fit_pooled,
-        habitat_cohort,
-        habitat_model,
-        label_map_path,
-        label_task,
-        pool_path,
-        write_outputs,
-        write_summaries,
-    )
-    from ..imageio import read_image
-
-    from .batch import cohort_inputs
-
-    keep_going = batch["keep_going"]
-    cluster = start_cluster(batch["workers"], batch["scheduler"], batch["memory_limit"])  # starts while the cohort is read
-    try:
-        cohort, channels, mask_channel = habitat_cohort(cohort_path, mask_channel, list(named) or None)
-        if keep_going:
-            cohort.skip_patients_with_problems()
-        cohort.check(keep_going)  # every problem listed, before any work (the warnings come with the run)
-        patients = cohort.patients()
-        feature_map_names(options["feature_maps"], channels, options["map_radius"], options["map_definition"],
-                          options["map_settings"])
-        if target_name is not None and target_name in patients:
-            raise RadiomicsLabError(f"Patient '{target_name}' is also in the cohort file; give MASK's patient another "
-                                    "name with --patient.")
-        map_paths = ([output_dir / "habitats.nrrd"] if mask is not None
-                     else [label_map_path(output_dir, patient) for patient in patients])
-        inputs = inputs + cohort_inputs(cohort)[1:]  # no output may replace an image or mask of the cohort
-        check_output(output_dir, inputs, "folder")
-        model = habitat_model(channels, n_habitats, method, **options)
-        first = data_task(model, output_dir, mask_channel, channels)
-        batch_files = [output_dir / name for name in output_files(first)]
-        check_outputs([*map_paths, *(output_dir / name for name in OUTPUT_FILES), *batch_files], inputs)
-        target = None
-        if mask is not None:  # MASK's patient, read before any work
-            target = Patient(target_name, read_image(mask, "mask"),
-                             {name: read_image(path, f"channel '{name}'") for name, path in named.items()}, label)
-        run = dict(retry_failed=batch["retry_failed"], keep_going=keep_going, cluster=cluster, workers=batch["workers"],
-                   scheduler=batch["scheduler"], memory_limit=batch["memory_limit"])
-        summary = run_with_progress(cohort, output_dir, first, unit="patient", **run)
-        click.echo(f"Habitat data: {summary}", err=True)
-        statuses = cohort_status(output_dir, cohort, first)
-        done = [s for s in statuses if s.status == DONE]
-        if not done:
-            click.echo(f"radiomicslab: no patient finished; the errors are listed in {output_dir / 'errors.csv'}.", err=True)
-            sys.exit(1)
-        pools = []
-        for status in done:
-            pool = read_record(case_path(output_dir, status.key, DATA_DIR))["provenance"]["pool"]
-            pools.append((status.id, pool_path(output_dir, status.key), pool["sha256"]))
-        bar = _progress_bar()
-        try:
-            bar(0, 1, f"fitting the model on {len(pools)} patient(s)")
-            fit_pooled(model, pools)
-        finally:
-            bar.close()
-        failed = summary.failed + summary.invalid
-        if target is not None:  # MASK's patient, labelled here
-            results = [model.label(target)]
-            write_outputs(output_dir, model, results, map_paths, _features([target], results, settings), provenance_inputs)
-        else:
-            finished = {s.id for s in done}
-            labelled = replace(cohort, cases=[c for c in cohort.cases if c.id in finished], problems=[])
-            second = label_task(model, output_dir, mask_channel, channels, settings)
-            labels = run_with_progress(labelled, output_dir, second, unit="patient", earlier=[(first, statuses)], **run)
-            click.echo(f"Habitat labels: {labels}", err=True)
-            failed += labels.failed
-            summaries = [HabitatSummary(**read_record(case_path(output_dir, s.key))["provenance"]["summary"])
-                         for s in cohort_status(output_dir, labelled, second) if s.status == DONE]
-            if not summaries:
-                click.echo(f"radiomicslab: no patient was labelled; the errors are listed in {output_dir / 'errors.csv'}.",
-                           err=True)
-                sys.exit(1)
-            write_summaries(output_dir, model, summaries, provenance_inputs, settings is not None)
-            results = summaries
+        with progress_steps(unit="step", leave=False) as bar:
+            run = run_cohort(cohort_path, output_dir, n_habitats, method, options, stage, settings, mask_channel,
+                             channels, target, inputs, provenance_inputs, batch["keep_going"], bar)
     finally:
         if cluster is not None:
             cluster.close()
-    _report(model, results, output_dir, time.perf_counter() - started)
-    if failed:
-        click.echo(f"radiomicslab: {failed} patient(s) or row(s) with errors, listed in {output_dir / 'errors.csv'}; the "
-                   "outputs cover the other patients. Fix them and run again (failed patients need --retry-failed).",
-                   err=True)
+    errors = output_dir / "errors.csv"
+    if not run.results:
+        click.echo(f"radiomicslab: {run.empty}; the errors are listed in {errors}.", err=True)
+        sys.exit(1)
+    _report(run.model, run.results, output_dir, time.perf_counter() - started)
+    if run.failed:
+        click.echo(f"radiomicslab: {run.failed} patient(s) or row(s) with errors, listed in {errors}; the outputs cover the "
+                   "other patients. Fix them and run again (failed patients need --retry-failed).", err=True)
         sys.exit(1)
 
 
@@ -283,16 +181,17 @@ def _parse_channels(channels) -> dict:
     return named
 
 
-def _parse_k(text: str):
-    if text.strip().lower() == "auto":
-        return "auto"
+def _parse_count(text, option: str, what: str):
+    """``auto`` (or None) as it is, else a whole number >= 1 (``what`` names it in the message)."""
+    if text is None or text.strip().lower() == "auto":
+        return text if text is None else "auto"
     try:
-        k = int(text)
+        count = int(text)
     except ValueError:
-        raise RadiomicsLabError(f"-k '{text}' is not a number of habitats; give a whole number >= 1 or 'auto'.") from None
-    if k < 1:
-        raise RadiomicsLabError(f"-k {k}: the number of habitats must be at least 1.")
-    return k
+        raise RadiomicsLabError(f"{option} '{text}' is not {what}; give a whole number >= 1 or 'auto'.") from None
+    if count < 1:
+        raise RadiomicsLabError(f"{option} {count}: {what} must be at least 1.")
+    return count
 
 
 def _parse_range(text: str) -> tuple:
@@ -303,41 +202,6 @@ def _parse_range(text: str) -> tuple:
     if not 2 <= low <= high:
         raise RadiomicsLabError(f"--k-range {text}: need 2 <= LOW <= HIGH.")
     return low, high
-
-
-def _parse_supervoxels(text):
-    if text is None or text == "auto":
-        return text
-    try:
-        count = int(text)
-    except ValueError:
-        raise RadiomicsLabError(f"--supervoxels '{text}' is not 'auto' or a number.") from None
-    if count < 1:
-        raise RadiomicsLabError("--supervoxels must be at least 1.")
-    return count
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in MASK_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return path.stem
-
-
-def _progress_bar():
-    from . import progress_bar
-
-    bar = progress_bar(total=1, unit="step", leave=False)
-
-    def progress(done, total, message):
-        bar.total = total
-        bar.set_postfix_str(message[:60])
-        bar.n = done
-        bar.refresh()
-
-    progress.close = bar.close
-    return progress
 
 
 def _report(model, results, output_dir: Path, seconds: float):

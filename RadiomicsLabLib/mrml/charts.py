@@ -46,21 +46,25 @@ def numeric_table(scene, name: str, columns: dict, kind: str = "", text_columns:
 
 
 def plot_series(scene, table_node, name: str, x: str, y: str, colour=None, line: str = "solid", marker: bool = False,
-                label: str | None = None, width: float | None = None):
-    """A new scatter plot series (``name``, made unique) of columns ``x`` -> ``y`` of ``table_node``.
+                label: str | None = None, width: float | None = None, plot: str = "scatter"):
+    """A new plot series (``name``, made unique) of columns ``x`` -> ``y`` of ``table_node``.
 
     ``colour``: (r, g, b) or ``"#RRGGBB"`` (default: a unique colour); ``line``: a key of :data:`LINE_STYLES`;
-    ``marker``: circles at the points; ``label``: the column labelling the points."""
+    ``marker``: circles at the points; ``label``: the column labelling the points (or bars); ``plot``: ``scatter``
+    (points and lines) or ``bar`` (``line`` and ``marker`` do not apply)."""
     series = scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", scene.GenerateUniqueName(name))
     series.SetAndObserveTableNodeID(table_node.GetID())
     series.SetXColumnName(x)
     series.SetYColumnName(y)
     if label is not None:
         series.SetLabelColumnName(label)
-    series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
-    series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleCircle if marker
-                          else slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone)
-    series.SetLineStyle(getattr(slicer.vtkMRMLPlotSeriesNode, LINE_STYLES[line]))
+    if plot == "bar":
+        series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeBar)
+    else:
+        series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
+        series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleCircle if marker
+                              else slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone)
+        series.SetLineStyle(getattr(slicer.vtkMRMLPlotSeriesNode, LINE_STYLES[line]))
     if width is not None:
         series.SetLineWidth(width)
     if colour is None:
@@ -70,12 +74,14 @@ def plot_series(scene, table_node, name: str, x: str, y: str, colour=None, line:
     return series
 
 
-def plot_chart(scene, name: str, series, x_title: str, y_title: str, kind: str = "", x_range=None, y_range=None):
-    """A new chart (``name``, made unique; its title) showing ``series`` with axis titles (and ranges when given)."""
-    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", scene.GenerateUniqueName(name))
+def plot_chart(scene, name: str, series, x_title: str, y_title: str, kind: str = "", x_range=None, y_range=None,
+               title: str | None = None, unique: bool = True):
+    """A new chart (``name``, made unique unless ``unique`` is False: a name the caller made unique) showing
+    ``series`` with axis titles (and ranges when given); its title is ``title``, by default its name."""
+    chart = scene.AddNewNodeByClass("vtkMRMLPlotChartNode", scene.GenerateUniqueName(name) if unique else name)
     for s in series:
         chart.AddAndObservePlotSeriesNodeID(s.GetID())
-    chart.SetTitle(chart.GetName())
+    chart.SetTitle(title or chart.GetName())
     chart.SetXAxisTitle(x_title)
     chart.SetYAxisTitle(y_title)
     if x_range is not None:

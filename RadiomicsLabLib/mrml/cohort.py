@@ -15,6 +15,7 @@ from ..batch import (
     extraction_task,
     read_record,
     run_batch,
+    save_outputs,
     status_counts,
     table_key_columns,
 )
@@ -110,6 +111,15 @@ class CohortLogic:
         if isinstance(self._outcome, BaseException):  # BatchCancelled after cancel(), or a user error
             raise self._outcome
         return self._outcome
+
+    @staticmethod
+    def save_results(output_dir, folder) -> dict:
+        """Write the files ``radiomicslab batch`` writes for the same run into ``folder``: the ones :meth:`run` /
+        :meth:`start` wrote into ``output_dir`` through the batch layer's one writer
+        (:func:`~RadiomicsLabLib.batch.save_outputs`: features.csv, features.parquet, errors.csv, provenance.json,
+        byte for byte). ``output_dir`` may be the run's :class:`~RadiomicsLabLib.batch.BatchSummary`. Returns name ->
+        path."""
+        return save_outputs(getattr(output_dir, "out_dir", output_dir), folder)
 
     # Status and results as tables ---------------------------------------------------------------
     def status(self, cohort, output_dir) -> list:

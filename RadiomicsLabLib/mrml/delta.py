@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import slicer
-import vtk
 
 from ..background import Job
 from ..delta import (
@@ -57,9 +56,11 @@ from ..delta import (
     write_outputs,
     zero_map,
 )
+from ..delta_outputs import delta_provenance
 from ..errors import RadiomicsLabError
 from ..results import format_value
 from .app import default_scene
+from .charts import numeric_table, plot_chart, plot_series
 from .convert import (label_map_to_segmentation_node, segment_ids, segment_name, segment_to_sitk, sitk_to_transform_node,
                       sitk_to_volume_node, transform_node_to_sitk, volume_to_sitk)
 from .scenefiles import load_scene, save_scene
@@ -99,6 +100,8 @@ class DeltaNodes:
     propagated: dict = field(default_factory=dict)          # (patient, timepoint label) -> segmentation data node
     difference_maps: dict = field(default_factory=dict)     # patient -> sequence node
     results: list = field(default_factory=list)             # RadiomicsLabLib.delta.DeltaResult per patient
+    plot_features: list | None = None                       # what the plots show (None: the defaults)
+    waterfall_feature: str | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -336,13 +339,13 @@ class DeltaLogic:
     def _write_delta_nodes(self, studies, results, plot_features, waterfall_feature, name) -> DeltaNodes:
         """Every output node of :meth:`compute`, made only now that every patient is computed."""
         rows = [r for result in results for r in result.rows]
-        nodes = DeltaNodes(None, None, None, results=results)
+        nodes = DeltaNodes(None, None, None, results=results, plot_features=plot_features,
+                           waterfall_feature=waterfall_feature)
         for study, result in zip(studies, results):
             self._write_study_outputs(study, result, nodes)
         name = name or (results[0].patient if len(results) == 1 else "Cohort")
         nodes.table = self._new_node("vtkMRMLTableNode", f"{name} delta")
-        provenance = results[0].provenance if len(results) == 1 else {"patients": [r.provenance for r in results]}
-        write_delta_table(nodes.table, rows, provenance)
+        write_delta_table(nodes.table, rows, delta_provenance(results))
         for study in studies:
             study.AddNodeReferenceID("RadiomicsLab.DeltaTable", nodes.table.GetID())
             nodes.table.AddNodeReferenceID(STUDY_ROLE, study.GetID())
@@ -358,6 +361,22 @@ class DeltaLogic:
     def provenance(table_node) -> dict:
         """The provenance of a delta table (settings, timepoints, registrations, extraction provenance per timepoint)."""
         return table_provenance(table_node)
+
+    def save_results(self, nodes: DeltaNodes, folder) -> dict:
+        """Write the files ``radiomicslab delta`` writes for the same run into ``folder``
+        (:func:`~RadiomicsLabLib.delta_outputs.write_delta_outputs`: delta.csv, the plots, the provenance,
+        registration.csv, propagated masks and difference maps, byte for byte, but for the provenance's timepoint
+        sources, here the scene's volume and segmentation names instead of file paths). Returns name relative to
+        the folder -> path."""
+        from ..delta_outputs import delta_provenance, output_paths, registered, write_delta_outputs
+        from ..fileio import check_output, check_outputs
+
+        if not nodes.results:
+            raise RadiomicsLabError("These delta results hold no run (e.g. they were loaded from a saved scene); compute "
+                                    "the delta again, then save its results (or export the delta table).")
+        check_output(Path(folder), (), "folder")
+        check_outputs(output_paths(folder, registered(delta_provenance(nodes.results))))
+        return write_delta_outputs(folder, nodes.results, nodes.plot_features, nodes.waterfall_feature)
 
     def export(self, table_node, folder, features=None, waterfall_feature=None) -> dict:
         """``delta.csv``, ``trajectories.png``, ``waterfall.png`` and ``delta.provenance.json`` of a delta table in ``folder``."""
@@ -393,18 +412,18 @@ class DeltaLogic:
             padded = points + [(math.nan, math.nan)] * (length - len(points))
             data[f"{title} days"] = [p[0] for p in padded]
             data[title] = [p[1] for p in padded]
-        trajectory_table = self._numeric_table(f"{base} trajectories data", data)
-        chart = self._chart(f"{base} trajectories", "days since baseline", "relative change (%)")
-        for title in series:
-            self._series(chart, trajectory_table, f"{title} days", title, title, "scatter")
+        trajectory_table = numeric_table(self.scene, f"{base} trajectories data", data)
+        chart = plot_chart(self.scene, f"{base} trajectories",
+                           [plot_series(self.scene, trajectory_table, title, f"{title} days", title, marker=True)
+                            for title in series], "days since baseline", "relative change (%)", title=f"{base} trajectories")
         feature = waterfall_feature or default_plot_features(available, 1)[0]
         bars = waterfall(rows, feature)
-        waterfall_table = self._numeric_table(f"{base} waterfall data", {"rank": [float(i) for i in range(1, len(bars) + 1)],
-                                                                          "delta_rel": [b[1] for b in bars]},
-                                              {"lesion": [b[0] for b in bars], "timepoint": [b[2] for b in bars]})
-        waterfall_chart = self._chart(f"{base} waterfall", "lesion (ranked)", f"relative change of {feature} (%)")
-        bar_series = self._series(waterfall_chart, waterfall_table, "rank", "delta_rel", feature, "bar")
-        bar_series.SetLabelColumnName("lesion")
+        waterfall_table = numeric_table(self.scene, f"{base} waterfall data",
+                                        {"rank": range(1, len(bars) + 1), "delta_rel": [b[1] for b in bars]}, "",
+                                        {"lesion": [b[0] for b in bars], "timepoint": [b[2] for b in bars]})
+        bar_series = plot_series(self.scene, waterfall_table, feature, "rank", "delta_rel", label="lesion", plot="bar")
+        waterfall_chart = plot_chart(self.scene, f"{base} waterfall", [bar_series], "lesion (ranked)",
+                                     f"relative change of {feature} (%)", title=f"{base} waterfall")
         for node in (chart, waterfall_chart):
             node.SetNodeReferenceID("RadiomicsLab.DeltaTable", table_node.GetID())
         return chart, waterfall_chart
@@ -452,10 +471,10 @@ class DeltaLogic:
         data = {"days": [float(tp_days) for tp_days in dict.fromkeys(r.days for r in rows)]}
         for h in habitats:
             data[f"habitat {h}"] = [r.fraction for r in rows if r.habitat == h]
-        data_table = self._numeric_table(f"{name} data", data)
-        chart = self._chart(f"{name} evolution", "days since baseline", "fraction of the lesion")
-        for h in habitats:
-            self._series(chart, data_table, "days", f"habitat {h}", f"habitat {h}", "scatter")
+        data_table = numeric_table(self.scene, f"{name} data", data)
+        chart = plot_chart(self.scene, f"{name} evolution",
+                           [plot_series(self.scene, data_table, f"habitat {h}", "days", f"habitat {h}", marker=True)
+                            for h in habitats], "days since baseline", "fraction of the lesion", title=f"{name} evolution")
         return table, chart
 
     def transforms(self, study) -> dict:
@@ -529,47 +548,6 @@ class DeltaLogic:
 
     def _new_node(self, class_name: str, name: str):
         return self.scene.AddNewNodeByClass(class_name, self.scene.GenerateUniqueName(name))
-
-    def _numeric_table(self, name: str, numbers: dict, texts: dict | None = None):
-        """A table node with double columns ``numbers`` (and string columns ``texts``), for plot series."""
-        table = vtk.vtkTable()
-        for title, values in (texts or {}).items():
-            column = vtk.vtkStringArray()
-            column.SetName(title)
-            for value in values:
-                column.InsertNextValue(str(value))
-            table.AddColumn(column)
-        for title, values in numbers.items():
-            column = vtk.vtkDoubleArray()
-            column.SetName(title)
-            for value in values:
-                column.InsertNextValue(float(value))
-            table.AddColumn(column)
-        node = self._new_node("vtkMRMLTableNode", name)
-        node.SetAndObserveTable(table)
-        node.SetUseColumnTitleAsColumnHeader(True)
-        return node
-
-    def _chart(self, name: str, x_title: str, y_title: str):
-        chart = self._new_node("vtkMRMLPlotChartNode", name)
-        chart.SetTitle(name)
-        chart.SetXAxisTitle(x_title)
-        chart.SetYAxisTitle(y_title)
-        return chart
-
-    def _series(self, chart, table, x_column: str, y_column: str, name: str, kind: str):
-        series = self._new_node("vtkMRMLPlotSeriesNode", name)
-        series.SetAndObserveTableNodeID(table.GetID())
-        series.SetXColumnName(x_column)
-        series.SetYColumnName(y_column)
-        if kind == "bar":
-            series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeBar)
-        else:
-            series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
-            series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleCircle)
-        series.SetUniqueColor()
-        chart.AddAndObservePlotSeriesNodeID(series.GetID())
-        return series
 
     # Helpers --------------------------------------------------------------------------------
     def _check_study(self, study):

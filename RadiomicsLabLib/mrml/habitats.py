@@ -32,6 +32,7 @@ from ..habitats import (
     Patient,
     cohort_rows,
     compute_habitats,
+    fraction_series,
     grid_of,
     habitat_colour,
     label_habitats,
@@ -39,6 +40,7 @@ from ..habitats import (
     ring_region,
 )
 from ..registration import transform_from_matrix
+from .charts import numeric_table, plot_chart, plot_series
 from .convert import (segment_ids, segment_name, segment_to_sitk, segmentation_volume, sitk_to_transform_node,
                       transform_node_to_sitk, update_volume_from_sitk, volume_to_sitk)
 from .extraction import ExtractionLogic
@@ -71,6 +73,12 @@ class HabitatNodes:
     transforms: dict = field(default_factory=dict)
     features: dict = field(default_factory=dict)
     model: object = None
+    #: What the files of :meth:`HabitatLogic.save_results` are written from: the core's per-patient
+    #: :class:`~RadiomicsLabLib.habitats.PatientHabitats`, their per-habitat features (patient -> channel ->
+    #: ExtractionResult) and the provenance's ``inputs`` (the scene's nodes).
+    results: list = field(default_factory=list)
+    extracted: dict = field(default_factory=dict)
+    inputs: dict = field(default_factory=dict)
 
 
 class HabitatLogic(ExtractionLogic):
@@ -266,7 +274,8 @@ class HabitatLogic(ExtractionLogic):
 
     def _write_nodes(self, model, results, cases, extracted, provenance) -> HabitatNodes:
         """Every output node, made only now that everything is computed."""
-        nodes = HabitatNodes([], None, None, None, None, model=model)
+        nodes = HabitatNodes([], None, None, None, None, model=model, results=list(results), extracted=extracted,
+                             inputs=provenance.get("inputs", {}))
         for (patient, reference), result in zip(cases, results):
             segmentation = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode",
                                                         self.scene.GenerateUniqueName(f"{patient.name} habitats"))
@@ -296,6 +305,20 @@ class HabitatLogic(ExtractionLogic):
         nodes.fractions_chart = self._fractions_chart(model, results)
         nodes.means_chart = self._means_chart(model)
         return nodes
+
+    def save_results(self, nodes: HabitatNodes, folder) -> dict:
+        """Write the files ``radiomicslab habitats`` writes for the same run into ``folder``
+        (:func:`~RadiomicsLabLib.habitats_outputs.write_habitat_outputs`: the label maps, tables, plots and provenance,
+        byte for byte, but for the provenance's ``inputs``, here the scene's nodes instead of file paths).
+        Returns name relative to the folder -> path."""
+        from ..habitats_outputs import check_outputs_writable, map_paths, write_habitat_outputs
+
+        if nodes.model is None or not nodes.results:
+            raise RadiomicsLabError("These habitat results hold no run (e.g. they were loaded from a saved scene); "
+                                    "find the habitats again, then save their results.")
+        paths = map_paths(folder, [r.patient for r in nodes.results])
+        check_outputs_writable(folder, paths)
+        return write_habitat_outputs(folder, nodes.model, nodes.results, nodes.extracted or None, nodes.inputs, paths)
 
     def import_segments(self, segmentation_node, label_map, names: dict, colours: dict | None = None) -> list:
         """Add one segment per label value in ``names`` (value -> segment name) from a label map; returns the new IDs.
@@ -378,43 +401,25 @@ class HabitatLogic(ExtractionLogic):
         return node
 
     def _fractions_chart(self, model, results):
-        rows = [{"patient": r.patient, "index": i + 1, **{f"fraction_{h}": f for h, f in r.fractions().items()}}
-                for i, r in enumerate(results)]
-        table = self.rows_table("habitat fractions", rows, "habitat-fractions-plot")
-        chart = self._chart("Habitat fractions per patient", "patient", "fraction of the ROI")
-        for habitat, label in enumerate(model.names, start=1):
-            self._bar(chart, table, "index", f"fraction_{habitat}", label, habitat_colour(habitat))
-        return chart
+        """Bar chart of each habitat's fraction per patient: the series habitat_fractions.png draws."""
+        series = fraction_series(results, model.names)
+        table = numeric_table(self.scene, "habitat fractions", {"index": series["index"], **series["fractions"]},
+                              "habitat-fractions-plot", {"patient": series["patient"]})
+        bars = [plot_series(self.scene, table, label, "index", column, habitat_colour(habitat), plot="bar")
+                for habitat, (column, label) in enumerate(zip(series["fractions"], model.names), start=1)]
+        title = "Habitat fractions per patient"
+        return plot_chart(self.scene, title, bars, "patient", "fraction of the ROI", title=title)
 
     def _means_chart(self, model):
+        """Bar chart of each habitat's standardised centre per channel: the series channel_means.png draws."""
         centres = model.clustering.standardised_centres()
-        rows = [{"habitat": h + 1, "name": model.names[h], **{channel: float(centres[h, j]) for j, channel in enumerate(model.channels)}}
-                for h in range(model.n_habitats)]
-        table = self.rows_table("habitat channel means", rows, "habitat-means-plot")
-        chart = self._chart("Channel means per habitat", "habitat", "centre (SD from the mean)")
-        for j, channel in enumerate(model.channels):
-            self._bar(chart, table, "habitat", channel, channel, None)
-        return chart
-
-    def _chart(self, title: str, x_title: str, y_title: str):
-        chart = self.scene.AddNewNodeByClass("vtkMRMLPlotChartNode", self.scene.GenerateUniqueName(title))
-        chart.SetTitle(title)
-        chart.SetXAxisTitle(x_title)
-        chart.SetYAxisTitle(y_title)
-        return chart
-
-    def _bar(self, chart, table, x_column: str, y_column: str, label: str, colour):
-        series = self.scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", self.scene.GenerateUniqueName(label))
-        series.SetAndObserveTableNodeID(table.GetID())
-        series.SetXColumnName(x_column)
-        series.SetYColumnName(y_column)
-        series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeBar)
-        if colour is None:
-            series.SetUniqueColor()
-        else:
-            series.SetColor(*colour)
-        chart.AddAndObservePlotSeriesNodeID(series.GetID())
-        return series
+        table = numeric_table(self.scene, "habitat channel means",
+                              {"habitat": range(1, model.n_habitats + 1),
+                               **{channel: centres[:, j] for j, channel in enumerate(model.channels)}},
+                              "habitat-means-plot", {"name": model.names})
+        bars = [plot_series(self.scene, table, channel, "habitat", channel, plot="bar") for channel in model.channels]
+        title = "Channel means per habitat"
+        return plot_chart(self.scene, title, bars, "habitat", "centre (SD from the mean)", title=title)
 
     # Helpers ---------------------------------------------------------------------------------
     @staticmethod

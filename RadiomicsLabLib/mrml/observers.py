@@ -27,6 +27,7 @@ from ..perturbation import perturbation_plan
 from ..provenance import software_versions
 from ..reproducibility import DEFAULT_ICC_TYPE, DEFAULT_RULE, ICC_COLUMNS, ICC_TYPES, parse_rule
 from ..settings import load_settings
+from .charts import plot_chart, plot_series
 from .convert import segment_ids as all_segment_ids
 from .convert import label_map_to_segmentation_node, segment_name, segment_to_sitk, update_volume_from_sitk, volume_to_sitk
 from .extraction import ExtractionLogic
@@ -341,25 +342,11 @@ class ObserverLogic(ExtractionLogic):
         return self._chart(name, series, "mean volume of the pair (mm^3)", "volume difference a - b (mm^3)")
 
     def _series(self, table, name, x, y, color, marker=False, dashed=False, label="feature"):
-        series = self.scene.AddNewNodeByClass("vtkMRMLPlotSeriesNode", self.scene.GenerateUniqueName(f"{table.GetName()} {name}"))
-        series.SetAndObserveTableNodeID(table.GetID())
-        series.SetXColumnName(x)
-        series.SetYColumnName(y)
-        if table.GetTable().GetColumnByName(label) is not None:
-            series.SetLabelColumnName(label)
-        series.SetPlotType(slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter)
-        series.SetMarkerStyle(slicer.vtkMRMLPlotSeriesNode.MarkerStyleCircle if marker else slicer.vtkMRMLPlotSeriesNode.MarkerStyleNone)
-        series.SetLineStyle(slicer.vtkMRMLPlotSeriesNode.LineStyleNone if marker else
-                            slicer.vtkMRMLPlotSeriesNode.LineStyleDash if dashed else slicer.vtkMRMLPlotSeriesNode.LineStyleSolid)
-        series.SetColor(*color)
-        return series
+        """A series of ``table``'s columns (:func:`~RadiomicsLabLib.mrml.charts.plot_series`): points without lines
+        (``marker``), a dashed or a solid line; the ``label`` column labels the points when the table has it."""
+        has_label = table.GetTable().GetColumnByName(label) is not None
+        return plot_series(self.scene, table, f"{table.GetName()} {name}", x, y, color, marker=marker,
+                           line="none" if marker else "dash" if dashed else "solid", label=label if has_label else None)
 
     def _chart(self, name, series, x_title, y_title):
-        chart = self.scene.AddNewNodeByClass("vtkMRMLPlotChartNode", name)
-        for s in series:
-            chart.AddAndObservePlotSeriesNodeID(s.GetID())
-        chart.SetTitle(name)
-        chart.SetXAxisTitle(x_title)
-        chart.SetYAxisTitle(y_title)
-        chart.SetAttribute(KIND_ATTRIBUTE, "observer-plot")
-        return chart
+        return plot_chart(self.scene, name, series, x_title, y_title, kind="observer-plot", unique=False)

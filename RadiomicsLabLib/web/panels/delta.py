@@ -2,8 +2,9 @@
 
 Run is :meth:`~RadiomicsLabLib.mrml.delta.DeltaLogic.study_from_nodes` (the timepoints become a
 Slicer sequence study) then :meth:`~RadiomicsLabLib.mrml.delta.DeltaLogic.compute` (registration,
-propagation, delta features), in the job runner; the delta table opens in the results pane and
-the trajectory and waterfall charts are drawn here.
+propagation, delta features), in the job runner; the delta table opens in the results pane. The
+plots shown are the PNGs the core draws for the result files, and "All results (zip)" holds the files
+:meth:`~RadiomicsLabLib.mrml.delta.DeltaLogic.save_results` writes (those of ``radiomicslab delta``).
 """
 
 import datetime
@@ -16,7 +17,8 @@ from ...errors import RadiomicsLabError
 from ...registration import KINDS
 from ...settings import preset_names
 from ..loader import nodes_of
-from .common import PanelLogic, PanelUI, chart_data_url, node_items, section_title, study_volumes
+from .common import (PanelLogic, PanelUI, download_button, node_items, png_data_url, saved_files_zip, section_title,
+                     study_volumes)
 
 KEY = "delta"
 TITLE = "Delta radiomics: timepoints of a patient"
@@ -44,6 +46,7 @@ class UI(PanelUI):
 
     def __init__(self, server, max_upload_bytes: int, error_state: str, **kwargs):
         super().__init__(server, "Delta radiomics", ICON, "Feature changes between a patient's timepoints", **kwargs)
+        self.fetch_zip = lambda: None  # set by the logic: the zip of every result file
         name = self.name
         with self.body:
             VTextField(v_model=(name.patient,), label="Patient", density="compact", variant="outlined",
@@ -81,7 +84,9 @@ class UI(PanelUI):
             with html.Div(v_if=(name.trajectories_plot,), classes="rl-delta-results"):
                 html.Div("{{ w }}", v_for=f"w in {name.warnings}", key="w", classes="text-caption text-warning mt-2")
                 VImg(src=(name.trajectories_plot,), classes="mt-2")
-                VImg(v_if=(name.waterfall_plot,), src=(name.waterfall_plot,), classes="mt-2 mb-4")
+                VImg(v_if=(name.waterfall_plot,), src=(name.waterfall_plot,), classes="mt-2 mb-2")
+                download_button(server, "All results (zip)", "mdi-folder-zip-outline", "delta.zip",
+                                lambda: self.fetch_zip(), "application/zip", classes="mb-4 rl-delta-download")
 
 
 class Logic(PanelLogic):
@@ -94,7 +99,21 @@ class Logic(PanelLogic):
 
         super().__init__(*args)
         self.logic = DeltaLogic(self.scene)
+        self.nodes = None  # the last run's DeltaNodes
         self.data.presets = preset_names()
+
+    def set_ui(self, ui):
+        super().set_ui(ui)
+        if isinstance(ui, UI):
+            ui.fetch_zip = self.results_zip
+
+    def results_zip(self) -> bytes | None:
+        """Every file of the last run (:meth:`~RadiomicsLabLib.mrml.delta.DeltaLogic.save_results`) as one zip, or
+        None (error shown) when there is none."""
+        if self.nodes is None:
+            self.jobs.show_error("No delta results yet; compute them first.")
+            return None
+        return saved_files_zip(self.jobs, self.logic.save_results, self.nodes, prefix="radiomicslab-delta-")
 
     def refresh(self):
         """Node lists; a first timepoint per study image when none was set up yet."""
@@ -169,9 +188,15 @@ class Logic(PanelLogic):
                 raise
 
         def apply(nodes):
+            from ...delta import plot_pngs
+
+            self.nodes = nodes
+            pngs = plot_pngs([r for result in nodes.results for r in result.rows], nodes.plot_features,
+                             nodes.waterfall_feature)  # the files' plots, drawn by the core
             with self.server.state:
-                self.data.trajectories_plot = chart_data_url(nodes.trajectories) if nodes.trajectories else ""
-                self.data.waterfall_plot = chart_data_url(nodes.waterfall) if nodes.waterfall else ""
+                self.data.trajectories_plot = png_data_url(pngs["trajectories.png"])
+                bars = nodes.waterfall.GetNthPlotSeriesNode(0).GetTableNode().GetNumberOfRows()
+                self.data.waterfall_plot = png_data_url(pngs["waterfall.png"]) if bars else ""
                 self.data.warnings = list(nodes.warnings)
             self._show_results(nodes.table)
 

@@ -2,7 +2,9 @@
 
 Run is one :meth:`~RadiomicsLabLib.mrml.habitats.HabitatLogic.habitats` call (in the job runner):
 a new segmentation with one segment per habitat, the statistics table (opened in the results
-pane) and the fractions and channel-means charts (drawn here from their plot chart nodes).
+pane) and the fractions and channel-means charts. The plots shown are the PNGs the core draws for the
+result files, and "All results (zip)" holds the files
+:meth:`~RadiomicsLabLib.mrml.habitats.HabitatLogic.save_results` writes (those of ``radiomicslab habitats``).
 """
 
 from dataclasses import dataclass, field
@@ -12,8 +14,8 @@ from trame.widgets.vuetify3 import VBtn, VCheckbox, VIcon, VImg, VSelect, VSlide
 
 from ...errors import RadiomicsLabError
 from ..loader import nodes_of
-from .common import (LesionState, PanelLogic, PanelUI, chart_data_url, hex_colour, lesion_select, node_items,
-                     section_title, study_volumes)
+from .common import (LesionState, PanelLogic, PanelUI, download_button, hex_colour, lesion_select, node_items,
+                     png_data_url, saved_files_zip, section_title, study_volumes)
 
 KEY = "habitats"
 TITLE = "Habitats: sub-regions of a lesion from its voxels' channels"
@@ -40,6 +42,7 @@ class UI(PanelUI):
 
     def __init__(self, server, max_upload_bytes: int, error_state: str, **kwargs):
         super().__init__(server, "Habitats", ICON, "Cluster the lesion's voxels on one or more images", **kwargs)
+        self.fetch_zip = lambda: None  # set by the logic: the zip of every result file
         name = self.name
         with self.body:
             section_title("Lesion")
@@ -74,7 +77,9 @@ class UI(PanelUI):
                     html.Span("{{ h.name }}", classes="flex-grow-1")
                     html.Span("{{ h.fraction }}", classes="text-medium-emphasis")
                 VImg(src=(name.fractions_plot,), classes="mt-2 rl-hab-fractions")
-                VImg(src=(name.means_plot,), classes="mt-2 mb-4")
+                VImg(src=(name.means_plot,), classes="mt-2 mb-2")
+                download_button(server, "All results (zip)", "mdi-folder-zip-outline", "habitats.zip",
+                                lambda: self.fetch_zip(), "application/zip", classes="mb-4 rl-hab-download")
 
 
 class Logic(PanelLogic):
@@ -87,7 +92,21 @@ class Logic(PanelLogic):
 
         super().__init__(*args)
         self.logic = HabitatLogic(self.scene)
+        self.nodes = None  # the last run's HabitatNodes
         self.typed_state.bind_changes({self.name.segmentation: lambda *_: self.refresh_segments()})
+
+    def set_ui(self, ui):
+        super().set_ui(ui)
+        if isinstance(ui, UI):
+            ui.fetch_zip = self.results_zip
+
+    def results_zip(self) -> bytes | None:
+        """Every file of the last run (:meth:`~RadiomicsLabLib.mrml.habitats.HabitatLogic.save_results`) as one zip,
+        or None (error shown) when there is none."""
+        if self.nodes is None:
+            self.jobs.show_error("No habitats yet; find them first.")
+            return None
+        return saved_files_zip(self.jobs, self.logic.save_results, self.nodes, prefix="radiomicslab-habitats-")
 
     def refresh(self):
         from ...mrml.habitats import HABITATS_KIND
@@ -137,7 +156,11 @@ class Logic(PanelLogic):
                                                    f"{self.jobs.data.seconds:.1f} s.")
 
     def show(self, nodes):
-        """The habitat segments over the image (the lesion as an outline), their legend and the charts."""
+        """The habitat segments over the image (the lesion as an outline), their legend and the plots (the core's
+        habitat_fractions.png and channel_means.png)."""
+        from ...habitats import plot_pngs
+
+        self.nodes = nodes
         habitat_node = nodes.segmentations[0]
         lesion = self.node(self.data.segmentation)
         if lesion is not None and lesion.GetDisplayNode() is not None:
@@ -153,5 +176,6 @@ class Logic(PanelLogic):
                            "fraction": f"{100 * fraction:.1f} %" if isinstance(fraction, float) else ""})
         with self.server.state:
             self.data.habitats = legend
-            self.data.fractions_plot = chart_data_url(nodes.fractions_chart)
-            self.data.means_plot = chart_data_url(nodes.means_chart)
+            pngs = plot_pngs(nodes.model, nodes.results)
+            self.data.fractions_plot = png_data_url(pngs["habitat_fractions.png"])
+            self.data.means_plot = png_data_url(pngs["channel_means.png"])
