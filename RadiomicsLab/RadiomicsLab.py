@@ -151,17 +151,64 @@ def ensureDependencies() -> bool:
     from RadiomicsLabLib.mrml.segmentstatistics import register_segment_statistics_plugin
 
     register_segment_statistics_plugin()  # skipped at startup while the packages were missing
+    compileKernelsInBackground()  # numba compiles the feature map kernels once, in a worker process
     return True
 
 
 def onStartupCompleted():
     """Register RadiomicsLab's sample cases (Sample Data module) and its Segment Statistics plugin (which needs
-    RadiomicsLab's Python packages: until ensureDependencies() installs them, one line in the log says so)."""
+    RadiomicsLab's Python packages: until ensureDependencies() installs them, one line in the log says so); with the
+    packages installed, compile the feature map kernels in the background unless already done for this installation."""
     from RadiomicsLabLib.mrml.sampledata import register_sample_data
     from RadiomicsLabLib.mrml.segmentstatistics import register_segment_statistics_plugin
 
     register_sample_data()
     register_segment_statistics_plugin()
+    if not missing_requirements():
+        compileKernelsInBackground()
+
+
+#: The background compilation of the kernels (a RadiomicsLabLib.background.BackgroundRun) while it runs.
+_kernelCompilation = None
+
+
+def compileKernelsInBackground():
+    """Compile RadiomicsLab's numba kernels (feature maps, observers) in a worker process with
+    RadiomicsLabLib.warmup, once per installation, numba version and kernel source: numba caches the machine code
+    where later processes find it, so the first feature map does not spend seconds per family compiling. The window
+    never waits: a Qt timer polls the worker and logs its outcome. Skipped in testing mode and when already done."""
+    global _kernelCompilation
+    if _kernelCompilation is not None or slicer.app.testingEnabled():
+        return
+    from RadiomicsLabLib.warmup import start_in_background
+
+    try:
+        run = start_in_background()
+    except Exception as error:  # e.g. no worker Python: the first map compiles its kernels instead
+        logging.warning(f"RadiomicsLab could not compile its kernels in the background ({error}); the first feature "
+                        "map will compile them.")
+        return
+    if run is None:  # already compiled for this installation
+        return
+    _kernelCompilation = run
+    timer = qt.QTimer()
+    timer.setInterval(JOB_POLL_MS * 10)
+
+    def poll():
+        global _kernelCompilation
+        if run.poll():
+            return
+        timer.stop()
+        _kernelCompilation = None
+        try:
+            logging.info(run.result())
+        except Exception as error:  # noqa: BLE001 - logged; the first map compiles what it needs
+            logging.warning(f"RadiomicsLab: compiling the kernels in the background failed ({error}); the first "
+                            "feature map will compile them.")
+
+    timer.connect("timeout()", poll)
+    run.timer = timer  # kept with the run until it ends
+    timer.start()
 
 
 #
@@ -338,6 +385,7 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._cohort = None  # (cohort, output folder, status table node) of the running cohort batch
         self._cohortTimer = None
         self._studyColumnsPath = None  # the clinical CSV whose header the study column line edits complete
+        self._lastResult = None  # (workflow, result) of the last run, for "Save results to folder"
 
     def setup(self) -> None:
         """Called when the user opens the module the first time and the widget is initialized."""
@@ -395,6 +443,7 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.runStudyButton.connect("clicked(bool)", self.onRunStudyButton)
         self.ui.applyStudyModelButton.connect("clicked(bool)", self.onApplyStudyModelButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
+        self.ui.saveResultsButton.connect("clicked(bool)", self.onSaveResultsButton)
 
         self._cohortTimer = qt.QTimer()
         self._cohortTimer.setInterval(COHORT_POLL_MS)
@@ -646,6 +695,7 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             button.enabled = ready and not self._running and not (name == "runCohortButton" and cohortRunning)
             button.toolTip = ok if ready else missing
         self.ui.cancelCohortButton.enabled = cohortRunning
+        self.ui.saveResultsButton.enabled = self._lastResult is not None and not self._running
 
     def _setRunning(self, running: bool) -> None:
         self._running = running
@@ -722,6 +772,33 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         settings = load_settings(p.parameterFile or p.preset)
         return settings if settings.engine == "ibsi" else load_settings(settings, engine=p.engine)
 
+    # Results ----------------------------------------------------------------------------------
+    def _showResult(self, workflow: str, result, table, chart=None) -> None:
+        """Show a run's table (and chart) and keep its result for "Save results to folder"."""
+        showTable(table)
+        if chart is not None:
+            showChart(chart)
+        self._lastResult = (workflow, result)
+        self._updateButtons()
+
+    def onSaveResultsButton(self) -> None:
+        """Write the last result's files into a chosen folder: the workflow's Logic ``save_results``, the core writer
+        the radiomicslab command uses, so the folder holds the command's files for the same inputs."""
+        workflow, result = self._lastResult
+        folder = qt.QFileDialog.getExistingDirectory(slicer.util.mainWindow(), _("Save results to folder"))
+        if not folder:
+            return
+        saves = {"extraction": lambda: self.logic.save_results(result, folder),
+                 "maps": lambda: self.logic.featureMaps.save_results(result, folder),
+                 "observers": lambda: self.logic.observers.save_results(result, folder),
+                 "habitats": lambda: self.logic.habitats.save_results(result, folder),
+                 "delta": lambda: self.logic.delta.save_results(result, folder),
+                 "cohort": lambda: self.logic.cohort.save_results(result, folder),
+                 "study": lambda: self.logic.study.save_results(result, folder)}
+        with slicer.util.tryWithErrorDisplay(_("Saving the results failed."), waitCursor=True):
+            written = saves[workflow]()
+            slicer.util.showStatusMessage(_("Saved {count} files to {folder}").format(count=len(written), folder=folder), 5000)
+
     # Segmentation -----------------------------------------------------------------------------
     def onAddRingButton(self) -> None:
         p = self._parameterNode
@@ -734,7 +811,8 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         p = self._parameterNode
         self._start(_("Feature extraction failed."), lambda: self.logic.extract_job(
             p.inputVolume, p.inputSegmentation, segment_ids=self.checkedSegmentIds(), settings=self._settings(),
-            image_types=splitImageTypes(p.imageTypes) or None, table_node=p.outputTable), onDone=showTable)
+            image_types=splitImageTypes(p.imageTypes) or None, table_node=p.outputTable),
+            onDone=lambda table: self._showResult("extraction", table, table))
 
     # Feature maps -----------------------------------------------------------------------------
     def onComputeMapsButton(self) -> None:
@@ -748,7 +826,7 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._start(_("Feature maps failed."), lambda: self.logic.featureMaps.compute_job(
             p.inputVolume, p.inputSegmentation, self.firstCheckedSegmentId(), features=p.mapFeatures,
             radius=p.mapRadius, definition=p.mapDefinition, opacity=p.mapOpacity),
-            onDone=lambda result: showTable(result.table), onProgress=progress)
+            onDone=lambda result: self._showResult("maps", result, result.table), onProgress=progress)
 
     # Observers --------------------------------------------------------------------------------
     def onAnalyseObserversButton(self) -> None:
@@ -757,8 +835,7 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         observers = list(p.observerSegmentations) or [(p.inputSegmentation, s) for s in self.checkedSegmentIds()]
 
         def show(results):
-            showTable(results.main_table)
-            showChart(results.main_chart)
+            self._showResult("observers", results, results.main_table, results.main_chart)
 
         self._start(_("Observer analysis failed."), lambda: self.logic.observers.analyse_job(
             p.inputVolume, observers, features=p.observerFeatures, settings=self._settings(),
@@ -771,8 +848,7 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         channels = list(p.channelVolumes) or [p.inputVolume]
 
         def show(nodes):
-            showTable(nodes.statistics)
-            showChart(nodes.fractions_chart)
+            self._showResult("habitats", nodes, nodes.statistics, nodes.fractions_chart)
 
         self._start(_("Habitats failed."), lambda: self.logic.habitats.habitats_job(
             p.inputSegmentation, self.firstCheckedSegmentId(), channels, n_habitats=p.habitatCount or "auto",
@@ -798,8 +874,7 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         def show(nodes):
             p.deltaStudy = study
-            showTable(nodes.table)
-            showChart(nodes.trajectories)
+            self._showResult("delta", nodes, nodes.table, nodes.trajectories)
 
         self._start(_("Delta-radiomics failed."), makeJob, onDone=show)
 
@@ -846,7 +921,7 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self.logic.cohort.wait()
                 except Cancelled as cancelled:
                     slicer.util.showStatusMessage(str(cancelled), 5000)
-                showTable(self.logic.cohort.results_table(cohort, folder))
+                self._showResult("cohort", folder, self.logic.cohort.results_table(cohort, folder))
         except Exception:  # shown by tryWithErrorDisplay
             pass
 
@@ -880,8 +955,7 @@ class RadiomicsLabWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
         def show(results):
             self.ui.studyStatusLabel.text = results.summary  # ends with the folder of the study's files
-            showTable(results.main_table)
-            showChart(results.main_chart)
+            self._showResult("study", results, results.main_table, results.main_chart)
 
         self._start(_("The study failed."), lambda: self.logic.study.run_job(
             self._studyFeatures(), p.studyClinicalFile, p.studyOutputDirectory or None, name="Study",

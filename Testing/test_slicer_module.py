@@ -274,6 +274,26 @@ def test_long_work_runs_in_the_background_never_on_the_main_thread(source):
     assert re.search(r"^JOB_POLL_MS = (\d+)$", source, re.M) and int(re.search(r"^JOB_POLL_MS = (\d+)$", source, re.M)[1]) <= 100
 
 
+def test_every_workflow_result_can_be_saved_to_a_folder_with_the_commands_files(source, ui_root):
+    """"Save results to folder": each workflow's run keeps its result (_showResult), and the button writes it with that
+    workflow's Logic ``save_results`` (the core writer the command line uses; the same-files tests are
+    Testing/test_outputs_*.py and test_observers_outputs.py)."""
+    (widget,) = [n for n in ast.parse(source).body if isinstance(n, ast.ClassDef) and n.name == "RadiomicsLabWidget"]
+    methods = {n.name: n for n in widget.body if isinstance(n, ast.FunctionDef)}
+    shown = {c.args[0].value for c in ast.walk(widget) if isinstance(c, ast.Call)
+             and ast.unparse(c.func) == "self._showResult"}
+    workflows = {"extraction", "maps", "observers", "habitats", "delta", "cohort", "study"}
+    assert shown == workflows
+    (saves,) = [d for d in ast.walk(methods["onSaveResultsButton"]) if isinstance(d, ast.Dict)]
+    calls = {key.value: ast.unparse(value.body.func) for key, value in zip(saves.keys, saves.values)}
+    logic = {"extraction": "self.logic", "maps": "self.logic.featureMaps", "observers": "self.logic.observers",
+             "habitats": "self.logic.habitats", "delta": "self.logic.delta", "cohort": "self.logic.cohort",
+             "study": "self.logic.study"}
+    assert calls == {w: f"{logic[w]}.save_results" for w in workflows}
+    assert ui_root.find(".//widget[@name='saveResultsButton']") is not None
+    assert 'self.ui.saveResultsButton.connect("clicked(bool)", self.onSaveResultsButton)' in source
+
+
 def test_embedded_segment_editor_follows_slicers_segment_editor_module(source):
     """As Slicer's SegmentEditor.py (Modules/Scripted/SegmentEditor, 583e9b37): effects registered later appear
     (effectRegistered -> updateEffectList, disconnected in cleanup), the editor lets go of the segmentation and the
