@@ -145,6 +145,18 @@ def write_series(nifti_path, folder, modality: str = "CT", series_uid: str | Non
     return series
 
 
+def write_sts_series(folder, patient: str = "STS_001", modality: str = "CT", margin: int = 3, **options):
+    """(series, GTV): a shared sarcoma patient's image cut to its GTV's box plus ``margin`` voxels, written as a DICOM
+    series in ``folder`` (:func:`write_series`; ``options`` go to it), and the GTV as a UInt8 0/1 mask on its grid."""
+    image_path, mask_path = sts_paths(patient, modality)
+    box = crop_box(mask_path, margin)
+    series = write_series(image_path, folder, "CT" if modality == "CT" else "MR", box=box,
+                          **{"patient_id": patient, **options})
+    gtv = sitk.Cast(crop(mask_path, box) > 0, sitk.sitkUInt8)
+    gtv.CopyInformation(series.image)
+    return series, gtv
+
+
 def write_rtstruct_independently(series: Series, masks, path, writer: str = "rt-utils") -> Path:
     """Write an RTSTRUCT of binary masks on the grid of ``series`` with an independent writer.
 

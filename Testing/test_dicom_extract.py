@@ -16,7 +16,7 @@ import pytest
 import SimpleITK as sitk
 from conftest import read_csv, run_cli
 from pydicom.sr.codedict import codes
-from dicom_data import crop, crop_box, sts_paths, write_rtstruct_independently, write_seg_independently, write_series
+from dicom_data import write_rtstruct_independently, write_seg_independently, write_sts_series
 
 from RadiomicsLabLib.dicom.sr import read_measurement_report
 from RadiomicsLabLib.imageio import read_image
@@ -29,12 +29,9 @@ needs_plastimatch = pytest.mark.skipif(shutil.which("plastimatch") is None,
 @pytest.fixture(scope="module")
 def dicom_case(tmp_path_factory, data):
     """STS_001's CT as a DICOM series, its GTV as NIfTI label map, RTSTRUCT (GTV + GTV dilated, overlapping) and SEG."""
-    image_path, mask_path = sts_paths("STS_001", "CT")
-    box = crop_box(mask_path, 3)
     folder = tmp_path_factory.mktemp("sts001_dicom")
-    series = write_series(image_path, folder / "series", "CT", patient_id="STS_001", box=box)
+    series, gtv = write_sts_series(folder / "series")
     read_back = read_image(series.folder)  # the geometry as DICOM's decimal strings give it
-    gtv = sitk.Cast(crop(mask_path, box) > 0, sitk.sitkUInt8)
     gtv.CopyInformation(read_back)
     dilated = sitk.BinaryDilate(gtv, [1, 1, 1])
     sitk.WriteImage(gtv, str(folder / "gtv.nrrd"))

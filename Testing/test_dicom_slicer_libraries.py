@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from dicom_data import crop, crop_box, sts_paths, write_rtstruct_contours, write_series
+from dicom_data import write_rtstruct_contours, write_sts_series
 from test_desktop_install import slicer312_python  # noqa: F401 - the fixture, reused: .venv-slicer312
 
 from RadiomicsLabLib import dependencies
@@ -108,11 +108,7 @@ def case(tmp_path_factory, slicer312_python):  # noqa: F811 - the imported fixtu
     by .venv (pydicom 3 + highdicom 0.28) and by .venv-slicer312 (Slicer 5.10's pydicom 2.4.4 + highdicom 0.22);
     then each environment reads all of them."""
     root = tmp_path_factory.mktemp("dicom_slicer")
-    image_path, mask_path = sts_paths("STS_001", "CT")
-    box = crop_box(mask_path, margin=4)
-    series = write_series(image_path, root / "ct", "CT", box=box)
-    gtv = sitk.Cast(crop(mask_path, box) > 0, sitk.sitkUInt8)
-    gtv.CopyInformation(series.image)
+    series, gtv = write_sts_series(root / "ct", margin=4, patient_id="STS")
     sitk.WriteImage(gtv, str(root / "gtv.nrrd"))
     # RTSTRUCT: a rectangle on three slices, in voxel index coordinates (the reader fills voxel centres inside)
     size = gtv.GetSize()

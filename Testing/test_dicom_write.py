@@ -22,7 +22,7 @@ import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
-from dicom_data import crop, crop_box, sts_paths, write_series
+from dicom_data import crop_box, sts_paths, write_series, write_sts_series
 
 from RadiomicsLabLib import __version__
 from RadiomicsLabLib.dicom.sr import read_measurement_report, read_report_provenance, write_measurement_report
@@ -41,11 +41,7 @@ RED = (230, 25, 75)
 def case(tmp_path_factory):
     """The series, the two source masks, the SEG RadiomicsLab wrote of them, and features + SR per preset."""
     root = tmp_path_factory.mktemp("dicom_write")
-    image_path, mask_path = sts_paths("STS_001", "CT")
-    box = crop_box(mask_path, margin=8)
-    series = write_series(image_path, root / "ct", "CT", box=box)
-    gtv = sitk.Cast(crop(mask_path, box) > 0, sitk.sitkUInt8)
-    gtv.CopyInformation(series.image)
+    series, gtv = write_sts_series(root / "ct", margin=8, patient_id="STS")
     peritumoral = ring(gtv, 0.0, 3.0)
     masks = {GTV: gtv, RING: peritumoral}
     seg_path = write_seg([(GTV, gtv, *LESION, RED), (RING, peritumoral)], series.folder, root / "seg.dcm",
