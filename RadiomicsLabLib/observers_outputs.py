@@ -337,3 +337,45 @@ def plot_pngs(study) -> dict:
     if study.reproducibility is not None:
         pngs["icc.png"] = figure_png(icc_figure(study.reproducibility))
     return pngs
+
+
+def run_observer_cohort(path, output_dir, *, label, strict, plan, seed, settings, features, rule, icc_type,
+                        keep_going: bool, run_batch, note=lambda message: None):
+    """The observers' cohort mode: every row and lesion of the cohort file ``path`` checked (all problems at once,
+    each with its row; ``keep_going``: a lesion with a problem is left out whole and listed in errors.csv), one
+    batch task per lesion run by ``run_batch(read_cohort, output_dir, task)`` (returns the batch summary), then the
+    study-level outputs (:func:`write_observer_outputs`) from the finished lesions. Returns ``(study or None when no
+    lesion finished, batch summary)``; ``note(message)`` reports the perturbation plan."""
+    from .batch import DONE, OUTPUT_FILES, case_path, cohort_status, read_record
+    from .observers import batch_cohort, lesion_name_problem, observers_task, read_observer_cohort, study_from_records
+
+    specs, problems = read_observer_cohort(path, 1 if plan else 2, [p.name for p in plan] if features else None)
+    named = [s for s in specs if lesion_name_problem(s["name"]) is None]  # a bad name is a problem, not a folder
+    outputs = output_paths(output_dir, [s["name"] for s in named], features, bool(plan))
+    check_outputs_writable(outputs, output_dir, input_roles(specs, settings.source if settings is not None else None, path),
+                           [output_dir / name for name in OUTPUT_FILES])
+    readers = {s["name"]: {o: r for o, _, r in s["observers"]} for s in specs}
+    task = observers_task(output_dir, settings, features, label, strict, plan, seed, readers, single=len(specs) == 1)
+    if plan:
+        note(f"Perturbing each lesion: {', '.join(map(str, plan))} (seed {seed})")
+    cohorts = []
+
+    def read():
+        cohort = batch_cohort(path).add_problems(problems)
+        if keep_going:
+            cohort.skip_patients_with_problems("lesion")
+        cohorts.append(cohort)
+        return cohort
+
+    summary = run_batch(read, output_dir, task)
+    done = [s for s in cohort_status(output_dir, cohorts[0], task) if s.status == DONE]
+    if not done:
+        return None, summary
+    study = study_from_records([read_record(case_path(output_dir, s.key)) for s in done], rule, icc_type, features)
+    finished = {s.id for s in done}
+    write_observer_outputs(study, output_dir, file_inputs([s for s in specs if s["name"] in finished]), settings, icc_type,
+                           seed if plan else None, outputs)
+    if not features:  # the batch layer's per-observer feature table would only name the observers
+        for name in ("features.csv", "features.parquet"):
+            (output_dir / name).unlink(missing_ok=True)
+    return study, summary

@@ -90,7 +90,9 @@ def command(image, masks, output_dir, names, readers, lesion_name, label, rois, 
     if cohort is not None and seg is not None:
         raise click.UsageError("--seg writes one lesion's consensus masks; give IMAGE and MASKs instead of --cohort "
                                "(each lesion's consensus masks are in DIR/<lesion>/).")
-    masks, roi_of, names = _observer_rois(masks, rois, names)
+    from ..dicom.masks import observer_rois
+
+    masks, roi_of, names = observer_rois(masks, rois, names)
     if image is not None and len(masks) < 2 and not perturb:  # checked before anything is read
         raise RadiomicsLabError(
             f"Agreement needs at least 2 observers; got 1 ({names[0] if names else Path(masks[0]).name.split('.')[0]}). "
@@ -133,64 +135,21 @@ def command(image, masks, output_dir, names, readers, lesion_name, label, rois, 
     _report(study, output_dir, time.perf_counter() - started)
 
 
-def _observer_rois(masks, rois, names) -> tuple[list, list, list]:
-    """(masks, ROI of each mask or None, names) after --roi: one DICOM MASK becomes one observer per ROI (the
-    --roi names, default every ROI of the file), named after its ROI unless --names; with several MASKs --roi
-    gives the ROI of every file (once for all, or once per MASK)."""
-    from ..dicom import is_dicom_mask
-    from ..dicom.masks import roi_names
-
-    masks, rois = list(masks), list(rois)
-    if len(masks) == 1 and is_dicom_mask(masks[0]):
-        rois = rois or roi_names(masks[0])
-        return masks * len(rois), rois, names or rois
-    if len(rois) > 1 and len(rois) != len(masks):
-        raise RadiomicsLabError(f"--roi gives {len(rois)} ROI names for {len(masks)} masks; give one --roi for all "
-                                "masks or one per mask in order (or a single MASK with one --roi per reader's ROI).")
-    return masks, rois * len(masks) if len(rois) == 1 else rois or [None] * len(masks), names
-
-
 def _run_cohort(path, output_dir, label, strict, plan, seed, settings, features, rule, icc_type, batch, started):
-    """The cohort mode: every row and lesion checked (all problems at once, each with its row; with --keep-going
-    a lesion with a problem is left out whole and listed in errors.csv), one batch task per lesion, then the
-    study-level outputs from the finished lesions (a failed lesion is in errors.csv and left out of the ICCs;
-    exit status 1)."""
-    from ..batch import DONE, OUTPUT_FILES, case_path, cohort_status, read_record
-    from ..observers import batch_cohort, lesion_name_problem, observers_task, read_observer_cohort, study_from_records
-    from ..observers_outputs import check_outputs_writable, file_inputs, input_roles, output_paths, write_observer_outputs
+    """The cohort mode (:func:`~RadiomicsLabLib.observers_outputs.run_observer_cohort`) with a progress bar; a lesion
+    with errors (in errors.csv, left out of the outputs) makes the exit status 1."""
+    from ..observers_outputs import run_observer_cohort
 
-    specs, problems = read_observer_cohort(path, 1 if plan else 2, [p.name for p in plan] if features else None)
-    named = [s for s in specs if lesion_name_problem(s["name"]) is None]  # a bad name is a problem, not a folder
-    outputs = output_paths(output_dir, [s["name"] for s in named], features, bool(plan))
-    check_outputs_writable(outputs, output_dir, input_roles(specs, settings.source if settings is not None else None, path),
-                           [output_dir / name for name in OUTPUT_FILES])
-    readers = {s["name"]: {o: r for o, _, r in s["observers"]} for s in specs}
-    task = observers_task(output_dir, settings, features, label, strict, plan, seed, readers, single=len(specs) == 1)
-    if plan:
-        click.echo(f"Perturbing each lesion: {', '.join(map(str, plan))} (seed {seed})", err=True)
-    cohorts = []
-
-    def read():
-        cohort = batch_cohort(path).add_problems(problems)
-        if batch["keep_going"]:
-            cohort.skip_patients_with_problems("lesion")
-        cohorts.append(cohort)
-        return cohort
-
-    summary = run_with_progress(read, output_dir, task, unit="lesion", **batch)
+    study, summary = run_observer_cohort(
+        path, output_dir, label=label, strict=strict, plan=plan, seed=seed, settings=settings, features=features,
+        rule=rule, icc_type=icc_type, keep_going=batch["keep_going"],
+        run_batch=lambda read, folder, task: run_with_progress(read, folder, task, unit="lesion", **batch),
+        note=lambda message: click.echo(message, err=True))
     click.echo(f"Batch: {summary}", err=True)
-    done = [s for s in cohort_status(output_dir, cohorts[0], task) if s.status == DONE]
     errors = output_dir / "errors.csv"
-    if not done:
+    if study is None:
         click.echo(f"radiomicslab: no lesion finished; the errors are listed in {errors}.", err=True)
         sys.exit(1)
-    study = study_from_records([read_record(case_path(output_dir, s.key)) for s in done], rule, icc_type, features)
-    finished = {s.id for s in done}
-    write_observer_outputs(study, output_dir, file_inputs([s for s in specs if s["name"] in finished]), settings, icc_type,
-                           seed if plan else None, outputs)
-    if not features:  # the batch layer's per-observer feature table would only name the observers
-        for name in ("features.csv", "features.parquet"):
-            (output_dir / name).unlink(missing_ok=True)
     _report(study, output_dir, time.perf_counter() - started)
     if summary.failed or summary.invalid:
         click.echo(f"radiomicslab: {summary.failed + summary.invalid} lesion(s) or row(s) with errors, listed in {errors}; "
@@ -206,23 +165,10 @@ def _split(values) -> list[str]:
 
 def _run(lesions, settings, features, rule, icc_type):
     from ..observers import run_study
+    from . import progress_steps
 
-    bar = None
-
-    def progress(done, total, message):
-        nonlocal bar
-        if bar is None:
-            from . import progress_bar
-
-            bar = progress_bar(total=total, unit="step", leave=False)
-        bar.set_postfix_str(message)
-        bar.update(1)
-
-    try:
+    with progress_steps(unit="step", leave=False) as progress:
         return run_study(lesions, settings, features, rule, icc_type, progress)
-    finally:
-        if bar is not None:
-            bar.close()
 
 
 def _report(study, output_dir: Path, seconds: float):

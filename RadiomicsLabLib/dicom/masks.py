@@ -81,11 +81,7 @@ def read_masks(requests, image_path=None) -> list[sitk.Image]:
             continue
         check_series_folder(path, image_path, what)
         if roi is None:
-            names = roi_names(path, what)
-            if len(names) != 1 and fallback not in names:
-                raise RadiomicsLabError(f"The {what} '{path}' holds the ROIs {', '.join(repr(n) for n in names)}; pick "
-                                        "one with --roi (or name the observer after its ROI).")
-            roi = names[0] if len(names) == 1 else fallback
+            roi = only_roi(path, fallback, what, "pick one with --roi (or name the observer after its ROI)")
         wanted.setdefault(str(path), []).append((index, roi, what))
     for path, picks in wanted.items():
         rois = list(dict.fromkeys(roi for _, roi, _ in picks))
@@ -95,16 +91,28 @@ def read_masks(requests, image_path=None) -> list[sitk.Image]:
     return masks
 
 
-def check_seg_output(path, image_path, inputs=(), option: str = "--seg"):
+def only_roi(mask_path, fallback=None, what: str = "mask", how: str = "pick one with --roi") -> str:
+    """The ROI to take from a DICOM ``mask_path`` when none is named: the file's only ROI, else the one named
+    ``fallback`` (e.g. an observer named after its ROI), else an error listing the ROIs and saying ``how`` to pick."""
+    names = roi_names(mask_path, what)
+    if len(names) == 1:
+        return names[0]
+    if fallback is not None and fallback in names:
+        return fallback
+    raise RadiomicsLabError(f"The {what} '{mask_path}' holds the ROIs {', '.join(repr(n) for n in names)}; {how}.")
+
+
+def check_seg_output(path, image_path, inputs=(), option: str = "--seg", image_role: str = "IMAGE"):
     """Check a DICOM SEG output before any work: ``image_path`` must be the folder of one complete DICOM series
     (the SEG references it), and ``path`` must end in ``.dcm``, be writable and be neither an input (``inputs``:
-    (role, path) pairs) nor a file of the series. Returns the path."""
+    (role, path) pairs) nor a file of the series. ``image_role`` names the image in the message (e.g. "the first
+    --channel"). Returns the path."""
     from ..fileio import check_output
     from .write import _series_inputs, read_source_series
 
     if image_path is None or not Path(image_path).is_dir():
         given = f" (not '{image_path}')" if image_path is not None else ""
-        raise RadiomicsLabError(f"{option} writes a DICOM SEG referencing the image's DICOM series: give IMAGE as the "
+        raise RadiomicsLabError(f"{option} writes a DICOM SEG referencing the image's DICOM series: give {image_role} as the "
                                 f"folder of that series{given}, or leave out {option}.")
     if not str(path).lower().endswith(".dcm"):
         raise RadiomicsLabError(f"Cannot write '{path}': {option} writes a DICOM SEG, so its name must end in .dcm "
@@ -131,3 +139,17 @@ def label_map_of(segments: list, path, what: str = "mask") -> sitk.Image:
     image = sitk.GetImageFromArray(labels)
     image.CopyInformation(first)
     return image
+
+
+def observer_rois(masks, rois, names) -> tuple[list, list, list]:
+    """(masks, ROI of each mask or None, names) after --roi: one DICOM MASK becomes one observer per ROI (the
+    --roi names, default every ROI of the file), named after its ROI unless --names; with several MASKs --roi
+    gives the ROI of every file (once for all, or once per MASK)."""
+    masks, rois = list(masks), list(rois)
+    if len(masks) == 1 and is_dicom_mask(masks[0]):
+        rois = rois or roi_names(masks[0])
+        return masks * len(rois), rois, names or rois
+    if len(rois) > 1 and len(rois) != len(masks):
+        raise RadiomicsLabError(f"--roi gives {len(rois)} ROI names for {len(masks)} masks; give one --roi for all "
+                                "masks or one per mask in order (or a single MASK with one --roi per reader's ROI).")
+    return masks, rois * len(masks) if len(rois) == 1 else rois or [None] * len(masks), names
