@@ -82,7 +82,9 @@ def extract(image, mask, labels, params, engine, image_types, output, scene, seg
                                                 resample_mask, scene, report, inputs)
         else:
             if report is not None:
-                _check_report(image, mask, report, inputs)
+                from .dicom.sr import check_report_outputs
+
+                check_report_outputs(image, mask, report, inputs)
             if rois:
                 from .dicom import read_mask
 
@@ -90,7 +92,7 @@ def extract(image, mask, labels, params, engine, image_types, output, scene, seg
             values, provenance = _extract_files(image, mask, labels, _settings(params, image_types, engine),
                                                 resample_mask, scene)
             if report is not None:
-                _write_report(values, provenance, image, mask, None, report)
+                _write_report(values, provenance, image, mask, report)
     _report(values, provenance, output, wide, scene, time.perf_counter() - started)
 
 
@@ -270,6 +272,7 @@ def _extract_dicom(image_path, mask_path, labels, rois, settings, resample_mask,
     """IMAGE (a DICOM series folder) + MASK (an RTSTRUCT or SEG): each chosen ROI its own segment, named by the ROI
     (overlapping ROIs, e.g. a GTV inside its PTV, each extracted on its own mask); ``--sr``: the report too."""
     from .dicom import read_dicom_segments
+    from .dicom.sr import check_report_outputs
     from .extraction import extract_masks
     from .imageio import read_image
     from .results import file_inputs
@@ -285,7 +288,7 @@ def _extract_dicom(image_path, mask_path, labels, rois, settings, resample_mask,
         raise RadiomicsLabError(f"The mask '{mask_path}' is a DICOM segmentation: give IMAGE as the folder of the DICOM "
                                 f"series it was drawn on (not the file '{image_path}').")
     if report is not None:
-        _check_report(image_path, mask_path, report, inputs)
+        check_report_outputs(image_path, mask_path, report, inputs)
     segments = read_dicom_segments(mask_path, image_path, rois or None)
     image = read_image(image_path, "image")
     masks = [(segment.name, segment.mask, 1) for segment in segments]
@@ -294,54 +297,15 @@ def _extract_dicom(image_path, mask_path, labels, rois, settings, resample_mask,
     result = extract_masks(image, masks, settings, inputs=file_inputs(image_path, mask_path),
                            progress=_progress_bar(len(masks)))
     if report is not None:
-        _write_report(result.values, result.provenance, image_path, mask_path, segments, report)
+        _write_report(result.values, result.provenance, image_path, mask_path, report, segments)
     return result.values, result.provenance
 
 
-def _report_seg_path(report: Path) -> Path:
-    """Where ``--sr REPORT.dcm`` writes the segments it references: ``REPORT.seg.dcm``."""
-    return report.with_name(f"{report.stem}.seg.dcm")
+def _write_report(values, provenance, image_path, mask_path, report, segments=None) -> None:
+    from .dicom.sr import write_feature_report
 
-
-def _check_report(image_path, mask_path, report, inputs) -> None:
-    """--sr checked before any work: IMAGE a DICOM series folder; the report (and its SEG unless MASK is one)
-    writable and no input."""
-    from .dicom import is_dicom_mask
-    from .fileio import check_output
-
-    if not Path(image_path).is_dir():
-        raise RadiomicsLabError(f"--sr writes a DICOM report on the image's DICOM series: give IMAGE as the folder of "
-                                f"that series ('{image_path}' is a file).")
-    check_output(report, inputs, "file", "--sr")
-    seg_input = is_dicom_mask(mask_path) and _modality(mask_path) == "SEG"
-    if not seg_input:
-        check_output(_report_seg_path(report), inputs, "file", "--sr")
-
-
-def _modality(path) -> str:
-    import pydicom
-
-    return str(pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["Modality"]).get("Modality", ""))
-
-
-def _write_report(values, provenance, image_path, mask_path, segments, report) -> None:
-    """The SR of ``values``; it references MASK when that is a DICOM SEG, else the segments written as a SEG beside it
-    (the DICOM segments read, or the label map's labels as segments ``Label_N``)."""
-    from .dicom.sr import write_measurement_report
-    from .dicom.write import write_seg
-
-    if segments is not None and _modality(mask_path) == "SEG":
-        seg_path = Path(mask_path)
-    else:
-        if segments is None:
-            from .dicom import read_mask
-
-            label_map, names = read_mask(mask_path, image_path)
-            wanted = {v.segment for v in values}
-            segments = [(name, label_map == label) for name, label in names.items() if name in wanted]
-        seg_path = write_seg(segments, image_path, _report_seg_path(report))
-    write_measurement_report(values, seg_path, image_path, report, provenance)
-    click.echo(f"DICOM report: {report} (referencing {seg_path})", err=True)
+    report, seg = write_feature_report(values, provenance, image_path, mask_path, report, segments)
+    click.echo(f"DICOM report: {report} (referencing {seg})", err=True)
 
 
 def _extract_into_new_scene(image, mask, image_path, mask_path, segments, settings, scene_path):

@@ -126,15 +126,17 @@ def _slice_deviation(files, image: sitk.Image) -> float:
 def _series_is_not_image(folder: Path, series_id: str) -> bool:
     """Whether GDCM's series ``series_id`` in ``folder`` is a segmentation or report (RTSTRUCT, SEG, SR), not images."""
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id)
-    return bool(files) and _dicom_modality(files[0]) in NON_IMAGE_MODALITIES
+    return bool(files) and dicom_modality(files[0]) in NON_IMAGE_MODALITIES
 
 
-def _dicom_modality(path) -> str:
-    """The Modality of a DICOM file (header only, upper case); "" when it cannot be read."""
+def dicom_modality(path) -> str:
+    """The Modality of a DICOM file, upper case, from its header read up to (0008,0060) only (so a damaged or
+    cut-short file still tells what it is); "" when it cannot be read."""
     try:
         import pydicom
 
-        header = pydicom.dcmread(str(path), stop_before_pixels=True, specific_tags=["Modality"])
+        with open(path, "rb") as handle:
+            header = pydicom.filereader.read_partial(handle, stop_when=lambda tag, vr, length: tag > 0x00080060)
         return str(header.get("Modality", "")).strip().upper()
     except Exception:  # noqa: BLE001 - unreadable: not a segmentation or report (the caller reports it)
         return ""
@@ -153,7 +155,7 @@ def _check_dicom_files(folder: Path, what: str, files) -> None:
             continue
         if os.path.realpath(entry.path) in used:
             continue
-        if _dicom_modality(entry.path) in NON_IMAGE_MODALITIES:
+        if dicom_modality(entry.path) in NON_IMAGE_MODALITIES:
             continue
         if _has_dicom_preamble(entry.path) or Path(entry.name).suffix.lower() in suffixes:
             raise RadiomicsLabError(

@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import RadiomicsLabError
-from ..imageio import read_image
+from ..imageio import dicom_modality, read_image
 
 #: Modality of each DICOM mask kind this package reads.
 MASK_MODALITIES = ("RTSTRUCT", "SEG")
@@ -81,18 +81,9 @@ def _dcmread(path, what: str, header_only: bool = True):
 
 
 def is_dicom_mask(path) -> bool:
-    """Whether ``path`` is a DICOM file with Modality RTSTRUCT or SEG (only its header is read)."""
-    import pydicom
-
-    path = Path(path)
-    if not path.is_file():
-        return False
-    try:  # the file up to Modality (0008,0060) only: a damaged or cut-short RTSTRUCT is still one (and said so later)
-        with open(path, "rb") as handle:
-            header = pydicom.filereader.read_partial(handle, stop_when=lambda tag, vr, length: tag > 0x00080060)
-    except Exception:  # noqa: BLE001 - anything unreadable is not a DICOM mask
-        return False
-    return str(header.get("Modality", "")).upper() in MASK_MODALITIES
+    """Whether ``path`` is a DICOM file with Modality RTSTRUCT or SEG (its header up to the Modality only: a damaged
+    or cut-short RTSTRUCT is still one, and reading it says so)."""
+    return Path(path).is_file() and dicom_modality(path) in MASK_MODALITIES
 
 
 def series_grid(image_folder, what: str = "image") -> SeriesGrid:

@@ -124,6 +124,45 @@ def write_measurement_report(features, seg_path, source_folder, path, provenance
     return Path(path)
 
 
+def report_seg_path(report) -> Path:
+    """Where a report of features extracted from a label map or an RTSTRUCT has its segments written (the SEG it
+    references): ``REPORT.seg.dcm`` beside ``REPORT.dcm``."""
+    report = Path(report)
+    return report.with_name(f"{report.stem}.seg.dcm")
+
+
+def check_report_outputs(image_path, mask_path, report, inputs, option: str = "--sr") -> None:
+    """Before any work: the image is a DICOM series folder, and the report (and :func:`report_seg_path` unless the
+    mask is a DICOM SEG, which the report then references) can be written without overwriting an input."""
+    from ..imageio import dicom_modality
+
+    if not Path(image_path).is_dir():
+        raise RadiomicsLabError(f"{option} writes a DICOM report on the image's DICOM series: give IMAGE as the folder "
+                                f"of that series ('{image_path}' is a file).")
+    check_output(report, inputs, "file", option)
+    if dicom_modality(mask_path) != "SEG":
+        check_output(report_seg_path(report), inputs, "file", option)
+
+
+def write_feature_report(values, provenance, image_path, mask_path, report, segments=None) -> tuple[Path, Path]:
+    """``(report, SEG)``: the TID 1500 report of extracted ``values`` (:func:`write_measurement_report`) on the DICOM
+    series ``image_path``. It references the mask when that is a DICOM SEG; otherwise the segments are written as
+    :func:`report_seg_path` first: ``segments`` (the RTSTRUCT's, read), else the label map's labels (``Label_N``)."""
+    from ..imageio import dicom_modality
+    from .masks import read_mask
+    from .write import write_seg
+
+    if dicom_modality(mask_path) == "SEG":
+        seg_path = Path(mask_path)
+    else:
+        if segments is None:
+            label_map, names = read_mask(mask_path, image_path)
+            wanted = {v.segment for v in values}
+            segments = [(name, label_map == label) for name, label in names.items() if name in wanted]
+        seg_path = write_seg(segments, image_path, report_seg_path(report))
+    return write_measurement_report(values, seg_path, image_path, report, provenance), seg_path
+
+
 def read_measurement_report(path) -> list:
     """Every measurement of a TID 1500 report as :class:`ReportedFeature` (segment, feature, value, unit), group by group.
 
