@@ -21,8 +21,9 @@ import click
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Harmonised table to write (CSV); the figures go beside it.")
 def command(features, clinical, id_column, batch, covariates, non_parametric, reference_batch, output):
-    """ComBat (Johnson et al. 2007) fitted on ALL rows of FEATURES: writes the harmonised table and
-    harmonisation_distributions.png and harmonisation_pca.png beside it.
+    """Harmonise FEATURES across batches with ComBat fitted on all rows (Johnson, Li and Rabinovic 2007).
+
+    Writes the harmonised table and harmonisation_distributions.png and harmonisation_pca.png beside it.
 
     For exploring batch effects only: a model must be harmonised inside its cross-validation folds, which
     radiomicslab study --batch does.

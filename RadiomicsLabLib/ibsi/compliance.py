@@ -16,6 +16,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..data import data_dir
+from ..errors import RadiomicsLabError
 from ..fileio import write_image_atomic, write_text_atomic
 from .reference import CHAPTER1_DATASETS, chapter1_reference, chapter2_phase2_reference, ibsi1_images, ibsi_match
 
@@ -172,3 +173,38 @@ def report_markdown(rows, timings: dict | None = None) -> str:
 def _natural_key(identifier: str):
     return [int(part) if part.isdigit() else part for part in identifier.replace(".", "_").split("_")]
 
+
+def reference_folder(datasets) -> Path:
+    """The reference data folder, with the files the chosen IBSI data sets read checked (present, not cut short)."""
+    from ..data import data_dir
+    from ..imageio import verify_file
+    from .reference import CHAPTER1_DATASETS
+
+    folder = data_dir()
+    fix = ("set RADIOMICSLAB_DATA to the reference data folder (the one holding ibsi1/ and ibsi2/, "
+           "see the README)")
+    if not folder.exists():
+        raise RadiomicsLabError(f"The reference data folder '{folder}' does not exist; {fix}.")
+    if not folder.is_dir():
+        raise RadiomicsLabError(f"The reference data folder '{folder}' is a file, not a folder; {fix}.")
+    files = []
+    for dataset in datasets:
+        if dataset in CHAPTER1_DATASETS:
+            phantom = "digital_phantom" if dataset == "digital_phantom" else "ct_phantom"
+            files += [f"ibsi1/{phantom}/image.nii.gz", f"ibsi1/{phantom}/mask.nii.gz", f"ibsi1/reference_values_{dataset}.csv"]
+        elif dataset == "ibsi2_phase1":
+            from .filters import PHASE1_CONFIGURATIONS
+
+            files += [f"ibsi2/digital_phantom/{c['phantom']}/image.nii.gz" for c in PHASE1_CONFIGURATIONS.values()]
+            files += [f"ibsi2/reference_response_maps/{map_id}-ValidCRM.nii.gz" for map_id in PHASE1_CONFIGURATIONS]
+        else:
+            files += ["ibsi1/ct_phantom/image.nii.gz", "ibsi1/ct_phantom/mask.nii.gz", "ibsi2/reference_values_phase2.csv"]
+    files = list(dict.fromkeys(files))
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more reference file(s))" if len(missing) > 1 else ""
+        raise RadiomicsLabError(f"The reference data folder '{folder}' has no {missing[0]}{more}; {fix}.")
+    for name in files:
+        if name.endswith(".nii.gz"):
+            verify_file(folder / name, "IBSI reference image")
+    return folder

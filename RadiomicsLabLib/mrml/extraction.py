@@ -147,6 +147,58 @@ class ExtractionLogic:
         self._check_node(table_node, "vtkMRMLTableNode", "feature table")
         return save_extraction_results(read_feature_table(table_node), table_provenance(table_node), folder, wide)
 
+    def extract_saved_scene(self, scene_path, segment_names=(), settings=None, progress=None):
+        """``radiomicslab extract --scene STUDY.mrb`` alone: load the study into this logic's scene, extract every
+        segmentation's segments (or those named ``segment_names``) on the volume each was drawn on, and save the
+        tables back into the study. Returns ``(values, provenance)`` (``{"tables": [...]}`` for several
+        segmentations); ``progress(done, total, segment)`` counts over every segment."""
+        from ..fileio import check_writable
+
+        check_writable(scene_path)  # the tables are saved into it
+        self.load_scene(scene_path)
+        jobs, every_name = [], []
+        segmentations = self.scene.GetNodesByClass("vtkMRMLSegmentationNode")
+        for i in range(segmentations.GetNumberOfItems()):
+            segmentation = segmentations.GetItemAsObject(i)
+            names = [segment_name(segmentation, s) for s in all_segment_ids(segmentation)]
+            every_name += names
+            chosen = [n for n in names if not segment_names or n in segment_names]
+            if chosen:
+                jobs.append((segmentation, self.reference_volume(segmentation), chosen))
+        found = {n for _, _, chosen in jobs for n in chosen}
+        missing = [n for n in segment_names if n not in found]
+        if missing or not jobs:
+            raise RadiomicsLabError(
+                f"The scene '{scene_path}' has no segment {', '.join(missing)}; its segments are: "
+                f"{', '.join(dict.fromkeys(every_name)) or 'none'} (choose with --segment)." if missing
+                else f"The scene '{scene_path}' has no segmentation with segments; add one in Slicer and save the study.")
+        values, provenances, total, done = [], [], sum(len(chosen) for *_, chosen in jobs), 0
+        for segmentation, volume, chosen in jobs:
+            def step(k, _total, name, before=done):
+                return progress(before + k, total, name) if progress else True
+
+            table = self.extract(volume, segmentation, chosen, settings, progress=step)
+            values += self.feature_values(table)
+            provenances.append(self.provenance(table))
+            done += len(chosen)
+        self.save_scene(scene_path)
+        return values, provenances[0] if len(provenances) == 1 else {"tables": provenances}
+
+    def reference_volume(self, segmentation_node):
+        """The volume a segmentation was drawn on (its reference geometry), or the scene's only scalar volume."""
+        from .convert import segmentation_volume
+
+        reference = segmentation_volume(segmentation_node)
+        if reference is not None:
+            return reference
+        volumes = self.scene.GetNodesByClass("vtkMRMLScalarVolumeNode")
+        if volumes.GetNumberOfItems() == 1:
+            return volumes.GetItemAsObject(0)
+        raise RadiomicsLabError(
+            f"Cannot tell which volume segmentation '{segmentation_node.GetName()}' belongs to "
+            f"({volumes.GetNumberOfItems()} volumes in the scene); set its reference geometry volume in Slicer's "
+            "Segment Editor and save the study.")
+
     def _check_inputs(self, volume_node, segmentation_node):
         self._check_node(volume_node, "vtkMRMLScalarVolumeNode", "input volume")
         self._check_node(segmentation_node, "vtkMRMLSegmentationNode", "segmentation")
