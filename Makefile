@@ -3,6 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Numba kernels compiled ahead (RadiomicsLabLib/warmup.py): redone when the install or the kernels' sources change.
+WARM := $(VENV)/.kernels-compiled
+KERNEL_SOURCES := RadiomicsLabLib/featuremap_kernels.py RadiomicsLabLib/featuremaps.py RadiomicsLabLib/observers.py
 
 # Debian packages the tests need beyond Python: the web GUI is tested in a real browser (Debian's Chromium,
 # driven by Playwright) whose Slicer views render offscreen through EGL (libglvnd's libEGL / libGL with
@@ -12,7 +15,7 @@ SYSTEM_PACKAGES := chromium libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri cmake pl
 
 .PHONY: venv demo test bench lock clean web system-packages
 
-venv: $(STAMP)
+venv: $(STAMP) $(WARM)
 
 # Rebuilt only when the lock file or the package metadata changed.
 $(STAMP): requirements.lock pyproject.toml
@@ -23,13 +26,20 @@ $(STAMP): requirements.lock pyproject.toml
 	$(VPY) -m compileall -q RadiomicsLabLib  # byte-code even where PYTHONDONTWRITEBYTECODE is set
 	touch $(STAMP)
 
-demo: $(STAMP)
+# Compile every numba kernel once, into numba's cache (RadiomicsLabLib/__pycache__ here), so that no map run waits
+# for the compiler (about a minute, once). A failure only warns: the first map run then compiles what it needs.
+$(WARM): $(STAMP) $(KERNEL_SOURCES)
+	@echo "== compiling the feature map kernels (numba, once)"
+	@if $(VPY) -m RadiomicsLabLib.warmup; then touch $(WARM); else \
+	  echo "warning: compiling the kernels ahead failed (see above); the first map run will compile them" >&2; fi
+
+demo: $(STAMP) $(WARM)
 	$(VENV)/bin/radiomicslab demo -o out/demo
 
-web: $(STAMP)
+web: $(STAMP) $(WARM)
 	$(VENV)/bin/radiomicslab web
 
-test: system-packages $(STAMP)
+test: system-packages $(STAMP) $(WARM)
 	$(VPY) -X faulthandler -m pytest -q  # -X faulthandler: a crash, even at exit, prints every thread's stack
 
 # Installs the missing SYSTEM_PACKAGES with apt-get as root or through password-less sudo; otherwise stops
@@ -54,7 +64,7 @@ system-packages:
 	$$sudo apt-get update -qq && \
 	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null
 
-bench: $(STAMP)
+bench: $(STAMP) $(WARM)
 	$(VPY) Testing/benchmarks/bench_extract_overhead.py
 	$(VPY) Testing/benchmarks/bench_ibsi_engine.py
 	$(VPY) Testing/benchmarks/bench_read_verify.py

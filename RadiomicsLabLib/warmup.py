@@ -1,0 +1,268 @@
+"""Compile RadiomicsLab's numba kernels once, at install, so that no user waits for a compiler.
+
+The voxel-wise feature maps (:mod:`.featuremap_kernels`) and the observers' distance transform
+(:func:`.observers.squared_edt`) are numba kernels with ``cache=True``: numba compiles each one the first
+time it is called with a given signature (argument types) and writes the machine code to its cache, where
+any later process finds it. Without a warm-up that first call is a user's first map: seconds of compiling
+per feature family, in every fresh install. :func:`warm_up` makes every one of those first calls, on a small
+synthetic volume, through the same code paths a real run takes (:func:`.featuremaps.feature_maps` for every
+family of both definitions, ``ibsi`` and ``pyradiomics``), so the signatures cached are exactly those of real
+map runs (``int64`` grey levels, ``float64`` intensities, ``uint8`` ROI, C-contiguous arrays, Python ints,
+floats and bools; see :func:`.featuremaps._prepare`) whatever the kernels' arguments become.
+
+Where the cache is (numba's rules): ``$NUMBA_CACHE_DIR`` when set; else ``__pycache__`` beside the kernels'
+source when writable (a development checkout, ``pip install -e``); else numba's user-wide cache folder
+(e.g. ``~/.cache/numba`` on Linux: a read-only installation such as a Slicer extension). A cached kernel is
+used only for the same source file (path and modification time), numba version, Python version and CPU, so
+the warm-up is run again after an update (the Makefile's ``venv`` target, desktop Slicer at start-up when
+:func:`is_warm` says the stamp no longer matches).
+
+Run it with ``python -m RadiomicsLabLib.warmup`` or ``radiomicslab warmup``; desktop Slicer runs it in a
+worker process (:func:`start_in_background`) so the window never waits.
+
+Module-level imports are the standard library only: desktop Slicer imports this module before knowing
+whether numba is installed.
+"""
+
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+#: Modules whose numba kernels the warm-up compiles.
+KERNEL_MODULES = ("RadiomicsLabLib.featuremap_kernels", "RadiomicsLabLib.observers")
+#: Map definitions and their families (as :mod:`.featuremaps` names them), every one warmed up.
+DEFINITIONS = ("ibsi", "pyradiomics")
+#: The stamp the warm-up leaves beside the kernels' cache (see :func:`is_warm`).
+STAMP_NAME = "radiomicslab-warmup.json"
+
+
+# Kernels and their cache -----------------------------------------------------------------------------------
+def dispatchers() -> dict:
+    """{``module.name``: numba dispatcher} of every kernel of :data:`KERNEL_MODULES` (importing them; nothing is
+    compiled)."""
+    from numba.core.registry import CPUDispatcher
+
+    found = {}
+    for name in KERNEL_MODULES:
+        module = importlib.import_module(name)
+        for attribute, value in vars(module).items():
+            if isinstance(value, CPUDispatcher) and getattr(value.py_func, "__module__", None) == name:
+                found[f"{name.rsplit('.', 1)[1]}.{attribute}"] = value
+    return found
+
+
+def cache_dirs() -> list[str]:
+    """The folders numba reads and writes these kernels' cache in (one per source folder)."""
+    return sorted({str(d._cache.cache_path) for d in dispatchers().values() if hasattr(d._cache, "cache_path")})
+
+
+def cache_stats() -> dict:
+    """Per kernel that this process called: ``{"hits": n, "misses": n, "signatures": [...]}`` (numba's counters;
+    a miss is a compilation, a hit an overload loaded from the cache). Kernels called only by other kernels are
+    compiled into their callers and keep no counters of their own."""
+    stats = {}
+    for name, dispatcher in dispatchers().items():
+        hits = sum(dispatcher.stats.cache_hits.values())
+        misses = sum(dispatcher.stats.cache_misses.values())
+        if hits or misses or dispatcher.signatures:
+            stats[name] = {"hits": hits, "misses": misses, "signatures": [str(s) for s in dispatcher.signatures]}
+    return stats
+
+
+class CompileCounter:
+    """Counts numba compilations (the ``numba:compile`` event, fired only when machine code is made, never for
+    an overload loaded from the cache) while in the ``with`` block: ``.compiled`` names what was compiled."""
+
+    def __enter__(self):
+        from numba.core import event
+
+        self.compiled = []
+        counter = self
+
+        class Listener(event.Listener):
+            def on_start(self, ev):
+                dispatcher = ev.data.get("dispatcher")
+                counter.compiled.append(getattr(getattr(dispatcher, "py_func", None), "__qualname__", str(dispatcher)))
+
+            def on_end(self, ev):
+                pass
+
+        self._listener = Listener()
+        event.register("numba:compile", self._listener)
+        return self
+
+    def __exit__(self, *exc):
+        from numba.core import event
+
+        event.unregister("numba:compile", self._listener)
+        return False
+
+
+# The sample every kernel is called on ----------------------------------------------------------------------
+def sample_volume():
+    """A small synthetic CT-like image (12 x 12 x 8 voxels, 1 x 1 x 2 mm, int16, fixed seed) and a ball-shaped
+    label map (label 1) inside it: enough for every family of both definitions (kernels of radius 1, the local
+    intensity sphere). The values only need to exercise the code; the kernels' types come from the code path."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    rng = np.random.default_rng(20240521)
+    array = (rng.normal(40.0, 30.0, size=(8, 12, 12))).round().astype(np.int16)
+    z, y, x = np.indices(array.shape)
+    ball = ((z - 3.5) * 2.0) ** 2 + (y - 5.5) ** 2 + (x - 5.5) ** 2 <= 4.5 ** 2
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((1.0, 1.0, 2.0))
+    mask = sitk.GetImageFromArray(ball.astype(np.uint8))
+    mask.CopyInformation(image)
+    return image, mask
+
+
+def map_runs():
+    """(definition, family) of every map run the warm-up makes: each family of each definition."""
+    from .featuremaps import IBSI_FAMILIES, PYRADIOMICS_FAMILIES
+
+    return [(definition, family) for definition in DEFINITIONS
+            for family in (IBSI_FAMILIES if definition == "ibsi" else PYRADIOMICS_FAMILIES)]
+
+
+def run_every_kernel(image=None, mask=None, progress=None) -> dict:
+    """Call every kernel through its real code path: the maps of every family of both definitions (radius 1) of
+    ``image`` in ``mask`` (default :func:`sample_volume`), and the observers' compiled distance transform with the
+    argument types :func:`.observers.distance_to` gives it. Returns {(definition, family): FeatureMaps}."""
+    import numpy as np
+
+    from .featuremaps import feature_maps
+    from .observers import squared_edt
+
+    if image is None:
+        image, mask = sample_volume()
+    runs = map_runs()
+    total = len(runs) + 1
+    maps = {}
+    for done, (definition, family) in enumerate(runs):
+        if progress is not None:
+            progress(done, total, f"{definition} {family}")
+        maps[definition, family] = feature_maps(image, mask, [family], radius=1, definition=definition)
+    if progress is not None:
+        progress(len(runs), total, "observers distance transform")
+    # observers.distance_to: squared_edt(float64 (z, y, x) C-contiguous array, then three Python floats)
+    feature = np.zeros((3, 4, 5), dtype=bool)
+    feature[1, 2, 2] = True
+    squared_edt(np.where(feature, 0.0, np.inf).reshape(feature.shape), *(1.0, 1.0, 2.0))
+    if progress is not None:
+        progress(total, total, "done")
+    return maps
+
+
+# Warm-up ---------------------------------------------------------------------------------------------------
+def warm_up(progress=None) -> dict:
+    """Compile (or load from the cache) every kernel with the signatures real runs use, and leave the stamp of
+    :func:`is_warm`. Returns what was done: ``seconds``, ``compiled`` (number of numba compilations this run made;
+    0 when everything was already cached), ``kernels`` (:func:`cache_stats`), ``cache_dirs``."""
+    started = time.perf_counter()
+    with CompileCounter() as counter:
+        run_every_kernel(progress=progress)
+    report = {"seconds": time.perf_counter() - started, "compiled": len(counter.compiled),
+              "kernels": cache_stats(), "cache_dirs": cache_dirs()}
+    _write_stamp()
+    return report
+
+
+def describe(report: dict) -> str:
+    """:func:`warm_up`'s report in one line."""
+    how = (f"{report['compiled']} kernel signature(s) compiled" if report["compiled"]
+           else "all already compiled, loaded from numba's cache")
+    return (f"RadiomicsLab feature map kernels ready in {report['seconds']:.1f} s ({len(report['kernels'])} kernels "
+            f"called; {how}); cache: {', '.join(report['cache_dirs'])}")
+
+
+# Stamp: is the cache current? ------------------------------------------------------------------------------
+def stamp() -> dict:
+    """What a cached kernel depends on, without importing numba: the numba and Python versions, the machine, the
+    kernel sources (path, size, modification time) and ``$NUMBA_CACHE_DIR``."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        numba_version = version("numba")
+    except PackageNotFoundError:
+        numba_version = None
+    here = Path(__file__).resolve().parent
+    sources = {}
+    for name in KERNEL_MODULES:
+        path = here / (name.rsplit(".", 1)[1] + ".py")
+        info = path.stat()
+        sources[str(path)] = [info.st_size, info.st_mtime_ns]
+    return {"numba": numba_version, "python": sys.version, "machine": platform.machine(),
+            "processor": platform.processor(), "sources": sources,
+            "NUMBA_CACHE_DIR": os.environ.get("NUMBA_CACHE_DIR", "")}
+
+
+def stamp_path() -> Path:
+    """Where the stamp is kept: RadiomicsLab's folder in the user's cache (``$XDG_CACHE_HOME``, ``~/.cache``;
+    ``%LOCALAPPDATA%`` on Windows), one file per installation (named after the package folder)."""
+    import hashlib
+
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = hashlib.sha1(str(Path(__file__).resolve().parent).encode()).hexdigest()[:12]
+    return base / "radiomicslab" / f"warmup-{key}.json"
+
+
+def _write_stamp() -> None:
+    path = stamp_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(stamp(), indent=1), encoding="utf-8")
+        os.replace(temporary, path)
+    except OSError:  # no writable cache folder: the next start warms up again (cheap once cached)
+        pass
+
+
+def is_warm() -> bool:
+    """True when a warm-up ran for this installation with the current numba, Python, machine and kernel sources
+    (its stamp matches; the cache itself is numba's). Cheap: imports nothing heavy."""
+    try:
+        return json.loads(stamp_path().read_text(encoding="utf-8")) == stamp()
+    except (OSError, ValueError):
+        return False
+
+
+def warm_up_job(progress=None) -> str:
+    """A :class:`~RadiomicsLabLib.background.Job` compute: :func:`warm_up`, described in one line."""
+    return describe(warm_up(progress=progress))
+
+
+def start_in_background():
+    """Desktop Slicer: run :func:`warm_up` in a worker process (:class:`~RadiomicsLabLib.background.BackgroundRun`)
+    unless :func:`is_warm`; returns the run (poll it from the main thread's event loop) or None."""
+    if is_warm():
+        return None
+    from .background import BackgroundRun, Job
+
+    return BackgroundRun(Job("Compiling RadiomicsLab's feature map kernels", warm_up_job))
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m RadiomicsLabLib.warmup", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--if-needed", action="store_true", help="do nothing when the stamp says the cache is current")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    if args.if_needed and is_warm():
+        print("RadiomicsLab kernels already compiled for this installation.", file=sys.stderr)
+        return 0
+    report = warm_up()
+    print(json.dumps(report, indent=1) if args.json else describe(report), file=sys.stdout if args.json else sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""The install-time warm-up of the numba kernels (RadiomicsLabLib/warmup.py, issue #21 item 3).
+
+After ``python -m RadiomicsLabLib.warmup`` into a fresh numba cache (``NUMBA_CACHE_DIR`` a temporary folder), a new
+process computing maps of every family of both definitions on a small real ROI compiles nothing (numba's
+``numba:compile`` event never fires, every kernel called counts cache hits and no miss), and its values equal the
+maps computed here without that warm-up. No timing asserts (the benchmark is Testing/benchmarks/bench_first_use.py).
+"""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: The new process: small real ROI (a crop of brain1 around its label), maps of every family of both
+#: definitions at radius 1, the observers' compiled distance transform through observers.distance_to.
+CHILD = r'''
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[2])
+from test_warmup import small_roi, every_map
+from RadiomicsLabLib import observers, warmup
+
+image, mask = small_roi()
+with warmup.CompileCounter() as counter:
+    maps = every_map(image, mask)
+    observers.COMPILED_EDT_VOXELS = 0    # the compiled transform, as for boxes of millions of voxels
+    feature = np.zeros((4, 5, 6), dtype=bool)
+    feature[1, 2, 3] = True
+    distances = observers.distance_to(feature, (2.0, 1.0, 1.0))
+np.savez(sys.argv[1], distances=distances,
+         **{f"{d}|{f}|{'|'.join(m.names)}": m.values for (d, f), m in maps.items()})
+print(json.dumps({"compiled": counter.compiled, "stats": warmup.cache_stats(), "cache_dirs": warmup.cache_dirs(),
+                  "warm": warmup.is_warm()}))
+'''
+
+
+def small_roi():
+    """A 14 x 14 x 5 voxel crop of the pyradiomics sample case brain1 (real MR) around the centre of its label, and
+    the label inside it."""
+    import SimpleITK as sitk
+
+    from RadiomicsLabLib.data import sample_case
+
+    image_path, label_path = sample_case("brain1")
+    image, label = sitk.ReadImage(str(image_path)), sitk.ReadImage(str(label_path))
+    z, y, x = (int(round(c.mean())) for c in np.nonzero(sitk.GetArrayViewFromImage(label)))
+    size = (14, 14, 5)
+    index = (x - 7, y - 7, z - 2)
+    return sitk.RegionOfInterest(image, size, index), sitk.RegionOfInterest(label, size, index) == 1
+
+
+def every_map(image, mask) -> dict:
+    """{(definition, family): FeatureMaps} of every family of both definitions, radius 1."""
+    from RadiomicsLabLib.featuremaps import IBSI_FAMILIES, PYRADIOMICS_FAMILIES, feature_maps
+
+    return {(definition, family): feature_maps(image, mask, [family], radius=1, definition=definition)
+            for definition, families in (("ibsi", IBSI_FAMILIES), ("pyradiomics", PYRADIOMICS_FAMILIES))
+            for family in families}
+
+
+@pytest.fixture(scope="module")
+def warmed(tmp_path_factory):
+    """Warm-up into a fresh numba cache, then the maps in a new process using it: (warm-up report, child report,
+    child values, environment)."""
+    folder = tmp_path_factory.mktemp("numba-cache")
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(folder / "numba"), XDG_CACHE_HOME=str(folder / "user-cache"),
+               LOCALAPPDATA=str(folder / "user-cache"))
+    env.pop("NUMBA_DISABLE_JIT", None)
+    warm = subprocess.run([sys.executable, "-m", "RadiomicsLabLib.warmup", "--json"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert warm.returncode == 0, warm.stderr
+    values = folder / "values.npz"
+    child = subprocess.run([sys.executable, "-c", CHILD, str(values), str(Path(__file__).parent)], env=env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=900)
+    assert child.returncode == 0, child.stderr
+    with np.load(values) as arrays:
+        stored = dict(arrays)
+    return json.loads(warm.stdout), json.loads(child.stdout.strip().splitlines()[-1]), stored, env, folder
+
+
+def test_warm_up_compiles_every_kernel_into_the_given_cache(warmed):
+    report, _child, _values, _env, folder = warmed
+    assert report["compiled"] > 0   # a fresh cache: everything was compiled by the warm-up
+    assert report["cache_dirs"] and all(Path(d).is_relative_to(folder / "numba") for d in report["cache_dirs"])
+    called = set(report["kernels"])
+    for kernel in ("_first_order_block", "_local_intensity_block", "_pyradiomics_block", "_ngtdm_block",
+                   "_ibsi_block"):
+        assert f"featuremap_kernels.{kernel}" in called
+    assert "observers.squared_edt" in called
+    assert list((folder / "numba").rglob("*.nbi")) and list((folder / "numba").rglob("*.nbc"))
+
+
+def test_new_process_after_warm_up_compiles_nothing(warmed):
+    _report, child, _values, _env, _folder = warmed
+    assert child["compiled"] == [], f"compiled in the new process: {child['compiled']}"
+    stats = child["stats"]
+    assert stats, "no kernel was called"
+    for name, s in stats.items():
+        assert s["misses"] == 0, f"{name} was compiled: {s}"
+        assert s["hits"] >= 1, f"{name} was not loaded from the cache: {s}"
+    for kernel in ("_first_order_block", "_local_intensity_block", "_pyradiomics_block", "_ngtdm_block",
+                   "_ibsi_block"):
+        assert stats[f"featuremap_kernels.{kernel}"]["hits"] >= 1
+    assert stats["observers.squared_edt"]["hits"] == 1
+    assert child["warm"] is True
+
+
+def test_values_equal_the_maps_computed_without_the_warm_up(warmed):
+    from scipy import ndimage
+
+    _report, _child, values, _env, _folder = warmed
+    image, mask = small_roi()
+    here = every_map(image, mask)
+    assert len(values) == len(here) + 1
+    for (definition, family), maps in here.items():
+        key = f"{definition}|{family}|{'|'.join(maps.names)}"
+        assert key in values, f"{definition} {family}: other features in the new process"
+        assert maps.values.shape[0] > 20
+        np.testing.assert_array_equal(values[key], maps.values, err_msg=f"{definition} {family}")
+    feature = np.zeros((4, 5, 6), dtype=bool)
+    feature[1, 2, 3] = True
+    np.testing.assert_allclose(values["distances"], ndimage.distance_transform_edt(~feature, sampling=(2.0, 1.0, 1.0)))
+
+
+def test_warmup_command_does_nothing_when_the_cache_is_current(warmed):
+    _report, _child, _values, env, _folder = warmed
+    run = subprocess.run([str(Path(sys.executable).parent / "radiomicslab"), "warmup", "--if-needed"], env=env,
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "already compiled" in run.stderr
+
+
+def test_stamp_follows_numba_cache_and_sources(tmp_path, monkeypatch):
+    from RadiomicsLabLib import warmup
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path))
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "a"))
+    assert not warmup.is_warm()
+    warmup._write_stamp()
+    assert warmup.is_warm() and warmup.stamp_path().is_relative_to(tmp_path)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "b"))   # another cache: warm up again
+    assert not warmup.is_warm()
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "a"))
+    stamp = warmup.stamp()
+    assert set(stamp["sources"]) == {str(ROOT / "RadiomicsLabLib" / f"{m.rsplit('.', 1)[1]}.py")
+                                     for m in warmup.KERNEL_MODULES}
+    edited = json.loads(warmup.stamp_path().read_text())
+    edited["sources"][next(iter(edited["sources"]))][1] += 1   # a kernel source changed
+    warmup.stamp_path().write_text(json.dumps(edited))
+    assert not warmup.is_warm()
+
+
+def test_desktop_module_compiles_the_kernels_in_a_worker_after_installing():
+    """ensureDependencies() (after pip) and onStartupCompleted() (packages present) start the warm-up through
+    RadiomicsLabLib.warmup.start_in_background (a BackgroundRun worker process) and poll it with a Qt timer."""
+    source = (ROOT / "RadiomicsLab" / "RadiomicsLab.py").read_text(encoding="utf-8")
+    functions = {n.name: n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)}
+    for name in ("ensureDependencies", "onStartupCompleted"):
+        calls = [ast.unparse(c.func) for c in ast.walk(functions[name]) if isinstance(c, ast.Call)]
+        assert "compileKernelsInBackground" in calls, name
+    body = ast.unparse(functions["compileKernelsInBackground"])
+    assert "start_in_background()" in body and "qt.QTimer()" in body and "testingEnabled()" in body
+    assert "processEvents" not in body
+    from RadiomicsLabLib import warmup
+
+    assert "BackgroundRun(Job(" in Path(warmup.__file__).read_text(encoding="utf-8")
