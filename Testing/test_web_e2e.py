@@ -12,6 +12,7 @@ and the loader's refusals (path traversal, size and type of uploads, corrupt fil
 """
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -732,6 +733,14 @@ def test_browser_cohort_run_matches_batch(cohort_page, cohort_data, tmp_path):
     download.value.save_as(tmp_path / "web.csv")
     assert read_csv(tmp_path / "web.csv") == cli
     assert read_csv(output / "cohort" / "features.csv") == cli
+    with page.expect_download() as download:  # every file of the run, as CohortLogic.save_results writes them
+        page.locator(".rl-cohort-download").click()
+    assert download.value.suggested_filename == "cohort_results.zip"
+    download.value.save_as(tmp_path / "web.zip")
+    with zipfile.ZipFile(tmp_path / "web.zip") as archive:
+        assert sorted(archive.namelist()) == ["errors.csv", "features.csv", "features.parquet", "provenance.json"]
+        for name in archive.namelist():
+            assert archive.read(name) == (output / "cohort" / name).read_bytes(), name
     with page.expect_download() as download:  # the results pane's CSV of the cohort features table
         page.locator(".rl-ext-csv").click()
     assert download.value.suggested_filename == "cohort_features.csv"

@@ -7,8 +7,9 @@ names must be inside the data folder (checked before any image is read). Run is
 :meth:`~RadiomicsLabLib.mrml.cohort.CohortLogic.start`: a Dask LocalCluster of worker processes
 writing into a folder under the server's output folder, while the page keeps working; the
 per-case table and the progress are polled every :data:`POLL_SECONDS` (files only, off the event
-loop). When the run ends, its features table opens in the results pane and ``features.csv`` can
-be downloaded. A rerun into the same folder skips the finished cases.
+loop). When the run ends, its features table opens in the results pane, and ``features.csv`` and
+"All results (zip)" (the files ``radiomicslab batch`` writes, through ``CohortLogic.save_results``) can be
+downloaded. A rerun into the same folder skips the finished cases.
 """
 
 import asyncio
@@ -26,7 +27,7 @@ from ...cohort import KEY_COLUMNS
 from ...errors import Cancelled, RadiomicsLabError
 from ...settings import preset_names
 from ..loader import UploadFolder, safe_file_name
-from .common import PanelLogic, PanelUI, UploadButton, download_button, section_title
+from .common import PanelLogic, PanelUI, UploadButton, download_button, saved_files_zip, section_title
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ class CohortState:
 
 
 class UI(PanelUI):
-    """The panel's widgets; ``fetch_features`` (set by the logic) gives the features.csv download."""
+    """The panel's widgets; ``fetch_features`` and ``fetch_zip`` (set by the logic) give the features.csv and the
+    all-results downloads."""
 
     state_type = CohortState
     cancel_clicked = Signal()
@@ -77,6 +79,7 @@ class UI(PanelUI):
         super().__init__(server, "Cohort", ICON, "Features of every case of a cohort file", **kwargs)
         name = self.name
         self.fetch_features = lambda: None
+        self.fetch_zip = lambda: None
         with self.body:
             section_title("Cohort file")
             html.Div("CSV with columns id, image, mask (optional label, timepoint, observer, channel); paths "
@@ -168,6 +171,9 @@ class UI(PanelUI):
                         download_button(server, "features.csv", "mdi-download",
                                         (f"{name.output_name} + '_features.csv'",), lambda: self.fetch_features(),
                                         "text/csv", v_if=(name.has_csv,), classes="rl-cohort-csv")
+                        download_button(server, "All results (zip)", "mdi-folder-zip-outline",
+                                        (f"{name.output_name} + '_results.zip'",), lambda: self.fetch_zip(),
+                                        "application/zip", v_if=(name.has_csv,), classes="rl-cohort-download")
                         VBtn(text="Show features", prepend_icon="mdi-table-eye", variant="tonal", size="small",
                              click=self.show_clicked, classes="rl-cohort-show")
 
@@ -203,6 +209,7 @@ class Logic(PanelLogic):
         ui.show_clicked.connect(self.show_features)
         ui.upload.uploaded.connect(self.load_upload)
         ui.fetch_features = self.features_bytes
+        ui.fetch_zip = self.results_zip
 
     # Choosing the cohort ------------------------------------------------------------------------
     def list_files(self):
@@ -374,6 +381,14 @@ class Logic(PanelLogic):
     def _table_node(self, kind):
         node = self._tables.get((self.output_dir, kind))
         return node if node is not None and self.scene.IsNodePresent(node) else None
+
+    def results_zip(self) -> bytes | None:
+        """Every file ``radiomicslab batch`` writes for the latest finished run (features.csv, features.parquet,
+        errors.csv, provenance.json: :meth:`~RadiomicsLabLib.mrml.cohort.CohortLogic.save_results`) as one zip."""
+        if self._written is None:
+            self.jobs.show_error("No results yet; run the cohort to its end (a rerun skips the finished cases).")
+            return None
+        return saved_files_zip(self.jobs, self.logic.save_results, self._written, prefix="radiomicslab-cohort-")
 
     def features_bytes(self) -> bytes | None:
         """The ``features.csv`` the latest finished run wrote (as ``radiomicslab batch`` writes it)."""
