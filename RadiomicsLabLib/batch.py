@@ -189,15 +189,25 @@ def extraction_task(settings=None, image_types=None, engine=None) -> CaseTask:
 
 def extract_case(case: Case, settings) -> CaseOutput:
     """Features of every chosen label of one case, one row per segment
-    (:func:`RadiomicsLabLib.extraction.extract`, the same numbers as a single extraction)."""
-    from .extraction import extract
+    (:func:`RadiomicsLabLib.extraction.extract`, the same numbers as a single extraction). A DICOM RTSTRUCT / SEG
+    mask gives its ROI ``case.roi`` or every ROI, each its own segment named by the ROI (overlapping ROIs each on
+    its own mask), as ``radiomicslab extract`` does."""
+    from .extraction import extract, extract_masks
     from .imageio import read_image
-    from .validation import check_mask_is_label_map, labels_present, segment_name
+    from .validation import check_mask_is_label_map, check_resampling, labels_present, segment_name
 
     image = read_image(case.image, "image")
-    mask = check_mask_is_label_map(read_image(case.mask, "mask"), where=f"mask '{case.mask}'")
-    labels = case.labels or labels_present(mask)
-    result = extract(image, mask, {segment_name(label): label for label in labels}, settings, inputs=case.inputs())
+    if case.dicom_mask:
+        from .cohort import case_segments
+
+        masks = case_segments(case)
+        for _, mask, label in masks:
+            check_resampling(image, mask, [label], settings.params)
+        result = extract_masks(image, masks, settings, inputs=case.inputs())
+    else:
+        mask = check_mask_is_label_map(read_image(case.mask, "mask"), where=f"mask '{case.mask}'")
+        labels = case.labels or labels_present(mask)
+        result = extract(image, mask, {segment_name(label): label for label in labels}, settings, inputs=case.inputs())
     rows = []
     for value in result.values:
         if not rows or rows[-1]["segment"] != value.segment:

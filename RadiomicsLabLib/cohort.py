@@ -2,7 +2,10 @@
 
 A cohort file is a CSV (``,`` ``;`` or tab separated, UTF-8) with the columns ``id,image,mask``
 and optionally ``label`` (one label value, or several as ``1;2``, ``1+2`` or ``1 2``; empty: every label),
-``timepoint``, ``observer`` and ``channel``; other columns are ignored. Paths are relative to the
+``timepoint``, ``observer``, ``channel`` and ``roi``; other columns are ignored. The mask may be a DICOM
+RTSTRUCT or SEG (``.dcm``) with the image the folder of the DICOM series it was drawn on; ``roi`` then names
+the ROI / segment to take (empty: every ROI, each its own segment, for extraction; the file's only ROI for the
+workflows that take one mask per row, :func:`read_cohort`'s ``one_roi``). Paths are relative to the
 file. A case is identified by its *key*: the id plus whichever of timepoint / observer / channel it
 has, so one patient may appear once per timepoint, observer or channel, but never twice the same.
 
@@ -40,7 +43,7 @@ from .provenance import file_sha256
 from .validation import check_mask_is_label_map, grid_differences, labels_present
 
 REQUIRED_COLUMNS = ("id", "image", "mask")
-OPTIONAL_COLUMNS = ("label", "timepoint", "observer", "channel")
+OPTIONAL_COLUMNS = ("label", "timepoint", "observer", "channel", "roi")
 #: Optional columns that are part of a case's identity (a patient may appear once per value).
 KEY_COLUMNS = ("timepoint", "observer", "channel")
 IMAGE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".img.gz", ".img", ".tif", ".tiff")
@@ -55,6 +58,8 @@ class Case:
     ``where`` is the row (``row 4``) or folder it came from; ``image_sha256`` / ``mask_sha256`` are
     the SHA-256 of the files (for a DICOM folder: of its files' names and contents); ``roi_voxels``
     counts the mask voxels of the chosen labels (the cost estimate that orders the work, largest first).
+    ``roi``: with a DICOM RTSTRUCT / SEG mask, the ROI taken ("": every ROI); read the mask with
+    :func:`case_mask` or :func:`case_segments`.
     """
 
     id: str
@@ -68,6 +73,7 @@ class Case:
     image_sha256: str = ""
     mask_sha256: str = ""
     roi_voxels: int = 0
+    roi: str = ""
 
     @property
     def key(self) -> str:
@@ -83,7 +89,36 @@ class Case:
         """Where the case's data came from, for the provenance."""
         return {"image_file": {"path": str(self.image), "sha256": self.image_sha256},
                 "mask_file": {"path": str(self.mask), "sha256": self.mask_sha256},
-                "labels": list(self.labels), **{k: v for k, v in self.key_values().items() if v}}
+                "labels": list(self.labels), **{k: v for k, v in self.key_values().items() if v},
+                **({"roi": self.roi} if self.roi else {})}
+
+    @property
+    def dicom_mask(self) -> bool:
+        """Whether the mask is a DICOM RTSTRUCT or SEG (read on the image's series)."""
+        return is_dicom_file(self.mask)
+
+
+def is_dicom_file(path) -> bool:
+    """Whether ``path`` is a DICOM RTSTRUCT or SEG file."""
+    from .dicom import is_dicom_mask
+
+    return bool(path) and Path(path).is_file() and is_dicom_mask(path)
+
+
+def case_mask(case: Case, what: str = "mask") -> tuple:
+    """``(label map, {segment name: label})`` of a case's mask (:func:`RadiomicsLabLib.dicom.read_mask`): a label
+    map file as it is, or a DICOM RTSTRUCT / SEG's ROI ``case.roi`` (default every ROI) on the image's series."""
+    from .dicom import read_mask
+
+    return read_mask(case.mask, case.image, what, [case.roi] if case.roi else None)
+
+
+def case_segments(case: Case) -> list:
+    """(name, binary mask, label) of each segment of a case's DICOM mask (``case.roi``, or every ROI, each on its own:
+    they may overlap), for :func:`RadiomicsLabLib.extraction.extract_masks`."""
+    from .dicom import read_dicom_segments
+
+    return [(s.name, s.mask, 1) for s in read_dicom_segments(case.mask, case.image, [case.roi] if case.roi else None)]
 
 
 @dataclass(frozen=True)
@@ -202,12 +237,14 @@ def _split_outside(entries, root: Path, source: Path) -> tuple[list, list]:
     return kept, problems
 
 
-def read_cohort(path, channels=None, inside=None) -> Cohort:
+def read_cohort(path, channels=None, inside=None, one_roi: bool = False) -> Cohort:
     """Read and validate a cohort CSV file or discover one in a folder (see the module docstring).
 
     ``channels``: keep only cases of these channels. ``inside``: a folder every image and mask must be
     in (links and ``..`` resolved; e.g. a web server's data folder); a row naming a file outside it is a
-    problem and none of its files is read. Problems are collected, never raised; call
+    problem and none of its files is read. ``one_roi``: each row is one mask (habitats, delta, observers): a
+    DICOM mask without ``roi`` gives its only ROI (or the ROI named like the row's observer), else a problem
+    listing its ROIs; otherwise (extraction) every ROI. Problems are collected, never raised; call
     :meth:`Cohort.check` to refuse a cohort with problems.
     """
     path = Path(path).expanduser().absolute()  # workers may run elsewhere: every path absolute
@@ -237,7 +274,7 @@ def read_cohort(path, channels=None, inside=None) -> Cohort:
             checked.append((where, fields))
     # Validation reads every image (SimpleITK releases the GIL while reading): one thread per core.
     with ThreadPoolExecutor(max(1, min(available_cores(), len(checked)))) as pool:
-        validated = [pool.submit(_validate_entry, *entry) if entry[0] is not None else None for entry in checked]
+        validated = [pool.submit(_validate_entry, *entry, one_roi) if entry[0] is not None else None for entry in checked]
         cases = []
         for entry, future in zip(checked, validated):
             case, case_problems = future.result() if future is not None else entry
@@ -260,7 +297,8 @@ def case_hash(case: Case, task_name: str, fingerprint) -> str:
     the image and mask contents and the case's labels and key. Paths are left out, so moving the
     data keeps finished results valid; changing a file, a label or a setting invalidates them."""
     content = {"task": task_name, "settings": fingerprint, "image_sha256": case.image_sha256,
-               "mask_sha256": case.mask_sha256, "labels": list(case.labels), "key": case.key}
+               "mask_sha256": case.mask_sha256, "labels": list(case.labels), "key": case.key,
+               **({"roi": case.roi} if case.roi else {})}
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -397,7 +435,7 @@ def _pairs_in(folder: Path):
 
 
 # Validation of one entry -------------------------------------------------------------------
-def _validate_entry(where: str, fields: dict):
+def _validate_entry(where: str, fields: dict, one_roi: bool = False):
     """(Case or None, problems) for one row or discovered pair: every check, every problem."""
     case_id = str(fields.get("id", ""))
     problems = []
@@ -415,6 +453,12 @@ def _validate_entry(where: str, fields: dict):
             labels = tuple(dict.fromkeys(int(p) for p in parts))
         else:
             problem(f"label '{label_text}' is not a positive whole number; write e.g. 1, or 1;2 for several labels")
+    roi = str(fields.get("roi", "") or "")
+    if is_dicom_file(fields.get("mask")):
+        return _validate_dicom_entry(where, fields, labels, roi, one_roi, problems)
+    if roi:
+        problem(f"roi '{roi}' names an ROI of a DICOM RTSTRUCT or SEG, and the mask '{fields.get('mask')}' is a label "
+                "map; choose its labels in the label column")
     images = {}
     for role in ("image", "mask"):
         value = fields.get(role)
@@ -454,6 +498,33 @@ def _validate_entry(where: str, fields: dict):
                 image_sha256=path_sha256(fields["image"]), mask_sha256=path_sha256(fields["mask"]), roi_voxels=roi_voxels,
                 **key)
     return case, []
+
+
+def _validate_dicom_entry(where: str, fields: dict, labels: tuple, roi: str, one_roi: bool, problems: list):
+    """(Case or None, problems) of a row whose mask is a DICOM RTSTRUCT or SEG: the image its series folder, the
+    ROI (``roi``, or with ``one_roi`` the file's only one) in the file, every ROI taken rasterised on the series."""
+    from .dicom import read_dicom_segments
+    from .dicom.masks import check_series_folder, only_roi
+
+    case_id, mask = str(fields.get("id", "")), Path(fields["mask"])
+    if labels:
+        problems.append(CohortProblem(where, f"label picks label values of a label map, and the mask '{mask}' is a "
+                                             "DICOM RTSTRUCT or SEG; name its ROI in the roi column", case_id))
+    try:
+        if not fields.get("image"):
+            raise RadiomicsLabError("the image is empty; give the folder of the DICOM series the mask was drawn on")
+        check_series_folder(mask, fields["image"])
+        if not roi and one_roi:
+            roi = only_roi(mask, str(fields.get("observer", "") or "") or None, "mask", "name one in the roi column")
+        segments = read_dicom_segments(mask, fields["image"], [roi] if roi else None)
+    except RadiomicsLabError as error:
+        problems.append(CohortProblem(where, _lower_first(str(error)), case_id))
+    if problems:
+        return None, problems
+    voxels = sum(int(np.count_nonzero(sitk.GetArrayViewFromImage(s.mask))) for s in segments)
+    key = {column: str(fields.get(column, "") or "") for column in KEY_COLUMNS}
+    return Case(case_id, Path(fields["image"]), mask, (), where=where, image_sha256=path_sha256(fields["image"]),
+                mask_sha256=path_sha256(mask), roi_voxels=voxels, roi=roi, **key), []
 
 
 def _entry_key(fields: dict) -> tuple:

@@ -146,20 +146,24 @@ def date_from_dicom(path) -> tuple[datetime.date | None, str]:
     return date_from_metadata(reader)
 
 
-def timepoint_from_files(date, image_path, mask_path=None, label: str = "") -> Timepoint:
+def timepoint_from_files(date, image_path, mask_path=None, label: str = "", rois=None) -> Timepoint:
     """Read a timepoint from files; an empty ``date`` is taken from the image's DICOM StudyDate / AcquisitionDate.
 
-    ``mask_path`` may be None (a follow-up whose mask is to be propagated). The date stays None
+    ``mask_path`` may be None (a follow-up whose mask is to be propagated), or a DICOM RTSTRUCT / SEG with
+    ``image_path`` the folder of the DICOM series it was drawn on: its ROIs ``rois`` (default all; labels 1, 2, ...
+    in that order) become the lesions, named by the ROIs (``source["segments"]``). The date stays None
     when it is neither given nor in the image (:func:`check_timepoints` then says so).
     """
+    from .cohort import is_dicom_file
+    from .dicom import read_mask
     from .imageio import read_image
 
     given = parse_date(date) if date not in (None, "") else None
     image = read_image(image_path, "image")
-    mask = None
-    if mask_path:
-        mask = check_mask_is_label_map(read_image(mask_path, "mask"), where=f"mask '{mask_path}'")
+    mask, segments = (None, {}) if not mask_path else read_mask(mask_path, image_path, "mask", list(rois or []) or None)
     source = {"image": str(image_path), "mask": str(mask_path) if mask_path else ""}
+    if mask_path and is_dicom_file(mask_path):
+        source["segments"] = segments  # the ROI names
     if given is not None:
         when, source["date"] = given, "given"
     else:
@@ -235,6 +239,7 @@ def resolve_lesions(baseline: Timepoint, labels=None) -> dict[str, int]:
         for label in labels.values():
             check_label(baseline.mask, int(label))
         return {str(name): int(label) for name, label in labels.items()}
+    names = {label: name for name, label in baseline.source.get("segments", {}).items()}  # a DICOM mask's ROIs
     if labels:
         for label in labels:
             check_label(baseline.mask, int(label))
@@ -243,7 +248,7 @@ def resolve_lesions(baseline: Timepoint, labels=None) -> dict[str, int]:
         chosen = labels_present(baseline.mask)
         if not chosen:
             raise RadiomicsLabError(f"The baseline mask of '{baseline.label}' is empty; segment the lesion(s) first.")
-    return {segment_name(label): label for label in chosen}
+    return {names.get(label, segment_name(label)): label for label in chosen}
 
 
 # Change between two values ----------------------------------------------------------------------
@@ -818,7 +823,7 @@ def cohort_timepoints(cohort) -> dict[str, tuple[list, tuple]]:
     for case in cohort.cases:
         label, date = parse_timepoint_key(case.timepoint)
         try:
-            tp = timepoint_from_files(date, case.image, case.mask, label)
+            tp = timepoint_from_files(date, case.image, case.mask, label, [case.roi] if case.roi else None)
         except RadiomicsLabError as error:
             problems.append(f"{case.where} (id '{case.id}'): {error}")
             continue
@@ -836,7 +841,7 @@ def patient_timepoints(cases) -> tuple[list, tuple]:
     timepoints = []
     for case in cases:
         label, date = parse_timepoint_key(case.timepoint)
-        timepoints.append(timepoint_from_files(date, case.image, case.mask, label))
+        timepoints.append(timepoint_from_files(date, case.image, case.mask, label, [case.roi] if case.roi else None))
     for tp, name in zip(timepoints, default_labels(len(timepoints))):
         tp.label = tp.label or name
     return timepoints, cases[0].labels
@@ -850,8 +855,7 @@ def cohort_problems(cohort, reference: str = "baseline", lesions=()) -> list:
     ``lesions`` (label values asked for every patient) absent from the patient's baseline mask. The per-patient
     checks are left out for a patient that already has a problem in the file (a row that did not validate).
     """
-    from .cohort import CohortProblem, rows_where
-    from .imageio import read_image
+    from .cohort import CohortProblem, case_mask, rows_where
 
     problems, broken = [], {problem.case_id for problem in cohort.problems}  # a row missing: no per-patient check
     for patient, cases in cohort.patients().items():
@@ -881,7 +885,7 @@ def cohort_problems(cohort, reference: str = "baseline", lesions=()) -> list:
             problems.append(CohortProblem(where, f"patient '{patient}': {_lower_first(str(error))}", patient))
             continue
         if lesions:
-            present = labels_present(read_image(cases[0].mask, "mask"))
+            present = labels_present(case_mask(cases[0])[0])
             absent = [label for label in lesions if label not in present]
             if absent:
                 problems.append(CohortProblem(cases[0].where, f"patient '{patient}': the baseline mask has no lesion "
@@ -945,12 +949,17 @@ def delta_case(cases, params: dict):
                              "images": [str(path) for path, _ in images]})
 
 
+def propagated_timepoints(result) -> list:
+    """The timepoints of a :class:`DeltaResult` whose mask was propagated from the baseline by registration."""
+    return [tp for tp in result.timepoints if str(tp.source.get("mask", "")).startswith("propagated")]
+
+
 def result_images(result, folder) -> list:
     """(path, image) of a patient's propagated masks (``masks/<patient>_<timepoint>_propagated.nii.gz``) and
     difference maps (``maps/<patient>_<timepoint>_difference.nii.gz``) in ``folder``."""
     folder = Path(folder)
     images = [(folder / "masks" / f"{result.patient}_{tp.label}_propagated.nii.gz", tp.mask)
-              for tp in result.timepoints if str(tp.source.get("mask", "")).startswith("propagated")]
+              for tp in propagated_timepoints(result)]
     images += [(folder / "maps" / f"{result.patient}_{label}_difference.nii.gz", image)
                for label, image in result.difference_maps.items()]
     return images

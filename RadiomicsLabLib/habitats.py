@@ -1157,19 +1157,38 @@ def ring_region(mask: sitk.Image, start_mm: float, stop_mm: float, clip_mask: si
 # Files: cohort table in, CSV and plots out ------------------------------------------------------
 @dataclass
 class PatientFiles:
-    """One patient of a cohort: name, ROI mask file and label, channel name -> image file."""
+    """One patient of a cohort: name, ROI mask file and label, channel name -> image file; a DICOM RTSTRUCT / SEG
+    mask is read on ``series``, the DICOM series folder it was drawn on (its ROI ``roi``, default its only one)."""
 
     name: str
     mask: Path
     channels: dict
     label: int | None = None
+    roi: str | None = None
+    series: Path | None = None
 
     def load(self) -> Patient:
         from .imageio import read_image
 
-        mask = read_image(self.mask, f"mask of patient '{self.name}'")
+        mask = read_roi_mask(self.mask, self.series, self.roi, f"mask of patient '{self.name}'")
         channels = {c: read_image(p, f"channel '{c}' of patient '{self.name}'") for c, p in self.channels.items()}
         return Patient(self.name, mask, channels, self.label)
+
+
+def read_roi_mask(mask, series=None, roi: str | None = None, what: str = "mask") -> sitk.Image:
+    """A patient's ROI mask file: a label map as it is, or the ROI ``roi`` (default: the file's only one) of a DICOM
+    RTSTRUCT / SEG rasterised on the DICOM series folder ``series`` (:func:`RadiomicsLabLib.dicom.read_mask`)."""
+    from .cohort import is_dicom_file
+    from .dicom import read_mask
+    from .dicom.masks import check_series_folder, only_roi
+    from .imageio import read_image
+
+    if not is_dicom_file(mask):
+        if roi:
+            read_mask(mask, series, what, [roi])  # a label map has no named ROIs: read_mask's one-line error
+        return read_image(mask, what)
+    check_series_folder(mask, series, what)
+    return read_mask(mask, series, what, [roi or only_roi(mask, None, what)])[0]
 
 
 def cohort_patients(source, mask_channel: str | None = None, channels=None) -> list:
@@ -1195,7 +1214,7 @@ def habitat_cohort(source, mask_channel: str | None = None, channels=None) -> tu
     :meth:`~RadiomicsLabLib.cohort.Cohort.skip_patients_with_problems` to run the valid patients)."""
     from .cohort import CohortProblem, read_cohort, rows_where
 
-    cohort = read_cohort(source)
+    cohort = read_cohort(source, one_roi=True)
     problems = []
     for case in cohort.cases:
         if not case.channel:
@@ -1230,7 +1249,8 @@ def patient_files(cases, mask_channel: str, channels) -> PatientFiles:
     by_channel = {case.channel: case for case in cases}
     labels = by_channel[mask_channel].labels
     return PatientFiles(cases[0].id, by_channel[mask_channel].mask, {c: by_channel[c].image for c in channels},
-                        labels[0] if labels else None)
+                        labels[0] if labels else None, by_channel[mask_channel].roi or None,
+                        by_channel[mask_channel].image)
 
 
 def safe_name(name: str) -> str:

@@ -14,7 +14,9 @@ for every caller: ``radiomicslab habitats`` and :meth:`RadiomicsLabLib.mrml.habi
 
 The cohort mode on the batch layer writes the label maps in its tasks and the rest from the patients'
 :class:`~RadiomicsLabLib.habitats.HabitatSummary` (:func:`finished_summaries`), with the same writer.
-Here too: what a run reads from files (:func:`read_patient`, :func:`file_inputs`) and the output checks.
+Here too: what a run reads from files (:func:`read_patient`, :func:`file_inputs`), the output checks, the run of
+one patient read from files (:func:`run_patient`) and, with ``--seg``, the habitat label map as a DICOM SEG on
+the DICOM series MASK was drawn on (:func:`check_habitat_seg`, :func:`write_habitat_seg`).
 """
 
 from dataclasses import dataclass
@@ -28,6 +30,45 @@ OUTPUT_FILES = ("habitats.csv", "cohort.csv", "features.csv", "k_scores.csv", "h
 PROVENANCE_FILE = "habitats.provenance.json"
 #: File endings left out of a mask's name when it names the patient (:func:`file_patient_name`).
 MASK_SUFFIXES = (".seg.nrrd", ".nii.gz", ".nrrd", ".nii", ".mha", ".mhd", ".nhdr")
+
+
+# The command line's texts -------------------------------------------------------------------------
+def parse_channels(channels) -> dict:
+    """``--channel NAME=IMAGE`` texts -> {name: Path}, names unique."""
+    named = {}
+    for text in channels:
+        name, sep, path = text.partition("=")
+        name, path = name.strip(), path.strip()
+        if not sep or not name or not path:
+            raise RadiomicsLabError(f"--channel '{text}' is not NAME=IMAGE; write e.g. --channel CT=ct.nii.gz.")
+        if name in named:
+            raise RadiomicsLabError(f"Channel name '{name}' is given twice; give each channel its own name.")
+        named[name] = Path(path)
+    return named
+
+
+def parse_count(text, option: str, what: str):
+    """``auto`` (or None) as it is, else a whole number >= 1 (``what`` names it in the message)."""
+    if text is None or text.strip().lower() == "auto":
+        return text if text is None else "auto"
+    try:
+        count = int(text)
+    except ValueError:
+        raise RadiomicsLabError(f"{option} '{text}' is not {what}; give a whole number >= 1 or 'auto'.") from None
+    if count < 1:
+        raise RadiomicsLabError(f"{option} {count}: {what} must be at least 1.")
+    return count
+
+
+def parse_range(text: str) -> tuple:
+    """``--k-range LOW:HIGH`` -> (low, high), 2 <= low <= high."""
+    try:
+        low, high = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise RadiomicsLabError(f"--k-range '{text}' is not LOW:HIGH (e.g. 2:8).") from None
+    if not 2 <= low <= high:
+        raise RadiomicsLabError(f"--k-range {text}: need 2 <= LOW <= HIGH.")
+    return low, high
 
 
 def map_paths(folder, patients) -> list:
@@ -49,14 +90,95 @@ def check_outputs_writable(folder, paths, inputs=()) -> None:
     check_outputs([*paths, *(Path(folder) / name for name in OUTPUT_FILES)], inputs)
 
 
-def read_patient(name: str, mask, channels: dict, label=None):
+def read_patient(name: str, mask, channels: dict, label=None, roi: str | None = None):
     """A :class:`~RadiomicsLabLib.habitats.Patient` read from files: its ROI ``mask`` and ``channels``
-    (channel name -> image path, in order); ``label``: the ROI's value in the mask (None: every non-zero voxel)."""
-    from .habitats import Patient
+    (channel name -> image path, in order); ``label``: the ROI's value in the mask (None: every non-zero voxel).
+    ``mask`` may be a DICOM RTSTRUCT / SEG drawn on the first channel, given as its DICOM series folder (``roi``
+    picks its ROI, default the file's only one)."""
+    from .habitats import Patient, read_roi_mask
     from .imageio import read_image
 
-    return Patient(name, read_image(mask, "mask"),
+    return Patient(name, read_roi_mask(mask, mask_series(channels), roi, "mask"),
                    {channel: read_image(path, f"channel '{channel}'") for channel, path in channels.items()}, label)
+
+
+def mask_series(channels: dict):
+    """The image a DICOM MASK was drawn on: the first channel's (its DICOM series folder)."""
+    return next(iter(channels.values()), None)
+
+
+def check_habitat_seg(seg, mask, channels: dict, inputs=()) -> Path:
+    """``--seg FILE.dcm`` checked before any work (:func:`~RadiomicsLabLib.dicom.masks.check_seg_output`): the first
+    channel a DICOM series folder, and a label-map MASK on its grid (the SEG's segments lie on the series)."""
+    from .cohort import is_dicom_file
+    from .dicom.masks import check_seg_output
+    from .imageio import read_image
+    from .validation import grid_differences
+
+    series = mask_series(channels)
+    path = check_seg_output(seg, series, inputs, image_role="the first --channel (the DICOM series MASK was drawn on)")
+    if not is_dicom_file(mask):
+        differences = grid_differences(read_image(series, "first channel"), read_image(mask, "mask"))
+        if differences:
+            raise RadiomicsLabError(f"--seg writes the habitats on the DICOM series of the first channel '{series}', and "
+                                    f"the mask '{mask}' is not on its grid ({'; '.join(differences)}); give the series "
+                                    "MASK was drawn on as the first --channel, or leave out --seg.")
+    return path
+
+
+def habitat_segments(result) -> list:
+    """The habitats of one patient (:class:`~RadiomicsLabLib.habitats.PatientHabitats`) as DICOM SEG segments: one per
+    habitat present, named ``Habitat N``, coded SCT Tissue, in the habitat's colour (as in the scene and plots)."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from .dicom.write import TISSUE, SegmentToWrite
+    from .habitats import habitat_colour
+
+    labels = sitk.GetArrayViewFromImage(result.label_map)
+    segments = []
+    for habitat in (int(h) for h in np.unique(labels) if h > 0):
+        mask = sitk.GetImageFromArray((labels == habitat).astype(np.uint8))
+        mask.CopyInformation(result.label_map)
+        colour = tuple(int(round(255 * c)) for c in habitat_colour(habitat))
+        segments.append(SegmentToWrite(f"Habitat {habitat}", mask, *TISSUE, colour))
+    return segments
+
+
+def write_habitat_seg(result, series, path) -> Path:
+    """Write one patient's habitats (:func:`habitat_segments`) as a DICOM SEG referencing the series in ``series``."""
+    from .dicom.write import write_seg
+
+    return write_seg(habitat_segments(result), series, path, series_description=f"RadiomicsLab habitats ({result.patient})")
+
+
+def check_patient_inputs(mask, channels: dict) -> None:
+    """Every file of a patient given on the command line present (before anything is read)."""
+    for path in [mask, *channels.values()]:
+        if not Path(path).exists():
+            raise RadiomicsLabError(f"Cannot read '{path}': no such file or folder; check the path.")
+
+
+def run_patient(folder, target: dict, n_habitats, method, options: dict, settings=None, inputs=(), provenance_inputs=None,
+                seg=None, progress=None) -> tuple:
+    """Habitats of one patient read from files (``radiomicslab habitats MASK --channel ...``): every check first
+    (feature maps, outputs, ``seg``), then :func:`~RadiomicsLabLib.habitats.fit_habitats`, per-habitat features
+    with ``settings``, the files (:func:`write_habitat_outputs`) and with ``seg`` the DICOM SEG. ``target``:
+    :func:`read_patient`'s arguments. Returns (model, results)."""
+    from .habitats import feature_map_names, fit_habitats
+
+    feature_map_names(options["feature_maps"], list(target["channels"]), options["map_radius"], options["map_definition"],
+                      options["map_settings"])
+    check_outputs_writable(folder, map_paths(folder, [target["name"]]), inputs)
+    if seg is not None:
+        check_habitat_seg(seg, target["mask"], target["channels"], inputs)
+    patient = read_patient(**target)
+    model, results = fit_habitats([patient], n_habitats, method, progress=progress, **options)
+    features = features_by_patient([patient], results, settings, progress)
+    write_habitat_outputs(folder, model, results, features, provenance_inputs)
+    if seg is not None:
+        write_habitat_seg(results[0], mask_series(target["channels"]), seg)
+    return model, results
 
 
 def file_patient_name(mask) -> str:
@@ -68,12 +190,13 @@ def file_patient_name(mask) -> str:
     return Path(mask).stem
 
 
-def file_inputs(mask=None, cohort=None, channels=None, settings=None) -> dict:
-    """The provenance's ``inputs`` of a run read from files: the mask, cohort and channel paths (resolved) and the
-    feature settings as given."""
+def file_inputs(mask=None, cohort=None, channels=None, settings=None, roi=None) -> dict:
+    """The provenance's ``inputs`` of a run read from files: the mask, cohort and channel paths (resolved), the
+    feature settings as given and (a DICOM MASK) the ROI picked with --roi."""
     return {"mask": str(Path(mask).resolve()) if mask is not None else None,
             "cohort": str(Path(cohort).resolve()) if cohort else None,
-            "channels": {n: str(Path(p).resolve()) for n, p in (channels or {}).items()}, "settings": settings}
+            "channels": {n: str(Path(p).resolve()) for n, p in (channels or {}).items()}, "settings": settings,
+            **({"roi": roi} if roi else {})}
 
 
 def write_habitat_outputs(folder, model, results, features: dict | None = None, inputs: dict | None = None,
@@ -149,13 +272,13 @@ class CohortRun:
 
 def run_cohort(cohort_path, folder, n_habitats, method, options: dict, run_stage, settings=None, mask_channel=None,
                channels=None, target: dict | None = None, inputs=(), provenance_inputs=None, keep_going=False,
-               progress=None) -> CohortRun:
+               progress=None, seg=None) -> CohortRun:
     """Population-level habitats of a cohort on the batch layer (``radiomicslab habitats --cohort``), its files
     written by :func:`write_habitat_outputs`: the cohort file checked first (every problem with its row; with
     ``keep_going`` a patient with a problem is left out whole), the outputs checked, one data task per patient, the
     model fitted here on the finished patients' pool (:func:`~RadiomicsLabLib.habitats.fit_pooled`), then one label
     task per patient, or ``target`` (MASK's patient: :func:`read_patient`'s arguments, read before any work) labelled
-    here. ``options``: :func:`~RadiomicsLabLib.habitats.habitat_model`'s; ``run_stage(what, cases, task, earlier)``
+    here (with ``seg``, also written as a DICOM SEG: :func:`write_habitat_seg`). ``options``: :func:`~RadiomicsLabLib.habitats.habitat_model`'s; ``run_stage(what, cases, task, earlier)``
     runs a task over the cases (:func:`~RadiomicsLabLib.batch.run_batch`, e.g. with a progress bar and a shared
     cluster) and returns its :class:`~RadiomicsLabLib.batch.BatchSummary`; ``inputs``: (role, path) of the files
     read besides the cohort's; ``progress(done, total, message)``: the steps run here."""
@@ -181,6 +304,8 @@ def run_cohort(cohort_path, folder, n_habitats, method, options: dict, run_stage
     first = data_task(model, folder, mask_channel, channels)
     check_outputs_writable(folder, [*paths, *(folder / name for name in output_files(first))],
                            list(inputs) + cohort_inputs(cohort)[1:])  # no output may replace an image or mask
+    if target is not None and seg is not None:
+        check_habitat_seg(seg, target["mask"], target["channels"], list(inputs) + cohort_inputs(cohort)[1:])
     patient = read_patient(**target) if target is not None else None  # before any work
     summary = run_stage("Habitat data", cohort, first, ())
     statuses = cohort_status(folder, cohort, first)
@@ -203,4 +328,6 @@ def run_cohort(cohort_path, folder, n_habitats, method, options: dict, run_stage
         if not results:
             return CohortRun(model, [], failed, "no patient was labelled")
     write_habitat_outputs(folder, model, results, features, provenance_inputs, paths[:1])
+    if patient is not None and seg is not None:
+        write_habitat_seg(results[0], mask_series(target["channels"]), seg)
     return CohortRun(model, results, failed)

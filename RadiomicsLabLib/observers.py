@@ -701,7 +701,7 @@ def batch_cohort(path: Path):
 
     header, rows = cohort_rows(path)
     if "id" in header:
-        return read_cohort(path)
+        return read_cohort(path, one_roi=True)
     with tempfile.TemporaryDirectory(prefix="radiomicslab-cohort-") as folder:
         copy = Path(folder) / path.name
         buffer = io.StringIO()
@@ -715,7 +715,7 @@ def batch_cohort(path: Path):
                              else row.get(c, "") for c in header])
             line = row["_line"]
         copy.write_text(buffer.getvalue(), encoding="utf-8")
-        cohort = read_cohort(copy)
+        cohort = read_cohort(copy, one_roi=True)
     cohort.source, cohort.source_sha256 = path.absolute(), hashlib.sha256(path.read_bytes()).hexdigest()
     return cohort
 
@@ -790,7 +790,8 @@ def lesion_case(cases, params: dict):
     label = next((case.labels[0] for case in cases if case.labels), params["label"])
     readers = params["readers"].get(name, {})
     observers = [(observer_name(c), c.mask, readers.get(observer_name(c), observer_name(c))) for c in cases]
-    lesion = load_lesion(name, cases[0].image, observers, label, params["strict"], 1 if plan else 2)
+    lesion = load_lesion(name, cases[0].image, observers, label, params["strict"], 1 if plan else 2,
+                         {observer_name(c): c.roi for c in cases if c.roi})
     if plan:
         perturb_lesion(lesion, plan, params["seed"])
     result, values, provenance = study_lesion(lesion, params["settings"], params["features"])

@@ -119,6 +119,11 @@ COHORT_FILES = {
     "cohort_missing_file.csv": "id,image,mask\np1,image.nrrd,nosuch.nrrd\n",
     "cohort_duplicate_id.csv": "id,image,mask\np1,image.nrrd,mask.nrrd\np1,image.nrrd,mask.nrrd\n",
     "cohort_bad_label.csv": "id,image,mask,label\np1,image.nrrd,mask.nrrd,abc\n",
+    # DICOM masks in cohort files (seg.dcm: the SEG of GTV and GTV_grown on dicom_series, made in `inputs`)
+    "cohort_dicom_nrrd_image.csv": "id,image,mask,roi\np1,image.nrrd,seg.dcm,GTV\n",
+    "cohort_dicom_unknown_roi.csv": "id,image,mask,roi\np1,dicom_series,seg.dcm,Tumour\n",
+    "cohort_roi_of_a_label_map.csv": "id,image,mask,roi\np1,image.nrrd,mask.nrrd,GTV\n",
+    "habitats_dicom_two_segments.csv": "id,image,mask,channel\np1,dicom_series,seg.dcm,MR\n",
 }
 
 
@@ -540,6 +545,21 @@ CLI_CASES = {
     "habitats: a CSV table as channel": case("habitats @mask.nrrd --channel MR=@table.csv -o habitats", NOT_AN_IMAGE),
     "habitats: a missing channel": case("habitats @mask.nrrd --channel MR=@nosuch.nrrd -o habitats", "no such file"),
     "habitats: a missing cohort": case("habitats --cohort @nosuch.csv -o habitats --workers 0", "nosuch.csv"),
+    "habitats: a DICOM SEG with a NRRD channel": case("habitats @seg.dcm --roi GTV --channel MR=@image.nrrd -o habitats",
+                                                      "is a DICOM segmentation", "folder of the DICOM series"),
+    "habitats: an unknown --roi": case("habitats @seg.dcm --roi Tumour --channel MR=@dicom_series -o habitats",
+                                       "has no segment named 'Tumour'", "'GTV', 'GTV_grown'"),
+    "habitats: a SEG of two segments without --roi": case("habitats @seg.dcm --channel MR=@dicom_series -o habitats",
+                                                          "holds the ROIs 'GTV', 'GTV_grown'", "--roi"),
+    "habitats: --roi with a label map": case(f"{HABITATS} --roi GTV", "--roi picks ROIs of a DICOM RTSTRUCT or SEG"),
+    "habitats: --seg without a DICOM series": case(f"{HABITATS} --seg habitats.dcm", "--seg writes a DICOM SEG",
+                                                   "the first --channel"),
+    "habitats: --seg not .dcm": case("habitats @seg.dcm --roi GTV --channel MR=@dicom_series -o habitats --seg h.nrrd",
+                                     "must end in .dcm"),
+    "habitats: --seg with --cohort alone": case("habitats --cohort @habitats_dicom_two_segments.csv -o habitats "
+                                                "--workers 0 --seg habitats.dcm", "describe MASK"),
+    "habitats: a cohort SEG of two segments without roi": case("habitats --cohort @habitats_dicom_two_segments.csv "
+                                                               "-o habitats --workers 0", "has 1 problem", lines=2),
 
     # delta (timepoints; the cohort mode only for a missing cohort file)
     "delta: month 13": case(DELTA.replace("2020-01-01", "2020-13-01"), "'2020-13-01' is not a date", "YYYY-MM-DD"),
@@ -550,6 +570,14 @@ CLI_CASES = {
     "delta: dates out of order": case(DELTA.replace("2020-01-01", "2020-06-01"), "out of date order"),
     "delta: the same date twice": case(DELTA.replace("2020-01-01", "2020-03-01"), "the same date 2020-03-01"),
     "delta: no date and no DICOM": case(DELTA.replace("2020-01-01", ""), "has no date"),
+    "delta: a DICOM SEG with a NRRD image": case("delta --timepoint 2020-01-01:@image.nrrd:@seg.dcm --roi GTV --timepoint "
+                                                 "2020-03-01:@image.nrrd:@mask2.nrrd -o delta", "is a DICOM segmentation"),
+    "delta: an unknown --roi": case("delta --timepoint 2020-01-01:@dicom_series:@seg.dcm --roi Tumour --timepoint "
+                                    "2020-03-01:@image.nrrd:@mask2.nrrd -o delta", "has no segment named 'Tumour'"),
+    "delta: --seg without a DICOM series": case("delta --timepoint 2020-01-01:@image.nrrd:@mask.nrrd --timepoint "
+                                                "2020-03-01:@image.nrrd --register rigid --propagate --seg segs_ -o delta",
+                                                "--seg writes a DICOM SEG", "the image of timepoint 'T1'"),
+    "delta: --seg without --propagate": case(f"{DELTA} --seg segs_", "--seg writes the masks delta propagates"),
     "delta: one timepoint": case("delta --timepoint 2020-01-01:@image.nrrd:@mask.nrrd -o delta",
                                  "at least two timepoints"),
     "delta: a timepoint without colons": case("delta --timepoint garbage --timepoint 2020-03-01:@image.nrrd:@mask.nrrd"
@@ -612,6 +640,11 @@ CLI_CASES = {
                                               lines=2),
     "batch: an empty cohort folder": case("batch @cohort_folder -o batch --workers 0", "has 1 problem", lines=2),
     "batch: --channel of no case": case(f"{BATCH} --workers 0 --channel CT", "has 1 problem", lines=2),
+    "batch: a DICOM mask with a NRRD image": case("batch @cohort_dicom_nrrd_image.csv -o batch --workers 0",
+                                                  "has 1 problem", lines=2),
+    "batch: an unknown roi": case("batch @cohort_dicom_unknown_roi.csv -o batch --workers 0", "has 1 problem", lines=2),
+    "batch: a roi of a label map": case("batch @cohort_roi_of_a_label_map.csv -o batch --workers 0", "has 1 problem",
+                                        lines=2),
 
     # demo, ibsi, presets
     "demo: unknown case": case("demo --case nosuch -o demo", "Unknown sample case 'nosuch'", "brain1"),

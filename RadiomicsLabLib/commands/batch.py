@@ -110,9 +110,11 @@ def command(cohort, output_dir, params, engine, image_types, workers, memory_lim
             keep_going, show_status):
     """Extract features of every case of COHORT into DIR.
 
-    COHORT is a CSV file with columns id,image,mask (optional label, timepoint, observer, channel;
+    COHORT is a CSV file with columns id,image,mask (optional label, timepoint, observer, channel, roi;
     paths relative to the file) or a folder with one sub-folder per patient holding
-    <name>_image / <name>_mask pairs. Every row is checked before any work. Finished cases are
+    <name>_image / <name>_mask pairs. A mask may be a DICOM RTSTRUCT or SEG (.dcm) with the image the
+    folder of its DICOM series: every ROI is then its own segment, named by the ROI (or the ROI the roi
+    column names), as 'radiomicslab extract' gives them. Every row is checked before any work. Finished cases are
     kept as they arrive, so a rerun (after a failure, Ctrl-C or a killed process) skips them and
     does the rest. Exit status: 0 when every case is done, 1 when some failed or were invalid,
     2 for bad input.

@@ -20,10 +20,17 @@ from .batch import BATCH_OPTIONS, cluster_options, refuse_batch_options, run_wit
               help="A timepoint, in date order, baseline first (repeatable). DATE is YYYY-MM-DD or YYYYMMDD; leave it "
                    "empty (:IMAGE:MASK) to read the DICOM StudyDate of IMAGE; leave MASK out (DATE:IMAGE) for a follow-up "
                    "whose mask is propagated from the baseline (--propagate).")
+@click.option("--roi", "rois", multiple=True,
+              help="DICOM RTSTRUCT/SEG masks (IMAGE the DICOM series folder): the ROI / segment to follow, by name "
+                   "(repeatable: each a lesion, labelled in this order at every timepoint; default: every ROI).")
+@click.option("--seg", type=click.Path(path_type=Path), default=None, metavar="FOLDER_OR_PREFIX",
+              help="With --propagate: also write each propagated mask as a DICOM SEG referencing its timepoint's DICOM "
+                   "series (IMAGE a series folder): FOLDER/<patient>_<timepoint>_propagated.dcm, or PREFIX_<...>.dcm.")
 @click.option("--label", "labels", multiple=True, metavar="NAME",
               help="Name of each timepoint, in the same order (repeatable; default: baseline, T1, T2, ...).")
 @click.option("--cohort", type=click.Path(path_type=Path), default=None,
-              help="Cohort CSV instead of --timepoint: columns id,image,mask,timepoint (optional label = lesion labels); "
+              help="Cohort CSV instead of --timepoint: columns id,image,mask,timepoint (optional label = lesion labels; "
+                   "roi = the ROI of a DICOM RTSTRUCT/SEG mask, the image its series folder); "
                    "timepoint is the date (2021-03-04) or NAME@DATE (baseline@2021-03-04); rows of a patient in date order. "
                    "Every row is checked first; then one batch task per patient (resumable: a rerun skips finished "
                    "patients; failures go to DIR/errors.csv). Difference maps are written by the patient's worker, so with "
@@ -63,7 +70,7 @@ from .batch import BATCH_OPTIONS, cluster_options, refuse_batch_options, run_wit
               help="Run through a Slicer scene (timepoints as Sequences) and save it as DIR/delta.mrb "
                    "(in this process: no batch options).")
 @cluster_options
-def command(timepoints, labels, cohort, output_dir, params, engine, lesions, reference, register, propagate, maps,
+def command(timepoints, rois, seg, labels, cohort, output_dir, params, engine, lesions, reference, register, propagate, maps,
             registration_shrink, registration_iterations, registration_margin, seed, icc_table, icc_threshold, icc_column,
             plot_features, waterfall_feature, patient, with_scene, workers, memory_limit, scheduler, retry_failed,
             keep_going):
@@ -73,20 +80,22 @@ def command(timepoints, labels, cohort, output_dir, params, engine, lesions, ref
     reference_value, delta_abs, delta_rel, delta_per_day, log_ratio, note): delta_abs = v - r,
     delta_rel = 100 (v - r) / r, delta_per_day = (v - r) / days, log_ratio = ln(v / r), where r is
     the value at the reference timepoint. Relative change and log ratio are NaN (with the reason
-    in note) when r is 0 or negative. Exit status: 0, or 1 when a registration did not converge
+    in note) when r is 0 or negative. A MASK may be a DICOM RTSTRUCT or SEG with IMAGE its DICOM series
+    folder (lesions named by the ROIs; --roi picks them). Exit status: 0, or 1 when a registration did not converge
     and what depended on it was left out (warnings say which) or (--cohort) a patient failed or was
     invalid (listed in DIR/errors.csv), 2 for bad input.
     """
-    from RadiomicsLabLib.delta import cohort_timepoints
-    from RadiomicsLabLib.delta_outputs import output_paths, read_cohort, write_delta_outputs
+    from RadiomicsLabLib.delta_outputs import (check_seg, output_paths, parse_timepoint, read_cohort_patients,
+                                               read_timepoints, registration_options, write_delta_outputs)
     from RadiomicsLabLib.fileio import check_output, check_outputs
     from RadiomicsLabLib.settings import load_settings
     from RadiomicsLabLib.validation import check_label_value
 
     if bool(timepoints) == bool(cohort):
         raise click.UsageError("Give the timepoints (--timepoint DATE:IMAGE:MASK, at least two) or --cohort FILE, not both.")
-    if cohort and labels:
-        raise click.UsageError("--label names --timepoint entries; in a cohort file write the name in the timepoint column (NAME@DATE).")
+    if cohort and (labels or rois or seg):
+        raise click.UsageError("--label, --roi and --seg describe --timepoint entries (--seg: their propagated masks); in a "
+                               "cohort file write the name in the timepoint column (NAME@DATE) and the ROI in a roi column.")
     batch = dict(workers=workers, memory_limit=memory_limit, scheduler=scheduler, retry_failed=retry_failed,
                  keep_going=keep_going)
     if cohort is None:
@@ -96,13 +105,13 @@ def command(timepoints, labels, cohort, output_dir, params, engine, lesions, ref
                                f"{', '.join(BATCH_OPTIONS)}, or leave out --scene to run it on the batch layer.")
     options = {"settings": load_settings(params, None, engine), "register": register, "propagate": propagate,
                "reference": reference, "icc_table": icc_table, "icc_threshold": icc_threshold, "icc_column": icc_column, "difference_maps": maps,
-               "registration_options": _registration_options(registration_shrink, registration_iterations, seed),
+               "registration_options": registration_options(registration_shrink, registration_iterations, seed),
                "registration_margin_mm": registration_margin}
     for lesion in lesions:
         check_label_value(lesion, "--lesion")
     inputs = [("cohort", cohort), ("parameter file", params), ("ICC table", icc_table)]
     for spec in timepoints:
-        _, image, mask = _parse_timepoint(spec)
+        _, image, mask = parse_timepoint(spec)
         inputs += [(f"image of --timepoint '{spec}'", image), (f"mask of --timepoint '{spec}'", mask or None)]
     check_output(output_dir, inputs, "folder")
     outputs = output_paths(output_dir, bool(register), with_scene)
@@ -111,59 +120,18 @@ def command(timepoints, labels, cohort, output_dir, params, engine, lesions, ref
         _run_cohort(cohort, output_dir, options, tuple(lesions), outputs, inputs, plot_features, waterfall_feature, batch)
         return
     if cohort:  # through one scene, in this process
-        patients = cohort_timepoints(read_cohort(cohort, options["reference"], tuple(lesions), outputs))
-        patients = {p: (tps, tuple(lesions) or labels) for p, (tps, labels) in patients.items()}
+        patients = read_cohort_patients(cohort, options["reference"], lesions, outputs)
     else:
-        patients = {patient: (_timepoints(timepoints, labels), tuple(lesions))}
+        patients = {patient: (read_timepoints(timepoints, labels, rois), tuple(lesions))}
+        if seg is not None:
+            check_seg(seg, patient, patients[patient][0], propagate, inputs + [("output", p) for p in outputs])
     with progress_steps(unit="step", desc="delta", leave=False, dynamic_ncols=True, ascii=True) as bar:
         results = _run(patients, bool(cohort), options, with_scene, output_dir, plot_features, waterfall_feature, bar)
-    written = write_delta_outputs(output_dir, results, plot_features, waterfall_feature)
+    written = write_delta_outputs(output_dir, results, plot_features, waterfall_feature, seg)
     unconverged = any(r.left_out or not all(a.used for a in r.alignments.values()) for r in results)
     if _report(written, len(results), sum(len(r.rows) for r in results),
                [(r.patient, warning) for r in results for warning in r.warnings], unconverged):
         sys.exit(1)
-
-
-def _registration_options(shrink, iterations, seed) -> dict:
-    from RadiomicsLabLib.errors import RadiomicsLabError
-
-    options = {"seed": seed}
-    if shrink:
-        try:
-            factors = tuple(int(s) for s in shrink.split(","))
-        except ValueError:
-            raise RadiomicsLabError(f"--registration-shrink '{shrink}' must be whole numbers separated by commas, e.g. 4,2,1.") from None
-        if not factors or min(factors) < 1:
-            raise RadiomicsLabError(f"--registration-shrink '{shrink}' needs factors of at least 1, e.g. 4,2,1.")
-        options["shrink_factors"] = factors
-        options["smoothing_sigmas_mm"] = tuple(2.0 if f > 1 else 0.0 for f in factors)  # 2 mm on shrunk levels, none at full resolution
-    if iterations:
-        options["iterations"] = iterations
-    return options
-
-
-def _parse_timepoint(spec: str) -> tuple[str, str, str]:
-    """``DATE:IMAGE:MASK`` -> (date, image, mask); ``DATE:IMAGE`` and ``DATE:IMAGE:`` have no mask; DATE may be empty."""
-    from RadiomicsLabLib.errors import RadiomicsLabError
-
-    date, colon, rest = spec.partition(":")
-    if not colon or not rest:
-        raise RadiomicsLabError(f"--timepoint '{spec}' must be DATE:IMAGE:MASK (e.g. 2021-03-04:ct.nii.gz:gtv.nii.gz).")
-    image, _, mask = rest.rpartition(":") if ":" in rest else (rest, "", "")
-    if not image:
-        raise RadiomicsLabError(f"--timepoint '{spec}' has no image; write DATE:IMAGE:MASK.")
-    return date.strip(), image, mask
-
-
-def _timepoints(specs, labels) -> list:
-    from RadiomicsLabLib.delta import default_labels, timepoint_from_files
-    from RadiomicsLabLib.errors import RadiomicsLabError
-
-    if labels and len(labels) != len(specs):
-        raise RadiomicsLabError(f"Give one --label per --timepoint: {len(labels)} labels for {len(specs)} timepoints.")
-    names = list(labels) or default_labels(len(specs))
-    parsed = [_parse_timepoint(spec) for spec in specs]
-    return [timepoint_from_files(date, image, mask or None, name) for (date, image, mask), name in zip(parsed, names)]
 
 
 def _run_cohort(path, output_dir, options, lesions, outputs, inputs, plot_features, waterfall_feature, batch):
@@ -205,18 +173,11 @@ def _report(written: dict, patients: int, rows: int, warnings, unconverged) -> i
 
 def _run(patients, cohort, options, with_scene, output_dir, plot_features, waterfall_feature, progress) -> list:
     """The core on each patient, or (``--scene``) the same through a headless Slicer scene saved as delta.mrb."""
-    from RadiomicsLabLib.delta import check_cohort, check_inputs, run_cohort, run_delta
+    from RadiomicsLabLib.delta_outputs import run_patients
 
-    if not cohort:
-        (patient, (tps, labels)), = patients.items()
-        check_inputs(tps, options["settings"], labels or None, options["register"], options["propagate"], options["reference"],
-                     options["icc_table"], options["icc_column"], options["difference_maps"], options["registration_options"])
-        if not with_scene:
-            return [run_delta(tps, lesions=labels or None, patient=patient, progress=progress, **options)]
-    elif not with_scene:
-        return run_cohort(patients, progress=progress, **options)
-    else:
-        check_cohort(patients, **options)  # every check before the scene is built
+    if not with_scene:
+        return run_patients(patients, cohort, options, progress)
+    run_patients(patients, cohort, options, check_only=True)  # every check before the scene is built
     from RadiomicsLabLib.mrml.app import new_headless_app
     from RadiomicsLabLib.mrml.delta import DeltaLogic
 

@@ -29,7 +29,8 @@ from .batch import cluster_options, refuse_batch_options, run_with_progress
               help="With -k auto: the score that picks k (bic needs --method gmm).")
 @click.option("--k-range", default="2:8", show_default=True, help="With -k auto: the k tried, LOW:HIGH.")
 @click.option("--cohort", type=click.Path(path_type=Path), default=None,
-              help="Cohort CSV (columns id,image,mask,channel: one row per patient and channel, paths relative to it) or a "
+              help="Cohort CSV (columns id,image,mask,channel, optional roi naming the ROI of a DICOM RTSTRUCT/SEG mask: "
+                   "one row per patient and channel, paths relative to it) or a "
                    "folder of patients (<channel>_image / <channel>_mask files): fit population-level habitats on all its "
                    "patients pooled; without MASK every patient is labelled, with MASK only MASK's patient. Every row is "
                    "checked first; the per-patient steps run as batch tasks (resumable: a rerun skips finished patients; "
@@ -61,6 +62,11 @@ from .batch import cluster_options, refuse_batch_options, run_with_progress
 @click.option("--map-params", default=None,
               help="Settings of the --feature-map maps (e.g. the bin width): a preset name or parameter file, as 'radiomicslab maps --params'.")
 @click.option("--label", type=int, default=None, help="Label value of the ROI in MASK (default: every non-zero voxel).")
+@click.option("--roi", default=None, help="MASK a DICOM RTSTRUCT or SEG (drawn on the first channel, given as its DICOM "
+                                          "series folder): the ROI / segment to cluster, by name (default: its only one).")
+@click.option("--seg", type=click.Path(path_type=Path), default=None,
+              help="Also write MASK's patient's habitats as a DICOM SEG (e.g. habitats.dcm; one segment per habitat, "
+                   "'Habitat 1', ...) referencing the first channel's DICOM series.")
 @click.option("--patient", "patient_name", default=None, help="Name of MASK's patient in the tables (default: MASK's file name).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Random seed: the same seed gives the same habitats.")
 @click.option("--max-samples", type=int, default=50_000, show_default=True, help="Most rows (voxels or supervoxels) the model is fitted on.")
@@ -70,7 +76,8 @@ from .batch import cluster_options, refuse_batch_options, run_with_progress
 @cluster_options
 def command(mask, channels, k, method, criterion, k_range, cohort, mask_channel, registration, normalise, scope, smoothing_mm,
             min_island_mm3, nan_policy, supervoxels, order_by, feature_maps, map_radius, map_definition, map_params, label,
-            patient_name, seed, max_samples, params, output_dir, workers, memory_limit, scheduler, retry_failed, keep_going):
+            roi, seg, patient_name, seed, max_samples, params, output_dir, workers, memory_limit, scheduler, retry_failed,
+            keep_going):
     """Habitats of a tumour: cluster the ROI of MASK by the values of several co-registered channels.
 
     Writes DIR/habitats.nrrd (a label map on MASK's grid: 0 outside the ROI, habitats 1..k inside,
@@ -78,7 +85,9 @@ def command(mask, channels, k, method, criterion, k_range, cohort, mask_channel,
     the image channels, then the --feature-map channels), DIR/cohort.csv, DIR/habitat_fractions.png,
     DIR/channel_means.png and DIR/habitats.provenance.json; with --cohort and no MASK,
     DIR/<patient>/habitats.nrrd for every patient (and the batch's DIR/errors.csv, DIR/provenance.json
-    and per-patient results, DIR/cases/). Exit status: 0, 1 when (--cohort) a patient failed or was
+    and per-patient results, DIR/cases/). MASK may be a DICOM RTSTRUCT or SEG drawn on the first channel, given
+    as its DICOM series folder (--roi picks the ROI); --seg FILE.dcm also writes the habitats as a DICOM SEG on
+    that series. Exit status: 0, 1 when (--cohort) a patient failed or was
     invalid (listed in DIR/errors.csv; the outputs cover the others), 2 for bad input.
     """
     started = time.perf_counter()
@@ -88,27 +97,26 @@ def command(mask, channels, k, method, criterion, k_range, cohort, mask_channel,
                  keep_going=keep_going)
     if cohort is None:
         refuse_batch_options(**batch)
-    named = _parse_channels(channels)
-    if mask is not None and not named:
-        raise RadiomicsLabError("Give at least one channel: --channel NAME=IMAGE (repeatable, e.g. --channel CT=ct.nii.gz).")
-    if mask is None and (named or label is not None or patient_name):
-        raise click.UsageError("--channel, --label and --patient describe MASK; with --cohort alone use the cohort file's columns.")
-    from ..habitats import feature_map_names, fit_habitats
-    from ..habitats_outputs import (check_outputs_writable, features_by_patient, file_inputs, file_patient_name,
-                                    map_paths, read_patient, write_habitat_outputs)
+    from ..habitats_outputs import (check_patient_inputs, file_inputs, file_patient_name, parse_channels, parse_count,
+                                    parse_range, run_patient)
     from ..validation import check_label_value
 
+    named = parse_channels(channels)
+    if mask is not None and not named:
+        raise RadiomicsLabError("Give at least one channel: --channel NAME=IMAGE (repeatable, e.g. --channel CT=ct.nii.gz).")
+    if mask is None and (named or label is not None or patient_name or roi or seg):
+        raise click.UsageError("--channel, --label, --roi, --seg and --patient describe MASK; with --cohort alone use the "
+                               "cohort file's columns.")
     check_label_value(label)
-    n_habitats, k_low_high, supervoxels = _parse_count(k, "-k", "a number of habitats"), _parse_range(k_range), \
-        _parse_count(supervoxels, "--supervoxels", "a number of supervoxels")
+    n_habitats, k_low_high, supervoxels = parse_count(k, "-k", "a number of habitats"), parse_range(k_range), \
+        parse_count(supervoxels, "--supervoxels", "a number of supervoxels")
     settings = None
     if params is not None:
         from ..settings import load_settings
 
         settings = load_settings(params)
-    for path in [mask, *named.values()] if mask is not None else []:
-        if not Path(path).exists():
-            raise RadiomicsLabError(f"Cannot read '{path}': no such file or folder; check the path.")
+    if mask is not None:
+        check_patient_inputs(mask, named)
     map_settings = None
     if map_params:  # a parameter file by its full path in the provenance, or a preset name
         map_settings = {"params": str(Path(map_params).resolve()) if Path(map_params).is_file() else map_params}
@@ -120,24 +128,20 @@ def command(mask, channels, k, method, criterion, k_range, cohort, mask_channel,
     target_name = patient_name or file_patient_name(mask) if mask is not None else None
     inputs = [("mask", mask), ("cohort", cohort), ("feature-map parameter file", map_params), ("parameter file", params)]
     inputs += [(f"channel '{name}'", path) for name, path in named.items()]
-    provenance_inputs = file_inputs(mask, cohort, named, params)
-    target = dict(name=target_name, mask=mask, channels=named, label=label) if mask is not None else None
+    provenance_inputs = file_inputs(mask, cohort, named, params, roi)
+    target = dict(name=target_name, mask=mask, channels=named, label=label, roi=roi) if mask is not None else None
     if cohort is not None:
         _run_cohort(cohort, target, list(named) or None, mask_channel, n_habitats, method, options, settings, inputs,
-                    provenance_inputs, output_dir, batch, started)
+                    provenance_inputs, output_dir, batch, started, seg)
         return
-    feature_map_names(feature_maps, list(named), map_radius, map_definition, map_settings)
-    check_outputs_writable(output_dir, map_paths(output_dir, [target_name]), inputs)
-    patient = read_patient(**target)
     with progress_steps(unit="step", leave=False) as bar:
-        model, results = fit_habitats([patient], n_habitats, method, progress=bar, **options)
-        features = features_by_patient([patient], results, settings, bar)
-    write_habitat_outputs(output_dir, model, results, features, provenance_inputs)
-    _report(model, results, output_dir, time.perf_counter() - started)
+        model, results = run_patient(output_dir, target, n_habitats, method, options, settings, inputs,
+                                     provenance_inputs, seg, bar)
+    _report(model, results, output_dir, time.perf_counter() - started, seg)
 
 
 def _run_cohort(cohort_path, target, channels, mask_channel, n_habitats, method, options, settings, inputs,
-                provenance_inputs, output_dir, batch, started):
+                provenance_inputs, output_dir, batch, started, seg):
     """The cohort mode on the batch layer (:func:`~RadiomicsLabLib.habitats_outputs.run_cohort`), on one cluster
     started while the cohort is read, each stage with its progress bar."""
     from ..batch import start_cluster
@@ -153,7 +157,7 @@ def _run_cohort(cohort_path, target, channels, mask_channel, n_habitats, method,
     try:
         with progress_steps(unit="step", leave=False) as bar:
             run = run_cohort(cohort_path, output_dir, n_habitats, method, options, stage, settings, mask_channel,
-                             channels, target, inputs, provenance_inputs, batch["keep_going"], bar)
+                             channels, target, inputs, provenance_inputs, batch["keep_going"], bar, seg)
     finally:
         if cluster is not None:
             cluster.close()
@@ -161,53 +165,18 @@ def _run_cohort(cohort_path, target, channels, mask_channel, n_habitats, method,
     if not run.results:
         click.echo(f"radiomicslab: {run.empty}; the errors are listed in {errors}.", err=True)
         sys.exit(1)
-    _report(run.model, run.results, output_dir, time.perf_counter() - started)
+    _report(run.model, run.results, output_dir, time.perf_counter() - started, seg)
     if run.failed:
         click.echo(f"radiomicslab: {run.failed} patient(s) or row(s) with errors, listed in {errors}; the outputs cover the "
                    "other patients. Fix them and run again (failed patients need --retry-failed).", err=True)
         sys.exit(1)
 
 
-def _parse_channels(channels) -> dict:
-    named = {}
-    for text in channels:
-        name, sep, path = text.partition("=")
-        name, path = name.strip(), path.strip()
-        if not sep or not name or not path:
-            raise RadiomicsLabError(f"--channel '{text}' is not NAME=IMAGE; write e.g. --channel CT=ct.nii.gz.")
-        if name in named:
-            raise RadiomicsLabError(f"Channel name '{name}' is given twice; give each channel its own name.")
-        named[name] = Path(path)
-    return named
-
-
-def _parse_count(text, option: str, what: str):
-    """``auto`` (or None) as it is, else a whole number >= 1 (``what`` names it in the message)."""
-    if text is None or text.strip().lower() == "auto":
-        return text if text is None else "auto"
-    try:
-        count = int(text)
-    except ValueError:
-        raise RadiomicsLabError(f"{option} '{text}' is not {what}; give a whole number >= 1 or 'auto'.") from None
-    if count < 1:
-        raise RadiomicsLabError(f"{option} {count}: {what} must be at least 1.")
-    return count
-
-
-def _parse_range(text: str) -> tuple:
-    try:
-        low, high = (int(v) for v in text.split(":"))
-    except ValueError:
-        raise RadiomicsLabError(f"--k-range '{text}' is not LOW:HIGH (e.g. 2:8).") from None
-    if not 2 <= low <= high:
-        raise RadiomicsLabError(f"--k-range {text}: need 2 <= LOW <= HIGH.")
-    return low, high
-
-
-def _report(model, results, output_dir: Path, seconds: float):
+def _report(model, results, output_dir: Path, seconds: float, seg=None):
     k = model.n_habitats
     chosen = f" (chosen by {model.options['criterion']})" if model.options["n_habitats"] == "auto" else ""
-    click.echo(f"{k} habitats{chosen} of {len(results)} patient(s) from {', '.join(model.channels)} in {seconds:.1f} s -> {output_dir}", err=True)
+    click.echo(f"{k} habitats{chosen} of {len(results)} patient(s) from {', '.join(model.channels)} in {seconds:.1f} s "
+               f"-> {output_dir}{f' and {seg}' if seg else ''}", err=True)
     for name in model.names:
         click.echo(f"  {name}", err=True)
     for result in results:
