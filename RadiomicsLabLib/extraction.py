@@ -5,6 +5,7 @@ import dataclasses
 import functools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
@@ -100,6 +101,40 @@ def extract(image: sitk.Image, mask: sitk.Image, segments: dict | None = None, s
         segments = {segment_name(label): label for label in labels_present(check_mask_is_label_map(mask))}
     mask = prepare_inputs(image, mask, segments, resample_mask)
     return extract_masks(image, [(name, mask, label) for name, label in segments.items()], settings, inputs, progress)
+
+
+def read_label_map_inputs(image_path, mask_path, labels=(), settings=None, resample_mask: bool = False) -> tuple:
+    """``(image, mask, {segment name: label})`` of an IMAGE file and a label-map MASK file, checked for extraction
+    (:func:`prepare_inputs`, and the resampling the settings ask for): ``labels`` (default every label present)."""
+    from .imageio import read_image
+    from .validation import check_resampling
+
+    settings = load_settings(settings)
+    image = read_image(image_path, "image")
+    mask = check_mask_is_label_map(read_image(mask_path, "mask"), where=f"mask '{mask_path}'")
+    segments = {segment_name(label): label for label in (labels or labels_present(mask))}
+    mask = prepare_inputs(image, mask, segments, resample_mask)
+    check_resampling(image, mask, list(segments.values()), settings.params)
+    return image, mask, segments
+
+
+def read_dicom_inputs(image_path, mask_path, rois=(), settings=None) -> tuple:
+    """``(image, segments)`` of a DICOM series folder and its RTSTRUCT or SEG: each chosen ROI (``rois``, default all)
+    a :class:`~RadiomicsLabLib.dicom.Segment` on the series' grid, named by the ROI, checked for extraction (each on
+    its own mask: overlapping ROIs, e.g. a GTV inside its PTV, are each extracted whole)."""
+    from .dicom import read_dicom_segments
+    from .imageio import read_image
+    from .validation import check_resampling
+
+    settings = load_settings(settings)
+    if not Path(image_path).is_dir():
+        raise RadiomicsLabError(f"The mask '{mask_path}' is a DICOM segmentation: give IMAGE as the folder of the DICOM "
+                                f"series it was drawn on (not the file '{image_path}').")
+    segments = read_dicom_segments(mask_path, image_path, list(rois) or None)
+    image = read_image(image_path, "image")
+    for segment in segments:
+        check_resampling(image, segment.mask, [1], settings.params)
+    return image, segments
 
 
 def extract_masks(image: sitk.Image, segment_masks: list, settings=None, inputs: dict | None = None,

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from ..errors import RadiomicsLabError
 from ..settings import ENGINES
 
 
@@ -108,23 +107,6 @@ def _check_folder(folder, inputs):
     check_output(folder, inputs, "folder", "-o")
 
 
-def _progress_bar(total: int):
-    """A console progress bar for runs of two or more segments (``None`` for one)."""
-    if total < 2:
-        return None
-    from . import progress_bar
-
-    bar = progress_bar(total=total, unit="segment", leave=False)
-
-    def progress(done, _total, name):
-        bar.set_postfix_str(name)
-        bar.update(1)
-        if done == total:
-            bar.close()
-
-    return progress
-
-
 def _settings(params, image_types, engine):
     from ..settings import load_settings
 
@@ -133,35 +115,26 @@ def _settings(params, image_types, engine):
 
 def _extract_files(image_path, mask_path, labels, settings, resample_mask, scene_path):
     """IMAGE + MASK: straight through the core, or through a headless scene saved as ``scene_path``."""
-    from ..extraction import extract, prepare_inputs
-    from ..imageio import read_image
+    from ..extraction import extract_masks, read_label_map_inputs
     from ..results import file_inputs
-    from ..validation import check_mask_is_label_map, labels_present, segment_name
+    from . import progress_steps
 
-    from ..validation import check_resampling
-
-    image = read_image(image_path, "image")
-    mask = check_mask_is_label_map(read_image(mask_path, "mask"), where=f"mask '{mask_path}'")
-    chosen = labels or labels_present(mask)
-    segments = {segment_name(label): label for label in chosen}
-    mask = prepare_inputs(image, mask, segments, resample_mask)
-    check_resampling(image, mask, list(segments.values()), settings.params)
+    image, mask, segments = read_label_map_inputs(image_path, mask_path, labels, settings, resample_mask)
     if scene_path is not None:
         return _extract_into_new_scene(image, mask, image_path, mask_path, segments, settings, scene_path)
-    result = extract(image, mask, segments, settings, inputs=file_inputs(image_path, mask_path),
-                     progress=_progress_bar(len(segments)))
+    with progress_steps(unit="segment", leave=False) as progress:
+        result = extract_masks(image, [(name, mask, label) for name, label in segments.items()], settings,
+                               inputs=file_inputs(image_path, mask_path), progress=progress)
     return result.values, result.provenance
 
 
 def _extract_dicom(image_path, mask_path, labels, rois, settings, resample_mask, scene_path, report, inputs):
     """IMAGE (a DICOM series folder) + MASK (an RTSTRUCT or SEG): each chosen ROI its own segment, named by the ROI
     (overlapping ROIs, e.g. a GTV inside its PTV, each extracted on its own mask); ``--sr``: the report too."""
-    from ..dicom import read_dicom_segments
     from ..dicom.sr import check_report_outputs
-    from ..extraction import extract_masks
-    from ..imageio import read_image
+    from ..extraction import extract_masks, read_dicom_inputs
     from ..results import file_inputs
-    from ..validation import check_resampling
+    from . import progress_steps
 
     if labels or resample_mask:
         raise click.UsageError("--label and --resample-mask are for label maps; a DICOM RTSTRUCT or SEG is read on its "
@@ -169,18 +142,12 @@ def _extract_dicom(image_path, mask_path, labels, rois, settings, resample_mask,
     if scene_path is not None:
         raise click.UsageError("--scene with a DICOM RTSTRUCT or SEG: load the series and its segmentation in Slicer "
                                "(or the web GUI) and save the study; then use --scene alone.")
-    if not Path(image_path).is_dir():
-        raise RadiomicsLabError(f"The mask '{mask_path}' is a DICOM segmentation: give IMAGE as the folder of the DICOM "
-                                f"series it was drawn on (not the file '{image_path}').")
     if report is not None:
         check_report_outputs(image_path, mask_path, report, inputs)
-    segments = read_dicom_segments(mask_path, image_path, rois or None)
-    image = read_image(image_path, "image")
-    masks = [(segment.name, segment.mask, 1) for segment in segments]
-    for _, mask, label in masks:
-        check_resampling(image, mask, [label], settings.params)
-    result = extract_masks(image, masks, settings, inputs=file_inputs(image_path, mask_path),
-                           progress=_progress_bar(len(masks)))
+    image, segments = read_dicom_inputs(image_path, mask_path, rois, settings)
+    with progress_steps(unit="segment", leave=False) as progress:
+        result = extract_masks(image, [(segment.name, segment.mask, 1) for segment in segments], settings,
+                               inputs=file_inputs(image_path, mask_path), progress=progress)
     if report is not None:
         _write_report(result.values, result.provenance, image_path, mask_path, report, segments)
     return result.values, result.provenance
@@ -199,11 +166,13 @@ def _extract_into_new_scene(image, mask, image_path, mask_path, segments, settin
     from ..mrml.convert import label_map_to_segmentation_node, sitk_to_volume_node
     from ..mrml.scenefiles import node_name_from_path
     from ..results import file_inputs
+    from . import progress_steps
 
     logic = ExtractionLogic(new_headless_app().scene)
     volume = sitk_to_volume_node(image, node_name_from_path(image_path), logic.scene)
     segmentation = label_map_to_segmentation_node(mask, node_name_from_path(mask_path), logic.scene, volume)
-    table = logic.extract(volume, segmentation, list(segments), settings, progress=_progress_bar(len(segments)))
+    with progress_steps(unit="segment", leave=False) as progress:
+        table = logic.extract(volume, segmentation, list(segments), settings, progress=progress)
     table.SetAttribute("RadiomicsLab.InputFiles", str(file_inputs(image_path, mask_path)))
     logic.save_scene(scene_path)
     return logic.feature_values(table), logic.provenance(table)
