@@ -8,6 +8,7 @@
 import dataclasses
 import functools
 import importlib
+import time
 from dataclasses import dataclass, field
 
 import SimpleITK as sitk
@@ -28,12 +29,17 @@ _TEXTURE = _NEEDS_LEVELS - {"histogram"}
 
 @dataclass
 class EngineResult:
-    """IBSI tag -> value for one ROI, tag -> family, the preprocessing diagnostics, and why any value is NaN."""
+    """IBSI tag -> value for one ROI, tag -> family, the preprocessing diagnostics, and why any value is NaN.
+
+    ``timings``: seconds spent per step (``preprocessing``, ``filter``, ``discretisation`` and each family), for
+    benchmarks and profiling; not part of the results.
+    """
 
     values: dict = field(default_factory=dict)
     families: dict = field(default_factory=dict)
     diagnostics: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
 
 
 def family_module(name: str):
@@ -62,9 +68,12 @@ def compute_features(image: sitk.Image, mask: sitk.Image, settings: IbsiSettings
     from .preprocessing import prepare_roi
 
     settings = settings or IbsiSettings()
+    start = time.perf_counter()
     roi, diagnostics = prepare_roi(image, mask, settings)
+    preprocessing = time.perf_counter() - start
     result = features_of_roi(roi, settings, families)
     result.diagnostics = diagnostics
+    result.timings = {"preprocessing": preprocessing, **result.timings}
     return result
 
 
@@ -75,17 +84,24 @@ def features_of_roi(roi: Roi, settings: IbsiSettings, families=FAMILIES) -> Engi
     as IBSI 2 prescribes: the ROI masks, re-segmented on the unfiltered image, stay as they are.
     The Roi itself is not modified, so one preprocessing can serve several filters.
     """
+    timings = {}
     if settings.image_filter is not None:
         from .filters import apply_filter
 
+        start = time.perf_counter()
         roi = dataclasses.replace(roi, image=apply_filter(roi.image, roi.spacing, settings.image_filter), notes=[])
+        timings["filter"] = time.perf_counter() - start
     if _NEEDS_LEVELS & set(families):
+        start = time.perf_counter()
         roi = discretise(roi, settings)
         if _TEXTURE & set(families):
             check_texture_memory(roi.n_levels, 13)
-    result = EngineResult(notes=roi.notes)
+        timings["discretisation"] = time.perf_counter() - start
+    result = EngineResult(notes=roi.notes, timings=timings)
     for name in families:
+        start = time.perf_counter()
         family_values = family_module(name).compute(roi, settings)
+        timings[name] = time.perf_counter() - start
         result.values.update(family_values)
         result.families.update(dict.fromkeys(family_values, name))
     return result

@@ -39,6 +39,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import RadiomicsLabError, RadiomicsLabWarning
+from . import _preprocessing_kernels as _kernels
 from .config import INTERPOLATIONS
 from .roi import Roi
 
@@ -110,8 +111,7 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings) -> tuple[Roi, dic
     check_settings(settings)
     check_same_grid(image, mask)
     image_array, spacing = _as_array(image, "image")
-    mask_array, _ = _as_array(mask, "mask")
-    roi_mask = np.rint(mask_array) != 0
+    roi_mask = _mask_array(mask)
     if not roi_mask.any():
         raise RadiomicsLabError("The mask is empty: no voxel of the segmentation is set. "
                                 "Choose a segment that contains voxels, or draw the region of interest first.")
@@ -125,7 +125,7 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings) -> tuple[Roi, dic
     new_spacing = target_spacing(spacing, settings.new_spacing)
     if new_spacing != spacing:
         image_array = interpolate(image_array, spacing, new_spacing, settings.interpolation)
-        fraction = interpolate(roi_mask.astype(np.float64), spacing, new_spacing, settings.mask_interpolation)
+        fraction = interpolate_mask(roi_mask, spacing, new_spacing, settings.mask_interpolation)
         roi_mask = fraction >= settings.mask_threshold - _THRESHOLD_SLACK
         spacing = new_spacing
         if settings.round_intensities:
@@ -238,6 +238,17 @@ def _as_array(image: sitk.Image, label: str) -> tuple[np.ndarray, tuple]:
     return array, spacing
 
 
+def _mask_array(mask: sitk.Image) -> np.ndarray:
+    """``rint(mask) != 0`` as a boolean (z, y, x) array; an integer mask (label map) is compared as it is,
+    without the float copy, finiteness check and rounding that only a float mask needs."""
+    if mask.GetNumberOfComponentsPerPixel() == 1 and mask.GetDimension() in (2, 3) and \
+            np.dtype(sitk.GetArrayViewFromImage(mask).dtype).kind in "biu":
+        array = sitk.GetArrayViewFromImage(mask) != 0
+        return array[np.newaxis] if mask.GetDimension() == 2 else array
+    mask_array, _ = _as_array(mask, "mask")
+    return np.rint(mask_array) != 0
+
+
 # ---------------------------------------------------------------------------------- interpolation
 
 def target_spacing(spacing: tuple, new_spacing_xyz) -> tuple:
@@ -297,8 +308,47 @@ def interpolate(array: np.ndarray, spacing: tuple, new_spacing: tuple, method: s
         indices = [np.clip(np.floor(o + np.arange(n) * s + 0.5).astype(np.intp), 0, m - 1)
                    for o, n, s, m in zip(origin, new_size, step, array.shape)]
         return array[np.ix_(*indices)].astype(np.float64)
+    if order == 1 and array.ndim == 3:
+        # scipy's zoom_shift arithmetic, bit for bit, as a compiled loop (see _preprocessing_kernels)
+        offset = np.asarray(origin, dtype=np.float64)
+        return _kernels.trilinear(np.ascontiguousarray(array, dtype=np.float64), offset / step, step,
+                                  tuple(int(n) for n in new_size), (0, 0, 0))
     return ndimage.affine_transform(array, step, offset=origin, output_shape=new_size, order=order,
                                     mode="nearest", prefilter=order > 1, output=np.float64)
+
+
+def interpolate_mask(mask: np.ndarray, spacing: tuple, new_spacing: tuple, method: str) -> np.ndarray:
+    """``interpolate(mask.astype(float64), ...)``, computed only where it can be non-zero.
+
+    With nearest neighbour or linear interpolation a new grid point depends only on the original voxels
+    within one voxel of it, so points farther than one voxel from the mask's bounding box are 0; only the
+    new grid points inside that margin are interpolated, with the coordinates of the whole grid, so the
+    values are those of :func:`interpolate` (on a mask touching the grid's edge the margin runs to the new
+    grid's edge, where the boundary value is repeated). Cubic splines (global prefilter) interpolate the
+    whole grid.
+    """
+    order = _ORDERS[method]
+    new_size, origin = interpolation_grid(mask.shape, spacing, new_spacing)
+    present = _kernels.bounding_box(mask)
+    if order > 1 or mask.ndim != 3 or present is None:
+        return interpolate(mask.astype(np.float64), spacing, new_spacing, method)
+    step = np.asarray(new_spacing, dtype=np.float64) / np.asarray(spacing, dtype=np.float64)
+    box = []
+    for axis, (o, n_b, s, n_a) in enumerate(zip(origin, new_size, step, mask.shape)):
+        low, high = present[axis].start, present[axis].stop - 1
+        first = 0 if low == 0 else max(0, int(math.floor((low - 1 - o) / s)))
+        last = n_b - 1 if high == n_a - 1 else min(n_b - 1, int(math.ceil((high + 1 - o) / s)))
+        box.append(slice(first, last + 1))
+    out = np.zeros(new_size, dtype=np.float64)
+    if order == 0:
+        indices = [np.clip(np.floor(o + np.arange(b.start, b.stop) * s + 0.5).astype(np.intp), 0, m - 1)
+                   for o, b, s, m in zip(origin, box, step, mask.shape)]
+        out[tuple(box)] = mask[np.ix_(*indices)]
+        return out
+    shift = np.asarray(origin, dtype=np.float64) / step
+    out[tuple(box)] = _kernels.trilinear(np.ascontiguousarray(mask, dtype=np.float64), shift, step,
+                                         tuple(b.stop - b.start for b in box), tuple(b.start for b in box))
+    return out
 
 
 # -------------------------------------------------------------------------------- re-segmentation
@@ -338,23 +388,22 @@ def image_diagnostics(image: np.ndarray, spacing: tuple, stage: str) -> dict:
 
 def _bounding_box(mask: np.ndarray) -> tuple:
     """Extent (z, y, x) in voxels of the smallest box holding ``mask``."""
-    extents = []
-    for axis in range(mask.ndim):
-        present = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        extents.append(float(present[-1] - present[0] + 1) if present.size else 0.0)
-    return tuple(extents)
+    box = _kernels.bounding_box(mask)
+    return tuple(0.0 for _ in range(mask.ndim)) if box is None else tuple(float(b.stop - b.start) for b in box)
 
 
 def roi_diagnostics(image: np.ndarray, intensity_mask: np.ndarray, morphological_mask: np.ndarray, stage: str) -> dict:
     """Mask grid dimensions, bounding boxes, voxel counts and intensity mask mean / min / max (``*_{stage}``)."""
     out = {}
-    int_bb, morph_bb = _bounding_box(intensity_mask), _bounding_box(morphological_mask)
+    int_bb = _bounding_box(intensity_mask)
+    morph_bb = int_bb if morphological_mask is intensity_mask else _bounding_box(morphological_mask)
     for i, axis in enumerate("zyx"):
         out[f"int_mask_dim_{axis}_{stage}"] = float(intensity_mask.shape[i])
         out[f"int_mask_bb_dim_{axis}_{stage}"] = int_bb[i]
         out[f"morph_mask_bb_dim_{axis}_{stage}"] = morph_bb[i]
     out[f"int_mask_vox_count_{stage}"] = float(np.count_nonzero(intensity_mask))
-    out[f"morph_mask_vox_count_{stage}"] = float(np.count_nonzero(morphological_mask))
+    out[f"morph_mask_vox_count_{stage}"] = (out[f"int_mask_vox_count_{stage}"] if morphological_mask is intensity_mask
+                                            else float(np.count_nonzero(morphological_mask)))
     values = image[intensity_mask]
     empty = values.size == 0
     out[f"int_mask_mean_int_{stage}"] = float("nan") if empty else float(values.mean())

@@ -1,16 +1,53 @@
-"""The IBSI engine against pyradiomics on the real brain1 case, in the same run (``make bench``).
+"""The IBSI engine against its peers, in the same run (``make bench``).
+
+pyradiomics, on the real brain1 case:
 
 1. The feature families both have (3D, fixed bin width 25, distance 1): pyradiomics' default
    extraction (shape, firstorder, glcm, glrlm, glszm, gldm, ngtdm) against the engine's
    preprocessing + statistics, intensity histogram, GLCM, GLRLM, GLSZM, NGLDM, NGTDM and the
    morphology features pyradiomics also has. Target (issue #4): no slower than pyradiomics.
 2. The full IBSI feature set (all 11 families, 3D), for reference.
+
+pictologics 0.9.0, on the shared sarcoma CTs (``sts/STS_00x/CT_image.nii.gz`` + ``CT_mask.nii.gz``):
+
+3. Segment extraction with IBSI configuration C (preset ``ibsi-C``: 2 mm trilinear, rounding,
+   re-segmentation [-1000, 400] HU, FBS 25 HU, IVH FBS 2.5 HU), the whole feature set of both
+   (pictologics: intensity with Moran's I / Geary's C and local intensity, morphology, texture,
+   histogram, IVH; 174 features). Target (issue #21): the engine at least as fast as pictologics.
+   pictologics runs its numba kernels on all its default threads (the CPUs of the process) and is
+   timed a second time with one thread, like the engine, in a second process.
+   pictologics needs Python >= 3.12, so it runs in its own virtual environment: made on first use
+   at ``$RADIOMICSLAB_PICTOLOGICS_VENV`` (default ``~/.cache/radiomicslab/bench-pictologics-0.9.0``)
+   with pyenv's Python 3.12 (``~/.pyenv/versions/3.12.*/bin/python``, or ``python3.12`` on PATH)
+   and ``pip install pictologics==0.9.0``. It is a subprocess that loads the same NIfTI files and
+   times ``RadiomicsPipeline.run`` inside itself (a new pipeline per run, so none of its per-array
+   caches is reused; its default threads); it and the engine take turns, case by case, so both see
+   the same machine load, and each gets the best of ``--repeats`` runs after a warm-up run. The
+   engine's time is ``compute_features`` (preprocessing included) with a per-family breakdown from
+   ``EngineResult.timings``. The values both compute (matched by IBSI feature id, 3D) are
+   compared and those more than 1e-6 apart (relative) are listed: a sanity check that both computed
+   the same thing. On STS_002 / STS_003 only features the two define differently are listed (OMBB,
+   MVEE: not standardised by IBSI; normalised inverse difference (moment); the IVH area, which IBSI
+   does not standardise; ``ih_p10``, whose IBSI id in the engine's registry is GPMT, the 90th
+   percentile's); on STS_001 / STS_004 the mesh volume also differs by 2 mm^3, and with it the
+   mesh-based morphology features (by 1e-5 to 1e-3).
+   The first run makes the venv and waits for pictologics' own numba warm-up (several minutes).
+
+``python Testing/benchmarks/bench_ibsi_engine.py [--only pyradiomics|pictologics] [--cases STS_001,STS_004]
+[--repeats N]``.
 """
 
+import argparse
+import glob
+import json
 import logging
 import math
+import os
+import shutil
 import statistics
+import subprocess
 import time
+from pathlib import Path
 
 REPEATS = 7
 SHARED_FAMILIES = ("statistics", "histogram", "glcm", "glrlm", "glszm", "ngldm", "ngtdm")
@@ -26,7 +63,7 @@ def timed(function, repeats=REPEATS):
     return statistics.median(times), min(times)
 
 
-def main():
+def pyradiomics_comparison():
     import radiomics
     import SimpleITK as sitk
     from radiomics import featureextractor
@@ -63,6 +100,200 @@ def main():
           f"({theirs_best:.3f}) | ratio {ours / theirs:5.2f} -> {'met' if ours <= theirs else 'NOT met'} (target <= 1)")
     full, full_best = timed(lambda: compute_features(image, mask, settings, FAMILIES), repeats=3)
     print(f"2. full IBSI feature set ({len(FAMILIES)} families, 3D): {full:6.3f} s ({full_best:.3f})")
+
+
+# ------------------------------------------------------------------------------------------ pictologics
+
+PICTOLOGICS = "pictologics==0.9.0"
+#: IBSI configuration C in pictologics' pipeline steps (its IBSI 1 compliance page, without the
+#: keep_largest_component step, which configuration C and the engine's ibsi-C preset do not have, and with
+#: the trilinear mask interpolation of configuration C: pictologics' default is nearest neighbour).
+PICTOLOGICS_CONFIG_C = [
+    {"step": "resample", "params": {"new_spacing": [2.0, 2.0, 2.0], "interpolation": "linear",
+                                    "mask_interpolation": "linear", "mask_threshold": 0.5,
+                                    "round_intensities": True}},
+    {"step": "resegment", "params": {"range_min": -1000, "range_max": 400}},
+    {"step": "discretise", "params": {"method": "FBS", "bin_width": 25.0, "min_val": -1000}},
+    {"step": "extract_features", "params": {
+        "families": ["intensity", "morphology", "texture", "histogram", "ivh"],
+        "include_spatial_intensity": True, "include_local_intensity": True,
+        "ivh_discretisation": {"method": "FBS", "bin_width": 2.5, "min_val": -1000},
+        "ivh_params": {"target_range_max": 400}}},
+]
+#: The peer process: reads a case index per line, answers with one timed run as JSON.
+PEER_SCRIPT = r"""
+import json, sys, time
+import numpy as np
+from pictologics import RadiomicsPipeline, get_num_threads, load_image
+cases, steps = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+loaded = [(load_image(i), load_image(m)) for i, m in cases]
+print(json.dumps({"ready": True, "threads": get_num_threads()}), flush=True)
+for line in sys.stdin:
+    index, want_values = json.loads(line)
+    image, mask = loaded[index]
+    pipeline = RadiomicsPipeline(load_standard=False)
+    pipeline.add_config("ibsi_c", steps)
+    start = time.perf_counter()
+    series = pipeline.run(image, mask, config_names=["ibsi_c"])["ibsi_c"]
+    seconds = time.perf_counter() - start
+    values = {k: float(v) for k, v in series.items()} if want_values else None
+    print(json.dumps({"seconds": seconds, "values": values}), flush=True)
+"""
+#: IBSI ids of pictologics' keys -> engine tags, where the engine's registry has no id (zone families, IVH).
+_ID_TO_TAG = {
+    **{i: f"szm_{t}_3D" for i, t in zip(
+        "P001 48P8 XMSY 5GN9 5RAI HW1V YH51 J17V JNSA Y1RO 4JP3 VB3A P30P BYLV 3NSA GU8N".split(),
+        "sze lze lgze hgze szlge szhge lzlge lzhge glnu glnu_norm zsnu zsnu_norm z_perc gl_var zs_var "
+        "zs_entr".split())},
+    **{i: f"dzm_{t}_3D" for i, t in zip(
+        "0GBI MB4I S1RA K26C RUVG DKNJ A7WM KLTH VFT7 7HP3 V294 IATH VIWW QK93 7WT1 GBDU".split(),
+        "sde lde lgze hgze sdlge sdhge ldlge ldhge glnu glnu_norm zdnu zdnu_norm z_perc gl_var zd_var "
+        "zd_entr".split())},
+    **{i: f"ngt_{t}_3D" for i, t in zip("QCDE 65HE NQ30 HDEZ 1X9X".split(),
+                                          "coarseness contrast busyness complexity strength".split())},
+    **{i: f"ngl_{t}_3D" for i, t in zip(
+        "SODN IMOQ TL9H OAE7 EQ3F JA6D NBZI 9QMG FP8K 5SPA Z87G OKJI 6XV8 1PFV DNX2 FCBV CAS9".split(),
+        "lde hde lgce hgce ldlge ldhge hdlge hdhge glnu glnu_norm dcnu dcnu_norm dc_perc gl_var dc_var dc_entr "
+        "dc_energy".split())},
+    "BC2M_10": "ivh_v10", "BC2M_90": "ivh_v90", "GBPN_10": "ivh_i10", "GBPN_90": "ivh_i90",
+    "DDTU": "ivh_diff_v10_v90", "CNV2": "ivh_diff_i10_i90", "9CMM": "ivh_auc",
+}
+
+
+def pictologics_python() -> Path:
+    """The Python of the peer's virtual environment, made (pyenv's 3.12, pip install pictologics) if missing."""
+    venv = Path(os.environ.get("RADIOMICSLAB_PICTOLOGICS_VENV",
+                               Path.home() / ".cache" / "radiomicslab" / "bench-pictologics-0.9.0"))
+    python = venv / "bin" / "python"
+    if python.exists():
+        return python
+    candidates = sorted(glob.glob(str(Path.home() / ".pyenv" / "versions" / "3.12.*" / "bin" / "python")))
+    base = candidates[-1] if candidates else shutil.which("python3.12")
+    if not base:
+        raise SystemExit("pictologics needs Python >= 3.12: install one with pyenv (pyenv install 3.12) or put "
+                         "python3.12 on PATH, or point RADIOMICSLAB_PICTOLOGICS_VENV at a venv that has "
+                         f"{PICTOLOGICS}.")
+    print(f"making the peer's venv {venv} with {base} and {PICTOLOGICS} ...", flush=True)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", PICTOLOGICS], check=True)
+    return python
+
+
+class Peer:
+    """pictologics in its own process, one timed run per request."""
+
+    def __init__(self, cases, threads=None):
+        env = dict(os.environ)
+        if threads:
+            env["PICTOLOGICS_NUM_THREADS"] = str(threads)
+        self.process = subprocess.Popen(
+            [str(pictologics_python()), "-c", PEER_SCRIPT, json.dumps([[str(i), str(m)] for i, m in cases]),
+             json.dumps(PICTOLOGICS_CONFIG_C)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=str(Path.home()), env=env)
+        self.threads = json.loads(self.process.stdout.readline())["threads"]
+
+    def run(self, index, values=False):
+        self.process.stdin.write(json.dumps([index, values]) + "\n")
+        self.process.stdin.flush()
+        answer = self.process.stdout.readline()
+        if not answer:
+            raise SystemExit("the pictologics process ended early (see its error above)")
+        return json.loads(answer)
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def compare_values(ours: dict, theirs: dict, registry: dict):
+    """(matched, [(their key, our tag, ours, theirs, relative difference)] beyond 1e-6) of the values both compute."""
+    by_id = {}
+    for tag, info in registry.items():
+        if info.get("ibsi_id") and info.get("dimension", "3D") == "3D":
+            by_id.setdefault(info["ibsi_id"], []).append(tag)
+    for ibsi_id, tag in _ID_TO_TAG.items():
+        by_id[ibsi_id] = [tag]
+    matched, off = 0, []
+    for key, value in theirs.items():
+        ibsi_id = next((i for i in (key.rsplit("_", 2)[-2] + "_" + key.rsplit("_", 1)[-1], key.rsplit("_", 1)[-1])
+                        if i in by_id), None)
+        tags = [t for t in by_id.get(ibsi_id, []) if t in ours]
+        if not tags:
+            continue
+        diffs = [(abs(ours[t] - value) / max(abs(value), 1e-12), t) for t in tags
+                 if not (math.isnan(ours[t]) and math.isnan(value))]
+        matched += 1
+        if diffs and min(diffs)[0] > 1e-6:
+            rel, tag = min(diffs)
+            off.append((key, tag, ours[tag], value, rel))
+    return matched, off
+
+
+def pictologics_comparison(case_names, repeats):
+    import SimpleITK as sitk
+
+    from RadiomicsLabLib.data import data_dir
+    from RadiomicsLabLib.ibsi.configurations import CONFIGURATIONS
+    from RadiomicsLabLib.ibsi.engine import compute_features, feature_registry
+
+    settings = CONFIGURATIONS["C"]
+    paths = [(data_dir() / "sts" / c / "CT_image.nii.gz", data_dir() / "sts" / c / "CT_mask.nii.gz")
+             for c in case_names]
+    images = [(sitk.ReadImage(str(i)), sitk.ReadImage(str(m))) for i, m in paths]
+    peer, single = Peer(paths), Peer(paths, threads=1)
+    print(f"3. IBSI configuration C, segment extraction, whole feature set: RadiomicsLab's IBSI engine (one thread) "
+          f"vs {PICTOLOGICS} (Python 3.12 venv) with its default {peer.threads} numba threads and with 1 thread "
+          f"(PICTOLOGICS_NUM_THREADS=1); best of {repeats} after a warm-up, the three taking turns case by case")
+    results, theirs, peer_times, single_times, our_times = {}, {}, {}, {}, {}
+    for index, (image, mask) in enumerate(images):  # warm-up; keep both sets of values
+        results[index] = compute_features(image, mask, settings)
+        theirs[index] = peer.run(index, values=True)["values"]
+        single.run(index)
+    for _ in range(repeats):
+        for index, (image, mask) in enumerate(images):
+            result = compute_features(image, mask, settings)
+            total = sum(result.timings.values())
+            if total < sum(our_times.get(index, {"": math.inf}).values()):
+                our_times[index] = result.timings
+            peer_times[index] = min(peer_times.get(index, math.inf), peer.run(index)["seconds"])
+            single_times[index] = min(single_times.get(index, math.inf), single.run(index)["seconds"])
+    peer.close()
+    single.close()
+    registry = feature_registry()
+    steps = list(next(iter(our_times.values())))
+    print("\n   seconds (best run)     " + "".join(f"{c:>10}" for c in case_names))
+    voxels = [int(results[i].diagnostics.get("morph_mask_vox_count_interp_roi", 0)) for i in range(len(images))]
+    print("   ROI voxels at 2 mm     " + "".join(f"{v:>10}" for v in voxels))
+    for step in steps:
+        print(f"   {step:<22} " + "".join(f"{our_times[i][step]:10.3f}" for i in range(len(images))))
+    ours_total = [sum(our_times[i].values()) for i in range(len(images))]
+    print("   RadiomicsLab total     " + "".join(f"{t:10.3f}" for t in ours_total))
+    print(f"   pictologics, {peer.threads} threads  " + "".join(f"{peer_times[i]:10.3f}" for i in range(len(images))))
+    print("   pictologics, 1 thread  " + "".join(f"{single_times[i]:10.3f}" for i in range(len(images))))
+    ratios = [ours_total[i] / peer_times[i] for i in range(len(images))]
+    print(f"   ratio ours / {peer.threads} threads " + "".join(f"{r:10.2f}" for r in ratios)
+          + f"   -> {'met' if max(ratios) <= 1 else 'NOT met'} (target <= 1)")
+    print("   ratio ours / 1 thread  " + "".join(f"{ours_total[i] / single_times[i]:10.2f}"
+                                                   for i in range(len(images))))
+    print(f"   features: RadiomicsLab {len(results[0].values)}, pictologics {len(theirs[0])}")
+    for index, name in enumerate(case_names):
+        matched, off = compare_values(results[index].values, theirs[index], registry)
+        print(f"   {name}: {matched} values both compute, {len(off)} differ by more than 1e-6 relative")
+        for key, tag, a, b, rel in off:
+            print(f"      {key} ({tag}): ours {a:.10g}, pictologics {b:.10g}, relative difference {rel:.2e}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=("pyradiomics", "pictologics"))
+    parser.add_argument("--cases", default="STS_001,STS_004", help="sarcoma cases for the pictologics comparison")
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per case for the pictologics comparison")
+    args = parser.parse_args()
+    if args.only != "pictologics":
+        pyradiomics_comparison()
+        print()
+    if args.only != "pyradiomics":
+        pictologics_comparison(args.cases.split(","), args.repeats)
 
 
 if __name__ == "__main__":

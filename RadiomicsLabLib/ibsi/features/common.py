@@ -18,6 +18,7 @@ from functools import cached_property
 import numpy as np
 
 from ...errors import RadiomicsLabError
+from .._preprocessing_kernels import bounding_box
 from .directions import SUFFIX
 
 
@@ -99,8 +100,18 @@ class Sample:
     def centred(self) -> np.ndarray:
         return self.x - self.mean
 
+    @cached_property
+    def _centred_squared(self) -> np.ndarray:
+        return self.centred * self.centred
+
     def moment(self, order: int) -> float:
-        """Central moment ``1/N sum (X_k - mu)^order``."""
+        """Central moment ``1/N sum (X_k - mu)^order`` (powers 2 to 4 by multiplication, not ``pow``)."""
+        if order == 2:
+            return float(np.mean(self._centred_squared))
+        if order == 3:
+            return float(np.mean(self._centred_squared * self.centred))
+        if order == 4:
+            return float(np.mean(self._centred_squared * self._centred_squared))
         return float(np.mean(self.centred ** order))
 
     @cached_property
@@ -218,6 +229,17 @@ def texture_keys(features: dict, base_tags, dimensions) -> dict:
 _DENSE_GROUPS = 1 << 24   # largest (matrices x keys) table summed with one bincount instead of a sort
 
 
+def unique_counts(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(codes, return_counts=True)`` for non-negative integer codes below ``size``: the same sorted
+    distinct codes and counts, by one ``np.bincount`` (no sort) when ``size`` is small enough."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if codes.size and size <= max(1 << 20, 4 * codes.size):
+        counts = np.bincount(codes, minlength=size)
+        cells = np.flatnonzero(counts)
+        return cells, counts[cells]
+    return np.unique(codes, return_counts=True)
+
+
 def group_sums(matrix, keys, p):
     """Sums of ``p`` over the cells with equal (matrix, key): (matrix, key, sum) per group, sorted by both.
 
@@ -309,10 +331,10 @@ def grey_index(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def crop_to_roi(levels: np.ndarray) -> np.ndarray:
     """The bounding box of the non-zero grey levels (pairs and runs outside it only meet zeros)."""
-    nonzero = np.nonzero(levels)
-    if nonzero[0].size == 0:
+    box = bounding_box(levels)
+    if box is None:
         return levels[tuple(slice(0, 0) for _ in levels.shape)]
-    return levels[tuple(slice(int(c.min()), int(c.max()) + 1) for c in nonzero)]
+    return levels[box]
 
 
 def texture_grid(roi, family: str) -> tuple[np.ndarray, np.ndarray]:

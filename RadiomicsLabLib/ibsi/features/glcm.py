@@ -34,7 +34,9 @@ import numpy as np
 
 from ...errors import RadiomicsLabError
 from .common import (AGGREGATIONS, CellMatrices, average_over_matrices, check_dimensions, dense_matrix_features,
-                     describe, directional_aggregates, group_sums, matrix_features, texture_grid, texture_keys)
+                     describe, directional_aggregates, group_sums, matrix_features, texture_grid, texture_keys,
+                     unique_counts)
+from . import _texture_kernels as _kernels
 from .directions import directions, shifted_pairs
 
 FAMILY = "GLCM"
@@ -291,7 +293,8 @@ def cooccurrence_pairs(index: np.ndarray, offsets) -> tuple[np.ndarray, np.ndarr
 def cooccurrence_cells(group, a, b, n) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The co-occurrence matrix of each group of pairs (``group``: matrix number of each pair, from 0),
     as its non-zero cells: (matrix, row index a, column index b, count)."""
-    cells, counts = np.unique((group * n + a) * n + b, return_counts=True)
+    size = (int(group.max()) + 1) * n * n if group.size else 0
+    cells, counts = unique_counts((group * n + a) * n + b, size)
     return cells // (n * n), (cells // n) % n, cells % n, counts
 
 
@@ -321,14 +324,30 @@ def compute(roi, settings) -> dict:
 
     def aggregate(suffix, group, n_groups, a, b):
         """Features of the co-occurrence matrix of each group of pairs, averaged over the non-empty ones."""
-        matrix, ca, cb, counts = cooccurrence_cells(group, a, b, grey.size)
+        return aggregate_cells(suffix, n_groups, *cooccurrence_cells(group, a, b, grey.size))
+
+    def aggregate_cells(suffix, n_groups, matrix, ca, cb, counts):
         features = GlcmFeatures(matrix, grey[ca], grey[cb], counts, n_groups, n_levels)
         return average_over_matrices(FAMILY, suffix, matrix_features(features, BASE_TAGS), ~features.empty,
                                      roi.notes, UNDEFINED,
                                      "no two ROI voxels are neighbours, every co-occurrence matrix is empty")
 
-    out = directional_aggregates(settings.dimensions, index.shape[0], pairs, aggregate)
+    in_plane = tuple(d for d in settings.dimensions if d != "3D")
+    out = directional_aggregates(in_plane, index.shape[0], pairs, aggregate) if in_plane else {}
+    if "3D" in settings.dimensions:
+        # 3D: the dense matrices of the 13 directions counted in one compiled pass; their non-zero cells in C
+        # order are the cells (and order) that cooccurrence_cells gives for the same pairs
+        dense = _kernels.cooccurrence_counts(np.ascontiguousarray(index, dtype=np.int64),
+                                             np.asarray(directions("3D", distance), dtype=np.int64), grey.size)
+        out.update(aggregate_cells("3D_avg", dense.shape[0], *_cells(dense)))
+        out.update(aggregate_cells("3D_comb", 1, *_cells(dense.sum(axis=0)[np.newaxis])))
     return {key: out[key] for key in keys(settings) if key in out}
+
+
+def _cells(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(matrix, row, column, count) of the non-zero cells of dense matrices (m, n, n), in C order."""
+    matrix, a, b = np.nonzero(dense)
+    return matrix, a, b, dense[matrix, a, b]
 
 
 def keys(settings) -> dict:

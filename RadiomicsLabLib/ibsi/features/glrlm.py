@@ -23,7 +23,9 @@ dense matrices ``(..., n_g, n_r)``, as voxel-wise feature maps will.
 import numpy as np
 
 from .common import (AGGREGATIONS, CellMatrices, average_over_matrices, check_dimensions, dense_matrix_features,
-                     describe, directional_aggregates, group_sums, matrix_features, texture_grid, texture_keys)
+                     describe, directional_aggregates, group_sums, matrix_features, texture_grid, texture_keys,
+                     unique_counts)
+from . import _texture_kernels as _kernels
 from .directions import directions
 
 FAMILY = "GLRLM"
@@ -184,6 +186,9 @@ def runs(index: np.ndarray, direction) -> tuple[np.ndarray, np.ndarray, np.ndarr
     or the grey level changes.
     """
     direction = np.asarray(direction, dtype=np.int64)
+    if index.ndim == 3 and index.size:
+        # the same runs by a compiled walk along the lines (order differs; every use counts them)
+        return _kernels.runs(np.ascontiguousarray(index, dtype=np.int64), *(int(d) for d in direction))
     coords = np.nonzero(index >= 0)
     if coords[0].size == 0:
         empty = np.empty(0, dtype=np.int64)
@@ -228,7 +233,8 @@ def compute(roi, settings) -> dict:
     def aggregate(suffix, group, n_groups, level, length):
         """Features of the run length matrix of each group of runs, averaged over the non-empty ones."""
         max_length = int(length.max(initial=0)) + 1
-        cells, counts = np.unique((group * grey.size + level) * max_length + length, return_counts=True)
+        cells, counts = unique_counts((group * grey.size + level) * max_length + length,
+                                      n_groups * grey.size * max_length)
         features = GlrlmFeatures(cells // (grey.size * max_length), grey[(cells // max_length) % grey.size],
                                  cells % max_length, counts, n_groups)
         return average_over_matrices(FAMILY, suffix, matrix_features(features, BASE_TAGS), ~features.empty,

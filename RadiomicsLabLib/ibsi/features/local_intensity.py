@@ -11,6 +11,8 @@ there). Always 3D (IBSI DHQ4). The sums over the sphere are a convolution with t
 import numpy as np
 from scipy import ndimage, signal
 
+from .. import _preprocessing_kernels as _kernels
+from .._preprocessing_kernels import bounding_box
 from ..roi import Roi
 from .common import all_nan, registry, run
 
@@ -41,12 +43,21 @@ class LocalMeans:
     def __init__(self, image: np.ndarray, mask: np.ndarray, spacing):
         kernel = sphere_kernel(spacing)
         half = [k // 2 for k in kernel.shape]
-        where = np.nonzero(mask)
-        box = tuple(slice(max(int(w.min()) - h, 0), min(int(w.max()) + h + 1, n))
-                    for w, h, n in zip(where, half, image.shape))
+        roi_box = bounding_box(mask)
+        box = tuple(slice(max(b.start - h, 0), min(b.stop + h, n)) for b, h, n in zip(roi_box, half, image.shape))
         crop_image, crop_mask = image[box], mask[box]
-        sums = _sphere_sum(crop_image, kernel)[crop_mask]
-        counts = _sphere_sum(np.ones(crop_image.shape), kernel)[crop_mask]
+        if kernel.sum() > _FFT_ABOVE or image.ndim != 3:
+            sums = _sphere_sum(crop_image, kernel)[crop_mask]
+        else:
+            # the correlation at the ROI voxels only (same terms, same order: the kernel's voxels in C order)
+            offsets = np.argwhere(kernel) - np.asarray(half)
+            sums = _kernels.masked_sums(np.ascontiguousarray(crop_image, dtype=np.float64),
+                                        np.ascontiguousarray(crop_mask), offsets.astype(np.int64))
+        if all(b.start - h >= 0 and b.stop + h <= n for b, h, n in zip(roi_box, half, image.shape)):
+            # the crop holds every voxel's whole sphere (the box never met the image's edge): N_s everywhere
+            counts = np.full(sums.shape, float(np.count_nonzero(kernel)))
+        else:
+            counts = _sphere_sum(np.ones(crop_image.shape), kernel)[crop_mask]
         self.values = crop_image[crop_mask]
         self.means = sums / np.rint(counts)   # counts are whole numbers; rint undoes FFT round-off
 

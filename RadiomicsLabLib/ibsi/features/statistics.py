@@ -137,14 +137,14 @@ def quartile_coefficient_of_dispersion(s: Sample) -> float:
          "original_firstorder_Energy (with voxelArrayShift 0)", "N8CA")
 def energy(s: Sample) -> float:
     r"""F_stat.energy = \sum_k X_gl,k^2  (IBSI N8CA)."""
-    return float(np.dot(s.x, s.x))
+    return float(np.einsum("i,i->", s.x, s.x))
 
 
 @feature("stat_rms", "Root mean square", _I, "Quadratic mean of the intensities.",
          "original_firstorder_RootMeanSquared (with voxelArrayShift 0)", "5ZWQ")
 def root_mean_square(s: Sample) -> float:
     r"""F_stat.rms = sqrt(\sum_k X_gl,k^2 / N_v)  (IBSI 5ZWQ)."""
-    return float(np.sqrt(np.dot(s.x, s.x) / s.n))
+    return float(np.sqrt(np.einsum("i,i->", s.x, s.x) / s.n))
 
 
 def compute(roi: Roi, settings=None) -> dict:

@@ -31,7 +31,9 @@ from scipy import ndimage, sparse
 from scipy.sparse.csgraph import connected_components
 
 from ..roi import Roi
+from .._preprocessing_kernels import bounding_box
 from . import common
+from . import _texture_kernels as _kernels
 from .common import Undefined, check_dimensions, evaluate
 from .directions import SUFFIX, directions, shifted_pairs
 
@@ -336,11 +338,10 @@ def roi_box(roi: Roi, pad: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     Levels are 0 outside the intensity mask. Padding makes the grid's edge behave as outside the ROI,
     and cropping keeps every builder's cost proportional to the ROI, not to the image.
     """
-    union = roi.intensity_mask | roi.morphological_mask
-    if not union.any():
+    box = bounding_box(roi.intensity_mask | roi.morphological_mask)
+    if box is None:
         shape = (1, 1, 1)
         return np.zeros(shape, np.int64), np.zeros(shape, bool), np.zeros(shape, bool)
-    box = tuple(slice(int(a.min()), int(a.max()) + 1) for a in np.nonzero(union))
     intensity = np.pad(roi.intensity_mask[box], pad)
     levels = np.where(intensity, np.pad(np.asarray(roi.levels)[box], pad), 0).astype(np.int64)
     return levels, intensity, np.pad(roi.morphological_mask[box], pad)
@@ -384,18 +385,24 @@ def label_zones(levels: np.ndarray, in_plane: bool) -> Zones:
     """
     mask = levels > 0
     voxels = np.flatnonzero(mask)
-    index = np.full(levels.shape, -1, dtype=np.int64)
-    index[mask] = np.arange(voxels.size)
-    rows, cols = [], []
-    for offset in directions("2D" if in_plane else "3D"):
-        a, b = shifted_pairs(levels, offset)
-        ia, ib = shifted_pairs(index, offset)
-        same = (a == b) & (a > 0)
-        rows.append(ia[same])
-        cols.append(ib[same])
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    graph = sparse.coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(voxels.size, voxels.size))
-    n_zones, label = connected_components(graph.tocsr(), directed=False)
+    if levels.ndim == 3:
+        # the same components by a compiled flood fill (numbered in the same order: by first voxel)
+        labels, n_zones = _kernels.zone_labels(np.ascontiguousarray(levels, dtype=np.int64), bool(in_plane))
+        label = labels.ravel()[voxels]
+    else:
+        index = np.full(levels.shape, -1, dtype=np.int64)
+        index[mask] = np.arange(voxels.size)
+        rows, cols = [], []
+        for offset in directions("2D" if in_plane else "3D"):
+            a, b = shifted_pairs(levels, offset)
+            ia, ib = shifted_pairs(index, offset)
+            same = (a == b) & (a > 0)
+            rows.append(ia[same])
+            cols.append(ib[same])
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
+        graph = sparse.coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)),
+                                  shape=(voxels.size, voxels.size))
+        n_zones, label = connected_components(graph.tocsr(), directed=False)
     level = np.zeros(n_zones, dtype=np.int64)
     level[label] = levels.ravel()[voxels]
     zone_slice = np.zeros(n_zones, dtype=np.int64)
