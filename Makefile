@@ -5,7 +5,8 @@ VPY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Numba kernels compiled ahead (RadiomicsLabLib/warmup.py): redone when the install or the kernels' sources change.
 WARM := $(VENV)/.kernels-compiled
-KERNEL_SOURCES := RadiomicsLabLib/featuremap_kernels.py RadiomicsLabLib/featuremaps.py RadiomicsLabLib/observers.py
+KERNEL_SOURCES := RadiomicsLabLib/featuremap_kernels.py RadiomicsLabLib/featuremaps.py RadiomicsLabLib/observers.py \
+  RadiomicsLabLib/ibsi/_preprocessing_kernels.py $(wildcard RadiomicsLabLib/ibsi/features/_*_kernels.py)
 
 # Debian packages the tests need beyond Python: the web GUI is tested in a real browser (Debian's Chromium,
 # driven by Playwright) whose Slicer views render offscreen through EGL (libglvnd's libEGL / libGL with

@@ -33,7 +33,11 @@ import time
 from pathlib import Path
 
 #: Modules whose numba kernels the warm-up compiles.
-KERNEL_MODULES = ("RadiomicsLabLib.featuremap_kernels", "RadiomicsLabLib.observers")
+KERNEL_MODULES = ("RadiomicsLabLib.featuremap_kernels", "RadiomicsLabLib.observers",
+                  "RadiomicsLabLib.ibsi._preprocessing_kernels", "RadiomicsLabLib.ibsi.features._morphology_kernels",
+                  "RadiomicsLabLib.ibsi.features._texture_kernels")
+#: IBSI engine settings whose segment extraction the warm-up runs (2D and 3D texture, trilinear resampling).
+IBSI_PRESETS = ("ibsi-B", "ibsi-C")
 #: Map definitions and their families (as :mod:`.featuremaps` names them), every one warmed up.
 DEFINITIONS = ("ibsi", "pyradiomics")
 #: The stamp the warm-up leaves beside the kernels' cache (see :func:`is_warm`).
@@ -131,17 +135,22 @@ def map_runs():
 
 def run_every_kernel(image=None, mask=None, progress=None) -> dict:
     """Call every kernel through its real code path: the maps of every family of both definitions (radius 1) of
-    ``image`` in ``mask`` (default :func:`sample_volume`), and the observers' compiled distance transform with the
-    argument types :func:`.observers.distance_to` gives it. Returns {(definition, family): FeatureMaps}."""
+    ``image`` in ``mask`` (default :func:`sample_volume`), the observers' compiled distance transform with the
+    argument types :func:`.observers.distance_to` gives it, and segment extraction with the IBSI engine
+    (:data:`IBSI_PRESETS`). Returns {(definition, family): FeatureMaps}."""
     import numpy as np
 
     from .featuremaps import feature_maps
     from .observers import squared_edt
 
+    import warnings
+
+    from .extraction import extract
+
     if image is None:
         image, mask = sample_volume()
     runs = map_runs()
-    total = len(runs) + 1
+    total = len(runs) + len(IBSI_PRESETS) + 1
     maps = {}
     for done, (definition, family) in enumerate(runs):
         if progress is not None:
@@ -153,6 +162,12 @@ def run_every_kernel(image=None, mask=None, progress=None) -> dict:
     feature = np.zeros((3, 4, 5), dtype=bool)
     feature[1, 2, 2] = True
     squared_edt(np.where(feature, 0.0, np.inf).reshape(feature.shape), *(1.0, 1.0, 2.0))
+    for k, preset in enumerate(IBSI_PRESETS, start=len(runs) + 1):  # the IBSI engine's compiled steps
+        if progress is not None:
+            progress(k, total, f"IBSI engine, {preset}")
+        with warnings.catch_warnings():  # e.g. "a CT range on an image without negative values": a sample
+            warnings.simplefilter("ignore")
+            extract(image, mask, None, preset)
     if progress is not None:
         progress(total, total, "done")
     return maps
@@ -190,10 +205,10 @@ def stamp() -> dict:
         numba_version = version("numba")
     except PackageNotFoundError:
         numba_version = None
-    here = Path(__file__).resolve().parent
+    root = Path(__file__).resolve().parent.parent  # the folder holding the RadiomicsLabLib package
     sources = {}
     for name in KERNEL_MODULES:
-        path = here / (name.rsplit(".", 1)[1] + ".py")
+        path = root.joinpath(*name.split(".")).with_suffix(".py")
         info = path.stat()
         sources[str(path)] = [info.st_size, info.st_mtime_ns]
     return {"numba": numba_version, "python": sys.version, "machine": platform.machine(),

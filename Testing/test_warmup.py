@@ -1,7 +1,8 @@
 """The install-time warm-up of the numba kernels (RadiomicsLabLib/warmup.py, issue #21 item 3).
 
 After ``python -m RadiomicsLabLib.warmup`` into a fresh numba cache (``NUMBA_CACHE_DIR`` a temporary folder), a new
-process computing maps of every family of both definitions on a small real ROI compiles nothing (numba's
+process computing maps of every family of both definitions on a small real ROI, and extracting its features
+with the IBSI engine (the presets the warm-up runs), compiles nothing (numba's
 ``numba:compile`` event never fires, every kernel called counts cache hits and no miss), and its values equal the
 maps computed here without that warm-up. No timing asserts (the benchmark is Testing/benchmarks/bench_first_use.py).
 """
@@ -24,7 +25,7 @@ CHILD = r'''
 import json, sys
 import numpy as np
 sys.path.insert(0, sys.argv[2])
-from test_warmup import small_roi, every_map
+from test_warmup import small_roi, small_ct_roi, every_map
 from RadiomicsLabLib import observers, warmup
 
 image, mask = small_roi()
@@ -34,7 +35,14 @@ with warmup.CompileCounter() as counter:
     feature = np.zeros((4, 5, 6), dtype=bool)
     feature[1, 2, 3] = True
     distances = observers.distance_to(feature, (2.0, 1.0, 1.0))
+    import warnings
+    from RadiomicsLabLib.extraction import extract
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ct, gtv = small_ct_roi()
+        engine = {preset: extract(ct, gtv, None, preset).values for preset in warmup.IBSI_PRESETS}
 np.savez(sys.argv[1], distances=distances,
+         **{f"engine|{preset}": np.array([v.value for v in values]) for preset, values in engine.items()},
          **{f"{d}|{f}|{'|'.join(m.names)}": m.values for (d, f), m in maps.items()})
 print(json.dumps({"compiled": counter.compiled, "stats": warmup.cache_stats(), "cache_dirs": warmup.cache_dirs(),
                   "warm": warmup.is_warm()}))
@@ -54,6 +62,20 @@ def small_roi():
     size = (14, 14, 5)
     index = (x - 7, y - 7, z - 2)
     return sitk.RegionOfInterest(image, size, index), sitk.RegionOfInterest(label, size, index) == 1
+
+
+def small_ct_roi():
+    """A 24 x 24 x 6 voxel crop of a real sarcoma CT (shared data, STS_002) around the centre of its GTV, and the GTV
+    inside it: the IBSI presets' HU re-segmentation keeps most of it."""
+    import SimpleITK as sitk
+
+    from RadiomicsLabLib.data import data_dir
+
+    folder = data_dir() / "sts" / "STS_002"
+    image, gtv = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
+    z, y, x = (int(round(c.mean())) for c in np.nonzero(sitk.GetArrayViewFromImage(gtv)))
+    size, index = (24, 24, 6), (x - 12, y - 12, z - 3)
+    return sitk.RegionOfInterest(image, size, index), sitk.RegionOfInterest(gtv, size, index) > 0
 
 
 def every_map(image, mask) -> dict:
@@ -94,6 +116,9 @@ def test_warm_up_compiles_every_kernel_into_the_given_cache(warmed):
                    "_ibsi_block"):
         assert f"featuremap_kernels.{kernel}" in called
     assert "observers.squared_edt" in called
+    for kernel in ("_preprocessing_kernels.nonzero_box", "_preprocessing_kernels.trilinear",
+                   "_texture_kernels.cooccurrence_counts", "_texture_kernels.runs", "_texture_kernels.zone_labels"):
+        assert kernel in called, kernel  # the IBSI engine's compiled steps
     assert list((folder / "numba").rglob("*.nbi")) and list((folder / "numba").rglob("*.nbc"))
 
 
@@ -116,9 +141,21 @@ def test_values_equal_the_maps_computed_without_the_warm_up(warmed):
     from scipy import ndimage
 
     _report, _child, values, _env, _folder = warmed
+    import warnings
+
+    from RadiomicsLabLib.extraction import extract
+    from RadiomicsLabLib.warmup import IBSI_PRESETS
+
     image, mask = small_roi()
     here = every_map(image, mask)
-    assert len(values) == len(here) + 1
+    assert len(values) == len(here) + 1 + len(IBSI_PRESETS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ct, gtv = small_ct_roi()
+        for preset in IBSI_PRESETS:
+            expected = np.array([v.value for v in extract(ct, gtv, None, preset).values])
+            assert expected.size > 100
+            np.testing.assert_array_equal(values[f"engine|{preset}"], expected, err_msg=preset)
     for (definition, family), maps in here.items():
         key = f"{definition}|{family}|{'|'.join(maps.names)}"
         assert key in values, f"{definition} {family}: other features in the new process"
@@ -150,8 +187,9 @@ def test_stamp_follows_numba_cache_and_sources(tmp_path, monkeypatch):
     assert not warmup.is_warm()
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "a"))
     stamp = warmup.stamp()
-    assert set(stamp["sources"]) == {str(ROOT / "RadiomicsLabLib" / f"{m.rsplit('.', 1)[1]}.py")
+    assert set(stamp["sources"]) == {str(ROOT.joinpath(*m.split(".")).with_suffix(".py"))
                                      for m in warmup.KERNEL_MODULES}
+    assert all(Path(source).is_file() for source in stamp["sources"])
     edited = json.loads(warmup.stamp_path().read_text())
     edited["sources"][next(iter(edited["sources"]))][1] += 1   # a kernel source changed
     warmup.stamp_path().write_text(json.dumps(edited))
