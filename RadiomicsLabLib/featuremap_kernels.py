@@ -11,8 +11,16 @@ handled without any Python call:
    every per-voxel matrix is at most ``nl`` rows however many grey levels the whole ROI has;
 3. the texture matrix of the box is built as a list of its non-zero cells (a dense accumulator
    removes duplicates and is cleared through that list, so its cost is the cells, not the matrix size);
-4. the features are evaluated on those cells (``pyradiomics`` definition), or the cells are written out
-   for the IBSI engine's own formula classes (``ibsi`` definition, see :mod:`.featuremaps`).
+4. the features are evaluated on those cells (``pyradiomics`` definition, and the ``ibsi`` definition's GLCM:
+   :func:`ibsi_glcm_maps`), or the cells are written out for the IBSI engine's own formula classes (the ``ibsi``
+   definition's other texture families, see :mod:`.featuremaps`).
+
+GLCM of consecutive centres (same row, a few voxels apart along x): instead of steps 1-3, the matrices are kept as
+dense counts over the whole ROI's grey levels (at most :data:`SLIDING_MAX_LEVELS`) with a bit per non-zero cell in
+its row's occupancy word (:func:`_glcm_move`), and only the pairs of the slab of the box that leaves and of the slab
+that enters are removed and added: (2r + 1)^2 voxels per step instead of (2r + 1)^3. The cells are read in row-major
+order (:func:`_glcm_gather`), whichever way the kernel reached its matrix, so the maps do not depend on the chunks or
+the threads. First-order maps keep the kernel's sorted sample the same way (:func:`_first_order_block`).
 
 Matrices (IBSI 1 sections 3.6-3.11 / pyradiomics): one matrix per direction for the GLCM (symmetric
 co-occurrence counts of the pairs ``(v, v + d)``) and the GLRLM (runs of equal grey level along ``d``); one
@@ -792,29 +800,37 @@ def pyradiomics_texture(kind, levels, centres, bounds, radius, in_plane, offsets
     (``kind`` NGLDM): :data:`COUNT_FORMULAS` of the one matrix. ``bounds``: the blocks of centres run in parallel.
     """
     out = np.full((centres.shape[0], n_out), np.nan)
-    in_parallel(_pyradiomics_block, bounds, kind, levels, centres, radius, in_plane, offsets, neighbours, alpha,
-                float(Ng), int(n_roi_levels), bool(want_mcc), out)
+    # GLCM: the matrices are updated as the kernel slides when the ROI has few enough grey levels
+    compact, grey_all, sliding = glcm_state_arrays(levels, SLIDING_MAX_LEVELS if kind == GLCM else 0)
+    in_parallel(_pyradiomics_block, bounds, kind, levels, compact, grey_all, bool(sliding), centres, radius, in_plane,
+                offsets, neighbours, alpha, float(Ng), int(n_roi_levels), bool(want_mcc), out)
     return out
 
 
 @njit(cache=True, nogil=True)
-def _pyradiomics_block(first, last, kind, levels, centres, radius, in_plane, offsets, neighbours, alpha, Ng,
-                       n_roi_levels, want_mcc, out):
-    """:func:`pyradiomics_texture` for the centres first..last-1 (one block, with its own scratch space)."""
+def _pyradiomics_block(first, last, kind, levels, compact, grey_all, sliding, centres, radius, in_plane, offsets,
+                       neighbours, alpha, Ng, n_roi_levels, want_mcc, out):
+    """:func:`pyradiomics_texture` for the centres first..last-1 (one block, with its own scratch space);
+    ``sliding`` (GLCM): the matrices are kept as counts over the ROI's grey levels (``compact``, ``grey_all``) and
+    updated as the kernel slides (:func:`_glcm_move`)."""
     n_out = out.shape[1]
     n_matrices = offsets.shape[0] if kind == GLCM or kind == GLRLM else 1
     nk, box, local, grey_int, grey = _box_scratch(radius, in_plane)
     ncol, acc, cm, ci, cj, cc, zone, stack, distance = _cell_scratch(n_matrices, nk)
     size = cm.size
+    g = grey_all.size if sliding else 1
+    cnt = np.zeros((n_matrices + 1) * g * g)
+    bits = np.zeros((n_matrices + 1) * g, dtype=np.uint64)
+    nm = max(nk, g)
     roi = np.zeros(nk, dtype=np.bool_)
-    px = np.empty(nk)
-    py = np.empty(nk)
-    lpx = np.empty(nk)
-    lpy = np.empty(nk)
-    b = np.empty((nk, nk)) if kind == GLCM and want_mcc else np.empty((1, 1))
-    rows = np.empty(nk, dtype=np.int64)
-    tri_d = np.empty(nk)
-    tri_e = np.empty(nk)
+    px = np.empty(nm)
+    py = np.empty(nm)
+    lpx = np.empty(nm)
+    lpy = np.empty(nm)
+    b = np.empty((nm, nm)) if kind == GLCM and want_mcc else np.empty((1, 1))
+    rows = np.empty(nm, dtype=np.int64)
+    tri_d = np.empty(nm)
+    tri_e = np.empty(nm)
     log2_count = np.log2(np.maximum(np.arange(2 * nk + 2), 1.0))   # log2 n of every possible count n of one matrix
     pdiff = np.zeros(int(Ng) + 1)
     psum = np.zeros(2 * int(Ng) + 2)
@@ -825,10 +841,22 @@ def _pyradiomics_block(first, last, kind, levels, centres, radius, in_plane, off
     counts = np.zeros(n_out)
     row = np.empty(n_out)
     for v in range(first, last):
-        bz, by, bx, nl = _centre(levels, centres, v, radius, in_plane, box, local, grey_int, grey)
-        mcols = nl if kind == GLCM else ncol
-        nc = _matrix_cells(kind, local, roi, grey, bz, by, bx, offsets, neighbours, neighbours, alpha, True, acc,
-                           mcols, cm, ci, cj, cc, zone, stack, distance)
+        if sliding:
+            _glcm_move(compact, centres, v, first, radius, in_plane, offsets, -1, g, cnt, bits)
+            nc = 0
+            for a in range(n_matrices):
+                c0 = nc
+                nc = _glcm_gather(a, g, cnt, bits, ci, cj, cc, nc)
+                for c in range(c0, nc):
+                    cm[c] = a
+            nl = g
+            lev = grey_all
+        else:
+            bz, by, bx, nl = _centre(levels, centres, v, radius, in_plane, box, local, grey_int, grey)
+            mcols = nl if kind == GLCM else ncol
+            nc = _matrix_cells(kind, local, roi, grey, bz, by, bx, offsets, neighbours, neighbours, alpha, True, acc,
+                               mcols, cm, ci, cj, cc, zone, stack, distance)
+            lev = grey
         for f in range(n_out):
             sums[f] = 0.0
             counts[f] = 0.0
@@ -839,7 +867,7 @@ def _pyradiomics_block(first, last, kind, levels, centres, radius, in_plane, off
             while c1 < nc and cm[c1] == cm[c0]:
                 c1 += 1
             if kind == GLCM:
-                ok = _glcm_angle(ci, cj, cc, c0, c1, grey, nl, Ng, n_roi_levels, want_mcc, log2_count, px, py, lpx,
+                ok = _glcm_angle(ci, cj, cc, c0, c1, lev, nl, Ng, n_roi_levels, want_mcc, log2_count, px, py, lpx,
                                  lpy, pdiff, psum, touched_d, touched_s, b, rows, tri_d, tri_e, row)
             else:
                 ok = _count_formulas(ci, cj, cc, c0, c1, grey, nl, ncol, log2_count, px, colsum, touched_d, row)
@@ -945,6 +973,361 @@ def _ibsi_block(first_v, last_v, kind, levels, roi_mask, centres, radius, in_pla
 
 
 # --------------------------------------------------------------------------------------------
+# GLCM matrices kept up to date as the kernel slides (radius 1 and more)
+# --------------------------------------------------------------------------------------------
+
+#: Most grey levels in the region of interest for which the GLCM maps keep every kernel's matrices as dense
+#: counts over the ROI's levels, updated as the kernel slides along x (:func:`glcm_state_arrays`; a row's occupancy
+#: is one 64-bit word); above it each kernel's matrices are rebuilt from its box (the same values, more work).
+SLIDING_MAX_LEVELS = 64
+
+
+def glcm_state_arrays(levels, max_levels):
+    """(compact, grey, sliding): ``compact`` the ROI's grey levels numbered 0..G-1 in increasing order (-1 outside the
+    ROI), ``grey`` the level of each number (float64), ``sliding`` whether G <= ``max_levels`` (else placeholders)."""
+    present = np.unique(levels[levels > 0])
+    if not 0 < present.size <= min(max_levels, 64):   # a matrix row's occupancy is one 64-bit word
+        return np.full((1, 1, 1), -1, dtype=np.int64), np.ones(1), False
+    lut = np.full(int(present[-1]) + 1, -1, dtype=np.int64)
+    lut[present] = np.arange(present.size)
+    return np.ascontiguousarray(lut[levels]), present.astype(np.float64), True
+
+
+def glcm_state_bytes(n_levels: int, n_directions: int) -> int:
+    """Memory of one thread's sliding GLCM state (bytes): counts of every direction's matrix and of their sum, dense
+    over the ROI's levels, and their rows' occupancy words."""
+    g = min(int(n_levels), SLIDING_MAX_LEVELS)
+    return (n_directions + 1) * (g * g * 8 + g * 8)
+
+
+@njit(cache=True)
+def _bump(a, key, delta, g, g2, cnt, bits):
+    """Add ``delta`` to cell ``key`` (row * g + column) of matrix ``a`` of the sliding state, keeping the bit of the
+    cell in its row's occupancy word (``bits[a * g + row]``, bit ``column``) set while the cell is non-zero."""
+    o = a * g2 + key
+    c = cnt[o]
+    n = c + delta
+    cnt[o] = n
+    if c == 0.0:
+        bits[a * g + key // g] |= np.uint64(1) << np.uint64(key % g)
+    elif n == 0.0:
+        bits[a * g + key // g] &= ~(np.uint64(1) << np.uint64(key % g))
+
+
+@njit(cache=True)
+def _glcm_pairs(compact, offsets, comb, z0, z1, y0, y1, x0, x1, at_x, delta, g, cnt, bits):
+    """Add ``delta`` (+1 / -1) for every pair (u, u + d) of ROI voxels with both in the box [z0, z1] x [y0, y1] x
+    [x0, x1] (inclusive) and, when ``at_x`` >= 0, the pair's lower (``at_x`` = x0) or upper (``at_x`` = x1) x
+    equal to ``at_x``; to (g(u), g(u + d)) and (g(u + d), g(u)) of direction d's matrix, and of matrix ``comb``
+    (the directions summed) when ``comb`` >= 0."""
+    g2 = g * g
+    for a in range(offsets.shape[0]):
+        dz, dy, dx = offsets[a, 0], offsets[a, 1], offsets[a, 2]
+        xs, xe = max(x0, x0 - dx), min(x1, x1 - dx)
+        if at_x >= 0:
+            # the pair's x values are u and u + dx: its lower one at x0 / upper one at x1 fixes u
+            if at_x == x0:
+                u = x0 if dx >= 0 else x0 - dx
+            else:
+                u = x1 if dx <= 0 else x1 - dx
+            xs, xe = max(xs, u), min(xe, u)
+        zs, ze = max(z0, z0 - dz), min(z1, z1 - dz)
+        ys, ye = max(y0, y0 - dy), min(y1, y1 - dy)
+        for z in range(zs, ze + 1):
+            for y in range(ys, ye + 1):
+                for x in range(xs, xe + 1):
+                    i = compact[z, y, x]
+                    if i < 0:
+                        continue
+                    j = compact[z + dz, y + dy, x + dx]
+                    if j < 0:
+                        continue
+                    _bump(a, i * g + j, delta, g, g2, cnt, bits)
+                    _bump(a, j * g + i, delta, g, g2, cnt, bits)
+                    if comb >= 0:
+                        _bump(comb, i * g + j, delta, g, g2, cnt, bits)
+                        _bump(comb, j * g + i, delta, g, g2, cnt, bits)
+
+
+@njit(cache=True)
+def _glcm_move(compact, centres, v, first, radius, in_plane, offsets, comb, g, cnt, bits):
+    """Bring the sliding state to centre v's kernel: from the previous centre's (v - 1, same row, at most ``radius``
+    voxels before along x) by removing the pairs that leave and adding those that enter at each step, else rebuilt
+    (cleared through the occupancy words, then every pair of the box)."""
+    g2 = g * g
+    cz, cy, cx = centres[v, 0], centres[v, 1], centres[v, 2]
+    rz = 0 if in_plane else radius
+    z0, z1, y0, y1 = cz - rz, cz + rz, cy - radius, cy + radius
+    step = 0
+    if v > first and centres[v - 1, 0] == cz and centres[v - 1, 1] == cy:
+        step = cx - centres[v - 1, 2]
+    if 0 < step <= radius:
+        for x in range(centres[v - 1, 2], cx):   # from the kernel at x to the kernel at x + 1
+            _glcm_pairs(compact, offsets, comb, z0, z1, y0, y1, x - radius, x + radius, x - radius, -1.0, g, cnt,
+                        bits)
+            _glcm_pairs(compact, offsets, comb, z0, z1, y0, y1, x + 1 - radius, x + 1 + radius, x + 1 + radius, 1.0,
+                        g, cnt, bits)
+        return
+    for a in range(bits.size // g):   # clear the non-zero cells of every matrix
+        for i in range(g):
+            if bits[a * g + i] != 0:
+                for j in range(g):
+                    cnt[a * g2 + i * g + j] = 0.0
+                bits[a * g + i] = 0
+    _glcm_pairs(compact, offsets, comb, z0, z1, y0, y1, cx - radius, cx + radius, -1, 1.0, g, cnt, bits)
+
+
+@njit(cache=True)
+def _glcm_gather(a, g, cnt, bits, ci, cj, cc, start):
+    """Write matrix a's non-zero cells (row, column numbers, count), in row-major order, from index ``start``; returns
+    the end. The order depends on the matrix only, so the maps do not depend on the chunks or the threads."""
+    g2 = g * g
+    c = start
+    for i in range(g):
+        word = bits[a * g + i]
+        while word != 0:
+            low = word & (~word + np.uint64(1))       # the lowest set bit
+            j = int(math.log2(float(low)))            # exact for a power of two
+            ci[c] = i
+            cj[c] = j
+            cc[c] = cnt[a * g2 + i * g + j]
+            c += 1
+            word ^= low
+    return c
+
+
+# --------------------------------------------------------------------------------------------
+# IBSI GLCM features, compiled (the ``ibsi`` definition's GLCM maps)
+# --------------------------------------------------------------------------------------------
+
+#: The IBSI GLCM base features :func:`ibsi_glcm_maps` returns, in the order of
+#: :data:`RadiomicsLabLib.ibsi.features.glcm.BASE_TAGS` (without the ``cm_`` prefix).
+IBSI_GLCM = ("joint_max", "joint_avg", "joint_var", "joint_entr", "diff_avg", "diff_var", "diff_entr", "sum_avg",
+             "sum_var", "sum_entr", "energy", "contrast", "dissimilarity", "inv_diff", "inv_diff_norm", "inv_diff_mom",
+             "inv_diff_mom_norm", "inv_var", "corr", "auto_corr", "clust_tend", "clust_shade", "clust_prom",
+             "info_corr1", "info_corr2")
+
+
+@njit(cache=True)
+def _ibsi_glcm_matrix(ci, cj, cc, c0, c1, grey, Ng, log2_count, px, touched_r, pdiff, psum, touched_d, touched_s,
+                      out):
+    """IBSI 1 section 3.6 GLCM features of one symmetric matrix (cells c0..c1-1: row and column numbers, counts; the
+    grey level of number a is ``grey[a]``) into ``out`` (:data:`IBSI_GLCM` order): the formulas of
+    :class:`~RadiomicsLabLib.ibsi.features.glcm.GlcmFeatures`. p_ij = n_ij / N; the marginals p_i. = p_.j (symmetric
+    matrix), p_{i-j}(k) and p_{i+j}(k) are sums of counts over N, so every p log2 p is (n / N)(log2 n - log2 N) with
+    log2 n from the table ``log2_count``; the features that depend on |i - j| only (contrast, dissimilarity, the
+    inverse differences, inverse variance) are sums over p_{i-j}(k). Correlation is NaN where the marginal variance is
+    0, information correlation 1 where HX = 0. Returns False for a matrix without pairs (left out of the directional
+    average, as the engine's NaN for an empty matrix is). ``px``, ``pdiff``, ``psum`` are zero on entry and on return.
+    """
+    total = _cell_total(cc, c0, c1)
+    if total == 0.0:
+        return False
+    lt = math.log2(total)
+    nr = nd = ns = 0
+    maxc = sgi = ent = en = auto = 0.0
+    for c in range(c0, c1):
+        n = cc[c]
+        a = ci[c]
+        gi, gj = grey[a], grey[cj[c]]
+        if px[a] == 0.0:
+            touched_r[nr] = a
+            nr += 1
+        px[a] += n
+        if n > maxc:
+            maxc = n
+        sgi += n * gi
+        ent += n * log2_count[int(n)]
+        en += n * n
+        auto += n * gi * gj
+        k = int(abs(gi - gj))
+        if pdiff[k] == 0.0:
+            touched_d[nd] = k
+            nd += 1
+        pdiff[k] += n
+        k = int(gi + gj)
+        if psum[k] == 0.0:
+            touched_s[ns] = k
+            ns += 1
+        psum[k] += n
+    javg = sgi / total
+    mu = hx = 0.0
+    for t in range(nr):
+        a = touched_r[t]
+        p = px[a] / total
+        mu += grey[a] * p
+        hx -= p * (log2_count[int(px[a])] - lt)
+    var = 0.0
+    for t in range(nr):
+        a = touched_r[t]
+        var += (grey[a] - mu) ** 2 * (px[a] / total)
+        px[a] = 0.0
+    jvar = cov = tend = shade = prom = 0.0
+    for c in range(c0, c1):
+        p = cc[c] / total
+        gi, gj = grey[ci[c]], grey[cj[c]]
+        jvar += (gi - javg) ** 2 * p
+        cov += (gi - mu) * (gj - mu) * p
+        s = gi + gj - 2.0 * mu
+        s2 = s * s
+        tend += s2 * p
+        shade += s2 * s * p
+        prom += s2 * s2 * p
+    dav = dent = contrast = idf = idn = idm = idmn = ivar = 0.0
+    ng2 = Ng * Ng
+    for t in range(nd):
+        k = touched_d[t]
+        p = pdiff[k] / total
+        dav += k * p
+        dent -= p * (log2_count[int(pdiff[k])] - lt)
+        contrast += k * k * p
+        idf += p / (1.0 + k)
+        idn += p / (1.0 + k / Ng)
+        idm += p / (1.0 + k * k)
+        idmn += p / (1.0 + (k * k) / ng2)
+        if k > 0:
+            ivar += p / (k * k)
+    dvar = 0.0
+    for t in range(nd):
+        k = touched_d[t]
+        dvar += (k - dav) ** 2 * (pdiff[k] / total)
+        pdiff[k] = 0.0
+    sav = sent = 0.0
+    for t in range(ns):
+        k = touched_s[t]
+        p = psum[k] / total
+        sav += k * p
+        sent -= p * (log2_count[int(psum[k])] - lt)
+    svar = 0.0
+    for t in range(ns):
+        k = touched_s[t]
+        svar += (k - sav) ** 2 * (psum[k] / total)
+        psum[k] = 0.0
+    jentr = lt - ent / total
+    out[0] = maxc / total
+    out[1] = javg
+    out[2] = jvar
+    out[3] = jentr
+    out[4] = dav
+    out[5] = dvar
+    out[6] = dent
+    out[7] = sav
+    out[8] = svar
+    out[9] = sent
+    out[10] = en / (total * total)
+    out[11] = contrast
+    out[12] = dav
+    out[13] = idf
+    out[14] = idn
+    out[15] = idm
+    out[16] = idmn
+    out[17] = ivar
+    out[18] = cov / var if var > 0.0 else np.nan
+    out[19] = auto / total
+    out[20] = tend
+    out[21] = shade
+    out[22] = prom
+    out[23] = (jentr - 2.0 * hx) / hx if hx > 0.0 else np.nan
+    out[24] = math.sqrt(1.0 - math.exp(-2.0 * max(2.0 * hx - jentr, 0.0)))
+    return True
+
+
+def ibsi_glcm_maps(levels, centres, bounds, radius, in_plane, offsets, n_levels, want_avg, want_comb,
+                   max_levels=None):
+    """IBSI GLCM features (:data:`IBSI_GLCM`) of every centre's kernel: (avg, comb), each (centres, 25).
+
+    avg (``_3D_avg`` / ``_2D_avg``): the features of each direction's matrix, averaged over the directions whose
+    matrix has pairs (a feature undefined for a matrix is averaged over the others; NaN if none); comb
+    (``_3D_comb`` / ``_2D_comb``): the features of the directions' matrices summed. ``n_levels``: N_g of the whole
+    ROI's discretisation. An output not wanted is left NaN (and not computed). With at most ``max_levels`` (default
+    :data:`SLIDING_MAX_LEVELS`) grey levels in the ROI the matrices are updated as the kernel slides
+    (:func:`glcm_state_arrays`), else rebuilt per kernel from its box.
+    """
+    n = centres.shape[0]
+    avg = np.full((n, len(IBSI_GLCM)), np.nan)
+    comb = np.full((n, len(IBSI_GLCM)), np.nan)
+    max_level = int(levels.max()) if levels.size else 0
+    compact, grey_all, sliding = glcm_state_arrays(levels, SLIDING_MAX_LEVELS if max_levels is None else max_levels)
+    in_parallel(_ibsi_glcm_block, bounds, levels, compact, grey_all, bool(sliding), centres, radius, in_plane,
+                offsets, float(n_levels), max_level, bool(want_avg), bool(want_comb), avg, comb)
+    return avg, comb
+
+
+@njit(cache=True, nogil=True)
+def _ibsi_glcm_block(first, last, levels, compact, grey_all, sliding, centres, radius, in_plane, offsets, Ng,
+                     max_level, want_avg, want_comb, avg, comb):
+    """:func:`ibsi_glcm_maps` for the centres first..last-1."""
+    n_out = avg.shape[1]
+    nd = offsets.shape[0]
+    nk, box, local, grey_int, grey = _box_scratch(radius, in_plane)
+    ncol, acc, cm, ci, cj, cc, _, _, _ = _cell_scratch(nd, nk)
+    _, merged, zm, zi, zj, zc, _, _, _ = _cell_scratch(nd, nk)   # the directions merged
+    g = grey_all.size if sliding else 1
+    cnt = np.zeros((nd + 1) * g * g)
+    bits = np.zeros((nd + 1) * g, dtype=np.uint64)
+    starts = np.zeros(nd + 1, dtype=np.int64)
+    px = np.zeros(max(nk, g))
+    touched_r = np.empty(max(nk, g), dtype=np.int64)
+    log2_count = np.log2(np.maximum(np.arange(2 * nd * nk + 2), 1.0))   # log2 n of every count of a cell or sum
+    pdiff = np.zeros(max_level + 1)
+    psum = np.zeros(2 * max_level + 2)
+    touched_d = np.empty(max_level + 1, dtype=np.int64)
+    touched_s = np.empty(2 * max_level + 2, dtype=np.int64)
+    sums = np.zeros(n_out)
+    counts = np.zeros(n_out)
+    row = np.empty(n_out)
+    nl = 0
+    for v in range(first, last):
+        if sliding:
+            _glcm_move(compact, centres, v, first, radius, in_plane, offsets, nd if want_comb else -1, g, cnt, bits)
+            nc = 0
+            for a in range(nd):
+                starts[a] = nc
+                nc = _glcm_gather(a, g, cnt, bits, ci, cj, cc, nc)
+            starts[nd] = nc
+            lev = grey_all
+        else:
+            bz, by, bx, nl = _centre(levels, centres, v, radius, in_plane, box, local, grey_int, grey)
+            nc = _glcm_cells(local, bz, by, bx, offsets, acc, nl, cm, ci, cj, cc)
+            lev = grey
+        if want_avg:
+            for f in range(n_out):
+                sums[f] = 0.0
+                counts[f] = 0.0
+            c0 = 0
+            a = 0
+            while c0 < nc:   # the cells are grouped by direction
+                c1 = c0
+                if sliding:
+                    c1 = starts[a + 1]
+                    a += 1
+                else:
+                    while c1 < nc and cm[c1] == cm[c0]:
+                        c1 += 1
+                if _ibsi_glcm_matrix(ci, cj, cc, c0, c1, lev, Ng, log2_count, px, touched_r, pdiff, psum, touched_d,
+                                     touched_s, row):
+                    for f in range(n_out):
+                        if not np.isnan(row[f]):
+                            sums[f] += row[f]
+                            counts[f] += 1.0
+                c0 = c1
+            for f in range(n_out):
+                if counts[f] > 0.0:
+                    avg[v, f] = sums[f] / counts[f]
+        if want_comb:
+            if sliding:
+                nz = _glcm_gather(nd, g, cnt, bits, zi, zj, zc, 0)
+            else:
+                nz = 0
+                for c in range(nc):
+                    nz = _add(merged, 0, ci[c], cj[c], nl, cc[c], zm, zi, zj, zc, nz)
+                _flush(merged, zi, zj, zc, 0, nz, nl)
+            if _ibsi_glcm_matrix(zi, zj, zc, 0, nz, lev, Ng, log2_count, px, touched_r, pdiff, psum, touched_d,
+                                 touched_s, row):
+                for f in range(n_out):
+                    comb[v, f] = row[f]
+
+# --------------------------------------------------------------------------------------------
 # First-order statistics (intensity statistics, intensity histogram, pyradiomics firstorder)
 # --------------------------------------------------------------------------------------------
 
@@ -1034,7 +1417,7 @@ def _sample_stats(xs, n, out, o):
     out[o + 19] = 0.0 if m2 == 0.0 else m4 / m2 ** 2
 
 
-def first_order_maps(image, levels, centres, bounds, radius, in_plane, shift, n_levels):
+def first_order_maps(image, levels, centres, bounds, radius, in_plane, shift, n_levels, histogram=True):
     """Per centre, over the ROI voxels of its kernel box (``levels > 0``): :data:`SAMPLE_STATS` of the intensities,
     :data:`PYRADIOMICS_STATS`, :data:`SAMPLE_STATS` of the grey levels and :data:`HISTOGRAM_STATS`.
 
@@ -1043,40 +1426,108 @@ def first_order_maps(image, levels, centres, bounds, radius, in_plane, shift, n_
     uniformity sum p_i^2, p_i the fraction of the kernel's voxels in grey level i. IBSI histogram (section 3.4) over the
     levels 1..N_g: mode (ties: closest to the mean, then the lower), entropy -sum p_i log2 p_i, uniformity, and the
     histogram gradient H'_1 = n_2 - n_1, H'_i = (n_{i+1} - n_{i-1}) / 2, H'_Ng = n_Ng - n_{Ng-1}: its maximum, minimum
-    and the (lowest) grey levels where they are (NaN for a one-bin histogram).
+    and the (lowest) grey levels where they are (NaN for a one-bin histogram). ``histogram`` False: the grey levels'
+    :data:`SAMPLE_STATS` and the :data:`HISTOGRAM_STATS` are not computed (left NaN).
     """
     width = 2 * len(SAMPLE_STATS) + len(PYRADIOMICS_STATS) + len(HISTOGRAM_STATS)
     out = np.full((centres.shape[0], width), np.nan)
-    in_parallel(_first_order_block, bounds, image, levels, centres, radius, in_plane, float(shift), int(n_levels), out)
+    in_parallel(_first_order_block, bounds, image, levels, centres, radius, in_plane, float(shift), int(n_levels),
+                bool(histogram), out)
     return out
 
 
+@njit(cache=True)
+def _merge_sorted(xs, n, removed, nr, added, na, into):
+    """``into[:m]`` = the sorted ``xs[:n]`` without the values ``removed[:nr]`` (sorted, each present) and with the
+    values ``added[:na]`` (sorted); returns m."""
+    i = r = a = m = 0
+    while i < n or a < na:
+        if i < n and r < nr and xs[i] == removed[r]:
+            i += 1
+            r += 1
+            continue
+        if a < na and (i >= n or added[a] < xs[i]):
+            into[m] = added[a]
+            a += 1
+        else:
+            into[m] = xs[i]
+            i += 1
+        m += 1
+    return m
+
+
 @njit(cache=True, nogil=True)
-def _first_order_block(first, last, image, levels, centres, radius, in_plane, shift, n_levels, out):
-    """:func:`first_order_maps` for the centres first..last-1."""
+def _first_order_block(first, last, image, levels, centres, radius, in_plane, shift, n_levels, histogram, out):
+    """:func:`first_order_maps` for the centres first..last-1.
+
+    The kernel's sorted intensities and sorted grey levels and its histogram are kept up to date as the kernel slides
+    along a row (a centre at most ``radius`` voxels after the previous one): the values of the slab that leaves are
+    taken out and those of the slab that enters merged in, instead of sorting the whole box again. A sorted sample is
+    the same whichever way it was reached, so the values are those of the box sorted afresh."""
     ns, npy = len(SAMPLE_STATS), len(PYRADIOMICS_STATS)
     w = 2 * radius + 1
     nk = w * w * (1 if in_plane else w)
+    rz = 0 if in_plane else radius
     values = np.empty(nk)
     grey = np.empty(nk)
+    xs = np.empty(nk)
+    gs = np.empty(nk)
+    xt = np.empty(nk)
+    gt = np.empty(nk)
+    slab = w * (1 if in_plane else w)
+    rx = np.empty(slab)
+    rg = np.empty(slab)
+    ax = np.empty(slab)
+    ag = np.empty(slab)
     hist = np.zeros(n_levels + 2)
+    count = 0
     for v in range(first, last):
         cz, cy, cx = centres[v, 0], centres[v, 1], centres[v, 2]
-        count = 0
-        z0, z1 = (cz, cz + 1) if in_plane else (cz - radius, cz + radius + 1)
-        for z in range(z0, z1):
-            for y in range(cy - radius, cy + radius + 1):
-                for x in range(cx - radius, cx + radius + 1):
-                    g = levels[z, y, x]
-                    if g > 0:
-                        values[count] = image[z, y, x]
-                        grey[count] = g
-                        count += 1
-                        hist[g] += 1.0
+        step = 0
+        if v > first and centres[v - 1, 0] == cz and centres[v - 1, 1] == cy:
+            step = cx - centres[v - 1, 2]
+        if 0 < step <= radius:
+            for x in range(centres[v - 1, 2], cx):   # from the kernel at x to the kernel at x + 1
+                nr = na = 0
+                for z in range(cz - rz, cz + rz + 1):
+                    for y in range(cy - radius, cy + radius + 1):
+                        g = levels[z, y, x - radius]
+                        if g > 0:
+                            rx[nr] = image[z, y, x - radius]
+                            rg[nr] = g
+                            nr += 1
+                            hist[g] -= 1.0
+                        g = levels[z, y, x + 1 + radius]
+                        if g > 0:
+                            ax[na] = image[z, y, x + 1 + radius]
+                            ag[na] = g
+                            na += 1
+                            hist[g] += 1.0
+                if nr == 0 and na == 0:
+                    continue
+                rxs, rgs = np.sort(rx[:nr]), np.sort(rg[:nr])
+                axs, ags = np.sort(ax[:na]), np.sort(ag[:na])
+                _merge_sorted(xs, count, rxs, nr, axs, na, xt)
+                count = _merge_sorted(gs, count, rgs, nr, ags, na, gt)
+                xs, xt = xt, xs
+                gs, gt = gt, gs
+        else:
+            for k in range(count):
+                hist[int(gs[k])] = 0.0
+            count = 0
+            for z in range(cz - rz, cz + rz + 1):
+                for y in range(cy - radius, cy + radius + 1):
+                    for x in range(cx - radius, cx + radius + 1):
+                        g = levels[z, y, x]
+                        if g > 0:
+                            values[count] = image[z, y, x]
+                            grey[count] = g
+                            count += 1
+                            hist[g] += 1.0
+            xs[:count] = np.sort(values[:count])
+            gs[:count] = np.sort(grey[:count])
         if count == 0:
             continue
-        xs = np.sort(values[:count])
-        gs = np.sort(grey[:count])
         _sample_stats(xs, count, out[v], 0)
         energy = 0.0
         for k in range(count):
@@ -1097,6 +1548,8 @@ def _first_order_block(first, last, image, levels, centres, radius, in_plane, sh
             uniformity += p * p
         out[v, ns + 3] = entropy_eps
         out[v, ns + 4] = uniformity
+        if not histogram:
+            continue
         o = ns + npy
         _sample_stats(gs, count, out[v], o)
         mean = out[v, o]
@@ -1126,8 +1579,6 @@ def _first_order_block(first, last, image, levels, centres, radius, in_plane, sh
             out[v, o + 4] = lmax
             out[v, o + 5] = gmin
             out[v, o + 6] = lmin
-        for k in range(count):
-            hist[int(gs[k])] = 0.0
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,13 +13,15 @@ Two definitions:
   (re-segmentation, rounding, optional IBSI chapter 2 filter; no resampling: maps live on the input grid)
   and discretisation; each kernel is a region of interest of its own: pairs, runs, zones and
   neighbourhoods stay inside the kernel box, the box edge counts as outside the ROI (GLDZM distances).
-  The GLCM and GLRLM features are the engine's own formula classes
-  (:class:`~RadiomicsLabLib.ibsi.features.glcm.GlcmFeatures`, :class:`~RadiomicsLabLib.ibsi.features.glrlm.GlrlmFeatures`)
-  evaluated on every kernel's matrices at once; the GLSZM, GLDZM and NGLDM features are the same IBSI
-  formulas as the GLRLM's on their count matrices (see :mod:`RadiomicsLabLib.ibsi.features.zones`), so
-  they are evaluated by the same vectorised class. Intensity statistics, the intensity histogram and the
-  NGTDM are compiled per-voxel formulas (:mod:`.featuremap_kernels`). Local intensity (family
-  ``local_intensity``, ``ibsi`` only: pyradiomics has none): the engine's 1 cm^3 sphere means (every image voxel
+  The GLCM features are the formulas of the engine's
+  :class:`~RadiomicsLabLib.ibsi.features.glcm.GlcmFeatures` compiled per kernel
+  (:func:`~.featuremap_kernels.ibsi_glcm_maps`: ``_avg`` averages the features of the directions' matrices, ``_comb``
+  takes the features of their sum); the GLRLM features are the engine's own formula class
+  (:class:`~RadiomicsLabLib.ibsi.features.glrlm.GlrlmFeatures`) evaluated on every kernel's matrices at once; the
+  GLSZM, GLDZM and NGLDM features are the same IBSI formulas as the GLRLM's on their count matrices (see
+  :mod:`RadiomicsLabLib.ibsi.features.zones`), so they are evaluated by the same vectorised class. Intensity
+  statistics, the intensity histogram and the NGTDM are compiled per-voxel formulas (:mod:`.featuremap_kernels`).
+  Local intensity (family ``local_intensity``, ``ibsi`` only: pyradiomics has none): the engine's 1 cm^3 sphere means (every image voxel
   whose centre is within 6.2 mm, in or out of the ROI, always 3D) are computed once for the whole ROI, then each
   kernel takes the mean at its maximum-intensity ROI voxel (ties: the highest mean; ``loc_peak_loc``) and the
   highest mean over its ROI voxels (``loc_peak_glob``). Names are IBSI tags with the
@@ -53,8 +55,11 @@ value pyradiomics' own definition intends):
 pyradiomics returns its maps on the ROI's bounding box grown by the radius; here every map is on the input grid.
 
 Speed and memory: the per-voxel matrices are built by compiled numba kernels, in parallel over blocks
-of voxels, without a Python call per voxel; the voxels are processed in chunks sized so the working
-memory stays within a budget, and the peak memory is estimated before any work
+of voxels, without a Python call per voxel; the GLCMs (both definitions, ROIs of at most
+:data:`~.featuremap_kernels.SLIDING_MAX_LEVELS` grey levels) are kept up to date as the kernel slides along a row,
+removing the pairs of the slab that leaves and adding those of the slab that enters, instead of being rebuilt
+(first-order maps keep the kernel's sorted sample the same way); the voxels are processed in chunks sized so the
+working memory stays within a budget, and the peak memory is estimated before any work
 (:func:`estimate_memory`); a request over the available memory is refused with what to change. The
 maps are held as one compact array (voxels x features) and each SimpleITK image is built when it is
 read from the returned :class:`FeatureMaps`, so writing maps one by one never holds them all.
@@ -122,8 +127,9 @@ def _ibsi_catalogue(dimension: str) -> dict:
              "rms": "rms"}
     sample = {name: i for i, name in enumerate(k.SAMPLE_STATS)}
     histogram_at = len(k.SAMPLE_STATS) + len(k.PYRADIOMICS_STATS)
-    catalogue = {tag: ("local_intensity", k.LOCAL_PEAKS.index(tag))
-                 for tag in family_module("local_intensity").FEATURES}
+    # the local intensity tags are the kernels' LOCAL_PEAKS (the same as the engine family's FEATURES, checked by
+    # Testing/test_featuremaps.py): importing that family here would import scipy.signal (~1 s) for every map run
+    catalogue = {tag: ("local_intensity", i) for i, tag in enumerate(k.LOCAL_PEAKS)}
     for tag in family_module("statistics").FEATURES:
         catalogue[tag] = ("statistics", sample[stats[tag.removeprefix("stat_")]])
     for tag in family_module("histogram").FEATURES:
@@ -597,8 +603,10 @@ def max_cells(family: str, radius: int, in_plane: bool) -> int:
 def working_bytes_per_voxel(family: str, radius: int, in_plane: bool, definition: str) -> int:
     """Upper bound of the working memory one voxel of a chunk needs for ``family`` (bytes): for the IBSI texture
     families, :func:`max_cells` times the bytes a cell takes while the engine's formula classes run, plus their
-    per-matrix arrays; the compiled-only families need only their output row."""
-    if definition == "ibsi" and family in ("glcm", "glrlm", "glszm", "gldzm", "ngldm"):
+    per-matrix arrays; the compiled-only families (the IBSI GLCM included) need only their output rows."""
+    if definition == "ibsi" and family == "glcm":
+        return 8 * 2 * 25 + 8 * 64   # avg and comb rows of the 25 features, and the chunk's output columns
+    if definition == "ibsi" and family in ("glrlm", "glszm", "gldzm", "ngldm"):
         matrices = _n_directions(in_plane) + 1 if family in ("glcm", "glrlm") else 1
         return max_cells(family, radius, in_plane) * _BYTES_PER_CELL + matrices * _BYTES_PER_MATRIX
     return 8 * 64
@@ -662,7 +670,10 @@ def estimate_memory(n_voxels: int, families: dict, radius: int, in_plane: bool, 
     per_voxel = max(working_bytes_per_voxel(f, radius, in_plane, definition) for f in families)
     chunk = int(max(64, min(n_voxels, budget // per_voxel)))
     n_features = sum(families.values())
-    scratch = numba.get_num_threads() * _kernels().scratch_bytes(radius, in_plane, _n_directions(in_plane))
+    k = _kernels()
+    scratch = numba.get_num_threads() * k.scratch_bytes(radius, in_plane, _n_directions(in_plane))
+    if "glcm" in families:   # the GLCM matrices kept up to date as the kernel slides (at most SLIDING_MAX_LEVELS)
+        scratch += numba.get_num_threads() * k.glcm_state_bytes(k.SLIDING_MAX_LEVELS, _n_directions(in_plane))
     working = chunk * per_voxel + chunk * 64 * 8 + scratch
     inputs = crop_voxels * (8 + 8 + 1) + image_voxels * (8 + 8 + 1) + n_voxels * 32
     if "local_intensity" in families:
@@ -902,8 +913,10 @@ def _family_chunk(family, keys, prepared: _Prepared, settings: MapSettings, cent
                                       in_plane)[:, keys]
     if family in ("statistics", "histogram", "firstorder"):
         shift = float(settings.pyradiomics.get("voxelArrayShift", 0)) if settings.definition == "pyradiomics" else 0.0
+        histogram_at = len(k.SAMPLE_STATS) + len(k.PYRADIOMICS_STATS)   # the grey levels' columns start here
+        histogram = any(not isinstance(key, str) and key >= histogram_at for key in keys)
         out = k.first_order_maps(prepared.image, prepared.levels, centres, bounds, r, in_plane, shift,
-                                 max(prepared.n_levels, 1))
+                                 max(prepared.n_levels, 1), histogram)
         columns = []
         for key in keys:
             if key == "TotalEnergy":
@@ -944,6 +957,8 @@ def _ibsi_chunk(family, keys, prepared, settings, centres, bounds) -> np.ndarray
                            _neighbours(in_plane, ibsi.ngtdm_distance), False)
         bases = [key.split("_")[1] for key in keys]
         return out[:, [k.NGTDM_FEATURES.index(b) for b in bases]]
+    if family == "glcm":
+        return _ibsi_glcm_chunk(keys, prepared, settings, centres, bounds)
     kind = {"glcm": k.GLCM, "glrlm": k.GLRLM, "glszm": k.GLSZM, "gldzm": k.GLDZM, "ngldm": k.NGLDM}[family]
     offsets = _offsets(in_plane, ibsi.glcm_distance if family == "glcm" else 1)
     distance = ibsi.ngldm_distance if family == "ngldm" else 1
@@ -975,6 +990,21 @@ def _ibsi_chunk(family, keys, prepared, settings, centres, bounds) -> np.ndarray
         return np.stack(columns, axis=1)
     values = _zone_values(family, cells, n, voxels)
     return np.stack([values[key.rsplit("_", 1)[0]] for key in keys], axis=1)
+
+
+def _ibsi_glcm_chunk(keys, prepared, settings, centres, bounds) -> np.ndarray:
+    """IBSI GLCM features of one chunk, entirely compiled (:func:`~.featuremap_kernels.ibsi_glcm_maps`: the formulas
+    of the engine's :class:`~RadiomicsLabLib.ibsi.features.glcm.GlcmFeatures` on every kernel's matrices)."""
+    k = _kernels()
+    suffixes = {key.rsplit("_", 1)[1] for key in keys}
+    avg, comb = k.ibsi_glcm_maps(prepared.levels, centres, bounds, settings.radius, settings.in_plane,
+                                 _offsets(settings.in_plane, settings.ibsi.glcm_distance), max(prepared.n_levels, 1),
+                                 "avg" in suffixes, "comb" in suffixes)
+    columns = []
+    for key in keys:
+        base, suffix = key.rsplit("_", 2)[0], key.rsplit("_", 1)[1]
+        columns.append((avg if suffix == "avg" else comb)[:, k.IBSI_GLCM.index(base.removeprefix("cm_"))])
+    return np.stack(columns, axis=1)
 
 
 class _quiet:

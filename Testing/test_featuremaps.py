@@ -506,3 +506,49 @@ def test_cli_writes_local_intensity_maps(brain1_crop, brain1_crop_files, tmp_pat
                                        "local_intensity", "--definition", "pyradiomics", "-o", tmp_path / "py"),
                                "IBSI local intensity feature", "--definition ibsi")
     assert not (tmp_path / "py").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# GLCM matrices updated as the kernel slides (issue #21): the values of matrices rebuilt per kernel
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("radius, in_plane", [(2, False), (3, True)])
+def test_glcm_sliding_equals_rebuilt_and_engine(radius, in_plane, sts_ct, monkeypatch):
+    """Real CT crop (124 GTV voxels, rows of the ROI with gaps): the GLCM maps of both definitions from matrices
+    updated as the kernel slides equal those of matrices rebuilt from every kernel's box, bit for bit whatever the
+    chunks, and (ibsi) the engine run on random kernels."""
+    from RadiomicsLabLib import featuremap_kernels
+    from RadiomicsLabLib.ibsi.config import IbsiSettings
+
+    image, mask = sts_ct
+    runs = {"ibsi": {"bin_width": 10.0, "resegment_range": (-30.0, 60.0)}, "pyradiomics": {"binWidth": 10}}
+    for definition, settings in runs.items():
+        sliding = feature_maps(image, mask, "glcm", radius=radius, definition=definition, in_plane=in_plane, **settings)
+        chunked = feature_maps(image, mask, "glcm", radius=radius, definition=definition, in_plane=in_plane,
+                               working_memory=1, **settings)
+        assert np.array_equal(sliding.values, chunked.values, equal_nan=True), definition
+        with monkeypatch.context() as patch:
+            patch.setattr(featuremap_kernels, "SLIDING_MAX_LEVELS", 0)    # every kernel's matrices rebuilt
+            rebuilt = feature_maps(image, mask, "glcm", radius=radius, definition=definition, in_plane=in_plane,
+                                   **settings)
+        for name in sliding:
+            assert close(sliding.array(name), rebuilt.array(name), rtol=1e-12, atol_scale=1e-13), (definition, name)
+    maps = feature_maps(image, mask, "glcm", radius=radius, definition="ibsi", in_plane=in_plane, **runs["ibsi"])
+    roi = np.argwhere(sitk.GetArrayFromImage(mask) == 1)
+    picked = np.random.default_rng(21).choice(len(roi), 8, replace=False)
+    ibsi = IbsiSettings(dimensions=("2D",) if in_plane else ("3D",), **runs["ibsi"])
+    expected = engine_on_kernels(image, mask, ibsi, [tuple(roi[i]) for i in picked], radius, in_plane, ["glcm"])
+    assert len(maps) == 50
+    for name in maps:
+        assert close(maps.array(name)[picked], [e[name] for e in expected], rtol=1e-9, atol_scale=1e-10), name
+
+
+def test_compiled_feature_lists_follow_the_engine():
+    """The compiled IBSI GLCM columns are the engine's GLCM base tags in order, and the local intensity tags the
+    catalogue names without importing that family (see ``featuremaps._ibsi_catalogue``) are the engine's."""
+    from RadiomicsLabLib import featuremap_kernels
+    from RadiomicsLabLib.ibsi.engine import family_module
+    from RadiomicsLabLib.ibsi.features.glcm import BASE_TAGS
+
+    assert tuple(f"cm_{base}" for base in featuremap_kernels.IBSI_GLCM) == BASE_TAGS
+    assert list(family_module("local_intensity").FEATURES) == list(featuremap_kernels.LOCAL_PEAKS)
