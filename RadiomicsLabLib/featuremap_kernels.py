@@ -424,6 +424,86 @@ def _cell_total(cc, c0, c1):
 
 
 @njit(cache=True)
+def _add_difference_and_sum(gi, gj, count, pdiff, psum, touched_d, touched_s, nd, ns):
+    """Add a cell's ``count`` to the |i - j| and i + j histograms ``pdiff`` / ``psum`` (grey levels ``gi``, ``gj``),
+    listing each bin the first time it is used (``touched_d[:nd]`` / ``touched_s[:ns]``); returns the new (nd, ns)."""
+    k = int(abs(gi - gj))
+    if pdiff[k] == 0.0:
+        touched_d[nd] = k
+        nd += 1
+    pdiff[k] += count
+    k = int(gi + gj)
+    if psum[k] == 0.0:
+        touched_s[ns] = k
+        ns += 1
+    psum[k] += count
+    return nd, ns
+
+
+@njit(cache=True)
+def _add_defined(row, sums, counts, n):
+    """Add each defined (not NaN) value of one direction's ``row`` to ``sums``, counting it in ``counts``."""
+    for f in range(n):
+        if not np.isnan(row[f]):
+            sums[f] += row[f]
+            counts[f] += 1.0
+
+
+@njit(cache=True)
+def _write_average(out, v, sums, counts, n):
+    """``out[v]``: each feature averaged over the directions where it is defined (left as it is where none is)."""
+    for f in range(n):
+        if counts[f] > 0.0:
+            out[v, f] = sums[f] / counts[f]
+
+
+@njit(cache=True)
+def _difference_features(pdiff, touched, n, total, log_total, Ng, log2_count, kappa):
+    """The features of the |i - j| histogram p_{x-y}(k) = pdiff(k) / total over its listed bins: (average sum k p,
+    entropy -sum p (log2 p + kappa') (``kappa``: pyradiomics' eps term, 0 for IBSI), contrast sum k^2 p, inverse
+    difference sum p / (1 + k), normalised sum p / (1 + k / Ng), moment sum p / (1 + k^2), normalised moment
+    sum p / (1 + k^2 / Ng^2), inverse variance sum_{k >= 1} p / k^2)."""
+    dav = dent = contrast = idf = idn = idm = idmn = ivar = 0.0
+    ng2 = Ng * Ng
+    for t in range(n):
+        k = touched[t]
+        p = pdiff[k] / total
+        dav += k * p
+        dent -= p * (log2_count[int(pdiff[k])] - log_total) + kappa
+        contrast += k * k * p
+        idf += p / (1.0 + k)
+        idn += p / (1.0 + k / Ng)
+        idm += p / (1.0 + k * k)
+        idmn += p / (1.0 + (k * k) / ng2)
+        if k > 0:
+            ivar += p / (k * k)
+    return dav, dent, contrast, idf, idn, idm, idmn, ivar
+
+
+@njit(cache=True)
+def _sum_features(psum, touched, n, total, log_total, log2_count, kappa):
+    """(average sum k p, entropy) of the i + j histogram p_{x+y}(k) = psum(k) / total over its listed bins."""
+    sav = sent = 0.0
+    for t in range(n):
+        k = touched[t]
+        p = psum[k] / total
+        sav += k * p
+        sent -= p * (log2_count[int(psum[k])] - log_total) + kappa
+    return sav, sent
+
+
+@njit(cache=True)
+def _variance_and_clear(histogram, touched, n, total, mean):
+    """sum_k (k - mean)^2 histogram(k) / total over the listed bins ``touched[:n]``, which are set back to 0."""
+    variance = 0.0
+    for t in range(n):
+        k = touched[t]
+        variance += (k - mean) ** 2 * (histogram[k] / total)
+        histogram[k] = 0.0
+    return variance
+
+
+@njit(cache=True)
 def _glcm_angle(ci, cj, cc, c0, c1, grey, nl, Ng, n_roi_levels, want_mcc, log2_count, px, py, lpx, lpy, pdiff, psum,
                 touched_d, touched_s, b, rows, tri_d, tri_e, out):
     """pyradiomics' 24 GLCM features of one direction's matrix (cells c0..c1, counts already symmetric) into ``out``.
@@ -466,16 +546,7 @@ def _glcm_angle(ci, cj, cc, c0, c1, grey, nl, Ng, n_roi_levels, want_mcc, log2_c
         hxy -= p * (log2_count[int(count)] - log_total) + kappa
         if p > maxp:
             maxp = p
-        k = int(abs(gi - gj))
-        if pdiff[k] == 0.0:
-            touched_d[nd] = k
-            nd += 1
-        pdiff[k] += count
-        k = int(gi + gj)
-        if psum[k] == 0.0:
-            touched_s[ns] = k
-            ns += 1
-        psum[k] += count
+        nd, ns = _add_difference_and_sum(gi, gj, count, pdiff, psum, touched_d, touched_s, nd, ns)
     hx = hy = sx = sy = 0.0
     mx = my = 0
     for a in range(nl):
@@ -503,30 +574,11 @@ def _glcm_angle(ci, cj, cc, c0, c1, grey, nl, Ng, n_roi_levels, want_mcc, log2_c
         vary += p * (gj - uy) ** 2
         corm += p * (gi - ux) * (gj - uy)
         hxy1 -= p * (lpx[ci[c]] + lpy[cj[c]]) + p * kappa * total * total / (px[ci[c]] * py[cj[c]])
-    dav = dent = idm = idmn = idd = idn = invvar = 0.0
-    for t in range(nd):
-        k = touched_d[t]
-        p = pdiff[k] / total
-        dav += k * p
-        dent -= p * (log2_count[int(pdiff[k])] - log_total) + kappa
-        idm += p / (1.0 + k * k)
-        idmn += p / (1.0 + (k * k) / (Ng * Ng))
-        idd += p / (1.0 + k)
-        idn += p / (1.0 + k / Ng)
-        if k > 0:
-            invvar += p / (k * k)
-    dvar = 0.0
-    for t in range(nd):
-        k = touched_d[t]
-        dvar += pdiff[k] / total * (k - dav) ** 2
-        pdiff[k] = 0.0
-    sav = sent = 0.0
-    for t in range(ns):
-        k = touched_s[t]
-        p = psum[k] / total
-        sav += k * p
-        sent -= p * (log2_count[int(psum[k])] - log_total) + kappa
-        psum[k] = 0.0
+    dav, dent, _, idd, idn, idm, idmn, invvar = _difference_features(pdiff, touched_d, nd, total, log_total, Ng,
+                                                                      log2_count, kappa)
+    dvar = _variance_and_clear(pdiff, touched_d, nd, total, dav)
+    sav, sent = _sum_features(psum, touched_s, ns, total, log_total, log2_count, kappa)
+    _variance_and_clear(psum, touched_s, ns, total, sav)
     sigma = math.sqrt(varx) * math.sqrt(vary)
     div = max(hx, hy)
     mutual = hxy2 - hxy
@@ -872,14 +924,9 @@ def _pyradiomics_block(first, last, kind, levels, compact, grey_all, sliding, ce
             else:
                 ok = _count_formulas(ci, cj, cc, c0, c1, grey, nl, ncol, log2_count, px, colsum, touched_d, row)
             if ok:
-                for f in range(n_out):
-                    if not np.isnan(row[f]):
-                        sums[f] += row[f]
-                        counts[f] += 1.0
+                _add_defined(row, sums, counts, n_out)
             c0 = c1
-        for f in range(n_out):
-            if counts[f] > 0.0:
-                out[v, f] = sums[f] / counts[f]
+        _write_average(out, v, sums, counts, n_out)
 
 
 def ngtdm_maps(levels, centres, bounds, radius, in_plane, neighbours, pyradiomics):
@@ -1140,16 +1187,7 @@ def _ibsi_glcm_matrix(ci, cj, cc, c0, c1, grey, Ng, log2_count, px, touched_r, p
         ent += n * log2_count[int(n)]
         en += n * n
         auto += n * gi * gj
-        k = int(abs(gi - gj))
-        if pdiff[k] == 0.0:
-            touched_d[nd] = k
-            nd += 1
-        pdiff[k] += n
-        k = int(gi + gj)
-        if psum[k] == 0.0:
-            touched_s[ns] = k
-            ns += 1
-        psum[k] += n
+        nd, ns = _add_difference_and_sum(gi, gj, n, pdiff, psum, touched_d, touched_s, nd, ns)
     javg = sgi / total
     mu = hx = 0.0
     for t in range(nr):
@@ -1173,62 +1211,18 @@ def _ibsi_glcm_matrix(ci, cj, cc, c0, c1, grey, Ng, log2_count, px, touched_r, p
         tend += s2 * p
         shade += s2 * s * p
         prom += s2 * s2 * p
-    dav = dent = contrast = idf = idn = idm = idmn = ivar = 0.0
-    ng2 = Ng * Ng
-    for t in range(nd):
-        k = touched_d[t]
-        p = pdiff[k] / total
-        dav += k * p
-        dent -= p * (log2_count[int(pdiff[k])] - lt)
-        contrast += k * k * p
-        idf += p / (1.0 + k)
-        idn += p / (1.0 + k / Ng)
-        idm += p / (1.0 + k * k)
-        idmn += p / (1.0 + (k * k) / ng2)
-        if k > 0:
-            ivar += p / (k * k)
-    dvar = 0.0
-    for t in range(nd):
-        k = touched_d[t]
-        dvar += (k - dav) ** 2 * (pdiff[k] / total)
-        pdiff[k] = 0.0
-    sav = sent = 0.0
-    for t in range(ns):
-        k = touched_s[t]
-        p = psum[k] / total
-        sav += k * p
-        sent -= p * (log2_count[int(psum[k])] - lt)
-    svar = 0.0
-    for t in range(ns):
-        k = touched_s[t]
-        svar += (k - sav) ** 2 * (psum[k] / total)
-        psum[k] = 0.0
+    dav, dent, contrast, idf, idn, idm, idmn, ivar = _difference_features(pdiff, touched_d, nd, total, lt, Ng,
+                                                                           log2_count, 0.0)
+    dvar = _variance_and_clear(pdiff, touched_d, nd, total, dav)
+    sav, sent = _sum_features(psum, touched_s, ns, total, lt, log2_count, 0.0)
+    svar = _variance_and_clear(psum, touched_s, ns, total, sav)
     jentr = lt - ent / total
-    out[0] = maxc / total
-    out[1] = javg
-    out[2] = jvar
-    out[3] = jentr
-    out[4] = dav
-    out[5] = dvar
-    out[6] = dent
-    out[7] = sav
-    out[8] = svar
-    out[9] = sent
-    out[10] = en / (total * total)
-    out[11] = contrast
-    out[12] = dav
-    out[13] = idf
-    out[14] = idn
-    out[15] = idm
-    out[16] = idmn
-    out[17] = ivar
-    out[18] = cov / var if var > 0.0 else np.nan
-    out[19] = auto / total
-    out[20] = tend
-    out[21] = shade
-    out[22] = prom
-    out[23] = (jentr - 2.0 * hx) / hx if hx > 0.0 else np.nan
-    out[24] = math.sqrt(1.0 - math.exp(-2.0 * max(2.0 * hx - jentr, 0.0)))
+    values = (maxc / total, javg, jvar, jentr, dav, dvar, dent, sav, svar, sent, en / (total * total), contrast, dav,
+              idf, idn, idm, idmn, ivar, cov / var if var > 0.0 else np.nan, auto / total, tend, shade, prom,
+              (jentr - 2.0 * hx) / hx if hx > 0.0 else np.nan,
+              math.sqrt(1.0 - math.exp(-2.0 * max(2.0 * hx - jentr, 0.0))))   # in IBSI_GLCM order
+    for f in range(len(values)):
+        out[f] = values[f]
     return True
 
 
@@ -1306,14 +1300,9 @@ def _ibsi_glcm_block(first, last, levels, compact, grey_all, sliding, centres, r
                         c1 += 1
                 if _ibsi_glcm_matrix(ci, cj, cc, c0, c1, lev, Ng, log2_count, px, touched_r, pdiff, psum, touched_d,
                                      touched_s, row):
-                    for f in range(n_out):
-                        if not np.isnan(row[f]):
-                            sums[f] += row[f]
-                            counts[f] += 1.0
+                    _add_defined(row, sums, counts, n_out)
                 c0 = c1
-            for f in range(n_out):
-                if counts[f] > 0.0:
-                    avg[v, f] = sums[f] / counts[f]
+            _write_average(avg, v, sums, counts, n_out)
         if want_comb:
             if sliding:
                 nz = _glcm_gather(nd, g, cnt, bits, zi, zj, zc, 0)
