@@ -192,19 +192,15 @@ def extract_case(case: Case, settings) -> CaseOutput:
     (:func:`RadiomicsLabLib.extraction.extract`, the same numbers as a single extraction). A DICOM RTSTRUCT / SEG
     mask gives its ROI ``case.roi`` or every ROI, each its own segment named by the ROI (overlapping ROIs each on
     its own mask), as ``radiomicslab extract`` does."""
-    from .extraction import extract, extract_masks
+    from .extraction import extract, extract_masks, read_dicom_inputs
     from .imageio import read_image
-    from .validation import check_mask_is_label_map, check_resampling, labels_present, segment_name
+    from .validation import check_mask_is_label_map, labels_present, segment_name
 
-    image = read_image(case.image, "image")
     if case.dicom_mask:
-        from .cohort import case_segments
-
-        masks = case_segments(case)
-        for _, mask, label in masks:
-            check_resampling(image, mask, [label], settings.params)
-        result = extract_masks(image, masks, settings, inputs=case.inputs())
+        image, segments = read_dicom_inputs(case.image, case.mask, [case.roi] if case.roi else (), settings)
+        result = extract_masks(image, [(s.name, s.mask, 1) for s in segments], settings, inputs=case.inputs())
     else:
+        image = read_image(case.image, "image")
         mask = check_mask_is_label_map(read_image(case.mask, "mask"), where=f"mask '{case.mask}'")
         labels = case.labels or labels_present(mask)
         result = extract(image, mask, {segment_name(label): label for label in labels}, settings, inputs=case.inputs())

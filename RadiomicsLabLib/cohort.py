@@ -59,7 +59,7 @@ class Case:
     the SHA-256 of the files (for a DICOM folder: of its files' names and contents); ``roi_voxels``
     counts the mask voxels of the chosen labels (the cost estimate that orders the work, largest first).
     ``roi``: with a DICOM RTSTRUCT / SEG mask, the ROI taken ("": every ROI); read the mask with
-    :func:`case_mask` or :func:`case_segments`.
+    :func:`case_mask`, or each ROI on its own with :func:`RadiomicsLabLib.extraction.read_dicom_inputs`.
     """
 
     id: str
@@ -111,14 +111,6 @@ def case_mask(case: Case, what: str = "mask") -> tuple:
     from .dicom import read_mask
 
     return read_mask(case.mask, case.image, what, [case.roi] if case.roi else None)
-
-
-def case_segments(case: Case) -> list:
-    """(name, binary mask, label) of each segment of a case's DICOM mask (``case.roi``, or every ROI, each on its own:
-    they may overlap), for :func:`RadiomicsLabLib.extraction.extract_masks`."""
-    from .dicom import read_dicom_segments
-
-    return [(s.name, s.mask, 1) for s in read_dicom_segments(case.mask, case.image, [case.roi] if case.roi else None)]
 
 
 @dataclass(frozen=True)

@@ -1180,12 +1180,11 @@ def read_roi_mask(mask, series=None, roi: str | None = None, what: str = "mask")
     RTSTRUCT / SEG rasterised on the DICOM series folder ``series`` (:func:`RadiomicsLabLib.dicom.read_mask`)."""
     from .cohort import is_dicom_file
     from .dicom import read_mask
-    from .dicom.masks import check_series_folder, only_roi
+    from .dicom.masks import check_series_folder, only_roi, refuse_rois_of_label_map
     from .imageio import read_image
 
     if not is_dicom_file(mask):
-        if roi:
-            read_mask(mask, series, what, [roi])  # a label map has no named ROIs: read_mask's one-line error
+        refuse_rois_of_label_map(mask, [roi] if roi else None, what)
         return read_image(mask, what)
     check_series_folder(mask, series, what)
     return read_mask(mask, series, what, [roi or only_roi(mask, None, what)])[0]

@@ -70,10 +70,9 @@ def command(image, mask, labels, params, engine, image_types, output, scene, seg
                 from ..dicom.sr import check_report_outputs
 
                 check_report_outputs(image, mask, report, inputs)
-            if rois:
-                from ..dicom import read_mask
+            from ..dicom.masks import refuse_rois_of_label_map
 
-                read_mask(mask, image, rois=rois)  # a label map has no named ROIs: read_mask's one-line error
+            refuse_rois_of_label_map(mask, rois)
             values, provenance = _extract_files(image, mask, labels, _settings(params, image_types, engine),
                                                 resample_mask, scene)
             if report is not None:

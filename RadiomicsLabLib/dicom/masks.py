@@ -36,9 +36,7 @@ def read_mask(mask_path, image_path=None, what: str = "mask", rois=None) -> tupl
         check_series_folder(mask_path, image_path, what)
         segments = read_dicom_segments(mask_path, image_path, rois, what)
         return label_map_of(segments, mask_path, what), {s.name: i for i, s in enumerate(segments, start=1)}
-    if rois:
-        raise RadiomicsLabError(f"--roi picks ROIs of a DICOM RTSTRUCT or SEG; the {what} '{mask_path}' is a label "
-                                "map: choose its segments with --label.")
+    refuse_rois_of_label_map(mask_path, rois, what)
     mask = check_mask_is_label_map(read_image(mask_path, what), where=f"{what} '{mask_path}'")
     return mask, {segment_name(label): label for label in labels_present(mask)}
 
@@ -62,6 +60,13 @@ def roi_names(mask_path, what: str = "mask") -> list[str]:
     return [str(item.get("SegmentLabel", f"Segment {item.SegmentNumber}")) for item in header.get("SegmentSequence", [])]
 
 
+def refuse_rois_of_label_map(mask_path, rois, what: str = "mask") -> None:
+    """``--roi`` names ROIs of a DICOM RTSTRUCT / SEG; given with a label map file it is an error (one line)."""
+    if rois:
+        raise RadiomicsLabError(f"--roi picks ROIs of a DICOM RTSTRUCT or SEG; the {what} '{mask_path}' is a label "
+                                "map: choose its segments with --label.")
+
+
 def read_masks(requests, image_path=None) -> list[sitk.Image]:
     """One mask per request ``(what, path, roi, fallback)``, each on its own (they may overlap).
 
@@ -75,8 +80,7 @@ def read_masks(requests, image_path=None) -> list[sitk.Image]:
     wanted = {}  # DICOM file -> [(request index, ROI name)]
     for index, (what, path, roi, fallback) in enumerate(requests):
         if not is_dicom_mask(path):
-            if roi:
-                read_mask(path, image_path, what, [roi])  # refuses --roi with a label map
+            refuse_rois_of_label_map(path, [roi] if roi else None, what)
             masks[index] = read_image(path, what)
             continue
         check_series_folder(path, image_path, what)
