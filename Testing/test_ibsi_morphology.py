@@ -196,7 +196,7 @@ def test_ombb_finds_a_rotated_box():
 
     points = np.vstack([corners, inner]) @ rotation.T
     hull = ConvexHull(points)
-    box = morphology.oriented_minimum_bounding_box(points[hull.vertices], hull.equations[:, :3])
+    box = morphology.oriented_minimum_bounding_box(hull)
     assert np.prod(box) == pytest.approx(42.0, rel=1e-9), box
     assert np.prod(morphology._box_dimensions(points)) > 42.0
 
@@ -246,3 +246,38 @@ def test_pyradiomics_shape_baseline():
             tolerance = 1e-9 if tag in ("morph_vol_approx", "morph_diam", "morph_pca_elongation", "morph_pca_flatness") \
                 or tag.startswith("morph_pca") or case == "breast1" else 0.01
             assert value == pytest.approx(expected, rel=tolerance), (case, tag, value, expected)
+
+
+def test_min_area_rectangle_with_points_that_differ_by_rounding():
+    """The rotating calipers against a brute force over Qhull's 2D hull, on point sets that hold near-copies of
+    their own points (1e-14 apart: one 3D hull vertex projected twice, as OMBB projections produce). Before
+    the hull dropped such near-copies, a near-copy could shield a reflex vertex and hide a real edge."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    from RadiomicsLabLib.ibsi.features import _morphology_kernels
+
+    rng = np.random.default_rng(1)
+    checked = 0
+    for trial in range(3000):
+        n = int(rng.integers(4, 40))
+        x, y = rng.normal(size=n) * rng.uniform(0.1, 10.0), rng.normal(size=n) * 10.0
+        if trial % 3 == 1:  # grid points, as mesh vertices are
+            x, y = np.round(x), np.round(y)
+        angle = rng.uniform(0.0, np.pi)
+        x, y = np.cos(angle) * x - np.sin(angle) * y, np.sin(angle) * x + np.cos(angle) * y
+        copies = rng.integers(0, n, size=n // 3)
+        x = np.r_[x, x[copies] + rng.normal(size=copies.size) * 1e-14]
+        y = np.r_[y, y[copies] + rng.normal(size=copies.size) * 1e-14 * (trial % 2)]
+        try:
+            hull = ConvexHull(np.c_[x, y]).vertices
+        except QhullError:  # collinear: no rectangle to compare
+            continue
+        best = np.inf
+        for e in range(len(hull)):
+            edge = np.array([x[hull[(e + 1) % len(hull)]] - x[hull[e]], y[hull[(e + 1) % len(hull)]] - y[hull[e]]])
+            u = edge / np.linalg.norm(edge)
+            best = min(best, np.ptp(x * u[0] + y * u[1]) * np.ptp(-x * u[1] + y * u[0]))
+        width, height = _morphology_kernels.min_area_rectangle(x, y)
+        assert width * height == pytest.approx(best, rel=1e-9), trial
+        checked += 1
+    assert checked > 2900

@@ -19,7 +19,12 @@ def _cross(ax, ay, bx, by, cx, cy):
 
 @njit(cache=True)
 def _convex_hull_2d(x, y):
-    """Indices of the 2D convex hull of (x, y), counterclockwise, without collinear points (monotone chain)."""
+    """Indices of the 2D convex hull of (x, y), counterclockwise, without collinear points (monotone chain).
+
+    A turn counts as left only when its cross product exceeds 1e-12 (ptp x + ptp y)^2: points that differ by
+    rounding only (one 3D vertex projected twice) or lie on an edge up to rounding are dropped, so the
+    polygon is strictly convex, as the rotating calipers of :func:`min_area_rectangle` need.
+    """
     # Akl-Toussaint: points strictly inside the quadrilateral of the extreme points (lowest / highest x and y)
     # are not on the hull; dropping them first leaves the same hull (a degenerate quadrilateral drops none)
     a, b, c, d = np.argmin(x), np.argmin(y), np.argmax(x), np.argmax(y)
@@ -51,17 +56,18 @@ def _convex_hull_2d(x, y):
                 order[k + 1] = item
             start = i
     hull = np.empty(2 * n + 1, dtype=np.int64)
+    turn = 1e-12 * (_ptp(x) + _ptp(y)) ** 2
     k = 0
     for i in range(n):                     # lower hull
         p = order[i]
-        while k >= 2 and _cross(x[hull[k - 2]], y[hull[k - 2]], x[hull[k - 1]], y[hull[k - 1]], x[p], y[p]) <= 0.0:
+        while k >= 2 and _cross(x[hull[k - 2]], y[hull[k - 2]], x[hull[k - 1]], y[hull[k - 1]], x[p], y[p]) <= turn:
             k -= 1
         hull[k] = p
         k += 1
     lower = k + 1
     for i in range(n - 2, -1, -1):         # upper hull
         p = order[i]
-        while k >= lower and _cross(x[hull[k - 2]], y[hull[k - 2]], x[hull[k - 1]], y[hull[k - 1]], x[p], y[p]) <= 0.0:
+        while k >= lower and _cross(x[hull[k - 2]], y[hull[k - 2]], x[hull[k - 1]], y[hull[k - 1]], x[p], y[p]) <= turn:
             k -= 1
         hull[k] = p
         k += 1
@@ -74,46 +80,77 @@ def _ptp(values):
 
 
 @njit(cache=True)
+def _advance(hx, hy, start, dx, dy, sign, slack):
+    """The hull vertex from ``start`` onwards (counterclockwise) with the largest ``sign * (d . p)``: walks on
+    while the value does not fall by more than ``slack`` (rounding can make a flat run dip by an ulp)."""
+    h = hx.size
+    i = peak = start
+    best = sign * (hx[i] * dx + hy[i] * dy)
+    for _ in range(h):
+        j = i + 1 if i + 1 < h else 0
+        value = sign * (hx[j] * dx + hy[j] * dy)
+        if value < best - slack:
+            break
+        i = j
+        if value > best:
+            best, peak = value, j
+    return peak
+
+
+@njit(cache=True)
 def min_area_rectangle(x, y):
     """Side lengths (along an edge, across it) of the minimum-area rectangle enclosing (x, y), by rotating
-    calipers over the hull edges; the axis-aligned extents when the points are collinear."""
+    calipers over the hull edges; (length, 0) when the points are collinear.
+
+    For the edge e -> e + 1 of the counterclockwise hull (direction u, inward normal v), the rectangle
+    spans [min u.p, max u.p] x [v.p_e, max v.p]. Along the hull, u.p and v.p are unimodal, so the three
+    extreme vertices only move forwards as e turns (Toussaint's rotating calipers): O(h) for all edges.
+    Edges shorter than ``slack`` (two projected vertices that differ by rounding) are skipped: their
+    direction is noise, and the minimum rectangle has a side on a proper edge.
+    """
     hull = _convex_hull_2d(x, y)
     h = hull.size
-    if h < 3:
-        return _ptp(x), _ptp(y)
+    if h < 3:  # collinear (up to rounding): a segment
+        return np.sqrt(_ptp(x) ** 2 + _ptp(y) ** 2), 0.0
     hx, hy = x[hull], y[hull]
     best_area, best_w, best_h = np.inf, 0.0, 0.0
+    slack = 1e-9 * (_ptp(hx) + _ptp(hy))
+    right = far = left = -1
     for e in range(h):
         f = e + 1 if e + 1 < h else 0
         ex, ey = hx[f] - hx[e], hy[f] - hy[e]
         length = np.sqrt(ex * ex + ey * ey)
-        if not length > 0.0:
+        if not length > slack:  # two vertices that differ by rounding only: no direction (nor a rectangle)
             continue
         ux, uy = ex / length, ey / length
         vx, vy = -uy, ux
-        umin = vmin = np.inf
-        umax = vmax = -np.inf
-        for i in range(h):
-            pu = hx[i] * ux + hy[i] * uy
-            pv = hx[i] * vx + hy[i] * vy
-            umin, umax = min(umin, pu), max(umax, pu)
-            vmin, vmax = min(vmin, pv), max(vmax, pv)
-        width, height = umax - umin, vmax - vmin
+        right = _advance(hx, hy, f if right < 0 else right, ux, uy, 1.0, slack)
+        far = _advance(hx, hy, right if far < 0 else far, vx, vy, 1.0, slack)
+        left = _advance(hx, hy, far if left < 0 else left, ux, uy, -1.0, slack)
+        width = (hx[right] - hx[left]) * ux + (hy[right] - hy[left]) * uy
+        height = (hx[far] - hx[e]) * vx + (hy[far] - hy[e]) * vy
         if width * height < best_area:
             best_area, best_w, best_h = width * height, width, height
     return best_w, best_h
 
 
 @njit(cache=True)
-def oriented_minimum_bounding_box(points, normals, best):
+def oriented_minimum_bounding_box(points, facets, normals, selected, best):
     """Side lengths of the smallest of the box ``best`` (the AABB) and the boxes with one face orthogonal to
-    one of ``normals`` (the other two sides: the minimum-area rectangle of the projection)."""
+    the facet normal ``normals[k]``, k in ``selected`` (the other two sides: the minimum-area rectangle of the
+    projection of the hull vertices ``points`` along the normal; ``facets`` index them).
+
+    Only silhouette vertices can be vertices of the projection's 2D hull: a vertex whose facets all face
+    the normal's way (or all the other way) projects inside the projection of those facets. So the 2D
+    hull is taken of the vertices that have a facet with n . n_f >= 0 and one with n . n_f <= 0.
+    """
     best = best.copy()
     best_volume = best[0] * best[1] * best[2]
     n_points = points.shape[0]
     x, y, z = points[:, 0].copy(), points[:, 1].copy(), points[:, 2].copy()
-    pu, pv, pn = np.empty(n_points), np.empty(n_points), np.empty(n_points)
-    for k in range(normals.shape[0]):
+    pu, pv = np.empty(n_points), np.empty(n_points)
+    front, back = np.empty(n_points, dtype=np.bool_), np.empty(n_points, dtype=np.bool_)
+    for k in selected:
         norm = np.sqrt(normals[k, 0] ** 2 + normals[k, 1] ** 2 + normals[k, 2] ** 2)
         n0, n1, n2 = normals[k, 0] / norm, normals[k, 1] / norm, normals[k, 2] / norm
         smallest = 0
@@ -131,51 +168,116 @@ def oriented_minimum_bounding_box(points, normals, best):
         length = np.sqrt(u0 * u0 + u1 * u1 + u2 * u2)
         u0, u1, u2 = u0 / length, u1 / length, u2 / length
         v0, v1, v2 = n1 * u2 - n2 * u1, n2 * u0 - n0 * u2, n0 * u1 - n1 * u0
+        front[:] = False
+        back[:] = False
+        for f in range(facets.shape[0]):
+            facing = n0 * normals[f, 0] + n1 * normals[f, 1] + n2 * normals[f, 2]
+            for c in range(facets.shape[1]):
+                if facing > -1e-9:
+                    front[facets[f, c]] = True
+                if facing < 1e-9:
+                    back[facets[f, c]] = True
+        low, high = np.inf, -np.inf
+        m = 0
         for i in range(n_points):
-            pn[i] = x[i] * n0 + y[i] * n1 + z[i] * n2
-            pu[i] = x[i] * u0 + y[i] * u1 + z[i] * u2
-            pv[i] = x[i] * v0 + y[i] * v1 + z[i] * v2
-        depth = _ptp(pn)
-        width, height = min_area_rectangle(pu, pv)
-        volume = depth * width * height
+            pn = x[i] * n0 + y[i] * n1 + z[i] * n2
+            low, high = min(low, pn), max(high, pn)
+            if front[i] and back[i]:
+                pu[m] = x[i] * u0 + y[i] * u1 + z[i] * u2
+                pv[m] = x[i] * v0 + y[i] * v1 + z[i] * v2
+                m += 1
+        width, height = min_area_rectangle(pu[:m], pv[:m])
+        volume = (high - low) * width * height
         if volume < best_volume:
             best_volume = volume
-            best[0], best[1], best[2] = depth, width, height
+            best[0], best[1], best[2] = high - low, width, height
     return best
 
 
 @njit(cache=True)
-def khachiyan_weights(q, tolerance, max_iterations):
-    """The weights u of Khachiyan's MVEE iterations with away steps on the lifted points ``q`` (n x (d + 1))."""
+def line_extremes(cells):
+    """Mask of the points that are the first or last along every axis-parallel line through them.
+
+    ``cells`` (n x 3, int) are the points' positions on a grid of step h / 2 (marching-cubes vertices lie
+    on voxel edges): point i is kept when, on each axis a, its coordinate is the smallest or the largest
+    among the points that share its other two coordinates. A point strictly between two others on a line
+    is not a vertex of their convex hull, so the hull of the kept points is the hull of all of them.
+    """
+    n = cells.shape[0]
+    keep = np.ones(n, dtype=np.bool_)
+    size = np.empty(3, dtype=np.int64)
+    for a in range(3):
+        size[a] = cells[:, a].max() + 1
+    for a in range(3):
+        b, c = (a + 1) % 3, (a + 2) % 3
+        low = np.full((size[b], size[c]), np.iinfo(np.int64).max, dtype=np.int64)
+        high = np.full((size[b], size[c]), -1, dtype=np.int64)
+        for i in range(n):
+            p, q, v = cells[i, b], cells[i, c], cells[i, a]
+            if v < low[p, q]:
+                low[p, q] = v
+            if v > high[p, q]:
+                high[p, q] = v
+        for i in range(n):
+            v = cells[i, a]
+            if v != low[cells[i, b], cells[i, c]] and v != high[cells[i, b], cells[i, c]]:
+                keep[i] = False
+    return keep
+
+
+@njit(cache=True)
+def _lifted_norms(q, u, inverse, m):
+    """X = sum_i u_i q_i q_i^T; ``inverse`` = X^-1 and m_i = q_i^T X^-1 q_i (recomputed from scratch)."""
+    n, d1 = q.shape
+    x = np.zeros((d1, d1))
+    for i in range(n):
+        for a in range(d1):
+            qa = q[i, a] * u[i]
+            for b in range(d1):
+                x[a, b] += qa * q[i, b]
+    inverse[:, :] = np.linalg.inv(x)
+    for i in range(n):
+        total = 0.0
+        for a in range(d1):
+            row = 0.0
+            for b in range(d1):
+                row += inverse[a, b] * q[i, b]
+            total += q[i, a] * row
+        m[i] = total
+
+
+@njit(cache=True)
+def khachiyan_weights(q, tolerance, max_iterations, refresh=64):
+    """The weights u of Khachiyan's MVEE iterations with away steps on the lifted points ``q`` (n x (d + 1)).
+
+    A step u <- (1 - s) u + s e_j changes X = Q U Q^T by a rank-one term, so X^-1 and every m_i follow from
+    Sherman-Morrison in O(n d) instead of a new inverse: with v = X^-1 q_j and c = 1 - s + s m_j,
+    X'^-1 = (X^-1 - s v v^T / c) / (1 - s) and m_i' = (m_i - s (q_i . v)^2 / c) / (1 - s).
+    X^-1 and m are recomputed from scratch every ``refresh`` steps and before stopping (no drift).
+    """
     n, d1 = q.shape
     u = np.full(n, 1.0 / n)
     target = float(d1)
-    x = np.empty((d1, d1))
+    inverse = np.empty((d1, d1))
     m = np.empty(n)
-    for _ in range(max_iterations):
-        x[:, :] = 0.0
-        for i in range(n):
-            for a in range(d1):
-                qa = q[i, a] * u[i]
-                for b in range(d1):
-                    x[a, b] += qa * q[i, b]
-        inverse = np.linalg.inv(x)
+    v = np.empty(d1)
+    _lifted_norms(q, u, inverse, m)
+    fresh = True
+    steps = 0
+    while True:
         up, down = 0, -1
         for i in range(n):
-            total = 0.0
-            for a in range(d1):
-                row = 0.0
-                for b in range(d1):
-                    row += inverse[a, b] * q[i, b]
-                total += q[i, a] * row
-            m[i] = total
             if m[i] > m[up]:
                 up = i
             if u[i] > 0 and (down < 0 or m[i] < m[down]):
                 down = i
         grow, shrink = m[up] / target - 1.0, 1.0 - m[down] / target
-        if max(grow, shrink) <= tolerance:
-            break
+        if max(grow, shrink) <= tolerance or steps >= max_iterations:
+            if fresh:
+                break
+            _lifted_norms(q, u, inverse, m)   # confirm on exact m before stopping
+            fresh = True
+            continue
         j = up if grow >= shrink else down
         step = (m[j] - target) / (target * (m[j] - 1.0))
         if j == down:  # away step: u_j may not become negative
@@ -186,21 +288,44 @@ def khachiyan_weights(q, tolerance, max_iterations):
         for i in range(n):
             if u[i] < 0:
                 u[i] = 0.0
+        steps += 1
+        if steps % refresh == 0:
+            _lifted_norms(q, u, inverse, m)
+            fresh = True
+            continue
+        for a in range(d1):
+            row = 0.0
+            for b in range(d1):
+                row += inverse[a, b] * q[j, b]
+            v[a] = row
+        c = 1.0 - step + step * m[j]
+        scale = 1.0 / (1.0 - step)
+        for a in range(d1):
+            for b in range(d1):
+                inverse[a, b] = (inverse[a, b] - step * v[a] * v[b] / c) * scale
+        for i in range(n):
+            dot = 0.0
+            for a in range(d1):
+                dot += q[i, a] * v[a]
+            m[i] = (m[i] - step * dot * dot / c) * scale
+        fresh = False
     return u
 
 
 @njit(cache=True)
-def real_weighted_inner(weights, x, y):
-    """sum_k weights_k Re(conj(x_k) y_k) over spectra ``x``, ``y`` (complex, flat) with real ``weights``,
-    accumulated in four interleaved partial sums (like a vectorised dot product)."""
-    s0 = s1 = s2 = s3 = 0.0
-    n = weights.size
-    m = n - n % 4
-    for k in range(0, m, 4):
-        s0 += weights[k] * (x[k].real * y[k].real + x[k].imag * y[k].imag)
-        s1 += weights[k + 1] * (x[k + 1].real * y[k + 1].real + x[k + 1].imag * y[k + 1].imag)
-        s2 += weights[k + 2] * (x[k + 2].real * y[k + 2].real + x[k + 2].imag * y[k + 2].imag)
-        s3 += weights[k + 3] * (x[k + 3].real * y[k + 3].real + x[k + 3].imag * y[k + 3].imag)
-    for k in range(m, n):
-        s0 += weights[k] * (x[k].real * y[k].real + x[k].imag * y[k].imag)
-    return (s0 + s1) + (s2 + s3)
+def folded_spectral_sums(weights, fold_z, fold_y, m, g, f):
+    """Three weighted inner products over half spectra (complex, shape (L_z, L_y, L_x / 2 + 1)) with the real
+    weights ``weights[fold_z[i], fold_y[j], k]``: sum W |M|^2, sum W Re(conj(G) M) and sum W |F|^2, in one
+    pass (per line: the three sums accumulated side by side)."""
+    weight = first = moran = 0.0
+    n = m.shape[2]
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            w = weights[fold_z[i], fold_y[j]]
+            ml, gl, fl = m[i, j], g[i, j], f[i, j]
+            for k in range(n):
+                mk, fk, gk = ml[k], fl[k], gl[k]
+                weight += w[k] * (mk.real * mk.real + mk.imag * mk.imag)
+                first += w[k] * (gk.real * mk.real + gk.imag * mk.imag)
+                moran += w[k] * (fk.real * fk.real + fk.imag * fk.imag)
+    return weight, first, moran

@@ -130,19 +130,28 @@ class Morphology:
 
     # -- convex hull -------------------------------------------------------------------------
     @cached_property
+    def hull_candidates(self) -> np.ndarray:
+        """The mesh vertices that can be vertices of its convex hull: those at either end of every axis-parallel
+        line of vertices through them (:func:`._morphology_kernels.line_extremes`; about a quarter of them)."""
+        vertices = self.mesh[0]
+        cells = np.rint((vertices - vertices.min(axis=0)) / (0.5 * self.spacing)).astype(np.int64)
+        return vertices[_kernels.line_extremes(cells)]
+
+    @cached_property
     def hull(self) -> ConvexHull:
-        return ConvexHull(self.mesh[0])
+        """Convex hull of the mesh (Qhull, on :attr:`hull_candidates`: the same hull, fewer points)."""
+        return ConvexHull(self.hull_candidates)
 
     @cached_property
     def hull_points(self) -> np.ndarray:
         """Convex hull vertices (mm), centred on their mean."""
-        points = self.mesh[0][self.hull.vertices]
+        points = self.hull_candidates[self.hull.vertices]
         return points - points.mean(axis=0)
 
     @cached_property
     def ombb_dimensions(self) -> np.ndarray:
         """Side lengths of the oriented minimum bounding box of the hull (see :func:`oriented_minimum_bounding_box`)."""
-        return oriented_minimum_bounding_box(self.hull_points, self.hull.equations[:, :3])
+        return oriented_minimum_bounding_box(self.hull)
 
     @cached_property
     def mvee_axes(self) -> np.ndarray:
@@ -210,12 +219,12 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
 
     low = index.min(axis=0)
     shape = index.max(axis=0) + 1 - low
-    plane = [scipy.fft.next_fast_len(int(2 * s - 1), real=True) for s in shape[1:]]
+    plane = [_even_fast_len(2 * int(s) - 1) for s in shape[1:]]
     thickness = int(shape[0])
-    while thickness > 1 and scipy.fft.next_fast_len(2 * thickness - 1, real=True) * plane[0] * plane[1] > max_fft_elements:
+    while thickness > 1 and _even_fast_len(2 * thickness - 1) * plane[0] * plane[1] > max_fft_elements:
         thickness = (thickness + 1) // 2
     n_slabs = -(-int(shape[0]) // thickness)
-    fft_shape = (scipy.fft.next_fast_len(2 * thickness - 1, real=True), *plane)
+    fft_shape = (_even_fast_len(2 * thickness - 1), *plane)
 
     # m (mask), f (deviation) and g = f^2 on the bounding box, z padded to n_slabs * thickness
     local = index - low
@@ -224,25 +233,12 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
     grids[(1, *local.T)] = deviation
     grids[(2, *local.T)] = deviation ** 2
 
-    # in-plane squared distances of every offset on the FFT grid (index e <-> offset -e mod L)
-    planar = 0.0
-    for axis, (s, size, h) in enumerate(zip(shape[1:], plane, spacing[1:])):
-        e = np.arange(size)
-        offset = np.where(e < s, e, e - size) * h
-        offset = np.where((e >= s) & (e <= size - s), np.inf, offset)
-        planar = planar + ((offset ** 2)[:, None] if axis == 0 else (offset ** 2)[None, :])
-    ez = np.arange(fft_shape[0])
-    local_dz = np.where(ez < thickness, ez, ez - fft_shape[0])
-    valid_z = (ez < thickness) | (ez > fft_shape[0] - thickness)
-
     # Every sum is an inner product <a, w * b> = sum_k a_k (w * b)_k of two real grids, which Parseval's
     # theorem turns into (1 / N) Re sum_omega conj(A) W B over the spectra (rfft: the half spectrum, the
     # bins that stand for two counted twice): one forward FFT per grid, no inverse FFT.
     last = fft_shape[-1]
     twice = np.full(last // 2 + 1, 2.0)
-    twice[0] = 1.0
-    if last % 2 == 0:
-        twice[-1] = 1.0
+    twice[0] = twice[-1] = 1.0                 # even length: bins 0 and L / 2 stand for themselves only
     n_fft = float(np.prod(fft_shape))
 
     def spectrum(grid):
@@ -252,58 +248,87 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
         out = scipy.fft.fft(out, fft_shape[1], axis=1, workers=1, overwrite_x=True)
         return scipy.fft.fft(out, fft_shape[0], axis=0, workers=1, overwrite_x=True)
 
+    # pairs within a slab: the kernel is even along every axis, so its spectrum is real (read folded)
     weight_sum = moran_sum = geary_sum = 0.0
-    for shift in range(n_slabs):
-        # convolution kernel K[e] = w(offset k' - k) with k' - k = shift * t - e_z (z), -e (in plane)
-        dz = (shift * thickness - local_dz) * spacing[0]
-        dz = np.where(valid_z, dz, np.inf)
+    folded, fold_z, fold_y = _folded_kernel_spectrum(fft_shape, (thickness, *shape[1:]), spacing)
+    folded *= twice / n_fft
+    for i in range(n_slabs):
+        a = grids[:, i * thickness:(i + 1) * thickness]
+        if not a[0].any():
+            continue
+        weight, first, moran = _kernels.folded_spectral_sums(folded, fold_z, fold_y, spectrum(a[0]),
+                                                             spectrum(a[2]), spectrum(a[1]))
+        weight_sum += weight
+        moran_sum += moran
+        geary_sum += 2.0 * first - 2.0 * moran  # sum w (f_k - f_k')^2 = 2 sum w f_k^2 - 2 sum w f_k f_k'
+
+    # pairs between slabs i and i + shift (z offset shift * t - e_z): not even along z, complex spectrum
+    planar = 0.0
+    for axis, (s, size, h) in enumerate(zip(shape[1:], plane, spacing[1:])):
+        e = np.arange(size)
+        offset = np.where(e < s, e, e - size) * h
+        offset = np.where((e >= s) & (e <= size - s), np.inf, offset)
+        planar = planar + ((offset ** 2)[:, None] if axis == 0 else (offset ** 2)[None, :])
+    ez = np.arange(fft_shape[0])
+    local_dz = np.where(ez < thickness, ez, ez - fft_shape[0])
+    valid_z = (ez < thickness) | (ez > fft_shape[0] - thickness)
+    for shift in range(1, n_slabs):
+        dz = np.where(valid_z, (shift * thickness - local_dz) * spacing[0], np.inf)
         kernel = dz[:, None, None] ** 2 + planar[None, :, :]
-        if shift == 0:
-            kernel[0, 0, 0] = np.inf
         np.sqrt(kernel, out=kernel)
         np.divide(1.0, kernel, out=kernel)
-        kernel_ft = scipy.fft.rfftn(kernel, workers=1)
+        weights = scipy.fft.rfftn(kernel, workers=1)
         del kernel
-        if shift == 0:
-            # the kernel is even (w(d) = w(-d)), so its spectrum is real: Re(conj(A) W B) = W (A_re B_re + A_im B_im)
-            weights = np.ascontiguousarray(kernel_ft.real * (twice / n_fft))
-        else:
-            weights = kernel_ft * (twice / n_fft)
-        del kernel_ft
+        weights *= twice / n_fft
 
         def inner(x, y, weights=weights):
-            return _spectral_inner(x, y, weights)
-        factor = 1.0 if shift == 0 else 2.0    # slab pairs (i, j > i) stand for both orders
+            return float(np.vdot(x, weights * y).real)
         for i in range(n_slabs - shift):
             a = grids[:, i * thickness:(i + 1) * thickness]
             b = grids[:, (i + shift) * thickness:(i + shift + 1) * thickness]
             if not (a[0].any() and b[0].any()):
                 continue
             # spectra made and dropped one or two at a time: at most four live at once (memory)
-            a_m = spectrum(a[0])
-            b_m = a_m if shift == 0 else spectrum(b[0])
+            a_m, b_m = spectrum(a[0]), spectrum(b[0])
             weight = inner(a_m, b_m)                                  # sum w
             first = inner(spectrum(a[2]), b_m)                        # sum w f_k^2
-            if shift == 0:                                            # sum w f_k'^2 (= first within a slab)
-                second = first
-            else:
-                second = inner(a_m, spectrum(b[2]))
+            second = inner(a_m, spectrum(b[2]))                       # sum w f_k'^2
             del a_m, b_m
-            a_f = spectrum(a[1])
-            moran = inner(a_f, a_f if shift == 0 else spectrum(b[1]))  # sum w f_k f_k'
-            del a_f
-            weight_sum += factor * weight
-            moran_sum += factor * moran
-            geary_sum += factor * (first + second - 2.0 * moran)
+            moran = inner(spectrum(a[1]), spectrum(b[1]))             # sum w f_k f_k'
+            # the slab pair (i, i + shift) stands for both orders
+            weight_sum += 2.0 * weight
+            moran_sum += 2.0 * moran
+            geary_sum += 2.0 * (first + second - 2.0 * moran)
     return weight_sum, moran_sum, geary_sum
 
 
-def _spectral_inner(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> float:
-    """Re sum conj(x) W y over two spectra of the same shape, W real (a compiled pass) or complex."""
-    if np.iscomplexobj(weights):
-        return float(np.vdot(x, weights * y).real)
-    return float(_kernels.real_weighted_inner(weights.ravel(), np.ascontiguousarray(x).ravel(),
-                                              np.ascontiguousarray(y).ravel()))
+def _even_fast_len(n: int) -> int:
+    """The smallest even length >= n that the FFT handles fast (even: see :func:`_folded_kernel_spectrum`)."""
+    length = scipy.fft.next_fast_len(n, real=True)
+    while length % 2:
+        length = scipy.fft.next_fast_len(length + 1, real=True)
+    return length
+
+
+def _folded_kernel_spectrum(fft_shape, extent, spacing):
+    """Spectrum of the kernel w(d) = 1 / ||d|| (mm; 0 at d = 0 and at offsets beyond ``extent``) on an FFT
+    grid of even lengths L, in a folded form.
+
+    The kernel is even along each axis, so its spectrum is real and, per axis, the DCT-I of the kernel's
+    offsets 0 .. L / 2: one DCT-I of an eighth of the grid instead of an FFT of all of it. Bin k of the
+    spectrum is bin min(k, L - k) of the DCT (the rfft's last axis stops at L / 2 already).
+    Returns (DCT, fold along z, fold along y).
+    """
+    squared = np.zeros((1, 1, 1))
+    for axis, (size, reach, h) in enumerate(zip(fft_shape, extent, spacing)):
+        e = np.arange(size // 2 + 1, dtype=np.float64)
+        d2 = np.where(e < reach, (e * h) ** 2, np.inf)
+        squared = squared + d2.reshape([-1 if a == axis else 1 for a in range(3)])
+    squared[0, 0, 0] = np.inf
+    kernel = 1.0 / np.sqrt(squared)
+    spectrum = scipy.fft.dctn(kernel, type=1, workers=1, overwrite_x=True)
+    folds = [np.minimum(np.arange(size), size - np.arange(size)) for size in fft_shape[:2]]
+    return spectrum, folds[0], folds[1]
 
 
 def _pairwise_sums(points: np.ndarray, deviation: np.ndarray, min_spacing: float) -> tuple[float, float, float]:
@@ -343,17 +368,21 @@ def _box_area(dimensions) -> float:
     return float(2.0 * (a * b + a * c + b * c))
 
 
-def oriented_minimum_bounding_box(points: np.ndarray, normals: np.ndarray) -> np.ndarray:
-    """Side lengths of the smallest box with one face orthogonal to one of ``normals`` (or the AABB).
+def oriented_minimum_bounding_box(hull: ConvexHull) -> np.ndarray:
+    """Side lengths of the smallest box with one face orthogonal to a facet normal of ``hull`` (or the AABB).
 
-    For each distinct normal n (u, v: an orthonormal basis of its plane): depth = extent of the points
+    For each distinct normal n (u, v: an orthonormal basis of its plane): depth = extent of the vertices
     along n, and the other sides the minimum-area rectangle of the projection on (u, v) (rotating
     calipers over the edges of its 2D hull); compiled loops in :mod:`._morphology_kernels`.
     """
+    points = hull.points[hull.vertices]
+    points = np.ascontiguousarray(points - points.mean(axis=0), dtype=np.float64)
+    position = np.full(len(hull.points), -1, dtype=np.int64)
+    position[hull.vertices] = np.arange(len(hull.vertices))
+    normals = np.ascontiguousarray(hull.equations[:, :3], dtype=np.float64)
     signs = np.sign(normals[np.arange(len(normals)), np.argmax(np.abs(normals), axis=1)])
     _, first = np.unique(np.round(normals * signs[:, None], 9), axis=0, return_index=True)
-    return _kernels.oriented_minimum_bounding_box(np.ascontiguousarray(points, dtype=np.float64),
-                                                  np.ascontiguousarray(normals[np.sort(first)], dtype=np.float64),
+    return _kernels.oriented_minimum_bounding_box(points, position[hull.simplices], normals, np.sort(first),
                                                   _box_dimensions(points).astype(np.float64))
 
 
