@@ -89,8 +89,18 @@ class Sample:
         return np.sort(self.x)
 
     def percentile(self, q: float) -> float:
-        """The ``q``-th sample percentile, linear interpolation between order statistics."""
-        return float(np.percentile(self.sorted, q))
+        """The ``q``-th sample percentile, linear interpolation between order statistics: with ``h = (N - 1) q / 100``,
+        ``x_(floor h) + (h - floor h) (x_(floor h + 1) - x_(floor h))``, in ``numpy.percentile``'s arithmetic (same
+        bits) but read off the sorted sample instead of partitioning it again."""
+        x = self.sorted
+        h = (self.n - 1) * (float(q) / 100)
+        low = min(max(int(np.floor(h)), 0), self.n - 1)
+        high = min(low + 1, self.n - 1)
+        gamma = h - low
+        a, b = x[low], x[high]
+        if gamma >= 0.5:
+            return float(b - (b - a) * (1 - gamma))
+        return float(a + (b - a) * gamma)
 
     @cached_property
     def mean(self) -> float:
@@ -229,15 +239,21 @@ def texture_keys(features: dict, base_tags, dimensions) -> dict:
 _DENSE_GROUPS = 1 << 24   # largest (matrices x keys) table summed with one bincount instead of a sort
 
 
-def unique_counts(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+def unique_counts(codes: np.ndarray, size: int, weights=None) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(codes, return_counts=True)`` for non-negative integer codes below ``size``: the same sorted
-    distinct codes and counts, by one ``np.bincount`` (no sort) when ``size`` is small enough."""
+    distinct codes and counts, by one ``np.bincount`` (no sort) when ``size`` is small enough. With ``weights``,
+    the sums of the weights of each distinct code (added in array order) instead of the counts."""
     codes = np.asarray(codes, dtype=np.int64)
     if codes.size and size <= max(1 << 20, 4 * codes.size):
         counts = np.bincount(codes, minlength=size)
         cells = np.flatnonzero(counts)
+        if weights is not None:
+            counts = np.bincount(codes, weights=weights, minlength=size)
         return cells, counts[cells]
-    return np.unique(codes, return_counts=True)
+    if weights is None:
+        return np.unique(codes, return_counts=True)
+    cells, inverse = np.unique(codes, return_inverse=True)
+    return cells, np.bincount(inverse.ravel(), weights=weights, minlength=cells.size)
 
 
 def group_sums(matrix, keys, p):
@@ -319,12 +335,21 @@ def dense_matrix_features(matrices, base_tags, make_features) -> dict:
     return {tag: value.reshape(lead) for tag, value in values.items()}
 
 
+def dense_cells(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(matrix, row, column, count) of the non-zero cells of dense matrices (m, rows, columns), in C order: the
+    cells, in the same order, that :func:`unique_counts` gives for the codes (matrix * rows + row) * columns + column."""
+    matrix, a, b = np.nonzero(dense)
+    return matrix, a, b, dense[matrix, a, b]
+
+
 # --- the grid a texture family works on ------------------------------------------------------------
 
 def grey_index(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(grey levels present in the ROI (sorted), index array: 0..n-1 inside the ROI, -1 outside)."""
-    grey = np.unique(levels[levels > 0])
-    lut = np.full(int(levels.max(initial=0)) + 1, -1, dtype=np.int64)
+    present = np.bincount(np.asarray(levels, dtype=np.int64).ravel(), minlength=1) > 0
+    present[0] = False
+    grey = np.flatnonzero(present)
+    lut = np.full(present.size, -1, dtype=np.int64)
     lut[grey] = np.arange(grey.size)
     return grey, lut[levels]
 

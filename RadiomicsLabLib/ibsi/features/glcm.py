@@ -33,9 +33,9 @@ aggregation and the feature descriptions are shared with the GLRLM (:mod:`.commo
 import numpy as np
 
 from ...errors import RadiomicsLabError
-from .common import (AGGREGATIONS, CellMatrices, average_over_matrices, check_dimensions, dense_matrix_features,
-                     describe, directional_aggregates, group_sums, matrix_features, texture_grid, texture_keys,
-                     unique_counts)
+from .common import (AGGREGATIONS, CellMatrices, average_over_matrices, check_dimensions, dense_cells,
+                     dense_matrix_features, describe, directional_aggregates, group_sums, matrix_features, texture_grid,
+                     texture_keys, unique_counts)
 from . import _texture_kernels as _kernels
 from .directions import directions, shifted_pairs
 
@@ -339,15 +339,9 @@ def compute(roi, settings) -> dict:
         # order are the cells (and order) that cooccurrence_cells gives for the same pairs
         dense = _kernels.cooccurrence_counts(np.ascontiguousarray(index, dtype=np.int64),
                                              np.asarray(directions("3D", distance), dtype=np.int64), grey.size)
-        out.update(aggregate_cells("3D_avg", dense.shape[0], *_cells(dense)))
-        out.update(aggregate_cells("3D_comb", 1, *_cells(dense.sum(axis=0)[np.newaxis])))
+        out.update(aggregate_cells("3D_avg", dense.shape[0], *dense_cells(dense)))
+        out.update(aggregate_cells("3D_comb", 1, *dense_cells(dense.sum(axis=0)[np.newaxis])))
     return {key: out[key] for key in keys(settings) if key in out}
-
-
-def _cells(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(matrix, row, column, count) of the non-zero cells of dense matrices (m, n, n), in C order."""
-    matrix, a, b = np.nonzero(dense)
-    return matrix, a, b, dense[matrix, a, b]
 
 
 def keys(settings) -> dict:

@@ -6,6 +6,8 @@ The histogram ``H = {n_1 ... n_Ng}`` counts every level from 1 to ``N_g = roi.n_
 kept), ``p_i = n_i / N_v``. Percentiles as in :mod:`.statistics` (linear interpolation, :class:`~.common.Sample`).
 """
 
+from functools import cached_property
+
 import numpy as np
 
 from .. import discretisation
@@ -24,9 +26,15 @@ class Histogram(Sample):
         super().__init__(levels)
         levels = np.asarray(levels, dtype=np.int64)
         self.n_g = max(int(n_levels), int(levels.max()))
-        self.counts = np.bincount(levels, minlength=self.n_g + 1)[1:self.n_g + 1].astype(np.float64)
+        self._level_counts = np.bincount(levels, minlength=self.n_g + 1)   # every level from 0
+        self.counts = self._level_counts[1:self.n_g + 1].astype(np.float64)
         self.grey_levels = np.arange(1, self.n_g + 1, dtype=np.float64)
         self.p = self.counts / self.n
+
+    @cached_property
+    def sorted(self) -> np.ndarray:
+        """``X_d`` in ascending order: each level repeated as often as it occurs (no sort needed)."""
+        return np.repeat(np.arange(self._level_counts.size, dtype=np.float64), self._level_counts)
 
     @property
     def gradient(self) -> np.ndarray:

@@ -13,6 +13,7 @@ The feature formulas are shared with GLSZM and GLDZM (:mod:`.zones`).
 import numpy as np
 
 from ..roi import Roi
+from . import _texture_kernels as _kernels
 from . import zones
 from .zones import CountMatrix
 
@@ -61,20 +62,14 @@ FUNCTIONS = {base: function for base, function, *_ in SPECS}
 FEATURES = zones.describe(PREFIX, SPECS, "gldm")
 
 
-def dependence_counts(levels: np.ndarray, distance: int, coarseness: float, in_plane: bool) -> np.ndarray:
-    """Per voxel of ``levels`` (zero-padded by ``distance``; 0 = outside), the number of dependent neighbours.
-
-    Returns the counts of the unpadded core. One vectorised comparison per neighbour offset.
-    """
-    d = int(distance)
-    shape = levels.shape
-    core = tuple(slice(d, n - d) for n in shape)
-    centre = levels[core]
-    counts = np.zeros(centre.shape, dtype=np.int64)
-    for offset in zones.neighbour_offsets(d, in_plane):
-        neighbour = levels[tuple(slice(d + o, n - d + o) for o, n in zip(offset, shape))]
-        counts += (neighbour > 0) & (np.abs(neighbour - centre) <= coarseness)
-    return counts
+def dependence_counts(levels: np.ndarray, mask: np.ndarray, distance: int, coarseness: float,
+                      in_plane: bool) -> np.ndarray:
+    """For every voxel of ``mask`` (C order), its number of dependent neighbours: voxels within Chebyshev
+    ``distance`` (in-plane or 3D) with a grey level > 0 (``levels``: 0 outside the ROI, zero-padded by at least
+    ``distance`` around ``mask``) that differs from the voxel's by at most ``coarseness``. One compiled pass."""
+    offsets = zones.flat_neighbour_offsets(distance, in_plane, levels.shape)
+    return _kernels.dependence_counts(np.ascontiguousarray(levels, dtype=np.int64), np.ascontiguousarray(mask),
+                                      offsets, float(coarseness))
 
 
 def dependence_matrices(roi: Roi, settings=None, in_plane: bool = False) -> list[CountMatrix]:
@@ -84,10 +79,10 @@ def dependence_matrices(roi: Roi, settings=None, in_plane: bool = False) -> list
     levels, intensity, _ = zones.roi_box(roi, pad=distance)
     if not intensity.any():
         return []
-    counts = dependence_counts(levels, distance, alpha, in_plane)
+    counts = dependence_counts(levels, intensity, distance, alpha, in_plane)
+    slice_ids = np.nonzero(intensity)[0] - distance if in_plane else None
     core = tuple(slice(distance, n - distance) for n in levels.shape)
-    mask = intensity[core]
-    return zones.count_matrices(levels[core][mask], counts[mask] + 1, np.nonzero(mask)[0], mask, in_plane)
+    return zones.count_matrices(levels[intensity], counts + 1, slice_ids, intensity[core], in_plane)
 
 
 def compute(roi: Roi, settings) -> dict:

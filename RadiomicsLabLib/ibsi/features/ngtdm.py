@@ -15,9 +15,9 @@ have no valid neighbourhood and are left out. Then, over the voxels with a valid
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from ..roi import Roi
+from . import _texture_kernels as _kernels
 from . import zones
 from .common import Undefined
 
@@ -118,17 +118,17 @@ def grey_tone_difference_matrices(roi: Roi, settings=None, in_plane: bool = Fals
     levels, intensity, _ = zones.roi_box(roi, pad=distance)
     if not intensity.any():
         return []
-    kernel = zones.neighbourhood_kernel(distance, in_plane)
-    total = ndimage.convolve(levels.astype(np.float64), kernel, mode="constant", cval=0.0)
-    count = ndimage.convolve(intensity.astype(np.float64), kernel, mode="constant", cval=0.0)
-    valid = intensity & (count > 0)
-    level = levels[valid]
+    # per ROI voxel (C order): the sum of its neighbours' grey levels and their number, in one compiled pass
+    total, count = _kernels.neighbour_sums(np.ascontiguousarray(levels, dtype=np.int64), np.ascontiguousarray(intensity),
+                                           zones.flat_neighbour_offsets(distance, in_plane, levels.shape))
+    valid = count > 0
+    level = levels[intensity][valid]
     difference = np.abs(level - total[valid] / count[valid])
     n_levels = int(levels.max()) + 1
     if not in_plane:
         return [Ngtdm(np.bincount(level, minlength=n_levels).astype(np.float64),
                       np.bincount(level, weights=difference, minlength=n_levels))]
-    key = np.nonzero(valid)[0] * n_levels + level  # (slice, grey level) of each valid voxel
+    key = np.nonzero(intensity)[0][valid] * n_levels + level  # (slice, grey level) of each valid voxel
     size = levels.shape[0] * n_levels
     n = np.bincount(key, minlength=size).reshape(-1, n_levels).astype(np.float64)
     s = np.bincount(key, weights=difference, minlength=size).reshape(-1, n_levels)

@@ -80,8 +80,8 @@ class CountMatrix:
             empty = np.zeros(0, dtype=np.int64)
             return cls(empty, empty, np.zeros(0), int(n_voxels))
         width = int(j.max()) + 1
-        keys, inverse = np.unique(i * width + j, return_inverse=True)
-        return cls(keys // width, keys % width, np.bincount(inverse, weights=count), int(n_voxels))
+        keys, sums = common.unique_counts(i * width + j, (int(i.max()) + 1) * width, weights=count)
+        return cls(keys // width, keys % width, sums, int(n_voxels))
 
     @property
     def n_s(self) -> float:
@@ -347,18 +347,16 @@ def roi_box(roi: Roi, pad: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return levels, intensity, np.pad(roi.morphological_mask[box], pad)
 
 
-def neighbourhood_kernel(distance: int, in_plane: bool) -> np.ndarray:
-    """Ones over the Chebyshev neighbourhood of radius ``distance`` (one slice when ``in_plane``), 0 at the centre."""
-    width = 2 * int(distance) + 1
-    kernel = np.ones((1 if in_plane else width, width, width))
-    kernel[tuple(s // 2 for s in kernel.shape)] = 0
-    return kernel
-
-
 def neighbour_offsets(distance: int, in_plane: bool) -> list[tuple]:
     """All offsets (dz, dy, dx) within Chebyshev ``distance`` except (0, 0, 0), in-plane or 3D."""
     r = range(-int(distance), int(distance) + 1)
     return [(dz, dy, dx) for dz in ((0,) if in_plane else r) for dy in r for dx in r if (dz, dy, dx) != (0, 0, 0)]
+
+
+def flat_neighbour_offsets(distance: int, in_plane: bool, shape) -> np.ndarray:
+    """:func:`neighbour_offsets` as offsets of flat (C order) indices into an array of ``shape``."""
+    offsets = np.asarray(neighbour_offsets(distance, in_plane), dtype=np.int64).reshape(-1, 3)
+    return (offsets[:, 0] * shape[1] + offsets[:, 1]) * shape[2] + offsets[:, 2]
 
 
 @dataclass(frozen=True)
@@ -426,18 +424,22 @@ def border_distance(mask: np.ndarray, in_plane: bool) -> np.ndarray:
 def count_matrices(level, column, slice_ids, intensity: np.ndarray, in_plane: bool) -> list[CountMatrix]:
     """The :class:`CountMatrix` of (``level[k]``, ``column[k]``) pairs (one per zone or voxel) for every slice
     holding ROI voxels (``in_plane``; ``slice_ids``: each pair's slice), else a one-element list with the
-    volume's; ``N_v`` is the number of voxels of the ``intensity`` mask (of the slice)."""
+    volume's; ``N_v`` is the number of voxels of the ``intensity`` mask (of the slice).
+
+    In-plane, the pairs of all slices are counted at once by their (slice, level, column) code, whose sorted
+    distinct values list each slice's elements in (level, column) order."""
     if not in_plane:
         return [CountMatrix.from_pairs(level, column, intensity.sum())]
+    level = np.asarray(level, dtype=np.int64).ravel()
+    column = np.asarray(column, dtype=np.int64).ravel()
+    if level.size == 0:
+        return []
     voxels_per_slice = intensity.sum(axis=(1, 2))
-    return [CountMatrix.from_pairs(level[sel], column[sel], voxels_per_slice[s])
-            for s, sel in per_slice(slice_ids, intensity.shape[0])]
-
-
-def per_slice(slice_ids: np.ndarray, n_slices: int):
-    """(slice, selector) for every slice present in ``slice_ids``, in slice order (one pass, no per-voxel loop)."""
-    order = np.argsort(slice_ids, kind="stable")
-    bounds = np.searchsorted(slice_ids[order], np.arange(n_slices + 1))
-    for z in range(n_slices):
-        if bounds[z + 1] > bounds[z]:
-            yield z, order[bounds[z]:bounds[z + 1]]
+    n_i, n_j = int(level.max()) + 1, int(column.max()) + 1
+    cells, counts = common.unique_counts((np.asarray(slice_ids, dtype=np.int64) * n_i + level) * n_j + column,
+                                         intensity.shape[0] * n_i * n_j)
+    cell_slice = cells // (n_i * n_j)
+    starts = np.flatnonzero(np.diff(cell_slice, prepend=-1))
+    return [CountMatrix((cells[a:b] // n_j) % n_i, cells[a:b] % n_j, counts[a:b].astype(np.float64),
+                        int(voxels_per_slice[cell_slice[a]]))
+            for a, b in zip(starts, np.append(starts[1:], cells.size))]
