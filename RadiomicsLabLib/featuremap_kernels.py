@@ -1348,12 +1348,18 @@ def _sample_stats(xs, n, out, o):
     m_2 = 0); median P50; min; P10; P90; max; P75 - P25; max - min; 1/N sum |x - mu|; robust MAD (mean absolute
     deviation of the values in [P10, P90] from their mean, NaN if none); 1/N sum |x - median|; sigma / mu (NaN if
     mu = 0); (P75 - P25) / (P75 + P25) (NaN if the sum is 0); sum x^2; sqrt(sum x^2 / N); N; and the plain kurtosis
-    m_4 / m_2^2 (pyradiomics' Kurtosis, 0 when m_2 = 0)."""
+    m_4 / m_2^2 (pyradiomics' Kurtosis, 0 when m_2 = 0).
+
+    ``xs`` is sorted, so the values in [P10, P90] are the run xs[lo..hi] (summed in increasing order, as a scan of the
+    whole sample would), and the sums that need the median are taken in the same pass as the moments."""
     mean = 0.0
     for k in range(n):
         mean += xs[k]
     mean /= n
-    m2 = m3 = m4 = mad = energy = 0.0
+    median = _percentile(xs, n, 50.0)
+    p10, p90 = _percentile(xs, n, 10.0), _percentile(xs, n, 90.0)
+    p25, p75 = _percentile(xs, n, 25.0), _percentile(xs, n, 75.0)
+    m2 = m3 = m4 = mad = energy = medad = 0.0
     for k in range(n):
         d = xs[k] - mean
         m2 += d * d
@@ -1361,29 +1367,30 @@ def _sample_stats(xs, n, out, o):
         m4 += d * d * d * d
         mad += abs(d)
         energy += xs[k] * xs[k]
+        medad += abs(xs[k] - median)
     m2 /= n
     m3 /= n
     m4 /= n
-    median = _percentile(xs, n, 50.0)
-    p10, p90 = _percentile(xs, n, 10.0), _percentile(xs, n, 90.0)
-    p25, p75 = _percentile(xs, n, 25.0), _percentile(xs, n, 75.0)
-    inner = 0
-    inner_mean = 0.0
-    for k in range(n):
-        if p10 <= xs[k] <= p90:
-            inner += 1
-            inner_mean += xs[k]
+    lo = int(0.1 * (n - 1))            # first index with xs[lo] >= P10
+    while lo > 0 and xs[lo - 1] >= p10:
+        lo -= 1
+    while lo < n and xs[lo] < p10:
+        lo += 1
+    hi = int(0.9 * (n - 1))            # last index with xs[hi] <= P90
+    while hi < n - 1 and xs[hi + 1] <= p90:
+        hi += 1
+    while hi >= 0 and xs[hi] > p90:
+        hi -= 1
     rmad = np.nan
-    if inner > 0:
-        inner_mean /= inner
+    if hi >= lo:
+        inner_mean = 0.0
+        for k in range(lo, hi + 1):
+            inner_mean += xs[k]
+        inner_mean /= hi + 1 - lo
         rmad = 0.0
-        for k in range(n):
-            if p10 <= xs[k] <= p90:
-                rmad += abs(xs[k] - inner_mean)
-        rmad /= inner
-    medad = 0.0
-    for k in range(n):
-        medad += abs(xs[k] - median)
+        for k in range(lo, hi + 1):
+            rmad += abs(xs[k] - inner_mean)
+        rmad /= hi + 1 - lo
     out[o + 0] = mean
     out[o + 1] = m2
     out[o + 2] = 0.0 if m2 == 0.0 else m3 / m2 ** 1.5
@@ -1445,30 +1452,51 @@ def _merge_sorted(xs, n, removed, nr, added, na, into):
     return m
 
 
+@njit(cache=True)
+def _count_level(hist, levels_in, nd, g, delta):
+    """Add ``delta`` (+1 / -1) to the histogram bin of grey level ``g``, keeping ``levels_in[:nd]`` the sorted list of
+    the levels with a non-zero count; returns the new nd."""
+    before = hist[g]
+    hist[g] = before + delta
+    if before == 0.0:                  # a new level: insert it in order
+        t = nd
+        while t > 0 and levels_in[t - 1] > g:
+            levels_in[t] = levels_in[t - 1]
+            t -= 1
+        levels_in[t] = g
+        return nd + 1
+    if hist[g] == 0.0:                 # its last voxel left: remove it
+        t = 0
+        while levels_in[t] != g:
+            t += 1
+        for u in range(t, nd - 1):
+            levels_in[u] = levels_in[u + 1]
+        return nd - 1
+    return nd
+
+
 @njit(cache=True, nogil=True)
 def _first_order_block(first, last, image, levels, centres, radius, in_plane, shift, n_levels, histogram, out):
     """:func:`first_order_maps` for the centres first..last-1.
 
-    The kernel's sorted intensities and sorted grey levels and its histogram are kept up to date as the kernel slides
-    along a row (a centre at most ``radius`` voxels after the previous one): the values of the slab that leaves are
-    taken out and those of the slab that enters merged in, instead of sorting the whole box again. A sorted sample is
-    the same whichever way it was reached, so the values are those of the box sorted afresh."""
+    The kernel's sorted intensities, its histogram and the sorted list of its grey levels are kept up to date as the
+    kernel slides along a row (a centre at most ``radius`` voxels after the previous one): the intensities of the slab
+    that leaves are taken out and those of the slab that enters merged in, instead of sorting the whole box again. A
+    sorted sample is the same whichever way it was reached, so the values are those of the box sorted afresh. The
+    sorted grey levels (IBSI histogram statistics) are the histogram read in level order."""
     ns, npy = len(SAMPLE_STATS), len(PYRADIOMICS_STATS)
     w = 2 * radius + 1
     nk = w * w * (1 if in_plane else w)
     rz = 0 if in_plane else radius
-    values = np.empty(nk)
-    grey = np.empty(nk)
     xs = np.empty(nk)
     gs = np.empty(nk)
     xt = np.empty(nk)
-    gt = np.empty(nk)
     slab = w * (1 if in_plane else w)
     rx = np.empty(slab)
-    rg = np.empty(slab)
     ax = np.empty(slab)
-    ag = np.empty(slab)
     hist = np.zeros(n_levels + 2)
+    levels_in = np.empty(nk, dtype=np.int64)   # the grey levels present, increasing
+    nd = 0
     count = 0
     for v in range(first, last):
         cz, cy, cx = centres[v, 0], centres[v, 1], centres[v, 2]
@@ -1483,38 +1511,32 @@ def _first_order_block(first, last, image, levels, centres, radius, in_plane, sh
                         g = levels[z, y, x - radius]
                         if g > 0:
                             rx[nr] = image[z, y, x - radius]
-                            rg[nr] = g
                             nr += 1
-                            hist[g] -= 1.0
+                            nd = _count_level(hist, levels_in, nd, g, -1.0)
                         g = levels[z, y, x + 1 + radius]
                         if g > 0:
                             ax[na] = image[z, y, x + 1 + radius]
-                            ag[na] = g
                             na += 1
-                            hist[g] += 1.0
+                            nd = _count_level(hist, levels_in, nd, g, 1.0)
                 if nr == 0 and na == 0:
                     continue
-                rxs, rgs = np.sort(rx[:nr]), np.sort(rg[:nr])
-                axs, ags = np.sort(ax[:na]), np.sort(ag[:na])
-                _merge_sorted(xs, count, rxs, nr, axs, na, xt)
-                count = _merge_sorted(gs, count, rgs, nr, ags, na, gt)
+                rx[:nr].sort()
+                ax[:na].sort()
+                count = _merge_sorted(xs, count, rx, nr, ax, na, xt)
                 xs, xt = xt, xs
-                gs, gt = gt, gs
         else:
-            for k in range(count):
-                hist[int(gs[k])] = 0.0
-            count = 0
+            for t in range(nd):
+                hist[levels_in[t]] = 0.0
+            nd = count = 0
             for z in range(cz - rz, cz + rz + 1):
                 for y in range(cy - radius, cy + radius + 1):
                     for x in range(cx - radius, cx + radius + 1):
                         g = levels[z, y, x]
                         if g > 0:
-                            values[count] = image[z, y, x]
-                            grey[count] = g
+                            xs[count] = image[z, y, x]
                             count += 1
-                            hist[g] += 1.0
-            xs[:count] = np.sort(values[:count])
-            gs[:count] = np.sort(grey[:count])
+                            nd = _count_level(hist, levels_in, nd, g, 1.0)
+            xs[:count].sort()
         if count == 0:
             continue
         _sample_stats(xs, count, out[v], 0)
@@ -1526,12 +1548,8 @@ def _first_order_block(first, last, image, levels, centres, radius, in_plane, sh
         h = (count - 1) // 2
         out[v, ns + 2] = xs[h] if count % 2 == 1 else (xs[h] + xs[h + 1]) / 2.0
         entropy_eps = entropy = uniformity = 0.0
-        best, best_count = 0, -1.0
-        for k in range(count):
-            g = int(gs[k])
-            if k > 0 and gs[k] == gs[k - 1]:
-                continue
-            p = hist[g] / count
+        for t in range(nd):
+            p = hist[levels_in[t]] / count
             entropy_eps -= p * math.log2(p + _EPS)
             entropy -= p * math.log2(p)
             uniformity += p * p
@@ -1540,10 +1558,17 @@ def _first_order_block(first, last, image, levels, centres, radius, in_plane, sh
         if not histogram:
             continue
         o = ns + npy
+        k = 0
+        for t in range(nd):   # the sorted grey levels: each level repeated by its count
+            g = levels_in[t]
+            for _ in range(int(hist[g])):
+                gs[k] = g
+                k += 1
         _sample_stats(gs, count, out[v], o)
         mean = out[v, o]
-        for k in range(count):
-            g = int(gs[k])
+        best, best_count = 0, -1.0
+        for t in range(nd):
+            g = levels_in[t]
             if hist[g] > best_count or (hist[g] == best_count and abs(g - mean) < abs(best - mean)):
                 best, best_count = g, hist[g]
         o += ns
