@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import RadiomicsLabError
 from ..limits import check_grey_levels, fixed_bin_size_levels
+from ._preprocessing_kernels import bounding_box
 from .roi import Roi
 
 
@@ -35,14 +36,27 @@ def fixed_bin_size(image: np.ndarray, mask: np.ndarray, bin_width: float, minimu
     """
     if not bin_width > 0:
         raise RadiomicsLabError(f"The bin width must be greater than zero (got {bin_width}).")
-    values = image[mask]
+    box, values = _inside(image, mask)
     low = values.min() if minimum is None else minimum
     if values.size:
         check_grey_levels(fixed_bin_size_levels(values.min(), values.max(), bin_width, low), values.min(), values.max(),
                           bin_width=bin_width)
     levels = np.zeros(image.shape, dtype=np.int64)
-    levels[mask] = np.floor((values - low) / bin_width).astype(np.int64) + 1
-    return levels, int(levels.max()) if values.size else 0
+    if not values.size:
+        return levels, 0
+    inside = np.floor((values - low) / bin_width).astype(np.int64) + 1
+    levels[box][mask[box]] = inside
+    highest = int(inside.max())
+    # levels.max(): the 0 outside the mask counts when some voxel is outside it
+    return levels, highest if values.size == levels.size else max(highest, 0)
+
+
+def _inside(image: np.ndarray, mask: np.ndarray) -> tuple:
+    """(box, ``image[mask]``): a box holding the mask (3D: its bounding box, so that only the box is scanned)
+    and the intensities in it, in the order of ``image[mask]``."""
+    box = bounding_box(mask) if mask.ndim == 3 else None
+    box = box or tuple(slice(None) for _ in range(mask.ndim))
+    return box, image[box][mask[box]]
 
 
 def discretise(roi: Roi, settings) -> Roi:

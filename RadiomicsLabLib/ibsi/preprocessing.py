@@ -110,45 +110,52 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings) -> tuple[Roi, dic
     """
     check_settings(settings)
     check_same_grid(image, mask)
-    image_array, spacing = _as_array(image, "image")
+    image_array, spacing, extremes = _image_array(image, "image", settings.round_intensities)
     roi_mask = _mask_array(mask)
-    if not roi_mask.any():
+    box = _kernels.bounding_box(roi_mask)
+    if box is None:
         raise RadiomicsLabError("The mask is empty: no voxel of the segmentation is set. "
                                 "Choose a segment that contains voxels, or draw the region of interest first.")
-    if settings.round_intensities:
-        image_array = np.rint(image_array)
 
+    # ROI statistics are taken on ``inside`` = the mask in ``box`` (a box holding every ROI voxel): the same
+    # voxels in the same (C) order as on the whole grid, without scanning it.
     diagnostics = {}
-    diagnostics.update(image_diagnostics(image_array, spacing, "init_img"))
-    diagnostics.update(roi_diagnostics(image_array, roi_mask, roi_mask, "init_roi"))
+    diagnostics.update(image_diagnostics(image_array, spacing, "init_img", extremes))
+    inside = roi_mask[box]
+    diagnostics.update(_roi_diagnostics(image_array[box], inside, inside, "init_roi", roi_mask.shape,
+                                        tuple(float(b.stop - b.start) for b in box)))
 
     new_spacing = target_spacing(spacing, settings.new_spacing)
     if new_spacing != spacing:
-        image_array = interpolate(image_array, spacing, new_spacing, settings.interpolation)
-        fraction = interpolate_mask(roi_mask, spacing, new_spacing, settings.mask_interpolation)
-        roi_mask = fraction >= settings.mask_threshold - _THRESHOLD_SLACK
+        image_array = interpolate(image_array, spacing, new_spacing, settings.interpolation,
+                                  settings.round_intensities)
+        box, fraction = _interpolate_mask_box(roi_mask, box, spacing, new_spacing, settings.mask_interpolation)
+        inside = fraction >= settings.mask_threshold - _THRESHOLD_SLACK
+        roi_mask = np.zeros(image_array.shape, dtype=bool)
+        roi_mask[box] = inside
         spacing = new_spacing
-        if settings.round_intensities:
-            image_array = np.rint(image_array)
-        if not roi_mask.any():
+        if not inside.any():
             raise RadiomicsLabError(
                 f"The region of interest vanished on interpolation to {_xyz(spacing)} mm (no voxel reached the "
                 f"partial volume threshold {settings.mask_threshold}). Use a finer spacing or a lower mask threshold.")
 
     diagnostics.update(image_diagnostics(image_array, spacing, "interp_img"))
-    diagnostics.update(roi_diagnostics(image_array, roi_mask, roi_mask, "interp_roi"))
+    diagnostics.update(_roi_diagnostics(image_array[box], inside, inside, "interp_roi", roi_mask.shape))
 
-    intensity_mask = resegment(image_array, roi_mask, settings.resegment_range, settings.resegment_outliers,
-                               getattr(settings, "outlier_sigma", 3.0))
-    if not intensity_mask.any():
+    kept = resegment(image_array[box], inside, settings.resegment_range, settings.resegment_outliers,
+                     getattr(settings, "outlier_sigma", 3.0))
+    if not kept.any():
         raise RadiomicsLabError(
             f"The region of interest is empty after re-segmentation (range {settings.resegment_range}, "
             f"outlier filtering {'on' if settings.resegment_outliers else 'off'}): no ROI intensity lies in the "
             f"accepted range. Widen the re-segmentation range or check the image's intensity units.")
-    diagnostics.update(roi_diagnostics(image_array, intensity_mask, roi_mask, "reseg_roi"))
+    intensity_mask = np.zeros(roi_mask.shape, dtype=bool)
+    intensity_mask[box] = kept
+    diagnostics.update(_roi_diagnostics(image_array[box], kept, inside, "reseg_roi", roi_mask.shape))
 
     roi = Roi(image_array, roi_mask, intensity_mask, spacing)
-    hu_warning = ct_range_warning(image_array, roi_mask, intensity_mask, settings.resegment_range)
+    hu_warning = ct_range_warning(image_array, roi_mask, intensity_mask, settings.resegment_range,
+                                  diagnostics["min_int_interp_img"])
     if hu_warning:
         roi.notes.append(hu_warning)
         warnings.warn(hu_warning, RadiomicsLabWarning, stacklevel=2)
@@ -160,12 +167,13 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings) -> tuple[Roi, dic
 CT_RANGE_LOWER_HU = -500.0
 
 
-def ct_range_warning(image_array, roi_mask, intensity_mask, resegment_range) -> str:
+def ct_range_warning(image_array, roi_mask, intensity_mask, resegment_range, minimum=None) -> str:
     """A warning when a CT (Hounsfield unit) re-segmentation range is applied to an image that is not a CT in HU
-    (no negative intensity anywhere: PET in SUV, MR), saying how much of the ROI it removed; else ``""``."""
+    (no negative intensity anywhere: PET in SUV, MR), saying how much of the ROI it removed; else ``""``.
+    ``minimum``: the image's lowest intensity when known."""
     if not resegment_range or resegment_range[0] is None or resegment_range[0] > CT_RANGE_LOWER_HU:
         return ""
-    if float(np.min(image_array)) < 0:
+    if float(np.min(image_array) if minimum is None else minimum) < 0:
         return ""
     removed = 1.0 - float(intensity_mask.sum()) / float(roi_mask.sum())
     low, high = resegment_range
@@ -218,24 +226,34 @@ def check_same_grid(image: sitk.Image, mask: sitk.Image) -> None:
               ("origin", image.GetOrigin(), mask.GetOrigin(), scale),
               ("direction", image.GetDirection(), mask.GetDirection(), 1.0))
     for what, a, b, unit in checks:
-        if not np.allclose(a, b, rtol=0, atol=_GRID_TOLERANCE * unit):
+        if not all(x == y or abs(x - y) <= _GRID_TOLERANCE * unit for x, y in zip(a, b)):
             raise RadiomicsLabError(f"The image and the mask are not on the same grid: their {what} differs "
                                     f"({_fmt(a)} vs {_fmt(b)}). Resample the mask onto the image grid first.")
 
 
-def _as_array(image: sitk.Image, label: str) -> tuple[np.ndarray, tuple]:
+def _image_array(image: sitk.Image, label: str, rounding: bool = False) -> tuple[np.ndarray, tuple, tuple]:
+    """The image as a new float64 (z, y, x) array, rounded to integers (``np.rint``) with ``rounding``, its
+    (z, y, x) spacing and its (min, max) intensity (finite: NaN or infinity raise, as the extremes show)."""
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise RadiomicsLabError(f"The {label} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
                                 f"give a single-channel (scalar) {label}.")
-    array = sitk.GetArrayFromImage(image).astype(np.float64)
+    view = sitk.GetArrayViewFromImage(image)
+    array = view.astype(np.float64)
+    if rounding and view.dtype.kind not in "biu":   # integers need no rounding
+        np.rint(array, out=array)
     spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
     if image.GetDimension() == 2:
         array, spacing = array[np.newaxis], (1.0, *spacing)
     elif image.GetDimension() != 3:
         raise RadiomicsLabError(f"The {label} is {image.GetDimension()}D; give a 2D or 3D {label}.")
-    if not np.all(np.isfinite(array)):
+    # min / max of the stored values (real types convert to float64 exactly): less memory to read
+    source = view if view.dtype.kind in "biuf" else array
+    extremes = (float(source.min()), float(source.max())) if array.size else (0.0, 0.0)
+    if not (math.isfinite(extremes[0]) and math.isfinite(extremes[1])):   # NaN propagates into min and max
         raise RadiomicsLabError(f"The {label} contains NaN or infinite values; replace them before extraction.")
-    return array, spacing
+    if rounding:
+        extremes = tuple(float(v) for v in np.rint(extremes))   # rint is monotonic: the rounded image's extremes
+    return array, spacing, extremes
 
 
 def _mask_array(mask: sitk.Image) -> np.ndarray:
@@ -245,8 +263,8 @@ def _mask_array(mask: sitk.Image) -> np.ndarray:
             np.dtype(sitk.GetArrayViewFromImage(mask).dtype).kind in "biu":
         array = sitk.GetArrayViewFromImage(mask) != 0
         return array[np.newaxis] if mask.GetDimension() == 2 else array
-    mask_array, _ = _as_array(mask, "mask")
-    return np.rint(mask_array) != 0
+    mask_array, _, _ = _image_array(mask, "mask", rounding=True)
+    return mask_array != 0
 
 
 # ---------------------------------------------------------------------------------- interpolation
@@ -293,11 +311,12 @@ def interpolated_geometry(image: sitk.Image, new_spacing_xyz) -> tuple[tuple, tu
     return size, new_xyz, origin
 
 
-def interpolate(array: np.ndarray, spacing: tuple, new_spacing: tuple, method: str) -> np.ndarray:
+def interpolate(array: np.ndarray, spacing: tuple, new_spacing: tuple, method: str, rounding: bool = False) -> np.ndarray:
     """``array`` (z, y, x) with ``spacing`` interpolated onto the IBSI grid with ``new_spacing`` (both (z, y, x)).
 
     ``method``: nearest | linear | cubic (B-spline of order 3 through the voxel values). Outside the
     original grid the nearest boundary value is used (IBSI: pad with the boundary intensity).
+    ``rounding``: the interpolated values rounded to the nearest integer (``np.rint``).
     """
     order = _ORDERS[method]
     new_size, origin = interpolation_grid(array.shape, spacing, new_spacing)
@@ -307,14 +326,16 @@ def interpolate(array: np.ndarray, spacing: tuple, new_spacing: tuple, method: s
         # spline code); separable, so index each axis.
         indices = [np.clip(np.floor(o + np.arange(n) * s + 0.5).astype(np.intp), 0, m - 1)
                    for o, n, s, m in zip(origin, new_size, step, array.shape)]
-        return array[np.ix_(*indices)].astype(np.float64)
-    if order == 1 and array.ndim == 3:
+        result = array[np.ix_(*indices)].astype(np.float64)
+    elif order == 1 and array.ndim == 3:
         # scipy's zoom_shift arithmetic, bit for bit, as a compiled loop (see _preprocessing_kernels)
         offset = np.asarray(origin, dtype=np.float64)
         return _kernels.trilinear(np.ascontiguousarray(array, dtype=np.float64), offset / step, step,
-                                  tuple(int(n) for n in new_size), (0, 0, 0))
-    return ndimage.affine_transform(array, step, offset=origin, output_shape=new_size, order=order,
-                                    mode="nearest", prefilter=order > 1, output=np.float64)
+                                  tuple(int(n) for n in new_size), (0, 0, 0), (0, 0, 0), bool(rounding))
+    else:
+        result = ndimage.affine_transform(array, step, offset=origin, output_shape=new_size, order=order,
+                                          mode="nearest", prefilter=order > 1, output=np.float64)
+    return np.rint(result, out=result) if rounding else result
 
 
 def interpolate_mask(mask: np.ndarray, spacing: tuple, new_spacing: tuple, method: str) -> np.ndarray:
@@ -327,11 +348,26 @@ def interpolate_mask(mask: np.ndarray, spacing: tuple, new_spacing: tuple, metho
     grid's edge, where the boundary value is repeated). Cubic splines (global prefilter) interpolate the
     whole grid.
     """
+    new_size, _ = interpolation_grid(mask.shape, spacing, new_spacing)
+    present = _kernels.bounding_box(mask)
+    if present is None:
+        return interpolate(mask.astype(np.float64), spacing, new_spacing, method)
+    box, fraction = _interpolate_mask_box(mask, present, spacing, new_spacing, method)
+    if fraction.shape == tuple(new_size):
+        return fraction
+    out = np.zeros(new_size, dtype=np.float64)
+    out[box] = fraction
+    return out
+
+
+def _interpolate_mask_box(mask: np.ndarray, present: tuple, spacing: tuple, new_spacing: tuple,
+                          method: str) -> tuple[tuple, np.ndarray]:
+    """(box, values): :func:`interpolate_mask` in a box of the new grid outside which it is 0 (the whole grid
+    for cubic splines or a 2D array). ``present``: the bounding box of ``mask`` (slices)."""
     order = _ORDERS[method]
     new_size, origin = interpolation_grid(mask.shape, spacing, new_spacing)
-    present = _kernels.bounding_box(mask)
-    if order > 1 or mask.ndim != 3 or present is None:
-        return interpolate(mask.astype(np.float64), spacing, new_spacing, method)
+    if order > 1 or mask.ndim != 3:
+        return tuple(slice(0, n) for n in new_size), interpolate(mask.astype(np.float64), spacing, new_spacing, method)
     step = np.asarray(new_spacing, dtype=np.float64) / np.asarray(spacing, dtype=np.float64)
     box = []
     for axis, (o, n_b, s, n_a) in enumerate(zip(origin, new_size, step, mask.shape)):
@@ -339,16 +375,19 @@ def interpolate_mask(mask: np.ndarray, spacing: tuple, new_spacing: tuple, metho
         first = 0 if low == 0 else max(0, int(math.floor((low - 1 - o) / s)))
         last = n_b - 1 if high == n_a - 1 else min(n_b - 1, int(math.ceil((high + 1 - o) / s)))
         box.append(slice(first, last + 1))
-    out = np.zeros(new_size, dtype=np.float64)
+    box = tuple(box)
     if order == 0:
         indices = [np.clip(np.floor(o + np.arange(b.start, b.stop) * s + 0.5).astype(np.intp), 0, m - 1)
                    for o, b, s, m in zip(origin, box, step, mask.shape)]
-        out[tuple(box)] = mask[np.ix_(*indices)]
-        return out
+        return box, mask[np.ix_(*indices)].astype(np.float64)
+    # Only the mask's bounding box and one voxel around it (0 where inside the grid) are read: the kernel
+    # clamps indices to this crop, whose edge planes are 0 or the grid's own edge.
+    crop = tuple(slice(max(0, p.start - 1), min(n, p.stop + 1)) for p, n in zip(present, mask.shape))
+    values = np.ascontiguousarray(mask[crop]).view(np.uint8)
     shift = np.asarray(origin, dtype=np.float64) / step
-    out[tuple(box)] = _kernels.trilinear(np.ascontiguousarray(mask, dtype=np.float64), shift, step,
-                                         tuple(b.stop - b.start for b in box), tuple(b.start for b in box))
-    return out
+    fraction = _kernels.trilinear(values, shift, step, tuple(b.stop - b.start for b in box),
+                                  tuple(b.start for b in box), tuple(c.start for c in crop), False)
+    return box, fraction
 
 
 # -------------------------------------------------------------------------------- re-segmentation
@@ -374,15 +413,17 @@ def resegment(image: np.ndarray, mask: np.ndarray, value_range=None, outliers: b
 
 # ------------------------------------------------------------------------------------ diagnostics
 
-def image_diagnostics(image: np.ndarray, spacing: tuple, stage: str) -> dict:
-    """Image dimensions, voxel dimensions and mean / min / max intensity of the whole image (``*_{stage}``)."""
+def image_diagnostics(image: np.ndarray, spacing: tuple, stage: str, extremes=None) -> dict:
+    """Image dimensions, voxel dimensions and mean / min / max intensity of the whole image (``*_{stage}``);
+    ``extremes``: (min, max) when already known."""
     out = {}
     for axis, n, s in zip("zyx", image.shape, spacing):
         out[f"img_dim_{axis}_{stage}"] = float(n)
         out[f"vox_dim_{axis}_{stage}"] = float(s)
+    low, high = (image.min(), image.max()) if extremes is None else extremes
     out[f"mean_int_{stage}"] = float(image.mean())
-    out[f"min_int_{stage}"] = float(image.min())
-    out[f"max_int_{stage}"] = float(image.max())
+    out[f"min_int_{stage}"] = float(low)
+    out[f"max_int_{stage}"] = float(high)
     return out
 
 
@@ -394,11 +435,17 @@ def _bounding_box(mask: np.ndarray) -> tuple:
 
 def roi_diagnostics(image: np.ndarray, intensity_mask: np.ndarray, morphological_mask: np.ndarray, stage: str) -> dict:
     """Mask grid dimensions, bounding boxes, voxel counts and intensity mask mean / min / max (``*_{stage}``)."""
+    return _roi_diagnostics(image, intensity_mask, morphological_mask, stage, intensity_mask.shape)
+
+
+def _roi_diagnostics(image, intensity_mask, morphological_mask, stage: str, shape: tuple, extent=None) -> dict:
+    """:func:`roi_diagnostics` of arrays cropped to a box holding both masks, on a grid of ``shape``;
+    ``extent``: the intensity mask's bounding box dimensions when known."""
     out = {}
-    int_bb = _bounding_box(intensity_mask)
+    int_bb = _bounding_box(intensity_mask) if extent is None else extent
     morph_bb = int_bb if morphological_mask is intensity_mask else _bounding_box(morphological_mask)
     for i, axis in enumerate("zyx"):
-        out[f"int_mask_dim_{axis}_{stage}"] = float(intensity_mask.shape[i])
+        out[f"int_mask_dim_{axis}_{stage}"] = float(shape[i])
         out[f"int_mask_bb_dim_{axis}_{stage}"] = int_bb[i]
         out[f"morph_mask_bb_dim_{axis}_{stage}"] = morph_bb[i]
     out[f"int_mask_vox_count_{stage}"] = float(np.count_nonzero(intensity_mask))
