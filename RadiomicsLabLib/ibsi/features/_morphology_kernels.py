@@ -195,6 +195,19 @@ def oriented_minimum_bounding_box(points, facets, normals, selected, best):
 
 
 @njit(cache=True)
+def max_squared_distance(points):
+    """max over pairs k1 < k2 of sum_a (p_k1,a - p_k2,a)^2 (n x 3 points), without an n x n temporary."""
+    best = 0.0
+    for i in range(points.shape[0]):
+        for j in range(i + 1, points.shape[0]):
+            d0 = points[i, 0] - points[j, 0]
+            d1 = points[i, 1] - points[j, 1]
+            d2 = points[i, 2] - points[j, 2]
+            best = max(best, d0 * d0 + d1 * d1 + d2 * d2)
+    return best
+
+
+@njit(cache=True)
 def line_extremes(cells):
     """Mask of the points that are the first or last along every axis-parallel line through them.
 

@@ -249,6 +249,15 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
         out = scipy.fft.fft(out, fft_shape[1], axis=1, workers=1, overwrite_x=True)
         return scipy.fft.fft(out, fft_shape[0], axis=0, workers=1, overwrite_x=True)
 
+    def spectrum_stack(stack):
+        """:func:`spectrum` of the three grids of ``stack`` (3, t, y, x) at once, padded along z in place."""
+        lines = scipy.fft.fft(scipy.fft.rfft(stack, fft_shape[2], axis=3, workers=1), fft_shape[1], axis=2,
+                              workers=1, overwrite_x=True)
+        out = np.zeros((3, *fft_shape[:2], lines.shape[3]), dtype=np.complex128)
+        out[:, :stack.shape[1]] = lines
+        del lines
+        return scipy.fft.fft(out, axis=1, workers=1, overwrite_x=True)
+
     # pairs within a slab: the kernel is even along every axis, so its spectrum is real (read folded)
     weight_sum = moran_sum = geary_sum = 0.0
     folded, fold_z, fold_y = _folded_kernel_spectrum(fft_shape, (thickness, *shape[1:]), spacing)
@@ -257,8 +266,9 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
         a = grids[:, i * thickness:(i + 1) * thickness]
         if not a[0].any():
             continue
-        weight, first, moran = _kernels.folded_spectral_sums(folded, fold_z, fold_y, spectrum(a[0]),
-                                                             spectrum(a[2]), spectrum(a[1]))
+        spectra = spectrum_stack(a)
+        weight, first, moran = _kernels.folded_spectral_sums(folded, fold_z, fold_y, spectra[0], spectra[2], spectra[1])
+        del spectra
         weight_sum += weight
         moran_sum += moran
         geary_sum += 2.0 * first - 2.0 * moran  # sum w (f_k - f_k')^2 = 2 sum w f_k^2 - 2 sum w f_k f_k'
@@ -530,14 +540,7 @@ def morph_com(g: Morphology) -> float:
           "original_shape_Maximum3DDiameter", ibsi_id="L0JK")
 def morph_diam(g: Morphology) -> float:
     """F_morph.diam = max_{k1,k2} ||X_vx,k1 - X_vx,k2|| over mesh (convex hull) vertices (IBSI L0JK)."""
-    points = g.hull_points
-    best = 0.0
-    rows = max(1, PAIR_BLOCK_ELEMENTS // len(points))
-    for start in range(0, len(points), rows):
-        block = points[start:start + rows]
-        d2 = np.sum((block[:, None, :] - points[None, start:, :]) ** 2, axis=-1)
-        best = max(best, float(d2.max()))
-    return math.sqrt(best)
+    return math.sqrt(_kernels.max_squared_distance(np.ascontiguousarray(g.hull_points)))
 
 
 @feature("morph_pca_maj_axis", "Major axis length", "mm", "4 sqrt(lambda_major) (PCA of voxel positions).",
