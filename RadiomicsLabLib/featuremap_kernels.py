@@ -637,24 +637,33 @@ def _spectral_radius(a, m, d, e):
         d[m - 2] = a[m - 2, m - 2]
         e[m - 2] = a[m - 1, m - 2]
     d[m - 1] = a[m - 1, m - 1]
-    _tridiagonal_eigenvalues(d, e, m)
-    radius = 0.0
-    for i in range(m):
-        radius = max(radius, abs(d[i]))
-    return radius
+    return _tridiagonal_spectral_radius(d, e, m)
 
 
 @njit(cache=True)
-def _tridiagonal_eigenvalues(d, e, n):
-    """Eigenvalues (into ``d``) of the symmetric tridiagonal matrix with diagonal ``d[:n]`` and off-diagonal
-    ``e[:n-1]``: the implicit QL algorithm with Wilkinson shifts (Numerical Recipes, ``tqli``, eigenvalues only)."""
+def _tridiagonal_spectral_radius(d, e, n):
+    """Spectral radius of the symmetric tridiagonal matrix with diagonal ``d[:n]`` and off-diagonal
+    ``e[:n-1]`` (eigenvalues into ``d``): the implicit QL algorithm with Wilkinson shifts (Numerical Recipes, ``tqli``).
+    An off-diagonal entry counts as 0 once |e_m| <= eps ||T||_1 (the backward error of any eigen-solver, LAPACK's
+    included), rather than once negligible beside |d_m| + |d_m+1|: eigenvalues near 0 then need no extra sweeps.
+    Returns the spectral radius max |d_l| of the eigenvalues found, stopping (``d[l:]`` left unfinished) once the
+    Gershgorin bound max_{i >= l} |d_i| + |e_i-1| + |e_i| of the eigenvalues still to find is no larger."""
     e[n - 1] = 0.0
+    norm = 0.0
+    for i in range(n):
+        norm = max(norm, abs(d[i]) + abs(e[i]) + (abs(e[i - 1]) if i > 0 else 0.0))
+    tol = _EPS * norm
+    radius = 0.0
     for l in range(n):
+        bound = 0.0
+        for i in range(l, n):
+            bound = max(bound, abs(d[i]) + abs(e[i]) + (abs(e[i - 1]) if i > 0 else 0.0))
+        if bound <= radius:
+            break
         for _iteration in range(60):
             m = l
             while m < n - 1:
-                dd = abs(d[m]) + abs(d[m + 1])
-                if abs(e[m]) + dd == dd:
+                if abs(e[m]) <= tol:
                     break
                 m += 1
             if m == l:
@@ -690,6 +699,8 @@ def _tridiagonal_eigenvalues(d, e, n):
             d[l] -= p
             e[l] = g
             e[m] = 0.0
+        radius = max(radius, abs(d[l]))
+    return radius
 
 
 @njit(cache=True)
@@ -697,10 +708,12 @@ def _mcc(ci, cj, cc, c0, c1, total, px, nl, n_roi_levels, b, rows, d, e):
     """Maximal correlation coefficient: sqrt of the second largest eigenvalue of Q = D_x^-1 P D_y^-1 P^T.
 
     For the symmetric GLCM, p_x = p_y and Q is similar to B^2 with the symmetric B = D_x^-1/2 P D_x^-1/2, so the
-    eigenvalues of Q are the squares of B's. B's largest eigenvalue is 1 with the unit eigenvector u = sqrt(p_x), so
-    the answer is the spectral radius of C = B - u u^T (B's other eigenvalues and 0). B is restricted to the grey
-    levels present in the matrix: the ROI's other grey levels only add zero eigenvalues to pyradiomics' N_g x N_g Q.
-    1 when the ROI has a single grey level (pyradiomics). ``px``: the row sums of the counts, ``total`` their sum.
+    eigenvalues of Q are the squares of B's. B's largest eigenvalue is 1 with the unit eigenvector u = sqrt(p_x):
+    the Householder reflector H = I - w w^T / (1 + u_1), w = u + e_1, maps u to -e_1, so H B H = [[1, 0], [0, K]]
+    and the answer is the spectral radius of the (m - 1) x (m - 1) symmetric K (B's other eigenvalues). B is
+    restricted to the m grey levels present in the matrix: the ROI's other grey levels only add zero eigenvalues to
+    pyradiomics' N_g x N_g Q. 1 when the ROI has a single grey level (pyradiomics). ``px``: the row sums of the
+    counts, ``total`` their sum; ``d`` holds u, ``e`` 1 / sqrt(n_i.) and then H's p - K w (scratch).
     """
     if n_roi_levels < 2:
         return 1.0
@@ -709,6 +722,7 @@ def _mcc(ci, cj, cc, c0, c1, total, px, nl, n_roi_levels, b, rows, d, e):
         if px[a] > 0.0:
             rows[a] = m
             d[m] = math.sqrt(px[a] / total)
+            e[m] = 1.0 / math.sqrt(px[a])
             m += 1
         else:
             rows[a] = -1
@@ -716,18 +730,26 @@ def _mcc(ci, cj, cc, c0, c1, total, px, nl, n_roi_levels, b, rows, d, e):
         return 0.0
     for a in range(m):
         for t in range(m):
-            b[a, t] = -d[a] * d[t]
+            b[a, t] = 0.0
     for c in range(c0, c1):   # with counts: B_ij = n_ij / sqrt(n_i. n_j.)
-        b[rows[ci[c]], rows[cj[c]]] += cc[c] / math.sqrt(px[ci[c]] * px[cj[c]])
-    if m == 2:   # C has the eigenvalues 0 (eigenvector u) and trace(C)
-        return abs(b[0, 0] + b[1, 1])
-    if m == 3:   # 0 and the roots of x^2 - trace(C) x + E_2(C), E_2 the sum of the principal 2 x 2 minors
-        trace = b[0, 0] + b[1, 1] + b[2, 2]
-        minors = (b[0, 0] * b[1, 1] - b[0, 1] * b[1, 0] + b[0, 0] * b[2, 2] - b[0, 2] * b[2, 0]
-                  + b[1, 1] * b[2, 2] - b[1, 2] * b[2, 1])
-        root = math.sqrt(max(trace * trace - 4.0 * minors, 0.0))
-        return max(abs(trace + root), abs(trace - root)) / 2.0
-    return _spectral_radius(b, m, d, e)
+        i, j = rows[ci[c]], rows[cj[c]]
+        b[i, j] += cc[c] * (e[i] * e[j])
+    # H B H = B - w q^T - q w^T with beta = 1 / (1 + u_1), p = beta B w = beta (u + B e_1) (B u = u),
+    # q = p - (beta w^T p / 2) w, w^T p = beta (1 + 2 u_1 + B_11)
+    beta = 1.0 / (1.0 + d[0])
+    half = 0.5 * beta * beta * (1.0 + 2.0 * d[0] + b[0, 0])
+    for i in range(1, m):
+        e[i] = beta * (d[i] + b[i, 0]) - half * d[i]          # q_i (w_i = u_i for i >= 1)
+    n = m - 1
+    for i in range(1, m):   # K = trailing block, moved to b[:n, :n] (row-major: each entry read before overwritten)
+        for j in range(1, m):
+            b[i - 1, j - 1] = b[i, j] - (d[i] * e[j] + e[i] * d[j])
+    if n == 1:
+        return abs(b[0, 0])
+    if n == 2:   # eigenvalues mean +- sqrt(half-difference^2 + off-diagonal^2)
+        mean = 0.5 * (b[0, 0] + b[1, 1])
+        return abs(mean) + math.hypot(0.5 * (b[0, 0] - b[1, 1]), b[0, 1])
+    return _spectral_radius(b, n, d, e)
 
 
 @njit(cache=True)
