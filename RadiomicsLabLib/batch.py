@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -48,7 +49,8 @@ from urllib.parse import quote
 import hashlib
 
 from .background import use_worker_python
-from .cohort import KEY_COLUMNS, Case, Cohort, available_cores, case_hash, join_places, read_cohort
+from .cohort import (KEY_COLUMNS, Case, Cohort, available_cores, case_hash, cost_estimate, join_places,
+                     read_cohort)
 from .errors import Cancelled, RadiomicsLabError
 from .fileio import atomic_output, check_writable, write_text_atomic
 
@@ -412,14 +414,14 @@ def _run_on_cluster(todo, task, store, client, memory_limit):
     from distributed import as_completed
 
     token = os.urandom(4).hex()
-    waiting = sorted(todo, key=lambda unit: -sum(case.roi_voxels for case in unit.cases))
+    waiting = sorted(todo, key=lambda unit: -sum(map(cost_estimate, unit.cases)))
     futures, arrived = {}, as_completed(loop=client.loop)
 
     def feed():
         slots = max(1, sum(client.nthreads().values()))
         while waiting and len(futures) < slots:
             unit = waiting.pop(0)
-            future = client.submit(run_case, task.function, unit.argument, task.params, pure=False,
+            future = client.submit(run_case_single_threaded, task.function, unit.argument, task.params, pure=False,
                                    key=f"radiomicslab-{token}-{len(waiting)}")
             futures[future] = unit
             arrived.add(future)
@@ -462,8 +464,9 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, memory
     ``workers`` single-threaded worker processes on 127.0.0.1 without dashboard. The cluster is closed on the way out."""
     from distributed import Client, LocalCluster
 
-    if scheduler and check_reachable:
-        _check_reachable(scheduler, connect_timeout)
+    if scheduler:  # an existing cluster, never a local one instead (check_reachable=False: the caller checked it)
+        if check_reachable:
+            _check_reachable(scheduler, connect_timeout)
         try:
             client = Client(scheduler, timeout=connect_timeout, set_as_default=False)
         except (OSError, TimeoutError) as error:
@@ -493,16 +496,82 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, memory
         yield client
 
 
-#: Thread-count variables of the libraries a case runs (SimpleITK filters and resampling, numba
-#: feature-map kernels), set to 1 in each local worker process: parallelism comes from the workers,
-#: as Dask does for OpenMP, MKL and OpenBLAS, so N single-threaded workers use N cores instead of
-#: N x cores threads fighting for them. A variable already set in this environment is kept.
-WORKER_THREAD_VARIABLES = ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "NUMBA_NUM_THREADS")
+#: Thread-count variables of the libraries a case runs (OpenMP, MKL, OpenBLAS, Accelerate and numexpr
+#: under numpy / scipy / PyWavelets, SimpleITK filters and resampling, numba kernels), set to 1 in each
+#: worker process: parallelism comes from the workers, so N single-threaded workers use N cores instead of
+#: N x cores threads fighting for them. A variable already set in this environment is kept (a user's choice).
+WORKER_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS",
+                           "NUMEXPR_NUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "NUMBA_NUM_THREADS")
 
 
 def worker_environment() -> dict:
-    """Environment variables of a local worker process (see :data:`WORKER_THREAD_VARIABLES`)."""
+    """Environment variables of a worker process (see :data:`WORKER_THREAD_VARIABLES`): given to the local
+    cluster's worker processes when they start; a process pool started from this process takes them too."""
     return {name: "1" for name in WORKER_THREAD_VARIABLES if name not in os.environ}
+
+
+def limit_threads():
+    """Make this (worker) process's libraries single-threaded from now on, as :func:`worker_environment` does for
+    a process about to start: for a worker that was already running (an existing cluster's, whose environment
+    this run did not choose). Each variable of :data:`WORKER_THREAD_VARIABLES` the process's environment does not
+    set becomes 1 (libraries not loaded yet read it when they load); then the loaded ones are told: SimpleITK's
+    default number of threads, the BLAS / OpenMP pools (threadpoolctl), and numba's thread count (per thread, so
+    again in each thread that runs a case: :func:`run_case_single_threaded`, which calls this before a worker's
+    first case). Returns the numbers now in force."""
+    os.environ.update({name: "1" for name in WORKER_THREAD_VARIABLES if name not in os.environ})
+    limits = {}
+    itk = _threads_from_environment("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+    if itk and "SimpleITK" in sys.modules:
+        import SimpleITK as sitk
+
+        if sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() != itk:
+            sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk)
+        limits["itk"] = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn / habitats
+        pass
+    else:
+        blas = _threads_from_environment("OPENBLAS_NUM_THREADS") or 1
+        if any(pool.get("num_threads", 1) > blas for pool in threadpool_info()):
+            threadpool_limits(blas)  # process-wide, kept (not used as a context manager)
+        limits["blas"] = max([pool.get("num_threads", 1) for pool in threadpool_info()], default=1)
+    limits["numba"] = _limit_numba_threads()
+    return limits
+
+
+def _limit_numba_threads():
+    """numba's thread count for the calling thread: at most ``NUMBA_NUM_THREADS`` of the environment (numba
+    read it when it was imported, possibly before :func:`limit_threads` set it); None when numba is not loaded."""
+    numba = sys.modules.get("numba")
+    wanted = _threads_from_environment("NUMBA_NUM_THREADS")
+    if numba is None or not hasattr(numba, "get_num_threads") or not wanted:
+        return None
+    if numba.get_num_threads() > wanted:
+        numba.set_num_threads(wanted)
+    return numba.get_num_threads()
+
+
+def _threads_from_environment(name: str) -> int | None:
+    """The thread count an environment variable sets (a whole number >= 1), or None."""
+    value = os.environ.get(name, "").strip()
+    return int(value) if value.isdigit() and int(value) >= 1 else None
+
+
+_LIMITED_IN = [None]  # the process id where limit_threads() ran
+
+
+def run_case_single_threaded(function, argument, params) -> dict:
+    """:func:`run_case` on a cluster's worker (what the batch submits), with single-threaded libraries: a local
+    cluster's workers start so (:func:`worker_environment`); any other worker, an existing cluster's whatever its
+    environment or a worker that joined late, gets :func:`limit_threads` before its first case; and numba is
+    limited in each worker thread that runs a case (its thread count is per thread)."""
+    if _LIMITED_IN[0] != os.getpid():
+        limit_threads()
+        _LIMITED_IN[0] = os.getpid()
+    else:
+        _limit_numba_threads()
+    return run_case(function, argument, params)
 
 
 def start_cluster(workers: int | None = None, scheduler: str | None = None, memory_limit="auto",
@@ -569,10 +638,23 @@ class ClusterStart:
 
 def dask_setup(worker):
     """Dask preload hook, run in each local worker process: ignore Ctrl-C there (the terminal sends it
-    to the whole process group); the main process stops the cluster and the run resumes next time."""
+    to the whole process group); the main process stops the cluster and the run resumes next time. The
+    libraries a case runs are imported in the background meanwhile, while this process's run still reads
+    and checks the cohort, rather than in each worker's first case."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_import_case_libraries, name="radiomicslab-imports", daemon=True).start()
+
+
+def _import_case_libraries():
+    import importlib
+
+    try:
+        for module in ("RadiomicsLabLib.extraction", "radiomics.featureextractor"):  # in a case's order
+            importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - the first case imports them again and reports what fails
+        pass
 
 
 def _check_run_options(workers, scheduler, memory_limit) -> int:

@@ -287,11 +287,14 @@ def test_a_case_that_kills_its_worker_is_recorded_and_the_run_goes_on(data, tmp_
 
 
 def library_threads(case, params):
-    """The thread counts SimpleITK and numba use in the process running the case."""
+    """The thread counts SimpleITK, numba and the BLAS / OpenMP libraries use in the process running the case."""
     import numba
+    from threadpoolctl import threadpool_info
 
     return CaseOutput([{"segment": "threads", "itk": float(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()),
-                        "numba": float(numba.get_num_threads())}])
+                        "numba": float(numba.get_num_threads()),
+                        "blas": float(max([pool["num_threads"] for pool in threadpool_info()], default=1)),
+                        "pid": float(os.getpid())}])
 
 
 def test_local_workers_run_single_threaded_libraries(data, tmp_path, monkeypatch):
@@ -306,6 +309,32 @@ def test_local_workers_run_single_threaded_libraries(data, tmp_path, monkeypatch
     run_batch(cohort, tmp_path / "out", task, workers=2)
     rows = read_csv(tmp_path / "out" / "features.csv")
     assert [(float(row["itk"]), float(row["numba"])) for row in rows] == [(1, 2)] * 2
+
+
+def test_an_existing_cluster_runs_the_cases_on_its_own_workers_single_threaded(data, tmp_path, monkeypatch):
+    """``scheduler=``: the cases run on that cluster's workers (never on a local cluster started instead), and
+    each of its workers, started with the libraries' default thread counts (all cores), runs them single-threaded."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    cases = data / "pyradiomics_cases"
+    cohort = write_cohort(tmp_path / "cohort.csv", ["id", "image", "mask"], [
+        (n, cases / f"{n}_image.nrrd", cases / f"{n}_label.nrrd") for n in ("breast1", "brain2", "brain1")])
+    for name in ("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", "NUMBA_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      silence_logs=logging.CRITICAL) as cluster, Client(cluster, set_as_default=False) as client:
+        client.wait_for_workers(1)
+        pids = set(client.run(os.getpid).values())
+        defaults = client.run(lambda: sitk.ProcessObject.GetGlobalDefaultNumberOfThreads())
+        summary = run_batch(cohort, tmp_path / "out", CaseTask("threads", library_threads),
+                            scheduler=cluster.scheduler_address)
+    assert summary.computed == 3 and len(pids) == 1
+    assert list(defaults.values()) == [sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()]  # started with ITK's default
+    rows = read_csv(tmp_path / "out" / "features.csv")
+    assert {int(float(row["pid"])) for row in rows} == pids  # run on the existing cluster's worker
+    assert [(float(row["itk"]), float(row["numba"]), float(row["blas"])) for row in rows] == [(1, 1, 1)] * 3
 
 
 def tumour_volumes(cases, params):

@@ -1,11 +1,18 @@
-"""Batch layer: speed-up of 2 workers over 1 on a 16-case cohort, and its per-case overhead over plain extraction.
+"""Batch layer: speed-up of 2 workers over 1 on a cohort of real cases, and its per-case overhead over plain extraction.
 
-Run on purpose: ``.venv/bin/python Testing/benchmarks/bench_batch.py [--repeats N] [--params PRESET]``.
+Run on purpose: ``.venv/bin/python Testing/benchmarks/bench_batch.py [--repeats N] [--params PRESET]
+[--image-type TYPE ...]``.
 
 The cohort is 16 real cases from ``../shared/data``: brain1, brain2, breast1, prostate_phantom
 (4 labels) and the four sarcoma patients' CT, MR T1 and PET with their masks, discovered from the
-folders by :func:`RadiomicsLabLib.cohort.read_cohort`. Settings: ``pyradiomics-default``.
-Timed in one run, each a fresh output folder:
+folders by :func:`RadiomicsLabLib.cohort.read_cohort`. Settings: ``pyradiomics-default`` (bin width 25,
+every feature class) with the image types of pyradiomics' own example CT parameter file (Original, LoG
+sigma 1-5, Wavelet): a real radiomics configuration. ``--copies 2`` (default) puts each case in the
+cohort twice, the second time under its own id (``brain1-2``, ...): 32 cases, every one real data that
+the batch layer reads, checks, hashes and extracts in full (nothing is shared between the copies but the
+operating system's file cache), so that the single-worker run lasts over a minute and a run's fixed cost
+weighs as it does on a real cohort rather than on a 20 s toy (``--copies 1 --image-type Original``: the
+quick check of before). Timed in one run, each a fresh output folder:
 
   plain     for each case: read image and mask, ``extraction.extract`` (the peer: no batch layer)
   batch 0   ``run_batch(workers=0)``: the same cases in this process through the batch layer
@@ -18,12 +25,14 @@ Timed in one run, each a fresh output folder:
   pool 1/2  the peer without Dask or the batch layer: ``multiprocessing`` pools of 1 and 2 warm processes
             running the plain extraction, largest case first, single-threaded libraries as in the workers
             (what 2 processes give on this machine)
-Per-case overhead = (batch 0 - plain) / 16. Speed-up = batch 1 / batch 2 (the whole run: the
+Per-case overhead = (batch 0 - plain) / cases. Speed-up = batch 1 / batch 2 (the whole run: the
 local cluster's start included), cluster 1 / cluster 2, and on the compute phase alone; "busy" is
 the share of the compute phase each worker spent inside cases (near 100 %: the layer keeps every
-worker fed, and a speed-up below the bound means the cores themselves were not free). Target:
-speed-up >= 1.8. The bound for 2 workers is ``max(sum / 2, longest case)`` of the plain per-case
-times (cases are indivisible).
+worker fed, and a speed-up below the bound means the cores themselves were not free); "fixed" is a
+run's fixed cost, the whole run minus its compute phase (reading and checking the cohort, the part
+of the cluster start not hidden behind it, writing the outputs). Target: speed-up >= 1.85 for a whole
+run with its own local cluster, on a cohort whose single-worker run takes >= 60 s. The bound for
+2 workers is ``max(sum / 2, longest case)`` of the plain per-case times (cases are indivisible).
 """
 
 import argparse
@@ -34,14 +43,22 @@ import tempfile
 import time
 from pathlib import Path
 
+#: The image types of the runs: those of pyradiomics' example CT parameter file (Original, LoG sigma 1-5, Wavelet).
+IMAGE_TYPES = ["Original", "LoG:sigma=1,2,3,4,5", "Wavelet"]
 
-def cohort_cases():
-    """The 16-case cohort: the pyradiomics cases (flat folder) + the sarcoma patients (3 channels each)."""
+
+def cohort_cases(copies: int = 1):
+    """The 16-case cohort: the pyradiomics cases (flat folder) + the sarcoma patients (3 channels each);
+    ``copies`` > 1: each case again under the ids ``<id>-2``, ``<id>-3``, ... (separate cases, the same files)."""
+    import dataclasses
+
     from RadiomicsLabLib.cohort import Cohort, read_cohort
     from RadiomicsLabLib.data import data_dir
 
     flat, sts = read_cohort(data_dir() / "pyradiomics_cases"), read_cohort(data_dir() / "sts")
-    cohort = Cohort(data_dir(), flat.cases + sts.cases, flat.problems + sts.problems, sts.key_columns)
+    cases = flat.cases + sts.cases
+    cases += [dataclasses.replace(case, id=f"{case.id}-{copy}") for copy in range(2, copies + 1) for case in cases]
+    cohort = Cohort(data_dir(), cases, flat.problems + sts.problems, sts.key_columns)
     return cohort.check()
 
 
@@ -83,7 +100,9 @@ def pool(cohort, settings, processes: int) -> float:
 
     from RadiomicsLabLib.batch import worker_environment
 
-    largest_first = sorted(cohort.cases, key=lambda case: -case.roi_voxels)
+    from RadiomicsLabLib.cohort import cost_estimate
+
+    largest_first = sorted(cohort.cases, key=lambda case: -cost_estimate(case))
     saved = dict(os.environ)
     os.environ.update(worker_environment())  # the pool's processes inherit it: single-threaded ITK, as the workers
     try:
@@ -112,7 +131,9 @@ def batch(settings, workers, cohort_file, cases, scheduler=None):
     for record in map(read_record, (out / "cases").glob("*.json")):
         busy[record["pid"]] = busy.get(record["pid"], 0.0) + record["seconds"]
     shutil.rmtree(out)
-    return wall, {**summary.phases, "busy": sum(busy.values()) / max(len(busy), 1) / summary.phases["compute"]}
+    shares = sorted((seconds / summary.phases["compute"] for seconds in busy.values()), reverse=True)
+    return wall, {**summary.phases, "fixed": wall - summary.phases["compute"],
+                  **{f"busy{i}": share for i, share in enumerate(shares)}}
 
 
 def batch_on_existing_cluster(settings, workers, cohort_file, cases):
@@ -135,6 +156,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--params", default="pyradiomics-default")
+    parser.add_argument("--copies", type=int, default=2, help="each real case this many times, under distinct ids")
+    parser.add_argument("--image-type", action="append", dest="image_types",
+                        help="replaces the image types (repeat it); default: " + " ".join(IMAGE_TYPES))
     args = parser.parse_args()
 
     import radiomics
@@ -142,13 +166,13 @@ def main():
     from RadiomicsLabLib.batch import available_cores
     from RadiomicsLabLib.settings import load_settings
 
-    settings = load_settings(args.params)
-    cohort = cohort_cases()
+    settings = load_settings(args.params, image_types=args.image_types or IMAGE_TYPES)
+    cohort = cohort_cases(args.copies)
     root = Path(tempfile.mkdtemp(prefix="bench_batch_"))
     cohort_file = write_cohort_file(cohort, root / "cohort.csv")
-    print(f"{len(cohort.cases)} cases, settings {args.params}, pyradiomics {radiomics.__version__}, "
-          f"{available_cores()} cores, load average {os.getloadavg()[0]:.1f} at start")
-    plain(cohort, settings)  # warm caches and imports
+    print(f"{len(cohort.cases)} cases, settings {args.params}, image types {' '.join(args.image_types or IMAGE_TYPES)}, "
+          f"pyradiomics {radiomics.__version__}, {available_cores()} cores, load average {os.getloadavg()[0]:.1f} at start")
+    plain(cohort_cases(), load_settings(args.params, image_types=["Original", "LoG:sigma=1", "Wavelet"]))  # warm-up
     results = {"plain": [], "batch 0": [], "batch 1": [], "batch 2": [], "cluster 1": [], "cluster 2": [],
                "pool 1": [], "pool 2": []}
     phases = {name: [] for name in results if name.startswith(("batch", "cluster"))}
@@ -177,9 +201,9 @@ def main():
           f"longest case {max(times):.2f} s)")
     for name in phases:
         phase = {k: statistics.median(p[k] for p in phases[name]) for k in phases[name][0]}
-        detail = ", ".join(f"{k} {v:.2f}" for k, v in phase.items() if k != "busy")
-        detail += f"; each worker busy {phase['busy'] * 100:.0f} % of the compute phase"
-        print(f"{name:<21} {median[name]:7.2f} s  ({detail})")
+        detail = ", ".join(f"{k} {v:.2f}" for k, v in phase.items() if not k.startswith("busy"))
+        shares = " / ".join(f"{v * 100:.0f} %" for k, v in phase.items() if k.startswith("busy"))
+        print(f"{name:<21} {median[name]:7.2f} s  ({detail}; workers busy {shares} of the compute phase)")
     overhead = (median["batch 0"] - median["plain"]) / n
     print(f"\nper-case overhead of the batch layer (batch 0 - plain) / {n}: {overhead * 1000:+.1f} ms "
           f"({overhead / (median['plain'] / n) * 100:+.1f} % of a case)")
@@ -191,8 +215,12 @@ def main():
           f"(local); bound for these {n} cases {bound:.2f}x")
     print(f"peer: plain extraction on 1 and 2 warm processes (no Dask, no batch layer): {median['pool 1']:.2f} s, "
           f"{median['pool 2']:.2f} s, speed-up {speedup['pool']:.2f}x")
+    fixed = {name: statistics.median(p["fixed"] for p in phases[name]) for name in phases}
+    print("fixed per-run cost (whole run - compute phase): " + ", ".join(f"{name} {v:.2f} s" for name, v in fixed.items()))
+    single = median["batch 1"]
+    print(f"single-worker run (batch 1): {single:.1f} s of real cases ({'>=' if single >= 60 else 'UNDER'} 60 s)")
     for kind, what in (("batch", "local cluster started by the run"), ("cluster", "existing cluster")):
-        print(f"Target: >= 1.8x ({what}) -> {'met' if speedup[kind] >= 1.8 else 'NOT met'}", end="; ")
+        print(f"Target: >= 1.85x ({what}) -> {'met' if speedup[kind] >= 1.85 else 'NOT met'}", end="; ")
     print(f"load average now {os.getloadavg()[0]:.1f} on {available_cores()} cores (other processes share them)")
 
 
