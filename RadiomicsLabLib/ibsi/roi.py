@@ -17,6 +17,9 @@ class Roi:
     - ``levels``: discretised grey levels 1..``n_levels`` inside the intensity mask, 0 outside
       (None until discretised; see :mod:`~RadiomicsLabLib.ibsi.discretisation`).
     - ``notes``: why a feature came back as NaN, filled by the families.
+    - ``cache``: arrays the families derive from this Roi and share (the cropped grid, the zones; see
+      :mod:`~RadiomicsLabLib.ibsi.features.zones`), computed on first use. Every Roi starts with an empty
+      one (:meth:`with_levels` and ``dataclasses.replace`` too), so change a Roi's arrays only before use.
     """
 
     image: np.ndarray
@@ -26,6 +29,7 @@ class Roi:
     levels: np.ndarray | None = None
     n_levels: int | None = None
     notes: list = field(default_factory=list)
+    cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def from_arrays(cls, image, mask, spacing):

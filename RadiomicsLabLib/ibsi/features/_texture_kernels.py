@@ -1,4 +1,4 @@
-"""Compiled loops of the texture families (numba, cached on disk)."""
+"""Compiled loops of the texture families and the local intensity peaks (numba, cached on disk)."""
 
 import numpy as np
 from numba import njit
@@ -70,16 +70,28 @@ def runs(index, dz, dy, dx):
 
 
 @njit(cache=True)
-def run_length_counts(index, offsets, n):
-    """Run length matrices (len(offsets), n, L + 1) of ``index`` (grey level index 0..n-1, -1 outside), L the
-    longest side of the grid: [o, level, length] counts the runs along ``offsets[o]`` (:func:`_direction_runs`)."""
-    nz, ny, nx = index.shape
-    counts = np.zeros((offsets.shape[0], n, max(nz, ny, nx) + 1), dtype=np.int64)
-    out_z, out_level, out_length = _run_buffers(index)
+def run_length_counts(levels, offsets):
+    """Run length matrices (len(offsets), G + 1, L + 1) of ``levels`` (grey levels 1..G, 0 outside the ROI, zero
+    on the grid's border faces: pad by one), L the longest side of the grid: [o, g, j] counts the runs of grey
+    level g and length j along ``offsets[o]``.
+
+    One pass over the ROI voxels in C order per direction, taken with a positive flat stride s (a direction and
+    its opposite have the same runs), so that a voxel's predecessor v - s comes before it: the run through v
+    has ``length[v] = length[v - s] + 1`` voxels up to v when the predecessor has the same grey level, else 1,
+    and ends at v when the successor v + s has another grey level (branch-free).
+    """
+    nz, ny, nx = levels.shape
+    flat = levels.ravel()
+    voxels = np.flatnonzero(flat)
+    counts = np.zeros((offsets.shape[0], flat.max() + 1 if flat.size else 1, max(nz, ny, nx) + 1), dtype=np.int64)
+    length = np.zeros(flat.size, dtype=np.int64)
     for o in range(offsets.shape[0]):
-        k = _direction_runs(index, offsets[o, 0], offsets[o, 1], offsets[o, 2], out_z, out_level, out_length)
-        for r in range(k):
-            counts[o, out_level[r], out_length[r]] += 1
+        s = abs((offsets[o, 0] * ny + offsets[o, 1]) * nx + offsets[o, 2])
+        for v in voxels:
+            grey = flat[v]
+            run = (flat[v - s] == grey) * length[v - s] + 1
+            length[v] = run
+            counts[o, grey, run] += flat[v + s] != grey
     return counts
 
 
@@ -94,46 +106,57 @@ def _root(parent, v):
 
 @njit(cache=True)
 def zone_labels(levels, in_plane):
-    """Connected zones of equal grey level of ``levels`` (0 = outside): 8-connected within a slice when
-    ``in_plane``, else 26-connected. Returns (zone label per voxel, -1 outside; number of zones); zones are
-    numbered 0, 1, ... in the order of their first voxel in C order.
+    """Connected zones of equal grey level of ``levels`` (0 = outside, zero on the grid's border faces: pad by
+    one): 8-connected within a slice when ``in_plane``, else 26-connected. Returns (the zone label of every voxel
+    with a grey level > 0, in C order; number of zones); zones are numbered 0, 1, ... in the order of their
+    first voxel in C order.
 
     Union-find over the voxels in C order: each voxel is joined to its equal neighbours that come before it
-    (4 in-plane, 13 in 3D), a tree's root always being its first voxel; the zones are then numbered at
-    their roots in C order.
+    (4 in-plane, 13 in 3D; flat offsets, the zero border keeping them in the grid), a tree's root always being
+    its first voxel; the zones are then numbered at their roots in C order. Two adjacent equal neighbours are
+    already in one tree (the later one was joined to the earlier), so once a neighbour is joined, those adjacent
+    to it are skipped (``covers``); the face neighbours come first, as they cover the most.
     """
     nz, ny, nx = levels.shape
     flat_levels = levels.ravel()
+    before = [(0, -1, 0), (0, 0, -1), (0, -1, -1), (0, -1, 1)]
+    if not in_plane:
+        before = ([(-1, 0, 0), (0, -1, 0), (0, 0, -1), (-1, -1, 0), (-1, 1, 0), (-1, 0, -1), (-1, 0, 1),
+                   (0, -1, -1), (0, -1, 1)] + [(-1, dy, dx) for dy in (-1, 1) for dx in (-1, 1)])
+    n = len(before)
+    offsets = np.empty(n, dtype=np.int64)
+    covers = np.zeros(n, dtype=np.int64)            # bit b of covers[a]: neighbours a and b are adjacent
+    for a in range(n):
+        za, ya, xa = before[a]
+        offsets[a] = (za * ny + ya) * nx + xa
+        for b in range(n):
+            zb, yb, xb = before[b]
+            if max(abs(za - zb), abs(ya - yb), abs(xa - xb)) <= 1:
+                covers[a] |= 1 << b
     parent = np.arange(levels.size)
-    reach = 0 if in_plane else 1
-    for z in range(nz):
-        for y in range(ny):
-            for x in range(nx):
-                v = (z * ny + y) * nx + x
-                grey = flat_levels[v]
-                if grey <= 0:
-                    continue
-                for dz in range(-reach, 1):
-                    qz = z + dz
-                    if qz < 0:
-                        continue
-                    for dy in range(-1, 2):
-                        qy = y + dy
-                        if qy < 0 or qy >= ny or (dz == 0 and dy == 1):
-                            continue
-                        for dx in range(-1, 2):
-                            qx = x + dx
-                            if qx < 0 or qx >= nx or (dz == 0 and dy == 0 and dx >= 0):
-                                continue
-                            u = (qz * ny + qy) * nx + qx
-                            if flat_levels[u] == grey:
-                                ru, rv = _root(parent, u), _root(parent, v)
-                                if ru < rv:
-                                    parent[rv] = ru
-                                elif rv < ru:
-                                    parent[ru] = rv
-    label = np.full(levels.size, -1, dtype=np.int64)
-    n_zones = 0
+    n_voxels = 0
+    for v in range(levels.size):
+        grey = flat_levels[v]
+        if grey <= 0:
+            continue
+        n_voxels += 1
+        root = v                                        # v's root, kept up to date as its tree is joined
+        covered = 0
+        for k in range(n):
+            if covered >> k & 1:
+                continue
+            u = v + offsets[k]
+            if flat_levels[u] == grey:
+                covered |= covers[k]
+                ru = _root(parent, u)
+                if ru < root:
+                    parent[root] = ru
+                    root = ru
+                elif ru > root:
+                    parent[ru] = root
+    label = np.empty(levels.size, dtype=np.int64)      # zone number, at the voxels visited so far
+    out = np.empty(n_voxels, dtype=np.int64)
+    n_zones, k = 0, 0
     for v in range(levels.size):
         if flat_levels[v] <= 0:
             continue
@@ -143,30 +166,71 @@ def zone_labels(levels, in_plane):
             n_zones += 1
         else:
             label[v] = label[r]
-    return label.reshape(levels.shape), n_zones
+        out[k] = label[v]
+        k += 1
+    return out, n_zones
 
 
 @njit(cache=True)
-def cooccurrence_counts(index, offsets, n):
-    """Symmetric co-occurrence counts (len(offsets), n, n) of ``index`` (grey level index 0..n-1, -1 outside):
-    every pair (v, v + offset) of ROI voxels inside the grid adds 1 to [offset, a, b] and to [offset, b, a]."""
-    nz, ny, nx = index.shape
+def city_block_distances(mask, in_plane):
+    """Each voxel's fewest 6-connected (4-connected within a slice when ``in_plane``) steps to a voxel outside
+    ``mask``, the grid's edge counting as outside; 0 outside. The two raster passes of Rosenfeld & Pfaltz (1966),
+    exact for the city-block distance: forward from the neighbours before a voxel, backward from those after it."""
+    nz, ny, nx = mask.shape
+    d = np.zeros(mask.shape, dtype=np.int64)
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if mask[z, y, x]:
+                    best = 0
+                    if x > 0 and y > 0 and (in_plane or z > 0):
+                        best = min(d[z, y, x - 1], d[z, y - 1, x])
+                        if not in_plane:
+                            best = min(best, d[z - 1, y, x])
+                    d[z, y, x] = best + 1
+    for z in range(nz - 1, -1, -1):
+        for y in range(ny - 1, -1, -1):
+            for x in range(nx - 1, -1, -1):
+                if d[z, y, x] > 1:
+                    if x == nx - 1 or y == ny - 1 or (not in_plane and z == nz - 1):
+                        d[z, y, x] = 1
+                        continue
+                    best = min(d[z, y, x + 1], d[z, y + 1, x])
+                    if not in_plane:
+                        best = min(best, d[z + 1, y, x])
+                    d[z, y, x] = min(d[z, y, x], best + 1)
+    return d
+
+
+@njit(cache=True)
+def group_minimum(group, values, n_groups):
+    """The smallest of ``values[k]`` over the k with ``group[k] == g``, for g = 0..n_groups-1 (the int64 maximum
+    for an empty group); ``np.minimum.at`` in one compiled pass."""
+    out = np.full(n_groups, np.iinfo(np.int64).max)
+    for k in range(group.size):
+        out[group[k]] = min(out[group[k]], values[k])
+    return out
+
+
+@njit(cache=True)
+def cooccurrence_counts(levels, offsets):
+    """Symmetric co-occurrence counts (len(offsets), G + 1, G + 1) of ``levels`` (grey levels 1..G, 0 outside the
+    ROI, zero-padded by at least the offsets' reach): every pair (v, v + offset) of ROI voxels adds 1 to
+    [offset, a, b] and to [offset, b, a]. One pass over the ROI voxels per offset (flat strides, branch-free: the
+    pairs with an outside voxel land in row and column 0, which are cleared), counting [a, b] only; the
+    transpose is added at the end."""
+    nz, ny, nx = levels.shape
+    flat = levels.ravel()
+    voxels = np.flatnonzero(flat)
+    n = flat.max() + 1 if flat.size else 1
     counts = np.zeros((offsets.shape[0], n, n), dtype=np.int64)
     for o in range(offsets.shape[0]):
-        dz, dy, dx = offsets[o, 0], offsets[o, 1], offsets[o, 2]
-        for z in range(max(0, -dz), nz - max(0, dz)):
-            for y in range(max(0, -dy), ny - max(0, dy)):
-                for x in range(max(0, -dx), nx - max(0, dx)):
-                    a = index[z, y, x]
-                    if a < 0:
-                        continue
-                    b = index[z + dz, y + dy, x + dx]
-                    if b < 0:
-                        continue
-                    counts[o, a, b] += 1
-                    counts[o, b, a] += 1
+        stride = (offsets[o, 0] * ny + offsets[o, 1]) * nx + offsets[o, 2]
+        for v in voxels:
+            counts[o, flat[v], flat[v + stride]] += 1
+        counts[o, :, 0] = 0
+        counts[o] += counts[o].T.copy()
     return counts
-
 
 
 @njit(cache=True)
@@ -214,3 +278,47 @@ def neighbour_sums(levels, mask, flat_offsets):
         count[k] = c
         k += 1
     return total, count
+
+
+@njit(cache=True)
+def row_sphere_sums(image, mask, row_dz, row_dy, row_dx):
+    """For every voxel of ``mask`` (C order): the sum of ``image`` over the sphere around it, clipped to the grid,
+    the sphere given as rows along x (voxel + (row_dz[r], row_dy[r], -row_dx[r] .. row_dx[r])). Each row's sum is a
+    difference of two prefix sums along x: R subtractions per voxel instead of one addition per sphere voxel, so
+    the result differs from the voxel-by-voxel sum by round-off (see :func:`~.local_intensity.peak_candidates`).
+    Computed for a whole stretch of x at a time: from the first to the last mask voxel of each grid row."""
+    nz, ny, nx = image.shape
+    pad = max(row_dx.max(), 0)
+    width = nx + 1 + 2 * pad
+    # prefix[(z * ny + y) * width + pad + j] = sum of image[z, y, :j] for j = 0..nx, held constant beyond both
+    # ends (so a row is clipped to the grid for free)
+    prefix = np.zeros(nz * ny * width)
+    for z in range(nz):
+        for y in range(ny):
+            start = (z * ny + y) * width + pad
+            running = 0.0
+            for x in range(nx):
+                running += image[z, y, x]
+                prefix[start + x + 1] = running
+            prefix[start + nx + 1:start - pad + width] = running
+    out = np.empty(np.count_nonzero(mask))
+    k = 0
+    for z in range(nz):
+        for y in range(ny):
+            inside = np.flatnonzero(mask[z, y])
+            if inside.size == 0:
+                continue
+            x0, n = inside[0], inside[-1] + 1 - inside[0]
+            total = np.zeros(n)
+            for r in range(row_dz.shape[0]):
+                zz, yy, a = z + row_dz[r], y + row_dy[r], row_dx[r]
+                if zz < 0 or zz >= nz or yy < 0 or yy >= ny:
+                    continue
+                start = (zz * ny + yy) * width + pad + x0
+                high, low = prefix[start + a + 1:start + a + 1 + n], prefix[start - a:start - a + n]
+                for i in range(n):                      # slices indexed from 0: vectorised
+                    total[i] += high[i] - low[i]
+            for x in inside:
+                out[k] = total[x - x0]
+                k += 1
+    return out

@@ -362,14 +362,30 @@ def crop_to_roi(levels: np.ndarray) -> np.ndarray:
     return levels[box]
 
 
-def texture_grid(roi, family: str) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`grey_index` of ``roi.levels`` cropped to the ROI; an empty ROI gives a one-voxel grid outside it."""
+def require_levels(roi, family: str) -> None:
+    """Raises unless ``roi`` has discretised grey levels (``roi.levels``)."""
     if roi.levels is None:
         raise RadiomicsLabError(f"The {family} needs discretised grey levels; discretise the region of interest first.")
+
+
+def texture_grid(roi, family: str) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`grey_index` of ``roi.levels`` cropped to the ROI; an empty ROI gives a one-voxel grid outside it."""
+    require_levels(roi, family)
     grey, index = grey_index(crop_to_roi(np.asarray(roi.levels)))
     if grey.size == 0:
         index, grey = np.full((1, 1, 1), -1, dtype=np.int64), np.array([1])
     return grey, index
+
+
+def padded_levels(roi, family: str, pad: int = 1) -> np.ndarray:
+    """``roi.levels`` (int64) cropped to its non-zero voxels and zero-padded by ``pad``, for kernels that step by
+    flat offsets of up to ``pad`` voxels per axis without bounds checks. Made once per Roi and ``pad``
+    (``roi.cache``) and shared by the GLCM and GLRLM: read-only."""
+    require_levels(roi, family)
+    key = ("padded_levels", int(pad))
+    if key not in roi.cache:
+        roi.cache[key] = np.pad(np.asarray(crop_to_roi(np.asarray(roi.levels)), dtype=np.int64), int(pad))
+    return roi.cache[key]
 
 
 # --- aggregation over directions and slices (IBSI 1 section 3.6.1) --------------------------------

@@ -34,8 +34,8 @@ import numpy as np
 
 from ...errors import RadiomicsLabError
 from .common import (AGGREGATIONS, CellMatrices, average_over_matrices, check_dimensions, dense_cells,
-                     dense_matrix_features, describe, directional_aggregates, group_sums, matrix_features, texture_grid,
-                     texture_keys, unique_counts)
+                     dense_matrix_features, describe, directional_aggregates, group_sums, matrix_features,
+                     padded_levels, require_levels, texture_grid, texture_keys, unique_counts)
 from . import _texture_kernels as _kernels
 from .directions import directions, shifted_pairs
 
@@ -311,12 +311,14 @@ def dense_matrices(index: np.ndarray, n: int, offsets) -> np.ndarray:
 
 def compute(roi, settings) -> dict:
     """GLCM features of ``roi.levels`` for every dimension in ``settings.dimensions`` (avg and comb)."""
-    grey, index = texture_grid(roi, FAMILY)
+    require_levels(roi, FAMILY)
     distance = int(getattr(settings, "glcm_distance", 1))
     if distance < 1:
         raise RadiomicsLabError(f"The GLCM distance must be 1 or more (got {distance}).")
     check_dimensions(settings.dimensions)
-    n_levels = roi.n_levels or int(grey.max())
+    in_plane = tuple(d for d in settings.dimensions if d != "3D")
+    grey, index = texture_grid(roi, FAMILY) if in_plane else (None, None)
+    n_levels = roi.n_levels or max(int(np.max(roi.levels, initial=0)), 1)
 
     def pairs(dimension):
         offsets = directions(dimension, distance)
@@ -324,21 +326,23 @@ def compute(roi, settings) -> dict:
 
     def aggregate(suffix, group, n_groups, a, b):
         """Features of the co-occurrence matrix of each group of pairs, averaged over the non-empty ones."""
-        return aggregate_cells(suffix, n_groups, *cooccurrence_cells(group, a, b, grey.size))
+        matrix, ca, cb, counts = cooccurrence_cells(group, a, b, grey.size)
+        return aggregate_cells(suffix, n_groups, matrix, grey[ca], grey[cb], counts)
 
-    def aggregate_cells(suffix, n_groups, matrix, ca, cb, counts):
-        features = GlcmFeatures(matrix, grey[ca], grey[cb], counts, n_groups, n_levels)
+    def aggregate_cells(suffix, n_groups, matrix, a, b, counts):
+        """Features of the co-occurrence matrices given by their non-zero cells (``a``, ``b``: grey levels)."""
+        features = GlcmFeatures(matrix, a, b, counts, n_groups, n_levels)
         return average_over_matrices(FAMILY, suffix, matrix_features(features, BASE_TAGS), ~features.empty,
                                      roi.notes, UNDEFINED,
                                      "no two ROI voxels are neighbours, every co-occurrence matrix is empty")
 
-    in_plane = tuple(d for d in settings.dimensions if d != "3D")
     out = directional_aggregates(in_plane, index.shape[0], pairs, aggregate) if in_plane else {}
     if "3D" in settings.dimensions:
-        # 3D: the dense matrices of the 13 directions counted in one compiled pass; their non-zero cells in C
-        # order are the cells (and order) that cooccurrence_cells gives for the same pairs
-        dense = _kernels.cooccurrence_counts(np.ascontiguousarray(index, dtype=np.int64),
-                                             np.asarray(directions("3D", distance), dtype=np.int64), grey.size)
+        # 3D: the dense matrices (direction, grey level, grey level) of the 13 directions counted in one compiled
+        # pass over the zero-padded grey levels; their non-zero cells in C order are the cells (and order) that
+        # cooccurrence_cells gives for the same pairs
+        dense = _kernels.cooccurrence_counts(padded_levels(roi, FAMILY, pad=distance),
+                                             np.asarray(directions("3D", distance), dtype=np.int64))
         out.update(aggregate_cells("3D_avg", dense.shape[0], *dense_cells(dense)))
         out.update(aggregate_cells("3D_comb", 1, *dense_cells(dense.sum(axis=0)[np.newaxis])))
     return {key: out[key] for key in keys(settings) if key in out}

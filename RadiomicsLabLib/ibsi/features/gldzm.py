@@ -13,9 +13,8 @@ The grid's edge counts as outside the ROI. ``N_v`` is the number of intensity-ma
 The feature formulas are shared with GLSZM and NGLDM (:mod:`.zones`).
 """
 
-import numpy as np
-
 from ..roi import Roi
+from . import _texture_kernels as _kernels
 from . import zones
 from .zones import CountMatrix
 
@@ -58,13 +57,12 @@ FEATURES = zones.describe(PREFIX, SPECS)
 
 def distance_zone_matrices(roi: Roi, settings=None, in_plane: bool = False) -> list[CountMatrix]:
     """The GLDZM of every slice holding ROI voxels (``in_plane``), else a one-element list with the volume's GLDZM."""
-    levels, intensity, morphological = zones.roi_box(roi)
+    _, intensity, morphological = zones.roi_box(roi)
     if not intensity.any():
         return []
-    z = zones.label_zones(levels, in_plane)
+    z = zones.roi_zones(roi, in_plane)
     distance = zones.border_distance(morphological | intensity, in_plane).ravel()[z.voxels]
-    zone_distance = np.full(z.level.size, np.iinfo(np.int64).max)
-    np.minimum.at(zone_distance, z.label, distance)
+    zone_distance = _kernels.group_minimum(z.label, distance, z.level.size)   # each zone's smallest distance
     return zones.count_matrices(z.level, zone_distance, z.slice, intensity, in_plane)
 
 

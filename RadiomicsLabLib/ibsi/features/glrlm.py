@@ -23,8 +23,8 @@ dense matrices ``(..., n_g, n_r)``, as voxel-wise feature maps will.
 import numpy as np
 
 from .common import (AGGREGATIONS, CellMatrices, average_over_matrices, check_dimensions, dense_cells,
-                     dense_matrix_features, describe, directional_aggregates, group_sums, matrix_features, texture_grid,
-                     texture_keys, unique_counts)
+                     dense_matrix_features, describe, directional_aggregates, group_sums, matrix_features,
+                     padded_levels, require_levels, texture_grid, texture_keys, unique_counts)
 from . import _texture_kernels as _kernels
 from .directions import directions
 
@@ -223,8 +223,10 @@ def all_runs(index: np.ndarray, direction_list) -> tuple[np.ndarray, np.ndarray,
 
 def compute(roi, settings) -> dict:
     """GLRLM features of ``roi.levels`` for every dimension in ``settings.dimensions`` (avg and comb)."""
-    grey, index = texture_grid(roi, FAMILY)
+    require_levels(roi, FAMILY)
     check_dimensions(settings.dimensions)
+    in_plane = tuple(d for d in settings.dimensions if d != "3D")
+    grey, index = texture_grid(roi, FAMILY) if in_plane else (None, None)
 
     def runs_along(dimension):
         direction_list = directions(dimension)
@@ -235,22 +237,22 @@ def compute(roi, settings) -> dict:
         max_length = int(length.max(initial=0)) + 1
         cells, counts = unique_counts((group * grey.size + level) * max_length + length,
                                       n_groups * grey.size * max_length)
-        return aggregate_cells(suffix, n_groups, cells // (grey.size * max_length), (cells // max_length) % grey.size,
-                               cells % max_length, counts)
+        return aggregate_cells(suffix, n_groups, cells // (grey.size * max_length),
+                               grey[(cells // max_length) % grey.size], cells % max_length, counts)
 
     def aggregate_cells(suffix, n_groups, matrix, level, length, counts):
-        features = GlrlmFeatures(matrix, grey[level], length, counts, n_groups)
+        """Features of the run length matrices given by their non-zero cells (``level``: the grey level)."""
+        features = GlrlmFeatures(matrix, level, length, counts, n_groups)
         return average_over_matrices(FAMILY, suffix, matrix_features(features, BASE_TAGS), ~features.empty,
                                      roi.notes, empty_reason="the ROI intensity mask is empty, "
                                                              "every run length matrix is empty")
 
-    in_plane = tuple(d for d in settings.dimensions if d != "3D")
     out = directional_aggregates(in_plane, index.shape[0], runs_along, aggregate) if in_plane else {}
     if "3D" in settings.dimensions:
-        # 3D: the dense matrices of the 13 directions counted in one compiled pass; their non-zero cells in C
-        # order are the cells (and order) that aggregate gives for the same runs
-        dense = _kernels.run_length_counts(np.ascontiguousarray(index, dtype=np.int64),
-                                           np.asarray(directions("3D"), dtype=np.int64), grey.size)
+        # 3D: the dense matrices (direction, grey level, length) of the 13 directions counted in one compiled
+        # pass over the zero-padded grey levels; their non-zero cells in C order are the cells (and order) that
+        # aggregate gives for the same runs
+        dense = _kernels.run_length_counts(padded_levels(roi, FAMILY), np.asarray(directions("3D"), dtype=np.int64))
         out.update(aggregate_cells("3D_avg", dense.shape[0], *dense_cells(dense)))
         out.update(aggregate_cells("3D_comb", 1, *dense_cells(dense.sum(axis=0)[np.newaxis])))
     return {key: out[key] for key in keys(settings) if key in out}

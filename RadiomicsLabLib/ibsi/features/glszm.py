@@ -50,10 +50,10 @@ FEATURES = zones.describe(PREFIX, SPECS, "glszm")
 
 def size_zone_matrices(roi: Roi, settings=None, in_plane: bool = False) -> list[CountMatrix]:
     """The GLSZM of every slice holding ROI voxels (``in_plane``), else a one-element list with the volume's GLSZM."""
-    levels, intensity, _ = zones.roi_box(roi)
+    _, intensity, _ = zones.roi_box(roi)
     if not intensity.any():
         return []
-    z = zones.label_zones(levels, in_plane)
+    z = zones.roi_zones(roi, in_plane)
     return zones.count_matrices(z.level, z.size, z.slice, intensity, in_plane)
 
 

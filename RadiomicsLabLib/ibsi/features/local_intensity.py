@@ -12,6 +12,7 @@ import numpy as np
 from scipy import ndimage, signal
 
 from .. import _preprocessing_kernels as _kernels
+from . import _texture_kernels
 from .._preprocessing_kernels import bounding_box
 from ..roi import Roi
 from .common import all_nan, registry, run
@@ -38,28 +39,61 @@ def _sphere_sum(array: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 
 class LocalMeans:
-    """The ROI voxels' intensities and the mean intensity in the 1 cm^3 sphere around each of them."""
+    """The ROI voxels' intensities and the mean intensity in the 1 cm^3 sphere around each of them.
 
-    def __init__(self, image: np.ndarray, mask: np.ndarray, spacing):
+    ``peaks_only``: only the voxels that can hold a peak (:func:`peak_candidates`): the same peaks.
+    """
+
+    def __init__(self, image: np.ndarray, mask: np.ndarray, spacing, peaks_only: bool = False):
         kernel = sphere_kernel(spacing)
         half = [k // 2 for k in kernel.shape]
         roi_box = bounding_box(mask)
         box = tuple(slice(max(b.start - h, 0), min(b.stop + h, n)) for b, h, n in zip(roi_box, half, image.shape))
         crop_image, crop_mask = image[box], mask[box]
+        if all(b.start - h >= 0 and b.stop + h <= n for b, h, n in zip(roi_box, half, image.shape)):
+            # the crop holds every voxel's whole sphere (the box never met the image's edge): N_s everywhere
+            counts = np.full(np.count_nonzero(crop_mask), float(np.count_nonzero(kernel)))
+        else:
+            counts = np.rint(_sphere_sum(np.ones(crop_image.shape), kernel)[crop_mask])   # rint: FFT round-off
         if kernel.sum() > _FFT_ABOVE or image.ndim != 3:
             sums = _sphere_sum(crop_image, kernel)[crop_mask]
         else:
+            crop_image = np.ascontiguousarray(crop_image, dtype=np.float64)
+            if peaks_only:
+                keep = peak_candidates(crop_image, crop_mask, kernel, counts)
+                crop_mask, counts = np.zeros_like(crop_mask), counts[keep]
+                crop_mask[mask[box]] = keep
             # the correlation at the ROI voxels only (same terms, same order: the kernel's voxels in C order)
             offsets = np.argwhere(kernel) - np.asarray(half)
-            sums = _kernels.masked_sums(np.ascontiguousarray(crop_image, dtype=np.float64),
-                                        np.ascontiguousarray(crop_mask), offsets.astype(np.int64))
-        if all(b.start - h >= 0 and b.stop + h <= n for b, h, n in zip(roi_box, half, image.shape)):
-            # the crop holds every voxel's whole sphere (the box never met the image's edge): N_s everywhere
-            counts = np.full(sums.shape, float(np.count_nonzero(kernel)))
-        else:
-            counts = _sphere_sum(np.ones(crop_image.shape), kernel)[crop_mask]
+            sums = _kernels.masked_sums(crop_image, np.ascontiguousarray(crop_mask), offsets.astype(np.int64))
         self.values = crop_image[crop_mask]
-        self.means = sums / np.rint(counts)   # counts are whole numbers; rint undoes FFT round-off
+        self.means = sums / counts
+
+
+def peak_candidates(image: np.ndarray, mask: np.ndarray, kernel: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Which voxels of ``mask`` (C order; ``counts``: their sphere's voxel numbers) can hold the local or the
+    global peak, as in pictologics' two-stage peaks: those of maximum intensity, and those whose approximate sphere
+    mean (row prefix sums, :func:`~._texture_kernels.row_sphere_sums`) is within 2 t of the largest one.
+
+    t bounds |approximate - direct mean| (sequential summation bounds of the prefix sums, their differences, the
+    R row sums, the direct sum of the K sphere voxels and both divisions): t = eps A (R (2 L^2 + 2 L + R L) + K^2
+    + 2), with eps the machine epsilon, A the largest |intensity| of ``image`` and L the prefix length (x size + 1).
+    The voxel of the largest direct mean thus has an approximate mean within 2 t of the largest one. A non-finite
+    approximate mean (a NaN, an overflow) keeps every voxel.
+    """
+    offsets = np.argwhere(kernel) - np.asarray(kernel.shape) // 2
+    rows, row = np.unique(offsets[:, :2], axis=0, return_inverse=True)     # the sphere's rows along x, by (dz, dy)
+    row_dx = np.zeros(rows.shape[0], dtype=np.int64)
+    np.maximum.at(row_dx, row.ravel(), offsets[:, 2])                        # each row covers -row_dx .. row_dx
+    approximate = _texture_kernels.row_sphere_sums(image, np.ascontiguousarray(mask), rows[:, 0].copy(),
+                                                   rows[:, 1].copy(), row_dx) / counts
+    if not np.isfinite(approximate).all():
+        return np.ones(approximate.size, dtype=bool)
+    n_rows, length = rows.shape[0], image.shape[2] + 1
+    t = (np.finfo(np.float64).eps * float(np.abs(image).max())
+         * (n_rows * (2 * length ** 2 + 2 * length + n_rows * length) + offsets.shape[0] ** 2 + 2))
+    values = image[mask]
+    return (approximate >= approximate.max() - 2 * t) | (values == values.max())
 
 
 @feature("loc_peak_loc", "Local intensity peak", "intensity", "Mean intensity in a 1 cm^3 sphere around the ROI's "
@@ -85,4 +119,4 @@ def compute(roi: Roi, settings=None) -> dict:
     """Local intensity features of ``roi.image`` around the voxels of ``roi.intensity_mask`` (3D), keyed by IBSI tag."""
     if not roi.intensity_mask.any():
         return all_nan(FEATURES, roi, FAMILY, "the ROI intensity mask is empty")
-    return run(FUNCTIONS, LocalMeans(roi.image, roi.intensity_mask, roi.spacing), roi, FAMILY)
+    return run(FUNCTIONS, LocalMeans(roi.image, roi.intensity_mask, roi.spacing, peaks_only=True), roi, FAMILY)

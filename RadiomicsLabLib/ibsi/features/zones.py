@@ -27,7 +27,7 @@ Aggregation (IBSI 1, texture feature aggregation), one tag suffix per dimension:
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, sparse
+from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from ..roi import Roi
@@ -336,8 +336,17 @@ def roi_box(roi: Roi, pad: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     """(levels, intensity mask, morphological mask) cropped to the ROI's bounding box and zero-padded by ``pad``.
 
     Levels are 0 outside the intensity mask. Padding makes the grid's edge behave as outside the ROI,
-    and cropping keeps every builder's cost proportional to the ROI, not to the image.
+    and cropping keeps every builder's cost proportional to the ROI, not to the image. Made once per Roi and
+    ``pad`` (``roi.cache``) and shared by the families: read-only.
     """
+    key = ("roi_box", int(pad))
+    if key not in roi.cache:
+        roi.cache[key] = _roi_box(roi, int(pad))
+    return roi.cache[key]
+
+
+def _roi_box(roi: Roi, pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`roi_box`, computed."""
     box = bounding_box(roi.intensity_mask | roi.morphological_mask)
     if box is None:
         shape = (1, 1, 1)
@@ -375,18 +384,27 @@ class Zones:
     slice: np.ndarray
 
 
+def roi_zones(roi: Roi, in_plane: bool) -> Zones:
+    """The zones of :func:`roi_box` ``(roi)``'s levels (:func:`label_zones`), labelled once per Roi and
+    connectivity (``roi.cache``): the GLSZM and GLDZM of one extraction share them. Read-only."""
+    key = ("zones", bool(in_plane))
+    if key not in roi.cache:
+        roi.cache[key] = label_zones(roi_box(roi)[0], in_plane)
+    return roi.cache[key]
+
+
 def label_zones(levels: np.ndarray, in_plane: bool) -> Zones:
     """Zones of ``levels`` (0 = outside): 8-connected in-plane when ``in_plane``, else 26-connected.
 
-    Vectorised as the connected components of a graph whose edges join neighbouring ROI voxels of equal
-    grey level (one edge per unique direction: 4 in-plane, 13 in 3D). In-plane zones never cross slices.
+    3D grids: a compiled union-find (:func:`~._texture_kernels.zone_labels`). Other grids: the connected
+    components of a graph whose edges join neighbouring ROI voxels of equal grey level (one edge per unique
+    direction: 4 in-plane, 13 in 3D). Both number the zones by their first voxel; in-plane zones never cross slices.
     """
     mask = levels > 0
     voxels = np.flatnonzero(mask)
     if levels.ndim == 3:
-        # the same components by a compiled flood fill (numbered in the same order: by first voxel)
-        labels, n_zones = _kernels.zone_labels(np.ascontiguousarray(levels, dtype=np.int64), bool(in_plane))
-        label = labels.ravel()[voxels]
+        # zero-padded so that every neighbour of a ROI voxel lies in the grid
+        label, n_zones = _kernels.zone_labels(np.pad(np.asarray(levels, dtype=np.int64), 1), bool(in_plane))
     else:
         index = np.full(levels.shape, -1, dtype=np.int64)
         index[mask] = np.arange(voxels.size)
@@ -404,7 +422,7 @@ def label_zones(levels: np.ndarray, in_plane: bool) -> Zones:
     level = np.zeros(n_zones, dtype=np.int64)
     level[label] = levels.ravel()[voxels]
     zone_slice = np.zeros(n_zones, dtype=np.int64)
-    zone_slice[label] = np.unravel_index(voxels, levels.shape)[0]
+    zone_slice[label] = voxels // max(int(np.prod(levels.shape[1:])), 1)     # first index of a C-order flat index
     return Zones(voxels, label, level, np.bincount(label, minlength=n_zones), zone_slice)
 
 
@@ -412,13 +430,10 @@ def border_distance(mask: np.ndarray, in_plane: bool) -> np.ndarray:
     """Each voxel's distance to the edge of ``mask`` (IBSI 1, section 3.9), 0 outside.
 
     The fewest 4-connected (in-plane) or 6-connected (3D) steps to a voxel outside the mask, the grid's
-    edge counting as outside: 1 for a voxel on the ROI edge. Same as counting the erosions with a cross.
+    edge counting as outside: 1 for a voxel on the ROI edge. Same as counting the erosions with a cross
+    (a compiled city-block distance transform, :func:`~._texture_kernels.city_block_distances`).
     """
-    cross = ndimage.generate_binary_structure(3, 1)
-    if in_plane:
-        cross[0] = cross[2] = False
-    padded = np.pad(mask, 1)
-    return ndimage.distance_transform_cdt(padded, metric=cross)[1:-1, 1:-1, 1:-1].astype(np.int64)
+    return _kernels.city_block_distances(np.ascontiguousarray(mask, dtype=bool), bool(in_plane))
 
 
 def count_matrices(level, column, slice_ids, intensity: np.ndarray, in_plane: bool) -> list[CountMatrix]:
