@@ -41,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 from numba import njit
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 #: Matrix kinds of :func:`_matrix_cells` (one builder per texture family).
 GLCM, GLRLM, GLSZM, GLDZM, NGLDM = 0, 1, 2, 3, 4
@@ -426,16 +427,16 @@ def _cell_total(cc, c0, c1):
 @njit(cache=True)
 def _add_difference_and_sum(gi, gj, count, pdiff, psum, touched_d, touched_s, nd, ns):
     """Add a cell's ``count`` to the |i - j| and i + j histograms ``pdiff`` / ``psum`` (grey levels ``gi``, ``gj``),
-    listing each bin the first time it is used (``touched_d[:nd]`` / ``touched_s[:ns]``); returns the new (nd, ns)."""
+    listing each bin the first time it is used (``touched_d[:nd]`` / ``touched_s[:ns]``, each with room for one entry
+    more than its bins); returns the new (nd, ns). Branch-free: the list's next entry is always written, and kept only
+    for a new bin (a branch on it was mispredicted about every other cell)."""
     k = int(abs(gi - gj))
-    if pdiff[k] == 0.0:
-        touched_d[nd] = k
-        nd += 1
+    touched_d[nd] = k
+    nd += pdiff[k] == 0.0
     pdiff[k] += count
     k = int(gi + gj)
-    if psum[k] == 0.0:
-        touched_s[ns] = k
-        ns += 1
+    touched_s[ns] = k
+    ns += psum[k] == 0.0
     psum[k] += count
     return nd, ns
 
@@ -504,7 +505,7 @@ def _variance_and_clear(histogram, touched, n, total, mean):
 
 
 @njit(cache=True)
-def _glcm_angle(ci, cj, cc, c0, c1, grey, nl, Ng, n_roi_levels, want_mcc, log2_count, px, py, lpx, lpy, pdiff, psum,
+def _glcm_angle(ci, cj, cc, c0, c1, grey, nl, Ng, n_roi_levels, want_mcc, log2_count, px, lpx, prob, pdiff, psum,
                 touched_d, touched_s, b, rows, tri_d, tri_e, out):
     """pyradiomics' 24 GLCM features of one direction's matrix (cells c0..c1, counts already symmetric) into ``out``.
 
@@ -521,50 +522,45 @@ def _glcm_angle(ci, cj, cc, c0, c1, grey, nl, Ng, n_roi_levels, want_mcc, log2_c
 
     Every probability here is a count n over the matrix total N, so log2(n / N + eps) is evaluated as
     log2 n - log2 N + eps N / (n ln 2) with log2 n from the table ``log2_count``: exact to double precision, and no
-    logarithm per cell. Returns False for a matrix without pairs (its direction is left out of the average).
+    logarithm per cell. The counts are symmetric, so the column sums are the row sums ``px`` (integers: exactly) and
+    HY = HX; ``prob`` keeps p_ij of each cell for the second pass. Returns False for a matrix without pairs (its
+    direction is left out of the average).
     """
     total = _cell_total(cc, c0, c1)
     if total == 0.0:
         return False
     log_total = math.log2(total)
     kappa = _EPS / math.log(2.0)          # p log2(p + eps) = p log2 p + kappa, to double precision
-    px[:nl] = 0.0                         # row and column sums of the counts
-    py[:nl] = 0.0
+    px[:nl] = 0.0                         # row sums of the counts (= column sums)
     ux = uy = auto = contrast = energy = hxy = maxp = 0.0
     nd = ns = 0
     for c in range(c0, c1):
         count = cc[c]
         p = count / total
+        prob[c] = p
         gi, gj = grey[ci[c]], grey[cj[c]]
         px[ci[c]] += count
-        py[cj[c]] += count
         ux += p * gi
         uy += p * gj
         auto += p * gi * gj
         contrast += p * (gi - gj) ** 2
         energy += p * p
         hxy -= p * (log2_count[int(count)] - log_total) + kappa
-        if p > maxp:
-            maxp = p
+        maxp = max(maxp, p)
         nd, ns = _add_difference_and_sum(gi, gj, count, pdiff, psum, touched_d, touched_s, nd, ns)
-    hx = hy = sx = sy = 0.0
-    mx = my = 0
+    sx = 0.0
+    mx = 0
     for a in range(nl):
-        lpx[a] = lpy[a] = 0.0
+        lpx[a] = 0.0
         if px[a] > 0.0:
             lpx[a] = log2_count[int(px[a])] - log_total
             sx += px[a] / total * lpx[a]
             mx += 1
-        if py[a] > 0.0:
-            lpy[a] = log2_count[int(py[a])] - log_total
-            sy += py[a] / total * lpy[a]
-            my += 1
-    hx = -sx - mx * kappa
-    hy = -sy - my * kappa
-    hxy2 = -(sx + sy) - mx * my * kappa
+    hx = -sx - mx * kappa                 # = HY
+    hxy2 = -(sx + sx) - mx * mx * kappa
     prom = shade = tend = varx = vary = corm = hxy1 = 0.0
     for c in range(c0, c1):
-        p = cc[c] / total
+        p = prob[c]
         gi, gj = grey[ci[c]], grey[cj[c]]
         d = gi + gj - ux - uy
         tend += p * d * d
@@ -573,14 +569,14 @@ def _glcm_angle(ci, cj, cc, c0, c1, grey, nl, Ng, n_roi_levels, want_mcc, log2_c
         varx += p * (gi - ux) ** 2
         vary += p * (gj - uy) ** 2
         corm += p * (gi - ux) * (gj - uy)
-        hxy1 -= p * (lpx[ci[c]] + lpy[cj[c]]) + p * kappa * total * total / (px[ci[c]] * py[cj[c]])
+        hxy1 -= p * (lpx[ci[c]] + lpx[cj[c]]) + p * kappa * total * total / (px[ci[c]] * px[cj[c]])
     dav, dent, _, idd, idn, idm, idmn, invvar = _difference_features(pdiff, touched_d, nd, total, log_total, Ng,
                                                                       log2_count, kappa)
     dvar = _variance_and_clear(pdiff, touched_d, nd, total, dav)
     sav, sent = _sum_features(psum, touched_s, ns, total, log_total, log2_count, kappa)
     _variance_and_clear(psum, touched_s, ns, total, sav)
     sigma = math.sqrt(varx) * math.sqrt(vary)
-    div = max(hx, hy)
+    div = hx
     mutual = hxy2 - hxy
     if mutual == 0.0:
         imc2 = 0.0
@@ -898,9 +894,8 @@ def _pyradiomics_block(first, last, kind, levels, compact, grey_all, sliding, ce
     nm = max(nk, g)
     roi = np.zeros(nk, dtype=np.bool_)
     px = np.empty(nm)
-    py = np.empty(nm)
     lpx = np.empty(nm)
-    lpy = np.empty(nm)
+    prob = np.empty(size)
     b = np.empty((nm, nm)) if kind == GLCM and want_mcc else np.empty((1, 1))
     rows = np.empty(nm, dtype=np.int64)
     tri_d = np.empty(nm)
@@ -941,8 +936,8 @@ def _pyradiomics_block(first, last, kind, levels, compact, grey_all, sliding, ce
             while c1 < nc and cm[c1] == cm[c0]:
                 c1 += 1
             if kind == GLCM:
-                ok = _glcm_angle(ci, cj, cc, c0, c1, lev, nl, Ng, n_roi_levels, want_mcc, log2_count, px, py, lpx,
-                                 lpy, pdiff, psum, touched_d, touched_s, b, rows, tri_d, tri_e, row)
+                ok = _glcm_angle(ci, cj, cc, c0, c1, lev, nl, Ng, n_roi_levels, want_mcc, log2_count, px, lpx, prob,
+                                 pdiff, psum, touched_d, touched_s, b, rows, tri_d, tri_e, row)
             else:
                 ok = _count_formulas(ci, cj, cc, c0, c1, grey, nl, ncol, log2_count, px, colsum, touched_d, row)
             if ok:
@@ -1070,17 +1065,17 @@ def glcm_state_bytes(n_levels: int, n_directions: int) -> int:
 
 
 @njit(cache=True)
-def _bump(a, key, delta, g, g2, cnt, bits):
-    """Add ``delta`` to cell ``key`` (row * g + column) of matrix ``a`` of the sliding state, keeping the bit of the
-    cell in its row's occupancy word (``bits[a * g + row]``, bit ``column``) set while the cell is non-zero."""
-    o = a * g2 + key
+def _bump(a, i, j, delta, g, g2, cnt, bits):
+    """Add ``delta`` to cell (i, j) of matrix ``a`` of the sliding state, keeping the cell's bit in its row's occupancy
+    word (``bits[a * g + i]``, bit j) set while the cell is non-zero."""
+    o = a * g2 + i * g + j
     c = cnt[o]
     n = c + delta
     cnt[o] = n
     if c == 0.0:
-        bits[a * g + key // g] |= np.uint64(1) << np.uint64(key % g)
+        bits[a * g + i] |= np.uint64(1) << np.uint64(j)
     elif n == 0.0:
-        bits[a * g + key // g] &= ~(np.uint64(1) << np.uint64(key % g))
+        bits[a * g + i] &= ~(np.uint64(1) << np.uint64(j))
 
 
 @njit(cache=True)
@@ -1111,11 +1106,11 @@ def _glcm_pairs(compact, offsets, comb, z0, z1, y0, y1, x0, x1, at_x, delta, g, 
                     j = compact[z + dz, y + dy, x + dx]
                     if j < 0:
                         continue
-                    _bump(a, i * g + j, delta, g, g2, cnt, bits)
-                    _bump(a, j * g + i, delta, g, g2, cnt, bits)
+                    _bump(a, i, j, delta, g, g2, cnt, bits)
+                    _bump(a, j, i, delta, g, g2, cnt, bits)
                     if comb >= 0:
-                        _bump(comb, i * g + j, delta, g, g2, cnt, bits)
-                        _bump(comb, j * g + i, delta, g, g2, cnt, bits)
+                        _bump(comb, i, j, delta, g, g2, cnt, bits)
+                        _bump(comb, j, i, delta, g, g2, cnt, bits)
 
 
 @njit(cache=True)
@@ -1155,13 +1150,12 @@ def _glcm_gather(a, g, cnt, bits, ci, cj, cc, start):
     for i in range(g):
         word = bits[a * g + i]
         while word != 0:
-            low = word & (~word + np.uint64(1))       # the lowest set bit
-            j = int(math.log2(float(low)))            # exact for a power of two
+            j = int(trailing_zeros(word))             # the lowest set bit
             ci[c] = i
             cj[c] = j
             cc[c] = cnt[a * g2 + i * g + j]
             c += 1
-            word ^= low
+            word &= word - np.uint64(1)
     return c
 
 
@@ -1287,8 +1281,8 @@ def _ibsi_glcm_block(first, last, levels, compact, grey_all, sliding, centres, r
     log2_count = np.log2(np.maximum(np.arange(2 * nd * nk + 2), 1.0))   # log2 n of every count of a cell or sum
     pdiff = np.zeros(max_level + 1)
     psum = np.zeros(2 * max_level + 2)
-    touched_d = np.empty(max_level + 1, dtype=np.int64)
-    touched_s = np.empty(2 * max_level + 2, dtype=np.int64)
+    touched_d = np.empty(max_level + 2, dtype=np.int64)   # one more than the bins (_add_difference_and_sum)
+    touched_s = np.empty(2 * max_level + 3, dtype=np.int64)
     sums = np.zeros(n_out)
     counts = np.zeros(n_out)
     row = np.empty(n_out)
