@@ -17,9 +17,9 @@ class Roi:
     - ``levels``: discretised grey levels 1..``n_levels`` inside the intensity mask, 0 outside
       (None until discretised; see :mod:`~RadiomicsLabLib.ibsi.discretisation`).
     - ``notes``: why a feature came back as NaN, filled by the families.
-    - ``cache``: arrays the families derive from this Roi and share (the cropped grid, the zones; see
-      :mod:`~RadiomicsLabLib.ibsi.features.zones`), computed on first use. Every Roi starts with an empty
-      one (:meth:`with_levels` and ``dataclasses.replace`` too), so change a Roi's arrays only before use.
+    - ``cache``: arrays the families derive from this Roi and share (the cropped grid, the zones), made on
+      first use by :meth:`derived`. Every Roi starts with an empty one (:meth:`with_levels` and
+      ``dataclasses.replace`` too), so change a Roi's arrays only before use.
     """
 
     image: np.ndarray
@@ -36,6 +36,13 @@ class Roi:
         """A Roi without re-segmentation: both masks are ``mask != 0``."""
         mask = np.asarray(mask) != 0
         return cls(np.asarray(image, dtype=np.float64), mask, mask.copy(), tuple(float(s) for s in spacing))
+
+    def derived(self, key, make):
+        """What ``make()`` derives from this Roi, made on the first request for ``key`` and shared by every later
+        one (``cache``): read-only for the callers."""
+        if key not in self.cache:
+            self.cache[key] = make()
+        return self.cache[key]
 
     def values(self) -> np.ndarray:
         """Intensities inside the intensity mask (1D, float64)."""

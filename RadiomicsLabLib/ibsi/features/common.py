@@ -380,12 +380,10 @@ def texture_grid(roi, family: str) -> tuple[np.ndarray, np.ndarray]:
 def padded_levels(roi, family: str, pad: int = 1) -> np.ndarray:
     """``roi.levels`` (int64) cropped to its non-zero voxels and zero-padded by ``pad``, for kernels that step by
     flat offsets of up to ``pad`` voxels per axis without bounds checks. Made once per Roi and ``pad``
-    (``roi.cache``) and shared by the GLCM and GLRLM: read-only."""
+    (:meth:`~RadiomicsLabLib.ibsi.roi.Roi.derived`) and shared by the GLCM and GLRLM: read-only."""
     require_levels(roi, family)
-    key = ("padded_levels", int(pad))
-    if key not in roi.cache:
-        roi.cache[key] = np.pad(np.asarray(crop_to_roi(np.asarray(roi.levels)), dtype=np.int64), int(pad))
-    return roi.cache[key]
+    return roi.derived(("padded_levels", int(pad)),
+                       lambda: np.pad(np.asarray(crop_to_roi(np.asarray(roi.levels)), dtype=np.int64), int(pad)))
 
 
 # --- aggregation over directions and slices (IBSI 1 section 3.6.1) --------------------------------

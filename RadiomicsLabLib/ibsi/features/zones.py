@@ -337,12 +337,9 @@ def roi_box(roi: Roi, pad: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
     Levels are 0 outside the intensity mask. Padding makes the grid's edge behave as outside the ROI,
     and cropping keeps every builder's cost proportional to the ROI, not to the image. Made once per Roi and
-    ``pad`` (``roi.cache``) and shared by the families: read-only.
+    ``pad`` (:meth:`Roi.derived`) and shared by the families: read-only.
     """
-    key = ("roi_box", int(pad))
-    if key not in roi.cache:
-        roi.cache[key] = _roi_box(roi, int(pad))
-    return roi.cache[key]
+    return roi.derived(("roi_box", int(pad)), lambda: _roi_box(roi, int(pad)))
 
 
 def _roi_box(roi: Roi, pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -386,11 +383,8 @@ class Zones:
 
 def roi_zones(roi: Roi, in_plane: bool) -> Zones:
     """The zones of :func:`roi_box` ``(roi)``'s levels (:func:`label_zones`), labelled once per Roi and
-    connectivity (``roi.cache``): the GLSZM and GLDZM of one extraction share them. Read-only."""
-    key = ("zones", bool(in_plane))
-    if key not in roi.cache:
-        roi.cache[key] = label_zones(roi_box(roi)[0], in_plane)
-    return roi.cache[key]
+    connectivity (:meth:`Roi.derived`): the GLSZM and GLDZM of one extraction share them. Read-only."""
+    return roi.derived(("zones", bool(in_plane)), lambda: label_zones(roi_box(roi)[0], in_plane))
 
 
 def label_zones(levels: np.ndarray, in_plane: bool) -> Zones:
