@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _axis_weights(n_out, n_in, shift, zoom, first, start):
     """Neighbour indices (relative to ``start``, clamped to the ``n_in`` elements held) and weights of the
     output indices first .. first + n_out - 1 along one axis."""
@@ -34,7 +34,7 @@ def _axis_weights(n_out, n_in, shift, zoom, first, start):
     return low, high, w_low, w_high
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _gather_plane(array, z, y_first, x_low, x_high, planes, slot):
     """``planes[slot, y, 0 | 1, k]`` = ``array[z, y_first + y, x_low | x_high[k]]`` (as float64)."""
     for y in range(planes.shape[1]):
@@ -46,7 +46,7 @@ def _gather_plane(array, z, y_first, x_low, x_high, planes, slot):
             out_high[k] = row[x_high[k]]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def trilinear(array, shift, zoom, out_shape, first, start, rounding):
     """``array`` (3D) interpolated linearly at ``(k + shift) * zoom`` per axis for the output indices
     k = first .. first + out_shape - 1 (a box of the output grid, the same values as on the whole grid).
@@ -104,7 +104,7 @@ def trilinear(array, shift, zoom, out_shape, first, start, rounding):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def nonzero_box(array):
     """(first, stop) index per axis of the non-zero elements of a 3D array (stop exclusive); all zero: first
     = stop = 0. The bounding box in one pass, without listing the non-zero elements: each row is tested
@@ -152,7 +152,7 @@ def bounding_box(array) -> tuple:
     return tuple(slice(int(c.min()), int(c.max()) + 1) for c in nonzero)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def masked_sums(image, mask, offsets):
     """For every voxel of ``mask`` (C order): the sum of ``image`` over the voxel + ``offsets`` (n x 3, in the
     order given) inside the grid; voxels beyond the grid count as 0 (``ndimage.correlate`` with a 0/1 kernel

@@ -12,12 +12,12 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _cross(ax, ay, bx, by, cx, cy):
     return (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _convex_hull_2d(x, y):
     """Indices of the 2D convex hull of (x, y), counterclockwise, without collinear points (monotone chain).
 
@@ -74,12 +74,12 @@ def _convex_hull_2d(x, y):
     return hull[:max(k - 1, 0)]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _ptp(values):
     return values.max() - values.min()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _advance(hx, hy, start, dx, dy, sign, slack):
     """The hull vertex from ``start`` onwards (counterclockwise) with the largest ``sign * (d . p)``: walks on
     while the value does not fall by more than ``slack`` (rounding can make a flat run dip by an ulp)."""
@@ -97,7 +97,7 @@ def _advance(hx, hy, start, dx, dy, sign, slack):
     return peak
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def min_area_rectangle(x, y):
     """Side lengths (along an edge, across it) of the minimum-area rectangle enclosing (x, y), by rotating
     calipers over the hull edges; (length, 0) when the points are collinear.
@@ -134,7 +134,7 @@ def min_area_rectangle(x, y):
     return best_w, best_h
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def oriented_minimum_bounding_box(points, facets, normals, selected, best):
     """Side lengths of the smallest of the box ``best`` (the AABB) and the boxes with one face orthogonal to
     the facet normal ``normals[k]``, k in ``selected`` (the other two sides: the minimum-area rectangle of the
@@ -194,7 +194,7 @@ def oriented_minimum_bounding_box(points, facets, normals, selected, best):
     return best
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def max_squared_distance(points):
     """max over pairs k1 < k2 of sum_a (p_k1,a - p_k2,a)^2 (n x 3 points), without an n x n temporary."""
     best = 0.0
@@ -207,7 +207,7 @@ def max_squared_distance(points):
     return best
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def line_extremes(cells):
     """Mask of the points that are the first or last along every axis-parallel line through them.
 
@@ -238,7 +238,7 @@ def line_extremes(cells):
     return keep
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _lifted_norms(q, u, inverse, m):
     """X = sum_i u_i q_i q_i^T; ``inverse`` = X^-1 and m_i = q_i^T X^-1 q_i (recomputed from scratch)."""
     n, d1 = q.shape
@@ -259,7 +259,7 @@ def _lifted_norms(q, u, inverse, m):
         m[i] = total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def khachiyan_weights(q, tolerance, max_iterations, refresh=64):
     """The weights u of Khachiyan's MVEE iterations with away steps on the lifted points ``q`` (n x (d + 1)).
 
@@ -325,7 +325,7 @@ def khachiyan_weights(q, tolerance, max_iterations, refresh=64):
     return u
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def folded_spectral_sums(weights, fold_z, fold_y, m, g, f):
     """Three weighted inner products over half spectra (complex, shape (L_z, L_y, L_x / 2 + 1)) with the real
     weights ``weights[fold_z[i], fold_y[j], k]``: sum W |M|^2, sum W Re(conj(G) M) and sum W |F|^2, in one

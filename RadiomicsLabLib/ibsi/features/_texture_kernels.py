@@ -4,7 +4,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _direction_runs(index, dz, dy, dx, out_z, out_level, out_length):
     """Writes every run of equal grey level index along (dz, dy, dx) in ``index`` (-1 outside the ROI) to the
     buffers (slice z of its first voxel, grey level index, length; room for one run per ROI voxel) and returns
@@ -50,7 +50,7 @@ def _direction_runs(index, dz, dy, dx, out_z, out_level, out_length):
     return k
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _run_buffers(index):
     """Three int64 buffers with room for one run per ROI voxel (index >= 0)."""
     n = 0
@@ -60,7 +60,7 @@ def _run_buffers(index):
     return np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def runs(index, dz, dy, dx):
     """Every run of equal grey level index along (dz, dy, dx) in ``index`` (-1 outside the ROI):
     (slice z of its first voxel, grey level index, length), line by line (:func:`_direction_runs`)."""
@@ -69,7 +69,7 @@ def runs(index, dz, dy, dx):
     return out_z[:k], out_level[:k], out_length[:k]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_length_counts(levels, offsets):
     """Run length matrices (len(offsets), G + 1, L + 1) of ``levels`` (grey levels 1..G, 0 outside the ROI, zero
     on the grid's border faces: pad by one), L the longest side of the grid: [o, g, j] counts the runs of grey
@@ -95,7 +95,7 @@ def run_length_counts(levels, offsets):
     return counts
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _root(parent, v):
     """The root of ``v``'s tree in the union-find forest ``parent`` (path halving on the way)."""
     while parent[v] != v:
@@ -104,7 +104,7 @@ def _root(parent, v):
     return v
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def zone_labels(levels, in_plane):
     """Connected zones of equal grey level of ``levels`` (0 = outside, zero on the grid's border faces: pad by
     one): 8-connected within a slice when ``in_plane``, else 26-connected. Returns (the zone label of every voxel
@@ -171,7 +171,7 @@ def zone_labels(levels, in_plane):
     return out, n_zones
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def city_block_distances(mask, in_plane):
     """Each voxel's fewest 6-connected (4-connected within a slice when ``in_plane``) steps to a voxel outside
     ``mask``, the grid's edge counting as outside; 0 outside. The two raster passes of Rosenfeld & Pfaltz (1966),
@@ -202,7 +202,7 @@ def city_block_distances(mask, in_plane):
     return d
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def group_minimum(group, values, n_groups):
     """The smallest of ``values[k]`` over the k with ``group[k] == g``, for g = 0..n_groups-1 (the int64 maximum
     for an empty group); ``np.minimum.at`` in one compiled pass."""
@@ -212,7 +212,7 @@ def group_minimum(group, values, n_groups):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def cooccurrence_counts(levels, offsets):
     """Symmetric co-occurrence counts (len(offsets), G + 1, G + 1) of ``levels`` (grey levels 1..G, 0 outside the
     ROI, zero-padded by at least the offsets' reach): every pair (v, v + offset) of ROI voxels adds 1 to
@@ -233,7 +233,7 @@ def cooccurrence_counts(levels, offsets):
     return counts
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def dependence_counts(levels, mask, flat_offsets, coarseness):
     """For every voxel of ``mask`` (C order): its dependent neighbours, the voxels ``v + flat_offsets[k]`` (flat
     indices into ``levels``, 0 outside the ROI) with a grey level > 0 within ``coarseness`` of its own (NGLDM).
@@ -255,7 +255,7 @@ def dependence_counts(levels, mask, flat_offsets, coarseness):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def neighbour_sums(levels, mask, flat_offsets):
     """For every voxel of ``mask`` (C order): (sum of the grey levels of its neighbours ``v + flat_offsets[k]`` that
     lie in ``mask``, their number) (NGTDM). ``mask`` is padded enough that every neighbour lies in the grid."""
@@ -280,7 +280,7 @@ def neighbour_sums(levels, mask, flat_offsets):
     return total, count
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def row_sphere_sums(image, mask, row_dz, row_dy, row_dx):
     """For every voxel of ``mask`` (C order): the sum of ``image`` over the sphere around it, clipped to the grid,
     the sphere given as rows along x (voxel + (row_dz[r], row_dy[r], -row_dx[r] .. row_dx[r])). Each row's sum is a

@@ -27,8 +27,6 @@ Aggregation (IBSI 1, texture feature aggregation), one tag suffix per dimension:
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse.csgraph import connected_components
 
 from ..roi import Roi
 from .._preprocessing_kernels import bounding_box
@@ -410,6 +408,9 @@ def label_zones(levels: np.ndarray, in_plane: bool) -> Zones:
             rows.append(ia[same])
             cols.append(ib[same])
         rows, cols = np.concatenate(rows), np.concatenate(cols)
+        from scipy import sparse   # imported here: ~0.1 s that only this path needs
+        from scipy.sparse.csgraph import connected_components
+
         graph = sparse.coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)),
                                   shape=(voxels.size, voxels.size))
         n_zones, label = connected_components(graph.tocsr(), directed=False)
