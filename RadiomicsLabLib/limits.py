@@ -1,4 +1,5 @@
-"""Sizes checked before memory is allocated: the grey levels a discretisation makes, and the texture matrices.
+"""What one computation may use: the grey levels a discretisation makes and the texture matrices (sizes
+checked before memory is allocated), and the threads (:func:`compute_threads`).
 
 A fixed bin width far below the intensity range (``binWidth: 1e-9`` on a CT spanning 1400 HU makes 1.4e12
 levels) or an absurd ``binCount`` would make numpy try to allocate terabytes: the bin edges alone, the
@@ -25,6 +26,22 @@ MAX_GREY_LEVELS = 65_536
 MATRIX_WORKING_COPIES = 4
 #: Levels the suggested bin width aims at.
 SUGGESTED_LEVELS = 256
+
+
+def compute_threads() -> int:
+    """Threads one computation in this process may use (the FFTs of Moran's I / Geary's C and of the IBSI 2
+    filters): the CPUs this process may run on, or fewer where ``OMP_NUM_THREADS`` or ``NUMBA_NUM_THREADS`` say
+    so. A cohort worker has both at 1 (:func:`~RadiomicsLabLib.batch.worker_environment`,
+    :func:`~RadiomicsLabLib.batch.limit_threads`): N workers use N cores, not N x cores threads."""
+    try:
+        threads = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        threads = os.cpu_count() or 1
+    for name in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) >= 1:
+            threads = min(threads, int(value))
+    return max(threads, 1)
 
 
 def available_memory() -> int:

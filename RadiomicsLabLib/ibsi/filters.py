@@ -52,6 +52,7 @@ import scipy.fft as sfft
 import scipy.ndimage as ndi
 
 from ..errors import RadiomicsLabError
+from ..limits import compute_threads
 
 # --------------------------------------------------------------------------------------------------
 # boundary conditions
@@ -496,7 +497,7 @@ def _gabor_plane(image, spacing, ax_x, ax_y, half, sigma_mm, lambda_mm, gamma, t
     stack = np.moveaxis(padded, (stack_axis, ax_y, ax_x), (0, 1, 2))
     shape2d = stack.shape[1:]
     fshape = tuple(sfft.next_fast_len(n) for n in shape2d)
-    spectrum = sfft.fft2(stack, s=fshape, axes=(1, 2), workers=-1)
+    spectrum = sfft.fft2(stack, s=fshape, axes=(1, 2), workers=compute_threads())
     # The modulus is unchanged by theta -> theta + pi (the kernel becomes its complex conjugate).
     distinct = thetas
     weights = [1] * len(thetas)
@@ -513,7 +514,7 @@ def _gabor_plane(image, spacing, ax_x, ax_y, half, sigma_mm, lambda_mm, gamma, t
             kernel = gabor_kernel(sigma_mm, lambda_mm, gamma, t, (float(spacing[ax_x]), float(spacing[ax_y])),
                                   (hx, hy))
             kernel_f = sfft.fft2(kernel, s=fshape)
-            filtered = sfft.ifft2(spectrum * kernel_f, axes=(1, 2), workers=-1)
+            filtered = sfft.ifft2(spectrum * kernel_f, axes=(1, 2), workers=compute_threads())
             # Full linear convolution offset: output index i + h corresponds to the kernel centre.
             filtered = filtered[:, 2 * hy:2 * hy + shape2d[0] - 2 * hy, 2 * hx:2 * hx + shape2d[1] - 2 * hx]
             yield _complex_response(filtered, response), weight
@@ -688,8 +689,8 @@ def _fourier_filter_spatial_kernel(image, kernel, axes, pad_mode, riesz_order):
     full_kernel = np.roll(full_kernel, [-(s // 2) for s in kernel.shape], axis=tuple(range(kernel.ndim)))
     transfer = sfft.fftn(full_kernel)
     transfer = transfer * riesz_transfer(shape, _riesz_order_axes(riesz_order, axes, 3)[3 - len(fft_axes):])
-    spectrum = sfft.fftn(padded, axes=fft_axes, workers=-1)
-    out = sfft.ifftn(spectrum * transfer, axes=fft_axes, workers=-1).real
+    spectrum = sfft.fftn(padded, axes=fft_axes, workers=compute_threads())
+    out = sfft.ifftn(spectrum * transfer, axes=fft_axes, workers=compute_threads()).real
     return np.ascontiguousarray(_crop(out, halves, image.shape))
 
 
@@ -715,8 +716,8 @@ def simoncelli_filter(image, spacing, *, level=1, riesz_order=None, boundary="pe
     transfer = simoncelli_transfer(shape, level).astype(np.complex128)
     if riesz_order is not None:
         transfer = transfer * riesz_transfer(shape, _riesz_order_axes(riesz_order, axes, 3)[3 - len(fft_axes):])
-    spectrum = sfft.fftn(padded, axes=fft_axes, workers=-1)
-    out = sfft.ifftn(spectrum * transfer, axes=fft_axes, workers=-1).real
+    spectrum = sfft.fftn(padded, axes=fft_axes, workers=compute_threads())
+    out = sfft.ifftn(spectrum * transfer, axes=fft_axes, workers=compute_threads()).real
     return np.ascontiguousarray(_crop(out, widths, image.shape))
 
 

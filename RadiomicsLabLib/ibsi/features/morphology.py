@@ -41,12 +41,14 @@ Choices made here (IBSI leaves them open or allows approximation):
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
 import numpy as np
 import scipy.fft
 from scipy.spatial import ConvexHull, QhullError
 
+from ...limits import compute_threads
 from .._preprocessing_kernels import bounding_box
 from . import _morphology_kernels as _kernels
 from .common import Undefined, registry
@@ -59,6 +61,8 @@ FEATURES, FUNCTIONS, feature = registry()
 MAX_FFT_ELEMENTS = 2 ** 24
 #: Elements of one block of the pairwise distance matrix in the blockwise Moran / Geary sum.
 PAIR_BLOCK_ELEMENTS = 2 ** 22
+#: Fewest OMBB normals worth a thread of their own (a thread costs about what ~20 normals do).
+OMBB_NORMALS_PER_THREAD = 100
 #: Khachiyan MVEE: relative tolerance and iteration cap.
 MVEE_TOLERANCE = 1e-4
 MVEE_MAX_ITERATIONS = 10000
@@ -227,13 +231,15 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
     n_slabs = -(-int(shape[0]) // thickness)
     fft_shape = (_even_fast_len(2 * thickness - 1), *plane)
 
-    # m (mask), f (deviation) and g = f^2 on the bounding box, z padded to n_slabs * thickness
+    # m (mask), f (deviation) and g = f^2 on the bounding box, z padded to n_slabs * thickness and x to the FFT
+    # length (so that the first transform needs no padded copy)
     local = index - low
-    grids = np.zeros((3, n_slabs * thickness, int(shape[1]), int(shape[2])))
+    grids = np.zeros((3, n_slabs * thickness, int(shape[1]), fft_shape[2]))
     grids[(0, *local.T)] = 1.0
     grids[(1, *local.T)] = deviation
     grids[(2, *local.T)] = deviation ** 2
 
+    threads = compute_threads()   # the FFTs run on the process's cores (one in a cohort worker): same values
     # Every sum is an inner product <a, w * b> = sum_k a_k (w * b)_k of two real grids, which Parseval's
     # theorem turns into (1 / N) Re sum_omega conj(A) W B over the spectra (rfft: the half spectrum, the
     # bins that stand for two counted twice): one forward FFT per grid, no inverse FFT.
@@ -245,18 +251,18 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
     def spectrum(grid):
         """rfftn of one zero-padded grid, one axis at a time so that the all-zero lines of the padding are
         not transformed (the last axis on the slab's lines only, the middle one on its slices only)."""
-        out = scipy.fft.rfft(grid, fft_shape[2], axis=2, workers=1)
-        out = scipy.fft.fft(out, fft_shape[1], axis=1, workers=1, overwrite_x=True)
-        return scipy.fft.fft(out, fft_shape[0], axis=0, workers=1, overwrite_x=True)
+        out = scipy.fft.rfft(grid, axis=2, workers=threads)
+        out = scipy.fft.fft(out, fft_shape[1], axis=1, workers=threads, overwrite_x=True)
+        return scipy.fft.fft(out, fft_shape[0], axis=0, workers=threads, overwrite_x=True)
 
     def spectrum_stack(stack):
         """:func:`spectrum` of the three grids of ``stack`` (3, t, y, x) at once, padded along z in place."""
-        lines = scipy.fft.fft(scipy.fft.rfft(stack, fft_shape[2], axis=3, workers=1), fft_shape[1], axis=2,
-                              workers=1, overwrite_x=True)
+        lines = scipy.fft.fft(scipy.fft.rfft(stack, axis=3, workers=threads), fft_shape[1], axis=2,
+                              workers=threads, overwrite_x=True)
         out = np.zeros((3, *fft_shape[:2], lines.shape[3]), dtype=np.complex128)
         out[:, :stack.shape[1]] = lines
         del lines
-        return scipy.fft.fft(out, axis=1, workers=1, overwrite_x=True)
+        return scipy.fft.fft(out, axis=1, workers=threads, overwrite_x=True)
 
     # pairs within a slab: the kernel is even along every axis, so its spectrum is real (read folded)
     weight_sum = moran_sum = geary_sum = 0.0
@@ -288,7 +294,7 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
         kernel = dz[:, None, None] ** 2 + planar[None, :, :]
         np.sqrt(kernel, out=kernel)
         np.divide(1.0, kernel, out=kernel)
-        weights = scipy.fft.rfftn(kernel, workers=1)
+        weights = scipy.fft.rfftn(kernel, workers=threads)
         del kernel
         weights *= twice / n_fft
 
@@ -384,7 +390,9 @@ def oriented_minimum_bounding_box(hull: ConvexHull) -> np.ndarray:
 
     For each distinct normal n (u, v: an orthonormal basis of its plane): depth = extent of the vertices
     along n, and the other sides the minimum-area rectangle of the projection on (u, v) (rotating
-    calipers over the edges of its 2D hull); compiled loops in :mod:`._morphology_kernels`.
+    calipers over the edges of its 2D hull); compiled loops in :mod:`._morphology_kernels`, on
+    :func:`~RadiomicsLabLib.limits.compute_threads` threads, each over a run of the normals in facet order: the
+    first smallest box of the runs taken in order is the first smallest box of the whole loop.
     """
     points = hull.points[hull.vertices]
     points = np.ascontiguousarray(points - points.mean(axis=0), dtype=np.float64)
@@ -393,8 +401,18 @@ def oriented_minimum_bounding_box(hull: ConvexHull) -> np.ndarray:
     normals = np.ascontiguousarray(hull.equations[:, :3], dtype=np.float64)
     signs = np.sign(normals[np.arange(len(normals)), np.argmax(np.abs(normals), axis=1)])
     _, first = np.unique(np.round(normals * signs[:, None], 9), axis=0, return_index=True)
-    return _kernels.oriented_minimum_bounding_box(points, position[hull.simplices], normals, np.sort(first),
-                                                  _box_dimensions(points).astype(np.float64))
+    facets, aabb = position[hull.simplices], _box_dimensions(points).astype(np.float64)
+    runs = np.array_split(np.sort(first), min(compute_threads(), max(len(first) // OMBB_NORMALS_PER_THREAD, 1)))
+    if len(runs) == 1:
+        return _kernels.oriented_minimum_bounding_box(points, facets, normals, runs[0], aabb)
+    with ThreadPoolExecutor(len(runs)) as pool:   # the kernel releases the GIL
+        boxes = list(pool.map(lambda run: _kernels.oriented_minimum_bounding_box(points, facets, normals, run, aabb),
+                              runs))
+    best = aabb
+    for box in boxes:   # the same volume product as the kernel's; strictly smaller wins, as in its loop
+        if box[0] * box[1] * box[2] < best[0] * best[1] * best[2]:
+            best = box
+    return best
 
 
 def minimum_volume_enclosing_ellipsoid(points: np.ndarray, tolerance: float = MVEE_TOLERANCE,
