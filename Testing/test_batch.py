@@ -287,12 +287,15 @@ def test_a_case_that_kills_its_worker_is_recorded_and_the_run_goes_on(data, tmp_
 
 
 def library_threads(case, params):
-    """The thread counts SimpleITK, numba and the BLAS / OpenMP libraries use in the process running the case."""
+    """The thread counts SimpleITK, numba, the BLAS / OpenMP libraries and the engine's FFTs
+    (:func:`~RadiomicsLabLib.limits.compute_threads`) use in the process running the case."""
     import numba
     from threadpoolctl import threadpool_info
 
+    from RadiomicsLabLib.limits import compute_threads
+
     return CaseOutput([{"segment": "threads", "itk": float(sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()),
-                        "numba": float(numba.get_num_threads()),
+                        "numba": float(numba.get_num_threads()), "fft": float(compute_threads()),
                         "blas": float(max([pool["num_threads"] for pool in threadpool_info()], default=1)),
                         "pid": float(os.getpid())}])
 
@@ -308,7 +311,7 @@ def test_local_workers_run_single_threaded_libraries(data, tmp_path, monkeypatch
     monkeypatch.setenv("NUMBA_NUM_THREADS", "2")
     run_batch(cohort, tmp_path / "out", task, workers=2)
     rows = read_csv(tmp_path / "out" / "features.csv")
-    assert [(float(row["itk"]), float(row["numba"])) for row in rows] == [(1, 2)] * 2
+    assert [(float(row["itk"]), float(row["numba"]), float(row["fft"])) for row in rows] == [(1, 2, 1)] * 2
 
 
 def test_an_existing_cluster_runs_the_cases_on_its_own_workers_single_threaded(data, tmp_path, monkeypatch):
@@ -334,7 +337,8 @@ def test_an_existing_cluster_runs_the_cases_on_its_own_workers_single_threaded(d
     assert list(defaults.values()) == [sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()]  # started with ITK's default
     rows = read_csv(tmp_path / "out" / "features.csv")
     assert {int(float(row["pid"])) for row in rows} == pids  # run on the existing cluster's worker
-    assert [(float(row["itk"]), float(row["numba"]), float(row["blas"])) for row in rows] == [(1, 1, 1)] * 3
+    assert [(float(row["itk"]), float(row["numba"]), float(row["blas"]), float(row["fft"])) for row in rows] == \
+        [(1, 1, 1, 1)] * 3
 
 
 def tumour_volumes(cases, params):

@@ -112,3 +112,21 @@ def test_command_line_says_it_in_one_line(data, tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "binWidth 1e-09 gives 234,000,000,001" in result.stderr
     assert not (tmp_path / "f.csv").exists()
+
+
+def test_compute_threads_are_the_cpus_of_the_process_or_fewer_where_the_environment_says(monkeypatch):
+    """The engine's FFTs use the process's CPUs, and one thread where OMP_NUM_THREADS / NUMBA_NUM_THREADS say 1
+    (a cohort worker's environment)."""
+    import os
+
+    from RadiomicsLabLib.limits import compute_threads
+
+    for name in ("OMP_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert compute_threads() == cpus
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")
+    assert compute_threads() == 1
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "not a number")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert compute_threads() == 1
