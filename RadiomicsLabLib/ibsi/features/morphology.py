@@ -61,6 +61,10 @@ FEATURES, FUNCTIONS, feature = registry()
 MAX_FFT_ELEMENTS = 2 ** 24
 #: Elements of one block of the pairwise distance matrix in the blockwise Moran / Geary sum.
 PAIR_BLOCK_ELEMENTS = 2 ** 22
+#: Moran / Geary FFT: the smallest FFT grid (elements) done in bands (on several threads), and the y frequencies
+#: per band of its last transform and sums.
+MORAN_BANDED_ELEMENTS = 2 ** 19
+MORAN_BAND_ROWS = 16
 #: Fewest OMBB normals worth a thread of their own (a thread costs about what ~20 normals do).
 OMBB_NORMALS_PER_THREAD = 100
 #: Khachiyan MVEE: relative tolerance and iteration cap.
@@ -239,7 +243,6 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
     grids[(1, *local.T)] = deviation
     grids[(2, *local.T)] = deviation ** 2
 
-    threads = compute_threads()   # the FFTs run on the process's cores (one in a cohort worker): same values
     # Every sum is an inner product <a, w * b> = sum_k a_k (w * b)_k of two real grids, which Parseval's
     # theorem turns into (1 / N) Re sum_omega conj(A) W B over the spectra (rfft: the half spectrum, the
     # bins that stand for two counted twice): one forward FFT per grid, no inverse FFT.
@@ -255,26 +258,45 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
         out = scipy.fft.fft(out, fft_shape[1], axis=1, workers=threads, overwrite_x=True)
         return scipy.fft.fft(out, fft_shape[0], axis=0, workers=threads, overwrite_x=True)
 
-    def spectrum_stack(stack):
-        """:func:`spectrum` of the three grids of ``stack`` (3, t, y, x) at once, padded along z in place."""
-        lines = scipy.fft.fft(scipy.fft.rfft(stack, axis=3, workers=threads), fft_shape[1], axis=2,
-                              workers=threads, overwrite_x=True)
-        out = np.zeros((3, *fft_shape[:2], lines.shape[3]), dtype=np.complex128)
-        out[:, :stack.shape[1]] = lines
-        del lines
-        return scipy.fft.fft(out, axis=1, workers=threads, overwrite_x=True)
-
     # pairs within a slab: the kernel is even along every axis, so its spectrum is real (read folded)
     weight_sum = moran_sum = geary_sum = 0.0
     folded, fold_z, fold_y = _folded_kernel_spectrum(fft_shape, (thickness, *shape[1:]), spacing)
     folded *= twice / n_fft
+    banded = n_fft >= MORAN_BANDED_ELEMENTS
+    # a large grid's FFTs run on the process's cores (one in a cohort worker; the same values on any number)
+    threads = compute_threads() if banded else 1
+
+    def slab_sums(stack):
+        """(sum W |M|^2, sum W Re(conj(G) M), sum W |F|^2) of the three grids of ``stack`` (3, t, y, x): transformed
+        along x and y at once, then along z (zero-padded) and summed. A large grid (``MORAN_BANDED_ELEMENTS``) is
+        done in bands of ``MORAN_BAND_ROWS`` y frequencies (a band's spectra stay in the cache) on ``threads``
+        threads, the bands' sums added in band order; a small one in one band."""
+        lines = scipy.fft.fft(scipy.fft.rfft(stack, axis=3, workers=threads), fft_shape[1], axis=2,
+                              workers=threads, overwrite_x=True)
+
+        rows = MORAN_BAND_ROWS if banded else fft_shape[1]
+
+        def band(start):
+            stop = min(start + rows, fft_shape[1])
+            spectra = np.zeros((3, fft_shape[0], stop - start, lines.shape[3]), dtype=np.complex128)
+            spectra[:, :stack.shape[1]] = lines[:, :, start:stop]
+            spectra = scipy.fft.fft(spectra, axis=1, workers=1, overwrite_x=True)
+            return _kernels.folded_spectral_sums(folded, fold_z, fold_y[start:stop], spectra[0], spectra[2],
+                                                 spectra[1])
+
+        starts = range(0, fft_shape[1], rows)
+        if banded and threads > 1:
+            with ThreadPoolExecutor(threads) as pool:   # pocketfft and the sums kernel release the GIL
+                bands = list(pool.map(band, starts))
+        else:
+            bands = [band(start) for start in starts]
+        return tuple(sum(values) for values in zip(*bands))
+
     for i in range(n_slabs):
         a = grids[:, i * thickness:(i + 1) * thickness]
         if not a[0].any():
             continue
-        spectra = spectrum_stack(a)
-        weight, first, moran = _kernels.folded_spectral_sums(folded, fold_z, fold_y, spectra[0], spectra[2], spectra[1])
-        del spectra
+        weight, first, moran = slab_sums(a)
         weight_sum += weight
         moran_sum += moran
         geary_sum += 2.0 * first - 2.0 * moran  # sum w (f_k - f_k')^2 = 2 sum w f_k^2 - 2 sum w f_k f_k'
