@@ -112,9 +112,9 @@ class Morphology:
         """(vertices in mm in the voxel-centre frame, faces) of the marching-cubes mesh."""
         from skimage.measure import marching_cubes
 
-        index = np.argwhere(self.morph_mask)
-        low, high = index.min(axis=0), index.max(axis=0) + 1
-        crop = self.morph_mask[tuple(slice(a, b) for a, b in zip(low, high))]
+        box = bounding_box(self.morph_mask)
+        low = np.array([b.start for b in box], dtype=np.int64)
+        crop = self.morph_mask[box]
         padded = np.pad(crop.astype(np.float32), 1, mode="constant", constant_values=0.0)
         vertices, faces, _, _ = marching_cubes(padded, level=0.5, spacing=tuple(self.spacing))
         # padded index i corresponds to grid index i - 1 + low (+ the crop's offset)
@@ -260,11 +260,11 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
 
     # pairs within a slab: the kernel is even along every axis, so its spectrum is real (read folded)
     weight_sum = moran_sum = geary_sum = 0.0
-    folded, fold_z, fold_y = _folded_kernel_spectrum(fft_shape, (thickness, *shape[1:]), spacing)
-    folded *= twice / n_fft
     banded = n_fft >= MORAN_BANDED_ELEMENTS
     # a large grid's FFTs run on the process's cores (one in a cohort worker; the same values on any number)
     threads = compute_threads() if banded else 1
+    folded, fold_z, fold_y = _folded_kernel_spectrum(fft_shape, (thickness, *shape[1:]), spacing, threads)
+    folded *= twice / n_fft
 
     def slab_sums(stack):
         """(sum W |M|^2, sum W Re(conj(G) M), sum W |F|^2) of the three grids of ``stack`` (3, t, y, x): transformed
@@ -349,7 +349,7 @@ def _even_fast_len(n: int) -> int:
     return length
 
 
-def _folded_kernel_spectrum(fft_shape, extent, spacing):
+def _folded_kernel_spectrum(fft_shape, extent, spacing, threads=1):
     """Spectrum of the kernel w(d) = 1 / ||d|| (mm; 0 at d = 0 and at offsets beyond ``extent``) on an FFT
     grid of even lengths L, in a folded form.
 
@@ -365,7 +365,7 @@ def _folded_kernel_spectrum(fft_shape, extent, spacing):
         squared = squared + d2.reshape([-1 if a == axis else 1 for a in range(3)])
     squared[0, 0, 0] = np.inf
     kernel = 1.0 / np.sqrt(squared)
-    spectrum = scipy.fft.dctn(kernel, type=1, workers=1, overwrite_x=True)
+    spectrum = scipy.fft.dctn(kernel, type=1, workers=threads, overwrite_x=True)
     folds = [np.minimum(np.arange(size), size - np.arange(size)) for size in fft_shape[:2]]
     return spectrum, folds[0], folds[1]
 
