@@ -153,3 +153,29 @@ def test_image_and_mask_on_different_grids(digital_phantom, ct_phantom):
     scaled = sitk.Image(mask)
     scaled.SetSpacing((1.0, 2.0, 2.0))
     _raises("spacing differs", image, scaled)
+
+
+@pytest.mark.parametrize("scale, rounding", [(1.0, True), (1.37, True), (1.37, False)])
+def test_diagnostics_are_numpy_statistics(ct_phantom, scale, rounding):
+    """The compiled one-pass intensity statistics of the diagnostics equal numpy's min / max / mean exactly, on
+    integer intensities (exact sums) and on non-integer ones (numpy's mean)."""
+    import dataclasses
+
+    image, mask = ct_phantom
+    image = image * scale
+    settings = dataclasses.replace(CONFIGURATIONS["C"], round_intensities=rounding)
+    roi, diagnostics = prepare_roi(image, mask, settings)
+    initial = sitk.GetArrayFromImage(image).astype(np.float64)
+    if rounding:
+        initial = np.rint(initial)
+    initial_roi = initial[sitk.GetArrayViewFromImage(mask) != 0]
+    expected = {"init_img": initial, "interp_img": roi.image, "init_roi": initial_roi,
+                "interp_roi": roi.image[roi.morphological_mask], "reseg_roi": roi.image[roi.intensity_mask]}
+    for stage, values in expected.items():
+        prefix = "" if stage.endswith("img") else "int_mask_"
+        for key, value in (("mean", values.mean()), ("min", values.min()), ("max", values.max())):
+            assert diagnostics[f"{prefix}{key}_int_{stage}"] == float(value), (stage, key)
+    for stage, values in (("interp_roi", roi.morphological_mask), ("reseg_roi", roi.intensity_mask)):
+        assert diagnostics[f"int_mask_vox_count_{stage}"] == float(values.sum())
+        extent = [float(np.ptp(c) + 1) for c in np.nonzero(values)]
+        assert [diagnostics[f"int_mask_bb_dim_{axis}_{stage}"] for axis in "zyx"] == extent

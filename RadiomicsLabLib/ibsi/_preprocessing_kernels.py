@@ -5,8 +5,8 @@ with a diagonal matrix (scipy's ``zoom_shift``): per axis the input coordinate o
 ``x = (k + origin / step) * step``, its neighbours ``floor(x)`` and ``floor(x) + 1`` (mapped to the grid's
 edge when beyond it: mode "nearest") with weights ``w_0 = 1 - (x - floor(x))`` and ``w_1 = 1 - w_0``; the
 value is the sum over the 8 neighbours (C order) of ``v * w_z * w_y * w_x``, so the result is scipy's
-bit for bit (checked on the sarcoma CTs). Also the bounding box of the non-zero voxels and the masked
-neighbourhood sums of local intensity.
+bit for bit (checked on the sarcoma CTs). Also the bounding box of the non-zero voxels, one-pass intensity
+statistics of a grid or of a mask's voxels, and the masked neighbourhood sums of local intensity.
 """
 
 import math
@@ -102,6 +102,59 @@ def trilinear(array, shift, zoom, out_shape, first, start, rounding):
                 t += q3[i] * cb * bb * wx1[i]
                 row[i] = np.rint(t) if rounding else t
     return out
+
+
+@njit(cache=True, nogil=True)
+def grid_stats(array, rounding):
+    """(min, max, sum) of a C-ordered float64 array, each value first rounded in place (``np.rint``) with
+    ``rounding``. One pass that accumulates per x position (a loop the compiler vectorises): the sum is added
+    in another order than numpy's, so it equals numpy's only when exact (integers, see the preprocessing), and a
+    NaN shows in the sum only. Empty: (inf, -inf, 0)."""
+    rows = array.reshape((-1, array.shape[-1]))
+    nx = rows.shape[1]
+    low = np.full(nx, np.inf)
+    high = np.full(nx, -np.inf)
+    total = np.zeros(nx)
+    for r in range(rows.shape[0]):
+        row = rows[r]
+        for x in range(nx):
+            v = row[x]
+            if rounding:
+                v = np.rint(v)
+                row[x] = v
+            low[x] = min(low[x], v)
+            high[x] = max(high[x], v)
+            total[x] += v
+    if nx == 0:
+        return np.inf, -np.inf, 0.0
+    return low.min(), high.max(), total.sum()
+
+
+@njit(cache=True, nogil=True)
+def masked_stats(image, mask, corner):
+    """(count, min, max, sum) of the intensities of ``image`` at the voxels of ``mask``, a box of the grid whose
+    first voxel is ``corner`` (z, y, x); none: (0, inf, -inf, 0). Accumulated per x position like
+    :func:`grid_stats` (the same caveat on the sum)."""
+    nz, ny, nx = mask.shape
+    cz, cy, cx = corner
+    count = np.zeros(nx, dtype=np.int64)
+    low = np.full(nx, np.inf)
+    high = np.full(nx, -np.inf)
+    total = np.zeros(nx)
+    for z in range(nz):
+        for y in range(ny):
+            inside = mask[z, y]
+            row = image[cz + z, cy + y, cx:cx + nx]
+            for x in range(nx):
+                if inside[x]:
+                    v = row[x]
+                    count[x] += 1
+                    low[x] = min(low[x], v)
+                    high[x] = max(high[x], v)
+                    total[x] += v
+    if nx == 0:
+        return 0, np.inf, -np.inf, 0.0
+    return count.sum(), low.min(), high.max(), total.sum()
 
 
 @njit(cache=True, nogil=True)

@@ -109,20 +109,20 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings) -> tuple[Roi, dic
     """
     check_settings(settings)
     check_same_grid(image, mask)
-    image_array, spacing, extremes = _image_array(image, "image", settings.round_intensities)
+    image_array, spacing, statistics = _image_array(image, "image", settings.round_intensities)
     roi_mask = _mask_array(mask)
     box = _kernels.bounding_box(roi_mask)
     if box is None:
         raise RadiomicsLabError("The mask is empty: no voxel of the segmentation is set. "
                                 "Choose a segment that contains voxels, or draw the region of interest first.")
+    integral = settings.round_intensities or sitk.GetArrayViewFromImage(image).dtype.kind in "biu"
 
     # ROI statistics are taken on ``inside`` = the mask in ``box`` (a box holding every ROI voxel): the same
     # voxels in the same (C) order as on the whole grid, without scanning it.
-    diagnostics = {}
-    diagnostics.update(image_diagnostics(image_array, spacing, "init_img", extremes))
-    inside = roi_mask[box]
-    diagnostics.update(_roi_diagnostics(image_array[box], inside, inside, "init_roi", roi_mask.shape,
-                                        tuple(float(b.stop - b.start) for b in box)))
+    diagnostics = _image_diagnostics(image_array.shape, spacing, "init_img", statistics)
+    inside = np.ascontiguousarray(roi_mask[box])
+    summary = _mask_summary(image_array, box, inside, integral, tight=True)
+    diagnostics.update(_roi_diagnostics("init_roi", roi_mask.shape, summary, summary))
 
     new_spacing = target_spacing(spacing, settings.new_spacing)
     if new_spacing != spacing:
@@ -137,9 +137,12 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings) -> tuple[Roi, dic
             raise RadiomicsLabError(
                 f"The region of interest vanished on interpolation to {_xyz(spacing)} mm (no voxel reached the "
                 f"partial volume threshold {settings.mask_threshold}). Use a finer spacing or a lower mask threshold.")
+        integral = settings.round_intensities
+        statistics = _grid_statistics(np.ascontiguousarray(image_array), integral)
+        summary = _mask_summary(image_array, box, inside, integral)
 
-    diagnostics.update(image_diagnostics(image_array, spacing, "interp_img"))
-    diagnostics.update(_roi_diagnostics(image_array[box], inside, inside, "interp_roi", roi_mask.shape))
+    diagnostics.update(_image_diagnostics(image_array.shape, spacing, "interp_img", statistics))
+    diagnostics.update(_roi_diagnostics("interp_roi", roi_mask.shape, summary, summary))
 
     kept = resegment(image_array[box], inside, settings.resegment_range, settings.resegment_outliers,
                      getattr(settings, "outlier_sigma", 3.0))
@@ -150,7 +153,8 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings) -> tuple[Roi, dic
             f"accepted range. Widen the re-segmentation range or check the image's intensity units.")
     intensity_mask = np.zeros(roi_mask.shape, dtype=bool)
     intensity_mask[box] = kept
-    diagnostics.update(_roi_diagnostics(image_array[box], kept, inside, "reseg_roi", roi_mask.shape))
+    diagnostics.update(_roi_diagnostics("reseg_roi", roi_mask.shape, _mask_summary(image_array, box, kept, integral),
+                                        summary))
 
     roi = Roi(image_array, roi_mask, intensity_mask, spacing)
     hu_warning = ct_range_warning(image_array, roi_mask, intensity_mask, settings.resegment_range,
@@ -232,27 +236,39 @@ def check_same_grid(image: sitk.Image, mask: sitk.Image) -> None:
 
 def _image_array(image: sitk.Image, label: str, rounding: bool = False) -> tuple[np.ndarray, tuple, tuple]:
     """The image as a new float64 (z, y, x) array, rounded to integers (``np.rint``) with ``rounding``, its
-    (z, y, x) spacing and its (min, max) intensity (finite: NaN or infinity raise, as the extremes show)."""
+    (z, y, x) spacing and the (min, max, mean) of its values (finite: NaN or infinity raise)."""
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise RadiomicsLabError(f"The {label} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
                                 f"give a single-channel (scalar) {label}.")
     view = sitk.GetArrayViewFromImage(image)
     array = view.astype(np.float64)
-    if rounding and view.dtype.kind not in "biu":   # integers need no rounding
-        np.rint(array, out=array)
     spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
     if image.GetDimension() == 2:
         array, spacing = array[np.newaxis], (1.0, *spacing)
     elif image.GetDimension() != 3:
         raise RadiomicsLabError(f"The {label} is {image.GetDimension()}D; give a 2D or 3D {label}.")
-    # min / max of the stored values (real types convert to float64 exactly): less memory to read
-    source = view if view.dtype.kind in "biuf" else array
-    extremes = (float(source.min()), float(source.max())) if array.size else (0.0, 0.0)
-    if not (math.isfinite(extremes[0]) and math.isfinite(extremes[1])):   # NaN propagates into min and max
+    integers = view.dtype.kind in "biu"          # integers need no rounding
+    statistics = _grid_statistics(array, rounding or integers, rounding and not integers)
+    if not (math.isfinite(statistics[0]) and math.isfinite(statistics[1])) or math.isnan(statistics[2]):
         raise RadiomicsLabError(f"The {label} contains NaN or infinite values; replace them before extraction.")
-    if rounding:
-        extremes = tuple(float(v) for v in np.rint(extremes))   # rint is monotonic: the rounded image's extremes
-    return array, spacing, extremes
+    return array, spacing, statistics
+
+
+def _exact_sum(total: float, count: int, low: float, high: float, integral: bool) -> bool:
+    """Whether a float64 sum of ``count`` values in [``low``, ``high``] is exact in any order (so equal to numpy's
+    pairwise sum): the values are integers (``integral``) and every partial sum is below 2^53 in magnitude."""
+    return integral and count > 0 and math.isfinite(total) and count * max(-low, high) <= 2.0 ** 53
+
+
+def _grid_statistics(array: np.ndarray, integral: bool, rounding: bool = False) -> tuple:
+    """(min, max, mean) of ``array`` (float64, C order), rounded in place first with ``rounding``, as numpy gives
+    them, in one compiled pass: the mean is sum / size when that sum is exact (``integral``: every value is an
+    integer), else numpy's. A NaN makes the mean NaN (not always the min and max). Empty: (0, 0, NaN)."""
+    if array.size == 0:
+        return 0.0, 0.0, float("nan")
+    low, high, total = (float(v) for v in _kernels.grid_stats(array, rounding))
+    mean = total / array.size if _exact_sum(total, array.size, low, high, integral) else float(array.mean())
+    return low, high, mean
 
 
 def _mask_array(mask: sitk.Image) -> np.ndarray:
@@ -417,46 +433,62 @@ def resegment(image: np.ndarray, mask: np.ndarray, value_range=None, outliers: b
 def image_diagnostics(image: np.ndarray, spacing: tuple, stage: str, extremes=None) -> dict:
     """Image dimensions, voxel dimensions and mean / min / max intensity of the whole image (``*_{stage}``);
     ``extremes``: (min, max) when already known."""
+    low, high = (image.min(), image.max()) if extremes is None else extremes
+    return _image_diagnostics(image.shape, spacing, stage, (low, high, image.mean()))
+
+
+def _image_diagnostics(shape: tuple, spacing: tuple, stage: str, statistics: tuple) -> dict:
+    """:func:`image_diagnostics` of an image of ``shape`` whose (min, max, mean) intensity is ``statistics``."""
     out = {}
-    for axis, n, s in zip("zyx", image.shape, spacing):
+    for axis, n, s in zip("zyx", shape, spacing):
         out[f"img_dim_{axis}_{stage}"] = float(n)
         out[f"vox_dim_{axis}_{stage}"] = float(s)
-    low, high = (image.min(), image.max()) if extremes is None else extremes
-    out[f"mean_int_{stage}"] = float(image.mean())
+    low, high, mean = statistics
+    out[f"mean_int_{stage}"] = float(mean)
     out[f"min_int_{stage}"] = float(low)
     out[f"max_int_{stage}"] = float(high)
     return out
 
 
-def _bounding_box(mask: np.ndarray) -> tuple:
-    """Extent (z, y, x) in voxels of the smallest box holding ``mask``."""
-    box = _kernels.bounding_box(mask)
-    return tuple(0.0 for _ in range(mask.ndim)) if box is None else tuple(float(b.stop - b.start) for b in box)
-
-
 def roi_diagnostics(image: np.ndarray, intensity_mask: np.ndarray, morphological_mask: np.ndarray, stage: str) -> dict:
     """Mask grid dimensions, bounding boxes, voxel counts and intensity mask mean / min / max (``*_{stage}``)."""
-    return _roi_diagnostics(image, intensity_mask, morphological_mask, stage, intensity_mask.shape)
+    whole = tuple(slice(0, n) for n in image.shape)
+    image = np.ascontiguousarray(image, dtype=np.float64)
+    summaries = [_mask_summary(image, whole, np.ascontiguousarray(mask, dtype=bool), False)
+                 for mask in (intensity_mask, morphological_mask)]
+    return _roi_diagnostics(stage, intensity_mask.shape, *summaries)
 
 
-def _roi_diagnostics(image, intensity_mask, morphological_mask, stage: str, shape: tuple, extent=None) -> dict:
-    """:func:`roi_diagnostics` of arrays cropped to a box holding both masks, on a grid of ``shape``;
-    ``extent``: the intensity mask's bounding box dimensions when known."""
+def _mask_summary(image: np.ndarray, box: tuple, mask: np.ndarray, integral: bool, tight: bool = False) -> tuple:
+    """(bounding box extent (z, y, x), voxel count, min, max, mean intensity) of the voxels of ``mask`` (bool, C
+    order), the box ``box`` (slices) of the grid of ``image`` (3D float64, C order), as numpy gives them (NaN
+    intensities when empty). ``integral``: every value of ``image`` is an integer (a compiled exact mean);
+    ``tight``: ``box`` is the mask's bounding box."""
+    count, low, high, total = _kernels.masked_stats(image, mask, tuple(b.start for b in box))
+    count = int(count)
+    found = box if tight else _kernels.bounding_box(mask)
+    extent = tuple(0.0 for _ in range(mask.ndim)) if found is None else tuple(float(b.stop - b.start) for b in found)
+    if count == 0:
+        return extent, 0.0, float("nan"), float("nan"), float("nan")
+    if _exact_sum(total, count, low, high, integral):
+        mean = total / count
+    else:
+        mean = float(image[box][mask].mean())
+    return extent, float(count), float(low), float(high), mean
+
+
+def _roi_diagnostics(stage: str, shape: tuple, intensity: tuple, morphological: tuple) -> dict:
+    """:func:`roi_diagnostics` on a grid of ``shape`` from the :func:`_mask_summary` of the intensity and the
+    morphological mask."""
     out = {}
-    int_bb = _bounding_box(intensity_mask) if extent is None else extent
-    morph_bb = int_bb if morphological_mask is intensity_mask else _bounding_box(morphological_mask)
     for i, axis in enumerate("zyx"):
         out[f"int_mask_dim_{axis}_{stage}"] = float(shape[i])
-        out[f"int_mask_bb_dim_{axis}_{stage}"] = int_bb[i]
-        out[f"morph_mask_bb_dim_{axis}_{stage}"] = morph_bb[i]
-    out[f"int_mask_vox_count_{stage}"] = float(np.count_nonzero(intensity_mask))
-    out[f"morph_mask_vox_count_{stage}"] = (out[f"int_mask_vox_count_{stage}"] if morphological_mask is intensity_mask
-                                            else float(np.count_nonzero(morphological_mask)))
-    values = image[intensity_mask]
-    empty = values.size == 0
-    out[f"int_mask_mean_int_{stage}"] = float("nan") if empty else float(values.mean())
-    out[f"int_mask_min_int_{stage}"] = float("nan") if empty else float(values.min())
-    out[f"int_mask_max_int_{stage}"] = float("nan") if empty else float(values.max())
+        out[f"int_mask_bb_dim_{axis}_{stage}"] = intensity[0][i]
+        out[f"morph_mask_bb_dim_{axis}_{stage}"] = morphological[0][i]
+    out[f"int_mask_vox_count_{stage}"] = intensity[1]
+    out[f"morph_mask_vox_count_{stage}"] = morphological[1]
+    out[f"int_mask_mean_int_{stage}"], out[f"int_mask_min_int_{stage}"], out[f"int_mask_max_int_{stage}"] = \
+        intensity[4], intensity[2], intensity[3]
     return out
 
 
