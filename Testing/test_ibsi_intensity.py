@@ -198,3 +198,19 @@ def test_local_intensity_matches_brute_force(spacing):
 def test_sphere_kernel_is_one_cubic_centimetre_at_fine_spacing():
     kernel = local_intensity.sphere_kernel((0.25, 0.25, 0.25))
     assert kernel.sum() * 0.25 ** 3 == pytest.approx(1000, rel=0.01)
+
+
+def test_sample_counting_sort_equals_numpy_sort():
+    """Integer samples are sorted by counting: the same order statistics as ``np.sort`` (zeros as +0.0)."""
+    from RadiomicsLabLib.ibsi.features.common import Sample, _counting_sort
+
+    rng = np.random.default_rng(7)
+    for x in (rng.integers(-60, 120, 5000) * 1.0, np.array([4.0]), rng.integers(0, 3, 50) * 1.0 + 2.0 ** 40):
+        assert np.array_equal(Sample(x).sorted, np.sort(x))
+    for x in (np.array([0.5, 1.0]), np.array([1e-20, -3.0, 5.0]), np.array([np.nan, 1.0]),
+              np.array([0.0, 1e9]), np.array([np.inf, 1.0])):
+        assert _counting_sort(x) is None          # not integers, or too wide a range: np.sort
+        assert np.array_equal(Sample(x).sorted, np.sort(x), equal_nan=True)
+    x = np.array([-0.0, 2.0, 0.0, -1.0])
+    assert np.array_equal(Sample(x).sorted, [-1.0, 0.0, 0.0, 2.0])
+    assert Sample(x).percentile(50) == np.percentile(x, 50)

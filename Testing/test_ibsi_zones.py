@@ -80,3 +80,37 @@ def test_gldzm_distance_uses_the_morphological_mask():
     (matrix,) = gldzm.distance_zone_matrices(roi, SETTINGS, in_plane=True)
     assert sorted(zip(matrix.i.tolist(), matrix.j.tolist(), matrix.count.tolist())) == [(1, 1, 1.0), (2, 2, 1.0)]
     assert matrix.n_voxels == 24
+
+
+def test_neighbourhood_counts_match_a_direct_count():
+    """The fused NGTDM / NGLDM pass: neighbour sums, their number and the dependent neighbours of every mask
+    voxel equal a direct count over the neighbours, for integer, fractional and negative coarseness."""
+    from RadiomicsLabLib.ibsi.features import _texture_kernels, zones
+
+    rng = np.random.default_rng(3)
+    levels = np.pad(rng.integers(0, 5, (6, 7, 8)), 1)
+    mask = levels > 0
+    mask[2, 3, 4] = False                         # a voxel with a grey level outside the mask
+    for in_plane in (False, True):
+        offsets = zones.neighbour_offsets(1, in_plane)
+        flat = zones.flat_neighbour_offsets(1, in_plane, levels.shape)
+        for alpha, limit in ((0.0, 0), (1.5, 1), (-0.5, -1)):
+            total, count, dependent = _texture_kernels.neighbourhood_counts(levels, mask, flat, limit)
+            for k, (z, y, x) in enumerate(np.argwhere(mask)):
+                around = [(z + a, y + b, x + c) for a, b, c in offsets]
+                assert total[k] == sum(levels[v] for v in around if mask[v])
+                assert count[k] == sum(bool(mask[v]) for v in around)
+                assert dependent[k] == sum(levels[v] > 0 and abs(levels[v] - levels[z, y, x]) <= alpha
+                                           for v in around)
+
+
+def test_label_zones_padded_or_not():
+    """Zones of a grid with zero border faces are labelled in place: the same as after padding it."""
+    from RadiomicsLabLib.ibsi.features import zones
+
+    rng = np.random.default_rng(5)
+    inner = rng.integers(0, 3, (5, 6, 7))
+    for in_plane in (False, True):
+        padded, bare = zones.label_zones(np.pad(inner, 1), in_plane), zones.label_zones(inner, in_plane)
+        assert np.array_equal(padded.label, bare.label)
+        assert np.array_equal(padded.size, bare.size) and np.array_equal(padded.level, bare.level)

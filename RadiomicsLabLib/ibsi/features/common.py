@@ -73,6 +73,22 @@ def all_nan(descriptions: dict, roi, family: str, reason: str) -> dict:
 
 # --- a 1D sample (statistics on X_gl, intensity histogram on X_d) ---------------------------------
 
+def _counting_sort(x: np.ndarray):
+    """``np.sort(x)`` by counting, for a non-empty float sample of integers spanning at most about 4 N values; None
+    otherwise. The values ``lowest + k`` are exact (|x| < 2^52): the same array, except that a zero is always +0.0
+    (``np.sort`` leaves the order of -0.0 and +0.0, equal values, unspecified; rounded CT intensities hold both)."""
+    if x.size == 0:
+        return None
+    lowest, highest = x.min(), x.max()
+    if not (np.isfinite(lowest) and np.isfinite(highest)) or highest - lowest > 4 * x.size + 1024 \
+            or max(-lowest, highest) >= 2.0 ** 52:
+        return None
+    if not np.array_equal(np.trunc(x), x):
+        return None
+    counts = np.bincount((x - lowest).astype(np.int64))    # integers below 2^52: exact differences
+    return np.repeat(lowest + np.arange(counts.size, dtype=np.float64), counts)
+
+
 class Sample:
     """A non-empty 1D sample ``X`` and its statistics (shared quantities computed once, on demand).
 
@@ -86,7 +102,10 @@ class Sample:
 
     @cached_property
     def sorted(self) -> np.ndarray:
-        return np.sort(self.x)
+        """``X`` in ascending order. Integer intensities over a range not much wider than the sample (CT in HU)
+        are counted instead of sorted: each value repeated as often as it occurs, the same array as ``np.sort``."""
+        counted = _counting_sort(self.x)
+        return np.sort(self.x) if counted is None else counted
 
     def percentile(self, q: float) -> float:
         """The ``q``-th sample percentile, linear interpolation between order statistics: with ``h = (N - 1) q / 100``,
@@ -312,11 +331,11 @@ def matrix_features(features: CellMatrices, base_tags) -> dict:
     """{base tag (``cm_contrast``): array (n_matrices,)}: for every base tag, the method of ``features`` named
     by the tag without its family prefix (``contrast``), evaluated on every matrix; NaN for an empty matrix."""
     out = {}
-    for tag in base_tags:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            value = np.asarray(getattr(features, tag.split("_", 1)[1])(), dtype=np.float64)
-        value[features.empty] = np.nan
-        out[tag] = value
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for tag in base_tags:
+            value = np.array(getattr(features, tag.split("_", 1)[1])(), dtype=np.float64)   # a copy: a method may
+            value[features.empty] = np.nan                                                # return a shared array
+            out[tag] = value
     return out
 
 
@@ -428,9 +447,16 @@ def average_over_matrices(family, suffix, values: dict, non_empty, notes, undefi
         notes.append(f"{family}: all {suffix} features are NaN: {empty_reason}")
         return {f"{tag}_{suffix}": float("nan") for tag in values}
     out = {}
-    for tag, value in values.items():
+    tags = list(values)
+    table = np.ascontiguousarray(np.array([values[tag] for tag in tags], dtype=np.float64)[:, non_empty])
+    means = table.mean(axis=1)              # row by row: the same sums (and bits) as each row's own mean
+    partly_nan = np.isnan(means)
+    for row, tag in enumerate(tags):
         key = f"{tag}_{suffix}"
-        value = value[non_empty]
+        if not partly_nan[row]:
+            out[key] = float(means[row])
+            continue
+        value = table[row]
         defined = value[~np.isnan(value)]
         reason = undefined.get(tag, "undefined")
         if defined.size == 0:

@@ -30,6 +30,8 @@ takes dense matrices ``(..., n, n)``, as voxel-wise feature maps will. The cell 
 aggregation and the feature descriptions are shared with the GLRLM (:mod:`.common`).
 """
 
+from functools import cached_property
+
 import numpy as np
 
 from ...errors import RadiomicsLabError
@@ -130,6 +132,37 @@ class GlcmFeatures(CellMatrices):
         """sum_i sum_j weights(i, j) p_ij per matrix."""
         return self._msum(weights * self.p)
 
+    # quantities several features share, computed once (read-only)
+    @cached_property
+    def _abs_diff(self):
+        """|i - j| of every cell."""
+        return np.abs(self.i - self.j)
+
+    @cached_property
+    def _diff2(self):
+        """(i - j)^2 of every cell."""
+        return (self.i - self.j) ** 2
+
+    @cached_property
+    def _mu(self):
+        """The joint average, diff average and sum average of every matrix."""
+        return (self._sum(self.i), self._msum(self.d_k * self.p_diff, self.d_m),
+                self._msum(self.s_k * self.p_sum, self.s_m))
+
+    @cached_property
+    def _joint_entropy(self):
+        return -self._msum(_plogp(self.p))
+
+    @cached_property
+    def _hx_hy(self):
+        """HX = -sum_i p_i. log2 p_i. and HY = -sum_j p_.j log2 p_.j of every matrix."""
+        return -self._msum(_plogp(self.p_i), self.pi_m), -self._msum(_plogp(self.p_j), self.pj_m)
+
+    @cached_property
+    def _cluster_base(self):
+        """i + j - mu_i. - mu_.j of every cell."""
+        return self.i + self.j - self.mu_i[self.m] - self.mu_j[self.m]
+
     def joint_max(self):
         """Joint maximum (cm_joint_max, IBSI GYBY): F = max(p_ij)."""
         out = np.zeros(self.n_matrices)
@@ -138,23 +171,23 @@ class GlcmFeatures(CellMatrices):
 
     def joint_avg(self):
         """Joint average (cm_joint_avg, IBSI 60VM): mu = sum_i sum_j i p_ij."""
-        return self._sum(self.i)
+        return self._mu[0]
 
     def joint_var(self):
         """Joint variance (cm_joint_var, IBSI UR99): F = sum_i sum_j (i - mu)^2 p_ij, mu the joint average."""
-        return self._sum((self.i - self.joint_avg()[self.m]) ** 2)
+        return self._sum((self.i - self._mu[0][self.m]) ** 2)
 
     def joint_entr(self):
         """Joint entropy (cm_joint_entr, IBSI TU9B): F = -sum_i sum_j p_ij log2 p_ij."""
-        return -self._msum(_plogp(self.p))
+        return self._joint_entropy
 
     def diff_avg(self):
         """Difference average (cm_diff_avg, IBSI TF7R): mu_d = sum_k k p_{i-j}(k), k = 0..N_g-1."""
-        return self._msum(self.d_k * self.p_diff, self.d_m)
+        return self._mu[1]
 
     def diff_var(self):
         """Difference variance (cm_diff_var, IBSI D3YU): F = sum_k (k - mu_d)^2 p_{i-j}(k)."""
-        return self._msum((self.d_k - self.diff_avg()[self.d_m]) ** 2 * self.p_diff, self.d_m)
+        return self._msum((self.d_k - self._mu[1][self.d_m]) ** 2 * self.p_diff, self.d_m)
 
     def diff_entr(self):
         """Difference entropy (cm_diff_entr, IBSI NTRS): F = -sum_k p_{i-j}(k) log2 p_{i-j}(k)."""
@@ -162,11 +195,11 @@ class GlcmFeatures(CellMatrices):
 
     def sum_avg(self):
         """Sum average (cm_sum_avg, IBSI ZGXS): mu_s = sum_k k p_{i+j}(k), k = 2..2 N_g."""
-        return self._msum(self.s_k * self.p_sum, self.s_m)
+        return self._mu[2]
 
     def sum_var(self):
         """Sum variance (cm_sum_var, IBSI OEEB): F = sum_k (k - mu_s)^2 p_{i+j}(k)."""
-        return self._msum((self.s_k - self.sum_avg()[self.s_m]) ** 2 * self.p_sum, self.s_m)
+        return self._msum((self.s_k - self._mu[2][self.s_m]) ** 2 * self.p_sum, self.s_m)
 
     def sum_entr(self):
         """Sum entropy (cm_sum_entr, IBSI P6QZ): F = -sum_k p_{i+j}(k) log2 p_{i+j}(k)."""
@@ -178,33 +211,33 @@ class GlcmFeatures(CellMatrices):
 
     def contrast(self):
         """Contrast (cm_contrast, IBSI ACUI): F = sum_i sum_j (i - j)^2 p_ij."""
-        return self._sum((self.i - self.j) ** 2)
+        return self._sum(self._diff2)
 
     def dissimilarity(self):
         """Dissimilarity (cm_dissimilarity, IBSI 8S9J): F = sum_i sum_j |i - j| p_ij."""
-        return self._sum(np.abs(self.i - self.j))
+        return self._sum(self._abs_diff)
 
     def inv_diff(self):
         """Inverse difference (cm_inv_diff, IBSI IB1Z): F = sum_i sum_j p_ij / (1 + |i - j|)."""
-        return self._sum(1.0 / (1.0 + np.abs(self.i - self.j)))
+        return self._sum(1.0 / (1.0 + self._abs_diff))
 
     def inv_diff_norm(self):
         """Normalised inverse difference (cm_inv_diff_norm, IBSI NDRX): F = sum_i sum_j p_ij / (1 + |i - j| / N_g)."""
-        return self._sum(1.0 / (1.0 + np.abs(self.i - self.j) / self.n_levels))
+        return self._sum(1.0 / (1.0 + self._abs_diff / self.n_levels))
 
     def inv_diff_mom(self):
         """Inverse difference moment (cm_inv_diff_mom, IBSI WF0Z): F = sum_i sum_j p_ij / (1 + (i - j)^2)."""
-        return self._sum(1.0 / (1.0 + (self.i - self.j) ** 2))
+        return self._sum(1.0 / (1.0 + self._diff2))
 
     def inv_diff_mom_norm(self):
         """Normalised inverse difference moment (cm_inv_diff_mom_norm, IBSI 1QCO):
         F = sum_i sum_j p_ij / (1 + (i - j)^2 / N_g^2)."""
-        return self._sum(1.0 / (1.0 + (self.i - self.j) ** 2 / self.n_levels ** 2))
+        return self._sum(1.0 / (1.0 + self._diff2 / self.n_levels ** 2))
 
     def inv_var(self):
         """Inverse variance (cm_inv_var, IBSI E8JP): F = 2 sum_i sum_{j>i} p_ij / (i - j)^2
         (= the sum over all i != j for a symmetric matrix, which is what is summed here)."""
-        diff2 = (self.i - self.j) ** 2
+        diff2 = self._diff2
         return self._sum(np.where(diff2 > 0, 1.0 / np.where(diff2 > 0, diff2, 1.0), 0.0))
 
     def corr(self):
@@ -222,7 +255,7 @@ class GlcmFeatures(CellMatrices):
         return self._sum(self.i * self.j)
 
     def _cluster(self, power):
-        return self._sum((self.i + self.j - self.mu_i[self.m] - self.mu_j[self.m]) ** power)
+        return self._sum(self._cluster_base ** power)
 
     def clust_tend(self):
         """Cluster tendency (cm_clust_tend, IBSI DG8W): F = sum_i sum_j (i + j - mu_i. - mu_.j)^2 p_ij."""
@@ -236,9 +269,6 @@ class GlcmFeatures(CellMatrices):
         """Cluster prominence (cm_clust_prom, IBSI AE86): F = sum_i sum_j (i + j - mu_i. - mu_.j)^4 p_ij."""
         return self._cluster(4)
 
-    def _hx_hy(self):
-        return -self._msum(_plogp(self.p_i), self.pi_m), -self._msum(_plogp(self.p_j), self.pj_m)
-
     def info_corr1(self):
         """Information correlation 1 (cm_info_corr1, IBSI R8DG): F = (HXY - HXY1) / max(HX, HY).
 
@@ -246,17 +276,17 @@ class GlcmFeatures(CellMatrices):
         HXY1 = -sum_i sum_j p_ij log2(p_i. p_.j), which equals HX + HY (sum_j p_ij = p_i.).
         NaN where max(HX, HY) = 0 (a single grey level).
         """
-        hx, hy = self._hx_hy()
+        hx, hy = self._hx_hy
         hmax = np.maximum(hx, hy)
-        return np.where(hmax > 0, (self.joint_entr() - (hx + hy)) / np.where(hmax > 0, hmax, 1.0), np.nan)
+        return np.where(hmax > 0, (self._joint_entropy - (hx + hy)) / np.where(hmax > 0, hmax, 1.0), np.nan)
 
     def info_corr2(self):
         """Information correlation 2 (cm_info_corr2, IBSI JN9H): F = sqrt(1 - exp(-2 (HXY2 - HXY))).
 
         HXY2 = -sum_i sum_j p_i. p_.j log2(p_i. p_.j), which equals HX + HY >= HXY (rounding below is clipped).
         """
-        hx, hy = self._hx_hy()
-        return np.sqrt(1.0 - np.exp(-2.0 * np.maximum(hx + hy - self.joint_entr(), 0.0)))
+        hx, hy = self._hx_hy
+        return np.sqrt(1.0 - np.exp(-2.0 * np.maximum(hx + hy - self._joint_entropy, 0.0)))
 
 
 def glcm_features(matrices, grey, n_levels) -> dict:

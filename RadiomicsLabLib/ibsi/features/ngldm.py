@@ -13,7 +13,6 @@ The feature formulas are shared with GLSZM and GLDZM (:mod:`.zones`).
 import numpy as np
 
 from ..roi import Roi
-from . import _texture_kernels as _kernels
 from . import zones
 from .zones import CountMatrix
 
@@ -62,24 +61,13 @@ FUNCTIONS = {base: function for base, function, *_ in SPECS}
 FEATURES = zones.describe(PREFIX, SPECS, "gldm")
 
 
-def dependence_counts(levels: np.ndarray, mask: np.ndarray, distance: int, coarseness: float,
-                      in_plane: bool) -> np.ndarray:
-    """For every voxel of ``mask`` (C order), its number of dependent neighbours: voxels within Chebyshev
-    ``distance`` (in-plane or 3D) with a grey level > 0 (``levels``: 0 outside the ROI, zero-padded by at least
-    ``distance`` around ``mask``) that differs from the voxel's by at most ``coarseness``. One compiled pass."""
-    offsets = zones.flat_neighbour_offsets(distance, in_plane, levels.shape)
-    return _kernels.dependence_counts(np.ascontiguousarray(levels, dtype=np.int64), np.ascontiguousarray(mask),
-                                      offsets, float(coarseness))
-
-
 def dependence_matrices(roi: Roi, settings=None, in_plane: bool = False) -> list[CountMatrix]:
     """The NGLDM of every slice holding ROI voxels (``in_plane``), else a one-element list with the volume's NGLDM."""
     distance = int(getattr(settings, "ngldm_distance", 1))
-    alpha = float(getattr(settings, "ngldm_coarseness", 0))
     levels, intensity, _ = zones.roi_box(roi, pad=distance)
     if not intensity.any():
         return []
-    counts = dependence_counts(levels, intensity, distance, alpha, in_plane)
+    counts = zones.neighbourhood_counts(roi, settings, distance, in_plane)[2]   # shared with the NGTDM
     slice_ids = np.nonzero(intensity)[0] - distance if in_plane else None
     core = tuple(slice(distance, n - distance) for n in levels.shape)
     return zones.count_matrices(levels[intensity], counts + 1, slice_ids, intensity[core], in_plane)

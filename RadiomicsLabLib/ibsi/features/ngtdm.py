@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..roi import Roi
-from . import _texture_kernels as _kernels
 from . import zones
 from .common import Undefined
 
@@ -119,8 +118,7 @@ def grey_tone_difference_matrices(roi: Roi, settings=None, in_plane: bool = Fals
     if not intensity.any():
         return []
     # per ROI voxel (C order): the sum of its neighbours' grey levels and their number, in one compiled pass
-    total, count = _kernels.neighbour_sums(np.ascontiguousarray(levels, dtype=np.int64), np.ascontiguousarray(intensity),
-                                           zones.flat_neighbour_offsets(distance, in_plane, levels.shape))
+    total, count, _ = zones.neighbourhood_counts(roi, settings, distance, in_plane)
     valid = count > 0
     level = levels[intensity][valid]
     difference = np.abs(level - total[valid] / count[valid])

@@ -24,7 +24,9 @@ Aggregation (IBSI 1, texture feature aggregation), one tag suffix per dimension:
 - ``_3D``: one matrix of the volume (26-connected zones, 3D neighbourhood).
 """
 
+import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -81,17 +83,28 @@ class CountMatrix:
         keys, sums = common.unique_counts(i * width + j, (int(i.max()) + 1) * width, weights=count)
         return cls(keys // width, keys % width, sums, int(n_voxels))
 
-    @property
+    # N_s, p_ij and the float row and column indices are computed once (read-only)
+    @cached_property
     def n_s(self) -> float:
         """``N_s``: the sum of all elements."""
         return float(self.count.sum())
 
-    @property
+    @cached_property
     def p(self) -> np.ndarray:
         """``p_ij = s_ij / N_s`` of the listed elements."""
         if self.n_s == 0:
             raise Undefined("the matrix is empty")
         return self.count / self.n_s
+
+    @cached_property
+    def i_float(self) -> np.ndarray:
+        """``i`` of the listed elements, as floats."""
+        return self.i.astype(np.float64)
+
+    @cached_property
+    def j_float(self) -> np.ndarray:
+        """``j`` of the listed elements, as floats."""
+        return self.j.astype(np.float64)
 
     def row_sums(self) -> np.ndarray:
         """``s_i.`` for every grey level present."""
@@ -115,7 +128,7 @@ def small_emphasis(m: CountMatrix) -> float:
 
     Small zone emphasis ``szm_sze``, small distance emphasis ``dzm_sde``, low dependence emphasis ``ngl_lde``.
     """
-    return float(np.sum(m.p / m.j.astype(np.float64) ** 2))
+    return float(np.sum(m.p / m.j_float ** 2))
 
 
 def large_emphasis(m: CountMatrix) -> float:
@@ -123,7 +136,7 @@ def large_emphasis(m: CountMatrix) -> float:
 
     Large zone emphasis ``szm_lze``, large distance emphasis ``dzm_lde``, high dependence emphasis ``ngl_hde``.
     """
-    return float(np.sum(m.p * m.j.astype(np.float64) ** 2))
+    return float(np.sum(m.p * m.j_float ** 2))
 
 
 def low_grey_level_emphasis(m: CountMatrix) -> float:
@@ -131,7 +144,7 @@ def low_grey_level_emphasis(m: CountMatrix) -> float:
 
     Low grey level zone emphasis ``szm_lgze`` / ``dzm_lgze``, low grey level count emphasis ``ngl_lgce``.
     """
-    return float(np.sum(m.p / m.i.astype(np.float64) ** 2))
+    return float(np.sum(m.p / m.i_float ** 2))
 
 
 def high_grey_level_emphasis(m: CountMatrix) -> float:
@@ -139,7 +152,7 @@ def high_grey_level_emphasis(m: CountMatrix) -> float:
 
     High grey level zone emphasis ``szm_hgze`` / ``dzm_hgze``, high grey level count emphasis ``ngl_hgce``.
     """
-    return float(np.sum(m.p * m.i.astype(np.float64) ** 2))
+    return float(np.sum(m.p * m.i_float ** 2))
 
 
 def small_low_grey_level_emphasis(m: CountMatrix) -> float:
@@ -147,7 +160,7 @@ def small_low_grey_level_emphasis(m: CountMatrix) -> float:
 
     ``szm_szlge`` (small zone low grey level emphasis), ``dzm_sdlge``, ``ngl_ldlge``.
     """
-    return float(np.sum(m.p / (m.i.astype(np.float64) ** 2 * m.j.astype(np.float64) ** 2)))
+    return float(np.sum(m.p / (m.i_float ** 2 * m.j_float ** 2)))
 
 
 def small_high_grey_level_emphasis(m: CountMatrix) -> float:
@@ -155,7 +168,7 @@ def small_high_grey_level_emphasis(m: CountMatrix) -> float:
 
     ``szm_szhge`` (small zone high grey level emphasis), ``dzm_sdhge``, ``ngl_ldhge``.
     """
-    return float(np.sum(m.p * m.i.astype(np.float64) ** 2 / m.j.astype(np.float64) ** 2))
+    return float(np.sum(m.p * m.i_float ** 2 / m.j_float ** 2))
 
 
 def large_low_grey_level_emphasis(m: CountMatrix) -> float:
@@ -163,7 +176,7 @@ def large_low_grey_level_emphasis(m: CountMatrix) -> float:
 
     ``szm_lzlge`` (large zone low grey level emphasis), ``dzm_ldlge``, ``ngl_hdlge``.
     """
-    return float(np.sum(m.p * m.j.astype(np.float64) ** 2 / m.i.astype(np.float64) ** 2))
+    return float(np.sum(m.p * m.j_float ** 2 / m.i_float ** 2))
 
 
 def large_high_grey_level_emphasis(m: CountMatrix) -> float:
@@ -171,7 +184,7 @@ def large_high_grey_level_emphasis(m: CountMatrix) -> float:
 
     ``szm_lzhge`` (large zone high grey level emphasis), ``dzm_ldhge``, ``ngl_hdhge``.
     """
-    return float(np.sum(m.p * m.i.astype(np.float64) ** 2 * m.j.astype(np.float64) ** 2))
+    return float(np.sum(m.p * m.i_float ** 2 * m.j_float ** 2))
 
 
 def grey_level_non_uniformity(m: CountMatrix) -> float:
@@ -222,7 +235,7 @@ def grey_level_variance(m: CountMatrix) -> float:
 
     ``szm_gl_var``, ``dzm_gl_var``, ``ngl_gl_var``.
     """
-    p, i = m.p, m.i.astype(np.float64)
+    p, i = m.p, m.i_float
     return float(np.sum((i - np.sum(i * p)) ** 2 * p))
 
 
@@ -231,7 +244,7 @@ def column_variance(m: CountMatrix) -> float:
 
     Zone size variance ``szm_zs_var``, zone distance variance ``dzm_zd_var``, dependence count variance ``ngl_dc_var``.
     """
-    p, j = m.p, m.j.astype(np.float64)
+    p, j = m.p, m.j_float
     return float(np.sum((j - np.sum(j * p)) ** 2 * p))
 
 
@@ -363,6 +376,25 @@ def flat_neighbour_offsets(distance: int, in_plane: bool, shape) -> np.ndarray:
     return (offsets[:, 0] * shape[1] + offsets[:, 1]) * shape[2] + offsets[:, 2]
 
 
+def neighbourhood_counts(roi: Roi, settings, distance: int, in_plane: bool):
+    """For every voxel of :func:`roi_box` ``(roi, pad=distance)``'s intensity mask (C order), over its neighbours
+    within Chebyshev ``distance`` (in-plane or 3D): (sum of the grey levels of those in the mask, their number)
+    for the NGTDM, and the number of dependent ones (grey level > 0 within ``settings.ngldm_coarseness``) for the
+    NGLDM; one compiled pass (:func:`~._texture_kernels.neighbourhood_counts`), made once per Roi, distance and
+    plane (:meth:`Roi.derived`): the NGTDM and NGLDM of one extraction share it when their distances agree."""
+    alpha = float(getattr(settings, "ngldm_coarseness", 0))
+    # grey levels are integers: |i - j| <= alpha exactly when |i - j| <= floor(alpha) (never for a NaN alpha)
+    coarseness = int(math.floor(min(max(alpha, -1.0), 2.0 ** 40))) if alpha == alpha else -1
+
+    def make():
+        levels, intensity, _ = roi_box(roi, pad=distance)
+        return _kernels.neighbourhood_counts(np.ascontiguousarray(levels, dtype=np.int64),
+                                             np.ascontiguousarray(intensity),
+                                             flat_neighbour_offsets(distance, in_plane, levels.shape), coarseness)
+
+    return roi.derived(("neighbourhood", int(distance), bool(in_plane), coarseness), make)
+
+
 @dataclass(frozen=True)
 class Zones:
     """Connected zones of equal grey level (IBSI 1, section 3.8): per voxel of the intensity mask and per zone.
@@ -395,8 +427,12 @@ def label_zones(levels: np.ndarray, in_plane: bool) -> Zones:
     mask = levels > 0
     voxels = np.flatnonzero(mask)
     if levels.ndim == 3:
-        # zero-padded so that every neighbour of a ROI voxel lies in the grid
-        label, n_zones = _kernels.zone_labels(np.pad(np.asarray(levels, dtype=np.int64), 1), bool(in_plane))
+        # zero-padded so that every neighbour of a ROI voxel lies in the grid (unless its border faces are zero
+        # already, as those of roi_box are)
+        grid = np.ascontiguousarray(levels, dtype=np.int64)
+        if not _zero_border(grid):
+            grid = np.pad(grid, 1)
+        label, n_zones = _kernels.zone_labels(grid, bool(in_plane))
     else:
         index = np.full(levels.shape, -1, dtype=np.int64)
         index[mask] = np.arange(voxels.size)
@@ -419,6 +455,14 @@ def label_zones(levels: np.ndarray, in_plane: bool) -> Zones:
     zone_slice = np.zeros(n_zones, dtype=np.int64)
     zone_slice[label] = voxels // max(int(np.prod(levels.shape[1:])), 1)     # first index of a C-order flat index
     return Zones(voxels, label, level, np.bincount(label, minlength=n_zones), zone_slice)
+
+
+def _zero_border(grid: np.ndarray) -> bool:
+    """Whether the six border faces of the 3D ``grid`` are all zero (at least 3 voxels along every axis)."""
+    if min(grid.shape) < 3:
+        return False
+    return not (grid[0].any() or grid[-1].any() or grid[:, 0].any() or grid[:, -1].any()
+                or grid[:, :, 0].any() or grid[:, :, -1].any())
 
 
 def border_distance(mask: np.ndarray, in_plane: bool) -> np.ndarray:
