@@ -723,64 +723,41 @@ def _ibsi_bases(feature_class: str) -> dict:
     return out
 
 
-#: Corners of a marching cube as bits of its configuration number, (dz, dy, dx) from the cube's origin
-#: (pyradiomics' corner order: its rule below flips the configurations holding corner 7).
-_CUBE_CORNERS = np.array([(0, 0, 0), (0, 0, 1), (0, 1, 1), (0, 1, 0), (1, 0, 0), (1, 0, 1), (1, 1, 1), (1, 1, 0)])
-
-
 @functools.cache
-def _cube_triangles() -> dict:
-    """{configuration 1..127: triangles (T, 3, 3) in cube coordinates}: the classic marching cubes
-    triangulation (Lorensen & Cline 1987; scikit-image's ``method="lorensen"`` run on the one cube)."""
-    from skimage.measure import marching_cubes
+def _cube_triangles() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(triangles, configuration, sign) of pyradiomics' marching cubes: the classic triangulation (Lorensen &
+    Cline 1987; :func:`~.ibsi.features.morphology.cube_triangles` ``"lorensen"``), except that a configuration
+    whose corner 7 ((dz, dy, dx) = (1, 1, 0)) is inside takes the triangles of its complement, counted with the
+    opposite orientation (pyradiomics' ``_cshape``: the isosurface is symmetric, so its table has 128 entries)."""
+    from .ibsi.features.morphology import cube_triangles
 
-    table = {}
-    for configuration in range(1, 128):
-        cube = np.zeros((2, 2, 2), dtype=np.float32)
-        for bit, corner in enumerate(_CUBE_CORNERS):
-            if configuration >> bit & 1:
-                cube[tuple(corner)] = 1.0
-        vertices, faces, _, _ = marching_cubes(cube, level=0.5, method="lorensen")
-        table[configuration] = vertices[faces].astype(np.float64)
-    return table
+    triangles, configuration = cube_triangles("lorensen")
+    rows, numbers, signs = [], [], []
+    for number in range(1, 255):
+        flipped = bool(number & 0x80)
+        of = np.flatnonzero(configuration == (number ^ 0xFF if flipped else number))
+        rows.append(of)
+        numbers += [number] * len(of)
+        signs += [-1.0 if flipped else 1.0] * len(of)
+    return triangles[np.concatenate(rows)], np.array(numbers, dtype=np.int64), np.array(signs)
 
 
 def pyradiomics_mesh(roi: np.ndarray, spacing) -> tuple[float, float, np.ndarray]:
     """(volume mm^3, surface area mm^2, vertices (n, 3) mm) of pyradiomics' marching-cubes mesh of ``roi``.
 
-    Every 2x2x2 cube of the zero-padded mask is triangulated with the classic table; a cube whose corner 7
-    ((dz, dy, dx) = (1, 1, 0)) is inside takes the triangles of its complement, counted with the opposite
-    orientation (pyradiomics' ``_cshape``: the isosurface is symmetric, so its table has 128 entries). The
-    volume is the signed sum of the tetrahedra (origin, triangle) over 6, the area the sum of the triangle
-    areas, the vertices the distinct edge midpoints of the mesh.
+    Every 2x2x2 cube of the zero-padded mask is triangulated with pyradiomics' table (:func:`_cube_triangles`);
+    volume and area are sums over the cube configurations (:func:`~.ibsi.features.morphology.mesh_volume_area`),
+    the vertices the distinct edge midpoints of the mesh (every edge between a voxel inside and one outside).
     """
-    padded = np.pad(np.asarray(roi, dtype=bool), 1).astype(np.int64)
-    shape = tuple(n - 1 for n in padded.shape)
-    configuration = np.zeros(shape, dtype=np.int64)
-    for bit, (dz, dy, dx) in enumerate(_CUBE_CORNERS):
-        configuration |= padded[dz:dz + shape[0], dy:dy + shape[1], dx:dx + shape[2]] << bit
-    cubes = np.flatnonzero((configuration > 0) & (configuration < 255))
-    flipped = (configuration.ravel()[cubes] & 0x80) != 0
-    config = np.where(flipped, configuration.ravel()[cubes] ^ 0xFF, configuration.ravel()[cubes])
-    origins = np.stack(np.unravel_index(cubes, shape), axis=1).astype(np.float64)
-    order = np.argsort(config, kind="stable")
-    bounds = np.flatnonzero(np.diff(config[order])) + 1
-    step = np.asarray(spacing, dtype=np.float64)
-    volume = area = 0.0
-    vertices = []
-    for group in np.split(order, bounds):
-        if group.size == 0:
-            continue
-        triangles = (origins[group][:, None, None, :] + _cube_triangles()[int(config[group[0]])][None]) * step
-        a, b, c = triangles[:, :, 0], triangles[:, :, 1], triangles[:, :, 2]
-        sign = np.where(flipped[group], -1.0, 1.0)[:, None]
-        volume += float(np.sum(sign * np.einsum("ntk,ntk->nt", np.cross(a, b), c)))
-        area += float(0.5 * np.linalg.norm(np.cross(a - c, b - c), axis=-1).sum())
-        vertices.append(triangles.reshape(-1, 3))
-    points = np.concatenate(vertices) if vertices else np.zeros((0, 3))
-    lattice = np.unique(np.round(points / step * 2.0).astype(np.int64), axis=0)   # half-voxel lattice
+    from .ibsi.features._morphology_kernels import cube_configurations, surface_cells
+    from .ibsi.features.morphology import cube_lookup, mesh_volume_area
+
+    padded = np.pad(np.asarray(roi, dtype=bool), 1)
+    counts, origins = cube_configurations(padded, cube_lookup())
+    volume, area = mesh_volume_area(counts, origins, spacing, *_cube_triangles())
+    lattice = np.unique(surface_cells(padded), axis=0)   # half-voxel lattice
     # padded index i is ROI-box index i - 1
-    return abs(volume) / 6.0, area, (lattice / 2.0 - 1.0) * step
+    return volume, area, (lattice / 2.0 - 1.0) * np.asarray(spacing, dtype=np.float64)
 
 
 def shape_features(roi: np.ndarray, spacing, names=None) -> dict:

@@ -1,4 +1,5 @@
-"""Compiled loops of the morphology family: the oriented minimum bounding box and the MVEE iterations.
+"""Compiled loops of the morphology family: the marching-cubes configurations of a mask and its surface's edge
+midpoints, the oriented minimum bounding box and the MVEE iterations.
 
 The same formulas and steps as the numpy versions they replace (see
 :func:`~RadiomicsLabLib.ibsi.features.morphology.oriented_minimum_bounding_box` and
@@ -192,6 +193,70 @@ def oriented_minimum_bounding_box(points, facets, normals, selected, best):
             best_volume = volume
             best[0], best[1], best[2] = high - low, width, height
     return best
+
+
+@njit(cache=True, nogil=True)
+def cube_configurations(padded, lookup):
+    """Per marching-cubes configuration c: how many 2 x 2 x 2 cubes of the boolean grid ``padded`` have it and the
+    sum of their origins' (z, y, x) indices (exact integers); configurations 0 and 255 (no surface) are not counted.
+
+    A cube's configuration is ``lookup[left | right << 4]``, where left and right are its two x columns' four
+    voxels as bits (dz, dy) -> 2 dz + dy: each column's bits are made once and shared by the two cubes beside it.
+    """
+    nz, ny, nx = padded.shape
+    counts = np.zeros(256, dtype=np.int64)
+    origins = np.zeros((256, 3), dtype=np.int64)
+    columns = np.empty(nx, dtype=np.int64)
+    for z in range(nz - 1):
+        for y in range(ny - 1):
+            a, b, c, d = padded[z, y], padded[z, y + 1], padded[z + 1, y], padded[z + 1, y + 1]
+            for x in range(nx):
+                columns[x] = a[x] | (b[x] << 1) | (c[x] << 2) | (d[x] << 3)
+            for x in range(nx - 1):
+                code = columns[x] | (columns[x + 1] << 4)
+                if code != 0 and code != 255:
+                    configuration = lookup[code]
+                    counts[configuration] += 1
+                    origins[configuration, 0] += z
+                    origins[configuration, 1] += y
+                    origins[configuration, 2] += x
+    return counts, origins
+
+
+@njit(cache=True, nogil=True)
+def _surface_edges(padded, z, y, x, cells, k):
+    """Writes, from row ``k`` of ``cells`` (when it is not empty), the half-voxel cells of the edges from the set
+    voxel (z, y, x) to its unset 6-neighbours (order -z, +z, -y, +y, -x, +x); returns the next row."""
+    for axis in range(3):
+        for step in (-1, 1):
+            dz, dy, dx = (step if axis == 0 else 0), (step if axis == 1 else 0), (step if axis == 2 else 0)
+            if not padded[z + dz, y + dy, x + dx]:
+                if cells.shape[0]:
+                    cells[k, 0], cells[k, 1], cells[k, 2] = 2 * z + dz, 2 * y + dy, 2 * x + dx
+                k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def surface_cells(padded):
+    """The midpoints of the edges between a set voxel of the boolean grid ``padded`` (zero on its border) and an
+    unset 6-neighbour, on the lattice of half voxels (n x 3 int: twice the index, plus or minus 1 along the edge):
+    the vertices of a marching-cubes surface of ``padded`` at level 0.5 (Lewiner's cube-centre vertices aside), in
+    (z, y, x) scan order, each edge once. Two passes: the count, then the cells."""
+    nz, ny, nx = padded.shape
+    cells = np.empty((0, 3), dtype=np.int64)
+    for fill in range(2):
+        k = 0
+        for z in range(1, nz - 1):
+            for y in range(1, ny - 1):
+                row, below, above = padded[z, y], padded[z, y - 1], padded[z, y + 1]
+                front, back = padded[z - 1, y], padded[z + 1, y]
+                for x in range(1, nx - 1):
+                    if row[x] and not (front[x] and back[x] and below[x] and above[x] and row[x - 1] and row[x + 1]):
+                        k = _surface_edges(padded, z, y, x, cells, k)
+        if fill == 0:
+            cells = np.empty((k, 3), dtype=np.int64)
+    return cells
 
 
 @njit(cache=True, nogil=True)

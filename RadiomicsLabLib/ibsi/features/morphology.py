@@ -10,12 +10,16 @@ lambda_least`` eigenvalues of the covariance matrix of the voxel centres of the 
 
 Choices made here (IBSI leaves them open or allows approximation):
 
-- Mesh: ``skimage.measure.marching_cubes`` (Lewiner) at level 0.5 on the morphological mask
-  cropped to its bounding box and padded with one voxel of zeros, with the voxel spacing, so
-  vertex coordinates are mm. The mesh is closed and consistently oriented, so the signed
-  tetrahedron volumes ``a . (b x c) / 6`` of its faces sum (divergence theorem) to +/- V; the
-  absolute value is taken, so the orientation convention (and the (z, y, x) axis order, an odd
-  permutation of (x, y, z)) does not matter.
+- Mesh: marching cubes (Lewiner, as ``skimage.measure.marching_cubes`` makes it) at level 0.5 on the
+  morphological mask cropped to its bounding box and padded with one voxel of zeros, vertex
+  coordinates in mm. The mesh is closed and consistently oriented, so the signed tetrahedron volumes
+  ``a . (b x c) / 6`` of its faces sum (divergence theorem) to +/- V; the absolute value is taken, so
+  the orientation convention (and the (z, y, x) axis order, an odd permutation of (x, y, z)) does not
+  matter. The mesh is never built: marching cubes triangulates each 2 x 2 x 2 cube from its own eight
+  values (Lewiner's face and interior tests included), so on a binary mask V and A are sums over the
+  256 cube configurations of per-configuration terms (scikit-image's triangles of the one cube) times
+  how many cubes have it (:func:`mesh_volume_area`), and the mesh's vertices that can be on its convex
+  hull are the midpoints of the edges between a mask voxel and an outside 6-neighbour.
 - Covariance of voxel positions: the sample covariance (``1 / (N_v - 1)``), as MIRP does; the
   digital phantom's minor and least axis lengths fail with ``1 / N_v`` (pyradiomics' choice, so
   pyradiomics' axis lengths are ours times sqrt((N_v - 1) / N_v)).
@@ -40,6 +44,7 @@ Choices made here (IBSI leaves them open or allows approximation):
 
 from __future__ import annotations
 
+import functools
 import math
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
@@ -108,43 +113,39 @@ class Morphology:
 
     # -- mesh --------------------------------------------------------------------------------
     @cached_property
-    def mesh(self) -> tuple[np.ndarray, np.ndarray]:
-        """(vertices in mm in the voxel-centre frame, faces) of the marching-cubes mesh."""
-        from skimage.measure import marching_cubes
-
+    def _padded_mask(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the morphological mask cropped to its bounding box and padded with one voxel of zeros, the whole
+        grid's index of the padded crop's first voxel)."""
         box = bounding_box(self.morph_mask)
-        low = np.array([b.start for b in box], dtype=np.int64)
-        crop = self.morph_mask[box]
-        padded = np.pad(crop.astype(np.float32), 1, mode="constant", constant_values=0.0)
-        vertices, faces, _, _ = marching_cubes(padded, level=0.5, spacing=tuple(self.spacing))
-        # padded index i corresponds to grid index i - 1 + low (+ the crop's offset)
-        vertices = vertices + (low + self.offset - 1) * self.spacing
-        return vertices.astype(np.float64), faces
+        start = np.array([b.start for b in box], dtype=np.int64) + self.offset - 1
+        return np.pad(self.morph_mask[box], 1), start
 
     @cached_property
-    def _triangles(self):
-        vertices, faces = self.mesh
-        centred = vertices - vertices.mean(axis=0)
-        return centred[faces[:, 0]], centred[faces[:, 1]], centred[faces[:, 2]]
+    def _volume_area(self) -> tuple[float, float]:
+        padded, _ = self._padded_mask
+        counts, origins = _kernels.cube_configurations(padded, cube_lookup())
+        return mesh_volume_area(counts, origins, self.spacing, *cube_triangles("lewiner"))
 
     @cached_property
     def volume(self) -> float:
-        a, b, c = self._triangles
-        return float(abs(np.einsum("ij,ij->", a, np.cross(b, c))) / 6.0)
+        """Mesh volume V (mm^3)."""
+        return self._volume_area[0]
 
     @cached_property
     def area(self) -> float:
-        a, b, c = self._triangles
-        return float(0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1).sum())
+        """Mesh surface area A (mm^2)."""
+        return self._volume_area[1]
 
     # -- convex hull -------------------------------------------------------------------------
     @cached_property
     def hull_candidates(self) -> np.ndarray:
-        """The mesh vertices that can be vertices of its convex hull: those at either end of every axis-parallel
-        line of vertices through them (:func:`._morphology_kernels.line_extremes`; about a quarter of them)."""
-        vertices = self.mesh[0]
-        cells = np.rint((vertices - vertices.min(axis=0)) / (0.5 * self.spacing)).astype(np.int64)
-        return vertices[_kernels.line_extremes(cells)]
+        """The mesh vertices (mm) that can be vertices of its convex hull, in scan order: of the surface's edge
+        midpoints (:func:`._morphology_kernels.surface_cells`; Lewiner's cube-centre vertices lie inside their
+        cube's surface), those at either end of every axis-parallel line of them
+        (:func:`._morphology_kernels.line_extremes`; about two in five)."""
+        padded, start = self._padded_mask
+        cells = _kernels.surface_cells(padded)
+        return (cells[_kernels.line_extremes(cells)] * 0.5 + start) * self.spacing
 
     @cached_property
     def hull(self) -> ConvexHull:
@@ -198,6 +199,66 @@ class Morphology:
 # ----------------------------------------------------------------------------------------------
 # Algorithms
 # ----------------------------------------------------------------------------------------------
+
+#: Corners of a marching cube as the bits of its configuration number, (dz, dy, dx) from the cube's origin.
+CUBE_CORNERS = np.array([(0, 0, 0), (0, 0, 1), (0, 1, 1), (0, 1, 0), (1, 0, 0), (1, 0, 1), (1, 1, 1), (1, 1, 0)])
+
+
+@functools.cache
+def cube_lookup() -> np.ndarray:
+    """Configuration number (bits: :data:`CUBE_CORNERS`) of a cube whose two x columns hold the bits ``left`` and
+    ``right`` (voxel (dz, dy) -> bit 2 dz + dy), indexed by ``left | right << 4`` (see
+    :func:`._morphology_kernels.cube_configurations`)."""
+    lookup = np.zeros(256, dtype=np.int64)
+    for code in range(256):
+        for bit, (dz, dy, dx) in enumerate(CUBE_CORNERS):
+            lookup[code] |= ((code >> (4 * dx + 2 * dz + dy)) & 1) << bit
+    return lookup
+
+
+@functools.cache
+def cube_triangles(method: str) -> tuple[np.ndarray, np.ndarray]:
+    """(triangles (T, 3, 3), configuration (T,)) of every marching-cubes configuration 1 .. 254 at level 0.5, in
+    voxel units from the cube's origin (bits: :data:`CUBE_CORNERS`): ``skimage.measure.marching_cubes`` with
+    ``method`` (``"lewiner"`` or ``"lorensen"``) run on the one cube. Both triangulate a cube from its own eight
+    values only, so a binary grid's mesh is the union of its cubes' entries."""
+    from skimage.measure import marching_cubes
+
+    triangles, configuration = [], []
+    for number in range(1, 255):
+        cube = np.zeros((2, 2, 2), dtype=np.float32)
+        for bit, corner in enumerate(CUBE_CORNERS):
+            if number >> bit & 1:
+                cube[tuple(corner)] = 1.0
+        vertices, faces, _, _ = marching_cubes(cube, level=0.5, method=method)
+        triangles.append(vertices[faces].astype(np.float64))
+        configuration += [number] * len(faces)
+    return np.concatenate(triangles), np.array(configuration, dtype=np.int64)
+
+
+def mesh_volume_area(counts, origins, spacing, triangles, configuration, sign=1.0) -> tuple[float, float]:
+    """(V, A) of a marching-cubes mesh given per configuration its number of cubes ``counts`` and the sum of their
+    origins ``origins`` (:func:`._morphology_kernels.cube_configurations`; ``spacing`` (z, y, x) mm) and its
+    ``triangles`` (:func:`cube_triangles`; ``sign`` per triangle: -1 for a reversed one).
+
+    A = sum_t n_c(t) |(b - a) x (c - a)| / 2 over the table's triangles t (n_c: cubes of t's configuration).
+    V = |sum over the mesh's triangles of a . (b x c)| / 6, and the triangle a' + o, b' + o, c' + o of a cube at
+    o gives a' . (b' x c') + o . (b' x c' + c' x a' + a' x b'), so 6 V = |sum_t n_c(t) a . (b x c) + O_c(t) . (b x
+    c + c x a + a x b)|, O_c the sum of the origins of the cubes of configuration c (integers: exact). The
+    origin is the grid's first voxel: a closed mesh's V does not depend on it, pyradiomics' (not always closed)
+    does, and pyradiomics takes the same one.
+    """
+    spacing = np.asarray(spacing, dtype=np.float64)
+    sign = np.broadcast_to(np.asarray(sign, dtype=np.float64), configuration.shape)[:, None]
+    a, b, c = (triangles[:, k] * spacing for k in range(3))
+    bc = np.cross(b, c)
+    moments = origins[configuration] * spacing
+    n = counts[configuration].astype(np.float64)
+    volume = np.dot(n, np.einsum("ij,ij->i", a, sign * bc)) + \
+        np.einsum("ij,ij->", moments, sign * (bc + np.cross(c, a) + np.cross(a, b)))
+    area = 0.5 * np.dot(n, np.linalg.norm(np.cross(b - a, c - a), axis=1))
+    return float(abs(volume) / 6.0), float(area)
+
 
 def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str = "fft",
                      max_fft_elements: int = MAX_FFT_ELEMENTS) -> tuple[float, float, float]:
