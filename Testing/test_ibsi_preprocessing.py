@@ -14,6 +14,7 @@ from RadiomicsLabLib.ibsi.config import IbsiSettings
 from RadiomicsLabLib.ibsi.configurations import CONFIGURATIONS, DIGITAL_PHANTOM
 from RadiomicsLabLib.ibsi.preprocessing import (FEATURES, interpolated_geometry, interpolation_grid, prepare_roi)
 from RadiomicsLabLib.ibsi.reference import chapter1_reference, digital_phantom_roi, ibsi1_images
+from RadiomicsLabLib.ibsi.roi import Roi
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +71,22 @@ def test_roi_geometry_and_masks(prepared):
         assert not np.any(roi.intensity_mask & ~roi.morphological_mask)   # re-segmentation only removes voxels
     # Rounded CT intensities after interpolation (configurations B-E).
     assert np.array_equal(roi_e.image, np.rint(roi_e.image))
+
+
+def test_roi_box_is_the_bounding_box_of_the_masks(prepared):
+    """The box prepare_roi hands the families is the morphological mask's bounding box (which holds the intensity
+    mask); the box-limited scans give what whole-grid numpy gives."""
+    for roi, _ in prepared.values():
+        nonzero = np.argwhere(roi.morphological_mask)
+        assert roi.box == tuple(slice(int(a), int(b) + 1) for a, b in zip(nonzero.min(axis=0), nonzero.max(axis=0)))
+        inside = np.argwhere(roi.intensity_mask)
+        assert roi.bounding_box(roi.intensity_mask) == \
+            tuple(slice(int(a), int(b) + 1) for a, b in zip(inside.min(axis=0), inside.max(axis=0)))
+        assert np.array_equal(roi.values(), roi.image[roi.intensity_mask])
+        unknown = Roi(roi.image, roi.morphological_mask, roi.intensity_mask, roi.spacing)   # box found on demand
+        assert unknown.box is None and unknown.masks_box() == roi.box
+    empty = Roi(np.zeros((2, 3, 4)), np.zeros((2, 3, 4), bool), np.zeros((2, 3, 4), bool), (1.0, 1.0, 1.0))
+    assert empty.bounding_box(empty.intensity_mask) is None and empty.values().size == 0
 
 
 def test_digital_phantom_is_used_as_it_is(digital_phantom):

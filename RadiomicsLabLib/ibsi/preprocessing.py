@@ -156,7 +156,9 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings) -> tuple[Roi, dic
     diagnostics.update(_roi_diagnostics("reseg_roi", roi_mask.shape, _mask_summary(image_array, box, kept, integral),
                                         summary))
 
-    roi = Roi(image_array, roi_mask, intensity_mask, spacing)
+    # the morphological mask's bounding box (``inside`` is not empty), which the families crop to
+    tight = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, _kernels.bounding_box(inside)))
+    roi = Roi(image_array, roi_mask, intensity_mask, spacing, box=tight)
     hu_warning = ct_range_warning(image_array, roi_mask, intensity_mask, settings.resegment_range,
                                   diagnostics["min_int_interp_img"])
     if hu_warning:

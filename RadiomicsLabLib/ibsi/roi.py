@@ -4,6 +4,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._preprocessing_kernels import bounding_box
+
 
 @dataclass
 class Roi:
@@ -17,6 +19,8 @@ class Roi:
     - ``levels``: discretised grey levels 1..``n_levels`` inside the intensity mask, 0 outside
       (None until discretised; see :mod:`~RadiomicsLabLib.ibsi.discretisation`).
     - ``notes``: why a feature came back as NaN, filled by the families.
+    - ``box``: the bounding box (slices) of the morphological mask, which holds the intensity mask, when the
+      maker knows it (:func:`~RadiomicsLabLib.ibsi.preprocessing.prepare_roi`); else :meth:`masks_box` finds it.
     - ``cache``: arrays the families derive from this Roi and share (the cropped grid, the zones), made on
       first use by :meth:`derived`. Every Roi starts with an empty one (:meth:`with_levels` and
       ``dataclasses.replace`` too), so change a Roi's arrays only before use.
@@ -29,6 +33,7 @@ class Roi:
     levels: np.ndarray | None = None
     n_levels: int | None = None
     notes: list = field(default_factory=list)
+    box: tuple | None = None
     cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
@@ -44,10 +49,30 @@ class Roi:
             self.cache[key] = make()
         return self.cache[key]
 
+    def masks_box(self) -> tuple:
+        """The bounding box (slices) of both masks: ``box``, or found once (:meth:`derived`); empty slices for an
+        empty ROI. Cropping to it leaves every ROI voxel, in the same (C) order."""
+        if self.box is not None:
+            return self.box
+        return self.derived("masks_box", lambda: bounding_box(np.logical_or(self.morphological_mask,
+                                                                           self.intensity_mask))
+                            or tuple(slice(0, 0) for _ in self.morphological_mask.shape))
+
+    def bounding_box(self, array: np.ndarray) -> tuple | None:
+        """The bounding box (slices) of the non-zero voxels of ``array``, an array on the Roi's grid that is zero
+        outside the masks (the intensity mask, the grey levels), scanning :meth:`masks_box` only; None if empty."""
+        box = self.masks_box()
+        inner = bounding_box(array[box])
+        if inner is None:
+            return None
+        return tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, inner))
+
     def values(self) -> np.ndarray:
-        """Intensities inside the intensity mask (1D, float64)."""
-        return self.image[self.intensity_mask]
+        """Intensities inside the intensity mask (1D, float64, C order)."""
+        box = self.masks_box()
+        return self.image[box][self.intensity_mask[box]]
 
     def with_levels(self, levels: np.ndarray, n_levels: int) -> "Roi":
         """A copy sharing the arrays, with discretised grey levels attached."""
-        return Roi(self.image, self.morphological_mask, self.intensity_mask, self.spacing, levels, int(n_levels), self.notes)
+        return Roi(self.image, self.morphological_mask, self.intensity_mask, self.spacing, levels, int(n_levels),
+                   self.notes, self.box)

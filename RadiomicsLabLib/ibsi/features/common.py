@@ -373,9 +373,10 @@ def grey_index(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return grey, lut[levels]
 
 
-def crop_to_roi(levels: np.ndarray) -> np.ndarray:
-    """The bounding box of the non-zero grey levels (pairs and runs outside it only meet zeros)."""
-    box = bounding_box(levels)
+def crop_to_roi(levels: np.ndarray, roi=None) -> np.ndarray:
+    """The bounding box of the non-zero grey levels (pairs and runs outside it only meet zeros); with ``roi`` (whose
+    levels they are) only its masks' box is scanned (:meth:`~RadiomicsLabLib.ibsi.roi.Roi.bounding_box`)."""
+    box = bounding_box(levels) if roi is None else roi.bounding_box(levels)
     if box is None:
         return levels[tuple(slice(0, 0) for _ in levels.shape)]
     return levels[box]
@@ -390,7 +391,7 @@ def require_levels(roi, family: str) -> None:
 def texture_grid(roi, family: str) -> tuple[np.ndarray, np.ndarray]:
     """:func:`grey_index` of ``roi.levels`` cropped to the ROI; an empty ROI gives a one-voxel grid outside it."""
     require_levels(roi, family)
-    grey, index = grey_index(crop_to_roi(np.asarray(roi.levels)))
+    grey, index = grey_index(crop_to_roi(np.asarray(roi.levels), roi))
     if grey.size == 0:
         index, grey = np.full((1, 1, 1), -1, dtype=np.int64), np.array([1])
     return grey, index
@@ -402,7 +403,7 @@ def padded_levels(roi, family: str, pad: int = 1) -> np.ndarray:
     (:meth:`~RadiomicsLabLib.ibsi.roi.Roi.derived`) and shared by the GLCM and GLRLM: read-only."""
     require_levels(roi, family)
     return roi.derived(("padded_levels", int(pad)),
-                       lambda: np.pad(np.asarray(crop_to_roi(np.asarray(roi.levels)), dtype=np.int64), int(pad)))
+                       lambda: np.pad(np.asarray(crop_to_roi(np.asarray(roi.levels), roi), dtype=np.int64), int(pad)))
 
 
 # --- aggregation over directions and slices (IBSI 1 section 3.6.1) --------------------------------

@@ -42,13 +42,14 @@ def _sphere_sum(array: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 class LocalMeans:
     """The ROI voxels' intensities and the mean intensity in the 1 cm^3 sphere around each of them.
 
-    ``peaks_only``: only the voxels that can hold a peak (:func:`peak_candidates`): the same peaks.
+    ``peaks_only``: only the voxels that can hold a peak (:func:`peak_candidates`): the same peaks. ``roi_box``:
+    the bounding box of ``mask`` when known.
     """
 
-    def __init__(self, image: np.ndarray, mask: np.ndarray, spacing, peaks_only: bool = False):
+    def __init__(self, image: np.ndarray, mask: np.ndarray, spacing, peaks_only: bool = False, roi_box=None):
         kernel = sphere_kernel(spacing)
         half = [k // 2 for k in kernel.shape]
-        roi_box = bounding_box(mask)
+        roi_box = roi_box or bounding_box(mask)
         box = tuple(slice(max(b.start - h, 0), min(b.stop + h, n)) for b, h, n in zip(roi_box, half, image.shape))
         crop_image, crop_mask = image[box], mask[box]
         if all(b.start - h >= 0 and b.stop + h <= n for b, h, n in zip(roi_box, half, image.shape)):
@@ -120,4 +121,5 @@ def compute(roi: Roi, settings=None) -> dict:
     """Local intensity features of ``roi.image`` around the voxels of ``roi.intensity_mask`` (3D), keyed by IBSI tag."""
     if not roi.intensity_mask.any():
         return all_nan(FEATURES, roi, FAMILY, "the ROI intensity mask is empty")
-    return run(FUNCTIONS, LocalMeans(roi.image, roi.intensity_mask, roi.spacing, peaks_only=True), roi, FAMILY)
+    return run(FUNCTIONS, LocalMeans(roi.image, roi.intensity_mask, roi.spacing, peaks_only=True,
+                                       roi_box=roi.bounding_box(roi.intensity_mask)), roi, FAMILY)

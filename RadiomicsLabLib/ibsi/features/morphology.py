@@ -91,7 +91,7 @@ class Morphology:
         # the box's first voxel, added back to voxel indices so that positions are those of the whole grid.
         morph_mask = np.asarray(roi.morphological_mask, dtype=bool)
         int_mask = np.asarray(roi.intensity_mask, dtype=bool)
-        box = bounding_box(morph_mask | int_mask) or tuple(slice(0, 0) for _ in morph_mask.shape)
+        box = roi.masks_box()
         self.offset = np.array([b.start for b in box], dtype=np.int64)
         self.morph_mask = morph_mask[box]
         self.int_mask = int_mask[box]

@@ -31,7 +31,6 @@ from functools import cached_property
 import numpy as np
 
 from ..roi import Roi
-from .._preprocessing_kernels import bounding_box
 from . import common
 from . import _texture_kernels as _kernels
 from .common import Undefined, check_dimensions, evaluate
@@ -355,8 +354,8 @@ def roi_box(roi: Roi, pad: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 def _roi_box(roi: Roi, pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`roi_box`, computed."""
-    box = bounding_box(roi.intensity_mask | roi.morphological_mask)
-    if box is None:
+    box = roi.masks_box()
+    if any(b.start >= b.stop for b in box):
         shape = (1, 1, 1)
         return np.zeros(shape, np.int64), np.zeros(shape, bool), np.zeros(shape, bool)
     intensity = np.pad(roi.intensity_mask[box], pad)
