@@ -308,3 +308,50 @@ def test_mesh_sums_equal_the_whole_marching_cubes_mesh(method):
         on_edges = on_edges[(on_edges % 2).sum(axis=1) == 1]      # Lewiner's cube-centre vertices aside
         assert {tuple(v) for v in cells} == {tuple(v) for v in on_edges}
         assert len(cells) == len({tuple(v) for v in cells})
+
+
+def test_lattice_convex_hull_equals_qhull():
+    """The exact integer quickhull (:func:`morphology.convex_hull`) against Qhull on lattice points full of coplanar
+    and collinear ones (random points, surface cells of random and ellipsoidal masks), anisotropic steps: the same
+    vertices, volume, area and facet planes; every point below or on every facet; flat sets go to Qhull (error)."""
+    from scipy import ndimage
+    from scipy.spatial import ConvexHull, QhullError
+
+    from RadiomicsLabLib.ibsi.features import _morphology_kernels as kernels
+
+    rng = np.random.default_rng(11)
+    compared = 0
+    for trial in range(240):
+        if trial % 3 == 0:
+            cells = np.unique(rng.integers(0, rng.integers(2, 12), size=(rng.integers(5, 300), 3)), axis=0)
+        elif trial % 3 == 1:
+            mask = rng.random((8, 9, 10)) < 0.5
+            mask = ndimage.binary_opening(mask) if trial % 2 else mask
+            cells = kernels.surface_cells(np.pad(mask, 1))
+        else:
+            z, y, x = np.indices((14, 14, 14))
+            radius = rng.uniform(2, 7)
+            mask = (z - 6.5) ** 2 + ((y - 6.5) * rng.uniform(.5, 1.5)) ** 2 + ((x - 6) * rng.uniform(.3, 1.5)) ** 2 < \
+                radius ** 2
+            cells = kernels.surface_cells(np.pad(mask, 1))
+        if len(cells) < 4:
+            continue
+        step = rng.uniform(0.3, 2.0, 3)
+        points = cells * step + rng.uniform(-50, 50, 3)
+        try:
+            expected = ConvexHull(points)
+        except QhullError:
+            with pytest.raises(QhullError):
+                morphology.convex_hull(cells, points, step)
+            continue
+        hull = morphology.convex_hull(cells, points, step)
+        assert isinstance(hull, morphology.LatticeHull)
+        assert np.array_equal(hull.vertices, expected.vertices)
+        assert hull.volume == pytest.approx(expected.volume, rel=1e-12)
+        assert hull.area == pytest.approx(expected.area, rel=1e-12)
+        # the same planes (each of ours is one of Qhull's), and no point above any facet
+        planes = {tuple(np.round(e, 6)) for e in expected.equations}
+        assert all(tuple(np.round(e, 6)) in planes for e in hull.equations)
+        assert np.all(points @ hull.equations[:, :3].T + hull.equations[:, 3] <= 1e-9 * np.abs(points).max())
+        compared += 1
+    assert compared > 200

@@ -260,6 +260,261 @@ def surface_cells(padded):
 
 
 @njit(cache=True, nogil=True)
+def _facet_plane(points, a, b, c, normal, offset, f):
+    """Outward normal (b - a) x (c - a) and offset n . a of facet f = (a, b, c) (exact integers)."""
+    u0, u1, u2 = points[b, 0] - points[a, 0], points[b, 1] - points[a, 1], points[b, 2] - points[a, 2]
+    v0, v1, v2 = points[c, 0] - points[a, 0], points[c, 1] - points[a, 1], points[c, 2] - points[a, 2]
+    normal[f, 0] = u1 * v2 - u2 * v1
+    normal[f, 1] = u2 * v0 - u0 * v2
+    normal[f, 2] = u0 * v1 - u1 * v0
+    offset[f] = normal[f, 0] * points[a, 0] + normal[f, 1] * points[a, 1] + normal[f, 2] * points[a, 2]
+
+
+@njit(cache=True, nogil=True)
+def _height(points, normal, offset, f, q):
+    """n_f . q - offset_f: > 0 when point q is strictly above (outside) facet f."""
+    return normal[f, 0] * points[q, 0] + normal[f, 1] * points[q, 1] + normal[f, 2] * points[q, 2] - offset[f]
+
+
+@njit(cache=True, nogil=True)
+def _grown(array, size):
+    """``array`` (1D) copied into a longer one."""
+    out = np.empty(size, dtype=array.dtype)
+    out[:array.shape[0]] = array
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _grown_rows(array, size):
+    """``array`` (n x 3) copied into one with more rows."""
+    out = np.empty((size, 3), dtype=array.dtype)
+    out[:array.shape[0]] = array
+    return out
+
+
+@njit(cache=True, nogil=True)
+def lattice_convex_hull(points):
+    """Triangular facets (F x 3 indices into ``points``, counterclockwise seen from outside) of the convex hull of
+    integer points (n x 3, distinct), by quickhull (Barber, Dobkin and Huhdanpaa 1996) in exact integer arithmetic:
+    every orientation test is an exact determinant, so coplanar and collinear points (a lattice is full of them)
+    need no tolerance. A point on a facet's plane is not outside it: the hull's vertices are its extreme points, a
+    flat face may be split into several coplanar triangles. Returns an empty array when the points span no volume
+    (fewer than 4, or all on one plane; or, a safeguard, if the horizon were not one cycle). Coordinates up to about
+    10^5 keep every product within int64.
+    """
+    n = points.shape[0]
+    empty = np.zeros((0, 3), dtype=np.int64)
+    if n < 4:
+        return empty
+    # initial tetrahedron: the lowest point, the farthest from it, the farthest from their line and from their plane
+    p0 = 0
+    for i in range(n):
+        if points[i, 0] < points[p0, 0] or (points[i, 0] == points[p0, 0] and (
+                points[i, 1] < points[p0, 1] or (points[i, 1] == points[p0, 1] and points[i, 2] < points[p0, 2]))):
+            p0 = i
+    p1, best = -1, 0
+    for i in range(n):
+        d = (points[i, 0] - points[p0, 0]) ** 2 + (points[i, 1] - points[p0, 1]) ** 2 + (points[i, 2] - points[p0, 2]) ** 2
+        if d > best:
+            p1, best = i, d
+    e0, e1, e2 = points[p1, 0] - points[p0, 0], points[p1, 1] - points[p0, 1], points[p1, 2] - points[p0, 2]
+    p2, best = -1, 0
+    for i in range(n):
+        w0, w1, w2 = points[i, 0] - points[p0, 0], points[i, 1] - points[p0, 1], points[i, 2] - points[p0, 2]
+        c0, c1, c2 = e1 * w2 - e2 * w1, e2 * w0 - e0 * w2, e0 * w1 - e1 * w0
+        d = c0 * c0 + c1 * c1 + c2 * c2
+        if d > best:
+            p2, best = i, d
+    if p2 < 0:
+        return empty
+    g0, g1, g2 = points[p2, 0] - points[p0, 0], points[p2, 1] - points[p0, 1], points[p2, 2] - points[p0, 2]
+    m0, m1, m2 = e1 * g2 - e2 * g1, e2 * g0 - e0 * g2, e0 * g1 - e1 * g0
+    p3, best, side = -1, 0, 0
+    for i in range(n):
+        d = m0 * (points[i, 0] - points[p0, 0]) + m1 * (points[i, 1] - points[p0, 1]) + m2 * (points[i, 2] - points[p0, 2])
+        if abs(d) > best:
+            p3, best, side = i, abs(d), d
+    if p3 < 0:
+        return empty
+    if side > 0:          # p3 above (p0, p1, p2): orient the base the other way round so that its normal points out
+        p1, p2 = p2, p1
+
+    capacity = 64
+    verts = np.empty((capacity, 3), dtype=np.int64)
+    normal = np.empty((capacity, 3), dtype=np.int64)
+    offset = np.empty(capacity, dtype=np.int64)
+    neighbour = np.empty((capacity, 3), dtype=np.int64)   # across edge k: (verts[k], verts[k + 1 mod 3])
+    alive = np.zeros(capacity, dtype=np.bool_)
+    head = np.full(capacity, -1, dtype=np.int64)          # first point of the facet's outside set
+    seen = np.zeros(capacity, dtype=np.int64)             # visibility stamp
+    following = np.full(n, -1, dtype=np.int64)           # next point in the same outside set
+    # the four faces, each counterclockwise from outside, and their neighbours across each edge
+    faces = ((p0, p1, p2), (p0, p3, p1), (p1, p3, p2), (p2, p3, p0))
+    for f in range(4):
+        verts[f, 0], verts[f, 1], verts[f, 2] = faces[f]
+        _facet_plane(points, faces[f][0], faces[f][1], faces[f][2], normal, offset, f)
+        alive[f] = True
+    for f in range(4):
+        for k in range(3):
+            a, b = verts[f, k], verts[f, (k + 1) % 3]
+            for g in range(4):
+                for j in range(3):
+                    if g != f and verts[g, j] == b and verts[g, (j + 1) % 3] == a:
+                        neighbour[f, k] = g
+    count = 4
+    for q in range(n):
+        if q == p0 or q == p1 or q == p2 or q == p3:
+            continue
+        for f in range(4):
+            if _height(points, normal, offset, f, q) > 0:
+                following[q] = head[f]
+                head[f] = q
+                break
+
+    pending = [0, 1, 2, 3]
+    visible = np.empty(16, dtype=np.int64)
+    horizon_from = np.empty(16, dtype=np.int64)   # horizon edges (u, v), as in the visible facet, and the facet
+    horizon_to = np.empty(16, dtype=np.int64)     # beyond them
+    horizon_beyond = np.empty(16, dtype=np.int64)
+    starts_at = np.full(n, -1, dtype=np.int64)    # the new facet whose horizon edge starts at a vertex
+    stamp = 0
+    while pending:
+        f = pending.pop()
+        if not alive[f] or head[f] < 0:
+            continue
+        eye, best = -1, -1
+        q = head[f]
+        while q >= 0:
+            h = _height(points, normal, offset, f, q)
+            if h > best:
+                eye, best = q, h
+            q = following[q]
+        # the facets the eye sees (connected, from f) and the horizon around them
+        stamp += 1
+        n_visible, n_horizon = 1, 0
+        visible[0] = f
+        seen[f] = stamp
+        i = 0
+        while i < n_visible:
+            g = visible[i]
+            i += 1
+            for k in range(3):
+                other = neighbour[g, k]
+                if seen[other] == stamp:
+                    continue
+                if _height(points, normal, offset, other, eye) > 0:
+                    seen[other] = stamp
+                    if n_visible == visible.shape[0]:
+                        visible = _grown(visible, 2 * n_visible)
+                    visible[n_visible] = other
+                    n_visible += 1
+        for i in range(n_visible):
+            g = visible[i]
+            for k in range(3):
+                other = neighbour[g, k]
+                if seen[other] != stamp:
+                    if n_horizon == horizon_from.shape[0]:
+                        horizon_from = _grown(horizon_from, 2 * n_horizon)
+                        horizon_to = _grown(horizon_to, 2 * n_horizon)
+                        horizon_beyond = _grown(horizon_beyond, 2 * n_horizon)
+                    horizon_from[n_horizon] = verts[g, k]
+                    horizon_to[n_horizon] = verts[g, (k + 1) % 3]
+                    horizon_beyond[n_horizon] = other
+                    n_horizon += 1
+        # one new facet (u, v, eye) per horizon edge
+        if count + n_horizon > capacity:
+            capacity = max(2 * capacity, count + n_horizon)
+            verts, normal, neighbour = _grown_rows(verts, capacity), _grown_rows(normal, capacity), \
+                _grown_rows(neighbour, capacity)
+            offset, head, seen = _grown(offset, capacity), _grown(head, capacity), _grown(seen, capacity)
+            grown_alive = np.zeros(capacity, dtype=np.bool_)
+            grown_alive[:alive.shape[0]] = alive
+            alive = grown_alive
+        first_new = count
+        for e in range(n_horizon):
+            g = count
+            count += 1
+            u, v, beyond = horizon_from[e], horizon_to[e], horizon_beyond[e]
+            verts[g, 0], verts[g, 1], verts[g, 2] = u, v, eye
+            _facet_plane(points, u, v, eye, normal, offset, g)
+            alive[g] = True
+            head[g] = -1
+            seen[g] = 0
+            neighbour[g, 0] = beyond
+            for k in range(3):       # the old facet beyond (v, u) now meets the new one
+                if verts[beyond, k] == v and verts[beyond, (k + 1) % 3] == u:
+                    neighbour[beyond, k] = g
+            starts_at[u] = g
+        for g in range(first_new, count):
+            after = starts_at[verts[g, 1]]            # across (v, eye): the new facet of the horizon edge from v,
+            if after < 0:                             # whose edge (eye, v) it is; the horizon is one cycle
+                return empty
+            neighbour[g, 1] = after
+            neighbour[after, 2] = g
+        for g in range(first_new, count):
+            starts_at[verts[g, 0]] = -1
+        # the visible facets go; their outside points move to the first new facet they are above
+        for i in range(n_visible):
+            g = visible[i]
+            alive[g] = False
+            q = head[g]
+            while q >= 0:
+                after = following[q]
+                if q != eye:
+                    for h in range(first_new, count):
+                        if _height(points, normal, offset, h, q) > 0:
+                            following[q] = head[h]
+                            head[h] = q
+                            break
+                q = after
+            head[g] = -1
+        for g in range(first_new, count):
+            if head[g] >= 0:
+                pending.append(g)
+    out = np.empty((int(alive[:count].sum()), 3), dtype=np.int64)
+    k = 0
+    for f in range(count):
+        if alive[f]:
+            out[k] = verts[f]
+            k += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
+def extreme_vertices(points, facets):
+    """Mask of the points that are extreme points of the convex polytope triangulated by ``facets`` (from
+    :func:`lattice_convex_hull`): those whose facets lie in at least three different planes. A vertex whose facets
+    lie in one plane is inside a flat face, in two planes inside an edge (two faces of a convex polytope meet along
+    a line, no third can): neither is a vertex of the hull. Exact for coordinates below 2^15 (products of normals
+    stay within int64)."""
+    n, m = points.shape[0], facets.shape[0]
+    normals = np.empty((m, 3), dtype=np.int64)
+    offsets = np.empty(m, dtype=np.int64)
+    for f in range(m):
+        _facet_plane(points, facets[f, 0], facets[f, 1], facets[f, 2], normals, offsets, f)
+    planes = np.zeros((n, 2, 3), dtype=np.int64)   # up to two distinct normals seen at each vertex
+    found = np.zeros(n, dtype=np.int64)
+    for f in range(m):
+        for k in range(3):
+            v = facets[f, k]
+            if found[v] >= 3:
+                continue
+            new = True
+            for j in range(found[v]):
+                c0 = planes[v, j, 1] * normals[f, 2] - planes[v, j, 2] * normals[f, 1]
+                c1 = planes[v, j, 2] * normals[f, 0] - planes[v, j, 0] * normals[f, 2]
+                c2 = planes[v, j, 0] * normals[f, 1] - planes[v, j, 1] * normals[f, 0]
+                if c0 == 0 and c1 == 0 and c2 == 0:
+                    new = False
+                    break
+            if new:
+                if found[v] < 2:
+                    planes[v, found[v]] = normals[f]
+                found[v] += 1
+    return found >= 3
+
+
+@njit(cache=True, nogil=True)
 def max_squared_distance(points):
     """max over pairs k1 < k2 of sum_a (p_k1,a - p_k2,a)^2 (n x 3 points), without an n x n temporary."""
     best = 0.0

@@ -20,6 +20,9 @@ Choices made here (IBSI leaves them open or allows approximation):
   256 cube configurations of per-configuration terms (scikit-image's triangles of the one cube) times
   how many cubes have it (:func:`mesh_volume_area`), and the mesh's vertices that can be on its convex
   hull are the midpoints of the edges between a mask voxel and an outside 6-neighbour.
+- Convex hull: those midpoints lie on a lattice of half voxels, so the hull is computed there in exact
+  integer arithmetic (quickhull, :class:`LatticeHull`; the vertices, volume and area Qhull gives, to
+  rounding, without its tolerances), then scaled to mm.
 - Covariance of voxel positions: the sample covariance (``1 / (N_v - 1)``), as MIRP does; the
   digital phantom's minor and least axis lengths fail with ``1 / N_v`` (pyradiomics' choice, so
   pyradiomics' axis lengths are ours times sqrt((N_v - 1) / N_v)).
@@ -138,24 +141,20 @@ class Morphology:
 
     # -- convex hull -------------------------------------------------------------------------
     @cached_property
-    def hull_candidates(self) -> np.ndarray:
-        """The mesh vertices (mm) that can be vertices of its convex hull, in scan order: of the surface's edge
-        midpoints (:func:`._morphology_kernels.surface_cells`; Lewiner's cube-centre vertices lie inside their
-        cube's surface), those at either end of every axis-parallel line of them
+    def hull(self) -> LatticeHull | ConvexHull:
+        """Convex hull of the mesh (:func:`convex_hull`) of the mesh vertices that can be its vertices: of the
+        surface's edge midpoints (:func:`._morphology_kernels.surface_cells`; Lewiner's cube-centre vertices lie
+        inside their cube's surface), those at either end of every axis-parallel line of them
         (:func:`._morphology_kernels.line_extremes`; about two in five)."""
         padded, start = self._padded_mask
         cells = _kernels.surface_cells(padded)
-        return (cells[_kernels.line_extremes(cells)] * 0.5 + start) * self.spacing
-
-    @cached_property
-    def hull(self) -> ConvexHull:
-        """Convex hull of the mesh (Qhull, on :attr:`hull_candidates`: the same hull, fewer points)."""
-        return ConvexHull(self.hull_candidates)
+        cells = cells[_kernels.line_extremes(cells)]
+        return convex_hull(cells, (cells * 0.5 + start) * self.spacing, 0.5 * self.spacing)
 
     @cached_property
     def hull_points(self) -> np.ndarray:
         """Convex hull vertices (mm), centred on their mean."""
-        points = self.hull_candidates[self.hull.vertices]
+        points = self.hull.points[self.hull.vertices]
         return points - points.mean(axis=0)
 
     @cached_property
@@ -199,6 +198,50 @@ class Morphology:
 # ----------------------------------------------------------------------------------------------
 # Algorithms
 # ----------------------------------------------------------------------------------------------
+
+#: Lattice coordinates below this bound keep :func:`convex_hull`'s exact integer products within int64.
+LATTICE_HULL_LIMIT = 2 ** 15
+
+
+class LatticeHull:
+    """The convex hull of ``points`` (mm) that lie on a lattice, ``points = cells * step + shift`` per axis, with
+    the attributes of :class:`scipy.spatial.ConvexHull` that the features read: ``points``, ``vertices`` (sorted
+    indices of the extreme points), ``simplices`` (triangles over them, counterclockwise from outside),
+    ``equations`` (unit outward normal n and offset c, n . x + c = 0 on the facet), ``volume`` and ``area``.
+    Built by :func:`._morphology_kernels.lattice_convex_hull` (exact integer quickhull), once on the ``cells`` and
+    once more on its extreme points only (:func:`._morphology_kernels.extreme_vertices`), so that no point inside a
+    flat face or an edge is a vertex (Qhull leaves them out too). Volume and normals are exact on the lattice, then
+    scaled: the volume by prod(step), the normal of a facet by 1 / step per axis.
+    """
+
+    def __init__(self, cells: np.ndarray, points: np.ndarray, step, facets: np.ndarray):
+        step = np.asarray(step, dtype=np.float64)
+        self.points = points
+        self.simplices = facets
+        self.vertices = np.unique(facets)
+        a, b, c = (cells[facets[:, k]] for k in range(3))
+        normals = np.cross(b - a, c - a)                     # exact, outward; scaled per axis by the product of
+        scale = np.prod(step) / step                         # the other two steps, the normal of the facet in mm
+        self.area = float(0.5 * np.linalg.norm(normals * scale, axis=1).sum())
+        normals //= np.gcd.reduce(np.abs(normals), axis=1)[:, None]      # coplanar facets: the same normal
+        unit = normals * scale
+        unit /= np.linalg.norm(unit, axis=1)[:, None]
+        self.equations = np.hstack([unit, -np.einsum("ij,ij->i", unit, points[facets[:, 0]])[:, None]])
+        self.volume = abs(int(np.einsum("ij,ij->", a, np.cross(b, c)))) * float(np.prod(step)) / 6.0
+
+
+def convex_hull(cells: np.ndarray, points: np.ndarray, step) -> LatticeHull | ConvexHull:
+    """Convex hull of ``points`` (mm), which lie on a lattice: ``points`` = ``cells`` (n x 3 int, distinct) times
+    ``step`` per axis plus a shift. A :class:`LatticeHull`; Qhull's (``scipy.spatial.ConvexHull``, which raises
+    QhullError) where the points span no volume or the lattice is beyond :data:`LATTICE_HULL_LIMIT`."""
+    if len(cells) and 0 <= cells.min() and cells.max() < LATTICE_HULL_LIMIT:
+        facets = _kernels.lattice_convex_hull(cells)
+        if len(facets):
+            extreme = np.flatnonzero(_kernels.extreme_vertices(cells, facets))
+            facets = _kernels.lattice_convex_hull(cells[extreme])
+            if len(facets):
+                return LatticeHull(cells, points, step, extreme[facets])
+    return ConvexHull(points)
 
 #: Corners of a marching cube as the bits of its configuration number, (dz, dy, dx) from the cube's origin.
 CUBE_CORNERS = np.array([(0, 0, 0), (0, 0, 1), (0, 1, 1), (0, 1, 0), (1, 0, 0), (1, 0, 1), (1, 1, 1), (1, 1, 0)])
