@@ -515,6 +515,41 @@ def extreme_vertices(points, facets):
 
 
 @njit(cache=True, nogil=True)
+def mask_moments(morph_mask, int_mask, image):
+    """Moments of two masks on one grid, in one pass: of ``morph_mask`` its voxel count n, the sums of the voxel
+    indices S_a and of their products S_ab (exact integers); of ``int_mask`` the sums of the intensities of
+    ``image`` and of the intensities times each index (float, in scan order)."""
+    n = 0
+    sums = np.zeros(3, dtype=np.int64)
+    products = np.zeros((3, 3), dtype=np.int64)
+    weight = 0.0
+    weighted = np.zeros(3)
+    nz, ny, nx = morph_mask.shape
+    for z in range(nz):
+        for y in range(ny):
+            for x in range(nx):
+                if morph_mask[z, y, x]:
+                    n += 1
+                    sums[0] += z
+                    sums[1] += y
+                    sums[2] += x
+                    products[0, 0] += z * z
+                    products[0, 1] += z * y
+                    products[0, 2] += z * x
+                    products[1, 1] += y * y
+                    products[1, 2] += y * x
+                    products[2, 2] += x * x
+                if int_mask[z, y, x]:
+                    v = image[z, y, x]
+                    weight += v
+                    weighted[0] += v * z
+                    weighted[1] += v * y
+                    weighted[2] += v * x
+    products[1, 0], products[2, 0], products[2, 1] = products[0, 1], products[0, 2], products[1, 2]
+    return n, sums, products, weight, weighted
+
+
+@njit(cache=True, nogil=True)
 def max_squared_distance(points):
     """max over pairs k1 < k2 of sum_a (p_k1,a - p_k2,a)^2 (n x 3 points), without an n x n temporary."""
     best = 0.0

@@ -102,17 +102,25 @@ class Morphology:
 
     # -- voxel sets --------------------------------------------------------------------------
     @cached_property
-    def morph_points(self) -> np.ndarray:
-        """Voxel centres (mm, (z, y, x)) of the morphological mask, shape (N_v, 3)."""
-        return (np.argwhere(self.morph_mask) + self.offset) * self.spacing
-
-    @cached_property
-    def int_points(self) -> np.ndarray:
-        return (np.argwhere(self.int_mask) + self.offset) * self.spacing
-
-    @cached_property
     def int_values(self) -> np.ndarray:
         return self.image[self.int_mask]
+
+    @cached_property
+    def _moments(self):
+        """:func:`._morphology_kernels.mask_moments` of the masks (indices of the cropped grid)."""
+        return _kernels.mask_moments(self.morph_mask, self.int_mask, self.image)
+
+    @cached_property
+    def centre(self) -> np.ndarray:
+        """Mean voxel centre (mm, (z, y, x)) of the morphological mask."""
+        n, sums, _, _, _ = self._moments
+        return (sums / n + self.offset) * self.spacing
+
+    @cached_property
+    def weighted_centre(self) -> np.ndarray:
+        """Intensity-weighted mean voxel centre (mm) of the intensity mask (needs a non-zero intensity sum)."""
+        _, _, _, weight, weighted = self._moments
+        return (weighted / weight + self.offset) * self.spacing
 
     # -- mesh --------------------------------------------------------------------------------
     @cached_property
@@ -170,11 +178,16 @@ class Morphology:
     # -- PCA ---------------------------------------------------------------------------------
     @cached_property
     def eigenvalues(self) -> np.ndarray:
-        """(lambda_major, lambda_minor, lambda_least) of the covariance of the voxel centres (mm^2)."""
-        points = self.morph_points
-        if len(points) < 2:
+        """(lambda_major, lambda_minor, lambda_least) of the sample covariance of the voxel centres (mm^2):
+        C_ab = h_a h_b (N S_ab - S_a S_b) / (N (N - 1)) from the index sums S (:attr:`_moments`), whose numerator
+        is an exact (Python) integer."""
+        n, sums, products, _, _ = self._moments
+        if n < 2:
             raise Undefined("the covariance of voxel positions needs at least two voxels")
-        values = np.linalg.eigvalsh(np.cov(points, rowvar=False))
+        numerator = [[float(int(n) * int(products[a, b]) - int(sums[a]) * int(sums[b])) for b in range(3)]
+                     for a in range(3)]
+        covariance = np.array(numerator) * np.outer(self.spacing, self.spacing) / (float(n) * (n - 1))
+        values = np.linalg.eigvalsh(covariance)
         return np.clip(values[::-1], 0.0, None)
 
     # -- spatial autocorrelation -------------------------------------------------------------
@@ -672,12 +685,9 @@ def morph_com(g: Morphology) -> float:
     """
     if not g.int_mask.any():
         raise Undefined("the intensity mask is empty")
-    total = float(g.int_values.sum())
-    if total == 0.0:
+    if g._moments[3] == 0.0:
         raise Undefined("the intensities in the ROI sum to zero (no intensity-weighted centre)")
-    geometric = g.morph_points.mean(axis=0)
-    weighted = (g.int_points * g.int_values[:, None]).sum(axis=0) / total
-    return float(np.linalg.norm(geometric - weighted))
+    return float(np.linalg.norm(g.centre - g.weighted_centre))
 
 
 @feature("morph_diam", "Maximum 3D diameter", "mm", "Largest distance between two vertices of the ROI mesh.",
