@@ -242,15 +242,19 @@ def _image_array(image: sitk.Image, label: str, rounding: bool = False) -> tuple
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise RadiomicsLabError(f"The {label} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
                                 f"give a single-channel (scalar) {label}.")
+    if image.GetDimension() not in (2, 3):
+        raise RadiomicsLabError(f"The {label} is {image.GetDimension()}D; give a 2D or 3D {label}.")
     view = sitk.GetArrayViewFromImage(image)
-    array = view.astype(np.float64)
     spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
     if image.GetDimension() == 2:
-        array, spacing = array[np.newaxis], (1.0, *spacing)
-    elif image.GetDimension() != 3:
-        raise RadiomicsLabError(f"The {label} is {image.GetDimension()}D; give a 2D or 3D {label}.")
+        view, spacing = view[np.newaxis], (1.0, *spacing)
     integers = view.dtype.kind in "biu"          # integers need no rounding
-    statistics = _grid_statistics(array, rounding or integers, rounding and not integers)
+    if view.dtype in CONVERTED_TYPES and view.flags.c_contiguous:   # converted, rounded and summed in one pass
+        array = np.empty(view.shape, dtype=np.float64)
+        statistics = _grid_statistics(array, rounding or integers, rounding and not integers, source=view)
+    else:
+        array = view.astype(np.float64)
+        statistics = _grid_statistics(array, rounding or integers, rounding and not integers)
     if not (math.isfinite(statistics[0]) and math.isfinite(statistics[1])) or math.isnan(statistics[2]):
         raise RadiomicsLabError(f"The {label} contains NaN or infinite values; replace them before extraction.")
     return array, spacing, statistics
@@ -262,13 +266,24 @@ def _exact_sum(total: float, count: int, low: float, high: float, integral: bool
     return integral and count > 0 and math.isfinite(total) and count * max(-low, high) <= 2.0 ** 53
 
 
-def _grid_statistics(array: np.ndarray, integral: bool, rounding: bool = False) -> tuple:
+#: Voxel types that :func:`_image_array` converts to float64 in the pass that takes the statistics (their kernels
+#: are compiled at install, :mod:`~RadiomicsLabLib.warmup`); others are converted by numpy first.
+CONVERTED_TYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int16))
+
+
+def _grid_statistics(array: np.ndarray, integral: bool, rounding: bool = False, source=None) -> tuple:
     """(min, max, mean) of ``array`` (float64, C order), rounded in place first with ``rounding``, as numpy gives
     them, in one compiled pass: the mean is sum / size when that sum is exact (``integral``: every value is an
-    integer), else numpy's. A NaN makes the mean NaN (not always the min and max). Empty: (0, 0, NaN)."""
+    integer), else numpy's. A NaN makes the mean NaN (not always the min and max). Empty: (0, 0, NaN).
+    ``source``: an array of the same shape (C order) that the pass first copies into ``array``."""
     if array.size == 0:
+        if source is not None:
+            array[...] = source
         return 0.0, 0.0, float("nan")
-    low, high, total = (float(v) for v in _kernels.grid_stats(array, rounding))
+    if source is None:
+        low, high, total = (float(v) for v in _kernels.grid_stats(array, rounding))
+    else:
+        low, high, total = (float(v) for v in _kernels.converted_grid_stats(source, array, rounding))
     mean = total / array.size if _exact_sum(total, array.size, low, high, integral) else float(array.mean())
     return low, high, mean
 

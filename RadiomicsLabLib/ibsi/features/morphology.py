@@ -96,9 +96,10 @@ class Morphology:
         int_mask = np.asarray(roi.intensity_mask, dtype=bool)
         box = roi.masks_box()
         self.offset = np.array([b.start for b in box], dtype=np.int64)
-        self.morph_mask = morph_mask[box]
-        self.int_mask = int_mask[box]
-        self.image = np.asarray(roi.image, dtype=np.float64)[box]
+        # contiguous copies: the compiled kernels then always see the same array types (compiled once, at install)
+        self.morph_mask = np.ascontiguousarray(morph_mask[box])
+        self.int_mask = np.ascontiguousarray(int_mask[box])
+        self.image = np.ascontiguousarray(np.asarray(roi.image, dtype=np.float64)[box])
 
     # -- voxel sets --------------------------------------------------------------------------
     @cached_property
