@@ -105,9 +105,12 @@ def trilinear(array, shift, zoom, out_shape, first, start, rounding):
 
 
 @njit(cache=True, nogil=True)
-def converted_grid_stats(source, out, rounding):
-    """``out[...] = source`` as float64 (C order, the same shape), each value rounded (``np.rint``) with ``rounding``,
-    and the (min, max, sum) of :func:`grid_stats` of the result, in one pass over both."""
+def grid_stats(source, out, rounding, write):
+    """(min, max, sum) of ``source`` (C order) as float64, each value first rounded (``np.rint``) with
+    ``rounding``; with ``write`` the values go to ``out`` (float64, the same shape; may be ``source`` itself). One
+    pass that accumulates per x position (a loop the compiler vectorises): the sum is added in another order than
+    numpy's, so it equals numpy's only when exact (integers, see the preprocessing), and a NaN shows in the sum
+    only. Empty: (inf, -inf, 0)."""
     rows = source.reshape((-1, source.shape[-1]))
     written = out.reshape((-1, out.shape[-1]))
     nx = rows.shape[1]
@@ -121,33 +124,8 @@ def converted_grid_stats(source, out, rounding):
             v = np.float64(row[x])
             if rounding:
                 v = np.rint(v)
-            target[x] = v
-            low[x] = min(low[x], v)
-            high[x] = max(high[x], v)
-            total[x] += v
-    if nx == 0:
-        return np.inf, -np.inf, 0.0
-    return low.min(), high.max(), total.sum()
-
-
-@njit(cache=True, nogil=True)
-def grid_stats(array, rounding):
-    """(min, max, sum) of a C-ordered float64 array, each value first rounded in place (``np.rint``) with
-    ``rounding``. One pass that accumulates per x position (a loop the compiler vectorises): the sum is added
-    in another order than numpy's, so it equals numpy's only when exact (integers, see the preprocessing), and a
-    NaN shows in the sum only. Empty: (inf, -inf, 0)."""
-    rows = array.reshape((-1, array.shape[-1]))
-    nx = rows.shape[1]
-    low = np.full(nx, np.inf)
-    high = np.full(nx, -np.inf)
-    total = np.zeros(nx)
-    for r in range(rows.shape[0]):
-        row = rows[r]
-        for x in range(nx):
-            v = row[x]
-            if rounding:
-                v = np.rint(v)
-                row[x] = v
+            if write:
+                target[x] = v
             low[x] = min(low[x], v)
             high[x] = max(high[x], v)
             total[x] += v

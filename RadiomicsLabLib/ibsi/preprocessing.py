@@ -280,10 +280,8 @@ def _grid_statistics(array: np.ndarray, integral: bool, rounding: bool = False, 
         if source is not None:
             array[...] = source
         return 0.0, 0.0, float("nan")
-    if source is None:
-        low, high, total = (float(v) for v in _kernels.grid_stats(array, rounding))
-    else:
-        low, high, total = (float(v) for v in _kernels.converted_grid_stats(source, array, rounding))
+    low, high, total = (float(v) for v in _kernels.grid_stats(array if source is None else source, array, rounding,
+                                                              rounding or source is not None))
     mean = total / array.size if _exact_sum(total, array.size, low, high, integral) else float(array.mean())
     return low, high, mean
 
