@@ -527,6 +527,9 @@ def limit_threads():
         if sitk.ProcessObject.GetGlobalDefaultNumberOfThreads() != itk:
             sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk)
         limits["itk"] = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    # numba first: where it was imported before this call, asking its thread count starts its threading layer,
+    # whose OpenMP pool (sized when numba was imported) the BLAS / OpenMP limit below then also reaches
+    limits["numba"] = _limit_numba_threads()
     try:
         from threadpoolctl import threadpool_info, threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn / habitats
@@ -536,7 +539,6 @@ def limit_threads():
         if any(pool.get("num_threads", 1) > blas for pool in threadpool_info()):
             threadpool_limits(blas)  # process-wide, kept (not used as a context manager)
         limits["blas"] = max([pool.get("num_threads", 1) for pool in threadpool_info()], default=1)
-    limits["numba"] = _limit_numba_threads()
     return limits
 
 

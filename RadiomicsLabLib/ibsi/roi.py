@@ -4,8 +4,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._preprocessing_kernels import bounding_box
-
 
 @dataclass
 class Roi:
@@ -54,6 +52,8 @@ class Roi:
         empty ROI. Cropping to it leaves every ROI voxel, in the same (C) order."""
         if self.box is not None:
             return self.box
+        from ._preprocessing_kernels import bounding_box   # here: importing this module does not import numba
+
         return self.derived("masks_box", lambda: bounding_box(np.logical_or(self.morphological_mask,
                                                                            self.intensity_mask))
                             or tuple(slice(0, 0) for _ in self.morphological_mask.shape))
@@ -61,6 +61,8 @@ class Roi:
     def bounding_box(self, array: np.ndarray) -> tuple | None:
         """The bounding box (slices) of the non-zero voxels of ``array``, an array on the Roi's grid that is zero
         outside the masks (the intensity mask, the grey levels), scanning :meth:`masks_box` only; None if empty."""
+        from ._preprocessing_kernels import bounding_box
+
         box = self.masks_box()
         inner = bounding_box(array[box])
         if inner is None:
