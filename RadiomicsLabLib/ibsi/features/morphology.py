@@ -151,9 +151,9 @@ class Morphology:
     # -- convex hull -------------------------------------------------------------------------
     @cached_property
     def hull(self) -> LatticeHull | ConvexHull:
-        """Convex hull of the mesh (:func:`convex_hull`) of the mesh vertices that can be its vertices: of the
-        surface's edge midpoints (:func:`._morphology_kernels.surface_cells`; Lewiner's cube-centre vertices lie
-        inside their cube's surface), those at either end of every axis-parallel line of them
+        """Convex hull of the mesh (:func:`convex_hull`), computed on the mesh vertices that can be its vertices:
+        of the surface's edge midpoints (:func:`._morphology_kernels.surface_cells`; Lewiner's cube-centre vertices
+        lie inside their cube's surface), those at either end of every axis-parallel line of them
         (:func:`._morphology_kernels.line_extremes`; about two in five)."""
         padded, start = self._padded_mask
         cells = _kernels.surface_cells(padded)
@@ -256,6 +256,7 @@ def convex_hull(cells: np.ndarray, points: np.ndarray, step) -> LatticeHull | Co
             if len(facets):
                 return LatticeHull(cells, points, step, extreme[facets])
     return ConvexHull(points)
+
 
 #: Corners of a marching cube as the bits of its configuration number, (dz, dy, dx) from the cube's origin.
 CUBE_CORNERS = np.array([(0, 0, 0), (0, 0, 1), (0, 1, 1), (0, 1, 0), (1, 0, 0), (1, 0, 1), (1, 1, 1), (1, 1, 0)])
