@@ -18,7 +18,6 @@ from functools import cached_property
 import numpy as np
 
 from ...errors import RadiomicsLabError
-from .._preprocessing_kernels import bounding_box
 from .directions import SUFFIX
 
 
@@ -373,10 +372,11 @@ def grey_index(levels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return grey, lut[levels]
 
 
-def crop_to_roi(levels: np.ndarray, roi=None) -> np.ndarray:
-    """The bounding box of the non-zero grey levels (pairs and runs outside it only meet zeros); with ``roi`` (whose
-    levels they are) only its masks' box is scanned (:meth:`~RadiomicsLabLib.ibsi.roi.Roi.bounding_box`)."""
-    box = bounding_box(levels) if roi is None else roi.bounding_box(levels)
+def crop_to_roi(roi) -> np.ndarray:
+    """``roi.levels`` cropped to the bounding box of its non-zero grey levels (pairs and runs outside it only meet
+    zeros), found in the masks' box (:meth:`~RadiomicsLabLib.ibsi.roi.Roi.bounding_box`)."""
+    levels = np.asarray(roi.levels)
+    box = roi.bounding_box(levels)
     if box is None:
         return levels[tuple(slice(0, 0) for _ in levels.shape)]
     return levels[box]
@@ -391,7 +391,7 @@ def require_levels(roi, family: str) -> None:
 def texture_grid(roi, family: str) -> tuple[np.ndarray, np.ndarray]:
     """:func:`grey_index` of ``roi.levels`` cropped to the ROI; an empty ROI gives a one-voxel grid outside it."""
     require_levels(roi, family)
-    grey, index = grey_index(crop_to_roi(np.asarray(roi.levels), roi))
+    grey, index = grey_index(crop_to_roi(roi))
     if grey.size == 0:
         index, grey = np.full((1, 1, 1), -1, dtype=np.int64), np.array([1])
     return grey, index
@@ -403,7 +403,7 @@ def padded_levels(roi, family: str, pad: int = 1) -> np.ndarray:
     (:meth:`~RadiomicsLabLib.ibsi.roi.Roi.derived`) and shared by the GLCM and GLRLM: read-only."""
     require_levels(roi, family)
     return roi.derived(("padded_levels", int(pad)),
-                       lambda: np.pad(np.asarray(crop_to_roi(np.asarray(roi.levels), roi), dtype=np.int64), int(pad)))
+                       lambda: np.pad(np.asarray(crop_to_roi(roi), dtype=np.int64), int(pad)))
 
 
 # --- aggregation over directions and slices (IBSI 1 section 3.6.1) --------------------------------
