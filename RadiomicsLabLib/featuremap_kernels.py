@@ -425,6 +425,13 @@ def _cell_total(cc, c0, c1):
 
 
 @njit(cache=True)
+def _log2_count(table, n):
+    """log2 n of a count n >= 1: ``table[n]`` (log2 of 0, 1, 2, ...) when the table reaches n, else computed."""
+    k = int(n)
+    return table[k] if k < table.shape[0] else math.log2(n)
+
+
+@njit(cache=True)
 def _add_difference_and_sum(gi, gj, count, pdiff, psum, touched_d, touched_s, nd, ns):
     """Add a cell's ``count`` to the |i - j| and i + j histograms ``pdiff`` / ``psum`` (grey levels ``gi``, ``gj``),
     listing each bin the first time it is used (``touched_d[:nd]`` / ``touched_s[:ns]``, each with room for one entry
@@ -470,7 +477,7 @@ def _difference_features(pdiff, touched, n, total, log_total, Ng, log2_count, ka
         k = touched[t]
         p = pdiff[k] / total
         dav += k * p
-        dent -= p * (log2_count[int(pdiff[k])] - log_total) + kappa
+        dent -= p * (_log2_count(log2_count, pdiff[k]) - log_total) + kappa
         contrast += k * k * p
         idf += p / (1.0 + k)
         idn += p / (1.0 + k / Ng)
@@ -489,7 +496,7 @@ def _sum_features(psum, touched, n, total, log_total, log2_count, kappa):
         k = touched[t]
         p = psum[k] / total
         sav += k * p
-        sent -= p * (log2_count[int(psum[k])] - log_total) + kappa
+        sent -= p * (_log2_count(log2_count, psum[k]) - log_total) + kappa
     return sav, sent
 
 
@@ -1178,7 +1185,7 @@ def _ibsi_glcm_matrix(ci, cj, cc, c0, c1, grey, Ng, log2_count, px, touched_r, p
     grey level of number a is ``grey[a]``) into ``out`` (:data:`IBSI_GLCM` order): the formulas of
     :class:`~RadiomicsLabLib.ibsi.features.glcm.GlcmFeatures`. p_ij = n_ij / N; the marginals p_i. = p_.j (symmetric
     matrix), p_{i-j}(k) and p_{i+j}(k) are sums of counts over N, so every p log2 p is (n / N)(log2 n - log2 N) with
-    log2 n from the table ``log2_count``; the features that depend on |i - j| only (contrast, dissimilarity, the
+    log2 n from the table ``log2_count`` (:func:`_log2_count`); the features that depend on |i - j| only (contrast, dissimilarity, the
     inverse differences, inverse variance) are sums over p_{i-j}(k). Correlation is NaN where the marginal variance is
     0, information correlation 1 where HX = 0. Returns False for a matrix without pairs (left out of the directional
     average, as the engine's NaN for an empty matrix is). ``px``, ``pdiff``, ``psum`` are zero on entry and on return.
@@ -1200,7 +1207,7 @@ def _ibsi_glcm_matrix(ci, cj, cc, c0, c1, grey, Ng, log2_count, px, touched_r, p
         if n > maxc:
             maxc = n
         sgi += n * gi
-        ent += n * log2_count[int(n)]
+        ent += n * (_log2_count(log2_count, n) - lt)   # exactly 0 for a single cell
         en += n * n
         auto += n * gi * gj
         nd, ns = _add_difference_and_sum(gi, gj, n, pdiff, psum, touched_d, touched_s, nd, ns)
@@ -1210,7 +1217,7 @@ def _ibsi_glcm_matrix(ci, cj, cc, c0, c1, grey, Ng, log2_count, px, touched_r, p
         a = touched_r[t]
         p = px[a] / total
         mu += grey[a] * p
-        hx -= p * (log2_count[int(px[a])] - lt)
+        hx -= p * (_log2_count(log2_count, px[a]) - lt)
     var = 0.0
     for t in range(nr):
         a = touched_r[t]
@@ -1232,7 +1239,7 @@ def _ibsi_glcm_matrix(ci, cj, cc, c0, c1, grey, Ng, log2_count, px, touched_r, p
     dvar = _variance_and_clear(pdiff, touched_d, nd, total, dav)
     sav, sent = _sum_features(psum, touched_s, ns, total, lt, log2_count, 0.0)
     svar = _variance_and_clear(psum, touched_s, ns, total, sav)
-    jentr = lt - ent / total
+    jentr = -ent / total
     values = (maxc / total, javg, jvar, jentr, dav, dvar, dent, sav, svar, sent, en / (total * total), contrast, dav,
               idf, idn, idm, idmn, ivar, cov / var if var > 0.0 else np.nan, auto / total, tend, shade, prom,
               (jentr - 2.0 * hx) / hx if hx > 0.0 else np.nan,
@@ -1240,6 +1247,41 @@ def _ibsi_glcm_matrix(ci, cj, cc, c0, c1, grey, Ng, log2_count, px, touched_r, p
     for f in range(len(values)):
         out[f] = values[f]
     return True
+
+
+@njit(cache=True, nogil=True)
+def ibsi_glcm_cell_features(matrix, ci, cj, cc, n_matrices, Ng):
+    """IBSI GLCM features (:data:`IBSI_GLCM` columns) of ``n_matrices`` symmetric co-occurrence matrices given by their
+    non-zero cells, grouped by matrix (``matrix`` non-decreasing; row and column grey levels ``ci``, ``cj`` >= 0,
+    count ``cc``): the IBSI engine's segment GLCM (:func:`RadiomicsLabLib.ibsi.features.glcm.compute`), with the
+    per-matrix formulas of the maps (:func:`_ibsi_glcm_matrix`). Returns (features (n_matrices, 25), NaN rows for the
+    matrices without pairs; which matrices have pairs)."""
+    out = np.full((n_matrices, len(IBSI_GLCM)), np.nan)
+    non_empty = np.zeros(n_matrices, dtype=np.bool_)
+    n_cells = matrix.shape[0]
+    top = 0
+    for c in range(n_cells):
+        top = max(top, ci[c], cj[c])
+    grey = np.arange(top + 1).astype(np.float64)   # the cells' rows and columns are grey levels already
+    px = np.zeros(top + 1)
+    touched_r = np.empty(top + 1, dtype=np.int64)
+    pdiff = np.zeros(top + 1)
+    psum = np.zeros(2 * top + 2)
+    touched_d = np.empty(top + 2, dtype=np.int64)       # one more than the bins (_add_difference_and_sum)
+    touched_s = np.empty(2 * top + 3, dtype=np.int64)
+    no_table = np.empty(0)                              # counts of a whole ROI: log2 computed (_log2_count)
+    row = np.empty(len(IBSI_GLCM))
+    c0 = 0
+    while c0 < n_cells:
+        c1 = c0
+        while c1 < n_cells and matrix[c1] == matrix[c0]:
+            c1 += 1
+        if _ibsi_glcm_matrix(ci, cj, cc, c0, c1, grey, Ng, no_table, px, touched_r, pdiff, psum, touched_d,
+                             touched_s, row):
+            out[matrix[c0]] = row
+            non_empty[matrix[c0]] = True
+        c0 = c1
+    return out, non_empty
 
 
 def ibsi_glcm_maps(levels, centres, bounds, radius, in_plane, offsets, n_levels, want_avg, want_comb,

@@ -27,7 +27,9 @@ The formulas take any number of matrices as a list of their non-zero cells, each
 the matrix it belongs to (every sum is then one ``np.bincount`` over matrices), so thousands of
 per-slice matrices or thousands of grey levels cost only the cells that occur; :func:`glcm_features`
 takes dense matrices ``(..., n, n)``, as voxel-wise feature maps will. The cell representation, the
-aggregation and the feature descriptions are shared with the GLRLM (:mod:`.common`).
+aggregation and the feature descriptions are shared with the GLRLM (:mod:`.common`). A segment's matrices are
+evaluated by the compiled version of the same formulas that the IBSI GLCM maps use (:func:`cell_features`), so that
+a few hundred numpy calls per aggregation do not dominate small ROIs; :class:`GlcmFeatures` is their reference.
 """
 
 from functools import cached_property
@@ -36,8 +38,8 @@ import numpy as np
 
 from ...errors import RadiomicsLabError
 from .common import (AGGREGATIONS, CellMatrices, average_over_matrices, check_dimensions, dense_cells,
-                     dense_matrix_features, describe, directional_aggregates, group_sums, matrix_features,
-                     padded_levels, require_levels, texture_grid, texture_keys, unique_counts)
+                     dense_matrix_features, describe, directional_aggregates, group_sums, padded_levels,
+                     require_levels, texture_grid, texture_keys, unique_counts)
 from . import _texture_kernels as _kernels
 from .directions import directions, shifted_pairs
 
@@ -289,6 +291,20 @@ class GlcmFeatures(CellMatrices):
         return np.sqrt(1.0 - np.exp(-2.0 * np.maximum(hx + hy - self._joint_entropy, 0.0)))
 
 
+def cell_features(matrix, i, j, counts, n_matrices, n_levels) -> tuple[dict, np.ndarray]:
+    """({base tag: array (n_matrices,)}, which matrices have pairs) of symmetric co-occurrence matrices given by their
+    non-zero cells grouped by matrix (grey levels ``i``, ``j``): the formulas of :class:`GlcmFeatures`, compiled
+    (:func:`RadiomicsLabLib.featuremap_kernels.ibsi_glcm_cell_features`, the per-matrix formulas the IBSI GLCM maps
+    use; the same values to rounding). NaN for an empty matrix."""
+    from ... import featuremap_kernels
+
+    values, non_empty = featuremap_kernels.ibsi_glcm_cell_features(
+        np.ascontiguousarray(matrix, dtype=np.int64), np.ascontiguousarray(i, dtype=np.int64),
+        np.ascontiguousarray(j, dtype=np.int64), np.ascontiguousarray(counts, dtype=np.float64), int(n_matrices),
+        float(n_levels))
+    return {tag: values[:, k] for k, tag in enumerate(BASE_TAGS)}, non_empty
+
+
 def glcm_features(matrices, grey, n_levels) -> dict:
     """{base tag (``cm_contrast``): array of shape ``matrices.shape[:-2]``} for dense matrices ``(..., n, n)``,
     row and column ``a`` standing for grey level ``grey[a]``."""
@@ -361,8 +377,7 @@ def compute(roi, settings) -> dict:
 
     def aggregate_cells(suffix, n_groups, matrix, a, b, counts):
         """Features of the co-occurrence matrices given by their non-zero cells (``a``, ``b``: grey levels)."""
-        features = GlcmFeatures(matrix, a, b, counts, n_groups, n_levels)
-        return average_over_matrices(FAMILY, suffix, matrix_features(features, BASE_TAGS), ~features.empty,
+        return average_over_matrices(FAMILY, suffix, *cell_features(matrix, a, b, counts, n_groups, n_levels),
                                      roi.notes, UNDEFINED,
                                      "no two ROI voxels are neighbours, every co-occurrence matrix is empty")
 
