@@ -12,6 +12,9 @@ their last bits (another summation order).
 import numpy as np
 from numba import njit
 
+#: Point lists up to this long are sorted by insertion (:func:`_lexicographic_order`).
+SHORT_SORT = 64
+
 
 @njit(cache=True, nogil=True)
 def _cross(ax, ay, bx, by, cx, cy):
@@ -19,35 +22,21 @@ def _cross(ax, ay, bx, by, cx, cy):
 
 
 @njit(cache=True, nogil=True)
-def _convex_hull_2d(x, y):
-    """Indices of the 2D convex hull of (x, y), counterclockwise, without collinear points (monotone chain).
-
-    A turn counts as left only when its cross product exceeds 1e-12 (ptp x + ptp y)^2: points that differ by
-    rounding only (one 3D vertex projected twice) or lie on an edge up to rounding are dropped, so the
-    polygon is strictly convex, as the rotating calipers of :func:`min_area_rectangle` need.
-    """
-    # Akl-Toussaint: points strictly inside the quadrilateral of the extreme points (lowest / highest x and y)
-    # are not on the hull; dropping them first leaves the same hull (a degenerate quadrilateral drops none)
-    a, b, c, d = np.argmin(x), np.argmin(y), np.argmax(x), np.argmax(y)
-    quad_x = np.array([x[a], x[b], x[c], x[d]])
-    quad_y = np.array([y[a], y[b], y[c], y[d]])
-    candidates = np.empty(x.size, dtype=np.int64)
-    n = 0
-    for i in range(x.size):
-        inside = True
-        for e in range(4):
-            f = (e + 1) % 4
-            if not _cross(quad_x[e], quad_y[e], quad_x[f], quad_y[f], x[i], y[i]) > 0.0:
-                inside = False
-                break
-        if not inside:
-            candidates[n] = i
-            n += 1
-    candidates = candidates[:n]
-    order = candidates[np.argsort(x[candidates])]  # then equal x by y: lexicographic (x, y)
+def _lexicographic_order(x, y):
+    """Indices of the points (x, y) in lexicographic (x, y) order: insertion sort for a short list (a silhouette
+    of a few dozen points: no sort call), else argsort by x, then each run of equal x by y."""
+    n = x.size
+    order = np.arange(n) if n <= SHORT_SORT else np.argsort(x)
     start = 0
     for i in range(1, n + 1):
-        if i == n or x[order[i]] != x[order[start]]:
+        if n <= SHORT_SORT and i < n:   # insertion sort of all of them by (x, y)
+            item = order[i]
+            k = i - 1
+            while k >= 0 and (x[order[k]] > x[item] or (x[order[k]] == x[item] and y[order[k]] > y[item])):
+                order[k + 1] = order[k]
+                k -= 1
+            order[k + 1] = item
+        elif n > SHORT_SORT and (i == n or x[order[i]] != x[order[start]]):
             for j in range(start + 1, i):      # insertion sort of the (short) run of equal x by y
                 item = order[j]
                 k = j - 1
@@ -56,6 +45,20 @@ def _convex_hull_2d(x, y):
                     k -= 1
                 order[k + 1] = item
             start = i
+    return order
+
+
+@njit(cache=True, nogil=True)
+def _convex_hull_2d(x, y):
+    """Indices of the 2D convex hull of (x, y), counterclockwise, without collinear points (monotone chain).
+
+    A turn counts as left only when its cross product exceeds 1e-12 (ptp x + ptp y)^2: points that differ by
+    rounding only (one 3D vertex projected twice) or lie on an edge up to rounding are dropped, so the
+    polygon is strictly convex, as the rotating calipers of :func:`min_area_rectangle` need. (The OMBB's
+    silhouettes project onto the hull's boundary, so no prefilter of inner points would pay.)
+    """
+    n = x.size
+    order = _lexicographic_order(x, y)
     hull = np.empty(2 * n + 1, dtype=np.int64)
     turn = 1e-12 * (_ptp(x) + _ptp(y)) ** 2
     k = 0

@@ -526,6 +526,16 @@ def _box_area(dimensions) -> float:
     return float(2.0 * (a * b + a * c + b * c))
 
 
+def _first_of_equal_rows(rows: np.ndarray) -> np.ndarray:
+    """The index of the first of every set of equal rows (``np.unique(rows, axis=0, return_index=True)[1]``, in
+    another order): a stable lexicographic sort, then the rows that differ from their predecessor."""
+    order = np.lexsort(rows.T[::-1])
+    ordered = rows[order]
+    new = np.ones(len(rows), dtype=bool)
+    new[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    return order[new]
+
+
 def oriented_minimum_bounding_box(hull: ConvexHull) -> np.ndarray:
     """Side lengths of the smallest box with one face orthogonal to a facet normal of ``hull`` (or the AABB).
 
@@ -541,7 +551,7 @@ def oriented_minimum_bounding_box(hull: ConvexHull) -> np.ndarray:
     position[hull.vertices] = np.arange(len(hull.vertices))
     normals = np.ascontiguousarray(hull.equations[:, :3], dtype=np.float64)
     signs = np.sign(normals[np.arange(len(normals)), np.argmax(np.abs(normals), axis=1)])
-    _, first = np.unique(np.round(normals * signs[:, None], 9), axis=0, return_index=True)
+    first = _first_of_equal_rows(np.round(normals * signs[:, None], 9))
     facets, aabb = position[hull.simplices], _box_dimensions(points).astype(np.float64)
     runs = np.array_split(np.sort(first), min(compute_threads(), max(len(first) // OMBB_NORMALS_PER_THREAD, 1)))
     if len(runs) == 1:
