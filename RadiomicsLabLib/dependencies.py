@@ -49,6 +49,7 @@ IMPORT_NAMES = {
     "scikit-image": ("skimage",),
     "PyYAML": ("yaml",),
     "numba": ("numba",),
+    "ducc0": ("ducc0",),
     "dask[distributed]": ("dask", "distributed"),
     "pyarrow": ("pyarrow",),
     "matplotlib": ("matplotlib",),

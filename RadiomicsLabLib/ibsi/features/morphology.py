@@ -31,7 +31,7 @@ Choices made here (IBSI leaves them open or allows approximation):
   every pairwise sum is a correlation of the masked intensity grid with the kernel ``1 / ||d||``,
   computed by FFT: by Parseval's theorem each sum is an inner product of the spectra, so one forward
   FFT per grid and none back; the kernel is even, so its (real) spectrum is a DCT-I of an eighth of the
-  grid (0.015 s for 46k voxels at 2 mm on one core). Memory
+  grid (0.011 s for 46k voxels at 2 mm on one core; the FFTs are ducc0's, the library scipy >= 1.18 uses). Memory
   is bounded: when the FFT grid would exceed ``MAX_FFT_ELEMENTS`` the bounding box is cut into
   slabs along z and the sums are accumulated over slab pairs (see :func:`moran_geary_sums`).
 - OMBB (not standardised by IBSI): the smallest of the AABB and the boxes with one face flush
@@ -52,6 +52,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 
+import ducc0
 import numpy as np
 import scipy.fft
 from scipy.spatial import ConvexHull, QhullError
@@ -373,9 +374,8 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
     def spectrum(grid):
         """rfftn of one zero-padded grid, one axis at a time so that the all-zero lines of the padding are
         not transformed (the last axis on the slab's lines only, the middle one on its slices only)."""
-        out = scipy.fft.rfft(grid, axis=2, workers=threads)
-        out = scipy.fft.fft(out, fft_shape[1], axis=1, workers=threads, overwrite_x=True)
-        return scipy.fft.fft(out, fft_shape[0], axis=0, workers=threads, overwrite_x=True)
+        out = _fft(_rfft(grid, 2, threads), 1, threads, fft_shape[1])
+        return _fft(out, 0, threads, fft_shape[0])
 
     # pairs within a slab: the kernel is even along every axis, so its spectrum is real (read folded)
     weight_sum = moran_sum = geary_sum = 0.0
@@ -387,29 +387,40 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
 
     def slab_sums(stack):
         """(sum W |M|^2, sum W Re(conj(G) M), sum W |F|^2) of the three grids of ``stack`` (3, t, y, x): transformed
-        along x and y at once, then along z (zero-padded) and summed. A large grid (``MORAN_BANDED_ELEMENTS``) is
-        done in bands of ``MORAN_BAND_ROWS`` y frequencies (a band's spectra stay in the cache) on ``threads``
-        threads, the bands' sums added in band order; a small one in one band."""
-        lines = scipy.fft.fft(scipy.fft.rfft(stack, axis=3, workers=threads), fft_shape[1], axis=2,
-                              workers=threads, overwrite_x=True)
-
+        along x (into a grid zero-padded along y) and y, then along z (zero-padded) and summed. A large grid
+        (``MORAN_BANDED_ELEMENTS``) is done in bands of ``MORAN_BAND_ROWS`` y frequencies (a band's spectra stay in
+        the cache) on ``threads`` threads, each reusing one buffer for its bands, the bands' sums added in band
+        order; a small one in one band."""
+        depth, height = stack.shape[1], stack.shape[2]
+        lines = np.zeros((3, depth, fft_shape[1], fft_shape[2] // 2 + 1), dtype=np.complex128)
+        ducc0.fft.r2c(stack, axes=(3,), nthreads=threads, out=lines[:, :, :height])   # scipy.fft.rfft
+        _fft(lines, 2, threads)
         rows = MORAN_BAND_ROWS if banded else fft_shape[1]
+        starts = list(range(0, fft_shape[1], rows))
+        workers = min(threads, len(starts))
 
-        def band(start):
-            stop = min(start + rows, fft_shape[1])
-            spectra = np.zeros((3, fft_shape[0], stop - start, lines.shape[3]), dtype=np.complex128)
-            spectra[:, :stack.shape[1]] = lines[:, :, start:stop]
-            spectra = scipy.fft.fft(spectra, axis=1, workers=1, overwrite_x=True)
-            return _kernels.folded_spectral_sums(folded, fold_z, fold_y[start:stop], spectra[0], spectra[2],
-                                                 spectra[1])
+        def bands(first):
+            """The sums of the bands first, first + workers, ... in one buffer (contiguous whatever the width)."""
+            buffer = np.empty(3 * fft_shape[0] * rows * lines.shape[3], dtype=np.complex128)
+            out = []
+            for start in starts[first::workers]:
+                stop = min(start + rows, fft_shape[1])
+                spectra = buffer[:3 * fft_shape[0] * (stop - start) * lines.shape[3]].reshape(
+                    3, fft_shape[0], stop - start, lines.shape[3])
+                spectra[:, :depth] = lines[:, :, start:stop]
+                spectra[:, depth:] = 0.0
+                _fft(spectra, 1, 1)
+                out.append(_kernels.folded_spectral_sums(folded, fold_z, fold_y[start:stop], spectra[0], spectra[2],
+                                                         spectra[1]))
+            return out
 
-        starts = range(0, fft_shape[1], rows)
-        if banded and threads > 1:
-            with ThreadPoolExecutor(threads) as pool:   # pocketfft and the sums kernel release the GIL
-                bands = list(pool.map(band, starts))
+        if workers > 1:
+            with ThreadPoolExecutor(workers) as pool:   # ducc0 and the sums kernel release the GIL
+                per_worker = list(pool.map(bands, range(workers)))
         else:
-            bands = [band(start) for start in starts]
-        return tuple(sum(values) for values in zip(*bands))
+            per_worker = [bands(0)]
+        in_order = [per_worker[k % workers][k // workers] for k in range(len(starts))]
+        return tuple(sum(values) for values in zip(*in_order))
 
     for i in range(n_slabs):
         a = grids[:, i * thickness:(i + 1) * thickness]
@@ -435,7 +446,7 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
         kernel = dz[:, None, None] ** 2 + planar[None, :, :]
         np.sqrt(kernel, out=kernel)
         np.divide(1.0, kernel, out=kernel)
-        weights = scipy.fft.rfftn(kernel, workers=threads)
+        weights = ducc0.fft.r2c(kernel, axes=(0, 1, 2), nthreads=threads)   # scipy.fft.rfftn
         del kernel
         weights *= twice / n_fft
 
@@ -458,6 +469,22 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
             moran_sum += 2.0 * moran
             geary_sum += 2.0 * (first + second - 2.0 * moran)
     return weight_sum, moran_sum, geary_sum
+
+
+def _rfft(x: np.ndarray, axis: int, threads: int) -> np.ndarray:
+    """``scipy.fft.rfft(x, axis=axis)``, by ducc0 (the FFT library of scipy >= 1.18; about 1.4x faster than the
+    pocketfft of older scipy, the same values to rounding)."""
+    return ducc0.fft.r2c(x, axes=(axis,), nthreads=threads)
+
+
+def _fft(x: np.ndarray, axis: int, threads: int, n: int | None = None) -> np.ndarray:
+    """``scipy.fft.fft(x, n, axis=axis)`` of a complex array, zero-padded to ``n`` along ``axis`` first, by ducc0
+    (:func:`_rfft`); ``x`` itself is overwritten when it needs no padding."""
+    if n is not None and n != x.shape[axis]:
+        padded = np.zeros(x.shape[:axis] + (n,) + x.shape[axis + 1:], dtype=np.complex128)
+        padded[(slice(None),) * axis + (slice(0, x.shape[axis]),)] = x
+        x = padded
+    return ducc0.fft.c2c(x, axes=(axis,), nthreads=threads, out=x)
 
 
 def _even_fast_len(n: int) -> int:
@@ -484,7 +511,7 @@ def _folded_kernel_spectrum(fft_shape, extent, spacing, threads=1):
         squared = squared + d2.reshape([-1 if a == axis else 1 for a in range(3)])
     squared[0, 0, 0] = np.inf
     kernel = 1.0 / np.sqrt(squared)
-    spectrum = scipy.fft.dctn(kernel, type=1, workers=threads, overwrite_x=True)
+    spectrum = ducc0.fft.dct(kernel, type=1, axes=(0, 1, 2), nthreads=threads, out=kernel)   # scipy.fft.dctn
     folds = [np.minimum(np.arange(size), size - np.arange(size)) for size in fft_shape[:2]]
     return spectrum, folds[0], folds[1]
 
