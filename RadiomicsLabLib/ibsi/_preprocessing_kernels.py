@@ -35,27 +35,32 @@ def _axis_weights(n_out, n_in, shift, zoom, first, start):
 
 
 @njit(cache=True, nogil=True)
-def _gather_plane(array, z, y_first, x_low, x_high, planes, slot):
-    """``planes[slot, y, 0 | 1, k]`` = ``array[z, y_first + y, x_low | x_high[k]]`` (as float64)."""
+def _gather_plane(array, z, y_first, x_low, x_high, planes, slot, rounding):
+    """``planes[slot, y, 0 | 1, k]`` = ``array[z, y_first + y, x_low | x_high[k]]`` (as float64; ``np.rint`` of it
+    with ``rounding``)."""
     for y in range(planes.shape[1]):
         row = array[z, y_first + y]
         out_low = planes[slot, y, 0]
         out_high = planes[slot, y, 1]
         for k in range(x_low.shape[0]):
-            out_low[k] = row[x_low[k]]
-            out_high[k] = row[x_high[k]]
+            low, high = np.float64(row[x_low[k]]), np.float64(row[x_high[k]])
+            if rounding:
+                low, high = np.rint(low), np.rint(high)
+            out_low[k] = low
+            out_high[k] = high
 
 
 @njit(cache=True, nogil=True)
-def trilinear(array, shift, zoom, out_shape, first, start, rounding):
+def trilinear(array, shift, zoom, out_shape, first, start, rounding, source_rounding):
     """``array`` (3D) interpolated linearly at ``(k + shift) * zoom`` per axis for the output indices
     k = first .. first + out_shape - 1 (a box of the output grid, the same values as on the whole grid).
 
     ``array`` may be a crop of the grid starting at index ``start``: indices beyond the crop are clamped to
     its edge, which gives the whole grid's values when the crop reaches the grid's edge or its edge planes are
     0 wherever the grid is (a mask cropped one voxel beyond its bounding box). ``rounding``: ``np.rint`` of
-    each value. Each input plane's x neighbours are gathered once (two planes kept), so the inner loop reads
-    rows in order; the arithmetic per point is unchanged.
+    each value; ``source_rounding``: of each value of ``array`` first (any real type: read as float64). Each input
+    plane's x neighbours are gathered once (two planes kept), so the inner loop reads rows in order; the arithmetic
+    per point is unchanged.
     """
     nz, ny, nx = out_shape
     out = np.empty((nz, ny, nx))
@@ -75,14 +80,14 @@ def trilinear(array, shift, zoom, out_shape, first, start, rounding):
             sa = 1
         else:
             sa = 1 if held[0] == zb else 0
-            _gather_plane(array, za, y_first, x0, x1, planes, sa)
+            _gather_plane(array, za, y_first, x0, x1, planes, sa, source_rounding)
             held[sa] = za
         if zb == za:
             sb = sa
         else:
             sb = 1 - sa
             if held[sb] != zb:
-                _gather_plane(array, zb, y_first, x0, x1, planes, sb)
+                _gather_plane(array, zb, y_first, x0, x1, planes, sb, source_rounding)
                 held[sb] = zb
         for j in range(ny):
             ya, yb, ba, bb = y0[j] - y_first, y1[j] - y_first, wy0[j], wy1[j]
@@ -107,7 +112,8 @@ def trilinear(array, shift, zoom, out_shape, first, start, rounding):
 @njit(cache=True, nogil=True)
 def grid_stats(source, out, rounding, write):
     """(min, max, sum) of ``source`` (C order) as float64, each value first rounded (``np.rint``) with
-    ``rounding``; with ``write`` the values go to ``out`` (float64, the same shape; may be ``source`` itself). One
+    ``rounding``; with ``write`` the values go to ``out`` (float64, the same shape; may be ``source`` itself), without
+    it ``out`` is not written (any float64 array of the same dimension: a (1, ..., 1) one). One
     pass that accumulates per x position (a loop the compiler vectorises): the sum is added in another order than
     numpy's, so it equals numpy's only when exact (integers, see the preprocessing), and a NaN shows in the sum
     only. Empty: (inf, -inf, 0)."""
@@ -119,7 +125,7 @@ def grid_stats(source, out, rounding, write):
     total = np.zeros(nx)
     for r in range(rows.shape[0]):
         row = rows[r]
-        target = written[r]
+        target = written[r if write else 0]
         for x in range(nx):
             v = np.float64(row[x])
             if rounding:
@@ -135,10 +141,10 @@ def grid_stats(source, out, rounding, write):
 
 
 @njit(cache=True, nogil=True)
-def masked_stats(image, mask, corner):
-    """(count, min, max, sum) of the intensities of ``image`` at the voxels of ``mask``, a box of the grid whose
-    first voxel is ``corner`` (z, y, x); none: (0, inf, -inf, 0). Accumulated per x position like
-    :func:`grid_stats` (the same caveat on the sum)."""
+def masked_stats(image, mask, corner, rounding):
+    """(count, min, max, sum) of the intensities of ``image`` (as float64; ``np.rint`` of each with ``rounding``) at
+    the voxels of ``mask``, a box of the grid whose first voxel is ``corner`` (z, y, x); none: (0, inf, -inf, 0).
+    Accumulated per x position like :func:`grid_stats` (the same caveat on the sum)."""
     nz, ny, nx = mask.shape
     cz, cy, cx = corner
     count = np.zeros(nx, dtype=np.int64)
@@ -151,7 +157,9 @@ def masked_stats(image, mask, corner):
             row = image[cz + z, cy + y, cx:cx + nx]
             for x in range(nx):
                 if inside[x]:
-                    v = row[x]
+                    v = np.float64(row[x])
+                    if rounding:
+                        v = np.rint(v)
                     count[x] += 1
                     low[x] = min(low[x], v)
                     high[x] = max(high[x], v)

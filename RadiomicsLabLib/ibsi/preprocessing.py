@@ -109,7 +109,10 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings) -> tuple[Roi, dic
     """
     check_settings(settings)
     check_same_grid(image, mask)
-    image_array, spacing, statistics = _image_array(image, "image", settings.round_intensities)
+    # an image interpolated linearly is read by the compiled interpolation only: its voxels as they are (rounded on
+    # read), without a float64 copy of the whole image
+    image_array, spacing, statistics, round_on_read = _image_array(image, "image", settings.round_intensities,
+                                                                   copy=not _interpolated_linearly(image, settings))
     roi_mask = _mask_array(mask)
     box = _kernels.bounding_box(roi_mask)
     if box is None:
@@ -121,13 +124,13 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings) -> tuple[Roi, dic
     # voxels in the same (C) order as on the whole grid, without scanning it.
     diagnostics = _image_diagnostics(image_array.shape, spacing, "init_img", statistics)
     inside = np.ascontiguousarray(roi_mask[box])
-    summary = _mask_summary(image_array, box, inside, integral, tight=True)
+    summary = _mask_summary(image_array, box, inside, integral, tight=True, rounding=round_on_read)
     diagnostics.update(_roi_diagnostics("init_roi", roi_mask.shape, summary, summary))
 
     new_spacing = target_spacing(spacing, settings.new_spacing)
     if new_spacing != spacing:
         image_array = interpolate(image_array, spacing, new_spacing, settings.interpolation,
-                                  settings.round_intensities)
+                                  settings.round_intensities, source_rounding=round_on_read)
         box, fraction = _interpolate_mask_box(roi_mask, box, spacing, new_spacing, settings.mask_interpolation)
         inside = fraction >= settings.mask_threshold - _THRESHOLD_SLACK
         roi_mask = np.zeros(image_array.shape, dtype=bool)
@@ -236,9 +239,20 @@ def check_same_grid(image: sitk.Image, mask: sitk.Image) -> None:
                                     f"({_fmt(a)} vs {_fmt(b)}). Resample the mask onto the image grid first.")
 
 
-def _image_array(image: sitk.Image, label: str, rounding: bool = False) -> tuple[np.ndarray, tuple, tuple]:
+def _interpolated_linearly(image: sitk.Image, settings) -> bool:
+    """Whether :func:`prepare_roi` interpolates the 3D ``image`` onto a new grid with (compiled) trilinear
+    interpolation."""
+    spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
+    return image.GetDimension() == 3 and _ORDERS.get(settings.interpolation) == 1 and \
+        target_spacing(spacing, settings.new_spacing) != spacing
+
+
+def _image_array(image: sitk.Image, label: str, rounding: bool = False,
+                 copy: bool = True) -> tuple[np.ndarray, tuple, tuple, bool]:
     """The image as a new float64 (z, y, x) array, rounded to integers (``np.rint``) with ``rounding``, its
-    (z, y, x) spacing and the (min, max, mean) of its values (finite: NaN or infinity raise)."""
+    (z, y, x) spacing, the (min, max, mean) of its values (finite: NaN or infinity raise) and False. Without
+    ``copy``, an image of one of :data:`CONVERTED_TYPES` comes back as SimpleITK's read-only view of its voxels, with
+    the statistics of the rounded values and whether its readers must still round (``np.rint``) each value."""
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise RadiomicsLabError(f"The {label} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
                                 f"give a single-channel (scalar) {label}.")
@@ -249,7 +263,11 @@ def _image_array(image: sitk.Image, label: str, rounding: bool = False) -> tuple
     if image.GetDimension() == 2:
         view, spacing = view[np.newaxis], (1.0, *spacing)
     integers = view.dtype.kind in "biu"          # integers need no rounding
-    if view.dtype in CONVERTED_TYPES and view.flags.c_contiguous:   # converted, rounded and summed in one pass
+    round_on_read = False
+    if view.dtype in CONVERTED_TYPES and view.flags.c_contiguous and not copy:   # statistics only
+        array, round_on_read = view, rounding and not integers
+        statistics = _grid_statistics(array, rounding or integers, round_on_read, write=False)
+    elif view.dtype in CONVERTED_TYPES and view.flags.c_contiguous:   # converted, rounded and summed in one pass
         array = np.empty(view.shape, dtype=np.float64)
         statistics = _grid_statistics(array, rounding or integers, rounding and not integers, source=view)
     else:
@@ -257,7 +275,7 @@ def _image_array(image: sitk.Image, label: str, rounding: bool = False) -> tuple
         statistics = _grid_statistics(array, rounding or integers, rounding and not integers)
     if not (math.isfinite(statistics[0]) and math.isfinite(statistics[1])) or math.isnan(statistics[2]):
         raise RadiomicsLabError(f"The {label} contains NaN or infinite values; replace them before extraction.")
-    return array, spacing, statistics
+    return array, spacing, statistics, round_on_read
 
 
 def _exact_sum(total: float, count: int, low: float, high: float, integral: bool) -> bool:
@@ -271,19 +289,33 @@ def _exact_sum(total: float, count: int, low: float, high: float, integral: bool
 CONVERTED_TYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int16))
 
 
-def _grid_statistics(array: np.ndarray, integral: bool, rounding: bool = False, source=None) -> tuple:
+def _grid_statistics(array: np.ndarray, integral: bool, rounding: bool = False, source=None,
+                     write: bool = True) -> tuple:
     """(min, max, mean) of ``array`` (float64, C order), rounded in place first with ``rounding``, as numpy gives
     them, in one compiled pass: the mean is sum / size when that sum is exact (``integral``: every value is an
     integer), else numpy's. A NaN makes the mean NaN (not always the min and max). Empty: (0, 0, NaN).
-    ``source``: an array of the same shape (C order) that the pass first copies into ``array``."""
+    ``source``: an array of the same shape (C order) that the pass first copies into ``array``. Without ``write``,
+    ``array`` (any of :data:`CONVERTED_TYPES`, C order) is only read, each value rounded with ``rounding``."""
     if array.size == 0:
         if source is not None:
             array[...] = source
         return 0.0, 0.0, float("nan")
+    if not write:
+        low, high, total = (float(v) for v in _kernels.grid_stats(array, np.empty((1,) * array.ndim), rounding,
+                                                                  False))
+        exact = _exact_sum(total, array.size, low, high, integral)
+        mean = total / array.size if exact else float(_read(array, rounding).mean())
+        return low, high, mean
     low, high, total = (float(v) for v in _kernels.grid_stats(array if source is None else source, array, rounding,
                                                               rounding or source is not None))
     mean = total / array.size if _exact_sum(total, array.size, low, high, integral) else float(array.mean())
     return low, high, mean
+
+
+def _read(values: np.ndarray, rounding: bool) -> np.ndarray:
+    """``values`` as a new float64 array, each rounded (``np.rint``) with ``rounding``."""
+    values = np.asarray(values, dtype=np.float64).copy()
+    return np.rint(values, out=values) if rounding else values
 
 
 def _mask_array(mask: sitk.Image) -> np.ndarray:
@@ -293,7 +325,7 @@ def _mask_array(mask: sitk.Image) -> np.ndarray:
             np.dtype(sitk.GetArrayViewFromImage(mask).dtype).kind in "biu":
         array = sitk.GetArrayViewFromImage(mask) != 0
         return array[np.newaxis] if mask.GetDimension() == 2 else array
-    mask_array, _, _ = _image_array(mask, "mask", rounding=True)
+    mask_array, _, _, _ = _image_array(mask, "mask", rounding=True)
     return mask_array != 0
 
 
@@ -341,12 +373,14 @@ def interpolated_geometry(image: sitk.Image, new_spacing_xyz) -> tuple[tuple, tu
     return size, new_xyz, origin
 
 
-def interpolate(array: np.ndarray, spacing: tuple, new_spacing: tuple, method: str, rounding: bool = False) -> np.ndarray:
+def interpolate(array: np.ndarray, spacing: tuple, new_spacing: tuple, method: str, rounding: bool = False,
+                source_rounding: bool = False) -> np.ndarray:
     """``array`` (z, y, x) with ``spacing`` interpolated onto the IBSI grid with ``new_spacing`` (both (z, y, x)).
 
     ``method``: nearest | linear | cubic (B-spline of order 3 through the voxel values). Outside the
     original grid the nearest boundary value is used (IBSI: pad with the boundary intensity).
-    ``rounding``: the interpolated values rounded to the nearest integer (``np.rint``).
+    ``rounding``: the interpolated values rounded to the nearest integer (``np.rint``); ``source_rounding``: the
+    values of ``array`` rounded first (linear interpolation of a 3D array only).
     """
     order = _ORDERS[method]
     new_size, origin = interpolation_grid(array.shape, spacing, new_spacing)
@@ -360,8 +394,10 @@ def interpolate(array: np.ndarray, spacing: tuple, new_spacing: tuple, method: s
     elif order == 1 and array.ndim == 3:
         # scipy's zoom_shift arithmetic, bit for bit, as a compiled loop (see _preprocessing_kernels)
         offset = np.asarray(origin, dtype=np.float64)
-        return _kernels.trilinear(np.ascontiguousarray(array, dtype=np.float64), offset / step, step,
-                                  tuple(int(n) for n in new_size), (0, 0, 0), (0, 0, 0), bool(rounding))
+        source = array if array.dtype in CONVERTED_TYPES and array.flags.c_contiguous else \
+            np.ascontiguousarray(array, dtype=np.float64)    # read as float64 by the kernel: no copy
+        return _kernels.trilinear(source, offset / step, step, tuple(int(n) for n in new_size), (0, 0, 0), (0, 0, 0),
+                                  bool(rounding), bool(source_rounding))
     else:
         from scipy import ndimage   # imported here: ~0.15 s that only spline orders other than 1 need
 
@@ -418,7 +454,7 @@ def _interpolate_mask_box(mask: np.ndarray, present: tuple, spacing: tuple, new_
     values = np.ascontiguousarray(mask[crop]).view(np.uint8)
     shift = np.asarray(origin, dtype=np.float64) / step
     fraction = _kernels.trilinear(values, shift, step, tuple(b.stop - b.start for b in box),
-                                  tuple(b.start for b in box), tuple(c.start for c in crop), False)
+                                  tuple(b.start for b in box), tuple(c.start for c in crop), False, False)
     return box, fraction
 
 
@@ -474,12 +510,14 @@ def roi_diagnostics(image: np.ndarray, intensity_mask: np.ndarray, morphological
     return _roi_diagnostics(stage, intensity_mask.shape, *summaries)
 
 
-def _mask_summary(image: np.ndarray, box: tuple, mask: np.ndarray, integral: bool, tight: bool = False) -> tuple:
+def _mask_summary(image: np.ndarray, box: tuple, mask: np.ndarray, integral: bool, tight: bool = False,
+                  rounding: bool = False) -> tuple:
     """(bounding box extent (z, y, x), voxel count, min, max, mean intensity) of the voxels of ``mask`` (bool, C
-    order), the box ``box`` (slices) of the grid of ``image`` (3D float64, C order), as numpy gives them (NaN
-    intensities when empty). ``integral``: every value of ``image`` is an integer (a compiled exact mean);
-    ``tight``: ``box`` is the mask's bounding box."""
-    count, low, high, total = _kernels.masked_stats(image, mask, tuple(b.start for b in box))
+    order), the box ``box`` (slices) of the grid of ``image`` (3D float64, or another of :data:`CONVERTED_TYPES`, C
+    order; each value rounded on read with ``rounding``), as numpy gives them (NaN intensities when empty).
+    ``integral``: every value read is an integer (a compiled exact mean); ``tight``: ``box`` is the mask's bounding
+    box."""
+    count, low, high, total = _kernels.masked_stats(image, mask, tuple(b.start for b in box), rounding)
     count = int(count)
     found = box if tight else _kernels.bounding_box(mask)
     extent = tuple(0.0 for _ in range(mask.ndim)) if found is None else tuple(float(b.stop - b.start) for b in found)
@@ -488,7 +526,7 @@ def _mask_summary(image: np.ndarray, box: tuple, mask: np.ndarray, integral: boo
     if _exact_sum(total, count, low, high, integral):
         mean = total / count
     else:
-        mean = float(image[box][mask].mean())
+        mean = float(_read(image[box][mask], rounding).mean())
     return extent, float(count), float(low), float(high), mean
 
 
