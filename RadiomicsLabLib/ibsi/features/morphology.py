@@ -337,17 +337,18 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
     time O(N_v^2); a cross-check of the FFT path.
     """
     mask = np.asarray(mask, dtype=bool)
+    image = np.asarray(image, dtype=np.float64)
     spacing = np.asarray(spacing, dtype=np.float64)
-    index = np.argwhere(mask)
-    values = np.asarray(image, dtype=np.float64)[mask]
-    deviation = values - values.mean()
+    mean = image[mask].mean()
     if method == "pairs":
-        return _pairwise_sums(index * spacing, deviation, float(spacing.min()))
+        return _pairwise_sums(np.argwhere(mask) * spacing, image[mask] - mean, float(spacing.min()))
     if method != "fft":
         raise ValueError(f"Unknown method '{method}' (fft or pairs).")
 
-    low = index.min(axis=0)
-    shape = index.max(axis=0) + 1 - low
+    box = bounding_box(mask)
+    if box is None:
+        raise ValueError("Moran's I / Geary's C sums need a non-empty mask.")
+    shape = np.array([b.stop - b.start for b in box])
     plane = [_even_fast_len(2 * int(s) - 1) for s in shape[1:]]
     thickness = int(shape[0])
     while thickness > 1 and _even_fast_len(2 * thickness - 1) * plane[0] * plane[1] > max_fft_elements:
@@ -355,13 +356,13 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
     n_slabs = -(-int(shape[0]) // thickness)
     fft_shape = (_even_fast_len(2 * thickness - 1), *plane)
 
-    # m (mask), f (deviation) and g = f^2 on the bounding box, z padded to n_slabs * thickness and x to the FFT
-    # length (so that the first transform needs no padded copy)
-    local = index - low
+    # m (mask), f (deviation from the mean, 0 outside) and g = f^2 on the bounding box, z padded to
+    # n_slabs * thickness and x to the FFT length (so that the first transform needs no padded copy)
+    inside = mask[box]
     grids = np.zeros((3, n_slabs * thickness, int(shape[1]), fft_shape[2]))
-    grids[(0, *local.T)] = 1.0
-    grids[(1, *local.T)] = deviation
-    grids[(2, *local.T)] = deviation ** 2
+    grids[0, :shape[0], :, :shape[2]] = inside
+    np.subtract(image[box], mean, out=grids[1, :shape[0], :, :shape[2]], where=inside)
+    np.square(grids[1], out=grids[2])
 
     # Every sum is an inner product <a, w * b> = sum_k a_k (w * b)_k of two real grids, which Parseval's
     # theorem turns into (1 / N) Re sum_omega conj(A) W B over the spectra (rfft: the half spectrum, the
