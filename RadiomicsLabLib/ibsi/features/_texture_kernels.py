@@ -308,3 +308,91 @@ def row_sphere_sums(image, mask, row_dz, row_dy, row_dx):
                 out[k] = total[x - x0]
                 k += 1
     return out
+
+
+@njit(cache=True, nogil=True)
+def count_matrix_formulas(matrix, i, j, count, n_matrices, n_voxels):
+    """The formulas the GLRLM, GLSZM, GLDZM and NGLDM share (:data:`~.zones.SHARED_FORMULAS`, in that order) of
+    ``n_matrices`` count matrices s_ij given by their non-zero cells, grouped by matrix (``matrix`` non-decreasing;
+    row i >= 1 a grey level, column j >= 1 a run length, zone size, distance or dependence count + 1, ``count`` > 0).
+    With N_s = sum s_ij, p_ij = s_ij / N_s, s_i. and s_.j the row and column sums and ``n_voxels[m]`` the matrix's
+    N_v (or, where it is < 0, sum_ij j s_ij: the voxels of a run length matrix):
+
+    sum p / j^2, sum p j^2, sum p / i^2, sum p i^2, sum p / (i^2 j^2), sum p i^2 / j^2, sum p j^2 / i^2,
+    sum p i^2 j^2, sum_i s_i.^2 / N_s, / N_s^2, sum_j s_.j^2 / N_s, / N_s^2, N_s / N_v, sum (i - mu_i)^2 p,
+    sum (j - mu_j)^2 p (mu: the p-weighted means), -sum p log2 p, sum p^2.
+
+    Returns (values (n_matrices, 17), which matrices have cells); a matrix without cells or voxels is left NaN
+    (the callers' formula functions say why)."""
+    out = np.full((n_matrices, 17), np.nan)
+    filled = np.zeros(n_matrices, dtype=np.bool_)
+    n_cells = matrix.shape[0]
+    top_i = 1
+    top_j = 1
+    for c in range(n_cells):
+        top_i = max(top_i, i[c])
+        top_j = max(top_j, j[c])
+    rows = np.zeros(top_i + 1)
+    columns = np.zeros(top_j + 1)
+    listed_i = np.empty(n_cells, dtype=np.int64)
+    listed_j = np.empty(n_cells, dtype=np.int64)
+    c0 = 0
+    while c0 < n_cells:
+        c1 = c0
+        while c1 < n_cells and matrix[c1] == matrix[c0]:
+            c1 += 1
+        m = matrix[c0]
+        total = 0.0
+        voxels = 0.0
+        for c in range(c0, c1):
+            total += count[c]
+            voxels += j[c] * count[c]
+        if n_voxels[m] >= 0:
+            voxels = n_voxels[m]
+        ni = nj = 0
+        sums = np.zeros(17)
+        mean_i = mean_j = 0.0
+        for c in range(c0, c1):
+            p = count[c] / total
+            a, b = float(i[c]), float(j[c])
+            a2, b2 = a * a, b * b
+            sums[0] += p / b2
+            sums[1] += p * b2
+            sums[2] += p / a2
+            sums[3] += p * a2
+            sums[4] += p / (a2 * b2)
+            sums[5] += p * a2 / b2
+            sums[6] += p * b2 / a2
+            sums[7] += p * a2 * b2
+            sums[15] -= p * np.log2(p)
+            sums[16] += p * p
+            mean_i += a * p
+            mean_j += b * p
+            if rows[i[c]] == 0.0:
+                listed_i[ni] = i[c]
+                ni += 1
+            rows[i[c]] += count[c]
+            if columns[j[c]] == 0.0:
+                listed_j[nj] = j[c]
+                nj += 1
+            columns[j[c]] += count[c]
+        for c in range(c0, c1):
+            p = count[c] / total
+            sums[13] += (i[c] - mean_i) ** 2 * p
+            sums[14] += (j[c] - mean_j) ** 2 * p
+        for t in range(ni):
+            sums[8] += rows[listed_i[t]] ** 2
+            rows[listed_i[t]] = 0.0
+        for t in range(nj):
+            sums[10] += columns[listed_j[t]] ** 2
+            columns[listed_j[t]] = 0.0
+        if total > 0.0 and voxels > 0.0:
+            sums[9] = sums[8] / (total * total)
+            sums[8] /= total
+            sums[11] = sums[10] / (total * total)
+            sums[10] /= total
+            sums[12] = total / voxels
+            out[m] = sums
+            filled[m] = True
+        c0 = c1
+    return out, filled

@@ -23,8 +23,8 @@ dense matrices ``(..., n_g, n_r)``, as voxel-wise feature maps will.
 import numpy as np
 
 from .common import (AGGREGATIONS, CellMatrices, average_over_matrices, check_dimensions, dense_cells,
-                     dense_matrix_features, describe, directional_aggregates, group_sums, matrix_features,
-                     padded_levels, require_levels, texture_grid, texture_keys, unique_counts)
+                     dense_matrix_features, describe, directional_aggregates, group_sums, padded_levels,
+                     require_levels, texture_grid, texture_keys, unique_counts)
 from . import _texture_kernels as _kernels
 from .directions import directions
 
@@ -241,9 +241,14 @@ def compute(roi, settings) -> dict:
                                grey[(cells // max_length) % grey.size], cells % max_length, counts)
 
     def aggregate_cells(suffix, n_groups, matrix, level, length, counts):
-        """Features of the run length matrices given by their non-zero cells (``level``: the grey level)."""
-        features = GlrlmFeatures(matrix, level, length, counts, n_groups)
-        return average_over_matrices(FAMILY, suffix, matrix_features(features, BASE_TAGS), ~features.empty,
+        """Features of the run length matrices given by their non-zero cells (``level``: the grey level): the
+        formulas of :class:`GlrlmFeatures`, compiled (:func:`._texture_kernels.count_matrix_formulas`, whose first
+        16 columns are the GLRLM's features in IBSI order; the same values to rounding)."""
+        values, filled = _kernels.count_matrix_formulas(
+            np.ascontiguousarray(matrix, dtype=np.int64), np.ascontiguousarray(level, dtype=np.int64),
+            np.ascontiguousarray(length, dtype=np.int64), np.ascontiguousarray(counts, dtype=np.float64), int(n_groups),
+            np.full(int(n_groups), -1.0))
+        return average_over_matrices(FAMILY, suffix, {tag: values[:, k] for k, tag in enumerate(BASE_TAGS)}, filled,
                                      roi.notes, empty_reason="the ROI intensity mask is empty, "
                                                              "every run length matrix is empty")
 

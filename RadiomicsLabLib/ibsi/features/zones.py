@@ -268,6 +268,29 @@ def _empty():
     raise Undefined("the matrix is empty")
 
 
+#: The formulas above in the column order of :func:`._texture_kernels.count_matrix_formulas`, which computes them
+#: all at once (:func:`matrix_values`).
+SHARED_FORMULAS = (small_emphasis, large_emphasis, low_grey_level_emphasis, high_grey_level_emphasis,
+                   small_low_grey_level_emphasis, small_high_grey_level_emphasis, large_low_grey_level_emphasis,
+                   large_high_grey_level_emphasis, grey_level_non_uniformity, grey_level_non_uniformity_normalised,
+                   column_non_uniformity, column_non_uniformity_normalised, percentage, grey_level_variance,
+                   column_variance, entropy, energy)
+
+
+def matrix_values(functions: dict, m: CountMatrix) -> tuple[dict, dict]:
+    """:func:`.common.evaluate` of ``functions`` (name -> formula) on ``m``: compiled, all at once
+    (:func:`._texture_kernels.count_matrix_formulas`; the same values to rounding), when every formula is one of
+    :data:`SHARED_FORMULAS` and ``m`` has cells and voxels; else formula by formula (with their reasons for NaN)."""
+    columns = {function: k for k, function in enumerate(SHARED_FORMULAS)}
+    if not (all(f in columns for f in functions.values()) and m.count.size and m.n_voxels > 0):
+        return evaluate(functions, m)
+    values, _ = _kernels.count_matrix_formulas(np.zeros(m.i.size, dtype=np.int64), np.ascontiguousarray(m.i, np.int64),
+                                               np.ascontiguousarray(m.j, np.int64),
+                                               np.ascontiguousarray(m.count, np.float64), 1,
+                                               np.array([float(m.n_voxels)]))
+    return {name: float(values[0, columns[function]]) for name, function in functions.items()}, {}
+
+
 # --- feature descriptions ------------------------------------------------------------------------
 
 #: Tag suffix -> (dimension, IBSI aggregation identifier (none here), name, pyradiomics setting or None), as
@@ -314,7 +337,7 @@ def compute_by_dimension(roi: Roi, settings, family: str, prefix: str, functions
         if dimension == "2D":
             values = _slice_average(functions, matrices, family, prefix, suffix, roi)
         else:
-            values, reasons = evaluate(functions, merge(matrices) if dimension == "2.5D" else matrices[0])
+            values, reasons = matrix_values(functions, merge(matrices) if dimension == "2.5D" else matrices[0])
             for name, reason in reasons.items():
                 roi.notes.append(f"{family}: {prefix}_{name}_{suffix} is NaN: {reason}")
         result.update({f"{prefix}_{name}_{suffix}": value for name, value in values.items()})
@@ -323,7 +346,7 @@ def compute_by_dimension(roi: Roi, settings, family: str, prefix: str, functions
 
 def _slice_average(functions, matrices, family, prefix, suffix, roi) -> dict:
     """IBSI 2D: the mean over slices of each feature; slices where it is undefined are left out (with a note)."""
-    per_slice = [evaluate(functions, m) for m in matrices]
+    per_slice = [matrix_values(functions, m) for m in matrices]
     values = {}
     for name in functions:
         defined = [v[name] for v, _ in per_slice if not np.isnan(v[name])]
