@@ -144,3 +144,49 @@ def test_features_are_described(prefix):
         if tag.endswith("_3D_avg"):
             assert (info["pyradiomics"] or "") == names.pyradiomics_name_of_ibsi(tag)
     assert list(module.keys(SETTINGS.replaced(dimensions=("3D",)))) == [t for t in module.FEATURES if "_3D_" in t]
+
+
+def _random_cells(rng, n_matrices, symmetric):
+    """Non-zero cells (matrix, i, j, count) of random count matrices, grouped by matrix, one of them empty."""
+    cells = []
+    for m in range(n_matrices):
+        if m == 1:
+            continue                                   # an empty matrix
+        size = 1 if m == 2 else int(rng.integers(2, 50))     # matrix 2: a single grey level
+        levels = np.sort(rng.choice(np.arange(1, 200), size, replace=False))
+        dense = np.zeros((200, 200))
+        for _ in range(int(rng.integers(1, 300))):
+            a, b = rng.choice(levels, 2)
+            count = float(rng.integers(1, 10 ** 5))
+            dense[a, b] += count
+            if symmetric:
+                dense[b, a] += count
+        i, j = np.nonzero(dense)
+        cells.append((np.full(i.size, m), i, j, dense[i, j]))
+    return tuple(np.concatenate(column) for column in zip(*cells))
+
+
+def test_compiled_glcm_and_glrlm_formulas_equal_the_formula_classes():
+    """The segment GLCM's compiled formulas (glcm.cell_features, shared with the IBSI GLCM maps) and the GLRLM's
+    (count_matrix_formulas) give what GlcmFeatures and GlrlmFeatures give, to rounding, on random matrices with
+    large counts, an empty one (NaN, left out) and one of a single grey level (correlation and information
+    correlation 1 NaN)."""
+    from RadiomicsLabLib.ibsi.features import _texture_kernels
+
+    rng = np.random.default_rng(4)
+    for trial in range(10):
+        matrix, i, j, counts = _random_cells(rng, 6, symmetric=True)
+        compiled, non_empty = glcm.cell_features(matrix, i, j, counts, 6, 37)
+        expected_features = glcm.GlcmFeatures(matrix, i, j, counts, 6, 37)
+        expected = common.matrix_features(expected_features, glcm.BASE_TAGS)
+        assert np.array_equal(non_empty, ~expected_features.empty)
+        for tag in glcm.BASE_TAGS:
+            np.testing.assert_allclose(compiled[tag], expected[tag], rtol=1e-10, atol=1e-12, err_msg=f"{trial} {tag}")
+        assert np.isnan(compiled["cm_corr"][2]) and np.isnan(compiled["cm_info_corr1"][2])
+        matrix, i, j, counts = _random_cells(rng, 6, symmetric=False)
+        values, filled = _texture_kernels.count_matrix_formulas(matrix, i, j, counts, 6, np.full(6, -1.0))
+        expected_features = glrlm.GlrlmFeatures(matrix, i, j, counts, 6)
+        expected = common.matrix_features(expected_features, glrlm.BASE_TAGS)
+        assert np.array_equal(filled, ~expected_features.empty)
+        for k, tag in enumerate(glrlm.BASE_TAGS):
+            np.testing.assert_allclose(values[:, k], expected[tag], rtol=1e-12, atol=1e-300, err_msg=f"{trial} {tag}")

@@ -114,3 +114,28 @@ def test_label_zones_padded_or_not():
         padded, bare = zones.label_zones(np.pad(inner, 1), in_plane), zones.label_zones(inner, in_plane)
         assert np.array_equal(padded.label, bare.label)
         assert np.array_equal(padded.size, bare.size) and np.array_equal(padded.level, bare.level)
+
+
+def test_compiled_shared_formulas_equal_the_formula_functions():
+    """zones.matrix_values (the shared formulas compiled, all at once) gives what the formula functions give one by
+    one, to rounding, on random count matrices (wide grey level and column ranges, counts of 1 to thousands); an empty
+    matrix falls back to the functions, with their reasons."""
+    from RadiomicsLabLib.ibsi.features import common, zones
+
+    functions = {function.__name__: function for function in zones.SHARED_FORMULAS}
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        n = int(rng.integers(1, 400))
+        i = rng.integers(1, int(rng.integers(2, 60)), n)
+        j = rng.integers(1, int(rng.integers(2, 3000)), n)
+        counts = rng.integers(1, 5000, n).astype(np.float64)
+        matrix = zones.CountMatrix._aggregate(i, j, counts, int(rng.integers(1, 10 ** 6)))
+        compiled, reasons = zones.matrix_values(functions, matrix)
+        expected, _ = common.evaluate(functions, matrix)
+        assert reasons == {}
+        for name, value in expected.items():
+            assert compiled[name] == pytest.approx(value, rel=1e-12, abs=1e-300), (trial, name)
+    empty = zones.CountMatrix._aggregate(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), 5)
+    values, reasons = zones.matrix_values(functions, empty)
+    assert math.isnan(values["small_emphasis"]) and reasons["small_emphasis"] == "the matrix is empty"
+    assert values["percentage"] == 0.0            # N_s / N_v of an empty matrix, as the function gives it
