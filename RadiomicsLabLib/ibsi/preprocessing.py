@@ -264,12 +264,13 @@ def _image_array(image: sitk.Image, label: str, rounding: bool = False,
         view, spacing = view[np.newaxis], (1.0, *spacing)
     integers = view.dtype.kind in "biu"          # integers need no rounding
     round_on_read = False
-    if view.dtype in CONVERTED_TYPES and view.flags.c_contiguous and not copy:   # statistics only
-        array, round_on_read = view, rounding and not integers
-        statistics = _grid_statistics(array, rounding or integers, round_on_read, write=False)
-    elif view.dtype in CONVERTED_TYPES and view.flags.c_contiguous:   # converted, rounded and summed in one pass
-        array = np.empty(view.shape, dtype=np.float64)
-        statistics = _grid_statistics(array, rounding or integers, rounding and not integers, source=view)
+    if view.dtype in CONVERTED_TYPES and view.flags.c_contiguous:
+        if copy:   # converted, rounded and summed in one pass
+            array = np.empty(view.shape, dtype=np.float64)
+            statistics = _grid_statistics(array, rounding or integers, rounding and not integers, source=view)
+        else:      # statistics only
+            array, round_on_read = view, rounding and not integers
+            statistics = _grid_statistics(array, rounding or integers, round_on_read, write=False)
     else:
         array = view.astype(np.float64)
         statistics = _grid_statistics(array, rounding or integers, rounding and not integers)
@@ -300,16 +301,12 @@ def _grid_statistics(array: np.ndarray, integral: bool, rounding: bool = False, 
         if source is not None:
             array[...] = source
         return 0.0, 0.0, float("nan")
-    if not write:
-        low, high, total = (float(v) for v in _kernels.grid_stats(array, np.empty((1,) * array.ndim), rounding,
-                                                                  False))
-        exact = _exact_sum(total, array.size, low, high, integral)
-        mean = total / array.size if exact else float(_read(array, rounding).mean())
-        return low, high, mean
-    low, high, total = (float(v) for v in _kernels.grid_stats(array if source is None else source, array, rounding,
-                                                              rounding or source is not None))
-    mean = total / array.size if _exact_sum(total, array.size, low, high, integral) else float(array.mean())
-    return low, high, mean
+    out = array if write else np.empty((1,) * array.ndim)      # not written to without ``write``
+    low, high, total = (float(v) for v in _kernels.grid_stats(array if source is None else source, out, rounding,
+                                                              write and (rounding or source is not None)))
+    if _exact_sum(total, array.size, low, high, integral):
+        return low, high, total / array.size
+    return low, high, float(array.mean() if write else _read(array, rounding).mean())
 
 
 def _read(values: np.ndarray, rounding: bool) -> np.ndarray:

@@ -26,17 +26,20 @@ def _lexicographic_order(x, y):
     """Indices of the points (x, y) in lexicographic (x, y) order: insertion sort for a short list (a silhouette
     of a few dozen points: no sort call), else argsort by x, then each run of equal x by y."""
     n = x.size
-    order = np.arange(n) if n <= SHORT_SORT else np.argsort(x)
-    start = 0
-    for i in range(1, n + 1):
-        if n <= SHORT_SORT and i < n:   # insertion sort of all of them by (x, y)
+    if n <= SHORT_SORT:
+        order = np.arange(n)
+        for i in range(1, n):
             item = order[i]
             k = i - 1
             while k >= 0 and (x[order[k]] > x[item] or (x[order[k]] == x[item] and y[order[k]] > y[item])):
                 order[k + 1] = order[k]
                 k -= 1
             order[k + 1] = item
-        elif n > SHORT_SORT and (i == n or x[order[i]] != x[order[start]]):
+        return order
+    order = np.argsort(x)
+    start = 0
+    for i in range(1, n + 1):
+        if i == n or x[order[i]] != x[order[start]]:
             for j in range(start + 1, i):      # insertion sort of the (short) run of equal x by y
                 item = order[j]
                 k = j - 1

@@ -275,20 +275,20 @@ SHARED_FORMULAS = (small_emphasis, large_emphasis, low_grey_level_emphasis, high
                    large_high_grey_level_emphasis, grey_level_non_uniformity, grey_level_non_uniformity_normalised,
                    column_non_uniformity, column_non_uniformity_normalised, percentage, grey_level_variance,
                    column_variance, entropy, energy)
+_SHARED_COLUMNS = {function: k for k, function in enumerate(SHARED_FORMULAS)}
 
 
 def matrix_values(functions: dict, m: CountMatrix) -> tuple[dict, dict]:
     """:func:`.common.evaluate` of ``functions`` (name -> formula) on ``m``: compiled, all at once
     (:func:`._texture_kernels.count_matrix_formulas`; the same values to rounding), when every formula is one of
     :data:`SHARED_FORMULAS` and ``m`` has cells and voxels; else formula by formula (with their reasons for NaN)."""
-    columns = {function: k for k, function in enumerate(SHARED_FORMULAS)}
-    if not (all(f in columns for f in functions.values()) and m.count.size and m.n_voxels > 0):
+    if not (all(f in _SHARED_COLUMNS for f in functions.values()) and m.count.size and m.n_voxels > 0):
         return evaluate(functions, m)
     values, _ = _kernels.count_matrix_formulas(np.zeros(m.i.size, dtype=np.int64), np.ascontiguousarray(m.i, np.int64),
                                                np.ascontiguousarray(m.j, np.int64),
                                                np.ascontiguousarray(m.count, np.float64), 1,
                                                np.array([float(m.n_voxels)]))
-    return {name: float(values[0, columns[function]]) for name, function in functions.items()}, {}
+    return {name: float(values[0, _SHARED_COLUMNS[function]]) for name, function in functions.items()}, {}
 
 
 # --- feature descriptions ------------------------------------------------------------------------
