@@ -242,39 +242,56 @@ def test_pyradiomics_shape_baseline():
             assert value == pytest.approx(expected, rel=tolerance), (case, tag, value, expected)
 
 
-def test_min_area_rectangle_with_points_that_differ_by_rounding():
-    """The rotating calipers against a brute force over Qhull's 2D hull, on point sets that hold near-copies of
-    their own points (1e-14 apart: one 3D hull vertex projected twice, as OMBB projections produce). Before
-    the hull dropped such near-copies, a near-copy could shield a reflex vertex and hide a real edge."""
+def _ombb_volume_by_brute_force(points, hull):
+    """The smallest of the AABB and, per facet normal of ``hull``, depth times the minimum-area rectangle of the
+    projection found over every edge of Qhull's 2D hull of it (no silhouette, no calipers)."""
     from scipy.spatial import ConvexHull, QhullError
 
-    from RadiomicsLabLib.ibsi.features import _morphology_kernels
+    best = float(np.prod(np.ptp(points, axis=0)))
+    for normal in hull.equations[:, :3]:
+        u = np.cross(normal, np.eye(3)[np.argmin(np.abs(normal))])
+        u /= np.linalg.norm(u)
+        v = np.cross(normal, u)
+        x, y = points @ u, points @ v
+        try:
+            ring = ConvexHull(np.c_[x, y]).vertices
+        except QhullError:
+            continue
+        for a, b in zip(ring, np.roll(ring, -1)):
+            edge = np.array([x[b] - x[a], y[b] - y[a]]) / np.hypot(x[b] - x[a], y[b] - y[a])
+            area = np.ptp(x * edge[0] + y * edge[1]) * np.ptp(-x * edge[1] + y * edge[0])
+            best = min(best, float(np.ptp(points @ normal)) * area)
+    return best
+
+
+def test_ombb_silhouette_edges_against_every_projected_hull_edge():
+    """The OMBB kernel takes the rectangle's directions from the hull's silhouette edges: against a brute force over
+    Qhull's 2D hull of every projection, on random clouds, grid points (flat faces, facets parallel to a normal:
+    their edges lie along the normal) and clouds with near-copies of their points (1e-14 apart)."""
+    from scipy.spatial import ConvexHull
 
     rng = np.random.default_rng(1)
-    checked = 0
-    for trial in range(3000):
-        n = int(rng.integers(4, 40))
-        x, y = rng.normal(size=n) * rng.uniform(0.1, 10.0), rng.normal(size=n) * 10.0
-        if trial % 3 == 1:  # grid points, as mesh vertices are
-            x, y = np.round(x), np.round(y)
-        angle = rng.uniform(0.0, np.pi)
-        x, y = np.cos(angle) * x - np.sin(angle) * y, np.sin(angle) * x + np.cos(angle) * y
-        copies = rng.integers(0, n, size=n // 3)
-        x = np.r_[x, x[copies] + rng.normal(size=copies.size) * 1e-14]
-        y = np.r_[y, y[copies] + rng.normal(size=copies.size) * 1e-14 * (trial % 2)]
-        try:
-            hull = ConvexHull(np.c_[x, y]).vertices
-        except QhullError:  # collinear: no rectangle to compare
+    for trial in range(120):
+        n = int(rng.integers(5, 60))
+        points = rng.normal(size=(n, 3)) * rng.uniform(0.2, 10.0, size=3)
+        if trial % 3 == 1:
+            points = np.round(points)
+        if trial % 4 == 2:
+            copies = rng.integers(0, n, size=n // 3)
+            points = np.vstack([points, points[copies] + rng.normal(size=(copies.size, 3)) * 1e-14])
+        points = np.unique(points, axis=0)
+        if np.linalg.matrix_rank(points - points.mean(axis=0)) < 3:
             continue
-        best = np.inf
-        for e in range(len(hull)):
-            edge = np.array([x[hull[(e + 1) % len(hull)]] - x[hull[e]], y[hull[(e + 1) % len(hull)]] - y[hull[e]]])
-            u = edge / np.linalg.norm(edge)
-            best = min(best, np.ptp(x * u[0] + y * u[1]) * np.ptp(-x * u[1] + y * u[0]))
-        width, height = _morphology_kernels.min_area_rectangle(x, y)
-        assert width * height == pytest.approx(best, rel=1e-9), trial
-        checked += 1
-    assert checked > 2900
+        hull = ConvexHull(points)
+        box = morphology.oriented_minimum_bounding_box(hull)
+        assert np.prod(box) == pytest.approx(_ombb_volume_by_brute_force(points[hull.vertices], hull), rel=1e-9), trial
+    # lattice hulls of voxel masks (the engine's path), anisotropic spacing
+    for trial in range(30):
+        mask = rng.random(rng.integers(3, 12, size=3)) < 0.4
+        roi = Roi(np.zeros(mask.shape), mask, mask, tuple(rng.choice([0.5, 1.0, 2.0, 3.27], size=3)))
+        geometry = morphology.Morphology(roi)
+        box = geometry.ombb_dimensions
+        assert np.prod(box) == pytest.approx(_ombb_volume_by_brute_force(geometry.hull_points, geometry.hull), rel=1e-9)
 
 
 @pytest.mark.parametrize("method", ["lewiner", "lorensen"])

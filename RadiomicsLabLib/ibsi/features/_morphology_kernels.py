@@ -4,7 +4,7 @@ midpoints, the oriented minimum bounding box and the MVEE iterations.
 The same formulas and steps as the numpy versions they replace (see
 :func:`~RadiomicsLabLib.ibsi.features.morphology.oriented_minimum_bounding_box` and
 :func:`~RadiomicsLabLib.ibsi.features.morphology.minimum_volume_enclosing_ellipsoid`), written as numba
-loops so that the hundreds of small steps (one 2D hull per hull face normal, one 4 x 4 solve per
+loops so that the hundreds of small steps (one minimum-area rectangle per hull face normal, one 4 x 4 solve per
 Khachiyan iteration) do not each pay numpy's call overhead. Sums may differ from the numpy ones in
 their last bits (another summation order).
 """
@@ -12,154 +12,67 @@ their last bits (another summation order).
 import numpy as np
 from numba import njit
 
-#: Point lists up to this long are sorted by insertion (:func:`_lexicographic_order`).
-SHORT_SORT = 64
+
+@njit(cache=True, nogil=True)
+def hull_edges(facets, n_points):
+    """The edges of a triangulated closed surface (``facets``: triangles over ``n_points`` vertices) as rows (a, b,
+    f, g): vertices a < b and the two facets f, g on either side; a side without a partner (an open surface) has
+    g = -1."""
+    n = facets.shape[0]
+    keys = np.empty(3 * n, dtype=np.int64)
+    for f in range(n):
+        for c in range(3):
+            a, b = facets[f, c], facets[f, (c + 1) % 3]
+            keys[3 * f + c] = (min(a, b) * n_points + max(a, b)) * n + f
+    keys.sort()
+    edges = np.empty((3 * n, 4), dtype=np.int64)
+    count = i = 0
+    while i < keys.size:
+        pair = keys[i] // n
+        edges[count, 0], edges[count, 1], edges[count, 2], edges[count, 3] = pair // n_points, pair % n_points, \
+            keys[i] % n, -1
+        if i + 1 < keys.size and keys[i + 1] // n == pair:
+            edges[count, 3] = keys[i + 1] % n
+            i += 1
+        count += 1
+        i += 1
+    return edges[:count]
 
 
 @njit(cache=True, nogil=True)
-def _cross(ax, ay, bx, by, cx, cy):
-    return (bx - ax) * (cy - ay) - (by - ay) * (cx - ax)
-
-
-@njit(cache=True, nogil=True)
-def _lexicographic_order(x, y):
-    """Indices of the points (x, y) in lexicographic (x, y) order: insertion sort for a short list (a silhouette
-    of a few dozen points: no sort call), else argsort by x, then each run of equal x by y."""
-    n = x.size
-    if n <= SHORT_SORT:
-        order = np.arange(n)
-        for i in range(1, n):
-            item = order[i]
-            k = i - 1
-            while k >= 0 and (x[order[k]] > x[item] or (x[order[k]] == x[item] and y[order[k]] > y[item])):
-                order[k + 1] = order[k]
-                k -= 1
-            order[k + 1] = item
-        return order
-    order = np.argsort(x)
-    start = 0
-    for i in range(1, n + 1):
-        if i == n or x[order[i]] != x[order[start]]:
-            for j in range(start + 1, i):      # insertion sort of the (short) run of equal x by y
-                item = order[j]
-                k = j - 1
-                while k >= start and y[order[k]] > y[item]:
-                    order[k + 1] = order[k]
-                    k -= 1
-                order[k + 1] = item
-            start = i
-    return order
-
-
-@njit(cache=True, nogil=True)
-def _convex_hull_2d(x, y):
-    """Indices of the 2D convex hull of (x, y), counterclockwise, without collinear points (monotone chain).
-
-    A turn counts as left only when its cross product exceeds 1e-12 (ptp x + ptp y)^2: points that differ by
-    rounding only (one 3D vertex projected twice) or lie on an edge up to rounding are dropped, so the
-    polygon is strictly convex, as the rotating calipers of :func:`min_area_rectangle` need. (The OMBB's
-    silhouettes project onto the hull's boundary, so no prefilter of inner points would pay.)
-    """
-    n = x.size
-    order = _lexicographic_order(x, y)
-    hull = np.empty(2 * n + 1, dtype=np.int64)
-    turn = 1e-12 * (_ptp(x) + _ptp(y)) ** 2
-    k = 0
-    for i in range(n):                     # lower hull
-        p = order[i]
-        while k >= 2 and _cross(x[hull[k - 2]], y[hull[k - 2]], x[hull[k - 1]], y[hull[k - 1]], x[p], y[p]) <= turn:
-            k -= 1
-        hull[k] = p
-        k += 1
-    lower = k + 1
-    for i in range(n - 2, -1, -1):         # upper hull
-        p = order[i]
-        while k >= lower and _cross(x[hull[k - 2]], y[hull[k - 2]], x[hull[k - 1]], y[hull[k - 1]], x[p], y[p]) <= turn:
-            k -= 1
-        hull[k] = p
-        k += 1
-    return hull[:max(k - 1, 0)]
-
-
-@njit(cache=True, nogil=True)
-def _ptp(values):
-    return values.max() - values.min()
-
-
-@njit(cache=True, nogil=True)
-def _advance(hx, hy, start, dx, dy, sign, slack):
-    """The hull vertex from ``start`` onwards (counterclockwise) with the largest ``sign * (d . p)``: walks on
-    while the value does not fall by more than ``slack`` (rounding can make a flat run dip by an ulp)."""
-    h = hx.size
-    i = peak = start
-    best = sign * (hx[i] * dx + hy[i] * dy)
-    for _ in range(h):
-        j = i + 1 if i + 1 < h else 0
-        value = sign * (hx[j] * dx + hy[j] * dy)
-        if value < best - slack:
-            break
-        i = j
-        if value > best:
-            best, peak = value, j
-    return peak
-
-
-@njit(cache=True, nogil=True)
-def min_area_rectangle(x, y):
-    """Side lengths (along an edge, across it) of the minimum-area rectangle enclosing (x, y), by rotating
-    calipers over the hull edges; (length, 0) when the points are collinear.
-
-    For the edge e -> e + 1 of the counterclockwise hull (direction u, inward normal v), the rectangle
-    spans [min u.p, max u.p] x [v.p_e, max v.p]. Along the hull, u.p and v.p are unimodal, so the three
-    extreme vertices only move forwards as e turns (Toussaint's rotating calipers): O(h) for all edges.
-    Edges shorter than ``slack`` (two projected vertices that differ by rounding) are skipped: their
-    direction is noise, and the minimum rectangle has a side on a proper edge.
-    """
-    hull = _convex_hull_2d(x, y)
-    h = hull.size
-    if h < 3:  # collinear (up to rounding): a segment
-        return np.sqrt(_ptp(x) ** 2 + _ptp(y) ** 2), 0.0
-    hx, hy = x[hull], y[hull]
-    best_area, best_w, best_h = np.inf, 0.0, 0.0
-    slack = 1e-9 * (_ptp(hx) + _ptp(hy))
-    right = far = left = -1
-    for e in range(h):
-        f = e + 1 if e + 1 < h else 0
-        ex, ey = hx[f] - hx[e], hy[f] - hy[e]
-        length = np.sqrt(ex * ex + ey * ey)
-        if not length > slack:  # two vertices that differ by rounding only: no direction (nor a rectangle)
-            continue
-        ux, uy = ex / length, ey / length
-        vx, vy = -uy, ux
-        right = _advance(hx, hy, f if right < 0 else right, ux, uy, 1.0, slack)
-        far = _advance(hx, hy, right if far < 0 else far, vx, vy, 1.0, slack)
-        left = _advance(hx, hy, far if left < 0 else left, ux, uy, -1.0, slack)
-        width = (hx[right] - hx[left]) * ux + (hy[right] - hy[left]) * uy
-        height = (hx[far] - hx[e]) * vx + (hy[far] - hy[e]) * vy
-        if width * height < best_area:
-            best_area, best_w, best_h = width * height, width, height
-    return best_w, best_h
-
-
-@njit(cache=True, nogil=True)
-def oriented_minimum_bounding_box(points, facets, normals, selected, best):
+def oriented_minimum_bounding_box(points, edges, normals, selected, best):
     """Side lengths of the smallest of the box ``best`` (the AABB) and the boxes with one face orthogonal to
-    the facet normal ``normals[k]``, k in ``selected`` (the other two sides: the minimum-area rectangle of the
-    projection of the hull vertices ``points`` along the normal; ``facets`` index them).
+    the facet normal ``normals[k]``, k in ``selected`` (depth: the extent of the hull vertices ``points`` along the
+    normal; the other two sides: the minimum-area rectangle of their projection on the normal's plane).
 
-    Only silhouette vertices can be vertices of the projection's 2D hull: a vertex whose facets all face
-    the normal's way (or all the other way) projects inside the projection of those facets. So the 2D
-    hull is taken of the vertices that have a facet with n . n_f >= 0 and one with n . n_f <= 0.
+    The projection of a convex polytope is the convex polygon bounded by the projections of its silhouette edges:
+    the ``edges`` (:func:`hull_edges`) between a facet facing the normal's way (n . n_f >= 0) and one facing the
+    other way (n . n_f <= 0), up to 1e-9; the silhouette's vertices are those edges' ends. A minimum-area
+    rectangle has a side along an edge of that polygon (Freeman and Shapira), so the smallest of the rectangles
+    along the silhouette edges' projections, each spanning the extents of the silhouette vertices, is it.
+    Extra directions (an edge inside a projected facet, one without a partner facet) can only give larger
+    rectangles; edges shorter than 1e-9 of the projection's size (an edge along the normal) have no direction
+    and are skipped. Where no edge has one (a flat projection): (the projection's diagonal, 0).
     """
     best = best.copy()
     best_volume = best[0] * best[1] * best[2]
-    n_points = points.shape[0]
+    n_points, n_facets, n_edges = points.shape[0], normals.shape[0], edges.shape[0]
     x, y, z = points[:, 0].copy(), points[:, 1].copy(), points[:, 2].copy()
+    nx, ny, nz = normals[:, 0].copy(), normals[:, 1].copy(), normals[:, 2].copy()
+    facing = np.empty(n_facets)
+    front, back = np.empty(n_facets, dtype=np.bool_), np.empty(n_facets, dtype=np.bool_)
+    # an edge between two facets of one plane lies inside the projection of that plane (or along its edge)
+    sides = np.empty(n_edges, dtype=np.bool_)
+    for e in range(n_edges):
+        f, g = edges[e, 2], edges[e, 3]
+        sides[e] = g < 0 or not (nx[f] == nx[g] and ny[f] == ny[g] and nz[f] == nz[g])
+    slot = np.full(n_points, -1, dtype=np.int64)      # a silhouette vertex's index in pu, pv
+    silhouette = np.empty(n_points, dtype=np.int64)
     pu, pv = np.empty(n_points), np.empty(n_points)
-    front, back = np.empty(n_points, dtype=np.bool_), np.empty(n_points, dtype=np.bool_)
+    chosen = np.empty(n_edges, dtype=np.int64)
     for k in selected:
-        norm = np.sqrt(normals[k, 0] ** 2 + normals[k, 1] ** 2 + normals[k, 2] ** 2)
-        n0, n1, n2 = normals[k, 0] / norm, normals[k, 1] / norm, normals[k, 2] / norm
+        norm = np.sqrt(nx[k] ** 2 + ny[k] ** 2 + nz[k] ** 2)
+        n0, n1, n2 = nx[k] / norm, ny[k] / norm, nz[k] / norm
         smallest = 0
         if abs(n1) < abs(n0):
             smallest = 1
@@ -175,25 +88,52 @@ def oriented_minimum_bounding_box(points, facets, normals, selected, best):
         length = np.sqrt(u0 * u0 + u1 * u1 + u2 * u2)
         u0, u1, u2 = u0 / length, u1 / length, u2 / length
         v0, v1, v2 = n1 * u2 - n2 * u1, n2 * u0 - n0 * u2, n0 * u1 - n1 * u0
-        front[:] = False
-        back[:] = False
-        for f in range(facets.shape[0]):
-            facing = n0 * normals[f, 0] + n1 * normals[f, 1] + n2 * normals[f, 2]
-            for c in range(facets.shape[1]):
-                if facing > -1e-9:
-                    front[facets[f, c]] = True
-                if facing < 1e-9:
-                    back[facets[f, c]] = True
+        for f in range(n_facets):
+            facing[f] = n0 * nx[f] + n1 * ny[f] + n2 * nz[f]
+        for f in range(n_facets):
+            front[f] = facing[f] > -1e-9
+            back[f] = facing[f] < 1e-9
+        m = c = 0
+        for e in range(n_edges):
+            f, g = edges[e, 2], edges[e, 3]
+            if sides[e] and (g < 0 or ((front[f] or front[g]) and (back[f] or back[g]))):
+                chosen[c] = e
+                c += 1
+                for end in range(2):
+                    p = edges[e, end]
+                    if slot[p] < 0:
+                        slot[p] = m
+                        silhouette[m] = p
+                        pu[m] = x[p] * u0 + y[p] * u1 + z[p] * u2
+                        pv[m] = x[p] * v0 + y[p] * v1 + z[p] * v2
+                        m += 1
         low, high = np.inf, -np.inf
-        m = 0
         for i in range(n_points):
             pn = x[i] * n0 + y[i] * n1 + z[i] * n2
             low, high = min(low, pn), max(high, pn)
-            if front[i] and back[i]:
-                pu[m] = x[i] * u0 + y[i] * u1 + z[i] * u2
-                pv[m] = x[i] * v0 + y[i] * v1 + z[i] * v2
-                m += 1
-        width, height = min_area_rectangle(pu[:m], pv[:m])
+        su, sv = pu[:m], pv[:m]
+        slack = 1e-9 * ((su.max() - su.min()) + (sv.max() - sv.min()))
+        area, width, height = np.inf, 0.0, 0.0
+        for i in range(c):
+            a, b = slot[edges[chosen[i], 0]], slot[edges[chosen[i], 1]]
+            ex, ey = pu[b] - pu[a], pv[b] - pv[a]
+            length = np.sqrt(ex * ex + ey * ey)
+            if not length > slack:
+                continue
+            ux, uy = ex / length, ey / length
+            along_low, along_high, across_low, across_high = np.inf, -np.inf, np.inf, -np.inf
+            for j in range(m):
+                along = su[j] * ux + sv[j] * uy
+                across = sv[j] * ux - su[j] * uy
+                along_low, along_high = min(along_low, along), max(along_high, along)
+                across_low, across_high = min(across_low, across), max(across_high, across)
+            if (along_high - along_low) * (across_high - across_low) < area:
+                width, height = along_high - along_low, across_high - across_low
+                area = width * height
+        if area == np.inf:
+            width, height = np.sqrt((su.max() - su.min()) ** 2 + (sv.max() - sv.min()) ** 2), 0.0
+        for i in range(m):
+            slot[silhouette[i]] = -1
         volume = (high - low) * width * height
         if volume < best_volume:
             best_volume = volume

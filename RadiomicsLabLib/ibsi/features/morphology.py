@@ -35,7 +35,7 @@ Choices made here (IBSI leaves them open or allows approximation):
   is bounded: when the FFT grid would exceed ``MAX_FFT_ELEMENTS`` the bounding box is cut into
   slabs along z and the sums are accumulated over slab pairs (see :func:`moran_geary_sums`).
 - OMBB (not standardised by IBSI): the smallest of the AABB and the boxes with one face flush
-  with a face of the convex hull (minimum-area rectangle of the projection, rotating calipers).
+  with a face of the convex hull (minimum-area rectangle of the projection, along a silhouette edge).
   Exact for boxes; otherwise an upper bound of the true minimum-volume box (O'Rourke).
 - MVEE (not standardised by IBSI): Khachiyan's algorithm on the convex hull vertices (relative
   tolerance 1e-4), scaled at the end so that it encloses every hull vertex.
@@ -568,8 +568,8 @@ def oriented_minimum_bounding_box(hull: ConvexHull) -> np.ndarray:
     """Side lengths of the smallest box with one face orthogonal to a facet normal of ``hull`` (or the AABB).
 
     For each distinct normal n (u, v: an orthonormal basis of its plane): depth = extent of the vertices
-    along n, and the other sides the minimum-area rectangle of the projection on (u, v) (rotating
-    calipers over the edges of its 2D hull); compiled loops in :mod:`._morphology_kernels`, on
+    along n, and the other sides the minimum-area rectangle of the projection on (u, v) (one side along the
+    projection of a silhouette edge of the hull: :func:`._morphology_kernels.oriented_minimum_bounding_box`); on
     :func:`~RadiomicsLabLib.limits.compute_threads` threads, each over a run of the normals in facet order: the
     first smallest box of the runs taken in order is the first smallest box of the whole loop.
     """
@@ -580,12 +580,13 @@ def oriented_minimum_bounding_box(hull: ConvexHull) -> np.ndarray:
     normals = np.ascontiguousarray(hull.equations[:, :3], dtype=np.float64)
     signs = np.sign(normals[np.arange(len(normals)), np.argmax(np.abs(normals), axis=1)])
     first = _first_of_equal_rows(np.round(normals * signs[:, None], 9))
-    facets, aabb = position[hull.simplices], _box_dimensions(points).astype(np.float64)
+    edges = _kernels.hull_edges(np.ascontiguousarray(position[hull.simplices], dtype=np.int64), len(points))
+    aabb = _box_dimensions(points).astype(np.float64)
     runs = np.array_split(np.sort(first), min(compute_threads(), max(len(first) // OMBB_NORMALS_PER_THREAD, 1)))
     if len(runs) == 1:
-        return _kernels.oriented_minimum_bounding_box(points, facets, normals, runs[0], aabb)
+        return _kernels.oriented_minimum_bounding_box(points, edges, normals, runs[0], aabb)
     with ThreadPoolExecutor(len(runs)) as pool:   # the kernel releases the GIL
-        boxes = list(pool.map(lambda run: _kernels.oriented_minimum_bounding_box(points, facets, normals, run, aabb),
+        boxes = list(pool.map(lambda run: _kernels.oriented_minimum_bounding_box(points, edges, normals, run, aabb),
                               runs))
     best = aabb
     for box in boxes:   # the same volume product as the kernel's; strictly smaller wins, as in its loop
