@@ -562,14 +562,18 @@ def _lifted_norms(q, u, inverse, m):
 
 @njit(cache=True, nogil=True)
 def khachiyan_weights(q, tolerance, max_iterations, refresh=64):
-    """The weights u of Khachiyan's MVEE iterations with away steps on the lifted points ``q`` (n x (d + 1)).
+    """The weights u of Khachiyan's MVEE iterations with away steps on the lifted 3D points ``q`` (n x 4).
 
     A step u <- (1 - s) u + s e_j changes X = Q U Q^T by a rank-one term, so X^-1 and every m_i follow from
     Sherman-Morrison in O(n d) instead of a new inverse: with v = X^-1 q_j and c = 1 - s + s m_j,
     X'^-1 = (X^-1 - s v v^T / c) / (1 - s) and m_i' = (m_i - s (q_i . v)^2 / c) / (1 - s).
-    X^-1 and m are recomputed from scratch every ``refresh`` steps and before stopping (no drift).
+    X^-1 and m are recomputed from scratch every ``refresh`` steps and before stopping (no drift). The m update
+    reads q by column (four contiguous arrays), a loop the compiler vectorises.
     """
     n, d1 = q.shape
+    if d1 != 4:
+        raise ValueError("khachiyan_weights takes lifted 3D points (n x 4)")
+    q0, q1, q2, q3 = q[:, 0].copy(), q[:, 1].copy(), q[:, 2].copy(), q[:, 3].copy()
     u = np.full(n, 1.0 / n)
     target = float(d1)
     inverse = np.empty((d1, d1))
@@ -617,10 +621,13 @@ def khachiyan_weights(q, tolerance, max_iterations, refresh=64):
         for a in range(d1):
             for b in range(d1):
                 inverse[a, b] = (inverse[a, b] - step * v[a] * v[b] / c) * scale
+        v0, v1, v2, v3 = v[0], v[1], v[2], v[3]
         for i in range(n):
             dot = 0.0
-            for a in range(d1):
-                dot += q[i, a] * v[a]
+            dot += q0[i] * v0
+            dot += q1[i] * v1
+            dot += q2[i] * v2
+            dot += q3[i] * v3
             m[i] = (m[i] - step * dot * dot / c) * scale
         fresh = False
     return u

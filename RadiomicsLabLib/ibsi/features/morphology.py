@@ -597,7 +597,7 @@ def oriented_minimum_bounding_box(hull: ConvexHull) -> np.ndarray:
 
 def minimum_volume_enclosing_ellipsoid(points: np.ndarray, tolerance: float = MVEE_TOLERANCE,
                                        max_iterations: int = MVEE_MAX_ITERATIONS) -> np.ndarray:
-    """Semi-axis lengths (descending) of the MVEE of ``points`` (Khachiyan's algorithm, with away steps).
+    """Semi-axis lengths (descending) of the MVEE of ``points`` (n x 3; Khachiyan's algorithm, with away steps).
 
     Finds weights u on the points such that ``A = (P U P^T - c c^T)^-1 / d`` with ``c = P u``
     defines the ellipsoid ``(x - c)^T A (x - c) <= 1``. Each iteration computes
