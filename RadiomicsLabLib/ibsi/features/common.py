@@ -254,15 +254,17 @@ def texture_keys(features: dict, base_tags, dimensions) -> dict:
 
 # --- matrices given by their non-zero cells (GLCM, GLRLM) ------------------------------------------
 
-_DENSE_GROUPS = 1 << 24   # largest (matrices x keys) table summed with one bincount instead of a sort
+_DENSE_GROUPS = 1 << 24   # largest table of codes counted with one bincount instead of a sort (128 MB of sums)
 
 
 def unique_counts(codes: np.ndarray, size: int, weights=None) -> tuple[np.ndarray, np.ndarray]:
     """``np.unique(codes, return_counts=True)`` for non-negative integer codes below ``size``: the same sorted
-    distinct codes and counts, by one ``np.bincount`` (no sort) when ``size`` is small enough. With ``weights``,
-    the sums of the weights of each distinct code (added in array order) instead of the counts."""
+    distinct codes and counts, by one ``np.bincount`` (no sort) when ``size`` is at most 16 per code (or 4096) and
+    at most :data:`_DENSE_GROUPS`: beyond that the sort is faster (a size zone matrix of a few hundred zones, one of
+    them large, spans ~10^5 codes) or the table too large. With ``weights``, the sums of the weights of each
+    distinct code (added in array order, either way) instead of the counts."""
     codes = np.asarray(codes, dtype=np.int64)
-    if codes.size and size <= max(1 << 20, 4 * codes.size):
+    if codes.size and size <= min(max(4096, 16 * codes.size), _DENSE_GROUPS):
         counts = np.bincount(codes, minlength=size)
         cells = np.flatnonzero(counts)
         if weights is not None:
@@ -289,15 +291,7 @@ def group_sums(matrix, keys, p):
         values, codes = np.unique(keys, return_inverse=True)
         codes = codes.ravel()
     n_keys = int(codes.max()) + 1
-    size = (int(matrix.max()) + 1) * n_keys
-    cell = matrix * n_keys + codes
-    if size <= _DENSE_GROUPS:
-        sums = np.bincount(cell, weights=p, minlength=size)
-        groups = np.flatnonzero(np.bincount(cell, minlength=size))
-        sums = sums[groups]
-    else:
-        groups, inverse = np.unique(cell, return_inverse=True)
-        sums = np.bincount(inverse.ravel(), weights=p)
+    groups, sums = unique_counts(matrix * n_keys + codes, (int(matrix.max()) + 1) * n_keys, weights=p)
     key = groups % n_keys
     return groups // n_keys, (key if values is None else values[key]).astype(np.float64), sums
 
