@@ -217,6 +217,32 @@ def _facet_plane(points, a, b, c, normal, offset, f):
 
 
 @njit(cache=True, nogil=True)
+def lattice_facet_normals(points, facets):
+    """(normals, reduced, six_volume, vertices) of the convex polytope triangulated by ``facets`` over the lattice
+    ``points`` (exact integers): each facet's outward normal (b - a) x (c - a), the same divided by the gcd of its
+    components (coplanar facets: one normal), 6 V = sum_f a . (b x c), and the sorted indices of the points that
+    facets use."""
+    n, m = points.shape[0], facets.shape[0]
+    normals = np.empty((m, 3), dtype=np.int64)
+    offsets = np.empty(m, dtype=np.int64)
+    reduced = np.empty((m, 3), dtype=np.int64)
+    used = np.zeros(n, dtype=np.bool_)
+    six_volume = 0
+    for f in range(m):
+        _facet_plane(points, facets[f, 0], facets[f, 1], facets[f, 2], normals, offsets, f)
+        six_volume += offsets[f]                  # n . a = ((b - a) x (c - a)) . a = a . (b x c)
+        g = 0
+        for k in range(3):                        # gcd of the components (Euclid)
+            x = abs(normals[f, k])
+            while x:
+                g, x = x, g % x
+        for k in range(3):
+            reduced[f, k] = normals[f, k] // g if g else 0
+            used[facets[f, k]] = True
+    return normals, reduced, six_volume, np.flatnonzero(used)
+
+
+@njit(cache=True, nogil=True)
 def _height(points, normal, offset, f, q):
     """n_f . q - offset_f: > 0 when point q is strictly above (outside) facet f."""
     return normal[f, 0] * points[q, 0] + normal[f, 1] * points[q, 1] + normal[f, 2] * points[q, 2] - offset[f]

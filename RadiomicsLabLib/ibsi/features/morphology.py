@@ -233,16 +233,14 @@ class LatticeHull:
         step = np.asarray(step, dtype=np.float64)
         self.points = points
         self.simplices = facets
-        self.vertices = np.unique(facets)
-        a, b, c = (cells[facets[:, k]] for k in range(3))
-        normals = np.cross(b - a, c - a)                     # exact, outward; scaled per axis by the product of
-        scale = np.prod(step) / step                         # the other two steps, the normal of the facet in mm
+        # exact, outward; coplanar facets: the same reduced normal (lattice_facet_normals)
+        normals, reduced, six_volume, self.vertices = _kernels.lattice_facet_normals(cells, facets)
+        scale = np.prod(step) / step    # a lattice normal scaled per axis by the product of the other two steps: mm
         self.area = float(0.5 * np.linalg.norm(normals * scale, axis=1).sum())
-        normals //= np.gcd.reduce(np.abs(normals), axis=1)[:, None]      # coplanar facets: the same normal
-        unit = normals * scale
+        unit = reduced * scale
         unit /= np.linalg.norm(unit, axis=1)[:, None]
         self.equations = np.hstack([unit, -np.einsum("ij,ij->i", unit, points[facets[:, 0]])[:, None]])
-        self.volume = abs(int(np.einsum("ij,ij->", a, np.cross(b, c)))) * float(np.prod(step)) / 6.0
+        self.volume = abs(int(six_volume)) * float(np.prod(step)) / 6.0
 
 
 def convex_hull(cells: np.ndarray, points: np.ndarray, step) -> LatticeHull | ConvexHull:
