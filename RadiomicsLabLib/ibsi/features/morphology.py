@@ -306,15 +306,34 @@ def mesh_volume_area(counts, origins, spacing, triangles, configuration, sign=1.
     does, and pyradiomics takes the same one.
     """
     spacing = np.asarray(spacing, dtype=np.float64)
-    sign = np.broadcast_to(np.asarray(sign, dtype=np.float64), configuration.shape)[:, None]
+    own, shifted, area = _triangle_terms(triangles, configuration, sign, spacing)
+    n = counts[configuration].astype(np.float64)
+    volume = np.dot(n, own) + np.einsum("ij,ij->", origins[configuration] * spacing, shifted)
+    return float(abs(volume) / 6.0), float(0.5 * np.dot(n, area))
+
+
+#: :func:`_triangle_terms` of the tables and spacings met so far: (table arrays, spacing) -> terms. The arrays
+#: themselves are kept with their terms, so that the ids in the key cannot be reused by other arrays.
+_TRIANGLE_TERMS: dict = {}
+
+
+def _triangle_terms(triangles, configuration, sign, spacing) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The per-triangle terms of :func:`mesh_volume_area` that depend on the table and the spacing only (a table is
+    used with one spacing for a whole image, or a cohort): a . (b x c), b x c + c x a + a x b (both times ``sign``)
+    and |(b - a) x (c - a)|, the vertices in mm. Remembered per table and spacing (up to 64)."""
+    key = (id(triangles), id(configuration), id(sign), spacing.tobytes())
+    held = _TRIANGLE_TERMS.get(key)
+    if held is not None and held[0] is triangles and held[1] is configuration and held[2] is sign:
+        return held[3]
+    signs = np.broadcast_to(np.asarray(sign, dtype=np.float64), configuration.shape)[:, None]
     a, b, c = (triangles[:, k] * spacing for k in range(3))
     bc = np.cross(b, c)
-    moments = origins[configuration] * spacing
-    n = counts[configuration].astype(np.float64)
-    volume = np.dot(n, np.einsum("ij,ij->i", a, sign * bc)) + \
-        np.einsum("ij,ij->", moments, sign * (bc + np.cross(c, a) + np.cross(a, b)))
-    area = 0.5 * np.dot(n, np.linalg.norm(np.cross(b - a, c - a), axis=1))
-    return float(abs(volume) / 6.0), float(area)
+    terms = (np.einsum("ij,ij->i", a, signs * bc), signs * (bc + np.cross(c, a) + np.cross(a, b)),
+             np.linalg.norm(np.cross(b - a, c - a), axis=1))
+    if len(_TRIANGLE_TERMS) >= 64:
+        _TRIANGLE_TERMS.clear()
+    _TRIANGLE_TERMS[key] = (triangles, configuration, sign, terms)
+    return terms
 
 
 def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str = "fft",
