@@ -190,3 +190,19 @@ def test_compiled_glcm_and_glrlm_formulas_equal_the_formula_classes():
         assert np.array_equal(filled, ~expected_features.empty)
         for k, tag in enumerate(glrlm.BASE_TAGS):
             np.testing.assert_allclose(values[:, k], expected[tag], rtol=1e-12, atol=1e-300, err_msg=f"{trial} {tag}")
+
+
+def test_dense_cells_are_numpys_nonzero_cells_in_c_order():
+    """The compiled listing of dense matrices' non-zero cells (what the 3D GLCM and GLRLM evaluate, in this order)
+    against ``np.nonzero``: integer and float matrices, empty and full ones."""
+    rng = np.random.default_rng(4)
+    for trial in range(100):
+        shape = tuple(int(s) for s in rng.integers(1, 10, size=3))
+        dense = (rng.random(shape) < [0.0, 0.3, 1.0][trial % 3]) * rng.integers(1, 1000, size=shape)
+        if trial % 2:
+            dense = dense * 0.5
+        matrix, a, b = np.nonzero(dense)
+        listed = common.dense_cells(dense)
+        for got, expected in zip(listed, (matrix, a, b, dense[matrix, a, b])):
+            np.testing.assert_array_equal(got, expected)
+        assert listed[3].dtype == dense.dtype

@@ -396,3 +396,27 @@ def count_matrix_formulas(matrix, i, j, count, n_matrices, n_voxels):
             filled[m] = True
         c0 = c1
     return out, filled
+
+
+@njit(cache=True, nogil=True)
+def nonzero_cells(dense):
+    """(matrix, row, column, count) of the non-zero cells of dense matrices (m, rows, columns), in C order:
+    ``np.nonzero(dense)`` and the values there, in one pass to count them and one to list them."""
+    m, rows, columns = dense.shape
+    flat = dense.ravel()
+    n = 0
+    for k in range(flat.size):
+        if flat[k] != 0:
+            n += 1
+    matrix = np.empty(n, dtype=np.int64)
+    row = np.empty(n, dtype=np.int64)
+    column = np.empty(n, dtype=np.int64)
+    count = np.empty(n, dtype=dense.dtype)
+    n = 0
+    for k in range(flat.size):
+        if flat[k] != 0:
+            matrix[n], rest = divmod(k, rows * columns)
+            row[n], column[n] = divmod(rest, columns)
+            count[n] = flat[k]
+            n += 1
+    return matrix, row, column, count

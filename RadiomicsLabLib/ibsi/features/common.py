@@ -349,9 +349,11 @@ def dense_matrix_features(matrices, base_tags, make_features) -> dict:
 
 def dense_cells(dense: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(matrix, row, column, count) of the non-zero cells of dense matrices (m, rows, columns), in C order: the
-    cells, in the same order, that :func:`unique_counts` gives for the codes (matrix * rows + row) * columns + column."""
-    matrix, a, b = np.nonzero(dense)
-    return matrix, a, b, dense[matrix, a, b]
+    cells, in the same order, that :func:`unique_counts` gives for the codes (matrix * rows + row) * columns + column
+    (compiled: :func:`._texture_kernels.nonzero_cells`)."""
+    from ._texture_kernels import nonzero_cells
+
+    return nonzero_cells(np.ascontiguousarray(dense))
 
 
 # --- the grid a texture family works on ------------------------------------------------------------
