@@ -111,6 +111,8 @@ def oriented_minimum_bounding_box(points, edges, normals, selected, best):
         for i in range(n_points):
             pn = x[i] * n0 + y[i] * n1 + z[i] * n2
             low, high = min(low, pn), max(high, pn)
+        if m == 0:       # no silhouette (not a closed surface): no box for this normal
+            continue
         su, sv = pu[:m], pv[:m]
         slack = 1e-9 * ((su.max() - su.min()) + (sv.max() - sv.min()))
         area, width, height = np.inf, 0.0, 0.0
