@@ -196,3 +196,61 @@ def test_diagnostics_are_numpy_statistics(ct_phantom, scale, rounding):
         assert diagnostics[f"int_mask_vox_count_{stage}"] == float(values.sum())
         extent = [float(np.ptp(c) + 1) for c in np.nonzero(values)]
         assert [diagnostics[f"int_mask_bb_dim_{axis}_{stage}"] for axis in "zyx"] == extent
+
+
+def _same(a: dict, b: dict) -> bool:
+    """Equal values, NaN equal to NaN."""
+    return a.keys() == b.keys() and all(a[k] == b[k] or (np.isnan(a[k]) and np.isnan(b[k])) for k in a)
+
+
+def _edge_case(data):
+    """STS_002's CT and GTV cut at the GTV's first slice and the column after its last one: the ROI touches the
+    image's edge on two sides, so a crop around it is clipped there (local intensity's spheres leave the grid)."""
+    folder = data / "sts" / "STS_002"
+    image, mask = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
+    z, _, x = np.nonzero(sitk.GetArrayViewFromImage(mask))
+    return image[:int(x.max()) + 1, :, int(z.min()):], mask[:int(x.max()) + 1, :, int(z.min()):]
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_cropped_roi_gives_the_whole_grids_features(data, ct_phantom, monkeypatch, threads):
+    """The engine's preprocessing keeps only the ROI's box and the local intensity sphere's radius around it
+    (``crop_mm``), and takes the whole interpolated image's statistics without keeping it (on a second thread when
+    there is one): every diagnostic, feature value and note is that of the whole grid, bit for bit, the Roi's arrays
+    are the whole grid's in the box, on the CT phantom (A-E), a sarcoma CT (B, C) and that CT cut at its GTV."""
+    from RadiomicsLabLib.ibsi.engine import compute_features, features_of_roi
+    from RadiomicsLabLib.ibsi.features.local_intensity import RADIUS_MM
+
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    folder = data / "sts" / "STS_002"
+    sarcoma = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
+    cases = [(ct_phantom, name) for name in "ABCDE"] + [(sarcoma, "B"), (sarcoma, "C"), (_edge_case(data), "C")]
+    for (image, mask), name in cases:
+        settings = CONFIGURATIONS[name]
+        whole, whole_diagnostics = prepare_roi(image, mask, settings)
+        crop, crop_diagnostics = prepare_roi(image, mask, settings, crop_mm=RADIUS_MM)
+        assert crop_diagnostics == whole_diagnostics, name
+        region = tuple(slice(g, g + n) for g, n in zip(crop.grid_start, crop.image.shape))
+        assert crop.image.size < whole.image.size, name
+        for array in ("image", "morphological_mask", "intensity_mask"):
+            assert np.array_equal(getattr(crop, array), getattr(whole, array)[region]), (name, array)
+        assert crop.morphological_mask.sum() == whole.morphological_mask.sum(), name   # the whole ROI
+        expected = features_of_roi(whole, settings)
+        result = compute_features(image, mask, settings)
+        assert _same(result.values, expected.values), name
+        assert result.notes == expected.notes and result.diagnostics == whole_diagnostics, name
+
+
+def test_cropped_roi_with_inexact_sums(ct_phantom):
+    """Rounded intensities too large for an exact float64 sum over the interpolated grid: the whole image is
+    interpolated for numpy's mean, as without the crop."""
+    from RadiomicsLabLib.ibsi.features.local_intensity import RADIUS_MM
+
+    image, mask = ct_phantom
+    image = sitk.Cast(image, sitk.sitkFloat64) * 1e12
+    settings = CONFIGURATIONS["C"].replaced(resegment_range=None)
+    whole, expected = prepare_roi(image, mask, settings)
+    crop, diagnostics = prepare_roi(image, mask, settings, crop_mm=RADIUS_MM)
+    assert diagnostics == expected
+    assert diagnostics["mean_int_interp_img"] == float(whole.image.mean())
+    assert abs(diagnostics["mean_int_interp_img"] * whole.image.size) > 2.0 ** 53      # the sum is not exact

@@ -64,12 +64,17 @@ def feature_registry() -> dict:
 
 def compute_features(image: sitk.Image, mask: sitk.Image, settings: IbsiSettings | None = None,
                      families=FAMILIES) -> EngineResult:
-    """IBSI features of the ROI ``mask != 0`` of ``image`` (preprocessing, then :func:`features_of_roi`)."""
+    """IBSI features of the ROI ``mask != 0`` of ``image`` (preprocessing, then :func:`features_of_roi`).
+
+    The families read only the ROI and, for local intensity, the voxels within its sphere's radius of it, so the
+    preprocessing keeps only that part of the grid (``crop_mm``); an IBSI chapter 2 filter needs the whole image."""
+    from .features.local_intensity import RADIUS_MM
     from .preprocessing import prepare_roi
 
     settings = settings or IbsiSettings()
     start = time.perf_counter()
-    roi, diagnostics = prepare_roi(image, mask, settings)
+    roi, diagnostics = prepare_roi(image, mask, settings,
+                                   crop_mm=RADIUS_MM if settings.image_filter is None else None)
     preprocessing = time.perf_counter() - start
     result = features_of_roi(roi, settings, families)
     result.diagnostics = diagnostics

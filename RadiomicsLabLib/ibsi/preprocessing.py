@@ -32,12 +32,14 @@ Steps, in the order IBSI prescribes them:
 
 import math
 import numbers
+import threading
 import warnings
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..errors import RadiomicsLabError, RadiomicsLabWarning
+from ..limits import compute_threads
 from . import _preprocessing_kernels as _kernels
 from .config import INTERPOLATIONS
 from .roi import Roi
@@ -99,16 +101,33 @@ def _describe():
 FEATURES = _describe()
 
 
-def prepare_roi(image: sitk.Image, mask: sitk.Image, settings) -> tuple[Roi, dict]:
+def prepare_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | None = None) -> tuple[Roi, dict]:
     """Interpolate, round and re-segment ``image`` and the ROI ``mask != 0`` as ``settings`` say.
 
     Returns the :class:`~RadiomicsLabLib.ibsi.roi.Roi` (arrays (z, y, x), spacing (z, y, x) mm) and
-    the IBSI diagnostic features as ``{tag: value}``. Raises
+    the IBSI diagnostic features as ``{tag: value}``. The Roi's arrays hold the whole (interpolated) grid, or with
+    ``crop_mm`` only the box of the ROI grown by that many mm (at least one voxel) on every side, clipped to the grid
+    (``Roi.grid_start``: the box's first voxel): the features that read only the ROI and neighbours within
+    ``crop_mm`` do not change, and the diagnostics never do. Raises
     :class:`~RadiomicsLabLib.errors.RadiomicsLabError` for bad settings, mismatched grids or an
     empty ROI.
     """
     check_settings(settings)
     check_same_grid(image, mask)
+    # the whole interpolated image's statistics (diagnostics only) on a second thread, where there is one, while
+    # this one prepares the ROI
+    whole = _InterpolatedStatistics(image, settings) if crop_mm is not None and settings.round_intensities and \
+        _interpolated_linearly(image, settings) and image.GetNumberOfComponentsPerPixel() == 1 else None
+    try:
+        return _prepare_roi(image, mask, settings, crop_mm, whole)
+    finally:
+        if whole is not None:
+            whole.join()    # its thread reads the image
+
+
+def _prepare_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | None, whole) -> tuple[Roi, dict]:
+    """:func:`prepare_roi` after its checks; ``whole``: the :class:`_InterpolatedStatistics` of ``image``, if
+    any."""
     # an image interpolated linearly is read by the compiled interpolation only: its voxels as they are (rounded on
     # read), without a float64 copy of the whole image
     image_array, spacing, statistics, round_on_read = _image_array(image, "image", settings.round_intensities,
@@ -128,25 +147,33 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings) -> tuple[Roi, dic
     diagnostics.update(_roi_diagnostics("init_roi", roi_mask.shape, summary, summary))
 
     new_spacing = target_spacing(spacing, settings.new_spacing)
+    original, grid = image_array, image_array.shape
     if new_spacing != spacing:
-        image_array = interpolate(image_array, spacing, new_spacing, settings.interpolation,
-                                  settings.round_intensities, source_rounding=round_on_read)
+        grid, _ = interpolation_grid(image_array.shape, spacing, new_spacing)
         box, fraction = _interpolate_mask_box(roi_mask, box, spacing, new_spacing, settings.mask_interpolation)
         inside = fraction >= settings.mask_threshold - _THRESHOLD_SLACK
-        roi_mask = np.zeros(image_array.shape, dtype=bool)
-        roi_mask[box] = inside
-        spacing = new_spacing
         if not inside.any():
             raise RadiomicsLabError(
-                f"The region of interest vanished on interpolation to {_xyz(spacing)} mm (no voxel reached the "
+                f"The region of interest vanished on interpolation to {_xyz(new_spacing)} mm (no voxel reached the "
                 f"partial volume threshold {settings.mask_threshold}). Use a finer spacing or a lower mask threshold.")
+        region = _crop_region(grid, box, new_spacing, crop_mm)
+        if whole is None:
+            image_array, statistics = _interpolated_region(image_array, spacing, new_spacing, settings, round_on_read,
+                                                           region)
+        else:
+            image_array = interpolate(image_array, spacing, new_spacing, settings.interpolation, True, round_on_read,
+                                      region)
+        box = _within(box, region)
         integral = settings.round_intensities
-        statistics = _grid_statistics(np.ascontiguousarray(image_array), integral)
         summary = _mask_summary(image_array, box, inside, integral)
-
-    diagnostics.update(_image_diagnostics(image_array.shape, spacing, "interp_img", statistics))
-    diagnostics.update(_roi_diagnostics("interp_roi", roi_mask.shape, summary, summary))
-
+    else:   # the initial ROI's summary stands
+        region = _crop_region(grid, box, spacing, crop_mm)
+        if crop_mm is not None:
+            image_array = np.ascontiguousarray(image_array[region])
+        box = _within(box, region)
+    # from here on the arrays hold ``region`` of the grid (the whole grid without ``crop_mm``)
+    roi_mask = np.zeros(image_array.shape, dtype=bool)
+    roi_mask[box] = inside
     kept = resegment(image_array[box], inside, settings.resegment_range, settings.resegment_outliers,
                      getattr(settings, "outlier_sigma", 3.0))
     if not kept.any():
@@ -156,17 +183,23 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings) -> tuple[Roi, dic
             f"accepted range. Widen the re-segmentation range or check the image's intensity units.")
     intensity_mask = np.zeros(roi_mask.shape, dtype=bool)
     intensity_mask[box] = kept
-    diagnostics.update(_roi_diagnostics("reseg_roi", roi_mask.shape, _mask_summary(image_array, box, kept, integral),
-                                        summary))
+    if whole is not None:
+        statistics = whole.result()
+        if statistics is None:   # a sum that is not exact: numpy's mean of the whole interpolated image
+            _, statistics = _interpolated_region(original, spacing, new_spacing, settings, round_on_read, region)
+    diagnostics.update(_image_diagnostics(grid, new_spacing, "interp_img", statistics))
+    diagnostics.update(_roi_diagnostics("interp_roi", grid, summary, summary))
+    diagnostics.update(_roi_diagnostics("reseg_roi", grid, _mask_summary(image_array, box, kept, integral), summary))
 
     # the morphological mask's bounding box (``inside`` is not empty), which the families crop to
     tight = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, _kernels.bounding_box(inside)))
-    roi = Roi(image_array, roi_mask, intensity_mask, spacing, box=tight)
+    roi = Roi(image_array, roi_mask, intensity_mask, new_spacing, box=tight,
+              grid_start=tuple(r.start for r in region))
     hu_warning = ct_range_warning(image_array, roi_mask, intensity_mask, settings.resegment_range,
                                   diagnostics["min_int_interp_img"])
     if hu_warning:
         roi.notes.append(hu_warning)
-        warnings.warn(hu_warning, RadiomicsLabWarning, stacklevel=2)
+        warnings.warn(hu_warning, RadiomicsLabWarning, stacklevel=3)   # the caller of prepare_roi
     return roi, diagnostics
 
 
@@ -371,13 +404,14 @@ def interpolated_geometry(image: sitk.Image, new_spacing_xyz) -> tuple[tuple, tu
 
 
 def interpolate(array: np.ndarray, spacing: tuple, new_spacing: tuple, method: str, rounding: bool = False,
-                source_rounding: bool = False) -> np.ndarray:
+                source_rounding: bool = False, region: tuple | None = None) -> np.ndarray:
     """``array`` (z, y, x) with ``spacing`` interpolated onto the IBSI grid with ``new_spacing`` (both (z, y, x)).
 
     ``method``: nearest | linear | cubic (B-spline of order 3 through the voxel values). Outside the
     original grid the nearest boundary value is used (IBSI: pad with the boundary intensity).
     ``rounding``: the interpolated values rounded to the nearest integer (``np.rint``); ``source_rounding``: the
-    values of ``array`` rounded first (linear interpolation of a 3D array only).
+    values of ``array`` rounded first (linear interpolation of a 3D array only). ``region``: a box (slices) of the
+    new grid, whose values alone come back (linear interpolation of a 3D array computes only those).
     """
     order = _ORDERS[method]
     new_size, origin = interpolation_grid(array.shape, spacing, new_spacing)
@@ -390,17 +424,28 @@ def interpolate(array: np.ndarray, spacing: tuple, new_spacing: tuple, method: s
         result = array[np.ix_(*indices)].astype(np.float64)
     elif order == 1 and array.ndim == 3:
         # scipy's zoom_shift arithmetic, bit for bit, as a compiled loop (see _preprocessing_kernels)
-        offset = np.asarray(origin, dtype=np.float64)
-        source = array if array.dtype in CONVERTED_TYPES and array.flags.c_contiguous else \
-            np.ascontiguousarray(array, dtype=np.float64)    # read as float64 by the kernel: no copy
-        return _kernels.trilinear(source, offset / step, step, tuple(int(n) for n in new_size), (0, 0, 0), (0, 0, 0),
-                                  bool(rounding), bool(source_rounding))
+        region = region or tuple(slice(0, n) for n in new_size)
+        source, shift, step = _linear_arguments(array, spacing, new_spacing)
+        return _kernels.trilinear(source, shift, step, tuple(r.stop - r.start for r in region),
+                                  tuple(r.start for r in region), (0, 0, 0), bool(rounding), bool(source_rounding))
     else:
         from scipy import ndimage   # imported here: ~0.15 s that only spline orders other than 1 need
 
         result = ndimage.affine_transform(array, step, offset=origin, output_shape=new_size, order=order,
                                           mode="nearest", prefilter=order > 1, output=np.float64)
-    return np.rint(result, out=result) if rounding else result
+    if rounding:
+        np.rint(result, out=result)
+    return result if region is None else np.ascontiguousarray(result[region])
+
+
+def _linear_arguments(array: np.ndarray, spacing: tuple, new_spacing: tuple) -> tuple:
+    """(source, shift, zoom) of :func:`._preprocessing_kernels.trilinear` for the whole new grid: ``array`` itself
+    when the kernel reads its type (:data:`CONVERTED_TYPES`, C order), else a float64 copy."""
+    _, origin = interpolation_grid(array.shape, spacing, new_spacing)
+    step = np.asarray(new_spacing, dtype=np.float64) / np.asarray(spacing, dtype=np.float64)
+    source = array if array.dtype in CONVERTED_TYPES and array.flags.c_contiguous else \
+        np.ascontiguousarray(array, dtype=np.float64)    # read as float64 by the kernel: no copy
+    return source, np.asarray(origin, dtype=np.float64) / step, step
 
 
 def interpolate_mask(mask: np.ndarray, spacing: tuple, new_spacing: tuple, method: str) -> np.ndarray:
@@ -453,6 +498,76 @@ def _interpolate_mask_box(mask: np.ndarray, present: tuple, spacing: tuple, new_
     fraction = _kernels.trilinear(values, shift, step, tuple(b.stop - b.start for b in box),
                                   tuple(b.start for b in box), tuple(c.start for c in crop), False, False)
     return box, fraction
+
+
+def _crop_region(grid: tuple, box: tuple, spacing: tuple, crop_mm: float | None) -> tuple:
+    """The part of a grid of shape ``grid`` (spacing (z, y, x) mm) that :func:`prepare_roi` keeps: the whole grid
+    without ``crop_mm``, else ``box`` (slices) grown by floor(crop_mm / spacing) voxels, at least one, per side."""
+    if crop_mm is None:
+        return tuple(slice(0, n) for n in grid)
+    margins = [max(1, int(math.floor(crop_mm / s))) for s in spacing]
+    return tuple(slice(max(b.start - m, 0), min(b.stop + m, n)) for b, m, n in zip(box, margins, grid))
+
+
+def _within(box: tuple, region: tuple) -> tuple:
+    """``box`` (slices of a grid) as slices of ``region`` of that grid."""
+    return tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(box, region))
+
+
+def _interpolated_region(array: np.ndarray, spacing: tuple, new_spacing: tuple, settings, source_rounding: bool,
+                         region: tuple) -> tuple[np.ndarray, tuple]:
+    """(``region`` (slices of the new grid) of ``array`` interpolated as ``settings`` say, (min, max, mean) of the
+    whole interpolated image as numpy gives them): the whole grid interpolated, summarised and cropped."""
+    values = interpolate(array, spacing, new_spacing, settings.interpolation, settings.round_intensities,
+                         source_rounding=source_rounding)
+    statistics = _grid_statistics(np.ascontiguousarray(values), settings.round_intensities)
+    if any(r.start != 0 or r.stop != n for r, n in zip(region, values.shape)):
+        values = np.ascontiguousarray(values[region])
+    return values, statistics
+
+
+class _InterpolatedStatistics:
+    """(min, max, mean) of the whole grid that a 3D ``image`` interpolates to linearly, rounded (as ``settings``
+    say: :func:`_interpolated_linearly`, ``round_intensities``), as numpy gives them,
+    without keeping its values (:func:`._preprocessing_kernels.trilinear_stats`): on a second thread, started here,
+    when :func:`~RadiomicsLabLib.limits.compute_threads` allows one (the kernel releases the GIL), else when asked
+    for (:meth:`result`)."""
+
+    def __init__(self, image: sitk.Image, settings):
+        view = sitk.GetArrayViewFromImage(image)
+        spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
+        new_spacing = target_spacing(spacing, settings.new_spacing)
+        source, shift, step = _linear_arguments(view, spacing, new_spacing)
+        grid, _ = interpolation_grid(view.shape, spacing, new_spacing)
+        self._size = math.prod(grid)
+        self._arguments = (source, shift, step, grid, True, view.dtype.kind not in "biu")   # integers: no rounding
+        self._outcome = None
+        self._thread = threading.Thread(target=self._run, daemon=True) if compute_threads() > 1 else None
+        if self._thread is not None:
+            self._thread.start()
+
+    def _run(self):
+        try:
+            self._outcome = (True, tuple(float(v) for v in _kernels.trilinear_stats(*self._arguments)))
+        except BaseException as error:   # raised again in the caller's thread, by result()
+            self._outcome = (False, error)
+
+    def join(self):
+        """Wait for the second thread, if any (it reads the caller's image)."""
+        if self._thread is not None:
+            self._thread.join()
+
+    def result(self) -> tuple | None:
+        """(min, max, mean); None where the sum of the rounded values is not exact (:func:`_exact_sum`), so that
+        only numpy's mean of the values would do."""
+        self.join()
+        if self._outcome is None:
+            self._run()
+        done, value = self._outcome
+        if not done:
+            raise value
+        low, high, total = value
+        return (low, high, total / self._size) if _exact_sum(total, self._size, low, high, True) else None
 
 
 # -------------------------------------------------------------------------------- re-segmentation

@@ -19,6 +19,9 @@ class Roi:
     - ``notes``: why a feature came back as NaN, filled by the families.
     - ``box``: the bounding box (slices) of the morphological mask, which holds the intensity mask, when the
       maker knows it (:func:`~RadiomicsLabLib.ibsi.preprocessing.prepare_roi`); else :meth:`masks_box` finds it.
+    - ``grid_start``: the index on the preprocessed image's grid of the arrays' first voxel: (0, 0, 0) unless they
+      hold only a box of it (:func:`~RadiomicsLabLib.ibsi.preprocessing.prepare_roi` with ``crop_mm``); positions
+      (morphology) are those of the whole grid either way.
     - ``cache``: arrays the families derive from this Roi and share (the cropped grid, the zones), made on
       first use by :meth:`derived`. Every Roi starts with an empty one (:meth:`with_levels` and
       ``dataclasses.replace`` too), so change a Roi's arrays only before use.
@@ -32,6 +35,7 @@ class Roi:
     n_levels: int | None = None
     notes: list = field(default_factory=list)
     box: tuple | None = None
+    grid_start: tuple = (0, 0, 0)
     cache: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
@@ -77,4 +81,4 @@ class Roi:
     def with_levels(self, levels: np.ndarray, n_levels: int) -> "Roi":
         """A copy sharing the arrays, with discretised grey levels attached."""
         return Roi(self.image, self.morphological_mask, self.intensity_mask, self.spacing, levels, int(n_levels),
-                   self.notes, self.box)
+                   self.notes, self.box, self.grid_start)

@@ -92,11 +92,12 @@ class Morphology:
         self.roi = roi
         self.spacing = np.asarray(roi.spacing, dtype=np.float64)
         # Masks and image cropped to the ROI's bounding box (every voxel set lies inside it); ``offset`` is
-        # the box's first voxel, added back to voxel indices so that positions are those of the whole grid.
+        # the box's first voxel on the whole grid, added back to voxel indices so that positions are the whole
+        # grid's (also when the Roi holds only a part of it: ``grid_start``).
         morph_mask = np.asarray(roi.morphological_mask, dtype=bool)
         int_mask = np.asarray(roi.intensity_mask, dtype=bool)
         box = roi.masks_box()
-        self.offset = np.array([b.start for b in box], dtype=np.int64)
+        self.offset = np.array([b.start + g for b, g in zip(box, roi.grid_start)], dtype=np.int64)
         # contiguous copies: the compiled kernels then always see the same array types (compiled once, at install)
         self.morph_mask = np.ascontiguousarray(morph_mask[box])
         self.int_mask = np.ascontiguousarray(int_mask[box])
