@@ -116,8 +116,8 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | 
     check_same_grid(image, mask)
     # the whole interpolated image's statistics (diagnostics only) on a second thread, where there is one, while
     # this one prepares the ROI
-    whole = _InterpolatedStatistics(image, settings) if crop_mm is not None and settings.round_intensities and \
-        _interpolated_linearly(image, settings) and image.GetNumberOfComponentsPerPixel() == 1 else None
+    whole = _InterpolatedStatistics(image, settings) if crop_mm is not None and _interpolated_linearly(image, settings) \
+        and image.GetNumberOfComponentsPerPixel() == 1 else None
     try:
         return _prepare_roi(image, mask, settings, crop_mm, whole)
     finally:
@@ -147,7 +147,7 @@ def _prepare_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float |
     diagnostics.update(_roi_diagnostics("init_roi", roi_mask.shape, summary, summary))
 
     new_spacing = target_spacing(spacing, settings.new_spacing)
-    original, grid = image_array, image_array.shape
+    grid = image_array.shape
     if new_spacing != spacing:
         grid, _ = interpolation_grid(image_array.shape, spacing, new_spacing)
         box, fraction = _interpolate_mask_box(roi_mask, box, spacing, new_spacing, settings.mask_interpolation)
@@ -185,8 +185,6 @@ def _prepare_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float |
     intensity_mask[box] = kept
     if whole is not None:
         statistics = whole.result()
-        if statistics is None:   # a sum that is not exact: numpy's mean of the whole interpolated image
-            _, statistics = _interpolated_region(original, spacing, new_spacing, settings, round_on_read, region)
     diagnostics.update(_image_diagnostics(grid, new_spacing, "interp_img", statistics))
     diagnostics.update(_roi_diagnostics("interp_roi", grid, summary, summary))
     diagnostics.update(_roi_diagnostics("reseg_roi", grid, _mask_summary(image_array, box, kept, integral), summary))
@@ -425,8 +423,10 @@ def interpolate(array: np.ndarray, spacing: tuple, new_spacing: tuple, method: s
     elif order == 1 and array.ndim == 3:
         # scipy's zoom_shift arithmetic, bit for bit, as a compiled loop (see _preprocessing_kernels)
         region = region or tuple(slice(0, n) for n in new_size)
-        source, shift, step = _linear_arguments(array, spacing, new_spacing)
-        return _kernels.trilinear(source, shift, step, tuple(r.stop - r.start for r in region),
+        offset = np.asarray(origin, dtype=np.float64)
+        source = array if array.dtype in CONVERTED_TYPES and array.flags.c_contiguous else \
+            np.ascontiguousarray(array, dtype=np.float64)    # read as float64 by the kernel: no copy
+        return _kernels.trilinear(source, offset / step, step, tuple(r.stop - r.start for r in region),
                                   tuple(r.start for r in region), (0, 0, 0), bool(rounding), bool(source_rounding))
     else:
         from scipy import ndimage   # imported here: ~0.15 s that only spline orders other than 1 need
@@ -436,16 +436,6 @@ def interpolate(array: np.ndarray, spacing: tuple, new_spacing: tuple, method: s
     if rounding:
         np.rint(result, out=result)
     return result if region is None else np.ascontiguousarray(result[region])
-
-
-def _linear_arguments(array: np.ndarray, spacing: tuple, new_spacing: tuple) -> tuple:
-    """(source, shift, zoom) of :func:`._preprocessing_kernels.trilinear` for the whole new grid: ``array`` itself
-    when the kernel reads its type (:data:`CONVERTED_TYPES`, C order), else a float64 copy."""
-    _, origin = interpolation_grid(array.shape, spacing, new_spacing)
-    step = np.asarray(new_spacing, dtype=np.float64) / np.asarray(spacing, dtype=np.float64)
-    source = array if array.dtype in CONVERTED_TYPES and array.flags.c_contiguous else \
-        np.ascontiguousarray(array, dtype=np.float64)    # read as float64 by the kernel: no copy
-    return source, np.asarray(origin, dtype=np.float64) / step, step
 
 
 def interpolate_mask(mask: np.ndarray, spacing: tuple, new_spacing: tuple, method: str) -> np.ndarray:
@@ -527,20 +517,13 @@ def _interpolated_region(array: np.ndarray, spacing: tuple, new_spacing: tuple, 
 
 
 class _InterpolatedStatistics:
-    """(min, max, mean) of the whole grid that a 3D ``image`` interpolates to linearly, rounded (as ``settings``
-    say: :func:`_interpolated_linearly`, ``round_intensities``), as numpy gives them,
-    without keeping its values (:func:`._preprocessing_kernels.trilinear_stats`): on a second thread, started here,
-    when :func:`~RadiomicsLabLib.limits.compute_threads` allows one (the kernel releases the GIL), else when asked
-    for (:meth:`result`)."""
+    """(min, max, mean) of the whole grid that a 3D ``image`` interpolates to linearly as ``settings`` say
+    (:func:`_interpolated_linearly`), as numpy gives them (:func:`_grid_statistics`): on a second thread, started
+    here, when :func:`~RadiomicsLabLib.limits.compute_threads` allows one (the compiled interpolation releases the
+    GIL), else when asked for (:meth:`result`)."""
 
     def __init__(self, image: sitk.Image, settings):
-        view = sitk.GetArrayViewFromImage(image)
-        spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
-        new_spacing = target_spacing(spacing, settings.new_spacing)
-        source, shift, step = _linear_arguments(view, spacing, new_spacing)
-        grid, _ = interpolation_grid(view.shape, spacing, new_spacing)
-        self._size = math.prod(grid)
-        self._arguments = (source, shift, step, grid, True, view.dtype.kind not in "biu")   # integers: no rounding
+        self._image, self._settings = image, settings
         self._outcome = None
         self._thread = threading.Thread(target=self._run, daemon=True) if compute_threads() > 1 else None
         if self._thread is not None:
@@ -548,7 +531,13 @@ class _InterpolatedStatistics:
 
     def _run(self):
         try:
-            self._outcome = (True, tuple(float(v) for v in _kernels.trilinear_stats(*self._arguments)))
+            view = sitk.GetArrayViewFromImage(self._image)
+            spacing = tuple(float(s) for s in self._image.GetSpacing()[::-1])
+            rounding = self._settings.round_intensities
+            values = interpolate(view, spacing, target_spacing(spacing, self._settings.new_spacing),
+                                 self._settings.interpolation, rounding,
+                                 source_rounding=rounding and view.dtype.kind not in "biu")
+            self._outcome = (True, _grid_statistics(values, rounding))
         except BaseException as error:   # raised again in the caller's thread, by result()
             self._outcome = (False, error)
 
@@ -557,17 +546,14 @@ class _InterpolatedStatistics:
         if self._thread is not None:
             self._thread.join()
 
-    def result(self) -> tuple | None:
-        """(min, max, mean); None where the sum of the rounded values is not exact (:func:`_exact_sum`), so that
-        only numpy's mean of the values would do."""
+    def result(self) -> tuple:
         self.join()
         if self._outcome is None:
             self._run()
         done, value = self._outcome
         if not done:
             raise value
-        low, high, total = value
-        return (low, high, total / self._size) if _exact_sum(total, self._size, low, high, True) else None
+        return value
 
 
 # -------------------------------------------------------------------------------- re-segmentation
