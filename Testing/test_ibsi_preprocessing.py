@@ -215,9 +215,9 @@ def _edge_case(data):
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_cropped_roi_gives_the_whole_grids_features(data, ct_phantom, monkeypatch, threads):
     """The engine's preprocessing keeps only the ROI's box and the local intensity sphere's radius around it
-    (``crop_mm``), and takes the whole interpolated image's statistics apart (on a second thread when there is one):
-    every diagnostic, feature value and note is that of the whole grid, bit for bit, the Roi's arrays are the whole
-    grid's in the box, on the CT phantom (A-E), a sarcoma CT (B, C) and that CT cut at its GTV."""
+    (``crop_mm``): every diagnostic, feature value and note is that of the whole grid, bit for bit, the Roi's arrays
+    are the whole grid's in the box, on the CT phantom (A-E), a sarcoma CT (B, C) and that CT cut at its GTV, on one
+    thread and on two."""
     from RadiomicsLabLib.ibsi.engine import compute_features, features_of_roi
     from RadiomicsLabLib.ibsi.features.local_intensity import RADIUS_MM
 

@@ -62,16 +62,37 @@ def trilinear(array, shift, zoom, out_shape, first, start, rounding, source_roun
     plane's x neighbours are gathered once (two planes kept), so the inner loop reads rows in order; the arithmetic
     per point is unchanged.
     """
+    out = np.empty((out_shape[0], out_shape[1], out_shape[2]))
+    _trilinear_pass(array, shift, zoom, out_shape, first, start, rounding, source_rounding, out, True)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def trilinear_stats(array, shift, zoom, out_shape, rounding, source_rounding):
+    """(min, max, sum) of :func:`trilinear` (the whole grid: ``first`` and ``start`` 0) without keeping its values:
+    the same values, each computed once and accumulated per x position like :func:`grid_stats` (the same caveat on
+    the sum). Empty: (inf, -inf, 0)."""
+    return _trilinear_pass(array, shift, zoom, out_shape, (0, 0, 0), (0, 0, 0), rounding, source_rounding,
+                           np.empty((1, 1, 1)), False)
+
+
+@njit(cache=True, nogil=True)
+def _trilinear_pass(array, shift, zoom, out_shape, first, start, rounding, source_rounding, out, write):
+    """The values of :func:`trilinear` into ``out`` with ``write``; without it their (min, max, sum) (else (inf,
+    -inf, 0)), ``out`` not written."""
     nz, ny, nx = out_shape
-    out = np.empty((nz, ny, nx))
+    low = np.full(nx, np.inf)
+    high = np.full(nx, -np.inf)
+    total = np.zeros(nx)
     if nz == 0 or ny == 0 or nx == 0:
-        return out
+        return np.inf, -np.inf, 0.0
     z0, z1, wz0, wz1 = _axis_weights(nz, array.shape[0], shift[0], zoom[0], first[0], start[0])
     y0, y1, wy0, wy1 = _axis_weights(ny, array.shape[1], shift[1], zoom[1], first[1], start[1])
     x0, x1, wx0, wx1 = _axis_weights(nx, array.shape[2], shift[2], zoom[2], first[2], start[2])
     y_first = y0[0]
     planes = np.empty((2, y1[ny - 1] - y_first + 1, 2, nx))
     held = np.array([-1, -1])          # the input plane in each slot of ``planes``
+    scratch = np.empty(nx)             # a row's values when they are only summarised
     for k in range(nz):
         za, zb, ca, cb = z0[k], z1[k], wz0[k], wz1[k]
         if held[0] == za:
@@ -95,7 +116,7 @@ def trilinear(array, shift, zoom, out_shape, first, start, rounding, source_roun
             p1, q1 = planes[sa, yb, 0], planes[sa, yb, 1]
             p2, q2 = planes[sb, ya, 0], planes[sb, ya, 1]
             p3, q3 = planes[sb, yb, 0], planes[sb, yb, 1]
-            row = out[k, j]
+            row = out[k, j] if write else scratch
             for i in range(nx):
                 t = p0[i] * ca * ba * wx0[i]
                 t += q0[i] * ca * ba * wx1[i]
@@ -106,7 +127,12 @@ def trilinear(array, shift, zoom, out_shape, first, start, rounding, source_roun
                 t += p3[i] * cb * bb * wx0[i]
                 t += q3[i] * cb * bb * wx1[i]
                 row[i] = np.rint(t) if rounding else t
-    return out
+            if not write:
+                for i in range(nx):
+                    low[i] = min(low[i], row[i])
+                    high[i] = max(high[i], row[i])
+                    total[i] += row[i]
+    return low.min(), high.max(), total.sum()
 
 
 @njit(cache=True, nogil=True)

@@ -32,14 +32,12 @@ Steps, in the order IBSI prescribes them:
 
 import math
 import numbers
-import threading
 import warnings
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..errors import RadiomicsLabError, RadiomicsLabWarning
-from ..limits import compute_threads
 from . import _preprocessing_kernels as _kernels
 from .config import INTERPOLATIONS
 from .roi import Roi
@@ -114,20 +112,6 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | 
     """
     check_settings(settings)
     check_same_grid(image, mask)
-    # the whole interpolated image's statistics (diagnostics only) on a second thread, where there is one, while
-    # this one prepares the ROI
-    whole = _InterpolatedStatistics(image, settings) if crop_mm is not None and _interpolated_linearly(image, settings) \
-        and image.GetNumberOfComponentsPerPixel() == 1 else None
-    try:
-        return _prepare_roi(image, mask, settings, crop_mm, whole)
-    finally:
-        if whole is not None:
-            whole.join()    # its thread reads the image
-
-
-def _prepare_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | None, whole) -> tuple[Roi, dict]:
-    """:func:`prepare_roi` after its checks; ``whole``: the :class:`_InterpolatedStatistics` of ``image``, if
-    any."""
     # an image interpolated linearly is read by the compiled interpolation only: its voxels as they are (rounded on
     # read), without a float64 copy of the whole image
     image_array, spacing, statistics, round_on_read = _image_array(image, "image", settings.round_intensities,
@@ -157,12 +141,8 @@ def _prepare_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float |
                 f"The region of interest vanished on interpolation to {_xyz(new_spacing)} mm (no voxel reached the "
                 f"partial volume threshold {settings.mask_threshold}). Use a finer spacing or a lower mask threshold.")
         region = _crop_region(grid, box, new_spacing, crop_mm)
-        if whole is None:
-            image_array, statistics = _interpolated_region(image_array, spacing, new_spacing, settings, round_on_read,
-                                                           region)
-        else:
-            image_array = interpolate(image_array, spacing, new_spacing, settings.interpolation, True, round_on_read,
-                                      region)
+        image_array, statistics = _interpolated_region(image_array, spacing, new_spacing, settings, round_on_read,
+                                                       region)
         box = _within(box, region)
         integral = settings.round_intensities
         summary = _mask_summary(image_array, box, inside, integral)
@@ -183,8 +163,6 @@ def _prepare_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float |
             f"accepted range. Widen the re-segmentation range or check the image's intensity units.")
     intensity_mask = np.zeros(roi_mask.shape, dtype=bool)
     intensity_mask[box] = kept
-    if whole is not None:
-        statistics = whole.result()
     diagnostics.update(_image_diagnostics(grid, new_spacing, "interp_img", statistics))
     diagnostics.update(_roi_diagnostics("interp_roi", grid, summary, summary))
     diagnostics.update(_roi_diagnostics("reseg_roi", grid, _mask_summary(image_array, box, kept, integral), summary))
@@ -197,7 +175,7 @@ def _prepare_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float |
                                   diagnostics["min_int_interp_img"])
     if hu_warning:
         roi.notes.append(hu_warning)
-        warnings.warn(hu_warning, RadiomicsLabWarning, stacklevel=3)   # the caller of prepare_roi
+        warnings.warn(hu_warning, RadiomicsLabWarning, stacklevel=2)
     return roi, diagnostics
 
 
@@ -402,14 +380,13 @@ def interpolated_geometry(image: sitk.Image, new_spacing_xyz) -> tuple[tuple, tu
 
 
 def interpolate(array: np.ndarray, spacing: tuple, new_spacing: tuple, method: str, rounding: bool = False,
-                source_rounding: bool = False, region: tuple | None = None) -> np.ndarray:
+                source_rounding: bool = False) -> np.ndarray:
     """``array`` (z, y, x) with ``spacing`` interpolated onto the IBSI grid with ``new_spacing`` (both (z, y, x)).
 
     ``method``: nearest | linear | cubic (B-spline of order 3 through the voxel values). Outside the
     original grid the nearest boundary value is used (IBSI: pad with the boundary intensity).
     ``rounding``: the interpolated values rounded to the nearest integer (``np.rint``); ``source_rounding``: the
-    values of ``array`` rounded first (linear interpolation of a 3D array only). ``region``: a box (slices) of the
-    new grid, whose values alone come back (linear interpolation of a 3D array computes only those).
+    values of ``array`` rounded first (linear interpolation of a 3D array only).
     """
     order = _ORDERS[method]
     new_size, origin = interpolation_grid(array.shape, spacing, new_spacing)
@@ -422,20 +399,25 @@ def interpolate(array: np.ndarray, spacing: tuple, new_spacing: tuple, method: s
         result = array[np.ix_(*indices)].astype(np.float64)
     elif order == 1 and array.ndim == 3:
         # scipy's zoom_shift arithmetic, bit for bit, as a compiled loop (see _preprocessing_kernels)
-        region = region or tuple(slice(0, n) for n in new_size)
-        offset = np.asarray(origin, dtype=np.float64)
-        source = array if array.dtype in CONVERTED_TYPES and array.flags.c_contiguous else \
-            np.ascontiguousarray(array, dtype=np.float64)    # read as float64 by the kernel: no copy
-        return _kernels.trilinear(source, offset / step, step, tuple(r.stop - r.start for r in region),
-                                  tuple(r.start for r in region), (0, 0, 0), bool(rounding), bool(source_rounding))
+        source, shift, step = _linear_arguments(array, spacing, new_spacing)
+        return _kernels.trilinear(source, shift, step, tuple(int(n) for n in new_size), (0, 0, 0), (0, 0, 0),
+                                  bool(rounding), bool(source_rounding))
     else:
         from scipy import ndimage   # imported here: ~0.15 s that only spline orders other than 1 need
 
         result = ndimage.affine_transform(array, step, offset=origin, output_shape=new_size, order=order,
                                           mode="nearest", prefilter=order > 1, output=np.float64)
-    if rounding:
-        np.rint(result, out=result)
-    return result if region is None else np.ascontiguousarray(result[region])
+    return np.rint(result, out=result) if rounding else result
+
+
+def _linear_arguments(array: np.ndarray, spacing: tuple, new_spacing: tuple) -> tuple:
+    """(source, shift, zoom) of :func:`._preprocessing_kernels.trilinear` onto the new grid: ``array`` itself when
+    the kernel reads its type (:data:`CONVERTED_TYPES`, C order), else a float64 copy."""
+    _, origin = interpolation_grid(array.shape, spacing, new_spacing)
+    step = np.asarray(new_spacing, dtype=np.float64) / np.asarray(spacing, dtype=np.float64)
+    source = array if array.dtype in CONVERTED_TYPES and array.flags.c_contiguous else \
+        np.ascontiguousarray(array, dtype=np.float64)    # read as float64 by the kernel: no copy
+    return source, np.asarray(origin, dtype=np.float64) / step, step
 
 
 def interpolate_mask(mask: np.ndarray, spacing: tuple, new_spacing: tuple, method: str) -> np.ndarray:
@@ -507,53 +489,27 @@ def _within(box: tuple, region: tuple) -> tuple:
 def _interpolated_region(array: np.ndarray, spacing: tuple, new_spacing: tuple, settings, source_rounding: bool,
                          region: tuple) -> tuple[np.ndarray, tuple]:
     """(``region`` (slices of the new grid) of ``array`` interpolated as ``settings`` say, (min, max, mean) of the
-    whole interpolated image as numpy gives them): the whole grid interpolated, summarised and cropped."""
+    whole interpolated image as numpy gives them).
+
+    A part of the grid of a 3D image interpolated linearly and rounded is interpolated alone, and the whole grid
+    summarised by a compiled pass that keeps no values (:func:`._preprocessing_kernels.trilinear_stats`: no
+    whole-grid array to allocate and fill), while the sum is exact (:func:`_exact_sum`); otherwise the whole grid is
+    interpolated, summarised and cropped."""
+    grid, _ = interpolation_grid(array.shape, spacing, new_spacing)
+    part = any(r.start != 0 or r.stop != n for r, n in zip(region, grid))
+    if part and settings.round_intensities and _ORDERS[settings.interpolation] == 1 and array.ndim == 3:
+        source, shift, step = _linear_arguments(array, spacing, new_spacing)
+        low, high, total = (float(v) for v in _kernels.trilinear_stats(source, shift, step, grid, True,
+                                                                       bool(source_rounding)))
+        size = math.prod(grid)
+        if _exact_sum(total, size, low, high, True):
+            values = _kernels.trilinear(source, shift, step, tuple(r.stop - r.start for r in region),
+                                        tuple(r.start for r in region), (0, 0, 0), True, bool(source_rounding))
+            return values, (low, high, total / size)
     values = interpolate(array, spacing, new_spacing, settings.interpolation, settings.round_intensities,
                          source_rounding=source_rounding)
     statistics = _grid_statistics(np.ascontiguousarray(values), settings.round_intensities)
-    if any(r.start != 0 or r.stop != n for r, n in zip(region, values.shape)):
-        values = np.ascontiguousarray(values[region])
-    return values, statistics
-
-
-class _InterpolatedStatistics:
-    """(min, max, mean) of the whole grid that a 3D ``image`` interpolates to linearly as ``settings`` say
-    (:func:`_interpolated_linearly`), as numpy gives them (:func:`_grid_statistics`): on a second thread, started
-    here, when :func:`~RadiomicsLabLib.limits.compute_threads` allows one (the compiled interpolation releases the
-    GIL), else when asked for (:meth:`result`)."""
-
-    def __init__(self, image: sitk.Image, settings):
-        self._image, self._settings = image, settings
-        self._outcome = None
-        self._thread = threading.Thread(target=self._run, daemon=True) if compute_threads() > 1 else None
-        if self._thread is not None:
-            self._thread.start()
-
-    def _run(self):
-        try:
-            view = sitk.GetArrayViewFromImage(self._image)
-            spacing = tuple(float(s) for s in self._image.GetSpacing()[::-1])
-            rounding = self._settings.round_intensities
-            values = interpolate(view, spacing, target_spacing(spacing, self._settings.new_spacing),
-                                 self._settings.interpolation, rounding,
-                                 source_rounding=rounding and view.dtype.kind not in "biu")
-            self._outcome = (True, _grid_statistics(values, rounding))
-        except BaseException as error:   # raised again in the caller's thread, by result()
-            self._outcome = (False, error)
-
-    def join(self):
-        """Wait for the second thread, if any (it reads the caller's image)."""
-        if self._thread is not None:
-            self._thread.join()
-
-    def result(self) -> tuple:
-        self.join()
-        if self._outcome is None:
-            self._run()
-        done, value = self._outcome
-        if not done:
-            raise value
-        return value
+    return (np.ascontiguousarray(values[region]) if part else values), statistics
 
 
 # -------------------------------------------------------------------------------- re-segmentation

@@ -74,8 +74,9 @@ PAIR_BLOCK_ELEMENTS = 2 ** 22
 #: per band of its last transform and sums.
 MORAN_BANDED_ELEMENTS = 2 ** 19
 MORAN_BAND_ROWS = 16
-#: Fewest OMBB normals worth a thread of their own (a thread costs about what ~20 normals do).
-OMBB_NORMALS_PER_THREAD = 100
+#: Fewest OMBB normals worth a thread of their own: inside a whole extraction on the 2-vCPU benchmark machine, 210 to
+#: 415 normals (~5 us each) split over two threads were no faster, or slower (thread start and GIL hand-offs).
+OMBB_NORMALS_PER_THREAD = 250
 #: Khachiyan MVEE: relative tolerance and iteration cap.
 MVEE_TOLERANCE = 1e-4
 MVEE_MAX_ITERATIONS = 10000
