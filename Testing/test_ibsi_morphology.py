@@ -372,3 +372,37 @@ def test_lattice_convex_hull_equals_qhull():
         assert np.all(points @ hull.equations[:, :3].T + hull.equations[:, 3] <= 1e-9 * np.abs(points).max())
         compared += 1
     assert compared > 200
+
+
+def test_distinct_normals_is_numpys_rounding_and_grouping():
+    """The compiled grouping of the facet normals for the OMBB: the first index of every set of rows equal up to sign
+    once rounded to 9 decimals, exactly as numpy's np.round and a stable lexicographic sort give it (copies, flipped
+    copies, perturbations from 1e-12, below the rounding, to 1e-8, above it)."""
+    from RadiomicsLabLib.ibsi.features import _morphology_kernels
+
+    rng = np.random.default_rng(4)
+    for trial in range(300):
+        base = rng.normal(size=(int(rng.integers(1, 30)), 3))
+        base /= np.linalg.norm(base, axis=1)[:, None]
+        if trial % 3 == 0:
+            base = np.round(base * 4) / 4                   # components of equal magnitude, zeros
+        n = int(rng.integers(1, 200))
+        normals = base[rng.integers(0, len(base), n)] * rng.choice([-1.0, 1.0], size=(n, 1))
+        normals = np.ascontiguousarray(normals + rng.normal(size=normals.shape) * [0, 1e-12, 1e-8][trial % 3])
+        signs = np.sign(normals[np.arange(n), np.argmax(np.abs(normals), axis=1)])
+        rows = np.round(normals * signs[:, None], 9)
+        _, first = np.unique(rows, axis=0, return_index=True)   # the first occurrence of each distinct row
+        assert np.array_equal(_morphology_kernels.distinct_normals(normals), np.sort(first)), trial
+
+
+def test_edge_directions_group_the_parallel_edges():
+    """Edges of lattice points share a direction id exactly when they are parallel (integer cross product 0)."""
+    from RadiomicsLabLib.ibsi.features import _morphology_kernels
+
+    rng = np.random.default_rng(5)
+    cells = rng.integers(0, 9, size=(40, 3))
+    edges = np.array([(a, b, 0, 0) for a in range(40) for b in range(a + 1, 40) if (cells[a] != cells[b]).any()])
+    ids = _morphology_kernels.edge_directions(cells, edges)
+    vectors = cells[edges[:, 1]] - cells[edges[:, 0]]
+    parallel = ~np.cross(vectors[:, None, :], vectors[None, :, :]).any(axis=2)
+    assert np.array_equal(ids[:, None] == ids[None, :], parallel)

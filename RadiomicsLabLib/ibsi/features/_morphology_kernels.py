@@ -40,10 +40,67 @@ def hull_edges(facets, n_points):
 
 
 @njit(cache=True, nogil=True)
-def oriented_minimum_bounding_box(points, edges, normals, selected, best):
+def edge_directions(cells, edges):
+    """Per edge (a, b, ...) of ``edges`` between the lattice points ``cells`` (n x 3 integers, |coordinate| < 2^15):
+    an id that the edges parallel to it share, those of cells[b] - cells[a] divided by the gcd of its components, up
+    to sign."""
+    n = edges.shape[0]
+    keys = np.empty(n, dtype=np.int64)
+    for e in range(n):
+        a, b = edges[e, 0], edges[e, 1]
+        d0, d1, d2 = cells[b, 0] - cells[a, 0], cells[b, 1] - cells[a, 1], cells[b, 2] - cells[a, 2]
+        g = _gcd3(d0, d1, d2)
+        if g:
+            d0, d1, d2 = d0 // g, d1 // g, d2 // g
+        if d0 < 0 or (d0 == 0 and (d1 < 0 or (d1 == 0 and d2 < 0))):
+            d0, d1, d2 = -d0, -d1, -d2
+        keys[e] = ((d0 + (1 << 16)) << 36) | ((d1 + (1 << 16)) << 18) | (d2 + (1 << 16))    # 18 bits each
+    order = np.argsort(keys)
+    ids = np.empty(n, dtype=np.int64)
+    current = -1
+    for r in range(n):
+        if r == 0 or keys[order[r]] != keys[order[r - 1]]:
+            current += 1
+        ids[order[r]] = current
+    return ids
+
+
+@njit(cache=True, nogil=True)
+def distinct_normals(normals):
+    """The first (lowest) index of every set of facets whose unit normals are the same up to sign once rounded to 9
+    decimals (numpy's ``np.round``: rint(x 10^9) / 10^9), ascending; the sign makes the largest component (the first
+    of equal magnitude) positive."""
+    n = normals.shape[0]
+    rounded = np.empty((3, n))
+    for f in range(n):
+        largest = 0
+        for k in range(1, 3):
+            if abs(normals[f, k]) > abs(normals[f, largest]):
+                largest = k
+        sign = np.sign(normals[f, largest])
+        for k in range(3):
+            rounded[k, f] = np.rint(normals[f, k] * sign * 1e9) / 1e9
+    order = np.arange(n)
+    for k in range(2, -1, -1):    # stable sorts by the last key first: lexicographic order, ties in index order
+        order = order[np.argsort(rounded[k][order], kind="mergesort")]
+    first = np.empty(n, dtype=np.int64)
+    count = 0
+    for r in range(n):
+        f = order[r]
+        if r == 0 or rounded[0, f] != rounded[0, order[r - 1]] or rounded[1, f] != rounded[1, order[r - 1]] or \
+                rounded[2, f] != rounded[2, order[r - 1]]:
+            first[count] = f
+            count += 1
+    return np.sort(first[:count])
+
+
+@njit(cache=True, nogil=True)
+def oriented_minimum_bounding_box(points, edges, normals, selected, best, directions):
     """Side lengths of the smallest of the box ``best`` (the AABB) and the boxes with one face orthogonal to
     the facet normal ``normals[k]``, k in ``selected`` (depth: the extent of the hull vertices ``points`` along the
     normal; the other two sides: the minimum-area rectangle of their projection on the normal's plane).
+    ``directions``: per edge, an id that parallel edges share (:func:`edge_directions`; all distinct where not
+    known): of parallel silhouette edges only the first is taken, their projections give the same rectangle.
 
     The projection of a convex polytope is the convex polygon bounded by the projections of its silhouette edges:
     the ``edges`` (:func:`hull_edges`) between a facet facing the normal's way (n . n_f >= 0) and one facing the
@@ -70,6 +127,7 @@ def oriented_minimum_bounding_box(points, edges, normals, selected, best):
     silhouette = np.empty(n_points, dtype=np.int64)
     pu, pv = np.empty(n_points), np.empty(n_points)
     chosen = np.empty(n_edges, dtype=np.int64)
+    taken = np.full(n_edges, -1, dtype=np.int64)       # the last normal whose rectangles took each direction
     for k in selected:
         norm = np.sqrt(nx[k] ** 2 + ny[k] ** 2 + nz[k] ** 2)
         n0, n1, n2 = nx[k] / norm, ny[k] / norm, nz[k] / norm
@@ -117,6 +175,10 @@ def oriented_minimum_bounding_box(points, edges, normals, selected, best):
         slack = 1e-9 * ((su.max() - su.min()) + (sv.max() - sv.min()))
         area, width, height = np.inf, 0.0, 0.0
         for i in range(c):
+            direction = directions[chosen[i]]
+            if taken[direction] == k:
+                continue
+            taken[direction] = k
             a, b = slot[edges[chosen[i], 0]], slot[edges[chosen[i], 1]]
             ex, ey = pu[b] - pu[a], pv[b] - pv[a]
             length = np.sqrt(ex * ex + ey * ey)
@@ -219,6 +281,16 @@ def _facet_plane(points, a, b, c, normal, offset, f):
 
 
 @njit(cache=True, nogil=True)
+def _gcd3(a, b, c):
+    """The greatest common divisor of |a|, |b| and |c| (Euclid); 0 when all are 0."""
+    g = 0
+    for x in (abs(a), abs(b), abs(c)):
+        while x:
+            g, x = x, g % x
+    return g
+
+
+@njit(cache=True, nogil=True)
 def lattice_facet_normals(points, facets):
     """(normals, reduced, six_volume, vertices) of the convex polytope triangulated by ``facets`` over the lattice
     ``points`` (exact integers): each facet's outward normal (b - a) x (c - a), the same divided by the gcd of its
@@ -233,11 +305,7 @@ def lattice_facet_normals(points, facets):
     for f in range(m):
         _facet_plane(points, facets[f, 0], facets[f, 1], facets[f, 2], normals, offsets, f)
         six_volume += offsets[f]                  # n . a = ((b - a) x (c - a)) . a = a . (b x c)
-        g = 0
-        for k in range(3):                        # gcd of the components (Euclid)
-            x = abs(normals[f, k])
-            while x:
-                g, x = x, g % x
+        g = _gcd3(normals[f, 0], normals[f, 1], normals[f, 2])
         for k in range(3):
             reduced[f, k] = normals[f, k] // g if g else 0
             used[facets[f, k]] = True

@@ -224,7 +224,8 @@ class LatticeHull:
     """The convex hull of ``points`` (mm) that lie on a lattice, ``points = cells * step + shift`` per axis, with
     the attributes of :class:`scipy.spatial.ConvexHull` that the features read: ``points``, ``vertices`` (sorted
     indices of the extreme points), ``simplices`` (triangles over them, counterclockwise from outside),
-    ``equations`` (unit outward normal n and offset c, n . x + c = 0 on the facet), ``volume`` and ``area``.
+    ``equations`` (unit outward normal n and offset c, n . x + c = 0 on the facet), ``volume`` and ``area``; and
+    ``cells``, the lattice points (edge directions for the OMBB).
     Built by :func:`._morphology_kernels.lattice_convex_hull` (exact integer quickhull), once on the ``cells`` and
     once more on its extreme points only (:func:`._morphology_kernels.extreme_vertices`), so that no point inside a
     flat face or an edge is a vertex (Qhull leaves them out too). Volume and normals are exact on the lattice, then
@@ -233,6 +234,7 @@ class LatticeHull:
 
     def __init__(self, cells: np.ndarray, points: np.ndarray, step, facets: np.ndarray):
         step = np.asarray(step, dtype=np.float64)
+        self.cells = cells
         self.points = points
         self.simplices = facets
         # exact, outward; coplanar facets: the same reduced normal (lattice_facet_normals)
@@ -573,22 +575,13 @@ def _box_area(dimensions) -> float:
     return float(2.0 * (a * b + a * c + b * c))
 
 
-def _first_of_equal_rows(rows: np.ndarray) -> np.ndarray:
-    """The index of the first of every set of equal rows (``np.unique(rows, axis=0, return_index=True)[1]``, in
-    another order): a stable lexicographic sort, then the rows that differ from their predecessor."""
-    order = np.lexsort(rows.T[::-1])
-    ordered = rows[order]
-    new = np.ones(len(rows), dtype=bool)
-    new[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
-    return order[new]
-
-
 def oriented_minimum_bounding_box(hull: ConvexHull) -> np.ndarray:
     """Side lengths of the smallest box with one face orthogonal to a facet normal of ``hull`` (or the AABB).
 
     For each distinct normal n (u, v: an orthonormal basis of its plane): depth = extent of the vertices
     along n, and the other sides the minimum-area rectangle of the projection on (u, v) (one side along the
-    projection of a silhouette edge of the hull: :func:`._morphology_kernels.oriented_minimum_bounding_box`); on
+    projection of a silhouette edge of the hull: :func:`._morphology_kernels.oriented_minimum_bounding_box`; of
+    parallel edges of a lattice hull only the first, :func:`._morphology_kernels.edge_directions`); on
     :func:`~RadiomicsLabLib.limits.compute_threads` threads, each over a run of the normals in facet order: the
     first smallest box of the runs taken in order is the first smallest box of the whole loop.
     """
@@ -597,16 +590,19 @@ def oriented_minimum_bounding_box(hull: ConvexHull) -> np.ndarray:
     position = np.full(len(hull.points), -1, dtype=np.int64)
     position[hull.vertices] = np.arange(len(hull.vertices))
     normals = np.ascontiguousarray(hull.equations[:, :3], dtype=np.float64)
-    signs = np.sign(normals[np.arange(len(normals)), np.argmax(np.abs(normals), axis=1)])
-    first = _first_of_equal_rows(np.round(normals * signs[:, None], 9))
+    first = _kernels.distinct_normals(normals)
     edges = _kernels.hull_edges(np.ascontiguousarray(position[hull.simplices], dtype=np.int64), len(points))
+    directions = _kernels.edge_directions(np.ascontiguousarray(hull.cells[hull.vertices]), edges) \
+        if isinstance(hull, LatticeHull) else np.arange(len(edges))
     aabb = _box_dimensions(points).astype(np.float64)
-    runs = np.array_split(np.sort(first), min(compute_threads(), max(len(first) // OMBB_NORMALS_PER_THREAD, 1)))
+    runs = np.array_split(first, min(compute_threads(), max(len(first) // OMBB_NORMALS_PER_THREAD, 1)))
+
+    def smallest(run):
+        return _kernels.oriented_minimum_bounding_box(points, edges, normals, run, aabb, directions)
     if len(runs) == 1:
-        return _kernels.oriented_minimum_bounding_box(points, edges, normals, runs[0], aabb)
+        return smallest(runs[0])
     with ThreadPoolExecutor(len(runs)) as pool:   # the kernel releases the GIL
-        boxes = list(pool.map(lambda run: _kernels.oriented_minimum_bounding_box(points, edges, normals, run, aabb),
-                              runs))
+        boxes = list(pool.map(smallest, runs))
     best = aabb
     for box in boxes:   # the same volume product as the kernel's; strictly smaller wins, as in its loop
         if box[0] * box[1] * box[2] < best[0] * best[1] * best[2]:
