@@ -406,3 +406,34 @@ def test_edge_directions_group_the_parallel_edges():
     vectors = cells[edges[:, 1]] - cells[edges[:, 0]]
     parallel = ~np.cross(vectors[:, None, :], vectors[None, :, :]).any(axis=2)
     assert np.array_equal(ids[:, None] == ids[None, :], parallel)
+
+
+def test_line_extremes_keep_every_hull_vertex():
+    """The points kept as hull candidates (ends of every line along an axis or a face diagonal): every vertex of the
+    hull of all the surface cells is among them, and a point dropped lies strictly between two others on such a
+    line (random masks, opened masks, ellipsoids)."""
+    from scipy import ndimage
+    from scipy.spatial import ConvexHull
+
+    from RadiomicsLabLib.ibsi.features import _morphology_kernels as kernels
+
+    rng = np.random.default_rng(12)
+    directions = [np.array(d) for d in [(1, 0, 0), (0, 1, 0), (0, 0, 1), (0, 1, 1), (0, 1, -1), (1, 0, 1), (1, 0, -1),
+                                        (1, 1, 0), (1, -1, 0)]]
+    for trial in range(60):
+        if trial % 2:
+            z, y, x = np.indices((16, 15, 14))
+            mask = ((z - 7.5) / rng.uniform(3, 8)) ** 2 + ((y - 7) / rng.uniform(3, 7)) ** 2 + \
+                ((x - 6.5) / rng.uniform(2, 7)) ** 2 < 1
+        else:
+            mask = ndimage.binary_opening(rng.random((9, 10, 11)) < 0.6)
+        cells = kernels.surface_cells(np.pad(mask, 1))
+        if len(cells) < 4:
+            continue
+        keep = kernels.line_extremes(cells)
+        kept = {tuple(c) for c in cells[keep]}
+        assert {tuple(c) for c in cells[ConvexHull(cells).vertices]} <= kept, trial
+        present = {tuple(c) for c in cells}
+        for point in cells[~keep][:50]:
+            assert any(any(tuple(point - k * d) in present for k in range(1, 40)) and
+                       any(tuple(point + k * d) in present for k in range(1, 40)) for d in directions), trial

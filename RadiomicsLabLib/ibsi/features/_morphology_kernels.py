@@ -606,32 +606,53 @@ def max_squared_distance(points):
 
 @njit(cache=True, nogil=True)
 def line_extremes(cells):
-    """Mask of the points that are the first or last along every axis-parallel line through them.
+    """Mask of the points that are the first or last along every line through them parallel to an axis or to a
+    face diagonal (9 directions).
 
     ``cells`` (n x 3, int) are the points' positions on a grid of step h / 2 (marching-cubes vertices lie
-    on voxel edges): point i is kept when, on each axis a, its coordinate is the smallest or the largest
-    among the points that share its other two coordinates. A point strictly between two others on a line
-    is not a vertex of their convex hull, so the hull of the kept points is the hull of all of them.
+    on voxel edges). A point strictly between two others on a line is not a vertex of their convex hull, so the
+    hull of the kept points is the hull of all of them; the lines are taken one direction after the other, each over
+    the points still kept. On a line of direction e_a + w e_b (w = 0, 1 or -1) the points share the third
+    coordinate and x_b - w x_a, and x_a orders them. The diagonals keep about a third of what the axes keep.
+    Coordinates below 2^20 (a grid below 2^19 voxels per axis).
     """
     n = cells.shape[0]
     keep = np.ones(n, dtype=np.bool_)
     size = np.empty(3, dtype=np.int64)
     for a in range(3):
         size[a] = cells[:, a].max() + 1
-    for a in range(3):
-        b, c = (a + 1) % 3, (a + 2) % 3
-        low = np.full((size[b], size[c]), np.iinfo(np.int64).max, dtype=np.int64)
-        high = np.full((size[b], size[c]), -1, dtype=np.int64)
-        for i in range(n):
-            p, q, v = cells[i, b], cells[i, c], cells[i, a]
-            if v < low[p, q]:
-                low[p, q] = v
-            if v > high[p, q]:
-                high[p, q] = v
-        for i in range(n):
+    # one table for the lines of every direction, each entry (direction + 1) << 40 | last << 20 | first (coordinates
+    # below 2^20): it belongs to the direction that last wrote it
+    columns = 2 * size.max()
+    table = np.zeros(size.max() * columns, dtype=np.int64)
+    active, count = np.arange(n), n            # the points still kept, listed (no branch per point on ``keep``)
+    for line in range(9):
+        if line < 3:       # along axis a: the points share x_b and x_c
+            a, w = line, 0
+            b, c = (a + 1) % 3, (a + 2) % 3
+        else:              # along e_a + w e_b, in the plane of the axes other than c
+            c, w = (line - 3) // 2, 1 if line % 2 == 1 else -1
+            a, b = (c + 1) % 3, (c + 2) % 3
+        shift = size[a] if w == 1 else 0        # x_b - w x_a >= 0
+        mark = (line + 1) << 40
+        for k in range(count):
+            i = active[k]
+            key, v = cells[i, c] * columns + cells[i, b] - w * cells[i, a] + shift, cells[i, a]
+            entry = table[key]
+            if entry >> 40 != line + 1:
+                table[key] = mark | (v << 20) | v
+            else:
+                table[key] = mark | (max((entry >> 20) & 0xFFFFF, v) << 20) | min(entry & 0xFFFFF, v)
+        kept = 0
+        for k in range(count):
+            i = active[k]
+            entry = table[cells[i, c] * columns + cells[i, b] - w * cells[i, a] + shift]
             v = cells[i, a]
-            if v != low[cells[i, b], cells[i, c]] and v != high[cells[i, b], cells[i, c]]:
-                keep[i] = False
+            active[kept] = i
+            kept += v == entry & 0xFFFFF or v == (entry >> 20) & 0xFFFFF
+        count = kept
+    keep[:] = False
+    keep[active[:count]] = True
     return keep
 
 

@@ -156,8 +156,8 @@ class Morphology:
     def hull(self) -> LatticeHull | ConvexHull:
         """Convex hull of the mesh (:func:`convex_hull`), computed on the mesh vertices that can be its vertices:
         of the surface's edge midpoints (:func:`._morphology_kernels.surface_cells`; Lewiner's cube-centre vertices
-        lie inside their cube's surface), those at either end of every axis-parallel line of them
-        (:func:`._morphology_kernels.line_extremes`; about two in five)."""
+        lie inside their cube's surface), those at either end of every line of them parallel to an axis or a face
+        diagonal (:func:`._morphology_kernels.line_extremes`; about one in six)."""
         padded, start = self._padded_mask
         cells = _kernels.surface_cells(padded)
         cells = cells[_kernels.line_extremes(cells)]
