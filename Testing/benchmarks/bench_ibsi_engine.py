@@ -27,7 +27,8 @@ pictologics 0.9.0, on the shared sarcoma CTs (``sts/STS_00x/CT_image.nii.gz`` + 
    the same machine load, and each gets the best of ``--repeats`` runs after a warm-up run. The order of the
    four (pictologics, the engine, pictologics on one thread, the engine on one thread) puts another process's run
    before each timed run: none finds the caches warm from its own run of the same case (the engine's one-thread
-   run used to follow its default run, which made it look about 1 ms faster on the small ROIs). The
+   run used to follow its default run, which made it look about 1 ms faster on the small ROIs); each timed run
+   starts 20 ms after the one before, once the other process's idle threads have stopped spinning. The
    engine's time is the wall time of ``compute_features`` (preprocessing included) with a per-step breakdown from
    ``EngineResult.timings``. The values both compute (matched by IBSI feature id, 3D) are
    compared and those more than 1e-6 apart (relative) are listed: a sanity check that both computed
@@ -55,6 +56,9 @@ import time
 from pathlib import Path
 
 REPEATS = 7
+#: Pause before every timed run of the pictologics comparison: the previous run's idle threads (pictologics' OpenMP
+#: workers spin for a while after each parallel loop) stop competing for this 2-vCPU machine's cores.
+SETTLE_SECONDS = 0.02
 SHARED_FAMILIES = ("statistics", "histogram", "glcm", "glrlm", "glszm", "ngldm", "ngtdm")
 
 
@@ -198,6 +202,7 @@ class Peer:
         self.threads = json.loads(self.process.stdout.readline())["threads"]
 
     def run(self, index, values=False):
+        time.sleep(SETTLE_SECONDS)
         self.process.stdin.write(json.dumps([index, values]) + "\n")
         self.process.stdin.flush()
         answer = self.process.stdout.readline()
@@ -256,7 +261,8 @@ def pictologics_comparison(case_names, repeats):
         theirs[index] = peer.run(index, values=True)["values"]
         single.run(index)
     def wall(image, mask):
-        """(seconds of one compute_features call, its EngineResult)."""
+        """(seconds of one compute_features call, its EngineResult), after the pause every timed run gets."""
+        time.sleep(SETTLE_SECONDS)
         start = time.perf_counter()
         result = compute_features(image, mask, settings)
         return time.perf_counter() - start, result
