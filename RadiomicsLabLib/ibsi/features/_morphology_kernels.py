@@ -617,7 +617,6 @@ def line_extremes(cells):
     Coordinates below 2^20 (a grid below 2^19 voxels per axis).
     """
     n = cells.shape[0]
-    keep = np.ones(n, dtype=np.bool_)
     size = np.empty(3, dtype=np.int64)
     for a in range(3):
         size[a] = cells[:, a].max() + 1
@@ -651,7 +650,7 @@ def line_extremes(cells):
             active[kept] = i
             kept += v == entry & 0xFFFFF or v == (entry >> 20) & 0xFFFFF
         count = kept
-    keep[:] = False
+    keep = np.zeros(n, dtype=np.bool_)
     keep[active[:count]] = True
     return keep
 
