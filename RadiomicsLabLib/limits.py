@@ -1,5 +1,5 @@
 """What one computation may use: the grey levels a discretisation makes and the texture matrices (sizes
-checked before memory is allocated), and the threads (:func:`compute_threads`).
+checked before memory is allocated), and the threads (:func:`compute_threads`, :func:`run_in_background`).
 
 A fixed bin width far below the intensity range (``binWidth: 1e-9`` on a CT spanning 1400 HU makes 1.4e12
 levels) or an absurd ``binCount`` would make numpy try to allocate terabytes: the bin edges alone, the
@@ -17,6 +17,8 @@ The message names the setting to change and a value that gives a few hundred lev
 
 import math
 import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from .errors import RadiomicsLabError
 
@@ -42,6 +44,31 @@ def compute_threads() -> int:
         if value.isdigit() and int(value) >= 1:
             threads = min(threads, int(value))
     return max(threads, 1)
+
+
+_background = {"executor": None, "pid": None}
+_background_lock = threading.Lock()
+
+
+def run_in_background(function, *args) -> Future:
+    """``function(*args)`` on this process's background thread where :func:`compute_threads` allows more than one
+    thread, else at once; the :class:`~concurrent.futures.Future` holds the result (or the exception).
+
+    Meant for one long call of a compiled kernel that releases the GIL (``nogil``), which then runs beside the
+    caller's own work: e.g. the whole interpolated image's IBSI statistics beside the ROI's features. Callers wait
+    for the result before they return. One thread per process (made anew in a forked child), tasks in order."""
+    if compute_threads() < 2:
+        future = Future()
+        try:
+            future.set_result(function(*args))
+        except Exception as error:
+            future.set_exception(error)
+        return future
+    with _background_lock:
+        if _background["executor"] is None or _background["pid"] != os.getpid():
+            _background["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radiomicslab-background")
+            _background["pid"] = os.getpid()
+        return _background["executor"].submit(function, *args)
 
 
 def available_memory() -> int:

@@ -4,12 +4,14 @@ Real data: the IBSI 1 CT phantom with configurations A-E (every ``Diagnostics-*`
 and the IBSI 1 digital phantom. Synthetic grids only for the documented grid-alignment example.
 """
 
+import time
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 
 from RadiomicsLabLib.errors import RadiomicsLabError
+from RadiomicsLabLib.limits import run_in_background
 from RadiomicsLabLib.ibsi.config import IbsiSettings
 from RadiomicsLabLib.ibsi.configurations import CONFIGURATIONS, DIGITAL_PHANTOM
 from RadiomicsLabLib.ibsi.preprocessing import (FEATURES, interpolated_geometry, interpolation_grid, prepare_roi)
@@ -241,11 +243,15 @@ def test_cropped_roi_gives_the_whole_grids_features(data, ct_phantom, monkeypatc
         assert result.notes == expected.notes and result.diagnostics == whole_diagnostics, name
 
 
-def test_cropped_roi_with_inexact_sums(ct_phantom):
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_cropped_roi_with_inexact_sums(ct_phantom, monkeypatch, threads):
     """Rounded intensities too large for an exact float64 sum over the interpolated grid: the mean is numpy's, as
-    without the crop."""
+    without the crop, also when the whole-grid pass ran on the background thread (two threads) and
+    ``compute_features`` took the diagnostics after the features."""
+    from RadiomicsLabLib.ibsi.engine import compute_features
     from RadiomicsLabLib.ibsi.features.local_intensity import RADIUS_MM
 
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
     image, mask = ct_phantom
     image = sitk.Cast(image, sitk.sitkFloat64) * 1e12
     settings = CONFIGURATIONS["C"].replaced(resegment_range=None)
@@ -254,3 +260,28 @@ def test_cropped_roi_with_inexact_sums(ct_phantom):
     assert diagnostics == expected
     assert diagnostics["mean_int_interp_img"] == float(whole.image.mean())
     assert abs(diagnostics["mean_int_interp_img"] * whole.image.size) > 2.0 ** 53      # the sum is not exact
+    assert compute_features(image, mask, settings, families=("statistics",)).diagnostics == expected
+
+
+def test_engine_waits_for_the_background_pass_when_features_fail(data, monkeypatch):
+    """The whole-image pass on the background thread reads the image's buffer: when a feature family fails,
+    ``compute_features`` still waits for it (the error is the family's) before the caller may free the image."""
+    from RadiomicsLabLib.ibsi import engine, preprocessing
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    started = []
+
+    def recorded(function, *args):     # slowed down: unless waited for, it is still running when the error is out
+        started.append(run_in_background(lambda: (time.sleep(0.3), function(*args))[1]))
+        return started[-1]
+
+    def failing(*_args, **_kwargs):
+        raise RuntimeError("a family failed")
+
+    monkeypatch.setattr(preprocessing, "run_in_background", recorded)
+    monkeypatch.setattr(engine, "features_of_roi", failing)
+    folder = data / "sts" / "STS_002"
+    image, mask = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
+    with pytest.raises(RuntimeError, match="a family failed"):
+        engine.compute_features(image, mask, CONFIGURATIONS["C"])
+    assert len(started) == 1 and started[0].done() and started[0].exception() is None

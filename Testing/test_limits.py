@@ -130,3 +130,29 @@ def test_compute_threads_are_the_cpus_of_the_process_or_fewer_where_the_environm
     monkeypatch.setenv("NUMBA_NUM_THREADS", "not a number")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert compute_threads() == 1
+
+
+def test_run_in_background_on_the_background_thread_or_at_once(monkeypatch):
+    """With two threads allowed, the call runs on the process's background thread and its Future gives the result
+    or the exception; with one (a cohort worker), it runs at once in the caller's thread."""
+    import os
+    import threading
+
+    from RadiomicsLabLib.limits import run_in_background
+
+    def where(fail=False):
+        if fail:
+            raise ValueError("failed in the background")
+        return threading.current_thread().name
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    if (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) >= 2:
+        assert run_in_background(where).result().startswith("radiomicslab-background")
+        with pytest.raises(ValueError, match="failed in the background"):
+            run_in_background(where, True).result()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    future = run_in_background(where)
+    assert future.done() and future.result() == threading.current_thread().name
+    with pytest.raises(ValueError, match="failed in the background"):
+        run_in_background(where, True).result()

@@ -67,16 +67,22 @@ def compute_features(image: sitk.Image, mask: sitk.Image, settings: IbsiSettings
     """IBSI features of the ROI ``mask != 0`` of ``image`` (preprocessing, then :func:`features_of_roi`).
 
     The families read only the ROI and, for local intensity, the voxels within its sphere's radius of it, so the
-    preprocessing keeps only that part of the grid (``crop_mm``); an IBSI chapter 2 filter needs the whole image."""
+    preprocessing keeps only that part of the grid (``crop_mm``); an IBSI chapter 2 filter needs the whole image.
+    The whole interpolated image's diagnostics are then computed beside the features (:func:`.preprocessing.start_roi`).
+    """
     from .features.local_intensity import RADIUS_MM
-    from .preprocessing import prepare_roi
+    from .preprocessing import start_roi
 
     settings = settings or IbsiSettings()
     start = time.perf_counter()
-    roi, diagnostics = prepare_roi(image, mask, settings,
-                                   crop_mm=RADIUS_MM if settings.image_filter is None else None)
+    roi, finish = start_roi(image, mask, settings, crop_mm=RADIUS_MM if settings.image_filter is None else None)
     preprocessing = time.perf_counter() - start
-    result = features_of_roi(roi, settings, families)
+    try:
+        result = features_of_roi(roi, settings, families)
+    finally:
+        start = time.perf_counter()
+        diagnostics = finish()
+        preprocessing += time.perf_counter() - start
     result.diagnostics = diagnostics
     result.timings = {"preprocessing": preprocessing, **result.timings}
     return result

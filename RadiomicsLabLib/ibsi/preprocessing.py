@@ -30,6 +30,7 @@ Steps, in the order IBSI prescribes them:
 ``int_mask_vox_count_reseg_roi``, ...; see :data:`FEATURES`).
 """
 
+import functools
 import math
 import numbers
 import warnings
@@ -38,6 +39,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import RadiomicsLabError, RadiomicsLabWarning
+from ..limits import run_in_background
 from . import _preprocessing_kernels as _kernels
 from .config import INTERPOLATIONS
 from .roi import Roi
@@ -110,6 +112,15 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | 
     :class:`~RadiomicsLabLib.errors.RadiomicsLabError` for bad settings, mismatched grids or an
     empty ROI.
     """
+    roi, finish = start_roi(image, mask, settings, crop_mm)
+    return roi, finish()
+
+
+def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | None = None):
+    """:func:`prepare_roi` as ``(roi, finish)``: ``finish()`` returns the diagnostics. With ``crop_mm`` the whole
+    interpolated image's (min, max, mean) may still be on their way from a background thread
+    (:func:`~RadiomicsLabLib.limits.run_in_background`), so the caller can compute features meanwhile; ``finish()``
+    waits for them. Call it before returning, also when the features fail: the thread reads ``image``'s buffer."""
     check_settings(settings)
     check_same_grid(image, mask)
     # an image interpolated linearly is read by the compiled interpolation only: its voxels as they are (rounded on
@@ -141,12 +152,13 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | 
                 f"The region of interest vanished on interpolation to {_xyz(new_spacing)} mm (no voxel reached the "
                 f"partial volume threshold {settings.mask_threshold}). Use a finer spacing or a lower mask threshold.")
         region = _crop_region(grid, box, new_spacing, crop_mm)
-        image_array, statistics = _interpolated_region(image_array, spacing, new_spacing, settings, round_on_read,
-                                                       region)
+        image_array, whole_statistics = _interpolated_region(image, image_array, spacing, new_spacing, settings,
+                                                             round_on_read, region)
         box = _within(box, region)
         integral = settings.round_intensities
         summary = _mask_summary(image_array, box, inside, integral)
     else:   # the initial ROI's summary stands
+        whole_statistics = functools.partial(tuple, statistics)
         region = _crop_region(grid, box, spacing, crop_mm)
         if crop_mm is not None:
             image_array = np.ascontiguousarray(image_array[region])
@@ -163,20 +175,26 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | 
             f"accepted range. Widen the re-segmentation range or check the image's intensity units.")
     intensity_mask = np.zeros(roi_mask.shape, dtype=bool)
     intensity_mask[box] = kept
-    diagnostics.update(_image_diagnostics(grid, new_spacing, "interp_img", statistics))
-    diagnostics.update(_roi_diagnostics("interp_roi", grid, summary, summary))
-    diagnostics.update(_roi_diagnostics("reseg_roi", grid, _mask_summary(image_array, box, kept, integral), summary))
+    roi_diagnostics = {**_roi_diagnostics("interp_roi", grid, summary, summary),
+                       **_roi_diagnostics("reseg_roi", grid, _mask_summary(image_array, box, kept, integral), summary)}
 
     # the morphological mask's bounding box (``inside`` is not empty), which the families crop to
     tight = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, _kernels.bounding_box(inside)))
     roi = Roi(image_array, roi_mask, intensity_mask, new_spacing, box=tight,
               grid_start=tuple(r.start for r in region))
     hu_warning = ct_range_warning(image_array, roi_mask, intensity_mask, settings.resegment_range,
-                                  diagnostics["min_int_interp_img"])
+                                  diagnostics["min_int_init_img"])
     if hu_warning:
         roi.notes.append(hu_warning)
-        warnings.warn(hu_warning, RadiomicsLabWarning, stacklevel=2)
-    return roi, diagnostics
+        warnings.warn(hu_warning, RadiomicsLabWarning, stacklevel=3)
+
+    def finish() -> dict:
+        """The diagnostics, the whole interpolated image's once its statistics are in."""
+        diagnostics.update(_image_diagnostics(grid, new_spacing, "interp_img", whole_statistics()))
+        diagnostics.update(roi_diagnostics)
+        return diagnostics
+
+    return roi, finish
 
 
 #: A re-segmentation range whose lower bound is at or below this is a CT range in Hounsfield units (IBSI
@@ -486,30 +504,45 @@ def _within(box: tuple, region: tuple) -> tuple:
     return tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(box, region))
 
 
-def _interpolated_region(array: np.ndarray, spacing: tuple, new_spacing: tuple, settings, source_rounding: bool,
-                         region: tuple) -> tuple[np.ndarray, tuple]:
-    """(``region`` (slices of the new grid) of ``array`` interpolated as ``settings`` say, (min, max, mean) of the
-    whole interpolated image as numpy gives them).
+def _interpolated_region(owner: sitk.Image, array: np.ndarray, spacing: tuple, new_spacing: tuple, settings,
+                         source_rounding: bool, region: tuple):
+    """(``region`` (slices of the new grid) of ``array`` interpolated as ``settings`` say, a function that returns
+    the (min, max, mean) of the whole interpolated image as numpy gives them).
 
     A part of the grid of a 3D image interpolated linearly and rounded is interpolated alone, and the whole grid
     summarised by a compiled pass that keeps no values (:func:`._preprocessing_kernels.trilinear_stats`: no
-    whole-grid array to allocate and fill), while the sum is exact (:func:`_exact_sum`); otherwise the whole grid is
-    interpolated, summarised and cropped."""
+    whole-grid array to allocate and fill) on the background thread (:func:`~RadiomicsLabLib.limits.run_in_background`;
+    ``owner``, whose buffer ``array`` may be a view of, is held until it ends); should its sum not be exact
+    (:func:`_exact_sum`), the function interpolates the whole grid. Otherwise the whole grid is interpolated,
+    summarised and cropped at once."""
     grid, _ = interpolation_grid(array.shape, spacing, new_spacing)
     part = any(r.start != 0 or r.stop != n for r, n in zip(region, grid))
     if part and settings.round_intensities and _ORDERS[settings.interpolation] == 1 and array.ndim == 3:
         source, shift, step = _linear_arguments(array, spacing, new_spacing)
-        low, high, total = (float(v) for v in _kernels.trilinear_stats(source, shift, step, grid, True,
-                                                                       bool(source_rounding)))
-        size = math.prod(grid)
-        if _exact_sum(total, size, low, high, True):
-            values = _kernels.trilinear(source, shift, step, tuple(r.stop - r.start for r in region),
-                                        tuple(r.start for r in region), (0, 0, 0), True, bool(source_rounding))
-            return values, (low, high, total / size)
+        pending = run_in_background(_whole_trilinear_stats, owner, source, shift, step, grid, bool(source_rounding))
+        values = _kernels.trilinear(source, shift, step, tuple(r.stop - r.start for r in region),
+                                    tuple(r.start for r in region), (0, 0, 0), True, bool(source_rounding))
+
+        def statistics() -> tuple:
+            low, high, total = pending.result()
+            size = math.prod(grid)
+            if _exact_sum(total, size, low, high, True):
+                return low, high, total / size
+            whole = interpolate(array, spacing, new_spacing, settings.interpolation, True,
+                                source_rounding=source_rounding)
+            return _grid_statistics(np.ascontiguousarray(whole), True)
+
+        return values, statistics
     values = interpolate(array, spacing, new_spacing, settings.interpolation, settings.round_intensities,
                          source_rounding=source_rounding)
     statistics = _grid_statistics(np.ascontiguousarray(values), settings.round_intensities)
-    return (np.ascontiguousarray(values[region]) if part else values), statistics
+    return (np.ascontiguousarray(values[region]) if part else values), functools.partial(tuple, statistics)
+
+
+def _whole_trilinear_stats(owner, source, shift, step, grid, source_rounding) -> tuple[float, float, float]:
+    """(min, max, sum) of the whole rounded trilinear interpolation of ``source`` (a view of ``owner``'s buffer, or
+    an array of its own), as floats."""
+    return tuple(float(v) for v in _kernels.trilinear_stats(source, shift, step, grid, True, source_rounding))
 
 
 # -------------------------------------------------------------------------------- re-segmentation
