@@ -46,8 +46,19 @@ def compute_threads() -> int:
     return max(threads, 1)
 
 
-_background = {"executor": None, "pid": None}
+_background = {"executor": None}
 _background_lock = threading.Lock()
+
+
+def _forget_background() -> None:
+    """In a forked child: none of the parent's threads exist there, so the next task makes a new one."""
+    global _background_lock
+    _background["executor"] = None
+    _background_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_background)
 
 
 def run_in_background(function, *args) -> Future:
@@ -65,9 +76,8 @@ def run_in_background(function, *args) -> Future:
             future.set_exception(error)
         return future
     with _background_lock:
-        if _background["executor"] is None or _background["pid"] != os.getpid():
+        if _background["executor"] is None:
             _background["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radiomicslab-background")
-            _background["pid"] = os.getpid()
         return _background["executor"].submit(function, *args)
 
 

@@ -5,6 +5,7 @@ pyradiomics fail with "IndexError: Calculation of GLCM Failed". Now each engine 
 message naming the setting and a value that works, and images at their type's limits work.
 """
 
+import os
 import subprocess
 import sys
 
@@ -135,7 +136,6 @@ def test_compute_threads_are_the_cpus_of_the_process_or_fewer_where_the_environm
 def test_run_in_background_on_the_background_thread_or_at_once(monkeypatch):
     """With two threads allowed, the call runs on the process's background thread and its Future gives the result
     or the exception; with one (a cohort worker), it runs at once in the caller's thread."""
-    import os
     import threading
 
     from RadiomicsLabLib.limits import run_in_background
@@ -156,3 +156,25 @@ def test_run_in_background_on_the_background_thread_or_at_once(monkeypatch):
     assert future.done() and future.result() == threading.current_thread().name
     with pytest.raises(ValueError, match="failed in the background"):
         run_in_background(where, True).result()
+
+
+def test_run_in_background_in_a_forked_child(monkeypatch):
+    """A child forked after the background thread exists (none of the parent's threads run there) gets a thread of
+    its own instead of waiting forever on the parent's."""
+    import multiprocessing
+
+    from RadiomicsLabLib.limits import run_in_background
+
+    if not hasattr(os, "fork") or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1) < 2:
+        pytest.skip("needs fork and two CPUs")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert run_in_background(os.getpid).result() == os.getpid()
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child = pool.apply_async(_background_pid_in_child).get(timeout=60)
+    assert child != os.getpid()
+
+
+def _background_pid_in_child() -> int:
+    from RadiomicsLabLib.limits import run_in_background
+
+    return run_in_background(os.getpid).result(timeout=30)
