@@ -56,3 +56,45 @@ def test_command_line_prints_one_warning_line_and_writes_the_result(data, tmp_pa
     lines = result.stderr.strip().splitlines()
     assert [line for line in lines if line.startswith("radiomicslab: warning: The settings re-segment to [-1000, 400]")]
     assert "RadiomicsLabWarning" not in result.stderr and "warnings.warn" not in result.stderr
+
+
+def _engine_warnings(image, mask, settings):
+    from RadiomicsLabLib.ibsi.engine import compute_features
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = compute_features(image, mask, settings)
+    return [str(w.message) for w in caught if issubclass(w.category, RadiomicsLabWarning)], result
+
+
+def test_the_image_decides_not_the_part_the_engine_keeps(data):
+    """The engine keeps only the ROI's neighbourhood; whether the image has a negative intensity is the whole
+    image's question: a PET with one negative voxel far from the ROI gets no warning, and a PET whose cubic
+    interpolation overshoots below 0 next to the ROI (the image itself has none) still gets it."""
+    import numpy as np
+
+    from RadiomicsLabLib.ibsi.configurations import CONFIGURATIONS
+
+    folder = data / "sts" / "STS_002"
+    image = sitk.ReadImage(str(folder / "PET_image.nii.gz"))
+    mask = sitk.ReadImage(str(folder / "PET_mask.nii.gz"))
+    settings = CONFIGURATIONS["C"]
+    assert float(sitk.GetArrayViewFromImage(image).min()) >= 0
+    caught, _ = _engine_warnings(image, mask, settings)
+    assert len(caught) == 1
+
+    far = sitk.Image(image)
+    far[0, 0, 0] = -1.0       # a corner, far outside the ROI's neighbourhood
+    caught, result = _engine_warnings(far, mask, settings)
+    assert caught == [] and result.diagnostics["min_int_init_img"] == -1.0
+
+    # a sharp step inside the ROI: the cubic B-spline rings below 0 there, the image stays >= 0
+    array = np.zeros(sitk.GetArrayViewFromImage(image).shape, dtype=np.float32)
+    z, y, x = (int(c[len(c) // 2]) for c in np.nonzero(sitk.GetArrayViewFromImage(mask)))
+    array[:, :, x:] = 50.0
+    step = sitk.GetImageFromArray(array)
+    step.CopyInformation(image)
+    cubic = settings.replaced(interpolation="cubic", round_intensities=False)
+    caught, result = _engine_warnings(step, mask, cubic)
+    assert result.diagnostics["min_int_interp_img"] < 0 <= result.diagnostics["min_int_init_img"]
+    assert len(caught) == 1

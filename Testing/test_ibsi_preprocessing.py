@@ -4,6 +4,7 @@ Real data: the IBSI 1 CT phantom with configurations A-E (every ``Diagnostics-*`
 and the IBSI 1 digital phantom. Synthetic grids only for the documented grid-alignment example.
 """
 
+import math
 import time
 
 import numpy as np
@@ -264,8 +265,8 @@ def test_cropped_roi_with_inexact_sums(ct_phantom, monkeypatch, threads):
 
 
 def test_engine_waits_for_the_background_pass_when_features_fail(data, monkeypatch):
-    """The whole-image pass on the background thread reads the image's buffer: when a feature family fails,
-    ``compute_features`` still waits for it (the error is the family's) before the caller may free the image."""
+    """The whole-image passes on the background thread read the image's buffer: when a feature family fails,
+    ``compute_features`` still waits for them (the error is the family's) before the caller may free the image."""
     from RadiomicsLabLib.ibsi import engine, preprocessing
 
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
@@ -284,4 +285,48 @@ def test_engine_waits_for_the_background_pass_when_features_fail(data, monkeypat
     image, mask = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
     with pytest.raises(RuntimeError, match="a family failed"):
         engine.compute_features(image, mask, CONFIGURATIONS["C"])
-    assert len(started) == 1 and started[0].done() and started[0].exception() is None
+    # the image's own statistics and the whole interpolated image's
+    assert len(started) == 2 and all(task.done() and task.exception() is None for task in started)
+
+
+def test_label_maps_of_any_integer_type_give_the_same_roi(data):
+    """A label map is read as SimpleITK's view of its voxels (no boolean copy of the whole grid) and its ROI box found
+    by scanning its bytes: every non-zero label is the ROI, whatever the type, also a label of 256 whose low byte is
+    0 and a signed negative label; diagnostics, values and notes equal those of the 0/1 uint8 mask."""
+    from RadiomicsLabLib.ibsi.engine import compute_features
+    from RadiomicsLabLib.ibsi._preprocessing_kernels import bounding_box
+
+    folder = data / "sts" / "STS_002"
+    image, mask = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
+    settings = CONFIGURATIONS["C"]
+    expected = compute_features(image, mask, settings)
+    ones = sitk.GetArrayViewFromImage(mask) != 0
+    for pixel_type, label in ((sitk.sitkInt16, 256), (sitk.sitkUInt16, 7), (sitk.sitkInt32, -3), (sitk.sitkUInt32, 1 << 24),
+                              (sitk.sitkInt64, 1 << 40), (sitk.sitkInt8, -1)):
+        labels = sitk.Cast(mask, pixel_type) * label
+        array = sitk.GetArrayViewFromImage(labels)
+        assert np.array_equal(array != 0, ones)
+        assert bounding_box(array) == bounding_box(ones)
+        result = compute_features(image, labels, settings)
+        assert result.diagnostics == expected.diagnostics, pixel_type
+        assert _same(result.values, expected.values) and result.notes == expected.notes, pixel_type
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+@pytest.mark.parametrize("where", ["outside", "inside"])
+def test_engine_refuses_an_image_with_nan_or_infinity(data, monkeypatch, threads, where):
+    """The image's own statistics (taken on the background thread with two threads) still refuse a NaN or an
+    infinite voxel, outside the ROI or inside it, before any feature is computed; the image is not changed."""
+    from RadiomicsLabLib.ibsi.engine import compute_features
+
+    monkeypatch.setenv("OMP_NUM_THREADS", threads)
+    folder = data / "sts" / "STS_002"
+    image, mask = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
+    z, y, x = (int(c[len(c) // 2]) for c in np.nonzero(sitk.GetArrayViewFromImage(mask)))
+    index = (0, 0, 0) if where == "outside" else (x, y, z)
+    for bad in (float("nan"), float("inf")):
+        broken = sitk.Image(image)
+        broken[index] = bad
+        with pytest.raises(RadiomicsLabError, match="The image contains NaN or infinite values"):
+            compute_features(broken, mask, CONFIGURATIONS["C"])
+        assert math.isnan(broken[index]) or math.isinf(broken[index])

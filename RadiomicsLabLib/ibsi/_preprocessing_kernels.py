@@ -230,12 +230,16 @@ def nonzero_box(array):
 
 def bounding_box(array) -> tuple:
     """The slices of the bounding box of the non-zero elements of ``array`` (3D: compiled one-pass scan);
-    ``None`` when there is none."""
+    ``None`` when there is none. A boolean or integer array is scanned as bytes (an element is non-zero where one of
+    its bytes is), so one compiled scan serves every such type, a label map's read-only view included."""
     array = np.asarray(array)
     if array.ndim == 3 and array.size and array.dtype.kind in "biuf":
-        first, stop = nonzero_box(np.ascontiguousarray(array))
+        array = np.ascontiguousarray(array)
+        width = array.dtype.itemsize if array.dtype.kind in "biu" else 1
+        first, stop = nonzero_box(array.view(np.uint8) if array.dtype.kind in "biu" else array)
         if stop[0] == 0:
             return None
+        first[2], stop[2] = first[2] // width, (stop[2] - 1) // width + 1
         return tuple(slice(int(a), int(b)) for a, b in zip(first, stop))
     nonzero = np.nonzero(array)
     if nonzero[0].size == 0:

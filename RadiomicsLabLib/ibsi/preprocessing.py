@@ -117,16 +117,18 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | 
 
 
 def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | None = None):
-    """:func:`prepare_roi` as ``(roi, finish)``: ``finish()`` returns the diagnostics. With ``crop_mm`` the whole
-    interpolated image's (min, max, mean) may still be on their way from a background thread
-    (:func:`~RadiomicsLabLib.limits.run_in_background`), so the caller can compute features meanwhile; ``finish()``
-    waits for them. Call it before returning, also when the features fail: the thread reads ``image``'s buffer."""
+    """:func:`prepare_roi` as ``(roi, finish)``: ``finish()`` returns the diagnostics. With ``crop_mm`` the image's
+    own and the whole interpolated image's (min, max, mean) may still be on their way from the background thread
+    (:func:`~RadiomicsLabLib.limits.run_in_background`), so the caller can compute features meanwhile (the Roi's
+    intensities are checked finite here); ``finish()`` waits for them, and raises RadiomicsLabError for NaN or
+    infinite values anywhere else in the image. Call it before returning, also when the features fail."""
     check_settings(settings)
     check_same_grid(image, mask)
     # an image interpolated linearly is read by the compiled interpolation only: its voxels as they are (rounded on
     # read), without a float64 copy of the whole image
-    image_array, spacing, statistics, round_on_read = _image_array(image, "image", settings.round_intensities,
-                                                                   copy=not _interpolated_linearly(image, settings))
+    # (its statistics may come from the background thread: ``image_statistics()``)
+    image_array, spacing, image_statistics, round_on_read = _image_array(
+        image, "image", settings.round_intensities, copy=not _interpolated_linearly(image, settings))
     roi_mask = _mask_array(mask)
     box = _kernels.bounding_box(roi_mask)
     if box is None:
@@ -136,10 +138,10 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
 
     # ROI statistics are taken on ``inside`` = the mask in ``box`` (a box holding every ROI voxel): the same
     # voxels in the same (C) order as on the whole grid, without scanning it.
-    diagnostics = _image_diagnostics(image_array.shape, spacing, "init_img", statistics)
-    inside = np.ascontiguousarray(roi_mask[box])
+    inside = roi_mask[box] != 0
     summary = _mask_summary(image_array, box, inside, integral, tight=True, rounding=round_on_read)
-    diagnostics.update(_roi_diagnostics("init_roi", roi_mask.shape, summary, summary))
+    initial_roi = _roi_diagnostics("init_roi", roi_mask.shape, summary, summary)
+    initial_shape = image_array.shape
 
     new_spacing = target_spacing(spacing, settings.new_spacing)
     grid = image_array.shape
@@ -158,11 +160,17 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
         integral = settings.round_intensities
         summary = _mask_summary(image_array, box, inside, integral)
     else:   # the initial ROI's summary stands
-        whole_statistics = functools.partial(tuple, statistics)
+        whole_statistics = image_statistics
         region = _crop_region(grid, box, spacing, crop_mm)
         if crop_mm is not None:
             image_array = np.ascontiguousarray(image_array[region])
         box = _within(box, region)
+    # No intensity decides anything (the re-segmentation, its error, the features) before it is known to be finite:
+    # the part of the grid kept here is checked now, the whole image with its statistics (``finish()``).
+    if crop_mm is None:
+        image_statistics()
+    elif not np.isfinite(image_array).all():
+        raise _not_finite("image")
     # from here on the arrays hold ``region`` of the grid (the whole grid without ``crop_mm``)
     roi_mask = np.zeros(image_array.shape, dtype=bool)
     roi_mask[box] = inside
@@ -182,17 +190,20 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
     tight = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(box, _kernels.bounding_box(inside)))
     roi = Roi(image_array, roi_mask, intensity_mask, new_spacing, box=tight,
               grid_start=tuple(r.start for r in region))
-    hu_warning = ct_range_warning(image_array, roi_mask, intensity_mask, settings.resegment_range,
-                                  diagnostics["min_int_init_img"])
+    # a negative value kept here is one of the image's own where the values kept lie within the image's range (linear
+    # or nearest interpolation, or none): the whole image's lowest value is then needed only when there is none
+    within_range = new_spacing == spacing or _ORDERS[settings.interpolation] <= 1
+    hu_warning = ct_range_warning(image_array if within_range else None, roi_mask, intensity_mask,
+                                  settings.resegment_range, lambda: image_statistics()[0])
     if hu_warning:
         roi.notes.append(hu_warning)
         warnings.warn(hu_warning, RadiomicsLabWarning, stacklevel=3)
 
     def finish() -> dict:
-        """The diagnostics, the whole interpolated image's once its statistics are in."""
-        diagnostics.update(_image_diagnostics(grid, new_spacing, "interp_img", whole_statistics()))
-        diagnostics.update(roi_diagnostics)
-        return diagnostics
+        """The diagnostics, once the image's and the whole interpolated image's statistics are in (RadiomicsLabError
+        for NaN or infinite values anywhere in the image)."""
+        return {**_image_diagnostics(initial_shape, spacing, "init_img", image_statistics()), **initial_roi,
+                **_image_diagnostics(grid, new_spacing, "interp_img", whole_statistics()), **roi_diagnostics}
 
     return roi, finish
 
@@ -202,13 +213,14 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
 CT_RANGE_LOWER_HU = -500.0
 
 
-def ct_range_warning(image_array, roi_mask, intensity_mask, resegment_range, minimum=None) -> str:
+def ct_range_warning(image_array, roi_mask, intensity_mask, resegment_range, minimum) -> str:
     """A warning when a CT (Hounsfield unit) re-segmentation range is applied to an image that is not a CT in HU
     (no negative intensity anywhere: PET in SUV, MR), saying how much of the ROI it removed; else ``""``.
-    ``minimum``: the image's lowest intensity when known."""
+    ``image_array``: intensities of the image (or None), any negative one of which settles it; ``minimum``: a
+    function that returns the image's lowest intensity, called only where ``image_array`` does not settle it."""
     if not resegment_range or resegment_range[0] is None or resegment_range[0] > CT_RANGE_LOWER_HU:
         return ""
-    if float(np.min(image_array) if minimum is None else minimum) < 0:
+    if (image_array is not None and image_array.size and float(np.min(image_array)) < 0) or float(minimum()) < 0:
         return ""
     removed = 1.0 - float(intensity_mask.sum()) / float(roi_mask.sum())
     low, high = resegment_range
@@ -275,11 +287,14 @@ def _interpolated_linearly(image: sitk.Image, settings) -> bool:
 
 
 def _image_array(image: sitk.Image, label: str, rounding: bool = False,
-                 copy: bool = True) -> tuple[np.ndarray, tuple, tuple, bool]:
+                 copy: bool = True) -> tuple[np.ndarray, tuple, object, bool]:
     """The image as a new float64 (z, y, x) array, rounded to integers (``np.rint``) with ``rounding``, its
-    (z, y, x) spacing, the (min, max, mean) of its values (finite: NaN or infinity raise) and False. Without
-    ``copy``, an image of one of :data:`CONVERTED_TYPES` comes back as SimpleITK's read-only view of its voxels, with
-    the statistics of the rounded values and whether its readers must still round (``np.rint``) each value."""
+    (z, y, x) spacing, a function that returns the (min, max, mean) of its values (finite: NaN or infinity raise
+    RadiomicsLabError, here already) and False. Without ``copy``, an image of one of :data:`CONVERTED_TYPES` comes
+    back as SimpleITK's read-only view of its voxels and whether its readers must still round (``np.rint``) each
+    value; the statistics of the rounded values are then taken on the background thread
+    (:func:`~RadiomicsLabLib.limits.run_in_background`, ``image`` held meanwhile) and the function waits for them
+    and raises for NaN or infinity."""
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise RadiomicsLabError(f"The {label} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
                                 f"give a single-channel (scalar) {label}.")
@@ -290,20 +305,34 @@ def _image_array(image: sitk.Image, label: str, rounding: bool = False,
     if image.GetDimension() == 2:
         view, spacing = view[np.newaxis], (1.0, *spacing)
     integers = view.dtype.kind in "biu"          # integers need no rounding
-    round_on_read = False
-    if view.dtype in CONVERTED_TYPES and view.flags.c_contiguous:
-        if copy:   # converted, rounded and summed in one pass
-            array = np.empty(view.shape, dtype=np.float64)
-            statistics = _grid_statistics(array, rounding or integers, rounding and not integers, source=view)
-        else:      # statistics only
-            array, round_on_read = view, rounding and not integers
-            statistics = _grid_statistics(array, rounding or integers, round_on_read, write=False)
+    if view.dtype in CONVERTED_TYPES and view.flags.c_contiguous and not copy:     # statistics only
+        round_on_read = rounding and not integers
+        pending = run_in_background(_read_statistics, image, view, rounding or integers, round_on_read)
+        return view, spacing, lambda: _finite(pending.result(), label), round_on_read
+    if view.dtype in CONVERTED_TYPES and view.flags.c_contiguous:    # converted, rounded and summed in one pass
+        array = np.empty(view.shape, dtype=np.float64)
+        statistics = _grid_statistics(array, rounding or integers, rounding and not integers, source=view)
     else:
         array = view.astype(np.float64)
         statistics = _grid_statistics(array, rounding or integers, rounding and not integers)
+    return array, spacing, functools.partial(tuple, _finite(statistics, label)), False
+
+
+def _read_statistics(owner: sitk.Image, view: np.ndarray, integral: bool, rounding: bool) -> tuple:
+    """:func:`_grid_statistics` of ``view`` (a view of ``owner``'s voxels) without writing, each value rounded with
+    ``rounding``."""
+    return _grid_statistics(view, integral, rounding, write=False)
+
+
+def _finite(statistics: tuple, label: str) -> tuple:
+    """``statistics`` (min, max, mean) when finite; RadiomicsLabError for an image with NaN or infinite values."""
     if not (math.isfinite(statistics[0]) and math.isfinite(statistics[1])) or math.isnan(statistics[2]):
-        raise RadiomicsLabError(f"The {label} contains NaN or infinite values; replace them before extraction.")
-    return array, spacing, statistics, round_on_read
+        raise _not_finite(label)
+    return statistics
+
+
+def _not_finite(label: str) -> RadiomicsLabError:
+    return RadiomicsLabError(f"The {label} contains NaN or infinite values; replace them before extraction.")
 
 
 def _exact_sum(total: float, count: int, low: float, high: float, integral: bool) -> bool:
@@ -343,11 +372,12 @@ def _read(values: np.ndarray, rounding: bool) -> np.ndarray:
 
 
 def _mask_array(mask: sitk.Image) -> np.ndarray:
-    """``rint(mask) != 0`` as a boolean (z, y, x) array; an integer mask (label map) is compared as it is,
-    without the float copy, finiteness check and rounding that only a float mask needs."""
+    """The mask as a (z, y, x) array whose non-zero voxels are the ROI: an integer mask (label map) as SimpleITK's
+    read-only view of its voxels (no copy: the callers read the ROI's box of it; keep ``mask`` alive meanwhile),
+    a float mask as ``rint(mask) != 0`` (boolean: the float copy, finiteness check and rounding it needs)."""
     if mask.GetNumberOfComponentsPerPixel() == 1 and mask.GetDimension() in (2, 3) and \
             np.dtype(sitk.GetArrayViewFromImage(mask).dtype).kind in "biu":
-        array = sitk.GetArrayViewFromImage(mask) != 0
+        array = sitk.GetArrayViewFromImage(mask)
         return array[np.newaxis] if mask.GetDimension() == 2 else array
     mask_array, _, _, _ = _image_array(mask, "mask", rounding=True)
     return mask_array != 0
@@ -439,7 +469,7 @@ def _linear_arguments(array: np.ndarray, spacing: tuple, new_spacing: tuple) -> 
 
 
 def interpolate_mask(mask: np.ndarray, spacing: tuple, new_spacing: tuple, method: str) -> np.ndarray:
-    """``interpolate(mask.astype(float64), ...)``, computed only where it can be non-zero.
+    """``interpolate((mask != 0).astype(float64), ...)``, computed only where it can be non-zero.
 
     With nearest neighbour or linear interpolation a new grid point depends only on the original voxels
     within one voxel of it, so points farther than one voxel from the mask's bounding box are 0; only the
@@ -463,11 +493,12 @@ def interpolate_mask(mask: np.ndarray, spacing: tuple, new_spacing: tuple, metho
 def _interpolate_mask_box(mask: np.ndarray, present: tuple, spacing: tuple, new_spacing: tuple,
                           method: str) -> tuple[tuple, np.ndarray]:
     """(box, values): :func:`interpolate_mask` in a box of the new grid outside which it is 0 (the whole grid
-    for cubic splines or a 2D array). ``present``: the bounding box of ``mask`` (slices)."""
+    for cubic splines or a 2D array). ``mask``: non-zero inside (any type); ``present``: its bounding box (slices)."""
     order = _ORDERS[method]
     new_size, origin = interpolation_grid(mask.shape, spacing, new_spacing)
     if order > 1 or mask.ndim != 3:
-        return tuple(slice(0, n) for n in new_size), interpolate(mask.astype(np.float64), spacing, new_spacing, method)
+        return tuple(slice(0, n) for n in new_size), interpolate((mask != 0).astype(np.float64), spacing, new_spacing,
+                                                                 method)
     step = np.asarray(new_spacing, dtype=np.float64) / np.asarray(spacing, dtype=np.float64)
     box = []
     for axis, (o, n_b, s, n_a) in enumerate(zip(origin, new_size, step, mask.shape)):
@@ -479,11 +510,11 @@ def _interpolate_mask_box(mask: np.ndarray, present: tuple, spacing: tuple, new_
     if order == 0:
         indices = [np.clip(np.floor(o + np.arange(b.start, b.stop) * s + 0.5).astype(np.intp), 0, m - 1)
                    for o, b, s, m in zip(origin, box, step, mask.shape)]
-        return box, mask[np.ix_(*indices)].astype(np.float64)
+        return box, (mask[np.ix_(*indices)] != 0).astype(np.float64)
     # Only the mask's bounding box and one voxel around it (0 where inside the grid) are read: the kernel
     # clamps indices to this crop, whose edge planes are 0 or the grid's own edge.
     crop = tuple(slice(max(0, p.start - 1), min(n, p.stop + 1)) for p, n in zip(present, mask.shape))
-    values = np.ascontiguousarray(mask[crop]).view(np.uint8)
+    values = (mask[crop] != 0).view(np.uint8)
     shift = np.asarray(origin, dtype=np.float64) / step
     fraction = _kernels.trilinear(values, shift, step, tuple(b.stop - b.start for b in box),
                                   tuple(b.start for b in box), tuple(c.start for c in crop), False, False)
