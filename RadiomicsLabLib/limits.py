@@ -28,6 +28,9 @@ MAX_GREY_LEVELS = 65_536
 MATRIX_WORKING_COPIES = 4
 #: Levels the suggested bin width aims at.
 SUGGESTED_LEVELS = 256
+#: Texture matrices needing at most this many bytes (working copies included) are not weighed against the memory
+#: available (a file read per extraction on Linux): any machine that runs the engine has twice that free.
+TEXTURE_MEMORY_UNCHECKED = 64 * 2 ** 20
 
 
 def compute_threads() -> int:
@@ -122,8 +125,11 @@ def check_grey_levels(n_levels: int, low: float, high: float, where: str = "the 
 
 def check_texture_memory(n_levels: int, n_matrices: int, where: str = "the region of interest", limit=None) -> None:
     """Refuse texture matrices (``n_matrices`` of ``n_levels^2`` doubles, with their working copies) that would not
-    fit in half of the memory available now (or ``limit`` bytes)."""
+    fit in half of the memory available now (or ``limit`` bytes); up to :data:`TEXTURE_MEMORY_UNCHECKED` without
+    asking."""
     needed = float(n_levels) ** 2 * n_matrices * 8 * (1 + MATRIX_WORKING_COPIES)
+    if limit is None and needed <= TEXTURE_MEMORY_UNCHECKED:
+        return
     limit = available_memory() // 2 if limit is None else int(limit)
     if needed > limit:
         raise RadiomicsLabError(

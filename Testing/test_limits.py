@@ -65,6 +65,20 @@ def test_memory_rule():
     assert MAX_GREY_LEVELS == 2**16
 
 
+def test_small_texture_matrices_do_not_read_the_available_memory(monkeypatch):
+    """Matrices up to TEXTURE_MEMORY_UNCHECKED (a few hundred levels) pass without reading the available memory;
+    larger ones are still weighed against it and refused where it is short."""
+    import RadiomicsLabLib.limits as limits
+
+    asked = []
+    monkeypatch.setattr(limits, "available_memory", lambda: asked.append(1) or 2 * 2**30)
+    check_texture_memory(256, 13)
+    assert asked == [] and 256**2 * 13 * 8 * 5 <= limits.TEXTURE_MEMORY_UNCHECKED
+    with pytest.raises(RadiomicsLabError, match="4,000 grey levels in the region of interest need"):
+        check_texture_memory(4000, 13)      # 8.3 GB of matrices against 1 GiB
+    assert asked == [1]
+
+
 def uint32_image(reference: sitk.Image, array: np.ndarray) -> sitk.Image:
     image = sitk.GetImageFromArray(array.astype(np.uint32))
     image.CopyInformation(reference)
