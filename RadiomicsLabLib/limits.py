@@ -64,13 +64,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_background)
 
 
-def run_in_background(function, *args) -> Future:
+def run_in_background(function, *args, holding=None) -> Future:
     """``function(*args)`` on this process's background thread where :func:`compute_threads` allows more than one
     thread, else at once; the :class:`~concurrent.futures.Future` holds the result (or the exception).
 
     Meant for one long call of a compiled kernel that releases the GIL (``nogil``), which then runs beside the
-    caller's own work: e.g. the whole interpolated image's IBSI statistics beside the ROI's features. Callers wait
-    for the result before they return. One thread per process (made anew in a forked child), tasks in order."""
+    caller's own work: e.g. the whole interpolated image's IBSI statistics beside the ROI's features. ``holding``:
+    an object kept alive until the call ends (the SimpleITK image whose buffer an argument views: a view holds no
+    reference to it). Callers wait for the result before they return. One thread per process (made anew in a forked
+    child), tasks in order."""
     if compute_threads() < 2:
         future = Future()
         try:
@@ -81,7 +83,12 @@ def run_in_background(function, *args) -> Future:
     with _background_lock:
         if _background["executor"] is None:
             _background["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radiomicslab-background")
-        return _background["executor"].submit(function, *args)
+        return _background["executor"].submit(_call, function, args, holding)
+
+
+def _call(function, args: tuple, _holding):
+    """``function(*args)``; ``_holding`` is only referenced, so that it lives until the call ends."""
+    return function(*args)
 
 
 def available_memory() -> int:

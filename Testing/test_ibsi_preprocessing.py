@@ -272,8 +272,8 @@ def test_engine_waits_for_the_background_pass_when_features_fail(data, monkeypat
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
     started = []
 
-    def recorded(function, *args):     # slowed down: unless waited for, it is still running when the error is out
-        started.append(run_in_background(lambda: (time.sleep(0.3), function(*args))[1]))
+    def recorded(function, *args, holding=None):   # slowed down: unless waited for, still running when the error is out
+        started.append(run_in_background(lambda: (time.sleep(0.3), function(*args))[1], holding=holding))
         return started[-1]
 
     def failing(*_args, **_kwargs):

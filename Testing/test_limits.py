@@ -192,3 +192,30 @@ def _background_pid_in_child() -> int:
     from RadiomicsLabLib.limits import run_in_background
 
     return run_in_background(os.getpid).result(timeout=30)
+
+
+def test_run_in_background_holds_an_object_until_the_call_ends(monkeypatch):
+    """``holding`` (e.g. the SimpleITK image an argument is a view of) lives while the call runs, also when the
+    caller has dropped it, and is let go after."""
+    import gc
+    import threading
+    import weakref
+
+    from RadiomicsLabLib.limits import run_in_background
+
+    class Owner:
+        pass
+
+    if (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) < 2:
+        pytest.skip("needs two CPUs (with one, the call runs at once)")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    owner, release = Owner(), threading.Event()
+    alive = weakref.ref(owner)
+    future = run_in_background(release.wait, 30, holding=owner)
+    del owner
+    gc.collect()
+    assert alive() is not None
+    release.set()
+    assert future.result() is True
+    gc.collect()
+    assert alive() is None

@@ -235,11 +235,12 @@ def bounding_box(array) -> tuple:
     array = np.asarray(array)
     if array.ndim == 3 and array.size and array.dtype.kind in "biuf":
         array = np.ascontiguousarray(array)
-        width = array.dtype.itemsize if array.dtype.kind in "biu" else 1
-        first, stop = nonzero_box(array.view(np.uint8) if array.dtype.kind in "biu" else array)
+        width = array.dtype.itemsize if array.dtype.kind in "biu" else 0      # scanned as bytes, or as it is
+        first, stop = nonzero_box(array.view(np.uint8) if width else array)
         if stop[0] == 0:
             return None
-        first[2], stop[2] = first[2] // width, (stop[2] - 1) // width + 1
+        if width > 1:
+            first[2], stop[2] = first[2] // width, (stop[2] - 1) // width + 1
         return tuple(slice(int(a), int(b)) for a, b in zip(first, stop))
     nonzero = np.nonzero(array)
     if nonzero[0].size == 0:

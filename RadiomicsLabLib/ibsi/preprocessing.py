@@ -305,23 +305,19 @@ def _image_array(image: sitk.Image, label: str, rounding: bool = False,
     if image.GetDimension() == 2:
         view, spacing = view[np.newaxis], (1.0, *spacing)
     integers = view.dtype.kind in "biu"          # integers need no rounding
-    if view.dtype in CONVERTED_TYPES and view.flags.c_contiguous and not copy:     # statistics only
-        round_on_read = rounding and not integers
-        pending = run_in_background(_read_statistics, image, view, rounding or integers, round_on_read)
-        return view, spacing, lambda: _finite(pending.result(), label), round_on_read
-    if view.dtype in CONVERTED_TYPES and view.flags.c_contiguous:    # converted, rounded and summed in one pass
+    if view.dtype in CONVERTED_TYPES and view.flags.c_contiguous:
+        if not copy:   # statistics only
+            round_on_read = rounding and not integers
+            pending = run_in_background(functools.partial(_grid_statistics, write=False), view, rounding or integers,
+                                        round_on_read, holding=image)
+            return view, spacing, lambda: _finite(pending.result(), label), round_on_read
+        # converted, rounded and summed in one pass
         array = np.empty(view.shape, dtype=np.float64)
         statistics = _grid_statistics(array, rounding or integers, rounding and not integers, source=view)
     else:
         array = view.astype(np.float64)
         statistics = _grid_statistics(array, rounding or integers, rounding and not integers)
     return array, spacing, functools.partial(tuple, _finite(statistics, label)), False
-
-
-def _read_statistics(owner: sitk.Image, view: np.ndarray, integral: bool, rounding: bool) -> tuple:
-    """:func:`_grid_statistics` of ``view`` (a view of ``owner``'s voxels) without writing, each value rounded with
-    ``rounding``."""
-    return _grid_statistics(view, integral, rounding, write=False)
 
 
 def _finite(statistics: tuple, label: str) -> tuple:
@@ -550,12 +546,13 @@ def _interpolated_region(owner: sitk.Image, array: np.ndarray, spacing: tuple, n
     part = any(r.start != 0 or r.stop != n for r, n in zip(region, grid))
     if part and settings.round_intensities and _ORDERS[settings.interpolation] == 1 and array.ndim == 3:
         source, shift, step = _linear_arguments(array, spacing, new_spacing)
-        pending = run_in_background(_whole_trilinear_stats, owner, source, shift, step, grid, bool(source_rounding))
+        pending = run_in_background(_kernels.trilinear_stats, source, shift, step, grid, True, bool(source_rounding),
+                                    holding=owner)
         values = _kernels.trilinear(source, shift, step, tuple(r.stop - r.start for r in region),
                                     tuple(r.start for r in region), (0, 0, 0), True, bool(source_rounding))
 
         def statistics() -> tuple:
-            low, high, total = pending.result()
+            low, high, total = (float(v) for v in pending.result())
             size = math.prod(grid)
             if _exact_sum(total, size, low, high, True):
                 return low, high, total / size
@@ -568,12 +565,6 @@ def _interpolated_region(owner: sitk.Image, array: np.ndarray, spacing: tuple, n
                          source_rounding=source_rounding)
     statistics = _grid_statistics(np.ascontiguousarray(values), settings.round_intensities)
     return (np.ascontiguousarray(values[region]) if part else values), functools.partial(tuple, statistics)
-
-
-def _whole_trilinear_stats(owner, source, shift, step, grid, source_rounding) -> tuple[float, float, float]:
-    """(min, max, sum) of the whole rounded trilinear interpolation of ``source`` (a view of ``owner``'s buffer, or
-    an array of its own), as floats."""
-    return tuple(float(v) for v in _kernels.trilinear_stats(source, shift, step, grid, True, source_rounding))
 
 
 # -------------------------------------------------------------------------------- re-segmentation
