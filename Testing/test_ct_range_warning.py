@@ -98,3 +98,21 @@ def test_the_image_decides_not_the_part_the_engine_keeps(data):
     caught, result = _engine_warnings(step, mask, cubic)
     assert result.diagnostics["min_int_interp_img"] < 0 <= result.diagnostics["min_int_init_img"]
     assert len(caught) == 1
+
+
+def test_without_diagnostics_the_image_still_decides(data):
+    """Without diagnostics (no statistics of the whole image are taken otherwise) the image's lowest value is still
+    the one asked: the PET warns, the PET with one negative voxel far from the ROI does not, the CT does not."""
+    from RadiomicsLabLib.ibsi.configurations import CONFIGURATIONS
+
+    folder = data / "sts" / "STS_002"
+    pet = sitk.ReadImage(str(folder / "PET_image.nii.gz")), sitk.ReadImage(str(folder / "PET_mask.nii.gz"))
+    settings = CONFIGURATIONS["C"].replaced(diagnostics=False)
+    for interpolation in ("linear", "cubic"):
+        caught, result = _engine_warnings(*pet, settings.replaced(interpolation=interpolation))
+        assert len(caught) == 1 and caught[0] in result.notes and result.diagnostics == {}
+    far = sitk.Image(pet[0])
+    far[0, 0, 0] = -1.0
+    assert _engine_warnings(far, pet[1], settings)[0] == []
+    ct = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
+    assert _engine_warnings(*ct, settings)[0] == []

@@ -58,6 +58,27 @@ def test_engine_option_maps_a_pyradiomics_parameter_file(brain1, tmp_path):
     assert settings.bin_width == 25 and settings.resegment_range == (0.0, None) and settings.dimensions == ("3D",)
 
 
+def test_additional_info_false_leaves_the_diagnostics_out(brain1, tmp_path):
+    """pyradiomics' ``additionalInfo: false`` in a parameter file run with the IBSI engine (or ``diagnostics: false``
+    in an ``ibsi:`` section): the same feature values, no IBSI diagnostics in the provenance."""
+    rows, provenances = {}, {}
+    for info in ("true", "false"):
+        params = tmp_path / f"info-{info}.yaml"
+        params.write_text(f"setting:\n  binWidth: 25\n  additionalInfo: {info}\n")
+        assert load_settings(str(params), engine="ibsi").ibsi()[0].diagnostics is (info == "true")
+        out = tmp_path / f"info-{info}.csv"
+        done = run_cli("extract", *brain1, "--params", params, "--engine", "ibsi", "-o", out)
+        assert done.returncode == 0, done.stderr
+        rows[info] = [(r["feature"], r["value"]) for r in read_csv(out)]
+        provenances[info] = (tmp_path / f"info-{info}.provenance.json").read_text()
+    assert rows["false"] == rows["true"] and len(rows["true"]) > 100
+    assert "int_mask_vox_count_reseg_roi" in provenances["true"]
+    assert "int_mask_vox_count_reseg_roi" not in provenances["false"] and '"diagnostics": false' in provenances["false"]
+    section = tmp_path / "section.yaml"
+    section.write_text("engine: ibsi\nibsi:\n  diagnostics: false\n")
+    assert load_settings(str(section)).ibsi()[0].diagnostics is False
+
+
 def test_logic_with_the_ibsi_engine(brain1, scene):
     logic = ExtractionLogic(scene)
     volume = logic.load_volume(brain1[0])
@@ -75,6 +96,7 @@ def test_logic_with_the_ibsi_engine(brain1, scene):
     ("interpolation: quadratic\n  new_spacing: [1, 1, 1]", "Unknown interpolation 'quadratic'"),
     ("dimensions: [4D]", "dimensions must be some of 2D, 2.5D, 3D"),
     ("bin_widht: 25", "Unknown setting 'bin_widht' in section 'ibsi'"),
+    ("diagnostics: sometimes", "Invalid value 'sometimes' for setting 'diagnostics' in section 'ibsi'"),
     ("families: [glcm, textures]", "Unknown IBSI families textures"),
     # bad image filters
     ("image_filter: {filter: sharpen}\n  families: [statistics]", "sharpen"),

@@ -330,3 +330,54 @@ def test_engine_refuses_an_image_with_nan_or_infinity(data, monkeypatch, threads
         with pytest.raises(RadiomicsLabError, match="The image contains NaN or infinite values"):
             compute_features(broken, mask, CONFIGURATIONS["C"])
         assert math.isnan(broken[index]) or math.isinf(broken[index])
+
+
+def test_without_diagnostics_the_features_are_the_same_and_no_whole_image_pass_runs(data, ct_phantom, monkeypatch):
+    """``diagnostics=False`` (pyradiomics' ``additionalInfo: false``): every value and note as with them, no
+    diagnostics, and no statistics of the whole image or the whole interpolated grid are taken, on the CT phantom
+    (A-E), a sarcoma CT and that CT cut at its GTV, with linear interpolation rounded or not and without interpolation.
+    The passes that remain convert a whole grid to float64: the phantom's float mask (rounded, ``!= 0``) and the image
+    that cubic and nearest-neighbour interpolation read."""
+    from RadiomicsLabLib.ibsi import _preprocessing_kernels, preprocessing
+    from RadiomicsLabLib.ibsi.engine import compute_features
+
+    folder = data / "sts" / "STS_002"
+    sarcoma = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
+    c = CONFIGURATIONS["C"]
+    converted = {"linear": ["grid_stats"], "cubic": ["grid_stats"] * 2}   # the phantom's mask (and image)
+    cases = [(ct_phantom, CONFIGURATIONS[name], converted[CONFIGURATIONS[name].interpolation]) for name in "ABCDE"] + [
+        (sarcoma, c, []), (sarcoma, c.replaced(round_intensities=False), []), (sarcoma, c.replaced(new_spacing=None), []),
+        (_edge_case(data), c, []), (_edge_case(data), c.replaced(round_intensities=False), []),
+        (sarcoma, c.replaced(interpolation="cubic"), ["grid_stats"]),
+        (sarcoma, c.replaced(interpolation="nearest"), ["grid_stats"])]
+    expected = [compute_features(image, mask, settings) for (image, mask), settings, _ in cases]
+    passes = []
+    for name in ("grid_stats", "trilinear_stats"):
+        monkeypatch.setattr(_preprocessing_kernels, name, lambda *args, name=name, whole=getattr(
+            _preprocessing_kernels, name): (passes.append(name), whole(*args))[1])
+    monkeypatch.setattr(preprocessing, "run_in_background", lambda *args, **kwargs: passes.append("background"))
+    for ((image, mask), settings, whole_passes), reference in zip(cases, expected):
+        assert reference.diagnostics
+        passes.clear()
+        result = compute_features(image, mask, settings.replaced(diagnostics=False))
+        assert _same(result.values, reference.values) and result.notes == reference.notes, settings
+        assert result.diagnostics == {} and passes == whole_passes, (settings, passes)
+
+
+def test_without_diagnostics_only_the_intensities_used_must_be_finite(data):
+    """Without diagnostics a NaN far from the ROI changes nothing computed and is not refused; one inside still is."""
+    from RadiomicsLabLib.ibsi.engine import compute_features
+
+    folder = data / "sts" / "STS_002"
+    image, mask = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
+    settings = CONFIGURATIONS["C"].replaced(diagnostics=False)
+    expected = compute_features(image, mask, settings)
+    z, y, x = (int(c[len(c) // 2]) for c in np.nonzero(sitk.GetArrayViewFromImage(mask)))
+    outside, inside = sitk.Image(image), sitk.Image(image)
+    outside[0, 0, 0] = float("nan")
+    inside[x, y, z] = float("nan")
+    assert _same(compute_features(outside, mask, settings).values, expected.values)
+    with pytest.raises(RadiomicsLabError, match="The image contains NaN or infinite values"):
+        compute_features(inside, mask, settings)
+    with pytest.raises(RadiomicsLabError, match="The image contains NaN or infinite values"):
+        compute_features(outside, mask, settings.replaced(diagnostics=True))

@@ -50,5 +50,11 @@ class IbsiSettings:
     # (a configuration for RadiomicsLabLib.ibsi.filters.apply_filter); None: the original image.
     image_filter: dict | None = None
 
+    # The IBSI diagnostic features (dimensions and intensities of the image and the ROI at each preprocessing step,
+    # which the IBSI reference data report to check a preprocessing) in the result. False (pyradiomics'
+    # ``additionalInfo: false``) leaves them out, and with them the passes over the whole image and the whole
+    # interpolated grid they need.
+    diagnostics: bool = True
+
     def replaced(self, **changes) -> "IbsiSettings":
         return replace(self, **changes)

@@ -5,7 +5,7 @@ An IBSI preset (``ibsi-A`` ...) holds ``engine: ibsi`` and an ``ibsi:`` mapping 
 with ``--engine ibsi`` is translated: ``binWidth`` -> FBS, ``binCount`` -> FBN,
 ``resampledPixelSpacing`` + ``interpolator`` -> resampling, ``resegmentRange`` /
 ``resegmentMode: sigma`` -> re-segmentation, ``force2D`` -> 2D aggregation, ``distances`` ->
-texture distances, ``gldm_a`` -> NGLDM coarseness, ``featureClass`` -> families.
+texture distances, ``gldm_a`` -> NGLDM coarseness, ``additionalInfo`` -> diagnostics, ``featureClass`` -> families.
 """
 
 import dataclasses
@@ -23,7 +23,7 @@ PYRADIOMICS_CLASSES = {
 _INTERPOLATORS = {"sitkNearestNeighbor": "nearest", "sitkLinear": "linear", "sitkBSpline": "cubic",
                   1: "nearest", 2: "linear", 3: "cubic"}
 #: pyradiomics settings with no meaning for the IBSI engine's result (they change nothing it computes).
-_IGNORED = {"additionalInfo", "label", "label_channel", "geometryTolerance", "correctMask", "minimumROIDimensions",
+_IGNORED = {"label", "label_channel", "geometryTolerance", "correctMask", "minimumROIDimensions",
             "minimumROISize", "padDistance", "preCrop", "voxelArrayShift", "weightingNorm", "force2Ddimension"}
 
 
@@ -74,6 +74,8 @@ def ibsi_settings_from_params(params: dict, source: str) -> tuple[IbsiSettings, 
             fields.update(glcm_distance=int(value[0]), ngtdm_distance=int(value[0]), ngldm_distance=int(value[0]))
         elif key == "gldm_a":
             fields["ngldm_coarseness"] = int(value)
+        elif key == "additionalInfo":
+            fields["diagnostics"] = bool(value)
         else:
             raise RadiomicsLabError(f"Setting '{key}' in {source} has no equivalent in the IBSI engine; "
                                     "remove it or use --engine pyradiomics.")
@@ -113,7 +115,7 @@ def _settings_from_section(section: dict, source: str) -> IbsiSettings:
 _KINDS = {"mask_threshold": "number", "bin_width": "number", "ivh_bin_width": "number",
           "bin_number": "whole", "ivh_bin_number": "whole", "glcm_distance": "whole", "ngtdm_distance": "whole",
           "ngldm_distance": "whole", "ngldm_coarseness": "whole", "round_intensities": "flag",
-          "resegment_outliers": "flag", "new_spacing": "numbers", "resegment_range": "pair",
+          "resegment_outliers": "flag", "diagnostics": "flag", "new_spacing": "numbers", "resegment_range": "pair",
           "interpolation": "text", "mask_interpolation": "text", "discretisation": "text", "ivh_discretisation": "text"}
 _NULLABLE = {"bin_width", "bin_number", "ivh_bin_width", "ivh_bin_number", "new_spacing", "resegment_range",
              "image_filter"}

@@ -121,14 +121,17 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
     own and the whole interpolated image's (min, max, mean) may still be on their way from the background thread
     (:func:`~RadiomicsLabLib.limits.run_in_background`), so the caller can compute features meanwhile (the Roi's
     intensities are checked finite here); ``finish()`` waits for them, and raises RadiomicsLabError for NaN or
-    infinite values anywhere else in the image. Call it before returning, also when the features fail."""
+    infinite values anywhere else in the image. Call it before returning, also when the features fail.
+
+    Without ``settings.diagnostics`` (and with ``crop_mm``) neither is computed (the image's minimum only if the
+    CT-range warning needs it), only the intensities the Roi keeps are checked finite, and ``finish()`` returns {}."""
     check_settings(settings)
     check_same_grid(image, mask)
-    # an image interpolated linearly is read by the compiled interpolation only: its voxels as they are (rounded on
-    # read), without a float64 copy of the whole image
-    # (its statistics may come from the background thread: ``image_statistics()``)
+    whole_image = settings.diagnostics or crop_mm is None    # statistics of the whole image and interpolated grid
+    # (the image's own may come from the background thread: ``image_statistics()``)
     image_array, spacing, image_statistics, round_on_read = _image_array(
-        image, "image", settings.round_intensities, copy=not _interpolated_linearly(image, settings))
+        image, "image", settings.round_intensities, copy=not _read_as_view(image, settings, whole_image),
+        in_background=whole_image)
     roi_mask = _mask_array(mask)
     box = _kernels.bounding_box(roi_mask)
     if box is None:
@@ -155,7 +158,7 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
                 f"partial volume threshold {settings.mask_threshold}). Use a finer spacing or a lower mask threshold.")
         region = _crop_region(grid, box, new_spacing, crop_mm)
         image_array, whole_statistics = _interpolated_region(image, image_array, spacing, new_spacing, settings,
-                                                             round_on_read, region)
+                                                             round_on_read, region, whole_image)
         box = _within(box, region)
         integral = settings.round_intensities
         summary = _mask_summary(image_array, box, inside, integral)
@@ -163,7 +166,7 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
         whole_statistics = image_statistics
         region = _crop_region(grid, box, spacing, crop_mm)
         if crop_mm is not None:
-            image_array = np.ascontiguousarray(image_array[region])
+            image_array = _read(image_array[region], round_on_read)
         box = _within(box, region)
     # No intensity decides anything (the re-segmentation, its error, the features) before it is known to be finite:
     # the part of the grid kept here is checked now, the whole image with its statistics (``finish()``).
@@ -201,7 +204,9 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
 
     def finish() -> dict:
         """The diagnostics, once the image's and the whole interpolated image's statistics are in (RadiomicsLabError
-        for NaN or infinite values anywhere in the image)."""
+        for NaN or infinite values anywhere in the image); {} without ``settings.diagnostics``."""
+        if not settings.diagnostics:
+            return {}
         return {**_image_diagnostics(initial_shape, spacing, "init_img", image_statistics()), **initial_roi,
                 **_image_diagnostics(grid, new_spacing, "interp_img", whole_statistics()), **roi_diagnostics}
 
@@ -278,23 +283,27 @@ def check_same_grid(image: sitk.Image, mask: sitk.Image) -> None:
                                     f"({_fmt(a)} vs {_fmt(b)}). Resample the mask onto the image grid first.")
 
 
-def _interpolated_linearly(image: sitk.Image, settings) -> bool:
-    """Whether :func:`prepare_roi` interpolates the 3D ``image`` onto a new grid with (compiled) trilinear
-    interpolation."""
+def _read_as_view(image: sitk.Image, settings, whole_image: bool) -> bool:
+    """Whether :func:`start_roi` reads the 3D ``image``'s voxels as they are (rounded on read), without a float64 copy
+    of the whole image: the compiled trilinear interpolation onto a new grid reads them so, and so does the crop of
+    an image kept on its grid when no statistics of the whole image are wanted (not ``whole_image``)."""
+    if image.GetDimension() != 3:
+        return False
     spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
-    return image.GetDimension() == 3 and _ORDERS.get(settings.interpolation) == 1 and \
-        target_spacing(spacing, settings.new_spacing) != spacing
+    if target_spacing(spacing, settings.new_spacing) == spacing:
+        return not whole_image
+    return _ORDERS.get(settings.interpolation) == 1
 
 
-def _image_array(image: sitk.Image, label: str, rounding: bool = False,
-                 copy: bool = True) -> tuple[np.ndarray, tuple, object, bool]:
+def _image_array(image: sitk.Image, label: str, rounding: bool = False, copy: bool = True,
+                 in_background: bool = True) -> tuple[np.ndarray, tuple, object, bool]:
     """The image as a new float64 (z, y, x) array, rounded to integers (``np.rint``) with ``rounding``, its
     (z, y, x) spacing, a function that returns the (min, max, mean) of its values (finite: NaN or infinity raise
     RadiomicsLabError, here already) and False. Without ``copy``, an image of one of :data:`CONVERTED_TYPES` comes
     back as SimpleITK's read-only view of its voxels and whether its readers must still round (``np.rint``) each
     value; the statistics of the rounded values are then taken on the background thread
-    (:func:`~RadiomicsLabLib.limits.run_in_background`, ``image`` held meanwhile) and the function waits for them
-    and raises for NaN or infinity."""
+    (:func:`~RadiomicsLabLib.limits.run_in_background`, ``image`` held meanwhile; without ``in_background``: on the
+    function's first call, in its caller's thread) and the function waits for them and raises for NaN or infinity."""
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise RadiomicsLabError(f"The {label} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
                                 f"give a single-channel (scalar) {label}.")
@@ -308,8 +317,10 @@ def _image_array(image: sitk.Image, label: str, rounding: bool = False,
     if view.dtype in CONVERTED_TYPES and view.flags.c_contiguous:
         if not copy:   # statistics only
             round_on_read = rounding and not integers
-            pending = run_in_background(functools.partial(_grid_statistics, write=False), view, rounding or integers,
-                                        round_on_read, holding=image)
+            statistics = functools.partial(_grid_statistics, view, rounding or integers, round_on_read, write=False)
+            if not in_background:
+                return view, spacing, functools.cache(lambda: _finite(statistics(), label)), round_on_read
+            pending = run_in_background(statistics, holding=image)
             return view, spacing, lambda: _finite(pending.result(), label), round_on_read
         # converted, rounded and summed in one pass
         array = np.empty(view.shape, dtype=np.float64)
@@ -532,24 +543,28 @@ def _within(box: tuple, region: tuple) -> tuple:
 
 
 def _interpolated_region(owner: sitk.Image, array: np.ndarray, spacing: tuple, new_spacing: tuple, settings,
-                         source_rounding: bool, region: tuple):
+                         source_rounding: bool, region: tuple, whole_statistics: bool = True):
     """(``region`` (slices of the new grid) of ``array`` interpolated as ``settings`` say, a function that returns
-    the (min, max, mean) of the whole interpolated image as numpy gives them).
+    the (min, max, mean) of the whole interpolated image as numpy gives them; None without ``whole_statistics``).
 
-    A part of the grid of a 3D image interpolated linearly and rounded is interpolated alone, and the whole grid
-    summarised by a compiled pass that keeps no values (:func:`._preprocessing_kernels.trilinear_stats`: no
-    whole-grid array to allocate and fill) on the background thread (:func:`~RadiomicsLabLib.limits.run_in_background`;
-    ``owner``, whose buffer ``array`` may be a view of, is held until it ends); should its sum not be exact
-    (:func:`_exact_sum`), the function interpolates the whole grid. Otherwise the whole grid is interpolated,
-    summarised and cropped at once."""
+    A part of the grid of a 3D image interpolated linearly is interpolated alone, unless the whole grid's statistics
+    are wanted of values not rounded. Those of rounded values come from a compiled pass that keeps no values
+    (:func:`._preprocessing_kernels.trilinear_stats`: no whole-grid array to allocate and fill) on the background
+    thread (:func:`~RadiomicsLabLib.limits.run_in_background`; ``owner``, whose buffer ``array`` may be a view of, is
+    held until it ends); should its sum not be exact (:func:`_exact_sum`), the function interpolates the whole grid.
+    Otherwise the whole grid is interpolated, cropped and summarised (with ``whole_statistics``) at once."""
     grid, _ = interpolation_grid(array.shape, spacing, new_spacing)
     part = any(r.start != 0 or r.stop != n for r, n in zip(region, grid))
-    if part and settings.round_intensities and _ORDERS[settings.interpolation] == 1 and array.ndim == 3:
+    if part and (settings.round_intensities or not whole_statistics) and _ORDERS[settings.interpolation] == 1 and \
+            array.ndim == 3:
         source, shift, step = _linear_arguments(array, spacing, new_spacing)
         pending = run_in_background(_kernels.trilinear_stats, source, shift, step, grid, True, bool(source_rounding),
-                                    holding=owner)
+                                    holding=owner) if whole_statistics else None
         values = _kernels.trilinear(source, shift, step, tuple(r.stop - r.start for r in region),
-                                    tuple(r.start for r in region), (0, 0, 0), True, bool(source_rounding))
+                                    tuple(r.start for r in region), (0, 0, 0), bool(settings.round_intensities),
+                                    bool(source_rounding))
+        if pending is None:
+            return values, None
 
         def statistics() -> tuple:
             low, high, total = (float(v) for v in pending.result())
@@ -563,8 +578,10 @@ def _interpolated_region(owner: sitk.Image, array: np.ndarray, spacing: tuple, n
         return values, statistics
     values = interpolate(array, spacing, new_spacing, settings.interpolation, settings.round_intensities,
                          source_rounding=source_rounding)
-    statistics = _grid_statistics(np.ascontiguousarray(values), settings.round_intensities)
-    return (np.ascontiguousarray(values[region]) if part else values), functools.partial(tuple, statistics)
+    kept = np.ascontiguousarray(values[region]) if part else values
+    if not whole_statistics:
+        return kept, None
+    return kept, functools.partial(tuple, _grid_statistics(np.ascontiguousarray(values), settings.round_intensities))
 
 
 # -------------------------------------------------------------------------------- re-segmentation
