@@ -17,7 +17,9 @@ pictologics 0.9.0, on the shared sarcoma CTs (``sts/STS_00x/CT_image.nii.gz`` + 
    pictologics runs its numba kernels on all its default threads (the CPUs of the process) and is
    timed a second time with one thread, in a second process. The engine likewise: with its default threads
    (:func:`RadiomicsLabLib.limits.compute_threads`: the FFTs of Moran's I and the OMBB search) and with one
-   (``OMP_NUM_THREADS=1`` for that run).
+   (``OMP_NUM_THREADS=1`` for that run). And once more with ``diagnostics: false`` (pyradiomics'
+   ``additionalInfo: false``): without the IBSI diagnostic features, which pictologics does not compute, and the passes
+   over the whole image and the whole interpolated grid that they need: the same work as pictologics.
    pictologics needs Python >= 3.12, so it runs in its own virtual environment: made on first use
    at ``$RADIOMICSLAB_PICTOLOGICS_VENV`` (default ``~/.cache/radiomicslab/bench-pictologics-0.9.0``)
    with pyenv's Python 3.12 (``~/.pyenv/versions/3.12.*/bin/python``, or ``python3.12`` on PATH)
@@ -25,8 +27,8 @@ pictologics 0.9.0, on the shared sarcoma CTs (``sts/STS_00x/CT_image.nii.gz`` + 
    times ``RadiomicsPipeline.run`` inside itself (a new pipeline per run, so none of its per-array
    caches is reused; its default threads); it and the engine take turns, case by case, so both see
    the same machine load, and each gets the best of ``--repeats`` runs after a warm-up run. The order of the
-   four (pictologics, the engine, pictologics on one thread, the engine on one thread) puts another process's run
-   before each timed run: none finds the caches warm from its own run of the same case (the engine's one-thread
+   five (pictologics, the engine, pictologics on one thread, the engine on one thread, pictologics again, the engine
+   without diagnostics) puts another process's run before each timed run: none finds the caches warm from its own run of the same case (the engine's one-thread
    run used to follow its default run, which made it look about 1 ms faster on the small ROIs); each timed run
    starts 20 ms after the one before, once the other process's idle threads have stopped spinning. The
    engine's time is the wall time of ``compute_features`` (preprocessing included) with a per-step breakdown from
@@ -248,27 +250,32 @@ def pictologics_comparison(case_names, repeats):
     from RadiomicsLabLib.limits import compute_threads
 
     settings = CONFIGURATIONS["C"]
+    lean = settings.replaced(diagnostics=False)   # no IBSI diagnostics, as pictologics (additionalInfo: false)
     paths = [(data_dir() / "sts" / c / "CT_image.nii.gz", data_dir() / "sts" / c / "CT_mask.nii.gz")
              for c in case_names]
     images = [(sitk.ReadImage(str(i)), sitk.ReadImage(str(m))) for i, m in paths]
     peer, single = Peer(paths), Peer(paths, threads=1)
     print(f"3. IBSI configuration C, segment extraction, whole feature set: RadiomicsLab's IBSI engine with its "
           f"default {compute_threads()} threads and with 1 vs {PICTOLOGICS} (Python 3.12 venv) with its default {peer.threads} numba threads and with 1 thread "
-          f"(PICTOLOGICS_NUM_THREADS=1); best of {repeats} after a warm-up, the four taking turns case by case")
+          f"(PICTOLOGICS_NUM_THREADS=1), and the engine without its IBSI diagnostics (diagnostics: false, "
+          f"pyradiomics' additionalInfo: false; pictologics computes none); best of {repeats} after a warm-up, the "
+          f"five taking turns case by case")
     results, theirs, peer_times, single_times, our_times, our_totals, our_single = {}, {}, {}, {}, {}, {}, {}
+    our_lean = {}
     for index, (image, mask) in enumerate(images):  # warm-up; keep both sets of values
         results[index] = compute_features(image, mask, settings)
         theirs[index] = peer.run(index, values=True)["values"]
         single.run(index)
-    def wall(image, mask):
+    def wall(image, mask, chosen=settings):
         """(seconds of one compute_features call, its EngineResult), after the pause every timed run gets."""
         time.sleep(SETTLE_SECONDS)
         start = time.perf_counter()
-        result = compute_features(image, mask, settings)
+        result = compute_features(image, mask, chosen)
         return time.perf_counter() - start, result
 
     # Each timed run follows a run of another process (pictologics, RadiomicsLab, pictologics' single-thread process,
-    # RadiomicsLab again), so none finds the caches warm from its own run of the same case just before.
+    # RadiomicsLab on one thread, pictologics again, RadiomicsLab without diagnostics), so none finds the caches warm
+    # from its own run of the same case just before (pictologics' best is then of two runs per round).
     for _ in range(repeats):
         for index, (image, mask) in enumerate(images):
             peer_times[index] = min(peer_times.get(index, math.inf), peer.run(index)["seconds"])
@@ -286,6 +293,8 @@ def pictologics_comparison(case_names, repeats):
                 else:
                     os.environ["OMP_NUM_THREADS"] = previous
             our_single[index] = min(our_single.get(index, math.inf), single_run)
+            peer_times[index] = min(peer_times[index], peer.run(index)["seconds"])
+            our_lean[index] = min(our_lean.get(index, math.inf), wall(image, mask, lean)[0])
     peer.close()
     single.close()
     registry = feature_registry()
@@ -303,11 +312,14 @@ def pictologics_comparison(case_names, repeats):
     row("RadiomicsLab, 1 thread", [our_single[i] for i in range(len(images))])
     row(f"pictologics, {peer.threads} threads", [peer_times[i] for i in range(len(images))])
     row("pictologics, 1 thread", [single_times[i] for i in range(len(images))])
+    row("RadiomicsLab, no diagn.", [our_lean[i] for i in range(len(images))])
     ratios = [ours_total[i] / peer_times[i] for i in range(len(images))]
     print(f"   ratio, default threads " + "".join(f"{r:10.2f}" for r in ratios)
           + f"   -> {'met' if max(ratios) <= 1 else 'NOT met'} (target <= 1)")
     print("   ratio, 1 thread each   " + "".join(f"{our_single[i] / single_times[i]:10.2f}"
                                                    for i in range(len(images))))
+    print("   ratio, no diagnostics  " + "".join(f"{our_lean[i] / peer_times[i]:10.2f}" for i in range(len(images)))
+          + "   (default threads, the same work as pictologics)")
     print(f"   features: RadiomicsLab {len(results[0].values)}, pictologics {len(theirs[0])}")
     for index, name in enumerate(case_names):
         matched, off = compare_values(results[index].values, theirs[index], registry)
