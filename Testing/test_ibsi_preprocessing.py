@@ -381,3 +381,33 @@ def test_without_diagnostics_only_the_intensities_used_must_be_finite(data):
         compute_features(inside, mask, settings)
     with pytest.raises(RadiomicsLabError, match="The image contains NaN or infinite values"):
         compute_features(outside, mask, settings.replaced(diagnostics=True))
+
+
+@pytest.mark.parametrize("diagnostics", [True, False])
+def test_an_image_kept_on_its_grid_is_cropped_without_a_whole_copy(data, diagnostics):
+    """Without interpolation the engine's preprocessing reads the image through SimpleITK's view and converts only the
+    kept region to float64: its allocations (numpy reports them to tracemalloc) stay well below one float64 copy of
+    the whole image, and the Roi, diagnostics and values are the whole grid's."""
+    import tracemalloc
+
+    from RadiomicsLabLib.ibsi.engine import features_of_roi
+    from RadiomicsLabLib.ibsi.features.local_intensity import RADIUS_MM
+    from RadiomicsLabLib.ibsi.preprocessing import start_roi
+
+    folder = data / "sts" / "STS_002"
+    image, mask = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
+    settings = CONFIGURATIONS["C"].replaced(new_spacing=None, diagnostics=diagnostics)
+    whole, expected = prepare_roi(image, mask, settings)
+    tracemalloc.start()
+    try:
+        crop, finish = start_roi(image, mask, settings, crop_mm=RADIUS_MM)
+        diagnostics_found = finish()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    whole_copy = 8 * image.GetNumberOfPixels()
+    assert peak < whole_copy / 4, (peak, whole_copy)
+    assert diagnostics_found == (expected if diagnostics else {})
+    region = tuple(slice(g, g + n) for g, n in zip(crop.grid_start, crop.image.shape))
+    assert crop.image.dtype == np.float64 and np.array_equal(crop.image, whole.image[region])
+    assert _same(features_of_roi(crop, settings).values, features_of_roi(whole, settings).values)

@@ -130,7 +130,7 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
     whole_image = settings.diagnostics or crop_mm is None    # statistics of the whole image and interpolated grid
     # (the image's own may come from the background thread: ``image_statistics()``)
     image_array, spacing, image_statistics, round_on_read = _image_array(
-        image, "image", settings.round_intensities, copy=not _read_as_view(image, settings, whole_image),
+        image, "image", settings.round_intensities, copy=not _read_as_view(image, settings, crop_mm is not None),
         in_background=whole_image)
     roi_mask = _mask_array(mask)
     box = _kernels.bounding_box(roi_mask)
@@ -283,15 +283,15 @@ def check_same_grid(image: sitk.Image, mask: sitk.Image) -> None:
                                     f"({_fmt(a)} vs {_fmt(b)}). Resample the mask onto the image grid first.")
 
 
-def _read_as_view(image: sitk.Image, settings, whole_image: bool) -> bool:
+def _read_as_view(image: sitk.Image, settings, cropped: bool) -> bool:
     """Whether :func:`start_roi` reads the 3D ``image``'s voxels as they are (rounded on read), without a float64 copy
-    of the whole image: the compiled trilinear interpolation onto a new grid reads them so, and so does the crop of
-    an image kept on its grid when no statistics of the whole image are wanted (not ``whole_image``)."""
+    of the whole image: the compiled trilinear interpolation onto a new grid reads them so, and so does the crop
+    (``cropped``) of an image kept on its grid."""
     if image.GetDimension() != 3:
         return False
     spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
     if target_spacing(spacing, settings.new_spacing) == spacing:
-        return not whole_image
+        return cropped
     return _ORDERS.get(settings.interpolation) == 1
 
 
