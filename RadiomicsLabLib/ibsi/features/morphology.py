@@ -60,7 +60,7 @@ from scipy.spatial import ConvexHull, QhullError
 from ...limits import compute_threads
 from .._preprocessing_kernels import bounding_box
 from . import _morphology_kernels as _kernels
-from .common import Undefined, registry
+from .common import Undefined, registry, zero_padded
 
 #: IBSI tag -> {"name", "unit", "description", "pyradiomics", "ibsi_id"}; filled by the ``@feature`` decorator.
 FEATURES, FUNCTIONS, feature = registry()
@@ -133,7 +133,7 @@ class Morphology:
         grid's index of the padded crop's first voxel)."""
         box = bounding_box(self.morph_mask)
         start = np.array([b.start for b in box], dtype=np.int64) + self.offset - 1
-        return np.pad(self.morph_mask[box], 1), start
+        return zero_padded(self.morph_mask[box], 1), start
 
     @cached_property
     def _volume_area(self) -> tuple[float, float]:

@@ -381,9 +381,9 @@ def _roi_box(roi: Roi, pad: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if any(b.start >= b.stop for b in box):
         shape = (1, 1, 1)
         return np.zeros(shape, np.int64), np.zeros(shape, bool), np.zeros(shape, bool)
-    intensity = np.pad(roi.intensity_mask[box], pad)
-    levels = np.where(intensity, np.pad(np.asarray(roi.levels)[box], pad), 0).astype(np.int64)
-    return levels, intensity, np.pad(roi.morphological_mask[box], pad)
+    intensity = common.zero_padded(roi.intensity_mask[box], pad)
+    levels = np.where(intensity, common.zero_padded(np.asarray(roi.levels)[box], pad), 0).astype(np.int64)
+    return levels, intensity, common.zero_padded(roi.morphological_mask[box], pad)
 
 
 def neighbour_offsets(distance: int, in_plane: bool) -> list[tuple]:
@@ -453,7 +453,7 @@ def label_zones(levels: np.ndarray, in_plane: bool) -> Zones:
         # already, as those of roi_box are)
         grid = np.ascontiguousarray(levels, dtype=np.int64)
         if not _zero_border(grid):
-            grid = np.pad(grid, 1)
+            grid = common.zero_padded(grid, 1)
         label, n_zones = _kernels.zone_labels(grid, bool(in_plane))
     else:
         index = np.full(levels.shape, -1, dtype=np.int64)
