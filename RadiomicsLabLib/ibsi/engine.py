@@ -68,7 +68,8 @@ def compute_features(image: sitk.Image, mask: sitk.Image, settings: IbsiSettings
 
     The families read only the ROI and, for local intensity, the voxels within its sphere's radius of it, so the
     preprocessing keeps only that part of the grid (``crop_mm``); an IBSI chapter 2 filter needs the whole image.
-    The whole interpolated image's diagnostics are then computed beside the features (:func:`.preprocessing.start_roi`).
+    The whole interpolated image's diagnostics are then computed beside the features (:func:`.preprocessing.start_roi`),
+    or not at all without ``settings.diagnostics``.
     """
     from .features.local_intensity import RADIUS_MM
     from .preprocessing import start_roi

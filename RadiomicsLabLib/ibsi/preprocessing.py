@@ -105,7 +105,7 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | 
     """Interpolate, round and re-segment ``image`` and the ROI ``mask != 0`` as ``settings`` say.
 
     Returns the :class:`~RadiomicsLabLib.ibsi.roi.Roi` (arrays (z, y, x), spacing (z, y, x) mm) and
-    the IBSI diagnostic features as ``{tag: value}``. The Roi's arrays hold the whole (interpolated) grid, or with
+    the IBSI diagnostic features as ``{tag: value}`` ({} without ``settings.diagnostics``). The Roi's arrays hold the whole (interpolated) grid, or with
     ``crop_mm`` only the box of the ROI grown by that many mm (at least one voxel) on every side, clipped to the grid
     (``Roi.grid_start``: the box's first voxel): the features that read only the ROI and neighbours within
     ``crop_mm`` do not change, and the diagnostics never do. Raises
