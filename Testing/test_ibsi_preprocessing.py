@@ -1,7 +1,8 @@
 """IBSI chapter 1 preprocessing (interpolation, rounding, re-segmentation) against the IBSI reference tables.
 
 Real data: the IBSI 1 CT phantom with configurations A-E (every ``Diagnostics-*`` reference row)
-and the IBSI 1 digital phantom. Synthetic grids only for the documented grid-alignment example.
+and the IBSI 1 digital phantom. Synthetic grids only for the documented grid-alignment example and the half-integer cases of the
+whole-grid statistics.
 """
 
 import math
@@ -262,6 +263,64 @@ def test_cropped_roi_with_inexact_sums(ct_phantom, monkeypatch, threads):
     assert diagnostics["mean_int_interp_img"] == float(whole.image.mean())
     assert abs(diagnostics["mean_int_interp_img"] * whole.image.size) > 2.0 ** 53      # the sum is not exact
     assert compute_features(image, mask, settings, families=("statistics",)).diagnostics == expected
+
+
+def _linear_stats_arguments(shape, spacing, new_spacing):
+    """(shift, zoom, grid) of the compiled trilinear kernels for an array of ``shape`` onto ``new_spacing``."""
+    grid, origin = interpolation_grid(shape, spacing, new_spacing)
+    zoom = np.asarray(new_spacing, dtype=np.float64) / np.asarray(spacing, dtype=np.float64)
+    return np.asarray(origin, dtype=np.float64) / zoom, zoom, grid
+
+
+def test_whole_grid_statistics_of_rounded_values_are_those_of_scipy(data):
+    """The separable pass for the whole interpolated grid's diagnostics (``trilinear_stats``) gives the (min, max,
+    sum) of scipy's order-1 interpolation rounded to integers, bit for bit: on the four sarcoma CTs onto 2 mm (as
+    they are, and scaled by 1.37 with the source values rounded first, as float CTs are read), and on small grids
+    built to land on half-integers (values -3..3, dyadic and other weights, zero backgrounds), where rounding the
+    separable value alone would differ at some points (checked here): those points take the 24-product order."""
+    from scipy import ndimage
+
+    from RadiomicsLabLib.ibsi import _preprocessing_kernels as kernels
+
+    def expected(array, spacing, new_spacing, source_rounding):
+        shift, zoom, grid = _linear_stats_arguments(array.shape, spacing, new_spacing)
+        source = np.rint(array.astype(np.float64)) if source_rounding else array.astype(np.float64)
+        values = np.rint(ndimage.affine_transform(source, zoom, offset=shift * zoom, output_shape=grid, order=1,
+                                                  mode="nearest", output=np.float64))
+        return values, (float(values.min()), float(values.max()), float(values.sum()))
+
+    def computed(array, spacing, new_spacing, source_rounding):
+        shift, zoom, grid = _linear_stats_arguments(array.shape, spacing, new_spacing)
+        return tuple(float(v) for v in kernels.trilinear_stats(array, shift, zoom, grid, source_rounding))
+
+    for case in ("STS_001", "STS_002", "STS_003", "STS_004"):
+        image = sitk.ReadImage(str(data / "sts" / case / "CT_image.nii.gz"))
+        spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
+        for array, source_rounding in ((sitk.GetArrayFromImage(image), False),
+                                       (sitk.GetArrayFromImage(image).astype(np.float64) * 1.37, True)):
+            _, reference = expected(array, spacing, (2.0, 2.0, 2.0), source_rounding)
+            assert computed(array, spacing, (2.0, 2.0, 2.0), source_rounding) == reference, case
+
+    rng = np.random.default_rng(7)
+    spacings = (0.5, 0.9765625, 1.0, 1.1, 1.25, 2.0, 3.27, 0.7)
+    differs = 0
+    for _ in range(150):
+        shape = tuple(int(n) for n in rng.integers(2, 20, 3))
+        spacing = tuple(float(rng.choice(spacings)) for _ in range(3))
+        new_spacing = tuple(float(rng.choice((0.5, 1.0, 1.5, 2.0, 3.0))) for _ in range(3))
+        array = rng.integers(-3, 4, shape).astype(np.float64)
+        array[rng.random(shape) < 0.4] = 0.0
+        values, reference = expected(array, spacing, new_spacing, False)
+        assert computed(array, spacing, new_spacing, False) == reference, (shape, spacing, new_spacing)
+        # the plain separable value (along y, then x, then z), rounded, differs from scipy's at some points
+        shift, zoom, grid = _linear_stats_arguments(shape, spacing, new_spacing)
+        (z0, z1, wz0, wz1), (y0, y1, wy0, wy1), (x0, x1, wx0, wx1) = (
+            kernels._axis_weights(n, m, s, f, 0, 0) for n, m, s, f in zip(grid, shape, shift, zoom))
+        along_y = array[:, y0] * wy0[:, None] + array[:, y1] * wy1[:, None]
+        along_x = along_y[:, :, x0] * wx0 + along_y[:, :, x1] * wx1
+        separable = along_x[z0] * wz0[:, None, None] + along_x[z1] * wz1[:, None, None]
+        differs += int(np.sum(np.rint(separable) != values))
+    assert differs > 0
 
 
 def test_engine_waits_for_the_background_pass_when_features_fail(data, monkeypatch):

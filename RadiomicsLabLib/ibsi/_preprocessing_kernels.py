@@ -51,6 +51,26 @@ def _gather_plane(array, z, y_first, x_low, x_high, planes, slot, rounding):
 
 
 @njit(cache=True, nogil=True)
+def _plane_slots(held, za, zb):
+    """(slot of input plane ``za``, slot of ``zb``, whether each must be filled) in a two-slot cache of planes,
+    ``held`` (the plane in each slot, -1: none; updated): a plane already held stays where it is, for output planes
+    in order (``za <= zb``, ``zb - za <= 1``)."""
+    if held[0] == za:
+        sa, fill_a = 0, False
+    elif held[1] == za:
+        sa, fill_a = 1, False
+    else:
+        sa, fill_a = (1 if held[0] == zb else 0), True
+        held[sa] = za
+    if zb == za:
+        return sa, sa, fill_a, False
+    sb = 1 - sa
+    fill_b = held[sb] != zb
+    held[sb] = zb
+    return sa, sb, fill_a, fill_b
+
+
+@njit(cache=True, nogil=True)
 def trilinear(array, shift, zoom, out_shape, first, start, rounding, source_rounding):
     """``array`` (3D) interpolated linearly at ``(k + shift) * zoom`` per axis for the output indices
     k = first .. first + out_shape - 1 (a box of the output grid, the same values as on the whole grid).
@@ -62,61 +82,30 @@ def trilinear(array, shift, zoom, out_shape, first, start, rounding, source_roun
     plane's x neighbours are gathered once (two planes kept), so the inner loop reads rows in order; the arithmetic
     per point is unchanged.
     """
-    out = np.empty((out_shape[0], out_shape[1], out_shape[2]))
-    _trilinear_pass(array, shift, zoom, out_shape, first, start, rounding, source_rounding, out, True)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def trilinear_stats(array, shift, zoom, out_shape, rounding, source_rounding):
-    """(min, max, sum) of :func:`trilinear` (the whole grid: ``first`` and ``start`` 0) without keeping its values:
-    the same values, each computed once and accumulated per x position like :func:`grid_stats` (the same caveat on
-    the sum). Empty: (inf, -inf, 0)."""
-    return _trilinear_pass(array, shift, zoom, out_shape, (0, 0, 0), (0, 0, 0), rounding, source_rounding,
-                           np.empty((1, 1, 1)), False)
-
-
-@njit(cache=True, nogil=True)
-def _trilinear_pass(array, shift, zoom, out_shape, first, start, rounding, source_rounding, out, write):
-    """The values of :func:`trilinear` into ``out`` with ``write``; without it their (min, max, sum) (else (inf,
-    -inf, 0)), ``out`` not written."""
     nz, ny, nx = out_shape
-    low = np.full(nx, np.inf)
-    high = np.full(nx, -np.inf)
-    total = np.zeros(nx)
+    out = np.empty((nz, ny, nx))
     if nz == 0 or ny == 0 or nx == 0:
-        return np.inf, -np.inf, 0.0
+        return out
     z0, z1, wz0, wz1 = _axis_weights(nz, array.shape[0], shift[0], zoom[0], first[0], start[0])
     y0, y1, wy0, wy1 = _axis_weights(ny, array.shape[1], shift[1], zoom[1], first[1], start[1])
     x0, x1, wx0, wx1 = _axis_weights(nx, array.shape[2], shift[2], zoom[2], first[2], start[2])
     y_first = y0[0]
     planes = np.empty((2, y1[ny - 1] - y_first + 1, 2, nx))
     held = np.array([-1, -1])          # the input plane in each slot of ``planes``
-    scratch = np.empty(nx)             # a row's values when they are only summarised
     for k in range(nz):
         za, zb, ca, cb = z0[k], z1[k], wz0[k], wz1[k]
-        if held[0] == za:
-            sa = 0
-        elif held[1] == za:
-            sa = 1
-        else:
-            sa = 1 if held[0] == zb else 0
+        sa, sb, fill_a, fill_b = _plane_slots(held, za, zb)
+        if fill_a:
             _gather_plane(array, za, y_first, x0, x1, planes, sa, source_rounding)
-            held[sa] = za
-        if zb == za:
-            sb = sa
-        else:
-            sb = 1 - sa
-            if held[sb] != zb:
-                _gather_plane(array, zb, y_first, x0, x1, planes, sb, source_rounding)
-                held[sb] = zb
+        if fill_b:
+            _gather_plane(array, zb, y_first, x0, x1, planes, sb, source_rounding)
         for j in range(ny):
             ya, yb, ba, bb = y0[j] - y_first, y1[j] - y_first, wy0[j], wy1[j]
             p0, q0 = planes[sa, ya, 0], planes[sa, ya, 1]
             p1, q1 = planes[sa, yb, 0], planes[sa, yb, 1]
             p2, q2 = planes[sb, ya, 0], planes[sb, ya, 1]
             p3, q3 = planes[sb, yb, 0], planes[sb, yb, 1]
-            row = out[k, j] if write else scratch
+            row = out[k, j]
             for i in range(nx):
                 t = p0[i] * ca * ba * wx0[i]
                 t += q0[i] * ca * ba * wx1[i]
@@ -127,12 +116,102 @@ def _trilinear_pass(array, shift, zoom, out_shape, first, start, rounding, sourc
                 t += p3[i] * cb * bb * wx0[i]
                 t += q3[i] * cb * bb * wx1[i]
                 row[i] = np.rint(t) if rounding else t
-            if not write:
+    return out
+
+
+@njit(cache=True, nogil=True)
+def trilinear_stats(array, shift, zoom, out_shape, source_rounding):
+    """(min, max, sum) of :func:`trilinear` of the whole grid (``first`` and ``start`` 0) with ``rounding``, without
+    keeping its values, accumulated per x position like :func:`grid_stats` (the same caveat on the sum). Empty:
+    (inf, -inf, 0).
+
+    Separably: each input plane is interpolated along y, then x, once (:func:`_plane_along_yx`), and each output
+    plane is the blend of two such planes along z: 3 products per point where :func:`trilinear` takes 24. Both
+    round the same real trilinear value; their float64 results differ by a few units in the last place of the
+    largest neighbour (each of the 7 sums and 24 products adds at most one rounding of the largest magnitude), so
+    ``np.rint`` gives the same integer except where the value lies within that of a half-integer (or of 0, whose
+    sign ``np.rint`` keeps): there the point is computed as :func:`trilinear` computes it
+    (:func:`_trilinear_point`). The rounded values are then :func:`trilinear`'s, bit for bit."""
+    nz, ny, nx = out_shape
+    low = np.full(nx, np.inf)
+    high = np.full(nx, -np.inf)
+    total = np.zeros(nx)
+    if nz == 0 or ny == 0 or nx == 0:
+        return np.inf, -np.inf, 0.0
+    z0, z1, wz0, wz1 = _axis_weights(nz, array.shape[0], shift[0], zoom[0], 0, 0)
+    y0, y1, wy0, wy1 = _axis_weights(ny, array.shape[1], shift[1], zoom[1], 0, 0)
+    x0, x1, wx0, wx1 = _axis_weights(nx, array.shape[2], shift[2], zoom[2], 0, 0)
+    planes = np.empty((2, ny, nx))
+    largest = np.zeros(2)              # per slot: the largest magnitude read for its plane
+    held = np.array([-1, -1])          # the input plane in each slot of ``planes``
+    along_y, magnitude = np.empty(array.shape[2]), np.empty(array.shape[2])
+    values, rounded = np.empty(nx), np.empty(nx)
+    for k in range(nz):
+        za, zb, ca, cb = z0[k], z1[k], wz0[k], wz1[k]
+        sa, sb, fill_a, fill_b = _plane_slots(held, za, zb)
+        for fill, z, slot in ((fill_a, za, sa), (fill_b, zb, sb)):
+            if fill:
+                largest[slot] = _plane_along_yx(array, z, y0, y1, wy0, wy1, x0, x1, wx0, wx1, along_y, magnitude,
+                                                planes[slot], source_rounding)
+        # 64 units in the last place of the largest neighbour: well above both results' rounding errors
+        margin = 64.0 * np.finfo(np.float64).eps * max(largest[sa], largest[sb], 1.0)
+        for j in range(ny):
+            a, b = planes[sa, j], planes[sb, j]
+            near = 0
+            for i in range(nx):
+                t = a[i] * ca + b[i] * cb
+                r = np.rint(t)
+                values[i], rounded[i] = t, r
+                near += (abs(t) < margin) | (abs(abs(t - r) - 0.5) < margin)
+            if near:
                 for i in range(nx):
-                    low[i] = min(low[i], row[i])
-                    high[i] = max(high[i], row[i])
-                    total[i] += row[i]
+                    t = values[i]
+                    if abs(t) < margin or abs(abs(t - rounded[i]) - 0.5) < margin:
+                        rounded[i] = np.rint(_trilinear_point(array, za, zb, y0[j], y1[j], x0[i], x1[i], ca, cb,
+                                                              wy0[j], wy1[j], wx0[i], wx1[i], source_rounding))
+            for i in range(nx):
+                low[i] = min(low[i], rounded[i])
+                high[i] = max(high[i], rounded[i])
+                total[i] += rounded[i]
     return low.min(), high.max(), total.sum()
+
+
+@njit(cache=True, nogil=True)
+def _plane_along_yx(array, z, y0, y1, wy0, wy1, x0, x1, wx0, wx1, along_y, magnitude, out, source_rounding):
+    """``out[j, i]``: plane ``z`` of ``array`` (values ``np.rint``-ed with ``source_rounding``) interpolated along y
+    at the output rows j (whole input rows, in order), then along x at the output columns i; returns the largest
+    magnitude of the values read. Scratch: ``along_y`` (one input row), ``magnitude`` (one per input column)."""
+    magnitude[:] = 0.0
+    for j in range(out.shape[0]):
+        ra, rb, ba, bb = array[z, y0[j]], array[z, y1[j]], wy0[j], wy1[j]
+        for x in range(along_y.shape[0]):
+            a, b = np.float64(ra[x]), np.float64(rb[x])
+            if source_rounding:
+                a, b = np.rint(a), np.rint(b)
+            magnitude[x] = max(magnitude[x], abs(a), abs(b))
+            along_y[x] = a * ba + b * bb
+        target = out[j]
+        for i in range(out.shape[1]):
+            target[i] = along_y[x0[i]] * wx0[i] + along_y[x1[i]] * wx1[i]
+    return magnitude.max()
+
+
+@njit(cache=True, nogil=True)
+def _trilinear_point(array, za, zb, ya, yb, xa, xb, ca, cb, ba, bb, wa, wb, source_rounding):
+    """One value of :func:`trilinear` (before its rounding), in its order of operations."""
+    v = np.empty(8)
+    for n, (z, y, x) in enumerate(((za, ya, xa), (za, ya, xb), (za, yb, xa), (za, yb, xb),
+                                   (zb, ya, xa), (zb, ya, xb), (zb, yb, xa), (zb, yb, xb))):
+        v[n] = np.rint(np.float64(array[z, y, x])) if source_rounding else np.float64(array[z, y, x])
+    t = v[0] * ca * ba * wa
+    t += v[1] * ca * ba * wb
+    t += v[2] * ca * bb * wa
+    t += v[3] * ca * bb * wb
+    t += v[4] * cb * ba * wa
+    t += v[5] * cb * ba * wb
+    t += v[6] * cb * bb * wa
+    t += v[7] * cb * bb * wb
+    return t
 
 
 @njit(cache=True, nogil=True)

@@ -558,7 +558,7 @@ def _interpolated_region(owner: sitk.Image, array: np.ndarray, spacing: tuple, n
     if part and (settings.round_intensities or not whole_statistics) and _ORDERS[settings.interpolation] == 1 and \
             array.ndim == 3:
         source, shift, step = _linear_arguments(array, spacing, new_spacing)
-        pending = run_in_background(_kernels.trilinear_stats, source, shift, step, grid, True, bool(source_rounding),
+        pending = run_in_background(_kernels.trilinear_stats, source, shift, step, grid, bool(source_rounding),
                                     holding=owner) if whole_statistics else None
         values = _kernels.trilinear(source, shift, step, tuple(r.stop - r.start for r in region),
                                     tuple(r.start for r in region), (0, 0, 0), bool(settings.round_intensities),
