@@ -341,6 +341,32 @@ def test_an_existing_cluster_runs_the_cases_on_its_own_workers_single_threaded(d
         [(1, 1, 1, 1)] * 3
 
 
+@pytest.mark.parametrize("ours", [None, "131072"])
+def test_local_workers_keep_glibc_malloc_thresholds(monkeypatch, ours):
+    """The local cluster's worker processes start without Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` (which makes glibc
+    map every array of 128 KiB or more anew and fault its pages in again: see ``batch.WORKER_MALLOC``), while a plain
+    LocalCluster's workers get it; a value set in this environment is passed on; Dask's configuration is as before."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    from RadiomicsLabLib.batch import dask_client
+
+    if ours is None:
+        monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    else:
+        monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", ours)
+    before = dask.config.get("distributed.nanny.pre-spawn-environ")
+    with dask_client(workers=1) as client:
+        seen = client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
+        threads = client.run(os.environ.get, "OMP_NUM_THREADS")
+    assert list(seen.values()) == [ours] and list(threads.values()) == ["1"]
+    assert dask.config.get("distributed.nanny.pre-spawn-environ") == before
+    if ours is None:
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                          ) as cluster, Client(cluster, set_as_default=False) as client:
+            assert list(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == ["65536"]
+
+
 def tumour_volumes(cases, params):
     """A per-patient workflow: the tumour volume (mL, voxel count x voxel volume) in each channel."""
     row = {"segment": "GTV"}
