@@ -347,11 +347,12 @@ def test_an_existing_cluster_runs_the_cases_on_its_own_workers_single_threaded(d
 def test_local_workers_keep_glibc_malloc_thresholds(monkeypatch, ours):
     """The local cluster's worker processes start without Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` (which makes glibc
     map every array of 128 KiB or more anew and fault its pages in again: see ``batch.WORKER_MALLOC``), while a plain
-    LocalCluster's workers get it; a value set in this environment is passed on; Dask's configuration is as before."""
+    LocalCluster's workers get it; a value set in this environment is passed on. The workers run with
+    ``batch.LOCAL_CLUSTER_CONFIG`` (no statistical profiler); Dask's configuration here is as before."""
     import dask
     from distributed import Client, LocalCluster
 
-    from RadiomicsLabLib.batch import dask_client
+    from RadiomicsLabLib.batch import LOCAL_CLUSTER_CONFIG, dask_client
 
     if ours is None:
         monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
@@ -361,12 +362,18 @@ def test_local_workers_keep_glibc_malloc_thresholds(monkeypatch, ours):
     with dask_client(workers=1) as client:
         seen = client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
         threads = client.run(os.environ.get, "OMP_NUM_THREADS")
+        profiled = client.run(lambda dask_worker: dask_worker.periodic_callbacks.get("profile") is not None)
+        config = client.run(lambda: {key: dask.config.get(key) for key in LOCAL_CLUSTER_CONFIG})
     assert list(seen.values()) == [ours] and list(threads.values()) == ["1"]
+    # the worker runs without the statistical profiler, with the local cluster's settings
+    assert list(profiled.values()) == [False] and list(config.values()) == [LOCAL_CLUSTER_CONFIG]
     assert dask.config.get("distributed.nanny.pre-spawn-environ") == before
+    assert dask.config.get("distributed.worker.profile.enabled") is True   # Dask's default again
     if ours is None:
         with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
                           ) as cluster, Client(cluster, set_as_default=False) as client:
             assert list(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == ["65536"]
+            assert list(client.run(lambda dask_worker: "profile" in dask_worker.periodic_callbacks).values()) == [True]
 
 
 def tumour_volumes(cases, params):
