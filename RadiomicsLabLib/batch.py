@@ -486,7 +486,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, memory
     try:
         # the cluster's scheduler, nannies and workers take the configuration in force when they are made
         with dask.config.set({**LOCAL_CLUSTER_CONFIG,
-                              **{f"distributed.nanny.pre-spawn-environ.{name}": None for name in WORKER_MALLOC}}):
+                              f"distributed.nanny.pre-spawn-environ.{WORKER_MALLOC}": None}):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    memory_limit=memory_limit_value(memory_limit),
                                    host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL,
@@ -502,14 +502,14 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, memory
         yield client
 
 
-#: glibc malloc settings that Dask's nannies give every worker process they spawn (``distributed.nanny.pre-spawn-
+#: The glibc malloc setting that Dask's nannies give every worker process they spawn (``distributed.nanny.pre-spawn-
 #: environ``) and the local cluster's workers go without. ``MALLOC_TRIM_THRESHOLD_=65536`` (Dask's default, meant to
 #: return freed memory to the system at once) also fixes glibc's mmap threshold at 128 KiB, so every array of 128 KiB
 #: or more a case allocates is mapped anew and its pages faulted in again: an IBSI extraction of a sarcoma CT ran
 #: 1.6-1.7x slower in such a worker than in a plain process. Without it glibc keeps freed memory for reuse up to its
 #: own dynamic thresholds (at most 32 MiB mapped per block, 64 MiB kept at the top of the heap), as in any process.
 #: A variable set in this environment is still passed on (a user's choice); an existing cluster's workers keep theirs.
-WORKER_MALLOC = ("MALLOC_TRIM_THRESHOLD_",)
+WORKER_MALLOC = "MALLOC_TRIM_THRESHOLD_"
 
 
 #: Dask settings of the local cluster (its worker processes get the configuration of this one): no statistical
@@ -749,9 +749,9 @@ def _check_workers(client, scheduler: str, timeout: float):
     except Exception as error:  # noqa: BLE001 - any failure here means the workers cannot run the tasks
         raise RadiomicsLabError(f"The workers of the Dask scheduler at '{scheduler}' cannot run RadiomicsLab "
                                 f"({type(error).__name__}: {error}); install radiomicslab in their environment.") from None
-    trimmed = sorted({value for value in client.run(os.environ.get, WORKER_MALLOC[0]).values() if value})
+    trimmed = sorted({value for value in client.run(os.environ.get, WORKER_MALLOC).values() if value})
     if trimmed:
-        warnings.warn(f"The workers of the Dask scheduler at '{scheduler}' run with {WORKER_MALLOC[0]}="
+        warnings.warn(f"The workers of the Dask scheduler at '{scheduler}' run with {WORKER_MALLOC}="
                       f"{', '.join(trimmed)} (Dask's default), which makes extractions up to 1.6x slower (every large "
                       f"array is mapped anew); start them with it unset (README, Cohorts).", RadiomicsLabWarning,
                       stacklevel=2)

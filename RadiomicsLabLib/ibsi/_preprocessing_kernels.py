@@ -107,14 +107,8 @@ def trilinear(array, shift, zoom, out_shape, first, start, rounding, source_roun
             p3, q3 = planes[sb, yb, 0], planes[sb, yb, 1]
             row = out[k, j]
             for i in range(nx):
-                t = p0[i] * ca * ba * wx0[i]
-                t += q0[i] * ca * ba * wx1[i]
-                t += p1[i] * ca * bb * wx0[i]
-                t += q1[i] * ca * bb * wx1[i]
-                t += p2[i] * cb * ba * wx0[i]
-                t += q2[i] * cb * ba * wx1[i]
-                t += p3[i] * cb * bb * wx0[i]
-                t += q3[i] * cb * bb * wx1[i]
+                t = _trilinear_sum(p0[i], q0[i], p1[i], q1[i], p2[i], q2[i], p3[i], q3[i], ca, cb, ba, bb, wx0[i],
+                                   wx1[i])
                 row[i] = np.rint(t) if rounding else t
     return out
 
@@ -203,14 +197,21 @@ def _trilinear_point(array, za, zb, ya, yb, xa, xb, ca, cb, ba, bb, wa, wb, sour
     for n, (z, y, x) in enumerate(((za, ya, xa), (za, ya, xb), (za, yb, xa), (za, yb, xb),
                                    (zb, ya, xa), (zb, ya, xb), (zb, yb, xa), (zb, yb, xb))):
         v[n] = np.rint(np.float64(array[z, y, x])) if source_rounding else np.float64(array[z, y, x])
-    t = v[0] * ca * ba * wa
-    t += v[1] * ca * ba * wb
-    t += v[2] * ca * bb * wa
-    t += v[3] * ca * bb * wb
-    t += v[4] * cb * ba * wa
-    t += v[5] * cb * ba * wb
-    t += v[6] * cb * bb * wa
-    t += v[7] * cb * bb * wb
+    return _trilinear_sum(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], ca, cb, ba, bb, wa, wb)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _trilinear_sum(p0, q0, p1, q1, p2, q2, p3, q3, ca, cb, ba, bb, wa, wb):
+    """The trilinear value of the 8 neighbours (z, y, x) = (a|b, a|b, a|b) in C order, p: x at a, q: x at b, with the
+    weights c (z), b (y), w (x): scipy's order of operations, term by term (each ``v * w_z * w_y * w_x``)."""
+    t = p0 * ca * ba * wa
+    t += q0 * ca * ba * wb
+    t += p1 * ca * bb * wa
+    t += q1 * ca * bb * wb
+    t += p2 * cb * ba * wa
+    t += q2 * cb * ba * wb
+    t += p3 * cb * bb * wa
+    t += q3 * cb * bb * wb
     return t
 
 
