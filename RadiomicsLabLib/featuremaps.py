@@ -58,8 +58,9 @@ Speed and memory: the per-voxel matrices are built by compiled numba kernels, in
 of voxels, without a Python call per voxel; the GLCMs (both definitions, ROIs of at most
 :data:`~.featuremap_kernels.SLIDING_MAX_LEVELS` grey levels) are kept up to date as the kernel slides along a row,
 removing the pairs of the slab that leaves and adding those of the slab that enters, instead of being rebuilt
-(first-order maps keep the kernel's sorted sample the same way); the voxels are processed in chunks sized so the
-working memory stays within a budget, and the peak memory is estimated before any work
+(first-order maps keep the kernel's sorted sample the same way); only the ROI's box grown by the kernel's reach
+is read and converted (a small ROI in a whole CT costs no float64 copy of the CT); the voxels are processed in
+chunks sized so the working memory stays within a budget, and the peak memory is estimated before any work
 (:func:`estimate_memory`); a request over the available memory is refused with what to change. The
 maps are held as one compact array (voxels x features) and each SimpleITK image is built when it is
 read from the returned :class:`FeatureMaps`, so writing maps one by one never holds them all.
@@ -482,7 +483,7 @@ def _mask_array(image: sitk.Image, mask, label) -> tuple[np.ndarray, int | None]
         label = present[0]
     check_label(mask, int(label))
     check_finite_in_mask(image, mask, int(label))
-    return sitk.GetArrayFromImage(mask) == int(label), int(label)
+    return sitk.GetArrayViewFromImage(mask) == int(label), int(label)
 
 
 def _check_kernel_fits(shape, radius: int, in_plane: bool) -> None:
@@ -500,11 +501,15 @@ def _check_kernel_fits(shape, radius: int, in_plane: bool) -> None:
 
 def _crop(roi_mask: np.ndarray, radius: int):
     """The slices of the centres' bounding box grown by ``radius`` (clipped) and the zero padding that restores
-    the full margin at the image edge."""
-    nonzero = np.nonzero(roi_mask)
+    the full margin at the image edge (the box by one compiled pass, without listing the voxels)."""
+    from .ibsi._preprocessing_kernels import bounding_box
+
+    tight = bounding_box(roi_mask)
+    if tight is None:
+        raise RadiomicsLabError("The mask is empty: no voxel has the label. Draw or load the region of interest first.")
     box, pad = [], []
-    for coords, size in zip(nonzero, roi_mask.shape):
-        lo, hi = int(coords.min()) - radius, int(coords.max()) + radius + 1
+    for extent, size in zip(tight, roi_mask.shape):
+        lo, hi = extent.start - radius, extent.stop + radius
         box.append(slice(max(lo, 0), min(hi, size)))
         pad.append((max(0, -lo), max(0, hi - size)))
     return tuple(box), pad
@@ -512,37 +517,40 @@ def _crop(roi_mask: np.ndarray, radius: int):
 
 def _prepare(image: sitk.Image, roi_mask: np.ndarray, settings: MapSettings, local_means: bool = False) -> _Prepared:
     """Discretise the ROI as the definition does, then crop and pad everything the kernels read; ``local_means``:
-    also the mean intensity in the 1 cm^3 sphere around every ROI voxel (IBSI local intensity)."""
+    also the mean intensity in the 1 cm^3 sphere around every ROI voxel (IBSI local intensity).
+
+    Only the ROI's box grown by the kernel's reach (and, for local intensity, the sphere's) is read and converted:
+    a whole CT is never copied to float64 and int64 for a small ROI. The discretisation reads the ROI's voxels only,
+    so the grey levels are those of the whole image."""
     if image.GetDimension() == 2:
         image = sitk.JoinSeries(image)
         roi_mask = roi_mask[np.newaxis]
     notes = []
     if settings.definition == "ibsi":
-        image_array, levels, morph, n_levels, notes = _ibsi_levels(image, roi_mask, settings.ibsi)
-        centres_mask = morph
+        image_array, levels, morph, n_levels, notes, grid_start = _ibsi_levels(image, roi_mask, settings, local_means)
     else:
         from .pyradiomics_native import pyradiomics_bins
 
-        raw = sitk.GetArrayFromImage(image)
-        levels, _ = pyradiomics_bins(raw, roi_mask, settings.pyradiomics.get("binWidth", 25),
-                                     settings.pyradiomics.get("binCount"))
-        levels = np.where(roi_mask, levels, 0).astype(np.int64)
+        region, _ = _crop(roi_mask, settings.radius)
+        grid_start = [r.start for r in region]
+        morph = roi_mask[region]
+        raw = sitk.GetArrayViewFromImage(image)[region]
+        levels, _ = pyradiomics_bins(raw, morph, settings.pyradiomics.get("binWidth", 25),
+                                     settings.pyradiomics.get("binCount"))   # 0 outside the ROI
         image_array = raw.astype(np.float64)
-        morph = roi_mask
         n_levels = int(levels.max())
-        centres_mask = roi_mask
     present = np.unique(levels[levels > 0])
-    box, pad = _crop(centres_mask, settings.radius)
+    box, pad = _crop(morph, settings.radius)
 
     def cut(array, dtype):
         return np.ascontiguousarray(np.pad(array[box].astype(dtype, copy=False), pad))
 
     starts = np.array([s.start for s in box]) - np.array([p[0] for p in pad])
-    coords = np.argwhere(centres_mask)
+    coords = np.argwhere(morph)
     prepared = _Prepared(cut(image_array, np.float64), cut(levels, np.int64), cut(morph, np.uint8),
                          np.ascontiguousarray(coords - starts, dtype=np.int64),
-                         np.ravel_multi_index(coords.T, centres_mask.shape), centres_mask.shape, n_levels,
-                         int(present.size), float(np.prod(image.GetSpacing())), notes)
+                         np.ravel_multi_index((coords + np.asarray(grid_start)).T, roi_mask.shape), roi_mask.shape,
+                         n_levels, int(present.size), float(np.prod(image.GetSpacing())), notes)
     if local_means:
         prepared.means = _local_means(image_array, levels > 0, image, prepared.levels.shape, starts)
     return prepared
@@ -561,21 +569,30 @@ def _local_means(image_array, intensity_mask, image: sitk.Image, shape, starts) 
     return means
 
 
-def _ibsi_levels(image: sitk.Image, roi_mask: np.ndarray, ibsi):
-    """The IBSI engine's preprocessing (no resampling) and discretisation of the whole ROI."""
+def _ibsi_levels(image: sitk.Image, roi_mask: np.ndarray, settings: MapSettings, local_means: bool):
+    """The IBSI engine's preprocessing (no resampling) and discretisation of the whole ROI, on the ROI's box grown
+    by the kernel's reach and, for local intensity, by the 1 cm^3 sphere's radius (the whole grid where an IBSI 2
+    filter needs it): (intensities, grey levels (0 outside the intensity mask), morphological mask, N_g, notes, the
+    box's first voxel on the grid). The diagnostics are not computed: the maps do not report them."""
     from .ibsi.discretisation import discretise
+    from .ibsi.features.local_intensity import RADIUS_MM
     from .ibsi.preprocessing import prepare_roi
 
-    mask = sitk.GetImageFromArray(roi_mask.astype(np.uint8))
+    ibsi = settings.ibsi
+    crop_mm = None
+    if ibsi.image_filter is None:
+        reach = (settings.radius + 0.5) * max(image.GetSpacing())   # >= radius voxels along every axis
+        crop_mm = max(reach, RADIUS_MM) if local_means else reach
+    mask = sitk.GetImageFromArray(roi_mask.view(np.uint8))
     mask.CopyInformation(image)
-    roi, _diagnostics = prepare_roi(image, mask, ibsi)
+    roi, _diagnostics = prepare_roi(image, mask, ibsi.replaced(diagnostics=False), crop_mm)
     if ibsi.image_filter is not None:
         from .ibsi.filters import apply_filter
 
         roi = dataclasses.replace(roi, image=apply_filter(roi.image, roi.spacing, ibsi.image_filter), notes=[])
     roi = discretise(roi, ibsi)
     levels = np.where(roi.intensity_mask, roi.levels, 0)
-    return roi.image, levels, roi.morphological_mask, int(roi.n_levels), list(roi.notes)
+    return roi.image, levels, roi.morphological_mask, int(roi.n_levels), list(roi.notes), list(roi.grid_start)
 
 
 # --------------------------------------------------------------------------------------------
@@ -667,9 +684,15 @@ def _size(n: float) -> str:
 
 def estimate_memory(n_voxels: int, families: dict, radius: int, in_plane: bool, definition: str,
                     image_voxels: int, crop_voxels: int, dtype=np.float64, budget: int = WORKING_BUDGET,
-                    local_means: int = 0) -> MemoryEstimate:
+                    local_means: int = 0, whole_grid: bool = False) -> MemoryEstimate:
     """Peak memory estimate. ``families``: family -> number of features of it requested; ``local_means``: the
-    sphere means' working memory (:func:`local_means_bytes`) when local intensity maps are asked for."""
+    sphere means' working memory (:func:`local_means_bytes`) when local intensity maps are asked for;
+    ``whole_grid``: the IBSI preprocessing keeps the whole grid (an IBSI 2 filter), not only the ROI's box.
+
+    Of the whole image the preparation holds the ROI mask and the IBSI preprocessing's mask image (a byte each per
+    voxel) and, for the IBSI definition, at most a float64 copy of the image (voxel types it does not read in place);
+    the rest (intensities, grey levels, masks, 17 bytes per voxel) only on the ROI's box grown by the kernel
+    (``crop_voxels``), or on the whole grid with ``whole_grid``."""
     import numba
 
     per_voxel = max(working_bytes_per_voxel(f, radius, in_plane, definition) for f in families)
@@ -680,7 +703,8 @@ def estimate_memory(n_voxels: int, families: dict, radius: int, in_plane: bool, 
     if "glcm" in families:   # the GLCM matrices kept up to date as the kernel slides (at most SLIDING_MAX_LEVELS)
         scratch += numba.get_num_threads() * k.glcm_state_bytes(k.SLIDING_MAX_LEVELS, _n_directions(in_plane))
     working = chunk * per_voxel + chunk * 64 * 8 + scratch
-    inputs = crop_voxels * (8 + 8 + 1) + image_voxels * (8 + 8 + 1) + n_voxels * 32
+    whole = 2 + (8 if definition == "ibsi" else 0) + (8 + 8 + 1 if whole_grid else 0)
+    inputs = crop_voxels * (8 + 8 + 1) + image_voxels * whole + n_voxels * 32
     if "local_intensity" in families:
         inputs += crop_voxels * 8 + local_means
     values = n_voxels * n_features * 8
@@ -822,7 +846,8 @@ def plan_feature_maps(image: sitk.Image, mask, features, radius=1, definition: s
         spheres = local_means_bytes(roi_mask, spacing) if len(shape) == 3 else \
             local_means_bytes(roi_mask[np.newaxis], (1.0, *spacing))
     memory = estimate_memory(n_voxels, families, resolved.radius, resolved.in_plane, resolved.definition,
-                             int(np.prod(shape)), crop_voxels, dtype, working_memory, spheres)
+                             int(np.prod(shape)), crop_voxels, dtype, working_memory, spheres,
+                             whole_grid=resolved.ibsi is not None and resolved.ibsi.image_filter is not None)
     check_memory(memory, memory_limit)
     prepared = _prepare(image, roi_mask, resolved, local_means="local_intensity" in families)
     return MapPlan(image, resolved, names, families, prepared, memory, np.dtype(dtype), fill_value)

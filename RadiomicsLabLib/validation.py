@@ -15,11 +15,18 @@ def segment_name(label: int) -> str:
     return f"Label_{label}"
 
 
+#: Label map voxels counted at a time by :func:`labels_present` (``np.bincount`` converts its input to int64).
+LABEL_COUNT_CHUNK = 1 << 22
+
+
 def labels_present(mask: sitk.Image) -> list[int]:
     """The non-zero label values in ``mask``, ascending."""
     array = sitk.GetArrayViewFromImage(mask)
     if np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min() and array.max() < 1 << 20:
-        counts = np.bincount(array.ravel())  # linear time; np.unique sorts
+        flat = array.reshape(-1)   # linear time (np.unique sorts), a chunk at a time: no int64 copy of the whole map
+        counts = np.zeros(int(array.max()) + 1, dtype=np.int64)
+        for start in range(0, flat.size, LABEL_COUNT_CHUNK):
+            counts += np.bincount(flat[start:start + LABEL_COUNT_CHUNK], minlength=counts.size)
         return [int(v) for v in np.flatnonzero(counts) if v != 0]
     return [int(v) for v in np.unique(array) if v != 0]
 

@@ -200,6 +200,35 @@ def test_ibsi_whole_image_fixed_bin_number(data):
     assert image.GetSize() == pet.GetSize() and image.GetOrigin() == pet.GetOrigin()
 
 
+@pytest.mark.parametrize("definition, features, radius", [
+    ("ibsi", "glcm,firstorder,gldzm,local_intensity", 1),
+    ("ibsi", "glrlm,ngtdm", 2),
+    ("pyradiomics", "glcm,firstorder,glszm", 1),
+    ("pyradiomics", "gldm,ngtdm", 2),
+])
+def test_maps_read_only_the_roi_neighbourhood_of_a_whole_image(brain1, definition, features, radius):
+    """The whole brain1 image (its real label) gives, on the ROI, the maps of a crop of the image that holds the ROI,
+    the kernel's reach and the local intensity sphere: the preparation reads only that part of a whole image, and
+    places the maps back on the whole grid (bit for bit the same values, NaN outside the ROI)."""
+    image, mask = (sitk.ReadImage(str(path)) for path in brain1)
+    labels = sitk.GetArrayViewFromImage(mask)
+    margin = [int(np.ceil(6.2 / s)) + radius + 1 for s in image.GetSpacing()[::-1]]   # (z, y, x) voxels
+    region = []
+    for coords, size, m in zip(np.nonzero(labels), labels.shape, margin):
+        region.append(slice(max(int(coords.min()) - m, 0), min(int(coords.max()) + 1 + m, size)))
+    assert any(r.start > 0 or r.stop < n for r, n in zip(region, labels.shape))   # a real crop
+    index = [int(r.start) for r in region[::-1]]
+    size = [int(r.stop - r.start) for r in region[::-1]]
+    whole = feature_maps(image, mask, features, radius=radius, definition=definition)
+    cropped = feature_maps(crop(image, (index, size)), crop(mask, (index, size)), features, radius=radius,
+                           definition=definition)
+    assert whole.names == cropped.names and whole.values.shape == cropped.values.shape
+    for name in whole.names:
+        on_whole = sitk.GetArrayFromImage(whole[name])
+        assert np.all(np.isnan(np.delete(on_whole.ravel(), whole.flat)))     # nothing outside the ROI
+        assert np.array_equal(on_whole[tuple(region)], sitk.GetArrayFromImage(cropped[name]), equal_nan=True), name
+
+
 def test_flat_kernels_known_values(brain1_crop):
     """A constant image (synthetic: every kernel holds one grey level): IBSI and pyradiomics' documented values."""
     image = sitk.Image(6, 6, 5, sitk.sitkFloat64)
