@@ -442,11 +442,14 @@ def test_without_diagnostics_only_the_intensities_used_must_be_finite(data):
         compute_features(outside, mask, settings.replaced(diagnostics=True))
 
 
-@pytest.mark.parametrize("diagnostics", [True, False])
-def test_an_image_kept_on_its_grid_is_cropped_without_a_whole_copy(data, diagnostics):
+@pytest.mark.parametrize("diagnostics, pixel", [(True, None), (False, None), (True, "int32"), (True, "uint16"),
+                                               (False, "uint16")])
+def test_an_image_kept_on_its_grid_is_cropped_without_a_whole_copy(data, diagnostics, pixel):
     """Without interpolation the engine's preprocessing reads the image through SimpleITK's view and converts only the
     kept region to float64: its allocations (numpy reports them to tracemalloc) stay well below one float64 copy of
-    the whole image, and the Roi, diagnostics and values are the whole grid's."""
+    the whole image, and the Roi, diagnostics and values are the whole grid's. Also for integer voxel types that the
+    compiled passes do not read (the CT as int32, and as uint16 shifted by 1024 HU: the whole image's statistics by
+    numpy on the view, exact)."""
     import tracemalloc
 
     from RadiomicsLabLib.ibsi.engine import features_of_roi
@@ -456,6 +459,11 @@ def test_an_image_kept_on_its_grid_is_cropped_without_a_whole_copy(data, diagnos
     folder = data / "sts" / "STS_002"
     image, mask = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
     settings = CONFIGURATIONS["C"].replaced(new_spacing=None, diagnostics=diagnostics)
+    if pixel == "int32":
+        image = sitk.Cast(image, sitk.sitkInt32)
+    elif pixel == "uint16":
+        image = sitk.Cast(sitk.Clamp(image + 1024, sitk.sitkFloat32, 0, 4095), sitk.sitkUInt16)
+        settings = settings.replaced(resegment_range=(24, 1424))
     whole, expected = prepare_roi(image, mask, settings)
     tracemalloc.start()
     try:

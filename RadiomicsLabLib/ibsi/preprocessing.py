@@ -299,7 +299,8 @@ def _image_array(image: sitk.Image, label: str, rounding: bool = False, copy: bo
                  in_background: bool = True) -> tuple[np.ndarray, tuple, object, bool]:
     """The image as a new float64 (z, y, x) array, rounded to integers (``np.rint``) with ``rounding``, its
     (z, y, x) spacing, a function that returns the (min, max, mean) of its values (finite: NaN or infinity raise
-    RadiomicsLabError, here already) and False. Without ``copy``, an image of one of :data:`CONVERTED_TYPES` comes
+    RadiomicsLabError, here already) and False. Without ``copy``, an image of one of :data:`CONVERTED_TYPES`, or of
+    another integer type of at most 32 bits (uint16, ...: statistics by numpy, :func:`_integer_statistics`), comes
     back as SimpleITK's read-only view of its voxels and whether its readers must still round (``np.rint``) each
     value; the statistics of the rounded values are then taken on the background thread
     (:func:`~RadiomicsLabLib.limits.run_in_background`, ``image`` held meanwhile; without ``in_background``: on the
@@ -325,6 +326,13 @@ def _image_array(image: sitk.Image, label: str, rounding: bool = False, copy: bo
         # converted, rounded and summed in one pass
         array = np.empty(view.shape, dtype=np.float64)
         statistics = _grid_statistics(array, rounding or integers, rounding and not integers, source=view)
+    elif not copy and integers and view.dtype.itemsize <= 4 and view.flags.c_contiguous:
+        # another integer type (uint16 MR, ...): read in place too, the callers convert the part they keep
+        statistics = functools.partial(_integer_statistics, view)
+        if not in_background:
+            return view, spacing, functools.cache(statistics), False
+        pending = run_in_background(statistics, holding=image)
+        return view, spacing, pending.result, False
     else:
         array = view.astype(np.float64)
         statistics = _grid_statistics(array, rounding or integers, rounding and not integers)
@@ -370,6 +378,19 @@ def _grid_statistics(array: np.ndarray, integral: bool, rounding: bool = False, 
     if _exact_sum(total, array.size, low, high, integral):
         return low, high, total / array.size
     return low, high, float(array.mean() if write else _read(array, rounding).mean())
+
+
+def _integer_statistics(values: np.ndarray) -> tuple:
+    """(min, max, mean) of an integer array (at most 32 bits) as numpy gives them for its float64 copy, without the
+    copy: the mean is the exact integer sum / size where a float64 sum is exact in any order (:func:`_exact_sum`),
+    else numpy's mean of the copy. Empty: (0, 0, NaN), as :func:`_grid_statistics`."""
+    if values.size == 0:
+        return 0.0, 0.0, float("nan")
+    low, high = float(values.min()), float(values.max())
+    total = float(values.sum(dtype=np.int64))   # exact: |total| < 2^63 for 32-bit values in any image that fits
+    if _exact_sum(total, values.size, low, high, True):
+        return low, high, total / values.size
+    return low, high, float(values.astype(np.float64).mean())
 
 
 def _read(values: np.ndarray, rounding: bool) -> np.ndarray:
@@ -643,6 +664,8 @@ def _mask_summary(image: np.ndarray, box: tuple, mask: np.ndarray, integral: boo
     order; each value rounded on read with ``rounding``), as numpy gives them (NaN intensities when empty).
     ``integral``: every value read is an integer (a compiled exact mean); ``tight``: ``box`` is the mask's bounding
     box."""
+    if image.dtype not in CONVERTED_TYPES:   # a voxel type read in place (see _image_array): its box as float64
+        image, box, rounding = _read(image[box], rounding), tuple(slice(0, b.stop - b.start) for b in box), False
     count, low, high, total = _kernels.masked_stats(image, mask, tuple(b.start for b in box), rounding)
     count = int(count)
     found = box if tight else _kernels.bounding_box(mask)
