@@ -22,9 +22,10 @@ LABEL_COUNT_CHUNK = 1 << 22
 def labels_present(mask: sitk.Image) -> list[int]:
     """The non-zero label values in ``mask``, ascending."""
     array = sitk.GetArrayViewFromImage(mask)
-    if np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min() and array.max() < 1 << 20:
+    highest = int(array.max()) if np.issubdtype(array.dtype, np.integer) and array.size else None
+    if highest is not None and 0 <= array.min() and highest < 1 << 20:
         flat = array.reshape(-1)   # linear time (np.unique sorts), a chunk at a time: no int64 copy of the whole map
-        counts = np.zeros(int(array.max()) + 1, dtype=np.int64)
+        counts = np.zeros(highest + 1, dtype=np.int64)
         for start in range(0, flat.size, LABEL_COUNT_CHUNK):
             counts += np.bincount(flat[start:start + LABEL_COUNT_CHUNK], minlength=counts.size)
         return [int(v) for v in np.flatnonzero(counts) if v != 0]
