@@ -168,12 +168,12 @@ def run_every_kernel(image=None, mask=None, progress=None) -> dict:
         with warnings.catch_warnings():  # e.g. "a CT range on an image without negative values": a sample
             warnings.simplefilter("ignore")
             extract(image, mask, None, preset)
-            # the voxel types the engine reads as they are (int16 above; float images and float masks) and one
-            # that numpy converts first (uint16, e.g. MR)
+            # the voxel types the engine reads as they are (int16 above; float images and float masks, uint16 MR)
+            # and one that numpy converts first (int32)
             if preset == IBSI_PRESETS[-1]:
                 import SimpleITK as sitk
 
-                for pixel_type in (sitk.sitkFloat32, sitk.sitkFloat64, sitk.sitkUInt16):
+                for pixel_type in (sitk.sitkFloat32, sitk.sitkFloat64, sitk.sitkUInt16, sitk.sitkInt32):
                     extract(sitk.Cast(image, pixel_type), sitk.Cast(mask, pixel_type), None, preset)
     if progress is not None:
         progress(total, total, "done")

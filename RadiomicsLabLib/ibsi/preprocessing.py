@@ -300,7 +300,7 @@ def _image_array(image: sitk.Image, label: str, rounding: bool = False, copy: bo
     """The image as a new float64 (z, y, x) array, rounded to integers (``np.rint``) with ``rounding``, its
     (z, y, x) spacing, a function that returns the (min, max, mean) of its values (finite: NaN or infinity raise
     RadiomicsLabError, here already) and False. Without ``copy``, an image of one of :data:`CONVERTED_TYPES`, or of
-    another integer type of at most 32 bits (uint16, ...: statistics by numpy, :func:`_integer_statistics`), comes
+    another integer type of at most 32 bits (int32, uint8, ...: statistics by numpy, :func:`_integer_statistics`), comes
     back as SimpleITK's read-only view of its voxels and whether its readers must still round (``np.rint``) each
     value; the statistics of the rounded values are then taken on the background thread
     (:func:`~RadiomicsLabLib.limits.run_in_background`, ``image`` held meanwhile; without ``in_background``: on the
@@ -327,7 +327,7 @@ def _image_array(image: sitk.Image, label: str, rounding: bool = False, copy: bo
         array = np.empty(view.shape, dtype=np.float64)
         statistics = _grid_statistics(array, rounding or integers, rounding and not integers, source=view)
     elif not copy and integers and view.dtype.itemsize <= 4 and view.flags.c_contiguous:
-        # another integer type (uint16 MR, ...): read in place too, the callers convert the part they keep
+        # another integer type (int32, uint8, ...): read in place too, the callers convert the part they keep
         statistics = functools.partial(_integer_statistics, view)
         if not in_background:
             return view, spacing, functools.cache(statistics), False
@@ -356,9 +356,11 @@ def _exact_sum(total: float, count: int, low: float, high: float, integral: bool
     return integral and count > 0 and math.isfinite(total) and count * max(-low, high) <= 2.0 ** 53
 
 
-#: Voxel types that :func:`_image_array` converts to float64 in the pass that takes the statistics (their kernels
-#: are compiled at install, :mod:`~RadiomicsLabLib.warmup`); others are converted by numpy first.
-CONVERTED_TYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int16))
+#: Voxel types that the compiled passes read as they are (CT's int16, MR's uint16, float images): :func:`_image_array`
+#: converts them to float64 in the pass that takes the statistics, and the trilinear interpolation reads them without
+#: a float64 copy of the whole image (their kernels are compiled at install, :mod:`~RadiomicsLabLib.warmup`); others
+#: are converted by numpy first.
+CONVERTED_TYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int16), np.dtype(np.uint16))
 
 
 def _grid_statistics(array: np.ndarray, integral: bool, rounding: bool = False, source=None,
