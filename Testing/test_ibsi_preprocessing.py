@@ -447,9 +447,9 @@ def test_without_diagnostics_only_the_intensities_used_must_be_finite(data):
 def test_an_image_kept_on_its_grid_is_cropped_without_a_whole_copy(data, diagnostics, pixel):
     """Without interpolation the engine's preprocessing reads the image through SimpleITK's view and converts only the
     kept region to float64: its allocations (numpy reports them to tracemalloc) stay well below one float64 copy of
-    the whole image, and the Roi, diagnostics and values are the whole grid's. Also for integer voxel types that the
-    compiled passes do not read (the CT as int32, and as uint16 shifted by 1024 HU: the whole image's statistics by
-    numpy on the view, exact)."""
+    the whole image, and the Roi, diagnostics and values are the whole grid's. Also for other integer voxel types: the
+    CT as int32, which the compiled passes do not read (the whole image's statistics by numpy on the view, exact), and
+    as uint16 shifted by 1024 HU, which they read as they read int16."""
     import tracemalloc
 
     from RadiomicsLabLib.ibsi.engine import features_of_roi
