@@ -204,18 +204,19 @@ def describe(report: dict) -> str:
 
 # Stamp: is the cache current? ------------------------------------------------------------------------------
 def stamp() -> dict:
-    """What a cached kernel depends on, without importing numba: the numba and Python versions, the machine, the
-    kernel sources (path, size, modification time) and ``$NUMBA_CACHE_DIR``."""
+    """What the cached kernels depend on, without importing numba: the numba and Python versions, the machine,
+    ``$NUMBA_CACHE_DIR`` and the package's sources (path, size, modification time of every module: the kernels'
+    own, and their callers', which choose the argument types and so the signatures compiled, e.g. the voxel types
+    the preprocessing hands the interpolation)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
         numba_version = version("numba")
     except PackageNotFoundError:
         numba_version = None
-    root = Path(__file__).resolve().parent.parent  # the folder holding the RadiomicsLabLib package
+    package = Path(__file__).resolve().parent
     sources = {}
-    for name in KERNEL_MODULES:
-        path = root.joinpath(*name.split(".")).with_suffix(".py")
+    for path in sorted(package.rglob("*.py")):
         info = path.stat()
         sources[str(path)] = [info.st_size, info.st_mtime_ns]
     return {"numba": numba_version, "python": sys.version, "machine": platform.machine(),
@@ -248,7 +249,7 @@ def _write_stamp() -> None:
 
 
 def is_warm() -> bool:
-    """True when a warm-up ran for this installation with the current numba, Python, machine and kernel sources
+    """True when a warm-up ran for this installation with the current numba, Python, machine and package sources
     (its stamp matches; the cache itself is numba's). Cheap: imports nothing heavy."""
     try:
         return json.loads(stamp_path().read_text(encoding="utf-8")) == stamp()

@@ -187,13 +187,18 @@ def test_stamp_follows_numba_cache_and_sources(tmp_path, monkeypatch):
     assert not warmup.is_warm()
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "a"))
     stamp = warmup.stamp()
-    assert set(stamp["sources"]) == {str(ROOT.joinpath(*m.split(".")).with_suffix(".py"))
-                                     for m in warmup.KERNEL_MODULES}
-    assert all(Path(source).is_file() for source in stamp["sources"])
-    edited = json.loads(warmup.stamp_path().read_text())
-    edited["sources"][next(iter(edited["sources"]))][1] += 1   # a kernel source changed
-    warmup.stamp_path().write_text(json.dumps(edited))
-    assert not warmup.is_warm()
+    # every module of the package: the kernels' and their callers' (which choose the signatures compiled)
+    assert set(stamp["sources"]) == {str(path) for path in (ROOT / "RadiomicsLabLib").rglob("*.py")}
+    kernels = {str(ROOT.joinpath(*m.split(".")).with_suffix(".py")) for m in warmup.KERNEL_MODULES}
+    assert kernels < set(stamp["sources"])
+    original = warmup.stamp_path().read_text()
+    for source in (sorted(kernels)[0], str(ROOT / "RadiomicsLabLib" / "ibsi" / "preprocessing.py")):
+        edited = json.loads(original)
+        edited["sources"][source][1] += 1   # a kernel source, or a caller's, changed
+        warmup.stamp_path().write_text(json.dumps(edited))
+        assert not warmup.is_warm()
+    warmup.stamp_path().write_text(original)
+    assert warmup.is_warm()
 
 
 def test_desktop_module_compiles_the_kernels_in_a_worker_after_installing():
