@@ -315,24 +315,20 @@ def _image_array(image: sitk.Image, label: str, rounding: bool = False, copy: bo
     if image.GetDimension() == 2:
         view, spacing = view[np.newaxis], (1.0, *spacing)
     integers = view.dtype.kind in "biu"          # integers need no rounding
-    if view.dtype in CONVERTED_TYPES and view.flags.c_contiguous:
-        if not copy:   # statistics only
-            round_on_read = rounding and not integers
-            statistics = functools.partial(_grid_statistics, view, rounding or integers, round_on_read, write=False)
-            if not in_background:
-                return view, spacing, functools.cache(lambda: _finite(statistics(), label)), round_on_read
-            pending = run_in_background(statistics, holding=image)
-            return view, spacing, lambda: _finite(pending.result(), label), round_on_read
-        # converted, rounded and summed in one pass
+    compiled = view.dtype in CONVERTED_TYPES and view.flags.c_contiguous
+    if not copy and (compiled or (integers and view.dtype.itemsize <= 4 and view.flags.c_contiguous)):
+        # statistics only, the image read in place (the callers convert the part they keep): by the compiled pass,
+        # or for another integer type (int32, uint8, ...) by numpy
+        round_on_read = rounding and not integers
+        statistics = functools.partial(_grid_statistics, view, rounding or integers, round_on_read, write=False) \
+            if compiled else functools.partial(_integer_statistics, view)
+        if not in_background:
+            return view, spacing, functools.cache(lambda: _finite(statistics(), label)), round_on_read
+        pending = run_in_background(statistics, holding=image)
+        return view, spacing, lambda: _finite(pending.result(), label), round_on_read
+    if compiled:   # converted, rounded and summed in one pass
         array = np.empty(view.shape, dtype=np.float64)
         statistics = _grid_statistics(array, rounding or integers, rounding and not integers, source=view)
-    elif not copy and integers and view.dtype.itemsize <= 4 and view.flags.c_contiguous:
-        # another integer type (int32, uint8, ...): read in place too, the callers convert the part they keep
-        statistics = functools.partial(_integer_statistics, view)
-        if not in_background:
-            return view, spacing, functools.cache(statistics), False
-        pending = run_in_background(statistics, holding=image)
-        return view, spacing, pending.result, False
     else:
         array = view.astype(np.float64)
         statistics = _grid_statistics(array, rounding or integers, rounding and not integers)
