@@ -9,7 +9,10 @@ into a :class:`Job`:
    segments become SimpleITK images);
 2. *compute* (``job.compute(*job.args, progress=..., **job.kwargs)``): a module-level core function
    that knows nothing of the scene, run in a worker process by :class:`BackgroundRun`;
-3. *land* (``job.land(result)``), on the main thread again: the result becomes scene nodes.
+3. *land* (``job.land(result)``), on the main thread again: the result becomes scene nodes. Work on
+   the result that needs no scene (e.g. filling the voxel arrays of new volumes) goes into
+   ``job.before_land(result)``, which :class:`BackgroundRun` runs on the background thread that
+   received the result, so that the window only waits for the scene changes themselves.
 
 ``job.run()`` does the three in this thread: the Logic classes' plain methods (console, CLI, tests)
 are ``prepare(...).run(progress)``, so there is one code path whether the work runs here or in the
@@ -76,7 +79,8 @@ class Job:
     ``compute`` must be a module-level function (it is pickled into a worker process) taking
     ``progress(done, total, message)`` as a keyword; ``args``/``kwargs`` must be picklable (arrays,
     SimpleITK images, settings, dataclasses: no scene nodes). ``land(result)`` runs on the caller's
-    thread and returns what the GUI shows (nodes).
+    thread and returns what the GUI shows (nodes). ``before_land(result)`` (optional) turns the result into what
+    ``land`` takes without touching the scene; a background run calls it off the main thread.
     """
 
     title: str
@@ -84,10 +88,11 @@ class Job:
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
     land: object = _identity
+    before_land: object = _identity
 
     def run(self, progress=None):
         """Compute and land in this thread (the console and command-line path)."""
-        return self.land(self.compute(*self.args, progress=progress, **self.kwargs))
+        return self.land(self.before_land(self.compute(*self.args, progress=progress, **self.kwargs)))
 
 
 # Worker Python -----------------------------------------------------------------------------------
@@ -187,8 +192,8 @@ class BackgroundRun:
     The main thread calls :meth:`poll` from its event loop (a Qt timer in Slicer): it takes the
     progress reports, and when the result has arrived it calls ``job.land`` there and keeps what it
     returned in :attr:`value`. Nothing touches the scene until then, so :meth:`cancel` (the worker is
-    terminated) leaves the scene as it was. Sending the inputs and receiving the result happen on
-    background threads: the main thread never waits for the worker.
+    terminated) leaves the scene as it was. Sending the inputs, receiving the result and ``job.before_land`` happen
+    on background threads: the main thread never waits for the worker.
 
     ``state`` is ``"running"``, ``"done"``, ``"failed"`` or ``"cancelled"``; ``progress`` is the last
     ``(done, total, message)``.
@@ -233,6 +238,11 @@ class BackgroundRun:
                 message = ("ended",)
             except Exception as error:  # noqa: BLE001 - a result this process cannot unpickle
                 message = ("error", error, traceback.format_exc())
+            if message[0] == "done":
+                try:
+                    message = ("done", self.job.before_land(message[1]))
+                except Exception as error:  # noqa: BLE001 - shown by the caller through result()
+                    message = ("error", error, traceback.format_exc())
             self._messages.put(message)
             if message[0] != "progress":
                 break

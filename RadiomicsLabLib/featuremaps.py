@@ -753,13 +753,18 @@ class FeatureMaps(Mapping):
         self._index = {name: i for i, name in enumerate(self.names)}
 
     def __getitem__(self, name) -> sitk.Image:
-        column = self._index[name]
-        array = np.full(int(np.prod(self.shape)), self.fill_value, dtype=self.dtype)
-        array[self.flat] = self.values[:, column]
+        array = self.fill(name, np.empty(int(np.prod(self.shape)), dtype=self.dtype))
         image = sitk.GetImageFromArray(array.reshape(self.shape if self.reference.GetDimension() == 3
                                                      else self.shape[1:]))
         image.CopyInformation(self.reference)
         return image
+
+    def fill(self, name, voxels: np.ndarray) -> np.ndarray:
+        """Write map ``name`` into ``voxels``, a flat array of the whole grid (x fastest): its values at the mask
+        voxels, ``fill_value`` elsewhere. Returns ``voxels``."""
+        voxels.fill(self.fill_value)
+        voxels[self.flat] = self.values[:, self._index[name]]
+        return voxels
 
     def __iter__(self):
         return iter(self.names)

@@ -12,7 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 import slicer
 import vtk
-from vtk.util.numpy_support import numpy_to_vtk, vtk_to_numpy
+from vtk.util.numpy_support import create_vtk_array, get_vtk_array_type, numpy_to_vtk, vtk_to_numpy
 
 from ..errors import RadiomicsLabError
 
@@ -43,13 +43,36 @@ def update_volume_from_sitk(volume_node, image: sitk.Image):
     array = np.ascontiguousarray(sitk.GetArrayViewFromImage(image))
     image_data = vtk.vtkImageData()
     image_data.SetDimensions(image.GetSize())
-    scalars = numpy_to_vtk(array.ravel(), deep=True, array_type=vtk.util.numpy_support.get_vtk_array_type(array.dtype))
+    scalars = numpy_to_vtk(array.ravel(), deep=True, array_type=get_vtk_array_type(array.dtype))
     image_data.GetPointData().SetScalars(scalars)
-    volume_node.SetSpacing(image.GetSpacing())
-    volume_node.SetOrigin(tuple(_LPS_RAS @ np.array(image.GetOrigin())))
-    volume_node.SetIJKToRASDirections(_LPS_RAS @ np.array(image.GetDirection()).reshape(3, 3))
+    set_volume_geometry(volume_node, image)
     volume_node.SetAndObserveImageData(image_data)
     return volume_node
+
+
+def set_volume_geometry(volume_node, image: sitk.Image) -> None:
+    """Give ``volume_node`` the spacing, origin and directions of a SimpleITK image (LPS -> RAS); a 2D image is one
+    slice, as :func:`SimpleITK.JoinSeries` makes it (spacing 1 and origin 0 along the third axis)."""
+    dimension = image.GetDimension()
+    spacing, origin, direction = np.ones(3), np.zeros(3), np.eye(3)
+    spacing[:dimension], origin[:dimension] = image.GetSpacing(), image.GetOrigin()
+    direction[:dimension, :dimension] = np.array(image.GetDirection()).reshape(dimension, dimension)
+    volume_node.SetSpacing(tuple(spacing))
+    volume_node.SetOrigin(tuple(_LPS_RAS @ origin))
+    volume_node.SetIJKToRASDirections(_LPS_RAS @ direction)
+
+
+def new_image_data(image: sitk.Image, dtype) -> tuple[vtk.vtkImageData, np.ndarray]:
+    """Image data of a SimpleITK image's size (2D: one slice) whose voxels are left to the caller: VTK owns them,
+    and the returned numpy view (flat, x fastest as in SimpleITK's arrays) writes into them with no copy. Needs no
+    scene, so it can be made off the main thread."""
+    size = tuple(image.GetSize()) + (1,) * (3 - image.GetDimension())
+    scalars = create_vtk_array(get_vtk_array_type(np.dtype(dtype)))
+    scalars.SetNumberOfTuples(int(np.prod(size)))
+    image_data = vtk.vtkImageData()
+    image_data.SetDimensions(size)
+    image_data.GetPointData().SetScalars(scalars)
+    return image_data, vtk_to_numpy(scalars)
 
 
 def sitk_to_volume_node(image: sitk.Image, name: str, scene, class_name: str = "vtkMRMLScalarVolumeNode"):

@@ -32,7 +32,7 @@ from ..featuremaps import (check_map_outputs, check_memory, plan_feature_maps, r
                            write_feature_maps)
 from ..results import format_value
 from .app import default_scene
-from .convert import segment_name, segment_to_sitk, sitk_to_volume_node, volume_to_sitk
+from .convert import new_image_data, segment_name, segment_to_sitk, set_volume_geometry, volume_to_sitk
 from .tables import KIND_ATTRIBUTE, PROVENANCE_ATTRIBUTE, read_table_rows
 
 MAP_KIND = "feature-map"
@@ -51,6 +51,26 @@ class FeatureMapResult:
     maps: dict = field(default_factory=dict)
     table: object = None
     values: object = None
+
+
+@dataclass
+class MapLanding:
+    """Computed maps made ready for the scene without touching it (:attr:`Job.before_land
+    <RadiomicsLabLib.background.Job>`): each map's voxels as image data on the input grid, and the per-map summary
+    (whose minimum and maximum set the display), so that landing only adds nodes."""
+
+    maps: object
+    images: dict
+    summary: list
+
+    @classmethod
+    def of(cls, maps) -> "MapLanding":
+        images = {}
+        for name in maps:
+            image_data, voxels = new_image_data(maps.reference, maps.dtype)
+            maps.fill(name, voxels)
+            images[name] = image_data
+        return cls(maps, images, maps.summary())
 
 
 class FeatureMapLogic:
@@ -84,28 +104,33 @@ class FeatureMapLogic:
             inputs.update(segmentation=segmentation_node.GetName(), segmentation_node_id=segmentation_node.GetID(),
                           segment=segment_name(segmentation_node, segment))
 
-        def land(maps):
-            maps.provenance["inputs"] = inputs
-            return self._add_maps(maps, volume_node, segmentation_node, show, opacity)
+        def land(landing):
+            landing.maps.provenance["inputs"] = inputs
+            return self._add_maps(landing, volume_node, segmentation_node, show, opacity)
 
-        return Job(f"Feature maps ({plan.describe()})", run_plan, (plan,), land=land)
+        return Job(f"Feature maps ({plan.describe()})", run_plan, (plan,), before_land=MapLanding.of, land=land)
 
-    def _add_maps(self, maps, volume_node, segmentation_node, show, opacity) -> FeatureMapResult:
-        """The computed maps as volume nodes over ``volume_node``, and their summary table."""
+    def _add_maps(self, landing: "MapLanding", volume_node, segmentation_node, show, opacity) -> FeatureMapResult:
+        """The computed maps as volume nodes over ``volume_node``, and their summary table: only scene changes, the
+        voxels and statistics were made before (:class:`MapLanding`, off the main thread in a background run)."""
+        maps = landing.maps
         result = FeatureMapResult(values=maps)
         colour = self.colour_node()
-        for name in maps:
-            node = sitk_to_volume_node(maps[name], self.scene.GenerateUniqueName(f"{volume_node.GetName()} {name}"),
-                                       self.scene)
+        provenance = json.dumps(maps.provenance, default=str)
+        for name, summary in zip(maps, landing.summary):
+            node = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode",
+                                                self.scene.GenerateUniqueName(f"{volume_node.GetName()} {name}"))
+            set_volume_geometry(node, maps.reference)
+            node.SetAndObserveImageData(landing.images[name])
             node.SetAttribute(KIND_ATTRIBUTE, MAP_KIND)
             node.SetAttribute(FEATURE_ATTRIBUTE, name)
-            node.SetAttribute(PROVENANCE_ATTRIBUTE, json.dumps(maps.provenance, default=str))
+            node.SetAttribute(PROVENANCE_ATTRIBUTE, provenance)
             node.SetNodeReferenceID(VOLUME_ROLE, volume_node.GetID())
             if segmentation_node is not None:
                 node.SetNodeReferenceID(SEGMENTATION_ROLE, segmentation_node.GetID())
-            self._display(node, maps.array(name), colour)
+            self._display(node, summary["min"], summary["max"], colour)
             result.maps[name] = node
-        result.table = self.summary_table(maps, f"{volume_node.GetName()} feature maps")
+        result.table = self.summary_table(maps, f"{volume_node.GetName()} feature maps", rows=landing.summary)
         if show and result.maps:
             self.show(next(iter(result.maps.values())), volume_node, opacity)
         return result
@@ -152,19 +177,18 @@ class FeatureMapLogic:
         node.SetAttribute("Category", "RadiomicsLab")
         return node
 
-    @staticmethod
-    def _display(node, values: np.ndarray, colour):
-        """Colour table, window/level over the defined values, and a threshold that hides everything else."""
-        display = node.GetDisplayNode()
-        display.SetAndObserveColorNodeID(colour.GetID())
-        finite = values[np.isfinite(values)]
-        if finite.size == 0:
-            return
-        low, high = float(finite.min()), float(finite.max())
+    def _display(self, node, low: float, high: float, colour):
+        """A display node: the colour table, window/level over the defined values ``low`` to ``high`` (NaN: none
+        defined) and a threshold that hides everything else. Made with automatic window/level off, so no histogram
+        of the whole volume is computed (Slicer's default display node does that: ~20 ms per map)."""
+        display = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeDisplayNode")
         display.AutoWindowLevelOff()
-        display.SetWindowLevelMinMax(low, high if high > low else low + 1.0)
-        display.SetApplyThreshold(True)
-        display.SetThreshold(low, high)
+        display.SetAndObserveColorNodeID(colour.GetID())
+        if np.isfinite(low):
+            display.SetWindowLevelMinMax(low, high if high > low else low + 1.0)
+            display.SetApplyThreshold(True)
+            display.SetThreshold(low, high)
+        node.SetAndObserveDisplayNodeID(display.GetID())
 
     def show(self, map_node, background_node=None, opacity: float = 0.5):
         """Show ``map_node`` as the foreground layer (``opacity``) over ``background_node`` in every slice view.
@@ -186,10 +210,11 @@ class FeatureMapLogic:
             composite.SetForegroundOpacity(opacity)
 
     # Results --------------------------------------------------------------------------------
-    def summary_table(self, maps, name: str = "feature maps", table_node=None):
+    def summary_table(self, maps, name: str = "feature maps", table_node=None, rows=None):
         """A table node with one row per map: voxels, undefined voxels, mean, std, min, percentiles, max inside the
-        mask (numbers as their exact shortest decimal text), and the maps' provenance."""
-        rows = maps.summary()
+        mask (numbers as their exact shortest decimal text), and the maps' provenance. ``rows``: ``maps.summary()``
+        when already computed."""
+        rows = maps.summary() if rows is None else rows
         header = list(rows[0]) if rows else ["feature"]
         if table_node is None:
             table_node = self.scene.AddNewNodeByClass("vtkMRMLTableNode", self.scene.GenerateUniqueName(name))
