@@ -176,11 +176,14 @@ def compileKernelsInBackground():
     """Compile RadiomicsLab's numba kernels (feature maps, observers) in a worker process with
     RadiomicsLabLib.warmup, once per installation, numba version and kernel source: numba caches the machine code
     where later processes find it, so the first feature map does not spend seconds per family compiling. The window
-    never waits: a Qt timer polls the worker and logs its outcome. Skipped in testing mode and when already done."""
+    never waits: a Qt timer polls the worker and logs its outcome. Skipped in testing mode and when already done.
+    Once the kernels are compiled, one worker process is kept started ahead of the next job, its imports done and the
+    kernels loaded (RadiomicsLabLib.background.keep_worker_ready), so that no job waits for a worker's start."""
     global _kernelCompilation
     if _kernelCompilation is not None or slicer.app.testingEnabled():
         return
-    from RadiomicsLabLib.warmup import start_in_background
+    from RadiomicsLabLib.background import keep_worker_ready
+    from RadiomicsLabLib.warmup import load_kernels, start_in_background
 
     try:
         run = start_in_background()
@@ -189,6 +192,7 @@ def compileKernelsInBackground():
                         "map will compile them.")
         return
     if run is None:  # already compiled for this installation
+        keep_worker_ready(load_kernels)
         return
     _kernelCompilation = run
     timer = qt.QTimer()
@@ -205,6 +209,7 @@ def compileKernelsInBackground():
         except Exception as error:  # noqa: BLE001 - logged; the first map compiles what it needs
             logging.warning(f"RadiomicsLab: compiling the kernels in the background failed ({error}); the first "
                             "feature map will compile them.")
+        keep_worker_ready(load_kernels)
 
     timer.connect("timeout()", poll)
     run.timer = timer  # kept with the run until it ends

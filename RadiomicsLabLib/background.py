@@ -24,7 +24,8 @@ do not release it) stalls the window just the same; a thread cannot be stopped i
 whereas a process is terminated at once (Cancel takes effect within a second), and its memory goes
 back to the system when it ends. The price is the start (~1 s to import numpy and SimpleITK) and
 copying the inputs and the result through a pipe (~0.1 s per 100 MB), paid by background threads
-here, never by the main thread.
+here, never by the main thread. Desktop Slicer keeps one worker started ahead of the next job
+(:func:`keep_worker_ready`, with the compiled kernels loaded), so that a job waits for neither.
 
 Which Python the workers start with (:func:`worker_python`): multiprocessing and Dask's local
 workers start ``sys.executable``, which desktop Slicer sets to its ``PythonSlicer`` launcher (the
@@ -165,8 +166,14 @@ def worker_info(progress=None) -> dict:
 
 
 # Running a job in a worker process ---------------------------------------------------------------
-def _work(connection):
-    """Worker process: read the job, compute it, send progress and the result (or the error) back."""
+def _work(connection, prepare=None):
+    """Worker process: run ``prepare()`` (a worker started ahead of its job, :func:`keep_worker_ready`), then read the
+    job, compute it, send progress and the result (or the error) back."""
+    if prepare is not None:
+        try:
+            prepare()
+        except Exception:  # noqa: BLE001 - only a head start: the job does what it needs itself
+            traceback.print_exc()
     try:
         compute, args, kwargs = pickle.loads(connection.recv_bytes())
 
@@ -184,6 +191,96 @@ def _work(connection):
         data = pickle.dumps(("error", RuntimeError(f"{type(error).__name__}: {error}"), traceback.format_exc()))
     connection.send_bytes(data)
     connection.close()
+
+
+@dataclass
+class _Worker:
+    """A started worker process (:func:`_work`), the parent's end of its pipe, and what it started with."""
+
+    process: multiprocessing.Process
+    connection: object
+    started_with: tuple
+
+
+def _start_conditions() -> tuple:
+    """What a spawned worker takes from this process when it starts: the executable, ``sys.path``, the working folder
+    and the environment."""
+    return (os.fsdecode(multiprocessing.spawn.get_executable()), tuple(sys.path), os.getcwd(),
+            tuple(sorted(os.environ.items())))
+
+
+def _start_worker(name: str, prepare=None) -> _Worker:
+    use_worker_python()
+    context = multiprocessing.get_context("spawn")
+    connection, child = context.Pipe(duplex=True)
+    process = context.Process(target=_work, args=(child, prepare), name=name, daemon=True)
+    process.start()
+    child.close()
+    return _Worker(process, connection, _start_conditions())
+
+
+def _stop_worker(worker: _Worker) -> None:
+    """Terminate a worker that has no job, and reap it on a background thread."""
+    worker.process.terminate()
+    worker.connection.close()
+    threading.Thread(target=worker.process.join, args=(TERMINATE_GRACE_S,), daemon=True,
+                     name="radiomicslab-worker-stop").start()
+
+
+# The worker kept ready for the next job ------------------------------------------------------------
+_ready_lock = threading.Lock()
+_ready = None           # the worker started ahead of the next job, or None
+_ready_prepare = None   # (prepare,) while a worker is kept ready (keep_worker_ready), else None
+
+
+def keep_worker_ready(prepare=None) -> None:
+    """From now on keep one worker process started ahead of the next job (desktop Slicer does from start-up).
+
+    A job then skips its worker's start: importing numpy, SimpleITK and RadiomicsLab (about 0.8 s), and whatever
+    ``prepare()`` (a module-level function) does before the worker waits for its job, such as loading the compiled
+    kernels (:func:`RadiomicsLabLib.warmup.load_kernels`, about 2 s). After each job ends a new worker is started.
+    The price is one idle process's memory (about 350 MB with every kernel loaded). A worker whose start conditions
+    (executable, ``sys.path``, working folder, environment) no longer match this process's is not used."""
+    global _ready_prepare
+    with _ready_lock:
+        _ready_prepare = (prepare,)
+    _start_ready_worker()
+
+
+def stop_keeping_worker_ready() -> None:
+    """Stop :func:`keep_worker_ready`: the worker kept ready is terminated; jobs start their own workers again."""
+    global _ready, _ready_prepare
+    with _ready_lock:
+        worker, _ready, _ready_prepare = _ready, None, None
+    if worker is not None:
+        _stop_worker(worker)
+
+
+def _start_ready_worker() -> None:
+    """Start the worker kept ready, when one is kept and none is alive."""
+    global _ready
+    with _ready_lock:
+        if _ready_prepare is None or (_ready is not None and _ready.process.is_alive()):
+            return
+        try:
+            _ready = _start_worker("RadiomicsLab: worker ready for the next job", _ready_prepare[0])
+        except Exception:  # noqa: BLE001 - e.g. no worker Python: the next job starts its own and reports it
+            _ready = None
+
+
+def _take_ready_worker(name: str) -> _Worker | None:
+    """The worker kept ready, renamed ``name``, if it is alive and started as a new worker would; else None."""
+    global _ready
+    use_worker_python()
+    with _ready_lock:
+        worker, _ready = _ready, None
+    if worker is None:
+        return None
+    if worker.process.is_alive() and worker.started_with == _start_conditions():
+        worker.process.name = name
+        return worker
+    _stop_worker(worker)
+    return None
 
 
 class BackgroundRun:
@@ -207,12 +304,9 @@ class BackgroundRun:
         self.error = None
         self.started = time.monotonic()
         payload = pickle.dumps((job.compute, job.args, job.kwargs), protocol=pickle.HIGHEST_PROTOCOL)
-        use_worker_python()
-        context = multiprocessing.get_context("spawn")
-        self._connection, child = context.Pipe(duplex=True)
-        self._process = context.Process(target=_work, args=(child,), name=f"RadiomicsLab: {job.title}", daemon=True)
-        self._process.start()
-        child.close()
+        name = f"RadiomicsLab: {job.title}"
+        worker = _take_ready_worker(name) or _start_worker(name)
+        self._process, self._connection = worker.process, worker.connection
         self._messages = queue.Queue()
         self._reaping = threading.Lock()  # the reader and a cancel both reap the worker: one at a time
         self._sender = threading.Thread(target=self._send, args=(payload,), daemon=True, name="radiomicslab-job-send")
@@ -249,6 +343,7 @@ class BackgroundRun:
         self._reap()
         self._sender.join()  # returns: the worker has ended, so a send in progress fails at once
         self._connection.close()
+        _start_ready_worker()  # for the next job, now that this one no longer needs the CPU
 
     def _reap(self, grace: float = 10.0) -> None:
         """Wait up to ``grace`` seconds for the worker process to end, then kill it."""

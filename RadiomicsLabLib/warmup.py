@@ -180,6 +180,16 @@ def run_every_kernel(image=None, mask=None, progress=None) -> dict:
     return maps
 
 
+def load_kernels() -> None:
+    """Preparation of a worker kept ready for the next job (:func:`.background.keep_worker_ready`): the imports of
+    every workflow's code and, when the cache is warm (:func:`is_warm`), every compiled kernel loaded through
+    :func:`run_every_kernel` (about 2 s); a cold cache is left to the warm-up, which is compiling it."""
+    from . import extraction, featuremaps, observers  # noqa: F401 - imported for the next job
+
+    if is_warm():
+        run_every_kernel()
+
+
 # Warm-up ---------------------------------------------------------------------------------------------------
 def warm_up(progress=None) -> dict:
     """Compile (or load from the cache) every kernel with the signatures real runs use, and leave the stamp of

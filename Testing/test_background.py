@@ -253,6 +253,82 @@ def child_processes() -> list[int]:
     return children
 
 
+def _prepare_worker():
+    """A ready worker's preparation, seen by the jobs it runs."""
+    os.environ["RADIOMICSLAB_TEST_PREPARED"] = str(os.getpid())
+
+
+def _worker_state(progress=None):
+    return os.getpid(), os.environ.get("RADIOMICSLAB_TEST_PREPARED"), os.environ.get("RADIOMICSLAB_TEST_MARK")
+
+
+def _sleep(seconds, progress=None):
+    time.sleep(seconds)
+
+
+def test_a_worker_kept_ready_runs_the_next_job_prepared_and_a_new_one_is_started_after_it(monkeypatch):
+    """Desktop Slicer keeps one worker started ahead of the next job (keep_worker_ready): the job runs in it, after
+    its preparation; when the job ends (done, or cancelled: the worker is terminated) the next ready worker is
+    started for the next job; stopping leaves no worker process behind."""
+    from RadiomicsLabLib import background
+
+    before = set(child_processes())
+    background.keep_worker_ready(_prepare_worker)
+    try:
+        used = []
+        for job in (Job("Which worker", _worker_state), Job("Long job", _sleep, (60,)), Job("Which worker", _worker_state)):
+            ready = background._ready.process.pid
+            run = BackgroundRun(job)
+            assert run._process.pid == ready and background._ready is None   # taken, not yet replaced
+            if job.compute is _sleep:
+                time.sleep(0.5)
+                run.cancel()
+                with pytest.raises(JobCancelled):
+                    run.wait(timeout=30)
+            else:
+                pid, prepared, _ = run.wait(timeout=120)
+                assert pid == ready and prepared == str(ready)   # prepared before it read the job
+            used.append(ready)
+            deadline = time.monotonic() + 30
+            while (background._ready is None or background._ready.process.pid == ready) and time.monotonic() < deadline:
+                time.sleep(0.01)   # the next one starts once the job's worker is reaped
+            assert background._ready.process.is_alive() and background._ready.process.pid not in used
+    finally:
+        background.stop_keeping_worker_ready()
+    def command(pid) -> bytes:
+        try:
+            return Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:   # ended meanwhile
+            return b""
+
+    def workers_left():   # multiprocessing's resource tracker (started with the first worker) stays, as always
+        return {pid for pid in set(child_processes()) - before if b"resource_tracker" not in command(pid)}
+
+    deadline = time.monotonic() + 10
+    while workers_left() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not workers_left() and background._ready is None
+    run = BackgroundRun(Job("Which worker", _worker_state))   # a worker of its own again
+    assert run.wait(timeout=120)[1] is None
+
+
+def test_a_ready_worker_started_under_other_conditions_is_not_used(monkeypatch):
+    """A job sees this process's environment as it is when the job starts: a ready worker started before a change
+    (here an environment variable; likewise sys.path, the working folder, the executable) is replaced by a new one."""
+    from RadiomicsLabLib import background
+
+    background.keep_worker_ready(_prepare_worker)
+    try:
+        stale = background._ready.process
+        monkeypatch.setenv("RADIOMICSLAB_TEST_MARK", "set after the ready worker started")
+        pid, prepared, mark = BackgroundRun(Job("Which worker", _worker_state)).wait(timeout=120)
+        assert pid != stale.pid and prepared is None and mark == "set after the ready worker started"
+        stale.join(5)
+        assert not stale.is_alive()
+    finally:
+        background.stop_keeping_worker_ready()
+
+
 def test_cohort_with_workers_0_runs_in_this_process_in_the_background(data, scene, tmp_path):
     """The desktop Cohort section's Workers = 0: the cases run in Slicer's own process (no worker process is
     started), on a background thread, while the main loop keeps ticking and polls the status table."""
