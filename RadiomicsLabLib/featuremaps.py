@@ -499,14 +499,21 @@ def _check_kernel_fits(shape, radius: int, in_plane: bool) -> None:
                                     f"{axis} ({size} voxels); {fix}.")
 
 
-def _crop(roi_mask: np.ndarray, radius: int):
-    """The slices of the centres' bounding box grown by ``radius`` (clipped) and the zero padding that restores
-    the full margin at the image edge (the box by one compiled pass, without listing the voxels)."""
+def _mask_box(roi_mask: np.ndarray) -> tuple:
+    """The slices of the mask's bounding box (one compiled pass, without listing the voxels); an empty mask is an
+    error."""
     from .ibsi._preprocessing_kernels import bounding_box
 
     tight = bounding_box(roi_mask)
     if tight is None:
         raise RadiomicsLabError("The mask is empty: no voxel has the label. Draw or load the region of interest first.")
+    return tight
+
+
+def _crop(roi_mask: np.ndarray, radius: int, tight: tuple | None = None):
+    """The slices of the centres' bounding box (``tight``, else :func:`_mask_box`) grown by ``radius`` (clipped) and
+    the zero padding that restores the full margin at the image edge."""
+    tight = _mask_box(roi_mask) if tight is None else tight
     box, pad = [], []
     for extent, size in zip(tight, roi_mask.shape):
         lo, hi = extent.start - radius, extent.stop + radius
@@ -658,6 +665,7 @@ class MemoryEstimate:
     chunk_voxels: int
     n_voxels: int
     n_features: int
+    box_map: int = 0     # one map over the mask's bounding box (FeatureMaps.box: a scene's map volume)
 
     @property
     def total(self) -> int:
@@ -665,8 +673,8 @@ class MemoryEstimate:
 
     @property
     def all_maps(self) -> int:
-        """Memory if every map were held as an image at once (``dict(maps)``)."""
-        return self.n_features * self.one_map
+        """Memory if every map were held over the mask's box at once (a scene's map volumes)."""
+        return self.n_features * self.box_map
 
     def describe(self) -> str:
         return (f"Estimated peak memory of the computation {_size(self.total)} for {self.n_features} map(s) of "
@@ -684,10 +692,11 @@ def _size(n: float) -> str:
 
 def estimate_memory(n_voxels: int, families: dict, radius: int, in_plane: bool, definition: str,
                     image_voxels: int, crop_voxels: int, dtype=np.float64, budget: int = WORKING_BUDGET,
-                    local_means: int = 0, whole_grid: bool = False) -> MemoryEstimate:
+                    local_means: int = 0, whole_grid: bool = False, box_voxels: int | None = None) -> MemoryEstimate:
     """Peak memory estimate. ``families``: family -> number of features of it requested; ``local_means``: the
     sphere means' working memory (:func:`local_means_bytes`) when local intensity maps are asked for;
-    ``whole_grid``: the IBSI preprocessing keeps the whole grid (an IBSI 2 filter), not only the ROI's box.
+    ``whole_grid``: the IBSI preprocessing keeps the whole grid (an IBSI 2 filter), not only the ROI's box;
+    ``box_voxels``: the voxels of the mask's bounding box (default: the whole image).
 
     Of the whole image the preparation holds the ROI mask and the IBSI preprocessing's mask image (a byte each per
     voxel) and, for the IBSI definition, at most a float64 copy of the image (voxel types it does not read in place);
@@ -709,17 +718,19 @@ def estimate_memory(n_voxels: int, families: dict, radius: int, in_plane: bool, 
         inputs += crop_voxels * 8 + local_means
     values = n_voxels * n_features * 8
     one_map = image_voxels * np.dtype(dtype).itemsize
-    return MemoryEstimate(inputs, values, working, one_map, chunk, n_voxels, n_features)
+    box_map = (image_voxels if box_voxels is None else box_voxels) * np.dtype(dtype).itemsize
+    return MemoryEstimate(inputs, values, working, one_map, chunk, n_voxels, n_features, box_map)
 
 
 def check_memory(estimate: MemoryEstimate, limit: int | None = None, all_maps: bool = False) -> None:
     """Refuse a computation whose estimate exceeds ``limit`` (default: the available memory), saying what it needs
-    and how to reduce it. ``all_maps``: every map is held as an image at once (e.g. as volume nodes of a scene)."""
+    and how to reduce it. ``all_maps``: every map is held at once over the mask's box (volume nodes of a scene)."""
     limit = available_memory() if limit is None else int(limit)
     needed = estimate.total + (estimate.all_maps if all_maps else 0)
     if needed <= limit:
         return
-    per_feature = (estimate.values + (estimate.one_map if all_maps else 0)) // max(estimate.n_features, 1)
+    per_feature = (estimate.values + (estimate.box_map * estimate.n_features if all_maps else 0)) \
+        // max(estimate.n_features, 1)
     raise RadiomicsLabError(
         f"The feature maps need about {_size(needed)} but only {_size(limit)} is available "
         f"({estimate.n_features} map(s) of {estimate.n_voxels} voxels: {_size(per_feature)} per feature, "
@@ -759,12 +770,29 @@ class FeatureMaps(Mapping):
         image.CopyInformation(self.reference)
         return image
 
-    def fill(self, name, voxels: np.ndarray) -> np.ndarray:
-        """Write map ``name`` into ``voxels``, a flat array of the whole grid (x fastest): its values at the mask
-        voxels, ``fill_value`` elsewhere. Returns ``voxels``."""
+    def fill(self, name, voxels: np.ndarray, box: bool = False) -> np.ndarray:
+        """Write map ``name`` into ``voxels``, a flat array (x fastest) of the whole grid, or with ``box`` of the
+        mask's bounding box (:attr:`box`): its values at the mask voxels, ``fill_value`` elsewhere. Returns
+        ``voxels``."""
         voxels.fill(self.fill_value)
-        voxels[self.flat] = self.values[:, self._index[name]]
+        voxels[self._box_flat if box else self.flat] = self.values[:, self._index[name]]
         return voxels
+
+    @functools.cached_property
+    def box(self) -> tuple:
+        """The bounding box of the mask voxels on the (z, y, x) grid :attr:`shape`, as slices: the extent of the
+        maps' defined values (pyradiomics' voxel-based maps cover the same box). The whole grid for no voxel."""
+        if not len(self.flat):
+            return tuple(slice(0, n) for n in self.shape)
+        index = np.unravel_index(self.flat, self.shape)
+        return tuple(slice(int(i.min()), int(i.max()) + 1) for i in index)
+
+    @functools.cached_property
+    def _box_flat(self) -> np.ndarray:
+        """The mask voxels' flat indices within :attr:`box`."""
+        index = np.unravel_index(self.flat, self.shape)
+        return np.ravel_multi_index([i - s.start for i, s in zip(index, self.box)],
+                                    [s.stop - s.start for s in self.box])
 
     def __iter__(self):
         return iter(self.names)
@@ -843,7 +871,8 @@ def plan_feature_maps(image: sitk.Image, mask, features, radius=1, definition: s
     for name in names:
         families[available[name]] = families.get(available[name], 0) + 1
     n_voxels = int(np.count_nonzero(roi_mask))
-    box, _ = _crop(roi_mask, resolved.radius)
+    tight = _mask_box(roi_mask)
+    box, _ = _crop(roi_mask, resolved.radius, tight)
     crop_voxels = int(np.prod([(s.stop - s.start) + 2 * resolved.radius for s in box]))
     spheres = 0
     if "local_intensity" in families:
@@ -852,7 +881,8 @@ def plan_feature_maps(image: sitk.Image, mask, features, radius=1, definition: s
             local_means_bytes(roi_mask[np.newaxis], (1.0, *spacing))
     memory = estimate_memory(n_voxels, families, resolved.radius, resolved.in_plane, resolved.definition,
                              int(np.prod(shape)), crop_voxels, dtype, working_memory, spheres,
-                             whole_grid=resolved.ibsi is not None and resolved.ibsi.image_filter is not None)
+                             whole_grid=resolved.ibsi is not None and resolved.ibsi.image_filter is not None,
+                             box_voxels=int(np.prod([s.stop - s.start for s in tight])))
     check_memory(memory, memory_limit)
     prepared = _prepare(image, roi_mask, resolved, local_means="local_intensity" in families)
     return MapPlan(image, resolved, names, families, prepared, memory, np.dtype(dtype), fill_value)

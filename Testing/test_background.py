@@ -115,11 +115,11 @@ def test_background_maps_equal_the_in_thread_maps(data, scene):
 
 
 def test_landing_many_maps_keeps_the_main_loop_ticking_and_the_nodes_hold_the_cores_maps(data, scene):
-    """Every pyradiomics map of brain1 (93 whole-grid volumes): the voxels are filled and the summary computed on the
+    """Every pyradiomics map of brain1 (93 volumes): the voxels are filled and the summary computed on the
     background thread that receives the result (``Job.before_land``), so landing only adds nodes. Before, the main
     thread built each map through SimpleITK and Slicer's default display node (a histogram of the whole volume):
-    a 3 s stall on this case. The nodes hold exactly the core's maps (voxels, NaN outside the mask, geometry) and
-    their display shows the defined values."""
+    a 3 s stall on this case. The nodes hold exactly the core's maps over the mask's bounding box (voxels, NaN outside
+    the mask, geometry) and their display shows the defined values."""
     from vtk.util.numpy_support import vtk_to_numpy
 
     from RadiomicsLabLib.featuremaps import run_plan
@@ -139,15 +139,20 @@ def test_landing_many_maps_keeps_the_main_loop_ticking_and_the_nodes_hold_the_co
     result = run.result()
     assert stall < MAX_STALL_S, f"the main loop stalled {stall:.2f} s"
     assert len(result.maps) == len(core) == 93
+    box = result.values.box
+    label = np.nonzero(sitk.GetArrayFromImage(sitk.ReadImage(str(data / "pyradiomics_cases" / "brain1_label.nrrd"))))
+    assert box == tuple(slice(int(i.min()), int(i.max()) + 1) for i in label)   # the label's bounding box
     for name in ("firstorder_Mean", "glcm_Contrast", "ngtdm_Busyness"):
         node = result.maps[name]
         voxels = vtk_to_numpy(node.GetImageData().GetPointData().GetScalars())
-        expected = sitk.GetArrayFromImage(result.values[name]).ravel()
+        whole = sitk.GetArrayFromImage(result.values[name])
+        expected = whole[box].ravel()
         assert voxels.tobytes() == expected.tobytes(), name     # NaN outside the mask included
+        assert np.isnan(np.delete(whole.ravel(), result.values.flat)).all()   # nothing defined outside the box
         np.testing.assert_allclose(result.values.array(name), core.array(name), rtol=1e-12)
-        image = volume_to_sitk(node)
+        image, cropped = volume_to_sitk(node), result.values[name][tuple(box[::-1])]   # SimpleITK slices (x, y, z)
         assert (image.GetSize(), image.GetSpacing(), image.GetOrigin(), image.GetDirection()) == \
-            (core[name].GetSize(), core[name].GetSpacing(), core[name].GetOrigin(), core[name].GetDirection())
+            (cropped.GetSize(), cropped.GetSpacing(), cropped.GetOrigin(), cropped.GetDirection())
         values = core.array(name)
         display = node.GetDisplayNode()
         assert not display.GetAutoWindowLevel() and display.GetApplyThreshold()

@@ -366,7 +366,7 @@ def test_cli_bad_input_one_line_and_nothing_written(brain1_crop_files, tmp_path)
 
 def test_logic_maps_become_volume_nodes_over_the_image(brain1_crop, scene, tmp_path):
     from RadiomicsLabLib.mrml.convert import label_map_to_segmentation_node, sitk_to_volume_node, volume_to_sitk
-    from RadiomicsLabLib.mrml.featuremaps import FeatureMapLogic
+    from RadiomicsLabLib.mrml.featuremaps import FeatureMapLogic, map_on_volume_grid
 
     image, mask = brain1_crop
     logic = FeatureMapLogic(scene)
@@ -384,11 +384,24 @@ def test_logic_maps_become_volume_nodes_over_the_image(brain1_crop, scene, tmp_p
     api = feature_maps(image, mask, "glcm_Contrast,firstorder_Mean", radius=1, definition="pyradiomics")
     node = result.maps["glcm_Contrast"]
     assert node.IsA("vtkMRMLScalarVolumeNode")
-    ijk_volume, ijk_map = vtk_matrix(volume), vtk_matrix(node)
-    assert np.array_equal(ijk_volume, ijk_map)
-    converted = volume_to_sitk(node)
+    # The map covers the mask's bounding box of the volume's grid: same spacing and directions, origin at the box
     roi = sitk.GetArrayFromImage(mask) == 1
-    assert np.array_equal(sitk.GetArrayFromImage(converted)[roi], api.array("glcm_Contrast"))
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(roi))
+    assert result.values.box == box and roi[box].shape != roi.shape
+    ijk_volume, ijk_map = vtk_matrix(volume), vtk_matrix(node)
+    assert np.array_equal(ijk_volume[:3, :3], ijk_map[:3, :3])
+    np.testing.assert_allclose(ijk_map[:, 3], ijk_volume @ [*(s.start for s in box[::-1]), 1], rtol=0, atol=1e-9)
+    converted = volume_to_sitk(node)
+    assert np.array_equal(sitk.GetArrayFromImage(converted)[roi[box]], api.array("glcm_Contrast"))
+    assert np.isnan(sitk.GetArrayFromImage(converted)[~roi[box]]).all()
+    # ... and on the volume's whole grid it is the core's map, bit for bit, with the volume's geometry
+    whole, core = map_on_volume_grid(node), api["glcm_Contrast"]
+    assert sitk.GetArrayViewFromImage(whole).tobytes() == sitk.GetArrayViewFromImage(core).tobytes()
+    assert (whole.GetSize(), whole.GetSpacing(), whole.GetOrigin(), whole.GetDirection()) == \
+        (core.GetSize(), core.GetSpacing(), core.GetOrigin(), core.GetDirection())
+    # The scene's memory check counts each map over the box, not the whole grid
+    plan = plan_feature_maps(image, mask, "glcm_Contrast,firstorder_Mean", radius=1, definition="pyradiomics")
+    assert plan.memory.all_maps == 2 * 8 * roi[box].size < 2 * 8 * roi.size
     display = node.GetDisplayNode()
     assert display.GetColorNode().GetName() in ("Viridis", "RadiomicsLab Viridis") and display.GetApplyThreshold()
     assert composite.GetForegroundVolumeID() == node.GetID() and composite.GetBackgroundVolumeID() == volume.GetID()
@@ -409,7 +422,7 @@ def test_logic_maps_become_volume_nodes_over_the_image(brain1_crop, scene, tmp_p
     back = {n.GetAttribute("RadiomicsLab.Feature"): n for n in reloaded.map_nodes()}
     assert sorted(back) == ["firstorder_Mean", "glcm_Contrast"]
     again = sitk.GetArrayFromImage(volume_to_sitk(back["glcm_Contrast"]))
-    assert np.array_equal(again[roi], api.array("glcm_Contrast")) and np.isnan(again[~roi]).all()
+    assert np.array_equal(again[roi[box]], api.array("glcm_Contrast")) and np.isnan(again[~roi[box]]).all()
     assert back["glcm_Contrast"].GetDisplayNode().GetColorNode().GetName() in ("Viridis", "RadiomicsLab Viridis")
     assert reloaded.provenance(back["glcm_Contrast"])["settings"]["definition"] == "pyradiomics"
 

@@ -28,12 +28,26 @@ def volume_to_sitk(volume_node) -> sitk.Image:
     dims = image_data.GetDimensions()
     array = vtk_to_numpy(image_data.GetPointData().GetScalars())
     image = sitk.GetImageFromArray(array.reshape(dims[::-1]).copy())
+    spacing, origin, direction = volume_geometry(volume_node)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    image.SetDirection(direction)
+    return image
+
+
+def volume_geometry(volume_node) -> tuple:
+    """(spacing, origin, direction) of a volume node as SimpleITK sets them (LPS; direction row-major, flat)."""
     directions = np.zeros((3, 3))
     volume_node.GetIJKToRASDirections(directions)
-    image.SetSpacing(volume_node.GetSpacing())
-    image.SetOrigin(tuple(_LPS_RAS @ np.array(volume_node.GetOrigin())))
-    image.SetDirection(tuple((_LPS_RAS @ directions).ravel()))
-    return image
+    return (volume_node.GetSpacing(), tuple(_LPS_RAS @ np.array(volume_node.GetOrigin())),
+            tuple((_LPS_RAS @ directions).ravel()))
+
+
+def ijk_to_ras(volume_node) -> np.ndarray:
+    """A volume node's IJK-to-RAS matrix (4 x 4)."""
+    matrix = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(matrix)
+    return np.array([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)])
 
 
 def update_volume_from_sitk(volume_node, image: sitk.Image):
@@ -50,23 +64,26 @@ def update_volume_from_sitk(volume_node, image: sitk.Image):
     return volume_node
 
 
-def set_volume_geometry(volume_node, image: sitk.Image) -> None:
-    """Give ``volume_node`` the spacing, origin and directions of a SimpleITK image (LPS -> RAS); a 2D image is one
-    slice, as :func:`SimpleITK.JoinSeries` makes it (spacing 1 and origin 0 along the third axis)."""
+def set_volume_geometry(volume_node, image: sitk.Image, start=(0, 0, 0)) -> None:
+    """Give ``volume_node`` the spacing, origin and directions of a SimpleITK image (LPS -> RAS), or of its part that
+    begins at voxel index ``start`` (x, y, z); a 2D image is one slice, as :func:`SimpleITK.JoinSeries` makes it
+    (spacing 1 and origin 0 along the third axis)."""
     dimension = image.GetDimension()
     spacing, origin, direction = np.ones(3), np.zeros(3), np.eye(3)
-    spacing[:dimension], origin[:dimension] = image.GetSpacing(), image.GetOrigin()
+    spacing[:dimension] = image.GetSpacing()
+    origin[:dimension] = image.TransformIndexToPhysicalPoint(tuple(int(i) for i in start[:dimension])) \
+        if any(start) else image.GetOrigin()
     direction[:dimension, :dimension] = np.array(image.GetDirection()).reshape(dimension, dimension)
     volume_node.SetSpacing(tuple(spacing))
     volume_node.SetOrigin(tuple(_LPS_RAS @ origin))
     volume_node.SetIJKToRASDirections(_LPS_RAS @ direction)
 
 
-def new_image_data(image: sitk.Image, dtype) -> tuple[vtk.vtkImageData, np.ndarray]:
-    """Image data of a SimpleITK image's size (2D: one slice) whose voxels are left to the caller: VTK owns them,
-    and the returned numpy view (flat, x fastest as in SimpleITK's arrays) writes into them with no copy. Needs no
-    scene, so it can be made off the main thread."""
-    size = tuple(image.GetSize()) + (1,) * (3 - image.GetDimension())
+def new_image_data(size, dtype) -> tuple[vtk.vtkImageData, np.ndarray]:
+    """Image data of ``size`` (x, y, z) voxels whose values are left to the caller: VTK owns them, and the returned
+    numpy view (flat, x fastest as in SimpleITK's arrays) writes into them with no copy. Needs no scene, so it can be
+    made off the main thread."""
+    size = tuple(int(n) for n in size)
     scalars = create_vtk_array(get_vtk_array_type(np.dtype(dtype)))
     scalars.SetNumberOfTuples(int(np.prod(size)))
     image_data = vtk.vtkImageData()

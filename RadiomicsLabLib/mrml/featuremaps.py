@@ -1,7 +1,10 @@
 """FeatureMapLogic: voxel-wise feature maps of a volume inside a segment, as volume nodes shown over the image.
 
-Each map is a ``vtkMRMLScalarVolumeNode`` with the input volume's geometry (through :mod:`.convert`, exact),
-a colour table (the scene's ``Viridis`` where desktop Slicer has it, else a ``RadiomicsLab Viridis`` table
+Each map is a ``vtkMRMLScalarVolumeNode`` over the mask's bounding box on the input volume's grid (spacing and
+directions exact, the origin at the box's first voxel; pyradiomics' voxel-based maps cover the same box): a map's
+defined values all lie in it, and a whole-grid float64 volume per map would hold the scene's memory for nothing
+(every map of a 512 x 512 x 300 CT would take 630 MB). :meth:`FeatureMapLogic.save_results` still writes the
+whole-grid files. Each has a colour table (the scene's ``Viridis`` where desktop Slicer has it, else a ``RadiomicsLab Viridis`` table
 made once from matplotlib's viridis), a window and threshold set from its values inside the mask (so
 NaN voxels outside the mask stay transparent), and the provenance as a node attribute. The first map is
 shown as the foreground layer over the input volume in every slice view (headless scenes have no slice
@@ -24,6 +27,7 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
+import SimpleITK as sitk
 import vtk
 
 from ..background import Job
@@ -32,7 +36,8 @@ from ..featuremaps import (check_map_outputs, check_memory, plan_feature_maps, r
                            write_feature_maps)
 from ..results import format_value
 from .app import default_scene
-from .convert import new_image_data, segment_name, segment_to_sitk, set_volume_geometry, volume_to_sitk
+from .convert import (ijk_to_ras, new_image_data, segment_name, segment_to_sitk, set_volume_geometry,
+                      volume_geometry, volume_to_sitk)
 from .tables import KIND_ATTRIBUTE, PROVENANCE_ATTRIBUTE, read_table_rows
 
 MAP_KIND = "feature-map"
@@ -56,8 +61,9 @@ class FeatureMapResult:
 @dataclass
 class MapLanding:
     """Computed maps made ready for the scene without touching it (:attr:`Job.before_land
-    <RadiomicsLabLib.background.Job>`): each map's voxels as image data on the input grid, and the per-map summary
-    (whose minimum and maximum set the display), so that landing only adds nodes."""
+    <RadiomicsLabLib.background.Job>`): each map's voxels as image data over the mask's bounding box
+    (:attr:`~RadiomicsLabLib.featuremaps.FeatureMaps.box`), and the per-map summary (whose minimum and maximum set the
+    display), so that landing only adds nodes."""
 
     maps: object
     images: dict
@@ -65,10 +71,11 @@ class MapLanding:
 
     @classmethod
     def of(cls, maps) -> "MapLanding":
+        size = [s.stop - s.start for s in maps.box][::-1]
         images = {}
         for name in maps:
-            image_data, voxels = new_image_data(maps.reference, maps.dtype)
-            maps.fill(name, voxels)
+            image_data, voxels = new_image_data(size, maps.dtype)
+            maps.fill(name, voxels, box=True)
             images[name] = image_data
         return cls(maps, images, maps.summary())
 
@@ -120,7 +127,7 @@ class FeatureMapLogic:
         for name, summary in zip(maps, landing.summary):
             node = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode",
                                                 self.scene.GenerateUniqueName(f"{volume_node.GetName()} {name}"))
-            set_volume_geometry(node, maps.reference)
+            set_volume_geometry(node, maps.reference, [s.start for s in maps.box][::-1])
             node.SetAndObserveImageData(landing.images[name])
             node.SetAttribute(KIND_ATTRIBUTE, MAP_KIND)
             node.SetAttribute(FEATURE_ATTRIBUTE, name)
@@ -285,3 +292,24 @@ class FeatureMapLogic:
                                         "choose the one to make maps of.")
             return segments[0]
         return resolver.resolve_segments(segmentation_node, [segment_id])[0]
+
+
+def map_on_volume_grid(map_node) -> sitk.Image:
+    """A map node's voxels on the whole grid of the volume it was made of, as a SimpleITK image: NaN outside the map's
+    box, so exactly the core's map (:class:`~RadiomicsLabLib.featuremaps.FeatureMaps`), indexed like the volume. A map
+    node whose volume is no longer in the scene, or which does not lie on that volume's grid, comes as it is."""
+    image = volume_to_sitk(map_node)
+    volume = map_node.GetNodeReference(VOLUME_ROLE)
+    data = volume.GetImageData() if volume is not None else None
+    if data is None:
+        return image
+    grid, box = ijk_to_ras(volume), ijk_to_ras(map_node)
+    start = np.linalg.solve(grid, box[:, 3])[:3]       # the box's first voxel, in the volume's (i, j, k)
+    lower = np.rint(start).astype(int)
+    upper = np.array(data.GetDimensions()) - lower - np.array(image.GetSize())
+    if (not np.array_equal(grid[:3, :3], box[:3, :3]) or np.abs(start - lower).max() > 1e-6 or lower.min() < 0
+            or upper.min() < 0):
+        return image
+    whole = sitk.ConstantPad(image, lower.tolist(), upper.tolist(), float("nan"))
+    whole.SetOrigin(volume_geometry(volume)[1])   # the volume's own origin, exactly (the pad recomputes it from the box's)
+    return whole

@@ -44,7 +44,7 @@ from .charts import numeric_table, plot_chart, plot_series
 from .convert import (segment_ids, segment_name, segment_to_sitk, segmentation_volume, sitk_to_transform_node,
                       transform_node_to_sitk, update_volume_from_sitk, volume_to_sitk)
 from .extraction import ExtractionLogic
-from .featuremaps import FEATURE_ATTRIBUTE, MAP_KIND
+from .featuremaps import FEATURE_ATTRIBUTE, MAP_KIND, map_on_volume_grid
 from .tables import KIND_ATTRIBUTE, PROVENANCE_ATTRIBUTE, read_table_rows, write_feature_table
 
 HABITATS_KIND = "habitats"
@@ -255,10 +255,13 @@ class HabitatLogic(ExtractionLogic):
     def _channel_input(volume):
         """(a channel volume as a SimpleITK image, the transform to resample it through onto the reference grid, or None
         when it is under no transform). A feature-map node (:class:`~RadiomicsLabLib.mrml.featuremaps.FeatureMapLogic`) is
-        marked so no registration moves it."""
-        image = volume_to_sitk(volume)
+        marked so no registration moves it, and taken on the whole grid of the volume it was made of (its node covers
+        the mask's box only: :func:`~RadiomicsLabLib.mrml.featuremaps.map_on_volume_grid`)."""
         if volume.GetAttribute(KIND_ATTRIBUTE) == MAP_KIND:
+            image = map_on_volume_grid(volume)
             image.SetMetaData(MAP_METADATA, volume.GetAttribute(FEATURE_ATTRIBUTE) or "")
+        else:
+            image = volume_to_sitk(volume)
         parent = volume.GetParentTransformNode()
         if parent is None:
             return image, None

@@ -42,7 +42,7 @@ from ..regions import image_on_grid
 from .cohort import CohortLogic
 from .delta import DeltaLogic
 from .extraction import ExtractionLogic
-from .featuremaps import FeatureMapLogic
+from .featuremaps import FeatureMapLogic, map_on_volume_grid
 from .habitats import HabitatLogic
 from .observers import MAJORITY_SEGMENT, ObserverLogic
 from .tables import FEATURES_KIND, KIND_ATTRIBUTE
@@ -283,7 +283,7 @@ def feature_maps_sample(scene, cases):
     engine = {v.feature: v.value for v in extraction.feature_values(table)}
 
     where = tuple(int(c) for c in centre)
-    maps = {name: sitk.GetArrayFromImage(volume_to_sitk(node)) for name, node in result.maps.items()}
+    maps = {name: sitk.GetArrayFromImage(map_on_volume_grid(node)) for name, node in result.maps.items()}
     unknown = sorted(set(maps) - set(engine))
     assert not unknown, f"maps {unknown} have no feature of that name in the engine's extraction of the kernel"
     different = {name: (float(array[where]), engine[name]) for name, array in maps.items()
