@@ -19,6 +19,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,6 +169,18 @@ def onStartupCompleted():
         compileKernelsInBackground()
 
 
+def kernelsReady():
+    """Once the kernels are compiled: keep one worker process started ahead of the next job, its imports done and the
+    kernels loaded (RadiomicsLabLib.background.keep_worker_ready), so that no job waits for a worker's start; and load
+    the feature maps' planning into Slicer's own process on a background thread (RadiomicsLabLib.warmup.load_planning),
+    so that the first map's check and estimate on the main thread do not wait for numba's start."""
+    from RadiomicsLabLib.background import keep_worker_ready
+    from RadiomicsLabLib.warmup import load_kernels, load_planning
+
+    keep_worker_ready(load_kernels)
+    threading.Thread(target=load_planning, daemon=True, name="RadiomicsLab planning").start()
+
+
 #: The background compilation of the kernels (a RadiomicsLabLib.background.BackgroundRun) while it runs.
 _kernelCompilation = None
 
@@ -177,13 +190,11 @@ def compileKernelsInBackground():
     RadiomicsLabLib.warmup, once per installation, numba version and kernel source: numba caches the machine code
     where later processes find it, so the first feature map does not spend seconds per family compiling. The window
     never waits: a Qt timer polls the worker and logs its outcome. Skipped in testing mode and when already done.
-    Once the kernels are compiled, one worker process is kept started ahead of the next job, its imports done and the
-    kernels loaded (RadiomicsLabLib.background.keep_worker_ready), so that no job waits for a worker's start."""
+    Once the kernels are compiled, kernelsReady() takes over."""
     global _kernelCompilation
     if _kernelCompilation is not None or slicer.app.testingEnabled():
         return
-    from RadiomicsLabLib.background import keep_worker_ready
-    from RadiomicsLabLib.warmup import load_kernels, start_in_background
+    from RadiomicsLabLib.warmup import start_in_background
 
     try:
         run = start_in_background()
@@ -192,7 +203,7 @@ def compileKernelsInBackground():
                         "map will compile them.")
         return
     if run is None:  # already compiled for this installation
-        keep_worker_ready(load_kernels)
+        kernelsReady()
         return
     _kernelCompilation = run
     timer = qt.QTimer()
@@ -209,7 +220,7 @@ def compileKernelsInBackground():
         except Exception as error:  # noqa: BLE001 - logged; the first map compiles what it needs
             logging.warning(f"RadiomicsLab: compiling the kernels in the background failed ({error}); the first "
                             "feature map will compile them.")
-        keep_worker_ready(load_kernels)
+        kernelsReady()
 
     timer.connect("timeout()", poll)
     run.timer = timer  # kept with the run until it ends

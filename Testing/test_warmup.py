@@ -215,3 +215,53 @@ def test_desktop_module_compiles_the_kernels_in_a_worker_after_installing():
     from RadiomicsLabLib import warmup
 
     assert "BackgroundRun(Job(" in Path(warmup.__file__).read_text(encoding="utf-8")
+
+
+def test_desktop_module_keeps_a_worker_ready_and_loads_the_planning_once_the_kernels_are_compiled():
+    """Both ends of compileKernelsInBackground (already compiled, or the warm-up worker done) call kernelsReady(),
+    which keeps a worker ready with every kernel loaded and loads the maps' planning on a background thread."""
+    source = (ROOT / "RadiomicsLab" / "RadiomicsLab.py").read_text(encoding="utf-8")
+    functions = {n.name: n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)}
+    calls = [ast.unparse(c.func) for c in ast.walk(functions["compileKernelsInBackground"]) if isinstance(c, ast.Call)]
+    assert calls.count("kernelsReady") == 2
+    body = ast.unparse(functions["kernelsReady"])
+    assert "keep_worker_ready(load_kernels)" in body and "threading.Thread(target=load_planning" in body
+
+
+#: A new process: the maps' planning of brain1 (int16 MR, like the warm-up's sample) on the main thread, after
+#: warmup.load_planning on a background thread (argument "preload") or without it; prints the kernel signatures the
+#: main thread's planning loaded.
+PLANNING_CHILD = r'''
+import json, sys, threading
+import SimpleITK as sitk
+from RadiomicsLabLib import warmup
+from RadiomicsLabLib.data import sample_case
+if sys.argv[1] == "preload":
+    thread = threading.Thread(target=warmup.load_planning)
+    thread.start()
+    thread.join()
+image, mask = (sitk.ReadImage(str(path)) for path in sample_case("brain1"))
+def loaded():
+    return {name: len(d.overloads) for name, d in warmup.dispatchers().items()}
+before = loaded()
+from RadiomicsLabLib.featuremaps import plan_feature_maps
+with warmup.CompileCounter() as counter:
+    for definition in ("ibsi", "pyradiomics"):
+        plan_feature_maps(image, mask, "glcm,firstorder", radius=1, definition=definition)
+after = loaded()
+print(json.dumps({"loaded": sorted(n for n in after if after[n] > before.get(n, 0)), "compiled": counter.compiled}))
+'''
+
+
+def test_planning_loaded_on_a_background_thread_leaves_the_main_thread_nothing_to_load():
+    """After warmup.load_planning (desktop Slicer runs it on a background thread once the kernels are compiled), the
+    first map's planning on the main thread loads no kernel signature (without it, it loads some: the check is not
+    empty) and compiles nothing."""
+    results = {}
+    for mode in ("preload", "none"):
+        run = subprocess.run([sys.executable, "-c", PLANNING_CHILD, mode], capture_output=True, text=True, cwd=ROOT,
+                             timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+        results[mode] = json.loads(run.stdout.strip().splitlines()[-1])
+    assert results["none"]["loaded"], "the planning loads kernels: without the preload the main thread loads them"
+    assert results["preload"] == {"loaded": [], "compiled": []}
