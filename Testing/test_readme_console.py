@@ -265,6 +265,7 @@ def probe_feature_maps(ns) -> dict:
     from scipy import ndimage
 
     from RadiomicsLabLib.mrml.convert import volume_to_sitk
+    from RadiomicsLabLib.mrml.featuremaps import map_on_volume_grid
 
     result = ns["result"]
     image, label = (sitk.GetArrayFromImage(sitk.ReadImage(str(p))).astype(np.float64) for p in sample_case("brain1"))
@@ -273,9 +274,15 @@ def probe_feature_maps(ns) -> dict:
     sums = ndimage.convolve(np.where(inside, image, 0.0), cube, mode="constant")
     counts = ndimage.convolve(inside.astype(np.float64), cube, mode="constant")
     expected = sums[inside] / counts[inside]
-    mean = sitk.GetArrayFromImage(volume_to_sitk(result.maps["firstorder_Mean"]))[inside]
-    contrast = sitk.GetArrayFromImage(volume_to_sitk(ns["contrast"]))
+    # the map nodes cover Label_1's bounding box; on the volume's whole grid (the README's map_on_volume_grid)
+    # they index like the image
+    mean = sitk.GetArrayFromImage(map_on_volume_grid(result.maps["firstorder_Mean"]))[inside]
+    contrast = sitk.GetArrayFromImage(ns["whole"])
+    box = tuple(slice(int(i.min()), int(i.max()) + 1) for i in np.nonzero(inside))
+    node_voxels = sitk.GetArrayFromImage(volume_to_sitk(ns["contrast"]))
     return {"maps": sorted(result.maps), "in_scene": in_scene(ns["scene"], *result.maps.values(), result.table),
+            "node_is_the_box": node_voxels.shape == inside[box].shape
+            and np.array_equal(node_voxels, contrast[box], equal_nan=True),
             "mean_map_max_rel_error": float(np.max(np.abs(mean - expected) / np.abs(expected))),
             "kernel_mean_over_tumour": float(expected.mean()),
             "contrast_defined_inside": bool(np.isfinite(contrast[inside]).all()),
@@ -444,6 +451,7 @@ def test_feature_maps_example_are_the_kernel_values(tmp_path_factory):
     record = pasted("Feature maps", tmp_path_factory)
     probe = record["probe"]
     assert probe["maps"] == ["firstorder_Mean", "glcm_Contrast"] and probe["in_scene"] and probe["coloured"]
+    assert probe["node_is_the_box"]
     assert probe["mean_map_max_rel_error"] < 1e-12
     assert probe["contrast_defined_inside"] and probe["contrast_nan_outside"] and probe["contrast_max"] > 0
     printed = {feature: (float(mean), float(median)) for feature, mean, median in lines(record["outputs"][0])}
