@@ -48,6 +48,13 @@ def node_ids(scene) -> list:
     return [scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())]
 
 
+def sample_in_scene(data, scene, case: str):
+    """A pyradiomics sample case's image and label loaded into ``scene``: (loader logic, volume, segmentation)."""
+    logic = ExtractionLogic(scene)
+    volume = logic.load_volume(data / "pyradiomics_cases" / f"{case}_image.nrrd")
+    return logic, volume, logic.load_segmentation(data / "pyradiomics_cases" / f"{case}_label.nrrd", volume)
+
+
 @pytest.fixture
 def sarcoma_ct(data, scene):
     """STS_001's CT and GTV through the scene (the largest ROI of the shared cases)."""
@@ -82,9 +89,7 @@ def test_long_job_keeps_the_main_loop_ticking_and_cancel_leaves_the_scene_as_it_
 
 
 def test_background_extraction_lands_the_same_table_as_the_console_call(data, scene):
-    logic = ExtractionLogic(scene)
-    volume = logic.load_volume(data / "pyradiomics_cases" / "brain1_image.nrrd")
-    segmentation = logic.load_segmentation(data / "pyradiomics_cases" / "brain1_label.nrrd", volume)
+    logic, volume, segmentation = sample_in_scene(data, scene, "brain1")
     in_thread = logic.feature_values(logic.extract(volume, segmentation))
     n_nodes = scene.GetNumberOfNodes()
     run = BackgroundRun(logic.extract_job(volume, segmentation))
@@ -96,9 +101,7 @@ def test_background_extraction_lands_the_same_table_as_the_console_call(data, sc
 
 
 def test_background_maps_equal_the_in_thread_maps(data, scene):
-    logic = ExtractionLogic(scene)
-    volume = logic.load_volume(data / "pyradiomics_cases" / "brain2_image.nrrd")
-    segmentation = logic.load_segmentation(data / "pyradiomics_cases" / "brain2_label.nrrd", volume)
+    logic, volume, segmentation = sample_in_scene(data, scene, "brain2")
     maps = FeatureMapLogic(scene)
     options = dict(features="glcm_Contrast,firstorder_Mean", radius=1, definition="pyradiomics")
     direct = maps.compute(volume, segmentation, "Label_1", **options)
@@ -126,9 +129,7 @@ def test_landing_many_maps_keeps_the_main_loop_ticking_and_the_nodes_hold_the_co
     from RadiomicsLabLib.mrml.convert import volume_to_sitk
     from RadiomicsLabLib.mrml.featuremaps import MapLanding
 
-    logic = ExtractionLogic(scene)
-    volume = logic.load_volume(data / "pyradiomics_cases" / "brain1_image.nrrd")
-    segmentation = logic.load_segmentation(data / "pyradiomics_cases" / "brain1_label.nrrd", volume)
+    logic, volume, segmentation = sample_in_scene(data, scene, "brain1")
     maps = FeatureMapLogic(scene)
     options = dict(features="all", radius=1, definition="pyradiomics")
     job = maps.compute_job(volume, segmentation, "Label_1", **options)
