@@ -92,10 +92,14 @@ def new_image_data(size, dtype) -> tuple[vtk.vtkImageData, np.ndarray]:
     return image_data, vtk_to_numpy(scalars)
 
 
-def sitk_to_volume_node(image: sitk.Image, name: str, scene, class_name: str = "vtkMRMLScalarVolumeNode"):
-    """A new volume node in ``scene`` holding ``image``, with default display nodes."""
+def sitk_to_volume_node(image: sitk.Image, name: str, scene, class_name: str = "vtkMRMLScalarVolumeNode",
+                        display: bool = True):
+    """A new volume node in ``scene`` holding ``image``, with default display nodes unless ``display`` is False (a
+    node only copied into a sequence: Slicer's default display node computes a histogram of the whole volume, about
+    1 s for a 512 x 512 x 300 CT, and the sequence's proxy node gets its own)."""
     node = update_volume_from_sitk(scene.AddNewNodeByClass(class_name, name), image)
-    node.CreateDefaultDisplayNodes()
+    if display:
+        node.CreateDefaultDisplayNodes()
     return node
 
 

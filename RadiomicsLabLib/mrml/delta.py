@@ -134,7 +134,7 @@ class DeltaLogic:
         volumes = self._new_sequence(f"{name} volumes")
         segmentations = self._new_sequence(f"{name} segmentations")
         for tp in timepoints:
-            volume = sitk_to_volume_node(tp.image, f"{name} {tp.label}", self.scene)
+            volume = sitk_to_volume_node(tp.image, f"{name} {tp.label}", self.scene, display=False)
             self._add_item(volumes, volume, tp.label, tp.iso_date)
             if tp.mask is not None:
                 segmentation = label_map_to_segmentation_node(tp.mask, f"{name} {tp.label} segmentation", self.scene, volume)
@@ -452,7 +452,7 @@ class DeltaLogic:
         name = name or f"{study.GetAttribute(PATIENT_ATTRIBUTE) or study.GetName()} {map_nodes[0].GetName()} differences"
         sequence = self._new_sequence(name)
         for tp, image in zip(timepoints, differences):
-            node = sitk_to_volume_node(image, f"{name} {tp.label}", self.scene)
+            node = sitk_to_volume_node(image, f"{name} {tp.label}", self.scene, display=False)
             self._add_item(sequence, node, tp.label, tp.iso_date)
             self.scene.RemoveNode(node)
         study.AddSynchronizedSequenceNodeID(sequence.GetID())
@@ -524,7 +524,8 @@ class DeltaLogic:
             sequence = self._new_sequence(f"{result.patient} difference maps")
             by_label = {tp.label: tp for tp in result.timepoints}
             for label, image in result.difference_maps.items():
-                node = sitk_to_volume_node(image, f"{result.patient} {label} minus {baseline.label}", self.scene)
+                node = sitk_to_volume_node(image, f"{result.patient} {label} minus {baseline.label}", self.scene,
+                                           display=False)
                 self._add_item(sequence, node, label, by_label[label].iso_date)
                 self.scene.RemoveNode(node)
             study.AddSynchronizedSequenceNodeID(sequence.GetID())
