@@ -262,6 +262,8 @@ def _start_ready_worker() -> None:
     with _ready_lock:
         if _ready_prepare is None or (_ready is not None and _ready.process.is_alive()):
             return
+        if _ready is not None:   # ended by itself (e.g. killed): its pipe goes too
+            _ready.connection.close()
         try:
             _ready = _start_worker("RadiomicsLab: worker ready for the next job", _ready_prepare[0])
         except Exception:  # noqa: BLE001 - e.g. no worker Python: the next job starts its own and reports it

@@ -4,8 +4,9 @@ Each map is a ``vtkMRMLScalarVolumeNode`` over the mask's bounding box on the in
 directions exact, the origin at the box's first voxel; pyradiomics' voxel-based maps cover the same box): a map's
 defined values all lie in it, and a whole-grid float64 volume per map would hold the scene's memory for nothing
 (every map of a 512 x 512 x 300 CT would take 630 MB). :meth:`FeatureMapLogic.save_results` still writes the
-whole-grid files. Each has a colour table (the scene's ``Viridis`` where desktop Slicer has it, else a ``RadiomicsLab Viridis`` table
-made once from matplotlib's viridis), a window and threshold set from its values inside the mask (so
+whole-grid files, and :func:`map_on_volume_grid` gives a node on the volume's whole grid. Each map has a colour
+table (the scene's ``Viridis`` where desktop Slicer has it, else a ``RadiomicsLab Viridis`` table made once from
+matplotlib's viridis), a window and threshold set from its values inside the mask (so
 NaN voxels outside the mask stay transparent), and the provenance as a node attribute. The first map is
 shown as the foreground layer over the input volume in every slice view (headless scenes have no slice
 views: only the selection node is set). A ``vtkMRMLTableNode`` holds per-map statistics inside the mask.
@@ -311,5 +312,5 @@ def map_on_volume_grid(map_node) -> sitk.Image:
             or upper.min() < 0):
         return image
     whole = sitk.ConstantPad(image, lower.tolist(), upper.tolist(), float("nan"))
-    whole.SetOrigin(volume_geometry(volume)[1])   # the volume's own origin, exactly (the pad recomputes it from the box's)
+    whole.SetOrigin(volume_geometry(volume)[1])   # the volume's own origin, exactly (the pad recomputes it)
     return whole
