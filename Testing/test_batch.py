@@ -273,6 +273,9 @@ def crash_or_count(case, crashing_ids):
 
 def test_a_case_that_kills_its_worker_is_recorded_and_the_run_goes_on(data, tmp_path):
     import dask
+    import distributed  # noqa: F401 - its defaults in Dask's config first: a config.set of a "distributed." key made
+    # before them inserts the whole "distributed" section, and its exit removes every default the import added inside
+    # (KeyError: 'comm' in every later cluster of this test session)
 
     cases = data / "pyradiomics_cases"
     cohort = write_cohort(tmp_path / "cohort.csv", ["id", "image", "mask"], [
