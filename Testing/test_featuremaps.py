@@ -428,11 +428,9 @@ def test_logic_maps_become_volume_nodes_over_the_image(brain1_crop, scene, tmp_p
 
 
 def vtk_matrix(node) -> np.ndarray:
-    import vtk
+    from RadiomicsLabLib.mrml.convert import ijk_to_ras
 
-    matrix = vtk.vtkMatrix4x4()
-    node.GetIJKToRASMatrix(matrix)
-    return np.array([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)])
+    return ijk_to_ras(node)
 
 
 def test_plan_reports_memory_before_work(brain1_crop):

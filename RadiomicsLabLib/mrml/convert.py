@@ -47,6 +47,11 @@ def ijk_to_ras(volume_node) -> np.ndarray:
     """A volume node's IJK-to-RAS matrix (4 x 4)."""
     matrix = vtk.vtkMatrix4x4()
     volume_node.GetIJKToRASMatrix(matrix)
+    return matrix_array(matrix)
+
+
+def matrix_array(matrix) -> np.ndarray:
+    """A ``vtkMatrix4x4`` as a 4 x 4 numpy array."""
     return np.array([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)])
 
 

@@ -41,8 +41,8 @@ from ..habitats import (
 )
 from ..registration import transform_from_matrix
 from .charts import numeric_table, plot_chart, plot_series
-from .convert import (segment_ids, segment_name, segment_to_sitk, segmentation_volume, sitk_to_transform_node,
-                      transform_node_to_sitk, update_volume_from_sitk, volume_to_sitk)
+from .convert import (matrix_array, segment_ids, segment_name, segment_to_sitk, segmentation_volume,
+                      sitk_to_transform_node, transform_node_to_sitk, update_volume_from_sitk, volume_to_sitk)
 from .extraction import ExtractionLogic
 from .featuremaps import FEATURE_ATTRIBUTE, MAP_KIND, map_on_volume_grid
 from .tables import KIND_ATTRIBUTE, PROVENANCE_ATTRIBUTE, read_table_rows, write_feature_table
@@ -268,7 +268,7 @@ class HabitatLogic(ExtractionLogic):
         if parent.IsTransformToWorldLinear():
             matrix = vtk.vtkMatrix4x4()
             parent.GetMatrixTransformToWorld(matrix)
-            to_world = np.array([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)])
+            to_world = matrix_array(matrix)
             return image, transform_from_matrix(_LPS_RAS @ np.linalg.inv(to_world) @ _LPS_RAS)
         if parent.GetParentTransformNode() is None:
             return image, transform_node_to_sitk(parent)
