@@ -748,7 +748,9 @@ class FeatureMaps(Mapping):
     The values are held once as :attr:`values` (mask voxels x features); ``maps[name]`` builds that map's
     image when it is read (NaN outside the mask, ``float64`` or the requested ``dtype``), so maps can be
     written or converted one at a time. :attr:`provenance` records software versions, settings, geometry and
-    hashes; :meth:`summary` gives per-map statistics inside the mask.
+    hashes; :meth:`summary` gives per-map statistics inside the mask. :attr:`reference` holds only the input
+    image's geometry (:func:`geometry_only`): a result sent back from a worker process carries the maps' values,
+    not the whole input image again.
     """
 
     def __init__(self, names, values, flat, shape, reference: sitk.Image, provenance: dict, dtype=np.float64,
@@ -757,7 +759,7 @@ class FeatureMaps(Mapping):
         self.values = values
         self.flat = flat
         self.shape = shape
-        self.reference = reference
+        self.reference = geometry_only(reference)
         self.provenance = provenance
         self.dtype = np.dtype(dtype)
         self.fill_value = fill_value
@@ -767,7 +769,9 @@ class FeatureMaps(Mapping):
         array = self.fill(name, np.empty(int(np.prod(self.shape)), dtype=self.dtype))
         image = sitk.GetImageFromArray(array.reshape(self.shape if self.reference.GetDimension() == 3
                                                      else self.shape[1:]))
-        image.CopyInformation(self.reference)
+        image.SetOrigin(self.reference.GetOrigin())
+        image.SetSpacing(self.reference.GetSpacing())
+        image.SetDirection(self.reference.GetDirection())
         return image
 
     def fill(self, name, voxels: np.ndarray, box: bool = False) -> np.ndarray:
@@ -808,6 +812,16 @@ class FeatureMaps(Mapping):
         """Per map, over the mask voxels: voxels, undefined (NaN) voxels, mean, standard deviation, minimum,
         the ``percentiles`` (linear interpolation) and maximum of the defined values."""
         return summarise(self.names, self.values, percentiles)
+
+
+def geometry_only(image: sitk.Image) -> sitk.Image:
+    """A one-voxel image with ``image``'s dimension, origin, spacing and direction: its geometry without its voxels
+    (``TransformIndexToPhysicalPoint`` works for every index of the original grid)."""
+    geometry = sitk.Image([1] * image.GetDimension(), sitk.sitkUInt8)
+    geometry.SetOrigin(image.GetOrigin())
+    geometry.SetSpacing(image.GetSpacing())
+    geometry.SetDirection(image.GetDirection())
+    return geometry
 
 
 def summarise(names, values: np.ndarray, percentiles=(5, 25, 50, 75, 95)) -> list[dict]:
@@ -937,8 +951,7 @@ def run_plan(plan: MapPlan, progress=None) -> FeatureMaps:
                 raise FeatureMapsCancelled(f"Feature maps cancelled ({family}, {rows.stop} of {n} voxels); "
                                            "nothing was returned or written.")
     provenance = _provenance(plan, time.perf_counter() - started)
-    reference = plan.image
-    return FeatureMaps(plan.features, values, prepared.flat, prepared.shape, reference, provenance, plan.dtype,
+    return FeatureMaps(plan.features, values, prepared.flat, prepared.shape, plan.image, provenance, plan.dtype,
                        plan.fill_value)
 
 

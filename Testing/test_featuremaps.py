@@ -7,6 +7,7 @@ masks). Synthetic data only where a known answer is needed: a constant image (ev
 
 import json
 import logging
+import pickle
 
 import numpy as np
 import pytest
@@ -227,6 +228,29 @@ def test_maps_read_only_the_roi_neighbourhood_of_a_whole_image(brain1, definitio
         on_whole = sitk.GetArrayFromImage(whole[name])
         assert np.all(np.isnan(np.delete(on_whole.ravel(), whole.flat)))     # nothing outside the ROI
         assert np.array_equal(on_whole[tuple(region)], sitk.GetArrayFromImage(cropped[name]), equal_nan=True), name
+
+
+def test_maps_carry_the_image_geometry_not_its_voxels(brain1):
+    """A map result holds the input image's geometry, not its voxels: pickled (as a worker process sends it back to
+    desktop Slicer) it is a small part of the image's own bytes, and the unpickled maps equal the originals voxel for
+    voxel, on the image's grid (size, origin, spacing and a non-trivial direction)."""
+    image, mask = (sitk.ReadImage(str(path)) for path in brain1)
+    turned = (0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0)     # 90 degrees about z
+    for volume in (image, mask):
+        volume.SetDirection(turned)
+        volume.SetOrigin((12.5, -30.25, 7.0))
+    maps = feature_maps(image, mask, "firstorder_Mean,glcm_Contrast", radius=1, definition="pyradiomics")
+    sent = pickle.dumps(maps, protocol=pickle.HIGHEST_PROTOCOL)
+    image_bytes = image.GetNumberOfPixels() * image.GetSizeOfPixelComponent()
+    assert len(sent) < 0.1 * image_bytes, (len(sent), image_bytes)
+    back = pickle.loads(sent)
+    for name in maps:
+        original, received = maps[name], back[name]
+        assert received.GetSize() == image.GetSize()
+        assert received.GetOrigin() == image.GetOrigin() and received.GetSpacing() == image.GetSpacing()
+        assert received.GetDirection() == turned
+        assert np.array_equal(sitk.GetArrayViewFromImage(received), sitk.GetArrayViewFromImage(original),
+                              equal_nan=True)
 
 
 def test_flat_kernels_known_values(brain1_crop):
