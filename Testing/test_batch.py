@@ -74,12 +74,19 @@ def cli_stopped_after(cohort, params, out, cases, how, workers):
                                  Path(out) / "cases", cases, how)
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """In the CLI's process before it starts: SIGINT at its default, as in a terminal's foreground command, also where
+    this test session itself was started with SIGINT ignored (``pytest &`` in a shell without job control: the ignore
+    is inherited, and Python keeps an inherited ignore, so the CLI would never see the Ctrl-C)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def command_stopped_after(args, cases_dir, cases, how=signal.SIGKILL):
     """Run ``radiomicslab ARGS`` as a subprocess; once ``cases`` case files (``*.json``) are in ``cases_dir``
     send ``how``: SIGKILL to the process, or SIGINT to its process group (a terminal's Ctrl-C). Returns
     (exit status, stderr) once the process and its worker processes are gone."""
-    process = subprocess.Popen([str(CLI), *map(str, args)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen([str(CLI), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True, preexec_fn=_ctrl_c_as_in_a_terminal)
     children = []
     try:
         deadline = time.monotonic() + 120
