@@ -80,6 +80,57 @@ def test_label_map_becomes_one_named_segment_per_label(brain1, scene, tmp_path):
         assert np.array_equal(sitk.GetArrayFromImage(exported), (expected == label).astype(np.uint8))
 
 
+@pytest.mark.parametrize("make", [lambda im: im, oblique], ids=["axial", "oblique"])
+def test_a_label_map_is_imported_from_its_labels_box_as_slicer_imports_the_whole_map(brain1, scene, make):
+    """``import_label_map`` hands Slicer only the bounding box of the labels where the segmentation has its reference
+    geometry (the results of habitats, rings and consensus land that way): its segments are those of Slicer's own
+    import of the whole map, voxel for voxel and extent for extent; with ``value``, the one segment of that label;
+    without a reference geometry, the whole map goes in (the same segments again)."""
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    from RadiomicsLabLib.mrml.convert import import_label_map, sitk_to_volume_node, update_volume_from_sitk
+
+    image = make(read_sitk(brain1[0]))
+    mask = two_label_mask(brain1[1])
+    mask.CopyInformation(image)
+    expected = sitk.GetArrayFromImage(mask)
+    volume = sitk_to_volume_node(image, "brain1", scene)
+
+    def segmentation(geometry: bool = True):
+        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+        if geometry:
+            node.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+        return node
+
+    def labelmaps(node) -> list:
+        """Per segment: its label value, its binary labelmap's extent and voxels, and its export on the volume's grid."""
+        found = []
+        for segment_id in segment_ids(node):
+            segment = node.GetSegmentation().GetSegment(segment_id)
+            labelmap = segment.GetRepresentation("Binary labelmap")
+            found.append((segment.GetLabelValue(), labelmap.GetExtent(),
+                          vtk_to_numpy(labelmap.GetPointData().GetScalars()).tobytes(),
+                          sitk.GetArrayFromImage(segment_to_sitk(node, segment_id, volume)).tobytes()))
+        return found
+
+    for geometry in (True, False):
+        whole = segmentation(geometry)
+        assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(
+            update_volume_from_sitk(slicer.vtkMRMLLabelMapVolumeNode(), mask), whole)
+        boxed = segmentation(geometry)
+        assert import_label_map(mask, boxed)
+        assert len(labelmaps(whole)) == 2 and labelmaps(boxed) == labelmaps(whole)
+        for (_, extent, _, exported), label in zip(labelmaps(boxed), (1, 2)):
+            assert exported == (expected == label).astype(np.uint8).tobytes()
+            assert extent[1] - extent[0] < image.GetSize()[0] // 2    # Slicer keeps the labels' box
+    one = segmentation()
+    assert import_label_map(mask, one, value=2)
+    [(_, _, _, exported)] = labelmaps(one)
+    assert exported == (expected == 2).astype(np.uint8).tobytes()
+    empty = segmentation()
+    assert import_label_map(mask * 0, empty) and segment_ids(empty) == []
+
+
 def test_seg_nrrd_round_trip(brain1, scene, tmp_path):
     logic = ExtractionLogic(scene)
     volume = logic.load_volume(brain1[0])

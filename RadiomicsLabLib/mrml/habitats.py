@@ -22,7 +22,6 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
-import slicer
 import vtk
 
 from ..background import Job
@@ -41,8 +40,8 @@ from ..habitats import (
 )
 from ..registration import transform_from_matrix
 from .charts import numeric_table, plot_chart, plot_series
-from .convert import (matrix_array, segment_ids, segment_name, segment_to_sitk, segmentation_volume,
-                      sitk_to_transform_node, transform_node_to_sitk, update_volume_from_sitk, volume_to_sitk)
+from .convert import (import_label_map, labels_box, matrix_array, segment_ids, segment_name, segment_to_sitk,
+                      segmentation_volume, sitk_to_transform_node, transform_node_to_sitk, volume_to_sitk)
 from .extraction import ExtractionLogic
 from .featuremaps import FEATURE_ATTRIBUTE, MAP_KIND, map_on_volume_grid
 from .tables import KIND_ATTRIBUTE, PROVENANCE_ATTRIBUTE, read_table_rows, write_feature_table
@@ -324,7 +323,7 @@ class HabitatLogic(ExtractionLogic):
         return write_habitat_outputs(folder, nodes.model, nodes.results, nodes.extracted or None, nodes.inputs, paths)
 
     def import_segments(self, segmentation_node, label_map, names: dict, colours: dict | None = None) -> list:
-        """Add one segment per label value in ``names`` (value -> segment name) from a label map; returns the new IDs.
+        """Add one segment per (non-zero) label value in ``names`` (value -> segment name) from a label map; returns the new IDs.
 
         Each segment gets its name, a colour (``colours`` or the habitat colour of its value) and the tag
         ``RadiomicsLab.Habitat`` = value. Values with no voxels are skipped.
@@ -332,14 +331,13 @@ class HabitatLogic(ExtractionLogic):
         import SimpleITK as sitk
 
         added = []
-        array = sitk.GetArrayViewFromImage(label_map)
+        box = labels_box(label_map)
+        present = set(np.unique(sitk.GetArrayViewFromImage(label_map)[box]).tolist()) if box else set()
         for value, segment_label in names.items():
-            if not np.any(array == value):
+            if value == 0 or value not in present:
                 continue
-            binary = sitk.Cast(label_map == value, sitk.sitkUInt8)
-            labelmap_node = update_volume_from_sitk(slicer.vtkMRMLLabelMapVolumeNode(), binary)
             before = set(segment_ids(segmentation_node))
-            if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap_node, segmentation_node):
+            if not import_label_map(label_map, segmentation_node, value, box):
                 raise RadiomicsLabError(f"Segment '{segment_label}' could not be imported into '{segmentation_node.GetName()}'.")
             new = [s for s in segment_ids(segmentation_node) if s not in before]
             segment = segmentation_node.GetSegmentation().GetSegment(new[0])

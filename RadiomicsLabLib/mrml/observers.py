@@ -15,7 +15,6 @@ import json
 import math
 from dataclasses import dataclass, field
 
-import slicer
 import vtk
 
 from ..background import Job
@@ -29,7 +28,7 @@ from ..reproducibility import DEFAULT_ICC_TYPE, DEFAULT_RULE, ICC_COLUMNS, ICC_T
 from ..settings import load_settings
 from .charts import plot_chart, plot_series
 from .convert import segment_ids as all_segment_ids
-from .convert import label_map_to_segmentation_node, segment_name, segment_to_sitk, update_volume_from_sitk, volume_to_sitk
+from .convert import import_label_map, label_map_to_segmentation_node, segment_name, segment_to_sitk, volume_to_sitk
 from .extraction import ExtractionLogic
 from .tables import KIND_ATTRIBUTE, PROVENANCE_ATTRIBUTE, read_table_rows, write_feature_table
 
@@ -290,8 +289,7 @@ class ObserverLogic(ExtractionLogic):
             node.GetSegmentation().AddEmptySegment("", STAPLE_SEGMENT)
         self._name_new_segment(node, [], STAPLE_SEGMENT, (0.2, 0.8, 0.2))
         before = all_segment_ids(node)
-        labelmap = update_volume_from_sitk(slicer.vtkMRMLLabelMapVolumeNode(), result.majority)
-        slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap, node)
+        import_label_map(result.majority, node)
         if all_segment_ids(node) == before:
             node.GetSegmentation().AddEmptySegment("", MAJORITY_SEGMENT)
         self._name_new_segment(node, before, MAJORITY_SEGMENT, (0.9, 0.8, 0.1))
