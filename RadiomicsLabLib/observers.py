@@ -519,9 +519,10 @@ def observer_study(lesions: list, settings=None, features: bool = True, rule: st
     """:func:`run_study` after adding each lesion's synthetic observers: ``perturbations`` (a list of
     :class:`~RadiomicsLabLib.perturbation.Perturbation`, e.g. from
     :func:`~RadiomicsLabLib.perturbation.perturbation_plan`) applied to its first observer, reproducible from
-    ``seed``. The whole computation of :meth:`RadiomicsLabLib.mrml.observers.ObserverLogic.run` (its job's
-    compute, run in a worker process by :class:`~RadiomicsLabLib.background.BackgroundRun`); the given lesions are
-    left as they are (the perturbed observers are added to copies)."""
+    ``seed``. The whole computation of :meth:`RadiomicsLabLib.mrml.observers.ObserverLogic.run` (its job computes it,
+    in a worker process under :class:`~RadiomicsLabLib.background.BackgroundRun`, and keeps what the scene reads:
+    :func:`~RadiomicsLabLib.mrml.observers.observer_study_for_the_scene`); the given lesions are left as they are (the
+    perturbed observers are added to copies)."""
     import dataclasses
 
     from .perturbation import perturb_lesion

@@ -493,6 +493,12 @@ def test_background_observers_equal_the_in_thread_call_and_cancel_adds_nothing(d
     assert run.state == "done" and scene.GetNumberOfNodes() > n_nodes
     assert values(landed) == values(in_thread)
     assert len(logic.table_rows(landed.agreement)) == 2 * 3 and len(landed.consensus) == 2
+    # the study sent back (and kept by the results) holds the masks the scene reads, not the images or STAPLE's
+    # probability map; the job's own lesions keep their images
+    for result, (_, volume, _) in zip(landed.study.lesions, lesions):
+        assert result.lesion.image is None and result.lesion.images == {} and result.staple.probability is None
+        assert len(result.lesion.masks) == 3 and result.staple.consensus.GetSize() == volume.GetImageData().GetDimensions()
+    assert all(r.lesion.image is None for r in in_thread.study.lesions)
 
     n_nodes = scene.GetNumberOfNodes()
     start_then_cancel(logic.analyse_job(lesions[0][1], lesions[0][2], lesion="one", **options))
