@@ -486,6 +486,10 @@ def test_background_delta_equals_the_in_thread_call_and_cancel_adds_nothing(case
     expected = values(in_thread, studies[0])
     assert values(landed, studies[1]) == expected
     assert len(expected[3]) == 1 and len(expected[5]) == 2 and landed.results[0].alignments["week6"].used
+    # the results sent back (and kept) hold the timepoints' masks, propagated ones included, not their images
+    for nodes in (landed, in_thread):
+        assert [tp.image for tp in nodes.results[0].timepoints] == [None, None]
+        assert all(tp.mask is not None for tp in nodes.results[0].timepoints)
 
     n_nodes = scene.GetNumberOfNodes()
     start_then_cancel(logic.compute_job(studies[2], **options))

@@ -88,7 +88,8 @@ def test_a_label_map_is_imported_from_its_labels_box_as_slicer_imports_the_whole
     without a reference geometry, the whole map goes in (the same segments again)."""
     from vtk.util.numpy_support import vtk_to_numpy
 
-    from RadiomicsLabLib.mrml.convert import import_label_map, sitk_to_volume_node, update_volume_from_sitk
+    from RadiomicsLabLib.mrml.convert import (import_label_map, label_map_to_segmentation_node, sitk_to_volume_node,
+                                              update_volume_from_sitk)
 
     image = make(read_sitk(brain1[0]))
     mask = two_label_mask(brain1[1])
@@ -113,16 +114,24 @@ def test_a_label_map_is_imported_from_its_labels_box_as_slicer_imports_the_whole
                           sitk.GetArrayFromImage(segment_to_sitk(node, segment_id, volume)).tobytes()))
         return found
 
+    slicers = {}
     for geometry in (True, False):
         whole = segmentation(geometry)
         assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(
             update_volume_from_sitk(slicer.vtkMRMLLabelMapVolumeNode(), mask), whole)
+        slicers[geometry] = labelmaps(whole)
         boxed = segmentation(geometry)
         assert import_label_map(mask, boxed)
-        assert len(labelmaps(whole)) == 2 and labelmaps(boxed) == labelmaps(whole)
+        assert len(slicers[geometry]) == 2 and labelmaps(boxed) == slicers[geometry]
         for (_, extent, _, exported), label in zip(labelmaps(boxed), (1, 2)):
             assert exported == (expected == label).astype(np.uint8).tobytes()
             assert extent[1] - extent[0] < image.GetSize()[0] // 2    # Slicer keeps the labels' box
+    # a new segmentation without a reference volume is placed on the label map's own grid: the volume's here
+    own = label_map_to_segmentation_node(mask, "own grid", scene)
+    geometry = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    assert own.GetSegmentation().GetConversionParameter(geometry) == \
+        segmentation().GetSegmentation().GetConversionParameter(geometry)
+    assert labelmaps(own) == slicers[True]
     one = segmentation()
     assert import_label_map(mask, one, value=2)
     [(_, _, _, exported)] = labelmaps(one)

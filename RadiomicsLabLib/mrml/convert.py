@@ -144,15 +144,32 @@ def _node_ids(scene) -> set:
 
 
 def label_map_to_segmentation_node(label_map: sitk.Image, name: str, scene, reference_volume_node=None):
-    """A new segmentation node with one segment per non-zero label value, named ``Label_N``."""
+    """A new segmentation node with one segment per non-zero label value, named ``Label_N``; its reference geometry
+    is the reference volume's grid, else the label map's own (3D)."""
     segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
     if reference_volume_node is not None:
         segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
+    elif label_map.GetDimension() == 3:
+        _set_reference_geometry(segmentation_node, label_map)
     if not import_label_map(label_map, segmentation_node):
         scene.RemoveNode(segmentation_node)
         raise RadiomicsLabError(f"The label map for '{name}' could not be imported as segments.")
     segmentation_node.CreateDefaultDisplayNodes()
     return segmentation_node
+
+
+def _set_reference_geometry(segmentation_node, image: sitk.Image) -> None:
+    """The segmentation's reference image geometry: ``image``'s grid, serialised as Slicer serialises a volume's
+    (``SetReferenceImageGeometryParameterFromVolumeNode``: IJK-to-RAS matrix and extent)."""
+    node = slicer.vtkMRMLLabelMapVolumeNode()
+    set_volume_geometry(node, image)
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    extent = vtk.vtkImageData()
+    extent.SetDimensions(image.GetSize())
+    segmentation_node.GetSegmentation().SetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName(),
+        slicer.vtkSegmentationConverter.SerializeImageGeometry(matrix, extent))
 
 
 def labels_box(label_map: sitk.Image) -> tuple | None:

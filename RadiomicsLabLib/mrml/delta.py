@@ -25,6 +25,7 @@ scene is touched, and everything survives ``save_scene`` / ``load_scene`` (``.mr
 >>> nodes.table, nodes.trajectories, nodes.waterfall
 """
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -306,7 +307,7 @@ class DeltaLogic:
                     plot_features=None, waterfall_feature=None, name: str | None = None) -> Job:
         """:meth:`compute` as a :class:`~RadiomicsLabLib.background.Job`: every study's timepoints are read from its
         sequences and checked now; the registrations, propagation, difference maps and features
-        (:func:`~RadiomicsLabLib.delta.run_studies`) are computed by ``job.run()`` here or by a
+        (:func:`run_studies_for_the_scene`) are computed by ``job.run()`` here or by a
         :class:`~RadiomicsLabLib.background.BackgroundRun` in a worker process; the table, charts, transforms,
         propagated segmentations and difference maps are made when the job lands."""
         studies = list(studies) if isinstance(studies, (list, tuple)) else [studies]
@@ -333,7 +334,8 @@ class DeltaLogic:
         def land(results):
             return self._write_delta_nodes(studies, results, plot_features, waterfall_feature, name)
 
-        return Job(f"Delta radiomics of {len(plans)} stud{'y' if len(plans) == 1 else 'ies'}", run_studies, (plans,),
+        return Job(f"Delta radiomics of {len(plans)} stud{'y' if len(plans) == 1 else 'ies'}", run_studies_for_the_scene,
+                   (plans,),
                    dict(plot_features=plot_features, waterfall_feature=waterfall_feature, **options), land=land)
 
     def _write_delta_nodes(self, studies, results, plot_features, waterfall_feature, name) -> DeltaNodes:
@@ -589,6 +591,17 @@ class DeltaLogic:
         image = sitk.GetImageFromArray(label_map)
         image.CopyInformation(mask)
         return image
+
+
+def run_studies_for_the_scene(plans, progress=None, **options) -> list:
+    """:func:`~RadiomicsLabLib.delta.run_studies` less what the scene's results never read, so that a worker process
+    does not send it back to Slicer and the results (:class:`DeltaNodes`) do not hold it: each timepoint's image
+    (``None``; its features, registration and difference map are computed; the masks stay, propagated ones included).
+    Two timepoints of a whole 512 x 512 x 299 CT: 0.94 GB sent back before, 0.31 GB now."""
+    results = run_studies(plans, progress=progress, **options)
+    for result in results:      # new timepoint objects: the job's own (its arguments) keep their images
+        result.timepoints = [dataclasses.replace(tp, image=None) for tp in result.timepoints]
+    return results
 
 
 def volume_date(volume_node):
