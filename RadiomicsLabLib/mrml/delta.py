@@ -334,8 +334,8 @@ class DeltaLogic:
         def land(results):
             return self._write_delta_nodes(studies, results, plot_features, waterfall_feature, name)
 
-        return Job(f"Delta radiomics of {len(plans)} stud{'y' if len(plans) == 1 else 'ies'}", run_studies_for_the_scene,
-                   (plans,),
+        title = f"Delta radiomics of {len(plans)} stud{'y' if len(plans) == 1 else 'ies'}"
+        return Job(title, run_studies_for_the_scene, (plans,),
                    dict(plot_features=plot_features, waterfall_feature=waterfall_feature, **options), land=land)
 
     def _write_delta_nodes(self, studies, results, plot_features, waterfall_feature, name) -> DeltaNodes:

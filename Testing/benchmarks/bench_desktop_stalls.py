@@ -8,7 +8,9 @@ tick loop (as the module's Qt timer polls), per job type, on the shared STS_001 
 grid (512 x 512 x 299 voxels, the crop at index (100, 100, 50), air (0) around it, written to a temporary folder):
 
 - extraction (IBSI engine, default settings), feature maps (pyradiomics definition, GLCM + first order, radius 1),
-  a ring 0 to 10 mm, habitats (the CT alone, 3), observers (two perturbed readers, no features);
+  a ring 0 to 10 mm, habitats (the CT alone, 3), observers (two perturbed readers, no features), delta (a follow-up
+  made of the same CT lying 5 mm to the side, without a mask: rigid registration, the GTV propagated, first order
+  and shape features);
 - for each: the same job run on the main thread (``job.run()``: what a module that computes in its Apply handler
   holds the window for);
 - the peer: SlicerRadiomics' Apply handler calls pyradiomics' ``featureextractor.execute`` on the main thread
@@ -19,7 +21,7 @@ Printed per job: seconds to make the job, the longest stall while it ran and lan
 it holds the main thread when run there, and the ratio of the longest freeze (making or stall, the larger) to
 pyradiomics' main-thread extraction.
 
-  .venv/bin/python Testing/benchmarks/bench_desktop_stalls.py [--jobs extraction,maps,ring,habitats,observers]
+  .venv/bin/python Testing/benchmarks/bench_desktop_stalls.py [--jobs extraction,maps,ring,habitats,observers,delta]
 """
 
 import argparse
@@ -35,8 +37,9 @@ WHOLE_CT = (512, 512, 299)
 CROP_AT = (100, 100, 50)
 
 
-def whole_ct(folder: Path) -> tuple[Path, Path]:
-    """STS_001's CT crop and GTV pasted into a whole CT's grid (same spacing and direction), as NIfTI in ``folder``."""
+def whole_ct(folder: Path) -> tuple[Path, Path, Path]:
+    """STS_001's CT crop and GTV pasted into a whole CT's grid (same spacing and direction), as NIfTI in ``folder``,
+    and the follow-up CT of the delta job: the same image lying 5 mm to the side (its origin moved)."""
     from RadiomicsLabLib.data import data_dir
 
     paths = []
@@ -49,7 +52,11 @@ def whole_ct(folder: Path) -> tuple[Path, Path]:
         whole = sitk.Paste(whole, crop, crop.GetSize(), [0, 0, 0], list(CROP_AT))
         paths.append(folder / f"{kind}.nii.gz")
         sitk.WriteImage(whole, str(paths[-1]))
-    return paths[0], paths[1]
+        if kind == "CT_image":
+            whole.SetOrigin([o + d for o, d in zip(whole.GetOrigin(), (5.0, 0.0, 0.0))])
+            followup = folder / "CT_followup.nii.gz"
+            sitk.WriteImage(whole, str(followup))
+    return paths[0], paths[1], followup
 
 
 def tick_while(run) -> tuple[float, float]:
@@ -81,23 +88,27 @@ def pyradiomics_main_thread(image_path: Path, mask_path: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", default="extraction,maps,ring,habitats,observers")
+    parser.add_argument("--jobs", default="extraction,maps,ring,habitats,observers,delta")
     args = parser.parse_args()
 
     from RadiomicsLabLib.background import BackgroundRun
     from RadiomicsLabLib.mrml import ExtractionLogic
+    from RadiomicsLabLib.mrml import DeltaLogic
     from RadiomicsLabLib.mrml.app import new_headless_app
     from RadiomicsLabLib.mrml.featuremaps import FeatureMapLogic
     from RadiomicsLabLib.mrml.habitats import HabitatLogic
     from RadiomicsLabLib.mrml.observers import ObserverLogic
 
     with tempfile.TemporaryDirectory() as folder:
-        image_path, mask_path = whole_ct(Path(folder))
+        image_path, mask_path, followup_path = whole_ct(Path(folder))
         scene = new_headless_app().scene
         loader = ExtractionLogic(scene)
         volume = loader.load_volume(image_path)
         segmentation = loader.load_segmentation(mask_path, volume)
         segment = segmentation.GetSegmentation().GetNthSegmentID(0)
+        delta = DeltaLogic(scene)
+        study = delta.load_study([("2021-01-04", image_path, mask_path), ("2021-02-15", followup_path, None)],
+                                 name="STS_001", labels=["baseline", "week6"])
         makers = {
             "extraction": lambda: loader.extract_job(volume, segmentation, [segment]),
             "maps": lambda: FeatureMapLogic(scene).compute_job(volume, segmentation, segment,
@@ -106,6 +117,8 @@ def main() -> None:
             "habitats": lambda: HabitatLogic(scene).habitats_job(segmentation, segment, {"CT": volume}, n_habitats=3),
             "observers": lambda: ObserverLogic(scene).analyse_job(volume, [(segmentation, segment)], features=False,
                                                                   perturbations=["grow:mm=-1", "grow:mm=1"]),
+            "delta": lambda: delta.compute_job(study, settings={"featureClass": {"firstorder": [], "shape": []}},
+                                               register="rigid", propagate=True),
         }
         peer = pyradiomics_main_thread(image_path, mask_path)
         print(f"whole CT {WHOLE_CT[0]} x {WHOLE_CT[1]} x {WHOLE_CT[2]} (STS_001 CT and GTV at {CROP_AT}); "
