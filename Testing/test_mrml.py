@@ -8,7 +8,7 @@ import slicer
 from RadiomicsLabLib.errors import RadiomicsLabError
 from RadiomicsLabLib.mrml import ExtractionLogic
 from RadiomicsLabLib.mrml.app import new_headless_app
-from RadiomicsLabLib.mrml.convert import segment_ids, segment_name, segment_to_sitk, volume_to_sitk
+from RadiomicsLabLib.mrml.convert import ijk_to_ras, segment_ids, segment_name, segment_to_sitk, volume_to_sitk
 
 from conftest import read_sitk
 
@@ -38,18 +38,9 @@ def test_volume_round_trip_is_exact_and_ras(brain1, scene, make):
     assert back.GetPixelID() == image.GetPixelID()
     # The same voxel lands on the same physical point: ITK's LPS point = diag(-1,-1,1) * MRML's RAS point.
     ijk = (17, 203, 11)
-    ijk_to_ras = vtk_matrix(node)
-    ras = ijk_to_ras @ np.array([*ijk, 1.0])
+    ras = ijk_to_ras(node) @ np.array([*ijk, 1.0])
     lps = np.array(image.TransformIndexToPhysicalPoint(ijk))
     assert np.allclose(ras[:3], lps * [-1, -1, 1], atol=1e-9)
-
-
-def vtk_matrix(node):
-    import vtk
-
-    matrix = vtk.vtkMatrix4x4()
-    node.GetIJKToRASMatrix(matrix)
-    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
 def two_label_mask(label_path):

@@ -67,14 +67,21 @@ def update_volume_from_sitk(volume_node, image: sitk.Image):
     """Put a 3D SimpleITK image's voxels and geometry into ``volume_node`` (any vtkMRMLVolumeNode)."""
     if image.GetDimension() == 2:
         image = sitk.JoinSeries(image)
-    array = np.ascontiguousarray(sitk.GetArrayViewFromImage(image))
-    image_data = vtk.vtkImageData()
-    image_data.SetDimensions(image.GetSize())
-    scalars = numpy_to_vtk(array.ravel(), deep=True, array_type=get_vtk_array_type(array.dtype))
-    image_data.GetPointData().SetScalars(scalars)
+    image_data = _image_data(sitk.GetArrayViewFromImage(image))
     set_volume_geometry(volume_node, image)
     volume_node.SetAndObserveImageData(image_data)
     return volume_node
+
+
+def _image_data(array: np.ndarray, start=(0, 0, 0)) -> vtk.vtkImageData:
+    """Image data holding a copy of the (z, y, x) ``array``, its first voxel at index ``start`` (z, y, x) of its grid:
+    the extent ``start`` to ``start + shape - 1``."""
+    array = np.ascontiguousarray(array)
+    image_data = vtk.vtkImageData()
+    image_data.SetExtent(*[i for first, n in zip(start[::-1], array.shape[::-1]) for i in (first, first + n - 1)])
+    image_data.GetPointData().SetScalars(numpy_to_vtk(array.ravel(), deep=True,
+                                                      array_type=get_vtk_array_type(array.dtype)))
+    return image_data
 
 
 def set_volume_geometry(volume_node, image: sitk.Image, start=(0, 0, 0)) -> None:
@@ -198,13 +205,9 @@ def import_label_map(label_map: sitk.Image, segmentation_node, value=None, box=N
     block = array[box] if value is None else (array[box] == value).view(np.uint8)
     if block.ndim == 2:
         block, box = block[np.newaxis], (slice(0, 1), *box)
-    image_data = vtk.vtkImageData()
-    image_data.SetExtent(*[i for b in box[::-1] for i in (b.start, b.stop - 1)])
-    image_data.GetPointData().SetScalars(numpy_to_vtk(np.ascontiguousarray(block).ravel(), deep=True,
-                                                      array_type=get_vtk_array_type(block.dtype)))
     labelmap_node = slicer.vtkMRMLLabelMapVolumeNode()
     set_volume_geometry(labelmap_node, label_map)
-    labelmap_node.SetAndObserveImageData(image_data)
+    labelmap_node.SetAndObserveImageData(_image_data(block, [b.start for b in box]))
     return bool(slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(labelmap_node,
                                                                                            segmentation_node))
 
