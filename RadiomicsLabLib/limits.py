@@ -69,10 +69,10 @@ def run_in_background(function, *args, holding=None) -> Future:
     thread, else at once; the :class:`~concurrent.futures.Future` holds the result (or the exception).
 
     Meant for one long call of a compiled kernel that releases the GIL (``nogil``), which then runs beside the
-    caller's own work: e.g. the whole interpolated image's IBSI statistics beside the ROI's features. ``holding``:
-    an object kept alive until the call ends (the SimpleITK image whose buffer an argument views: a view holds no
-    reference to it). Callers wait for the result before they return. One thread per process (made anew in a forked
-    child), tasks in order."""
+    caller's own work: e.g. the whole interpolated image's IBSI statistics, or the FFTs of Moran's I, beside the
+    ROI's features. ``holding``: an object kept alive until the call ends (the SimpleITK image whose buffer an
+    argument views: a view holds no reference to it). Callers wait for the result before they return. One thread per
+    process (made anew in a forked child), tasks in order."""
     if compute_threads() < 2:
         future = Future()
         try:

@@ -437,3 +437,86 @@ def test_line_extremes_keep_every_hull_vertex():
         for point in cells[~keep][:50]:
             assert any(any(tuple(point - k * d) in present for k in range(1, 40)) and
                        any(tuple(point + k * d) in present for k in range(1, 40)) for d in directions), trial
+
+
+
+def _gradient_roi(seed=4):
+    """A 2 mm sarcoma-like ROI: a noisy gradient in an ellipsoid with a re-segmented hole; FBS 25 settings."""
+    from RadiomicsLabLib.ibsi.config import IbsiSettings
+
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[:14, :18, :16]
+    mask = ((z - 7) / 6.0) ** 2 + ((y - 9) / 8.0) ** 2 + ((x - 8) / 7.0) ** 2 <= 1.0
+    image = np.rint(rng.normal(size=mask.shape) * 30.0 + x * 12.0)
+    roi = Roi.from_arrays(image, mask, (2.0, 2.0, 2.0))
+    roi.intensity_mask &= image < np.percentile(image[mask], 90)
+    return roi, IbsiSettings(discretisation="FBS", bin_width=25.0)
+
+
+def _record_started_sums(monkeypatch) -> list:
+    """The Futures of every start_autocorrelation_sums call from now on."""
+    started, start = [], morphology.start_autocorrelation_sums
+
+    def recording(roi):
+        started.append(start(roi))
+        return started[-1]
+    monkeypatch.setattr(morphology, "start_autocorrelation_sums", recording)
+    return started
+
+
+def _allow_threads(monkeypatch, threads):
+    from RadiomicsLabLib import limits
+    from RadiomicsLabLib.ibsi import engine
+
+    for module in (limits, engine):
+        monkeypatch.setattr(module, "compute_threads", lambda: threads)
+
+
+@pytest.mark.parametrize("threads", [2, 1])
+def test_the_engine_computes_morans_sums_beside_the_other_families_with_the_same_results(monkeypatch, threads):
+    """With two threads features_of_roi starts Moran's I / Geary's C sums on the background thread and computes
+    morphology last (with one: neither), yet returns each family's values, notes and timings in FAMILIES order, equal
+    to each family computed on its own."""
+    from RadiomicsLabLib.ibsi.discretisation import discretise
+    from RadiomicsLabLib.ibsi.engine import FAMILIES, family_module, features_of_roi
+
+    _allow_threads(monkeypatch, threads)
+    started = _record_started_sums(monkeypatch)
+    roi, settings = _gradient_roi()
+    result = features_of_roi(roi, settings)
+    if threads == 1:
+        assert started == []
+    else:
+        assert len(started) == 1 and started[0].done()
+        assert started[0].result() == morphology.moran_geary_sums(roi.intensity_mask, roi.image, roi.spacing)
+    separate, separate_notes, owners = {}, [], []
+    for name in FAMILIES:
+        alone = discretise(_gradient_roi()[0], settings)
+        values = family_module(name).compute(alone, settings)
+        separate.update(values)
+        owners += [name] * len(values)
+        separate_notes += alone.notes
+    assert list(result.values) == list(separate)
+    np.testing.assert_array_equal(list(result.values.values()), list(separate.values()))
+    assert list(result.families.values()) == owners
+    assert [name for name in result.timings if name in FAMILIES] == list(FAMILIES)
+    assert result.notes == separate_notes and result.notes is roi.notes
+
+
+def test_the_started_sums_are_waited_for_when_a_family_fails(monkeypatch):
+    from RadiomicsLabLib.ibsi import engine
+    from RadiomicsLabLib.ibsi.features import glcm
+
+    def failing(roi, settings):
+        raise RuntimeError("glcm failed")
+
+    monkeypatch.setattr(glcm, "compute", failing)
+    _allow_threads(monkeypatch, 2)
+    started = _record_started_sums(monkeypatch)
+    roi, settings = _gradient_roi()
+    with pytest.raises(RuntimeError, match="glcm failed"):
+        engine.features_of_roi(roi, settings)
+    assert len(started) == 1 and started[0].done()
+    one_voxel = np.zeros((3, 3, 3), dtype=bool)
+    one_voxel[1, 1, 1] = True
+    assert morphology.start_autocorrelation_sums(Roi.from_arrays(np.ones((3, 3, 3)), one_voxel, (1.0,) * 3)) is None

@@ -5,6 +5,7 @@
 ``feature_registry()`` describes every feature the families compute (name, unit, description, IBSI ids).
 """
 
+import concurrent.futures
 import dataclasses
 import functools
 import importlib
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 import SimpleITK as sitk
 
-from ..limits import check_texture_memory
+from ..limits import check_texture_memory, compute_threads
 from .config import IbsiSettings
 from .discretisation import discretise
 from .roi import Roi
@@ -94,7 +95,10 @@ def features_of_roi(roi: Roi, settings: IbsiSettings, families=FAMILIES) -> Engi
 
     ``settings.image_filter`` (an IBSI chapter 2 filter) is applied to the interpolated image first,
     as IBSI 2 prescribes: the ROI masks, re-segmented on the unfiltered image, stay as they are.
-    The Roi itself is not modified, so one preprocessing can serve several filters.
+    The Roi itself is not modified, so one preprocessing can serve several filters. Where the process may use more
+    than one thread (:func:`~RadiomicsLabLib.limits.compute_threads`), the sums of Moran's I and Geary's C run on the
+    background thread while the other families are computed (:func:`.features.morphology.start_autocorrelation_sums`)
+    and morphology is computed last; values, notes and timings come in ``families`` order, the same as one by one.
     """
     timings = {}
     if settings.image_filter is not None:
@@ -110,10 +114,27 @@ def features_of_roi(roi: Roi, settings: IbsiSettings, families=FAMILIES) -> Engi
             check_texture_memory(roi.n_levels, 13)
         timings["discretisation"] = time.perf_counter() - start
     result = EngineResult(notes=roi.notes, timings=timings)
+    # with two threads or more: Moran's I / Geary's C sums on the background thread beside the other families, and
+    # morphology computed last; the results in ``families`` order either way
+    order, started = list(families), None
+    if "morphology" in families and compute_threads() > 1:
+        from .features.morphology import start_autocorrelation_sums
+
+        order = [name for name in families if name != "morphology"] + ["morphology"]
+        started = start_autocorrelation_sums(roi)
+    computed, notes, first_note = {}, {}, len(roi.notes)
+    try:
+        for name in order:
+            start, before = time.perf_counter(), len(roi.notes)
+            computed[name] = family_module(name).compute(roi, settings)
+            timings[name] = time.perf_counter() - start
+            notes[name] = roi.notes[before:]
+    finally:
+        if started is not None:
+            concurrent.futures.wait([started])
     for name in families:
-        start = time.perf_counter()
-        family_values = family_module(name).compute(roi, settings)
-        timings[name] = time.perf_counter() - start
-        result.values.update(family_values)
-        result.families.update(dict.fromkeys(family_values, name))
+        result.values.update(computed[name])
+        result.families.update(dict.fromkeys(computed[name], name))
+        timings[name] = timings.pop(name)
+    roi.notes[first_note:] = [note for name in families for note in notes[name]]
     return result

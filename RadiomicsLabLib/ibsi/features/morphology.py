@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import functools
 import math
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 
 import ducc0
@@ -57,7 +57,7 @@ import numpy as np
 import scipy.fft
 from scipy.spatial import ConvexHull, QhullError
 
-from ...limits import compute_threads
+from ...limits import compute_threads, run_in_background
 from .._preprocessing_kernels import bounding_box
 from . import _morphology_kernels as _kernels
 from .common import Undefined, registry, zero_padded
@@ -92,17 +92,8 @@ class Morphology:
     def __init__(self, roi):
         self.roi = roi
         self.spacing = np.asarray(roi.spacing, dtype=np.float64)
-        # Masks and image cropped to the ROI's bounding box (every voxel set lies inside it); ``offset`` is
-        # the box's first voxel on the whole grid, added back to voxel indices so that positions are the whole
-        # grid's (also when the Roi holds only a part of it: ``grid_start``).
-        morph_mask = np.asarray(roi.morphological_mask, dtype=bool)
-        int_mask = np.asarray(roi.intensity_mask, dtype=bool)
-        box = roi.masks_box()
-        self.offset = np.array([b.start + g for b, g in zip(box, roi.grid_start)], dtype=np.int64)
-        # contiguous copies: the compiled kernels then always see the same array types (compiled once, at install)
-        self.morph_mask = np.ascontiguousarray(morph_mask[box])
-        self.int_mask = np.ascontiguousarray(int_mask[box])
-        self.image = np.ascontiguousarray(np.asarray(roi.image, dtype=np.float64)[box])
+        self.offset, self.morph_mask, self.int_mask, self.image = roi.derived("morphology_crops",
+                                                                              lambda: _cropped(roi))
 
     # -- voxel sets --------------------------------------------------------------------------
     @cached_property
@@ -206,10 +197,38 @@ class Morphology:
         denominator = float(np.dot(deviation, deviation))
         if denominator <= 1e-12 * max(1.0, float(np.abs(values).max()) ** 2) * n:
             raise Undefined("all intensities in the ROI are equal (zero variance)")
-        weight_sum, moran_sum, geary_sum = moran_geary_sums(self.int_mask, self.image, self.spacing)
+        started = self.roi.cache.get("autocorrelation_sums")    # by start_autocorrelation_sums
+        weight_sum, moran_sum, geary_sum = started.result() if started is not None else \
+            moran_geary_sums(self.int_mask, self.image, self.spacing)
         moran = n * moran_sum / (weight_sum * denominator)
         geary = (n - 1) * geary_sum / (2.0 * weight_sum * denominator)
         return float(moran), float(geary)
+
+
+def _cropped(roi) -> tuple:
+    """(offset, morphological mask, intensity mask, image): the Roi's masks and image cropped to its masks' bounding
+    box (every voxel set lies inside it), as contiguous copies (the compiled kernels then always see the same array
+    types: compiled once, at install); ``offset`` is the box's first voxel on the whole grid, added back to voxel
+    indices so that positions are the whole grid's (also when the Roi holds only a part of it: ``grid_start``)."""
+    box = roi.masks_box()
+    offset = np.array([b.start + g for b, g in zip(box, roi.grid_start)], dtype=np.int64)
+    return (offset, np.ascontiguousarray(np.asarray(roi.morphological_mask, dtype=bool)[box]),
+            np.ascontiguousarray(np.asarray(roi.intensity_mask, dtype=bool)[box]),
+            np.ascontiguousarray(np.asarray(roi.image, dtype=np.float64)[box]))
+
+
+def start_autocorrelation_sums(roi) -> Future | None:
+    """Starts the pairwise sums of Moran's I and Geary's C of ``roi`` (:func:`moran_geary_sums`, the family's longest
+    step: FFTs that release the GIL) on the process's background thread
+    (:func:`~RadiomicsLabLib.limits.run_in_background`; at once where only one thread is allowed), so that they run
+    while the caller computes other families; :attr:`Morphology.autocorrelation` of this Roi then waits for them.
+    The same values as computed there. Returns the Future (the caller waits for it before returning, also when a
+    family fails), or None where the intensity mask has fewer than two voxels (nothing to start)."""
+    _, _, int_mask, image = roi.derived("morphology_crops", lambda: _cropped(roi))
+    if np.count_nonzero(int_mask) < 2:
+        return None
+    return roi.derived("autocorrelation_sums", lambda: run_in_background(
+        moran_geary_sums, int_mask, image, np.asarray(roi.spacing, dtype=np.float64)))
 
 
 # ----------------------------------------------------------------------------------------------
