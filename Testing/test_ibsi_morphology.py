@@ -440,13 +440,15 @@ def test_line_extremes_keep_every_hull_vertex():
 
 
 
-def _gradient_roi(seed=4):
-    """A 2 mm sarcoma-like ROI: a noisy gradient in an ellipsoid with a re-segmented hole; FBS 25 settings."""
+def _gradient_roi(size):
+    """A sarcoma-like ROI of about ``size`` voxels across at 2 mm: a noisy gradient in an ellipsoid with a
+    re-segmented hole; FBS 25 settings."""
     from RadiomicsLabLib.ibsi.config import IbsiSettings
 
-    rng = np.random.default_rng(seed)
-    z, y, x = np.mgrid[:14, :18, :16]
-    mask = ((z - 7) / 6.0) ** 2 + ((y - 9) / 8.0) ** 2 + ((x - 8) / 7.0) ** 2 <= 1.0
+    rng = np.random.default_rng(4)
+    z, y, x = np.mgrid[:size, :size + 4, :size + 2]
+    radius = (size - 2) / 2.0
+    mask = ((z - size / 2) ** 2 + (y - size / 2 - 2) ** 2 + ((x - size / 2 - 1) / 1.1) ** 2) <= radius ** 2
     image = np.rint(rng.normal(size=mask.shape) * 30.0 + x * 12.0)
     roi = Roi.from_arrays(image, mask, (2.0, 2.0, 2.0))
     roi.intensity_mask &= image < np.percentile(image[mask], 90)
@@ -472,26 +474,28 @@ def _allow_threads(monkeypatch, threads):
         monkeypatch.setattr(module, "compute_threads", lambda: threads)
 
 
-@pytest.mark.parametrize("threads", [2, 1])
-def test_the_engine_computes_morans_sums_beside_the_other_families_with_the_same_results(monkeypatch, threads):
-    """With two threads features_of_roi starts Moran's I / Geary's C sums on the background thread and computes
-    morphology last (with one: neither), yet returns each family's values, notes and timings in FAMILIES order, equal
-    to each family computed on its own."""
+@pytest.mark.parametrize("threads, size, beside", [(2, 44, True), (1, 44, False), (2, 14, False)])
+def test_the_engine_computes_morans_sums_beside_the_other_families_with_the_same_results(monkeypatch, threads, size,
+                                                                                         beside):
+    """With two threads and a large ROI (its FFT grid of 88^3 elements, over MORAN_BANDED_ELEMENTS) features_of_roi
+    starts Moran's I / Geary's C sums on the background thread and computes morphology last (with one thread or a
+    small ROI, 28^3: neither), and returns each family's values, notes and timings in FAMILIES order, equal to each
+    family computed on its own."""
     from RadiomicsLabLib.ibsi.discretisation import discretise
     from RadiomicsLabLib.ibsi.engine import FAMILIES, family_module, features_of_roi
 
     _allow_threads(monkeypatch, threads)
     started = _record_started_sums(monkeypatch)
-    roi, settings = _gradient_roi()
+    roi, settings = _gradient_roi(size)
     result = features_of_roi(roi, settings)
-    if threads == 1:
-        assert started == []
-    else:
+    if beside:
         assert len(started) == 1 and started[0].done()
         assert started[0].result() == morphology.moran_geary_sums(roi.intensity_mask, roi.image, roi.spacing)
+    else:
+        assert started in ([], [None])
     separate, separate_notes, owners = {}, [], []
     for name in FAMILIES:
-        alone = discretise(_gradient_roi()[0], settings)
+        alone = discretise(_gradient_roi(size)[0], settings)
         values = family_module(name).compute(alone, settings)
         separate.update(values)
         owners += [name] * len(values)
@@ -513,7 +517,7 @@ def test_the_started_sums_are_waited_for_when_a_family_fails(monkeypatch):
     monkeypatch.setattr(glcm, "compute", failing)
     _allow_threads(monkeypatch, 2)
     started = _record_started_sums(monkeypatch)
-    roi, settings = _gradient_roi()
+    roi, settings = _gradient_roi(44)
     with pytest.raises(RuntimeError, match="glcm failed"):
         engine.features_of_roi(roi, settings)
     assert len(started) == 1 and started[0].done()

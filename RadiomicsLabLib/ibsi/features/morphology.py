@@ -219,13 +219,17 @@ def _cropped(roi) -> tuple:
 
 def start_autocorrelation_sums(roi) -> Future | None:
     """Starts the pairwise sums of Moran's I and Geary's C of ``roi`` (:func:`moran_geary_sums`, the family's longest
-    step: FFTs that release the GIL) on the process's background thread
+    step on a large ROI: FFTs that release the GIL) on the process's background thread
     (:func:`~RadiomicsLabLib.limits.run_in_background`; at once where only one thread is allowed), so that they run
     while the caller computes other families; :attr:`Morphology.autocorrelation` of this Roi then waits for them.
     The same values as computed there. Returns the Future (the caller waits for it before returning, also when a
-    family fails), or None where the intensity mask has fewer than two voxels (nothing to start)."""
+    family fails), or None, nothing started, where the FFT grid is smaller than :data:`MORAN_BANDED_ELEMENTS` (a
+    few ms, which a hand-off to a thread woken after a pause does not win back: measured on the sarcoma CTs) or the
+    intensity mask has fewer than two voxels."""
     _, _, int_mask, image = roi.derived("morphology_crops", lambda: _cropped(roi))
-    if np.count_nonzero(int_mask) < 2:
+    box = bounding_box(int_mask)
+    if box is None or np.count_nonzero(int_mask[box]) < 2 or \
+            np.prod(_fft_plan([b.stop - b.start for b in box])[2]) < MORAN_BANDED_ELEMENTS:
         return None
     return roi.derived("autocorrelation_sums", lambda: run_in_background(
         moran_geary_sums, int_mask, image, np.asarray(roi.spacing, dtype=np.float64)))
@@ -389,12 +393,7 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
     if box is None:
         raise ValueError("Moran's I / Geary's C sums need a non-empty mask.")
     shape = np.array([b.stop - b.start for b in box])
-    plane = [_even_fast_len(2 * int(s) - 1) for s in shape[1:]]
-    thickness = int(shape[0])
-    while thickness > 1 and _even_fast_len(2 * thickness - 1) * plane[0] * plane[1] > max_fft_elements:
-        thickness = (thickness + 1) // 2
-    n_slabs = -(-int(shape[0]) // thickness)
-    fft_shape = (_even_fast_len(2 * thickness - 1), *plane)
+    thickness, n_slabs, fft_shape = _fft_plan(shape, max_fft_elements)
 
     # m (mask), f (deviation from the mean, 0 outside) and g = f^2 on the bounding box, z padded to
     # n_slabs * thickness and x to the FFT length (so that the first transform needs no padded copy)
@@ -474,7 +473,7 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
 
     # pairs between slabs i and i + shift (z offset shift * t - e_z): not even along z, complex spectrum
     planar = 0.0
-    for axis, (s, size, h) in enumerate(zip(shape[1:], plane, spacing[1:])):
+    for axis, (s, size, h) in enumerate(zip(shape[1:], fft_shape[1:], spacing[1:])):
         e = np.arange(size)
         offset = np.where(e < s, e, e - size) * h
         offset = np.where((e >= s) & (e <= size - s), np.inf, offset)
@@ -510,6 +509,17 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
             moran_sum += 2.0 * moran
             geary_sum += 2.0 * (first + second - 2.0 * moran)
     return weight_sum, moran_sum, geary_sum
+
+
+def _fft_plan(shape, max_fft_elements: int = MAX_FFT_ELEMENTS) -> tuple[int, int, tuple]:
+    """(slab thickness, number of slabs, FFT grid shape) of :func:`moran_geary_sums` on a bounding box of ``shape``
+    (z, y, x): the whole box in one grid of about (2 s - 1) per axis, or cut into z slabs until a slab pair's grid
+    holds at most ``max_fft_elements``."""
+    plane = [_even_fast_len(2 * int(s) - 1) for s in shape[1:]]
+    thickness = int(shape[0])
+    while thickness > 1 and _even_fast_len(2 * thickness - 1) * plane[0] * plane[1] > max_fft_elements:
+        thickness = (thickness + 1) // 2
+    return thickness, -(-int(shape[0]) // thickness), (_even_fast_len(2 * thickness - 1), *plane)
 
 
 def _rfft(x: np.ndarray, axis: int, threads: int, out: np.ndarray | None = None) -> np.ndarray:
