@@ -411,7 +411,7 @@ def test_without_diagnostics_the_features_are_the_same_and_no_whole_image_pass_r
         (sarcoma, c.replaced(interpolation="nearest"), ["grid_stats"])]
     expected = [compute_features(image, mask, settings) for (image, mask), settings, _ in cases]
     passes = []
-    for name in ("grid_stats", "trilinear_stats"):
+    for name in ("grid_stats", "short_grid_stats", "trilinear_stats"):
         monkeypatch.setattr(_preprocessing_kernels, name, lambda *args, name=name, whole=getattr(
             _preprocessing_kernels, name): (passes.append(name), whole(*args))[1])
     monkeypatch.setattr(preprocessing, "run_in_background", lambda *args, **kwargs: passes.append("background"))
@@ -509,3 +509,24 @@ def test_an_interpolated_uint16_image_is_read_without_a_whole_copy(data):
     assert found.diagnostics == expected.diagnostics
     assert found.diagnostics["mean_int_interp_img"] == expected.diagnostics["mean_int_interp_img"]
     assert _same(found.values, expected.values)
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16])
+def test_16_bit_grid_statistics_are_numpys(dtype):
+    """CT's int16 and MR's uint16 are summarised on integers (:func:`short_grid_stats`): the same minimum, maximum and
+    (exact) sum as numpy and as the float64 pass, at the type's extremes too, and with ``write`` the float64 copy."""
+    from RadiomicsLabLib.ibsi import _preprocessing_kernels as kernels
+    from RadiomicsLabLib.ibsi.preprocessing import _grid_statistics
+
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(7)
+    for shape in ((7, 9, 11), (3, 1, 64), (1, 1, 1)):
+        array = rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dtype)
+        array.flat[0], array.flat[-1] = info.max, info.min
+        expected = (float(array.min()), float(array.max()), float(array.sum(dtype=np.int64)))
+        assert kernels.short_grid_stats(array, np.empty((1, 1, 1)), False) == expected
+        assert kernels.grid_stats(array.astype(np.float64), np.empty((1, 1, 1)), False, False) == expected
+        copy = np.empty(shape)
+        assert kernels.short_grid_stats(array, copy, True) == expected
+        np.testing.assert_array_equal(copy, array.astype(np.float64))
+        assert _grid_statistics(np.empty(shape), True, source=array) == (expected[0], expected[1], array.mean())

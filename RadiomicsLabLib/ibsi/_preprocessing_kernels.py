@@ -164,8 +164,8 @@ def trilinear_stats(array, shift, zoom, out_shape, source_rounding):
                         rounded[i] = np.rint(_trilinear_point(array, za, zb, y0[j], y1[j], x0[i], x1[i], ca, cb,
                                                               wy0[j], wy1[j], wx0[i], wx1[i], source_rounding))
             for i in range(nx):
-                low[i] = min(low[i], rounded[i])
-                high[i] = max(high[i], rounded[i])
+                low[i] = np.minimum(low[i], rounded[i])
+                high[i] = np.maximum(high[i], rounded[i])
                 total[i] += rounded[i]
     return low.min(), high.max(), total.sum()
 
@@ -182,7 +182,7 @@ def _plane_along_yx(array, z, y0, y1, wy0, wy1, x0, x1, wx0, wx1, along_y, magni
             a, b = np.float64(ra[x]), np.float64(rb[x])
             if source_rounding:
                 a, b = np.rint(a), np.rint(b)
-            magnitude[x] = max(magnitude[x], abs(a), abs(b))
+            magnitude[x] = np.maximum(magnitude[x], np.maximum(abs(a), abs(b)))
             along_y[x] = a * ba + b * bb
         target = out[j]
         for i in range(out.shape[1]):
@@ -221,8 +221,8 @@ def grid_stats(source, out, rounding, write):
     ``rounding``; with ``write`` the values go to ``out`` (float64, the same shape; may be ``source`` itself), without
     it ``out`` is not written (any float64 array of the same dimension: a (1, ..., 1) one). One
     pass that accumulates per x position (a loop the compiler vectorises): the sum is added in another order than
-    numpy's, so it equals numpy's only when exact (integers, see the preprocessing), and a NaN shows in the sum
-    only. Empty: (inf, -inf, 0)."""
+    numpy's, so it equals numpy's only when exact (integers, see the preprocessing); a NaN makes all three NaN.
+    Empty: (inf, -inf, 0)."""
     rows = source.reshape((-1, source.shape[-1]))
     written = out.reshape((-1, out.shape[-1]))
     nx = rows.shape[1]
@@ -238,12 +238,38 @@ def grid_stats(source, out, rounding, write):
                 v = np.rint(v)
             if write:
                 target[x] = v
-            low[x] = min(low[x], v)
-            high[x] = max(high[x], v)
+            low[x] = np.minimum(low[x], v)      # np.minimum and np.maximum (NaN-propagating) vectorise; min, max not
+            high[x] = np.maximum(high[x], v)
             total[x] += v
     if nx == 0:
         return np.inf, -np.inf, 0.0
     return low.min(), high.max(), total.sum()
+
+
+@njit(cache=True, nogil=True)
+def short_grid_stats(source, out, write):
+    """:func:`grid_stats` of a 16-bit integer ``source`` (CT's int16, MR's uint16; integers need no rounding):
+    the minimum and maximum taken on int32, the sum on int64 (exact), each per x position (loops the compiler
+    vectorises, about 5x faster than on float64), returned as float64. Empty: (inf, -inf, 0)."""
+    rows = source.reshape((-1, source.shape[-1]))
+    written = out.reshape((-1, out.shape[-1]))
+    nx = rows.shape[1]
+    low = np.full(nx, 1 << 17, dtype=np.int32)
+    high = np.full(nx, -(1 << 17), dtype=np.int32)
+    total = np.zeros(nx, dtype=np.int64)
+    for r in range(rows.shape[0]):
+        row = rows[r]
+        target = written[r if write else 0]
+        for x in range(nx):
+            v = np.int32(row[x])
+            if write:
+                target[x] = np.float64(v)
+            low[x] = min(low[x], v)
+            high[x] = max(high[x], v)
+            total[x] += v
+    if nx == 0 or rows.shape[0] == 0:
+        return np.inf, -np.inf, 0.0
+    return np.float64(low.min()), np.float64(high.max()), np.float64(total.sum())
 
 
 @njit(cache=True, nogil=True)

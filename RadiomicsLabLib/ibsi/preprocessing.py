@@ -359,6 +359,11 @@ def _exact_sum(total: float, count: int, low: float, high: float, integral: bool
 CONVERTED_TYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int16), np.dtype(np.uint16))
 
 
+#: The 16-bit integer types of :data:`CONVERTED_TYPES`, summarised on integers
+#: (:func:`._preprocessing_kernels.short_grid_stats`).
+_SHORT_TYPES = (np.dtype(np.int16), np.dtype(np.uint16))
+
+
 def _grid_statistics(array: np.ndarray, integral: bool, rounding: bool = False, source=None,
                      write: bool = True) -> tuple:
     """(min, max, mean) of ``array`` (float64, C order), rounded in place first with ``rounding``, as numpy gives
@@ -371,8 +376,11 @@ def _grid_statistics(array: np.ndarray, integral: bool, rounding: bool = False, 
             array[...] = source
         return 0.0, 0.0, float("nan")
     out = array if write else np.empty((1,) * array.ndim)      # not written to without ``write``
-    low, high, total = (float(v) for v in _kernels.grid_stats(array if source is None else source, out, rounding,
-                                                              write and (rounding or source is not None)))
+    read = array if source is None else source
+    write = write and (rounding or source is not None)
+    stats = _kernels.short_grid_stats(read, out, write) if read.dtype in _SHORT_TYPES else \
+        _kernels.grid_stats(read, out, rounding, write)
+    low, high, total = (float(v) for v in stats)
     if _exact_sum(total, array.size, low, high, integral):
         return low, high, total / array.size
     return low, high, float(array.mean() if write else _read(array, rounding).mean())
