@@ -524,3 +524,16 @@ def test_the_started_sums_are_waited_for_when_a_family_fails(monkeypatch):
     one_voxel = np.zeros((3, 3, 3), dtype=bool)
     one_voxel[1, 1, 1] = True
     assert morphology.start_autocorrelation_sums(Roi.from_arrays(np.ones((3, 3, 3)), one_voxel, (1.0,) * 3)) is None
+
+
+def test_a_family_named_twice_is_computed_once(monkeypatch):
+    """A families list with a repeat (an ``ibsi:`` section's ``families: [statistics, morphology, statistics]``) gives
+    what the list without it gives, with the sums beside the other families too."""
+    from RadiomicsLabLib.ibsi.engine import features_of_roi
+
+    _allow_threads(monkeypatch, 2)
+    twice = features_of_roi(_gradient_roi(44)[0], _gradient_roi(44)[1], ("statistics", "morphology", "statistics"))
+    once = features_of_roi(_gradient_roi(44)[0], _gradient_roi(44)[1], ("statistics", "morphology"))
+    assert list(twice.values) == list(once.values) and twice.notes == once.notes
+    np.testing.assert_array_equal(list(twice.values.values()), list(once.values.values()))
+    assert [k for k in twice.timings] == [k for k in once.timings]

@@ -117,6 +117,7 @@ def features_of_roi(roi: Roi, settings: IbsiSettings, families=FAMILIES) -> Engi
     result = EngineResult(notes=roi.notes, timings=timings)
     # with two threads or more, a large ROI's Moran's I / Geary's C sums on the background thread beside the other
     # families, and morphology computed last; the results in ``families`` order either way
+    families = tuple(dict.fromkeys(families))           # each family once, in the order given
     order, started = list(families), None
     if "morphology" in families and compute_threads() > 1:
         from .features.morphology import start_autocorrelation_sums
