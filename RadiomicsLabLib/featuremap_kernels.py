@@ -752,7 +752,37 @@ def _mcc(ci, cj, cc, c0, c1, total, px, nl, n_roi_levels, b, rows, d, e):
     if n == 2:   # eigenvalues mean +- sqrt(half-difference^2 + off-diagonal^2)
         mean = 0.5 * (b[0, 0] + b[1, 1])
         return abs(mean) + math.hypot(0.5 * (b[0, 0] - b[1, 1]), b[0, 1])
+    if n == 3:
+        radius = _spectral_radius_3x3(b[0, 0], b[1, 1], b[2, 2], b[0, 1], b[0, 2], b[1, 2])
+        if radius >= 0.0:
+            return radius
     return _spectral_radius(b, n, d, e)
+
+
+#: :func:`_spectral_radius_3x3` leaves to the QL algorithm the matrices with |r| > 1 - this (two eigenvalues nearly
+#: equal), where the trigonometric formula amplifies the rounding of r by up to 1 / sqrt(2 * this).
+_TRIGONOMETRIC_MARGIN = 1e-3
+
+
+@njit(cache=True)
+def _spectral_radius_3x3(a, b, c, d, e, f):
+    """max |eigenvalue| of the symmetric [[a, d, e], [d, b, f], [e, f, c]] by the trigonometric solution of its
+    characteristic cubic (Smith 1961): q = tr / 3, p = sqrt(tr((A - q I)^2) / 6), r = det((A - q I) / p) / 2 = cos 3 phi,
+    eigenvalues q + 2 p cos(phi + 2 pi k / 3), the largest at k = 0 and the smallest at k = 1. Both are then
+    well-conditioned in r (error below ~1e-14 relative) as long as no two eigenvalues nearly coincide; there
+    (|r| > 1 - :data:`_TRIGONOMETRIC_MARGIN`) it returns -1 for the caller's general method."""
+    off = d * d + e * e + f * f
+    q = (a + b + c) / 3.0
+    if off == 0.0:
+        return max(abs(a), abs(b), abs(c))
+    aq, bq, cq = a - q, b - q, c - q
+    p = math.sqrt((aq * aq + bq * bq + cq * cq + 2.0 * off) / 6.0)
+    aq, bq, cq, d, e, f = aq / p, bq / p, cq / p, d / p, e / p, f / p
+    r = 0.5 * (aq * (bq * cq - f * f) - d * (d * cq - f * e) + e * (d * f - bq * e))
+    if abs(r) > 1.0 - _TRIGONOMETRIC_MARGIN:
+        return -1.0
+    phi = math.acos(r) / 3.0
+    return max(abs(q + 2.0 * p * math.cos(phi)), abs(q + 2.0 * p * math.cos(phi + 2.0 * math.pi / 3.0)))
 
 
 @njit(cache=True)

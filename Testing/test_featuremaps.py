@@ -607,6 +607,52 @@ def test_glcm_sliding_equals_rebuilt_and_engine(radius, in_plane, sts_ct, monkey
         assert close(maps.array(name)[picked], [e[name] for e in expected], rtol=1e-9, atol_scale=1e-10), name
 
 
+def test_mcc_and_its_closed_3x3_form_equal_eigenvalues():
+    """MCC (pyradiomics: sqrt of Q's second largest eigenvalue) of random symmetric count matrices with 2 to 7 grey
+    levels present equals numpy's eigenvalues (3 of them present: the 3 x 3 closed form); that closed form of a
+    symmetric 3 x 3 matrix's spectral radius equals numpy's to 1e-13, or leaves the nearly degenerate matrices (two
+    eigenvalues within its margin, an exact double one included) to the QL algorithm."""
+    from RadiomicsLabLib import featuremap_kernels as kernels
+
+    rng = np.random.default_rng(2106)
+    n_levels = 12
+    scratch = (np.empty((n_levels, n_levels)), np.empty(n_levels, dtype=np.int64), np.empty(n_levels),
+               np.empty(n_levels))
+    for present in range(2, 8):
+        for _ in range(60):
+            levels = rng.choice(n_levels, present, replace=False)
+            counts = np.zeros((n_levels, n_levels))
+            for a, b in rng.choice(levels, (int(rng.integers(present, 20)), 2)):
+                counts[a, b] += 1
+                counts[b, a] += 1
+            px = counts.sum(axis=1)
+            shown = px > 0
+            # Q = D^-1 P D^-1 P^T has the squared eigenvalues of the symmetric B = D^-1/2 P D^-1/2 (the largest 1)
+            b = counts[np.ix_(shown, shown)] / np.sqrt(np.outer(px[shown], px[shown]))
+            expected = np.sort(np.abs(np.linalg.eigvalsh(b)))[-2] if shown.sum() > 1 else 0.0
+            i, j = np.nonzero(counts)
+            mcc = kernels._mcc(i.astype(np.int64), j.astype(np.int64), counts[i, j], 0, i.size, counts.sum(), px,
+                               n_levels, n_levels, *scratch)
+            assert mcc == pytest.approx(expected, rel=1e-10, abs=1e-12), present
+
+    def radius(a):
+        return kernels._spectral_radius_3x3(a[0, 0], a[1, 1], a[2, 2], a[0, 1], a[0, 2], a[1, 2])
+
+    closed = 0
+    for _ in range(2000):
+        a = rng.uniform(-1, 1, (3, 3))
+        a = a + a.T
+        found = radius(a)
+        if found >= 0:
+            closed += 1
+            assert found == pytest.approx(np.abs(np.linalg.eigvalsh(a)).max(), rel=1e-13)
+    assert closed > 1900
+    rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    for diagonal in ((0.5, 0.5, -0.2), (0.3, -0.1, -0.1), (0.4, 0.4 + 1e-6, 0.1)):
+        assert radius(rotation @ np.diag(diagonal) @ rotation.T) == -1.0     # left to the QL algorithm
+    assert radius(np.diag([0.2, -0.7, 0.1])) == 0.7
+
+
 def test_compiled_feature_lists_follow_the_engine():
     """The compiled IBSI GLCM columns are the engine's GLCM base tags in order, and the local intensity tags the
     catalogue names without importing that family (see ``featuremaps._ibsi_catalogue``) are the engine's."""
