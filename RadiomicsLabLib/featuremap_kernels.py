@@ -713,7 +713,8 @@ def _mcc(ci, cj, cc, c0, c1, total, px, nl, n_roi_levels, b, rows, d, e):
     For the symmetric GLCM, p_x = p_y and Q is similar to B^2 with the symmetric B = D_x^-1/2 P D_x^-1/2, so the
     eigenvalues of Q are the squares of B's. B's largest eigenvalue is 1 with the unit eigenvector u = sqrt(p_x):
     the Householder reflector H = I - w w^T / (1 + u_1), w = u + e_1, maps u to -e_1, so H B H = [[1, 0], [0, K]]
-    and the answer is the spectral radius of the (m - 1) x (m - 1) symmetric K (B's other eigenvalues). B is
+    and the answer is the spectral radius of the (m - 1) x (m - 1) symmetric K (B's other eigenvalues): in closed form
+    for m - 1 <= 3 (:func:`_spectral_radius_3x3`), else by :func:`_spectral_radius`. B is
     restricted to the m grey levels present in the matrix: the ROI's other grey levels only add zero eigenvalues to
     pyradiomics' N_g x N_g Q. 1 when the ROI has a single grey level (pyradiomics). ``px``: the row sums of the
     counts, ``total`` their sum; ``d`` holds u, ``e`` 1 / sqrt(n_i.) and then H's p - K w (scratch).
