@@ -10,16 +10,23 @@ Slicer at start-up) runs, is within 2x of a warm run. Per definition (``ibsi``, 
 3. cached: a new process using that cache: its first map run (kernels loaded from the cache; the count of numba
    compilations is printed and should be 0), then the warm runs in the same process (median of ``--repeats``).
 
+4. numba's floor: a new process using that cache that imports numba and calls one cached kernel (the scan the maps
+   start with, :func:`RadiomicsLabLib.ibsi._preprocessing_kernels.nonzero_box` on a 3 x 3 x 3 mask): what any
+   numba program pays in a new process before its own work. (floor + warm) / warm is the least cached-first / warm
+   ratio that kernels loaded from numba's cache allow.
+
 Printed: seconds of each, and the ratios cold-first / warm and cached-first / warm (target <= 2). "first" is the
 ``feature_maps`` call itself (the lazily imported engine modules, numba and the cache loads included);
 "process" adds the interpreter's imports of SimpleITK and RadiomicsLabLib and the image reading, for reference.
 
 What a cached first run still pays is not compilation (0 compilations) but numba's start in every new process:
-importing numba (~0.4 s), initialising its CPU target on the first kernel loaded from the cache (~0.5 s: registries,
-the BLAS check importing scipy.linalg) and ~0.02 s per kernel loaded (measured on the 2-core development machine),
-plus the engine modules the maps import lazily (scipy.signal, scipy.ndimage). Where a warm run takes well under a
-second (a few thousand voxels with the pyradiomics definition) that fixed ~1 s keeps the ratio above 2; removing it
-needs kernels that do not need numba at run time (ahead-of-time compiled extension) or a worker process kept alive.
+importing numba (0.3-0.4 s), initialising its CPU target on the first kernel loaded from the cache (0.3-0.4 s:
+registries, the BLAS check importing scipy.linalg), both timed on their own by item 4, then ~0.02 s per kernel loaded
+(the 2-core development machine), plus the engine modules the maps import lazily. Where a warm run takes well under a
+second (a few thousand voxels) numba's start alone keeps the ratio above 2; removing it needs kernels that do not
+need numba at run time (ahead-of-time compiled extension) or a worker process kept alive. The first run's clock
+starts before the compile counter's listener imports numba (rounds before 2026-12-06 started it after, leaving the
+import out).
 
 Desktop Slicer (``--desktop``): there every map run is a job in a worker process (:mod:`RadiomicsLabLib.background`),
 so every run is a first run in a new process unless a worker was started ahead. Timed from ``BackgroundRun(job)``
@@ -68,10 +75,10 @@ def child(case: str, definition: str, features: str, repeats: int) -> dict:
     image_path, label_path = inputs(case)
     image, mask = sitk.ReadImage(image_path), sitk.ReadImage(label_path)
     imports = time.perf_counter() - started
-    with CompileCounter() as counter:
-        t = time.perf_counter()
+    t = time.perf_counter()
+    with CompileCounter() as counter:   # its listener imports numba: part of the first run, as without it
         maps = feature_maps(image, mask, features, radius=1, definition=definition)
-        first = time.perf_counter() - t
+    first = time.perf_counter() - t
     warm = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -79,6 +86,27 @@ def child(case: str, definition: str, features: str, repeats: int) -> dict:
         warm.append(time.perf_counter() - t)
     return {"imports": imports, "first": first, "warm": statistics.median(warm), "warm_all": warm,
             "compiled": len(counter.compiled), "maps": len(maps), "voxels": int(maps.values.shape[0])}
+
+
+def numba_floor() -> dict:
+    """In the new process: seconds to import numba, then to call the first kernel loaded from the cache (numba
+    initialises its CPU target there: registries, the BLAS check that imports scipy.linalg), and its compilations."""
+    started = time.perf_counter()
+    import numba  # noqa: F401
+
+    imported = time.perf_counter() - started
+    import numpy as np
+
+    from RadiomicsLabLib.ibsi._preprocessing_kernels import nonzero_box
+    from RadiomicsLabLib.warmup import CompileCounter
+
+    mask = np.zeros((3, 3, 3), dtype=np.uint8)
+    mask[1, 1, 1] = 1
+    with CompileCounter() as counter:
+        started = time.perf_counter()
+        nonzero_box(mask)
+        first_kernel = time.perf_counter() - started
+    return {"import": imported, "first_kernel": first_kernel, "compiled": len(counter.compiled)}
 
 
 def run_child(cache: Path, stamps: Path, args, definition: str) -> dict:
@@ -176,7 +204,9 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.case, args.child, args.features, args.repeats)))
+        result = numba_floor() if args.child == "numba-floor" else child(args.case, args.child, args.features,
+                                                                         args.repeats)
+        print(json.dumps(result))
         return
 
     definitions = [d.strip() for d in args.definitions.split(",") if d.strip()]
@@ -195,6 +225,7 @@ def main() -> None:
         print(f"  warm-up (python -m RadiomicsLabLib.warmup, fresh cache): {warmup_s:.1f} s, "
               f"{report['compiled']} compilations, {len(report['kernels'])} kernels", flush=True)
         cached = {d: run_child(folder / "warm", folder / "stamps-warm", args, d) for d in definitions}
+        floor = run_child(folder / "warm", folder / "stamps-warm", args, "numba-floor")
 
     print()
     print(f"{'definition':<12} {'voxels':>7} {'maps':>5} {'cold first':>11} {'cached first':>13} {'warm':>7} "
@@ -207,7 +238,12 @@ def main() -> None:
         print(f"{d:<12} {k['voxels']:>7} {k['maps']:>5} {c['first']:>10.2f}s {k['first']:>12.2f}s {k['warm']:>6.2f}s "
               f"{c['first'] / c['warm']:>9.1f}x {ratio:>11.2f}x {k['compiled']:>9} "
               f"{k['imports'] + k['first']:>14.2f}s")
+    start = floor["import"] + floor["first_kernel"]
     print()
+    print(f"numba's own start in a new process (cached kernels, {floor['compiled']} compilations): import "
+          f"{floor['import']:.2f} s + first cached kernel (CPU target initialised) {floor['first_kernel']:.2f} s = "
+          f"{start:.2f} s; the least cached first / warm it allows: "
+          + ", ".join(f"{d} {(start + cached[d]['warm']) / cached[d]['warm']:.2f}x" for d in definitions))
     print(f"warm-up at install: {warmup_s:.1f} s (once). Target cached first / warm <= 2: "
           f"{'met' if max(ratios) <= 2 else 'NOT met'} (worst {max(ratios):.2f}x); compilations in the cached "
           f"processes: {sum(cached[d]['compiled'] for d in definitions)} (should be 0).")
