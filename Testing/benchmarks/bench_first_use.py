@@ -42,6 +42,7 @@ share (landing the nodes) is printed too. Uses the installation's own numba cach
 """
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -92,8 +93,7 @@ def numba_floor() -> dict:
     """In the new process: seconds to import numba, then to call the first kernel loaded from the cache (numba
     initialises its CPU target there: registries, the BLAS check that imports scipy.linalg), and its compilations."""
     started = time.perf_counter()
-    import numba  # noqa: F401
-
+    importlib.import_module("numba")
     imported = time.perf_counter() - started
     import numpy as np
 
