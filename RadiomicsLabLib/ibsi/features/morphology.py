@@ -70,8 +70,8 @@ FEATURES, FUNCTIONS, feature = registry()
 MAX_FFT_ELEMENTS = 2 ** 24
 #: Elements of one block of the pairwise distance matrix in the blockwise Moran / Geary sum.
 PAIR_BLOCK_ELEMENTS = 2 ** 22
-#: Moran / Geary FFT: the smallest FFT grid (elements) done in bands (on several threads), and the y frequencies
-#: per band of its last transform and sums.
+#: Moran / Geary FFT: the smallest FFT grid (elements) done in bands (on several threads) and started beside the
+#: other families (:func:`_large_grid`), and the y frequencies per band of its last transform and sums.
 MORAN_BANDED_ELEMENTS = 2 ** 19
 MORAN_BAND_ROWS = 16
 #: Fewest OMBB normals worth a thread of their own: inside a whole extraction on the 2-vCPU benchmark machine, 210 to
@@ -229,7 +229,7 @@ def start_autocorrelation_sums(roi) -> Future | None:
     _, _, int_mask, image = roi.derived("morphology_crops", lambda: _cropped(roi))
     box = bounding_box(int_mask)
     if box is None or np.count_nonzero(int_mask[box]) < 2 or \
-            np.prod(_fft_plan([b.stop - b.start for b in box])[2]) < MORAN_BANDED_ELEMENTS:
+            not _large_grid(_fft_plan([b.stop - b.start for b in box])[2]):
         return None
     return roi.derived("autocorrelation_sums", lambda: run_in_background(
         moran_geary_sums, int_mask, image, np.asarray(roi.spacing, dtype=np.float64)))
@@ -419,7 +419,7 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
 
     # pairs within a slab: the kernel is even along every axis, so its spectrum is real (read folded)
     weight_sum = moran_sum = geary_sum = 0.0
-    banded = n_fft >= MORAN_BANDED_ELEMENTS
+    banded = _large_grid(fft_shape)
     # a large grid's FFTs run on the process's cores (one in a cohort worker; the same values on any number)
     threads = compute_threads() if banded else 1
     folded, fold_z, fold_y = _folded_kernel_spectrum(fft_shape, (thickness, *shape[1:]), spacing, threads)
@@ -520,6 +520,12 @@ def _fft_plan(shape, max_fft_elements: int = MAX_FFT_ELEMENTS) -> tuple[int, int
     while thickness > 1 and _even_fast_len(2 * thickness - 1) * plane[0] * plane[1] > max_fft_elements:
         thickness = (thickness + 1) // 2
     return thickness, -(-int(shape[0]) // thickness), (_even_fast_len(2 * thickness - 1), *plane)
+
+
+def _large_grid(fft_shape) -> bool:
+    """Whether :func:`moran_geary_sums` works on an FFT grid of ``fft_shape`` in bands on the process's threads, and
+    :func:`start_autocorrelation_sums` starts it beside the other families: at least :data:`MORAN_BANDED_ELEMENTS`."""
+    return math.prod(int(n) for n in fft_shape) >= MORAN_BANDED_ELEMENTS
 
 
 def _rfft(x: np.ndarray, axis: int, threads: int, out: np.ndarray | None = None) -> np.ndarray:
