@@ -430,12 +430,18 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
         along x (into a grid zero-padded along y) and y, then along z (zero-padded) and summed. A large grid
         (``MORAN_BANDED_ELEMENTS``) is done in bands of ``MORAN_BAND_ROWS`` y frequencies (a band's spectra stay in
         the cache) on ``threads`` threads, each reusing one buffer for its bands, the bands' sums added in band
-        order; a small one in one band."""
+        order; a small one at once, in place in one grid zero-padded along z and y."""
         depth, height = stack.shape[1], stack.shape[2]
+        if not banded:
+            spectra = np.zeros((3, *fft_shape[:2], fft_shape[2] // 2 + 1), dtype=np.complex128)
+            _rfft(stack, 3, 1, out=spectra[:, :depth, :height])
+            _fft(spectra[:, :depth], 2, 1)
+            _fft(spectra, 1, 1)
+            return _kernels.folded_spectral_sums(folded, fold_z, fold_y, spectra[0], spectra[2], spectra[1])
         lines = np.zeros((3, depth, fft_shape[1], fft_shape[2] // 2 + 1), dtype=np.complex128)
         _rfft(stack, 3, threads, out=lines[:, :, :height])
         _fft(lines, 2, threads)
-        rows = MORAN_BAND_ROWS if banded else fft_shape[1]
+        rows = MORAN_BAND_ROWS
         starts = list(range(0, fft_shape[1], rows))
         workers = min(threads, len(starts))
 
