@@ -608,21 +608,22 @@ def test_glcm_sliding_equals_rebuilt_and_engine(radius, in_plane, sts_ct, monkey
 
 
 def test_mcc_and_its_closed_3x3_form_equal_eigenvalues():
-    """MCC (pyradiomics: sqrt of Q's second largest eigenvalue) of random symmetric count matrices with 2 to 7 grey
-    levels present equals numpy's eigenvalues (3 of them present: the 3 x 3 closed form); that closed form of a
+    """MCC (pyradiomics: sqrt of Q's second largest eigenvalue) of random symmetric count matrices with 2 to 12 grey
+    levels present equals numpy's eigenvalues (4 of them present: the 3 x 3 closed form; 5 or more: Laguerre's
+    iteration on the tridiagonal form); that closed form of a
     symmetric 3 x 3 matrix's spectral radius equals numpy's to 1e-13, or leaves the nearly degenerate matrices (two
-    eigenvalues within its margin, an exact double one included) to the QL algorithm."""
+    eigenvalues within its margin, an exact double one included) to the general method (:func:`_spectral_radius`)."""
     from RadiomicsLabLib import featuremap_kernels as kernels
 
     rng = np.random.default_rng(2106)
-    n_levels = 12
+    n_levels = 14
     scratch = (np.empty((n_levels, n_levels)), np.empty(n_levels, dtype=np.int64), np.empty(n_levels),
                np.empty(n_levels))
-    for present in range(2, 8):
+    for present in range(2, 13):
         for _ in range(60):
             levels = rng.choice(n_levels, present, replace=False)
             counts = np.zeros((n_levels, n_levels))
-            for a, b in rng.choice(levels, (int(rng.integers(present, 20)), 2)):
+            for a, b in rng.choice(levels, (int(rng.integers(present, 3 * present + 14)), 2)):
                 counts[a, b] += 1
                 counts[b, a] += 1
             px = counts.sum(axis=1)
@@ -649,8 +650,43 @@ def test_mcc_and_its_closed_3x3_form_equal_eigenvalues():
     assert closed > 1900
     rotation, _ = np.linalg.qr(rng.normal(size=(3, 3)))
     for diagonal in ((0.5, 0.5, -0.2), (0.3, -0.1, -0.1), (0.4, 0.4 + 1e-6, 0.1)):
-        assert radius(rotation @ np.diag(diagonal) @ rotation.T) == -1.0     # left to the QL algorithm
+        assert radius(rotation @ np.diag(diagonal) @ rotation.T) == -1.0     # left to _spectral_radius
     assert radius(np.diag([0.2, -0.7, 0.1])) == 0.7
+
+
+def test_laguerre_spectral_radius_equals_eigenvalues_and_ql():
+    """The spectral radius of a symmetric tridiagonal matrix by Laguerre's iteration from the Gershgorin bounds equals
+    numpy's eigenvalues and the QL algorithm's to 1e-14 of the matrix's norm: random matrices, split ones (a zero
+    off-diagonal entry), nearly diagonal ones, equal diagonals, repeated extreme eigenvalues, rounded entries, the
+    bound +-1 of the MCC's deflated matrices; and it declines (-1, for QL) where it is given too few steps."""
+    from RadiomicsLabLib import featuremap_kernels as kernels
+
+    rng = np.random.default_rng(1206)
+    cases = [(np.full(4, 0.5), np.array([0.1, 0.0, 0.1, 0.0])), (np.full(3, 0.3), np.zeros(3)),
+             (np.array([0.2, -0.2]), np.zeros(2)), (np.zeros(3), np.zeros(3))]
+    for trial in range(3000):
+        n = int(rng.integers(2, 14))
+        d, e = rng.uniform(-1, 1, n), rng.uniform(-0.5, 0.5, n)
+        if trial % 5 == 1:
+            e[rng.integers(0, n - 1)] = 0.0
+        elif trial % 5 == 2:
+            e *= 1e-9
+        elif trial % 5 == 3:
+            d[:] = d[0]
+        elif trial % 5 == 4:
+            d, e = np.round(d * 3) / 3, np.round(e * 4) / 4
+        cases.append((d, e))
+    for d, e in cases:
+        n = d.size
+        tridiagonal = np.diag(d) + np.diag(e[:n - 1], 1) + np.diag(e[:n - 1], -1)
+        expected = np.abs(np.linalg.eigvalsh(tridiagonal)).max()
+        norm = max(np.abs(tridiagonal).sum(axis=1).max(), 1e-300)
+        for bound in (np.inf, max(1.0, expected) + 1e-9):
+            found = kernels._laguerre_spectral_radius(d.copy(), e.copy(), n, bound)
+            assert abs(found - expected) <= 1e-14 * norm, (d, e, found, expected)
+        assert abs(kernels._tridiagonal_spectral_radius(d.copy(), e.copy(), n) - expected) <= 1e-14 * norm
+    d, e = rng.uniform(-1, 1, 6), rng.uniform(0.2, 0.5, 6)
+    assert kernels._laguerre_spectral_radius(d, e, 6, np.inf, 1) == -1.0
 
 
 def test_compiled_feature_lists_follow_the_engine():
