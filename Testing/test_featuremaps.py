@@ -658,7 +658,8 @@ def test_laguerre_spectral_radius_equals_eigenvalues_and_ql():
     """The spectral radius of a symmetric tridiagonal matrix by Laguerre's iteration from the Gershgorin bounds equals
     numpy's eigenvalues and the QL algorithm's to 1e-14 of the matrix's norm: random matrices, split ones (a zero
     off-diagonal entry), nearly diagonal ones, equal diagonals, repeated extreme eigenvalues, rounded entries, the
-    bound +-1 of the MCC's deflated matrices; and it declines (-1, for QL) where it is given too few steps."""
+    bound +-1 of the MCC's deflated matrices, 120 to 300 rows of tiny or unit entries (products rescaled); and it
+    declines (-1, for QL) where it is given too few steps."""
     from RadiomicsLabLib import featuremap_kernels as kernels
 
     rng = np.random.default_rng(1206)
@@ -685,6 +686,12 @@ def test_laguerre_spectral_radius_equals_eigenvalues_and_ql():
             found = kernels._laguerre_spectral_radius(d.copy(), e.copy(), n, bound)
             assert abs(found - expected) <= 1e-14 * norm, (d, e, found, expected)
         assert abs(kernels._tridiagonal_spectral_radius(d.copy(), e.copy(), n) - expected) <= 1e-14 * norm
+    for n, size in ((300, 1e-3), (300, 1.0), (120, 1e-6)):    # products of hundreds of factors: rescaled
+        d, e = rng.uniform(-size, size, n), rng.uniform(-size, size, n) / 2
+        tridiagonal = np.diag(d) + np.diag(e[:n - 1], 1) + np.diag(e[:n - 1], -1)
+        expected = np.abs(np.linalg.eigvalsh(tridiagonal)).max()
+        found = kernels._laguerre_spectral_radius(d, e, n)
+        assert abs(found - expected) <= 1e-13 * np.abs(tridiagonal).sum(axis=1).max(), (n, size)
     d, e = rng.uniform(-1, 1, 6), rng.uniform(0.2, 0.5, 6)
     assert kernels._laguerre_spectral_radius(d, e, 6, np.inf, 1) == -1.0
 
