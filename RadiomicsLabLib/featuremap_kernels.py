@@ -603,8 +603,8 @@ def _glcm_angle(ci, cj, cc, c0, c1, grey, nl, Ng, n_roi_levels, want_mcc, log2_c
 def _spectral_radius(a, m, d, e, bound=np.inf):
     """max |eigenvalue| of the symmetric ``a[:m, :m]`` (overwritten), whose eigenvalues lie within +-``bound``:
     Householder reduction to tridiagonal form (Golub & Van Loan, section 8.3.1), then Laguerre's iteration for the
-    extreme eigenvalues (:func:`_laguerre_spectral_radius`; 1.4x to 2x faster than QL from 4 x 4 up), or the implicit
-    QL algorithm (:func:`_tridiagonal_spectral_radius`) where that does not settle."""
+    extreme eigenvalues (:func:`_laguerre_spectral_radius`; 1.4x (4 x 4) to 2.2x (11 x 11) faster than QL), or
+    the implicit QL algorithm (:func:`_tridiagonal_spectral_radius`) where that does not settle."""
     for k in range(m - 2):
         norm = 0.0
         for i in range(k + 1, m):
