@@ -265,9 +265,10 @@ def _ombb_volume_by_brute_force(points, hull):
 
 
 def test_ombb_silhouette_edges_against_every_projected_hull_edge():
-    """The OMBB kernel takes the rectangle's directions from the hull's silhouette edges: against a brute force over
-    Qhull's 2D hull of every projection, on random clouds, grid points (flat faces, facets parallel to a normal:
-    their edges lie along the normal) and clouds with near-copies of their points (1e-14 apart)."""
+    """The OMBB kernel takes the rectangle's directions from the hull's silhouette edges, and skips the edges whose
+    rectangle over 8 seed vertices is already too large: against a brute force over Qhull's 2D hull of every
+    projection, on random clouds, grid points (flat faces, facets parallel to a normal: their edges lie along the
+    normal; many equal boxes) and clouds with near-copies of their points (1e-14 apart)."""
     from scipy.spatial import ConvexHull
 
     rng = np.random.default_rng(1)

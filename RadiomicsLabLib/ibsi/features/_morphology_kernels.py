@@ -110,14 +110,24 @@ def oriented_minimum_bounding_box(points, edges, normals, selected, best, direct
     Extra directions (an edge inside a projected facet, one without a partner facet) can only give larger
     rectangles; edges shorter than 1e-9 of the projection's size (an edge along the normal) have no direction
     and are skipped. Where no edge has one (a flat projection): (the projection's diagonal, 0).
+
+    Per normal, the facets' sides are coded once (1: facing the normal's way, 2: the other, 3: both, within 1e-9)
+    and an edge is on the silhouette where its two facets' codes together hold both (a branch-free pass). An edge's
+    rectangle is first spanned by 8 seed vertices only (the extremes of the projection along u, v, u + v and u - v):
+    its extents only grow with more vertices, so where that partial rectangle's area already reaches the smallest
+    of this normal's, or its box's volume exceeds the smallest box's by more than 1e-12 (relative: rounding cannot
+    reverse that), the edge cannot give the first smallest box and is not spanned in full. The box chosen is the
+    same, bit for bit.
     """
     best = best.copy()
     best_volume = best[0] * best[1] * best[2]
     n_points, n_facets, n_edges = points.shape[0], normals.shape[0], edges.shape[0]
     x, y, z = points[:, 0].copy(), points[:, 1].copy(), points[:, 2].copy()
     nx, ny, nz = normals[:, 0].copy(), normals[:, 1].copy(), normals[:, 2].copy()
-    facing = np.empty(n_facets)
-    front, back = np.empty(n_facets, dtype=np.bool_), np.empty(n_facets, dtype=np.bool_)
+    side = np.full(n_facets + 1, 3, dtype=np.int8)    # per facet: 1 facing the normal's way, 2 the other, 3 both
+    first_facet = edges[:, 2].copy()
+    second_facet = np.where(edges[:, 3] < 0, n_facets, edges[:, 3])   # no partner: code 3, always on the silhouette
+    on_silhouette = np.empty(n_edges, dtype=np.bool_)
     # an edge between two facets of one plane lies inside the projection of that plane (or along its edge)
     sides = np.empty(n_edges, dtype=np.bool_)
     for e in range(n_edges):
@@ -128,6 +138,8 @@ def oriented_minimum_bounding_box(points, edges, normals, selected, best, direct
     pu, pv = np.empty(n_points), np.empty(n_points)
     chosen = np.empty(n_edges, dtype=np.int64)
     taken = np.full(n_edges, -1, dtype=np.int64)       # the last normal whose rectangles took each direction
+    seeds = np.empty(8, dtype=np.int64)
+    diagonal, anti_diagonal = np.empty(n_points), np.empty(n_points)
     for k in selected:
         norm = np.sqrt(nx[k] ** 2 + ny[k] ** 2 + nz[k] ** 2)
         n0, n1, n2 = nx[k] / norm, ny[k] / norm, nz[k] / norm
@@ -147,14 +159,13 @@ def oriented_minimum_bounding_box(points, edges, normals, selected, best, direct
         u0, u1, u2 = u0 / length, u1 / length, u2 / length
         v0, v1, v2 = n1 * u2 - n2 * u1, n2 * u0 - n0 * u2, n0 * u1 - n1 * u0
         for f in range(n_facets):
-            facing[f] = n0 * nx[f] + n1 * ny[f] + n2 * nz[f]
-        for f in range(n_facets):
-            front[f] = facing[f] > -1e-9
-            back[f] = facing[f] < 1e-9
+            facing = n0 * nx[f] + n1 * ny[f] + n2 * nz[f]
+            side[f] = np.int8(facing > -1e-9) | (np.int8(facing < 1e-9) << 1)
+        for e in range(n_edges):
+            on_silhouette[e] = sides[e] & ((side[first_facet[e]] | side[second_facet[e]]) == 3)
         m = c = 0
         for e in range(n_edges):
-            f, g = edges[e, 2], edges[e, 3]
-            if sides[e] and (g < 0 or ((front[f] or front[g]) and (back[f] or back[g]))):
+            if on_silhouette[e]:
                 chosen[c] = e
                 c += 1
                 for end in range(2):
@@ -173,7 +184,15 @@ def oriented_minimum_bounding_box(points, edges, normals, selected, best, direct
             continue
         su, sv = pu[:m], pv[:m]
         slack = 1e-9 * ((su.max() - su.min()) + (sv.max() - sv.min()))
+        depth = high - low
+        for j in range(m):
+            diagonal[j] = su[j] + sv[j]
+            anti_diagonal[j] = su[j] - sv[j]
+        seeds[0], seeds[1], seeds[2], seeds[3] = np.argmin(su), np.argmax(su), np.argmin(sv), np.argmax(sv)
+        seeds[4], seeds[5] = np.argmin(diagonal[:m]), np.argmax(diagonal[:m])
+        seeds[6], seeds[7] = np.argmin(anti_diagonal[:m]), np.argmax(anti_diagonal[:m])
         area, width, height = np.inf, 0.0, 0.0
+        skipped = False
         for i in range(c):
             direction = directions[chosen[i]]
             if taken[direction] == k:
@@ -186,6 +205,15 @@ def oriented_minimum_bounding_box(points, edges, normals, selected, best, direct
                 continue
             ux, uy = ex / length, ey / length
             along_low, along_high, across_low, across_high = np.inf, -np.inf, np.inf, -np.inf
+            for j in seeds:
+                along = su[j] * ux + sv[j] * uy
+                across = sv[j] * ux - su[j] * uy
+                along_low, along_high = min(along_low, along), max(along_high, along)
+                across_low, across_high = min(across_low, across), max(across_high, across)
+            seed_width, seed_height = along_high - along_low, across_high - across_low
+            if seed_width * seed_height >= area or depth * seed_width * seed_height > best_volume * (1.0 + 1e-12):
+                skipped = True
+                continue
             for j in range(m):
                 along = su[j] * ux + sv[j] * uy
                 across = sv[j] * ux - su[j] * uy
@@ -194,11 +222,13 @@ def oriented_minimum_bounding_box(points, edges, normals, selected, best, direct
             if (along_high - along_low) * (across_high - across_low) < area:
                 width, height = along_high - along_low, across_high - across_low
                 area = width * height
-        if area == np.inf:
-            width, height = np.sqrt((su.max() - su.min()) ** 2 + (sv.max() - sv.min()) ** 2), 0.0
         for i in range(m):
             slot[silhouette[i]] = -1
-        volume = (high - low) * width * height
+        if area == np.inf:
+            if skipped:    # every edge's box is larger than the smallest one
+                continue
+            width, height = np.sqrt((su.max() - su.min()) ** 2 + (sv.max() - sv.min()) ** 2), 0.0
+        volume = depth * width * height
         if volume < best_volume:
             best_volume = volume
             best[0], best[1], best[2] = high - low, width, height
