@@ -111,8 +111,9 @@ def oriented_minimum_bounding_box(points, edges, normals, selected, best, direct
     rectangles; edges shorter than 1e-9 of the projection's size (an edge along the normal) have no direction
     and are skipped. Where no edge has one (a flat projection): (the projection's diagonal, 0).
 
-    Per normal, the facets' sides are coded once (1: facing the normal's way, 2: the other, 3: both, within 1e-9)
-    and an edge is on the silhouette where its two facets' codes together hold both (a branch-free pass). An edge's
+    Edges between two facets of one plane are left out once; per normal, each other edge's two facets are faced
+    with the normal in one branch-free pass over per-edge copies of their normals (no gathers), and the silhouette
+    edges are listed by a branch-free compaction, their vertices in edge order as before. An edge's
     rectangle is first spanned by 8 seed vertices only (the extremes of the projection along u, v, u + v and u - v):
     its extents only grow with more vertices, so where that partial rectangle's area already reaches the smallest
     of this normal's, or its box's volume exceeds the smallest box's by more than 1e-12 (relative: rounding cannot
@@ -124,15 +125,18 @@ def oriented_minimum_bounding_box(points, edges, normals, selected, best, direct
     n_points, n_facets, n_edges = points.shape[0], normals.shape[0], edges.shape[0]
     x, y, z = points[:, 0].copy(), points[:, 1].copy(), points[:, 2].copy()
     nx, ny, nz = normals[:, 0].copy(), normals[:, 1].copy(), normals[:, 2].copy()
-    side = np.full(n_facets + 1, 3, dtype=np.int8)    # per facet: 1 facing the normal's way, 2 the other, 3 both
-    first_facet = edges[:, 2].copy()
-    second_facet = np.where(edges[:, 3] < 0, n_facets, edges[:, 3])   # no partner: code 3, always on the silhouette
-    on_silhouette = np.empty(n_edges, dtype=np.bool_)
     # an edge between two facets of one plane lies inside the projection of that plane (or along its edge)
     sides = np.empty(n_edges, dtype=np.bool_)
     for e in range(n_edges):
         f, g = edges[e, 2], edges[e, 3]
         sides[e] = g < 0 or not (nx[f] == nx[g] and ny[f] == ny[g] and nz[f] == nz[g])
+    candidates = np.flatnonzero(sides)
+    # per candidate edge, the normals of its two facets (no partner: the first's twice; always on the silhouette)
+    partner = edges[candidates, 3] >= 0
+    f_of, g_of = edges[candidates, 2], np.where(partner, edges[candidates, 3], edges[candidates, 2])
+    fx, fy, fz = nx[f_of], ny[f_of], nz[f_of]
+    gx, gy, gz = nx[g_of], ny[g_of], nz[g_of]
+    on_silhouette = np.empty(candidates.size, dtype=np.bool_)
     slot = np.full(n_points, -1, dtype=np.int64)      # a silhouette vertex's index in pu, pv
     silhouette = np.empty(n_points, dtype=np.int64)
     pu, pv = np.empty(n_points), np.empty(n_points)
@@ -158,24 +162,25 @@ def oriented_minimum_bounding_box(points, edges, normals, selected, best, direct
         length = np.sqrt(u0 * u0 + u1 * u1 + u2 * u2)
         u0, u1, u2 = u0 / length, u1 / length, u2 / length
         v0, v1, v2 = n1 * u2 - n2 * u1, n2 * u0 - n0 * u2, n0 * u1 - n1 * u0
-        for f in range(n_facets):
-            facing = n0 * nx[f] + n1 * ny[f] + n2 * nz[f]
-            side[f] = np.int8(facing > -1e-9) | (np.int8(facing < 1e-9) << 1)
-        for e in range(n_edges):
-            on_silhouette[e] = sides[e] & ((side[first_facet[e]] | side[second_facet[e]]) == 3)
-        m = c = 0
-        for e in range(n_edges):
-            if on_silhouette[e]:
-                chosen[c] = e
-                c += 1
-                for end in range(2):
-                    p = edges[e, end]
-                    if slot[p] < 0:
-                        slot[p] = m
-                        silhouette[m] = p
-                        pu[m] = x[p] * u0 + y[p] * u1 + z[p] * u2
-                        pv[m] = x[p] * v0 + y[p] * v1 + z[p] * v2
-                        m += 1
+        for e in range(candidates.size):   # facing the normal's way: n . n_f > -1e-9; the other way: < 1e-9
+            facing_f = n0 * fx[e] + n1 * fy[e] + n2 * fz[e]
+            facing_g = n0 * gx[e] + n1 * gy[e] + n2 * gz[e]
+            on_silhouette[e] = ((facing_f > -1e-9) | (facing_g > -1e-9)) & ((facing_f < 1e-9) | (facing_g < 1e-9)) \
+                | (not partner[e])
+        c = 0
+        for e in range(candidates.size):
+            chosen[c] = candidates[e]
+            c += on_silhouette[e]
+        m = 0
+        for i in range(c):
+            for end in range(2):
+                p = edges[chosen[i], end]
+                if slot[p] < 0:
+                    slot[p] = m
+                    silhouette[m] = p
+                    pu[m] = x[p] * u0 + y[p] * u1 + z[p] * u2
+                    pv[m] = x[p] * v0 + y[p] * v1 + z[p] * v2
+                    m += 1
         low, high = np.inf, -np.inf
         for i in range(n_points):
             pn = x[i] * n0 + y[i] * n1 + z[i] * n2
