@@ -719,7 +719,9 @@ def khachiyan_weights(q, tolerance, max_iterations, refresh=64):
     Sherman-Morrison in O(n d) instead of a new inverse: with v = X^-1 q_j and c = 1 - s + s m_j,
     X'^-1 = (X^-1 - s v v^T / c) / (1 - s) and m_i' = (m_i - s (q_i . v)^2 / c) / (1 - s).
     X^-1 and m are recomputed from scratch every ``refresh`` steps and before stopping (no drift). The m update
-    reads q by column (four contiguous arrays), a loop the compiler vectorises.
+    reads q by column (four contiguous arrays), a loop the compiler vectorises. A weight is clamped at 0 where it
+    turned negative: only u_j can, unless s >= 1 (m_j < 1, not met on points in general position), where all are
+    checked.
     """
     n, d1 = q.shape
     if d1 != 4:
@@ -754,9 +756,12 @@ def khachiyan_weights(q, tolerance, max_iterations, refresh=64):
         for i in range(n):
             u[i] *= 1.0 - step
         u[j] += step
-        for i in range(n):
-            if u[i] < 0:
-                u[i] = 0.0
+        if step < 1.0:    # the others were scaled by 1 - step > 0: only u_j can have turned negative
+            u[j] = 0.0 if u[j] < 0 else u[j]
+        else:
+            for i in range(n):
+                if u[i] < 0:
+                    u[i] = 0.0
         steps += 1
         if steps % refresh == 0:
             _lifted_norms(q, u, inverse, m)
