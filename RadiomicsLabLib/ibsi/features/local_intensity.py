@@ -8,6 +8,9 @@ there). Always 3D (IBSI DHQ4). The sums over the sphere are a convolution with t
 (IBSI's suggestion), done on the ROI's bounding box grown by the kernel's half-size.
 """
 
+import functools
+from typing import NamedTuple
+
 import numpy as np
 
 from .. import _preprocessing_kernels as _kernels
@@ -30,6 +33,28 @@ def sphere_kernel(spacing, radius: float = RADIUS_MM) -> np.ndarray:
     return dz ** 2 + dy ** 2 + dx ** 2 <= radius ** 2
 
 
+class SphereGeometry(NamedTuple):
+    """The 1 cm^3 sphere on a grid of one spacing (:func:`sphere_geometry`), shared: its arrays are not to be written
+    (not flagged read-only, which would give the compiled kernels another signature to compile)."""
+    kernel: np.ndarray      # boolean (z, y, x), :func:`sphere_kernel`
+    offsets: np.ndarray     # (K, 3) int64: its voxels relative to the centre, in C order
+    row_dz: np.ndarray      # its rows along x, by (dz, dy) ascending: dz, dy and the half-length dx of each
+    row_dy: np.ndarray
+    row_dx: np.ndarray
+
+
+@functools.lru_cache(maxsize=16)
+def sphere_geometry(spacing: tuple) -> SphereGeometry:
+    """The sphere's kernel, voxel offsets and rows for ``spacing`` (z, y, x) mm: they depend on the spacing only,
+    so the families and the maps of every ROI resampled to one spacing share them."""
+    kernel = sphere_kernel(spacing)
+    offsets = (np.argwhere(kernel) - np.asarray(kernel.shape) // 2).astype(np.int64)
+    rows, row = np.unique(offsets[:, :2], axis=0, return_inverse=True)     # the sphere's rows along x, by (dz, dy)
+    row_dx = np.zeros(rows.shape[0], dtype=np.int64)
+    np.maximum.at(row_dx, row.ravel(), offsets[:, 2])                        # each row covers -row_dx .. row_dx
+    return SphereGeometry(kernel, offsets, rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64), row_dx)
+
+
 def _sphere_sum(array: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Sum of ``array`` over the kernel around every voxel, zero beyond the array."""
     from scipy import ndimage, signal   # imported here: scipy.signal imports scipy.stats (~0.4 s in a new process)
@@ -47,7 +72,8 @@ class LocalMeans:
     """
 
     def __init__(self, image: np.ndarray, mask: np.ndarray, spacing, peaks_only: bool = False, roi_box=None):
-        kernel = sphere_kernel(spacing)
+        geometry = sphere_geometry(tuple(float(s) for s in spacing))
+        kernel = geometry.kernel
         half = [k // 2 for k in kernel.shape]
         roi_box = roi_box or bounding_box(mask)
         box = tuple(slice(max(b.start - h, 0), min(b.stop + h, n)) for b, h, n in zip(roi_box, half, image.shape))
@@ -62,18 +88,18 @@ class LocalMeans:
         else:
             crop_image = np.ascontiguousarray(crop_image, dtype=np.float64)
             if peaks_only:
-                keep = peak_candidates(crop_image, crop_mask, kernel, counts)
+                keep = peak_candidates(crop_image, crop_mask, geometry, counts)
                 crop_mask, counts = np.zeros_like(crop_mask), counts[keep]
                 crop_mask[mask[box]] = keep
             # the correlation at the ROI voxels only (same terms, same order: the kernel's voxels in C order)
-            offsets = np.argwhere(kernel) - np.asarray(half)
-            sums = _kernels.masked_sums(crop_image, np.ascontiguousarray(crop_mask), offsets.astype(np.int64))
+            sums = _kernels.masked_sums(crop_image, np.ascontiguousarray(crop_mask), geometry.offsets)
         self.values = crop_image[crop_mask]
         self.means = sums / counts
 
 
-def peak_candidates(image: np.ndarray, mask: np.ndarray, kernel: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Which voxels of ``mask`` (C order; ``counts``: their sphere's voxel numbers) can hold the local or the
+def peak_candidates(image: np.ndarray, mask: np.ndarray, geometry: SphereGeometry, counts: np.ndarray) -> np.ndarray:
+    """Which voxels of ``mask`` (C order; ``counts``: their sphere's voxel numbers; ``geometry``: the sphere's,
+    :func:`sphere_geometry`) can hold the local or the
     global peak, as in pictologics' two-stage peaks: those of maximum intensity, and those whose approximate sphere
     mean (row prefix sums, :func:`~._texture_kernels.row_sphere_sums`) is within 2 t of the largest one.
 
@@ -83,17 +109,13 @@ def peak_candidates(image: np.ndarray, mask: np.ndarray, kernel: np.ndarray, cou
     The voxel of the largest direct mean thus has an approximate mean within 2 t of the largest one. A non-finite
     approximate mean (a NaN, an overflow) keeps every voxel.
     """
-    offsets = np.argwhere(kernel) - np.asarray(kernel.shape) // 2
-    rows, row = np.unique(offsets[:, :2], axis=0, return_inverse=True)     # the sphere's rows along x, by (dz, dy)
-    row_dx = np.zeros(rows.shape[0], dtype=np.int64)
-    np.maximum.at(row_dx, row.ravel(), offsets[:, 2])                        # each row covers -row_dx .. row_dx
-    approximate = _texture_kernels.row_sphere_sums(image, np.ascontiguousarray(mask), rows[:, 0].copy(),
-                                                   rows[:, 1].copy(), row_dx) / counts
+    approximate = _texture_kernels.row_sphere_sums(image, np.ascontiguousarray(mask), geometry.row_dz,
+                                                   geometry.row_dy, geometry.row_dx) / counts
     if not np.isfinite(approximate).all():
         return np.ones(approximate.size, dtype=bool)
-    n_rows, length = rows.shape[0], image.shape[2] + 1
+    n_rows, length = geometry.row_dx.shape[0], image.shape[2] + 1
     t = (np.finfo(np.float64).eps * float(np.abs(image).max())
-         * (n_rows * (2 * length ** 2 + 2 * length + n_rows * length) + offsets.shape[0] ** 2 + 2))
+         * (n_rows * (2 * length ** 2 + 2 * length + n_rows * length) + geometry.offsets.shape[0] ** 2 + 2))
     values = image[mask]
     return (approximate >= approximate.max() - 2 * t) | (values == values.max())
 
