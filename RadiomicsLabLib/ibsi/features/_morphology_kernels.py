@@ -113,12 +113,12 @@ def oriented_minimum_bounding_box(points, edges, normals, selected, best, direct
 
     Edges between two facets of one plane are left out once; per normal, each other edge's two facets are faced
     with the normal in one branch-free pass over per-edge copies of their normals (no gathers), and the silhouette
-    edges are listed by a branch-free compaction, their vertices in edge order as before. An edge's
-    rectangle is first spanned by 8 seed vertices only (the extremes of the projection along u, v, u + v and u - v):
-    its extents only grow with more vertices, so where that partial rectangle's area already reaches the smallest
-    of this normal's, or its box's volume exceeds the smallest box's by more than 1e-12 (relative: rounding cannot
-    reverse that), the edge cannot give the first smallest box and is not spanned in full. The box chosen is the
-    same, bit for bit.
+    edges are listed by a branch-free compaction, their vertices in edge order. An edge's rectangle is first
+    spanned by 8 seed vertices only (the extremes of the projection along u, v, u + v and u - v): its extents only
+    grow with more vertices, so where that partial rectangle's area already reaches the smallest of this normal's,
+    or its box's volume exceeds the smallest box's by more than 1e-12 (relative: rounding cannot reverse that), the
+    edge cannot give the first smallest box and is not spanned in full. The box chosen is the one the full search
+    chooses, bit for bit.
     """
     best = best.copy()
     best_volume = best[0] * best[1] * best[2]
@@ -236,7 +236,7 @@ def oriented_minimum_bounding_box(points, edges, normals, selected, best, direct
         volume = depth * width * height
         if volume < best_volume:
             best_volume = volume
-            best[0], best[1], best[2] = high - low, width, height
+            best[0], best[1], best[2] = depth, width, height
     return best
 
 

@@ -99,9 +99,9 @@ class LocalMeans:
 
 def peak_candidates(image: np.ndarray, mask: np.ndarray, geometry: SphereGeometry, counts: np.ndarray) -> np.ndarray:
     """Which voxels of ``mask`` (C order; ``counts``: their sphere's voxel numbers; ``geometry``: the sphere's,
-    :func:`sphere_geometry`) can hold the local or the
-    global peak, as in pictologics' two-stage peaks: those of maximum intensity, and those whose approximate sphere
-    mean (row prefix sums, :func:`~._texture_kernels.row_sphere_sums`) is within 2 t of the largest one.
+    :func:`sphere_geometry`) can hold the local or the global peak, as in pictologics' two-stage peaks: those of
+    maximum intensity, and those whose approximate sphere mean (row prefix sums,
+    :func:`~._texture_kernels.row_sphere_sums`) is within 2 t of the largest one.
 
     t bounds |approximate - direct mean| (sequential summation bounds of the prefix sums, their differences, the
     R row sums, the direct sum of the K sphere voxels and both divisions): t = eps A (R (2 L^2 + 2 L + R L) + K^2
