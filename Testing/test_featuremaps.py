@@ -654,6 +654,12 @@ def test_mcc_and_its_closed_3x3_form_equal_eigenvalues():
     assert radius(np.diag([0.2, -0.7, 0.1])) == 0.7
 
 
+def _tridiagonal(d, e):
+    """The symmetric tridiagonal matrix with diagonal ``d`` and off-diagonal ``e[:n - 1]``."""
+    n = d.size
+    return np.diag(d) + np.diag(e[:n - 1], 1) + np.diag(e[:n - 1], -1)
+
+
 def test_laguerre_spectral_radius_equals_eigenvalues_and_ql():
     """The spectral radius of a symmetric tridiagonal matrix by Laguerre's iteration from the Gershgorin bounds equals
     numpy's eigenvalues and the QL algorithm's to 1e-14 of the matrix's norm: random matrices, split ones (a zero
@@ -679,7 +685,7 @@ def test_laguerre_spectral_radius_equals_eigenvalues_and_ql():
         cases.append((d, e))
     for d, e in cases:
         n = d.size
-        tridiagonal = np.diag(d) + np.diag(e[:n - 1], 1) + np.diag(e[:n - 1], -1)
+        tridiagonal = _tridiagonal(d, e)
         expected = np.abs(np.linalg.eigvalsh(tridiagonal)).max()
         norm = max(np.abs(tridiagonal).sum(axis=1).max(), 1e-300)
         for bound in (np.inf, max(1.0, expected) + 1e-9):
@@ -688,7 +694,7 @@ def test_laguerre_spectral_radius_equals_eigenvalues_and_ql():
         assert abs(kernels._tridiagonal_spectral_radius(d.copy(), e.copy(), n) - expected) <= 1e-14 * norm
     for n, size in ((300, 1e-3), (300, 1.0), (120, 1e-6)):    # products of hundreds of factors: rescaled
         d, e = rng.uniform(-size, size, n), rng.uniform(-size, size, n) / 2
-        tridiagonal = np.diag(d) + np.diag(e[:n - 1], 1) + np.diag(e[:n - 1], -1)
+        tridiagonal = _tridiagonal(d, e)
         expected = np.abs(np.linalg.eigvalsh(tridiagonal)).max()
         found = kernels._laguerre_spectral_radius(d, e, n)
         assert abs(found - expected) <= 1e-13 * np.abs(tridiagonal).sum(axis=1).max(), (n, size)

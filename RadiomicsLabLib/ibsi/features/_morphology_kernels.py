@@ -188,7 +188,6 @@ def oriented_minimum_bounding_box(points, edges, normals, selected, best, direct
         if m == 0:       # no silhouette (not a closed surface): no box for this normal
             continue
         su, sv = pu[:m], pv[:m]
-        slack = 1e-9 * ((su.max() - su.min()) + (sv.max() - sv.min()))
         depth = high - low
         for j in range(m):
             diagonal[j] = su[j] + sv[j]
@@ -196,6 +195,8 @@ def oriented_minimum_bounding_box(points, edges, normals, selected, best, direct
         seeds[0], seeds[1], seeds[2], seeds[3] = np.argmin(su), np.argmax(su), np.argmin(sv), np.argmax(sv)
         seeds[4], seeds[5] = np.argmin(diagonal[:m]), np.argmax(diagonal[:m])
         seeds[6], seeds[7] = np.argmin(anti_diagonal[:m]), np.argmax(anti_diagonal[:m])
+        span_u, span_v = su[seeds[1]] - su[seeds[0]], sv[seeds[3]] - sv[seeds[2]]    # the projection's extents
+        slack = 1e-9 * (span_u + span_v)
         area, width, height = np.inf, 0.0, 0.0
         skipped = False
         for i in range(c):
@@ -232,7 +233,7 @@ def oriented_minimum_bounding_box(points, edges, normals, selected, best, direct
         if area == np.inf:
             if skipped:    # every edge's box is larger than the smallest one
                 continue
-            width, height = np.sqrt((su.max() - su.min()) ** 2 + (sv.max() - sv.min()) ** 2), 0.0
+            width, height = np.sqrt(span_u ** 2 + span_v ** 2), 0.0
         volume = depth * width * height
         if volume < best_volume:
             best_volume = volume
