@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import functools
 import math
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import cached_property
 
 import ducc0
@@ -94,6 +94,12 @@ class Morphology:
         self.spacing = np.asarray(roi.spacing, dtype=np.float64)
         self.offset, self.morph_mask, self.int_mask, self.image = roi.derived("morphology_crops",
                                                                               lambda: _cropped(roi))
+
+    @classmethod
+    def of(cls, roi) -> "Morphology":
+        """The one Morphology of ``roi`` (:meth:`~RadiomicsLabLib.ibsi.roi.Roi.derived`), which
+        :func:`start_background` and :func:`compute` share."""
+        return roi.derived("morphology", lambda: cls(roi))
 
     # -- voxel sets --------------------------------------------------------------------------
     @cached_property
@@ -197,7 +203,7 @@ class Morphology:
         denominator = float(np.dot(deviation, deviation))
         if denominator <= 1e-12 * max(1.0, float(np.abs(values).max()) ** 2) * n:
             raise Undefined("all intensities in the ROI are equal (zero variance)")
-        started = self.roi.cache.get("autocorrelation_sums")    # by start_autocorrelation_sums
+        started = self.roi.cache.get("autocorrelation_sums")    # by start_background
         weight_sum, moran_sum, geary_sum = started.result() if started is not None else \
             moran_geary_sums(self.int_mask, self.image, self.spacing)
         moran = n * moran_sum / (weight_sum * denominator)
@@ -217,22 +223,38 @@ def _cropped(roi) -> tuple:
             np.ascontiguousarray(np.asarray(roi.image, dtype=np.float64)[box]))
 
 
-def start_autocorrelation_sums(roi) -> Future | None:
-    """Starts the pairwise sums of Moran's I and Geary's C of ``roi`` (:func:`moran_geary_sums`, the family's longest
-    step on a large ROI: FFTs that release the GIL) on the process's background thread
-    (:func:`~RadiomicsLabLib.limits.run_in_background`; at once where only one thread is allowed), so that they run
-    while the caller computes other families; :attr:`Morphology.autocorrelation` of this Roi then waits for them.
-    The same values as computed there. Returns the Future (the caller waits for it before returning, also when a
-    family fails), or None, nothing started, where the FFT grid is smaller than :data:`MORAN_BANDED_ELEMENTS` (a
-    few ms, which a hand-off to a thread woken after a pause does not win back: measured on the sarcoma CTs) or the
-    intensity mask has fewer than two voxels."""
-    _, _, int_mask, image = roi.derived("morphology_crops", lambda: _cropped(roi))
-    box = bounding_box(int_mask)
-    if box is None or np.count_nonzero(int_mask[box]) < 2 or \
-            not _large_grid(_fft_plan([b.stop - b.start for b in box])[2]):
-        return None
-    return roi.derived("autocorrelation_sums", lambda: run_in_background(
-        moran_geary_sums, int_mask, image, np.asarray(roi.spacing, dtype=np.float64)))
+def start_background(roi) -> list[Future]:
+    """Starts the steps of the family that read only the ROI's masks and grid (compiled kernels that release the
+    GIL) on the process's background thread (:func:`~RadiomicsLabLib.limits.run_in_background`, ``urgent``: ahead of
+    the image's statistics, which are needed only at the end), so that they run while the caller computes the other
+    families: the convex hull with its oriented minimum bounding box and minimum volume enclosing ellipsoid
+    (:func:`_enclosing_shapes` of :meth:`Morphology.of` ``roi``) and, on a large ROI, the pairwise sums of Moran's I
+    and Geary's C (:func:`moran_geary_sums`, where the FFT grid has at least :data:`MORAN_BANDED_ELEMENTS`: its FFTs
+    release the GIL too; a small one's few ms stay with :attr:`Morphology.autocorrelation`). The values are those
+    computed without it. Returns the Futures started (none for an empty mask); the caller waits for them before it
+    returns, also when a family fails, and :func:`compute` waits for them before it reads the geometry."""
+    geometry = Morphology.of(roi)
+    if not geometry.morph_mask.any():
+        return []
+    box = bounding_box(geometry.int_mask)
+    if box is not None and np.count_nonzero(geometry.int_mask[box]) >= 2 and \
+            _large_grid(_fft_plan([b.stop - b.start for b in box])[2]):
+        started = [roi.derived("autocorrelation_sums", lambda: run_in_background(
+            moran_geary_sums, geometry.int_mask, geometry.image, geometry.spacing, urgent=True))]
+    else:
+        started = [run_in_background(_enclosing_shapes, geometry, urgent=True)]
+    roi.cache["morphology_started"] = started
+    return started
+
+
+def _enclosing_shapes(geometry) -> None:
+    """The convex hull, its oriented minimum bounding box and its MVEE, cached on ``geometry`` (a
+    :class:`Morphology`), for :func:`start_background`. Where one cannot be made (a flat ROI: QhullError), the rest
+    is left to :func:`compute`, which meets the same error and notes it."""
+    try:
+        geometry.ombb_dimensions, geometry.mvee_axes
+    except Exception:
+        pass
 
 
 # ----------------------------------------------------------------------------------------------
@@ -530,7 +552,7 @@ def _fft_plan(shape, max_fft_elements: int = MAX_FFT_ELEMENTS) -> tuple[int, int
 
 def _large_grid(fft_shape) -> bool:
     """Whether :func:`moran_geary_sums` works on an FFT grid of ``fft_shape`` in bands on the process's threads, and
-    :func:`start_autocorrelation_sums` starts it beside the other families: at least :data:`MORAN_BANDED_ELEMENTS`."""
+    :func:`start_background` starts it beside the other families: at least :data:`MORAN_BANDED_ELEMENTS`."""
     return math.prod(int(n) for n in fft_shape) >= MORAN_BANDED_ELEMENTS
 
 
@@ -958,7 +980,8 @@ def compute(roi, settings=None, tags=None) -> dict:
     if not np.any(roi.morphological_mask):
         roi.notes.append("morphology: the morphological mask is empty; all morph_* features are NaN")
         return {tag: math.nan for tag in tags}
-    geometry = Morphology(roi)
+    geometry = Morphology.of(roi)
+    wait(roi.cache.get("morphology_started", ()))   # the hull etc. started by start_background
     result = {}
     reasons = {}
     for tag in tags:
