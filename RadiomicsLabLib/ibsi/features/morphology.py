@@ -224,33 +224,31 @@ def _cropped(roi) -> tuple:
 
 
 def start_background(roi) -> list[Future]:
-    """Starts the steps of the family that read only the ROI's masks and grid (compiled kernels that release the
-    GIL) on the process's background thread (:func:`~RadiomicsLabLib.limits.run_in_background`, ``urgent``: ahead of
-    the image's statistics, which are needed only at the end), so that they run while the caller computes the other
-    families: the convex hull with its oriented minimum bounding box and minimum volume enclosing ellipsoid
-    (:func:`_enclosing_shapes` of :meth:`Morphology.of` ``roi``) and, on a large ROI, the pairwise sums of Moran's I
-    and Geary's C (:func:`moran_geary_sums`, where the FFT grid has at least :data:`MORAN_BANDED_ELEMENTS`: its FFTs
-    release the GIL too; a small one's few ms stay with :attr:`Morphology.autocorrelation`). The values are those
-    computed without it. Returns the Futures started (none for an empty mask); the caller waits for them before it
-    returns, also when a family fails, and :func:`compute` waits for them before it reads the geometry."""
+    """Starts one step of the family that reads only the ROI's masks and grid on the process's background thread
+    (:func:`~RadiomicsLabLib.limits.run_in_background`, ``urgent``: ahead of the image's statistics, which are needed
+    only at the end), so that it runs while the caller computes the other families: on a large ROI (an FFT grid of at
+    least :data:`MORAN_BANDED_ELEMENTS`) the pairwise sums of Moran's I and Geary's C (:func:`moran_geary_sums`, the
+    family's longest step there: FFTs that release the GIL), which :attr:`Morphology.autocorrelation` then waits
+    for; on a smaller one the convex hull with its oriented minimum bounding box and minimum volume enclosing
+    ellipsoid (:func:`_enclosing_shapes` of :meth:`Morphology.of` ``roi``: compiled kernels that release the GIL),
+    which :func:`compute` waits for. One step, so that the background thread (which also carries the image's
+    statistics) finishes before the caller needs it. The values are those computed without it. Returns the Futures
+    started (none for an empty mask); the caller waits for them before it returns, also when a family fails."""
     geometry = Morphology.of(roi)
     if not geometry.morph_mask.any():
         return []
     box = bounding_box(geometry.int_mask)
     if box is not None and np.count_nonzero(geometry.int_mask[box]) >= 2 and \
             _large_grid(_fft_plan([b.stop - b.start for b in box])[2]):
-        started = [roi.derived("autocorrelation_sums", lambda: run_in_background(
+        return [roi.derived("autocorrelation_sums", lambda: run_in_background(
             moran_geary_sums, geometry.int_mask, geometry.image, geometry.spacing, urgent=True))]
-    else:
-        started = [run_in_background(_enclosing_shapes, geometry, urgent=True)]
-    roi.cache["morphology_started"] = started
-    return started
+    return [roi.derived("enclosing_shapes", lambda: run_in_background(_enclosing_shapes, geometry, urgent=True))]
 
 
 def _enclosing_shapes(geometry) -> None:
     """The convex hull, its oriented minimum bounding box and its MVEE, cached on ``geometry`` (a
-    :class:`Morphology`), for :func:`start_background`. Where one cannot be made (a flat ROI: QhullError), the rest
-    is left to :func:`compute`, which meets the same error and notes it."""
+    :class:`Morphology`), for :func:`start_background`. Where one cannot be made (Qhull's or a linear algebra
+    error), the rest is left to :func:`compute`, which meets the same error and notes it."""
     try:
         geometry.ombb_dimensions, geometry.mvee_axes
     except Exception:
@@ -981,7 +979,9 @@ def compute(roi, settings=None, tags=None) -> dict:
         roi.notes.append("morphology: the morphological mask is empty; all morph_* features are NaN")
         return {tag: math.nan for tag in tags}
     geometry = Morphology.of(roi)
-    wait(roi.cache.get("morphology_started", ()))   # the hull etc. started by start_background
+    started = roi.cache.get("enclosing_shapes")       # the hull, OMBB and MVEE, by start_background
+    if started is not None:
+        wait([started])
     result = {}
     reasons = {}
     for tag in tags:
