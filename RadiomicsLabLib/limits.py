@@ -15,11 +15,10 @@ computed from the ROI's intensity range before any array is made:
 The message names the setting to change and a value that gives a few hundred levels.
 """
 
-import collections
 import math
 import os
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from .errors import RadiomicsLabError
 
@@ -50,45 +49,14 @@ def compute_threads() -> int:
     return max(threads, 1)
 
 
-class _BackgroundThread:
-    """The process's one background thread (:func:`run_in_background`): its tasks run one at a time, in the order
-    given, except that urgent ones (results the caller needs before the others) go ahead of the others still
-    waiting, in their own order."""
-
-    def __init__(self):
-        self._urgent, self._waiting = collections.deque(), collections.deque()
-        self._condition = threading.Condition()
-        threading.Thread(target=self._run, name="radiomicslab-background", daemon=True).start()
-
-    def submit(self, function, args: tuple, holding, urgent: bool) -> Future:
-        future = Future()
-        with self._condition:
-            (self._urgent if urgent else self._waiting).append((future, function, args, holding))
-            self._condition.notify()
-        return future
-
-    def _run(self) -> None:
-        while True:
-            with self._condition:
-                while not (self._urgent or self._waiting):
-                    self._condition.wait()
-                future, function, args, holding = (self._urgent or self._waiting).popleft()
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(function(*args))
-                except BaseException as error:
-                    future.set_exception(error)
-            del future, function, args, holding     # the call's arguments and ``holding`` live until it ends only
-
-
-_background = {"thread": None}
+_background = {"executor": None}
 _background_lock = threading.Lock()
 
 
 def _forget_background() -> None:
     """In a forked child: none of the parent's threads exist there, so the next task makes a new one."""
     global _background_lock
-    _background["thread"] = None
+    _background["executor"] = None
     _background_lock = threading.Lock()
 
 
@@ -96,17 +64,15 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_background)
 
 
-def run_in_background(function, *args, holding=None, urgent: bool = False) -> Future:
+def run_in_background(function, *args, holding=None) -> Future:
     """``function(*args)`` on this process's background thread where :func:`compute_threads` allows more than one
     thread, else at once; the :class:`~concurrent.futures.Future` holds the result (or the exception).
 
-    Meant for calls of compiled kernels that release the GIL (``nogil``), which then run beside the caller's own
-    work: e.g. the whole interpolated image's IBSI statistics, or the ROI's convex hull and enclosing box and
-    ellipsoid, beside the ROI's other features. ``holding``: an object kept alive until the call ends (the SimpleITK
-    image whose buffer an argument views: a view holds no reference to it). ``urgent``: a result the caller needs
-    before those it started without it (the hull for the morphology, the image's statistics only at the end), so
-    it goes ahead of them. Callers wait for the result before they return. One thread per process (made anew in a
-    forked child)."""
+    Meant for one long call of a compiled kernel that releases the GIL (``nogil``), which then runs beside the
+    caller's own work: e.g. the whole interpolated image's IBSI statistics, or the FFTs of Moran's I, beside the
+    ROI's features. ``holding``: an object kept alive until the call ends (the SimpleITK image whose buffer an
+    argument views: a view holds no reference to it). Callers wait for the result before they return. One thread per
+    process (made anew in a forked child), tasks in order."""
     if compute_threads() < 2:
         future = Future()
         try:
@@ -115,9 +81,14 @@ def run_in_background(function, *args, holding=None, urgent: bool = False) -> Fu
             future.set_exception(error)
         return future
     with _background_lock:
-        if _background["thread"] is None:
-            _background["thread"] = _BackgroundThread()
-        return _background["thread"].submit(function, args, holding, urgent)
+        if _background["executor"] is None:
+            _background["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radiomicslab-background")
+        return _background["executor"].submit(_call, function, args, holding)
+
+
+def _call(function, args: tuple, _holding):
+    """``function(*args)``; ``_holding`` is only referenced, so that it lives until the call ends."""
+    return function(*args)
 
 
 def available_memory() -> int:

@@ -456,14 +456,14 @@ def _gradient_roi(size):
     return roi, IbsiSettings(discretisation="FBS", bin_width=25.0)
 
 
-def _record_started(monkeypatch) -> list:
-    """(Roi, the Futures started) of every start_background call from now on."""
-    started, start = [], morphology.start_background
+def _record_started_sums(monkeypatch) -> list:
+    """The Futures of every start_autocorrelation_sums call from now on."""
+    started, start = [], morphology.start_autocorrelation_sums
 
     def recording(roi):
-        started.append((roi, start(roi)))
-        return started[-1][1]
-    monkeypatch.setattr(morphology, "start_background", recording)
+        started.append(start(roi))
+        return started[-1]
+    monkeypatch.setattr(morphology, "start_autocorrelation_sums", recording)
     return started
 
 
@@ -475,40 +475,25 @@ def _allow_threads(monkeypatch, threads):
         monkeypatch.setattr(module, "compute_threads", lambda: threads)
 
 
-@pytest.mark.parametrize("threads, size", [(2, 44), (1, 44), (2, 14)])
-def test_the_engine_computes_morphology_steps_beside_the_other_families_with_the_same_results(monkeypatch, threads,
-                                                                                             size):
-    """With two threads, features_of_roi starts one of morphology's steps on the background thread and computes
-    morphology last: on a large ROI (its FFT grid of 88^3 elements, over MORAN_BANDED_ELEMENTS) Moran's I / Geary's C
-    sums, on a small one (28^3) the hull with its enclosing box and ellipsoid; with one thread, neither. Each
-    family's values, notes and timings come in FAMILIES order, equal to each family computed on its own."""
+@pytest.mark.parametrize("threads, size, beside", [(2, 44, True), (1, 44, False), (2, 14, False)])
+def test_the_engine_computes_morans_sums_beside_the_other_families_with_the_same_results(monkeypatch, threads, size,
+                                                                                         beside):
+    """With two threads and a large ROI (its FFT grid of 88^3 elements, over MORAN_BANDED_ELEMENTS) features_of_roi
+    starts Moran's I / Geary's C sums on the background thread and computes morphology last (with one thread or a
+    small ROI, 28^3: neither), and returns each family's values, notes and timings in FAMILIES order, equal to each
+    family computed on its own."""
     from RadiomicsLabLib.ibsi.discretisation import discretise
     from RadiomicsLabLib.ibsi.engine import FAMILIES, family_module, features_of_roi
 
-    import threading
-
     _allow_threads(monkeypatch, threads)
-    started, box_threads, box = _record_started(monkeypatch), [], morphology.oriented_minimum_bounding_box
-    monkeypatch.setattr(morphology, "oriented_minimum_bounding_box",
-                        lambda hull: (box_threads.append(threading.current_thread().name), box(hull))[1])
+    started = _record_started_sums(monkeypatch)
     roi, settings = _gradient_roi(size)
     result = features_of_roi(roi, settings)
-    alone = morphology.Morphology(_gradient_roi(size)[0])
-    assert len(box_threads) == 1
-    assert box_threads[0].startswith("radiomicslab-background") == ((threads, size) == (2, 14))
-    if threads == 1:
-        assert started == []
+    if beside:
+        assert len(started) == 1 and started[0].done()
+        assert started[0].result() == morphology.moran_geary_sums(roi.intensity_mask, roi.image, roi.spacing)
     else:
-        assert len(started) == 1 and len(started[0][1]) == 1 and started[0][1][0].done()
-    if threads == 2 and size == 44:
-        assert started[0][1][0].result() == morphology.moran_geary_sums(roi.intensity_mask, roi.image, roi.spacing)
-    elif threads == 2:
-        shared = morphology.Morphology.of(started[0][0])
-        # computed on the background thread (above), cached, equal to those made alone
-        for name in ("hull", "ombb_dimensions", "mvee_axes"):
-            assert name in vars(shared)
-        np.testing.assert_array_equal(shared.ombb_dimensions, alone.ombb_dimensions)
-        np.testing.assert_array_equal(shared.mvee_axes, alone.mvee_axes)
+        assert started in ([], [None])
     separate, separate_notes, owners = {}, [], []
     for name in FAMILIES:
         alone = discretise(_gradient_roi(size)[0], settings)
@@ -523,7 +508,7 @@ def test_the_engine_computes_morphology_steps_beside_the_other_families_with_the
     assert result.notes == separate_notes and result.notes is roi.notes
 
 
-def test_the_started_steps_are_waited_for_when_a_family_fails(monkeypatch):
+def test_the_started_sums_are_waited_for_when_a_family_fails(monkeypatch):
     from RadiomicsLabLib.ibsi import engine
     from RadiomicsLabLib.ibsi.features import glcm
 
@@ -532,33 +517,14 @@ def test_the_started_steps_are_waited_for_when_a_family_fails(monkeypatch):
 
     monkeypatch.setattr(glcm, "compute", failing)
     _allow_threads(monkeypatch, 2)
-    started = _record_started(monkeypatch)
-    for size in (44, 14):
-        roi, settings = _gradient_roi(size)
-        with pytest.raises(RuntimeError, match="glcm failed"):
-            engine.features_of_roi(roi, settings)
-        assert len(started[-1][1]) == 1 and started[-1][1][0].done()
-
-
-def test_a_step_that_fails_in_the_background_is_noted_by_the_family(monkeypatch):
-    """When a step started beside the other families fails (here the MVEE: a singular scatter matrix), the started
-    step ends without a result and the family meets the error again and notes it, as it does without threads; an
-    empty morphological mask starts nothing."""
-    def singular(points, *args, **kwargs):
-        raise np.linalg.LinAlgError("Singular matrix")
-
-    monkeypatch.setattr(morphology, "minimum_volume_enclosing_ellipsoid", singular)
-    _allow_threads(monkeypatch, 2)
-    roi, settings = _gradient_roi(14)
-    started = morphology.start_background(roi)
-    assert len(started) == 1 and started[0].result(timeout=30) is None
-    assert "ombb_dimensions" in vars(morphology.Morphology.of(roi))      # the steps before the failing one stay
-    values = morphology.compute(roi, settings)
-    alone = _gradient_roi(14)[0]
-    expected = morphology.compute(alone, settings)
-    assert roi.notes == alone.notes and any("LinAlgError: Singular matrix" in note for note in roi.notes)
-    np.testing.assert_array_equal(list(values.values()), list(expected.values()))
-    assert morphology.start_background(Roi.from_arrays(np.ones((3, 3, 3)), np.zeros((3, 3, 3)), (1.0,) * 3)) == []
+    started = _record_started_sums(monkeypatch)
+    roi, settings = _gradient_roi(44)
+    with pytest.raises(RuntimeError, match="glcm failed"):
+        engine.features_of_roi(roi, settings)
+    assert len(started) == 1 and started[0].done()
+    one_voxel = np.zeros((3, 3, 3), dtype=bool)
+    one_voxel[1, 1, 1] = True
+    assert morphology.start_autocorrelation_sums(Roi.from_arrays(np.ones((3, 3, 3)), one_voxel, (1.0,) * 3)) is None
 
 
 def test_a_family_named_twice_is_computed_once(monkeypatch):

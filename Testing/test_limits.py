@@ -172,27 +172,6 @@ def test_run_in_background_on_the_background_thread_or_at_once(monkeypatch):
         run_in_background(where, True).result()
 
 
-def test_urgent_background_tasks_go_ahead_of_those_waiting(monkeypatch):
-    """Tasks run one at a time: while one runs, urgent ones submitted later go ahead of the others still waiting,
-    in their own order (the hull for the morphology before the image's statistics, needed only at the end)."""
-    import threading
-
-    from RadiomicsLabLib.limits import run_in_background
-
-    if (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) < 2:
-        pytest.skip("needs two CPUs (with one, each call runs at once)")
-    monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    release, ran = threading.Event(), []
-    running = run_in_background(release.wait, 30)
-    futures = [run_in_background(ran.append, name, urgent=name.startswith("urgent"))
-               for name in ("statistics 1", "urgent 1", "statistics 2", "urgent 2")]
-    release.set()
-    assert running.result(timeout=30) is True
-    for future in futures:
-        future.result(timeout=30)
-    assert ran == ["urgent 1", "urgent 2", "statistics 1", "statistics 2"]
-
-
 def test_run_in_background_in_a_forked_child(monkeypatch):
     """A child forked after the background thread exists (none of the parent's threads run there) gets a thread of
     its own instead of waiting forever on the parent's."""

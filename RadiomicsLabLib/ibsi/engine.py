@@ -96,10 +96,10 @@ def features_of_roi(roi: Roi, settings: IbsiSettings, families=FAMILIES) -> Engi
     ``settings.image_filter`` (an IBSI chapter 2 filter) is applied to the interpolated image first,
     as IBSI 2 prescribes: the ROI masks, re-segmented on the unfiltered image, stay as they are.
     The Roi itself is not modified, so one preprocessing can serve several filters. Where the process may use more
-    than one thread (:func:`~RadiomicsLabLib.limits.compute_threads`), morphology's convex hull, enclosing box and
-    ellipsoid (and a large ROI's sums of Moran's I and Geary's C) run on the background thread while the other
-    families are computed (:func:`.features.morphology.start_background`) and morphology is computed last; values,
-    notes and timings come in ``families`` order, the same as one by one.
+    than one thread (:func:`~RadiomicsLabLib.limits.compute_threads`), a large ROI's sums of Moran's I and Geary's C
+    run on the background thread while the other families are computed
+    (:func:`.features.morphology.start_autocorrelation_sums`) and morphology is computed last; values, notes and
+    timings come in ``families`` order, the same as one by one.
     """
     timings = {}
     if settings.image_filter is not None:
@@ -115,16 +115,16 @@ def features_of_roi(roi: Roi, settings: IbsiSettings, families=FAMILIES) -> Engi
             check_texture_memory(roi.n_levels, 13)
         timings["discretisation"] = time.perf_counter() - start
     result = EngineResult(notes=roi.notes, timings=timings)
-    # with two threads or more, morphology's hull, enclosing box and ellipsoid (and a large ROI's Moran's I / Geary's
-    # C sums) on the background thread beside the other families, and morphology computed last; the results in
-    # ``families`` order either way
+    # with two threads or more, a large ROI's Moran's I / Geary's C sums on the background thread beside the other
+    # families, and morphology computed last; the results in ``families`` order either way
     families = tuple(dict.fromkeys(families))           # each family once, in the order given
-    order, started = list(families), []
+    order, started = list(families), None
     if "morphology" in families and compute_threads() > 1:
-        from .features.morphology import start_background
+        from .features.morphology import start_autocorrelation_sums
 
-        started = start_background(roi)
-        order = [name for name in families if name != "morphology"] + ["morphology"]
+        started = start_autocorrelation_sums(roi)
+        if started is not None:
+            order = [name for name in families if name != "morphology"] + ["morphology"]
     computed, notes, first_note = {}, {}, len(roi.notes)
     try:
         for name in order:
@@ -133,7 +133,8 @@ def features_of_roi(roi: Roi, settings: IbsiSettings, families=FAMILIES) -> Engi
             timings[name] = time.perf_counter() - start
             notes[name] = roi.notes[before:]
     finally:
-        concurrent.futures.wait(started)
+        if started is not None:
+            concurrent.futures.wait([started])
     for name in families:
         result.values.update(computed[name])
         result.families.update(dict.fromkeys(computed[name], name))

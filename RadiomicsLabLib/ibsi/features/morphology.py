@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import functools
 import math
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cached_property
 
 import ducc0
@@ -94,12 +94,6 @@ class Morphology:
         self.spacing = np.asarray(roi.spacing, dtype=np.float64)
         self.offset, self.morph_mask, self.int_mask, self.image = roi.derived("morphology_crops",
                                                                               lambda: _cropped(roi))
-
-    @classmethod
-    def of(cls, roi) -> "Morphology":
-        """The one Morphology of ``roi`` (:meth:`~RadiomicsLabLib.ibsi.roi.Roi.derived`), which
-        :func:`start_background` and :func:`compute` share."""
-        return roi.derived("morphology", lambda: cls(roi))
 
     # -- voxel sets --------------------------------------------------------------------------
     @cached_property
@@ -203,7 +197,7 @@ class Morphology:
         denominator = float(np.dot(deviation, deviation))
         if denominator <= 1e-12 * max(1.0, float(np.abs(values).max()) ** 2) * n:
             raise Undefined("all intensities in the ROI are equal (zero variance)")
-        started = self.roi.cache.get("autocorrelation_sums")    # by start_background
+        started = self.roi.cache.get("autocorrelation_sums")    # by start_autocorrelation_sums
         weight_sum, moran_sum, geary_sum = started.result() if started is not None else \
             moran_geary_sums(self.int_mask, self.image, self.spacing)
         moran = n * moran_sum / (weight_sum * denominator)
@@ -223,36 +217,22 @@ def _cropped(roi) -> tuple:
             np.ascontiguousarray(np.asarray(roi.image, dtype=np.float64)[box]))
 
 
-def start_background(roi) -> list[Future]:
-    """Starts one step of the family that reads only the ROI's masks and grid on the process's background thread
-    (:func:`~RadiomicsLabLib.limits.run_in_background`, ``urgent``: ahead of the image's statistics, which are needed
-    only at the end), so that it runs while the caller computes the other families: on a large ROI (an FFT grid of at
-    least :data:`MORAN_BANDED_ELEMENTS`) the pairwise sums of Moran's I and Geary's C (:func:`moran_geary_sums`, the
-    family's longest step there: FFTs that release the GIL), which :attr:`Morphology.autocorrelation` then waits
-    for; on a smaller one the convex hull with its oriented minimum bounding box and minimum volume enclosing
-    ellipsoid (:func:`_enclosing_shapes` of :meth:`Morphology.of` ``roi``: compiled kernels that release the GIL),
-    which :func:`compute` waits for. One step, so that the background thread (which also carries the image's
-    statistics) finishes before the caller needs it. The values are those computed without it. Returns the Futures
-    started (none for an empty mask); the caller waits for them before it returns, also when a family fails."""
-    geometry = Morphology.of(roi)
-    if not geometry.morph_mask.any():
-        return []
-    box = bounding_box(geometry.int_mask)
-    if box is not None and np.count_nonzero(geometry.int_mask[box]) >= 2 and \
-            _large_grid(_fft_plan([b.stop - b.start for b in box])[2]):
-        return [roi.derived("autocorrelation_sums", lambda: run_in_background(
-            moran_geary_sums, geometry.int_mask, geometry.image, geometry.spacing, urgent=True))]
-    return [roi.derived("enclosing_shapes", lambda: run_in_background(_enclosing_shapes, geometry, urgent=True))]
-
-
-def _enclosing_shapes(geometry) -> None:
-    """The convex hull, its oriented minimum bounding box and its MVEE, cached on ``geometry`` (a
-    :class:`Morphology`), for :func:`start_background`. Where one cannot be made (Qhull's or a linear algebra
-    error), the rest is left to :func:`compute`, which meets the same error and notes it."""
-    try:
-        geometry.ombb_dimensions, geometry.mvee_axes
-    except Exception:
-        pass
+def start_autocorrelation_sums(roi) -> Future | None:
+    """Starts the pairwise sums of Moran's I and Geary's C of ``roi`` (:func:`moran_geary_sums`, the family's longest
+    step on a large ROI: FFTs that release the GIL) on the process's background thread
+    (:func:`~RadiomicsLabLib.limits.run_in_background`; at once where only one thread is allowed), so that they run
+    while the caller computes other families; :attr:`Morphology.autocorrelation` of this Roi then waits for them.
+    The same values as computed there. Returns the Future (the caller waits for it before returning, also when a
+    family fails), or None, nothing started, where the FFT grid is smaller than :data:`MORAN_BANDED_ELEMENTS` (a
+    few ms, which a hand-off to a thread woken after a pause does not win back: measured on the sarcoma CTs) or the
+    intensity mask has fewer than two voxels."""
+    _, _, int_mask, image = roi.derived("morphology_crops", lambda: _cropped(roi))
+    box = bounding_box(int_mask)
+    if box is None or np.count_nonzero(int_mask[box]) < 2 or \
+            not _large_grid(_fft_plan([b.stop - b.start for b in box])[2]):
+        return None
+    return roi.derived("autocorrelation_sums", lambda: run_in_background(
+        moran_geary_sums, int_mask, image, np.asarray(roi.spacing, dtype=np.float64)))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -550,7 +530,7 @@ def _fft_plan(shape, max_fft_elements: int = MAX_FFT_ELEMENTS) -> tuple[int, int
 
 def _large_grid(fft_shape) -> bool:
     """Whether :func:`moran_geary_sums` works on an FFT grid of ``fft_shape`` in bands on the process's threads, and
-    :func:`start_background` starts it beside the other families: at least :data:`MORAN_BANDED_ELEMENTS`."""
+    :func:`start_autocorrelation_sums` starts it beside the other families: at least :data:`MORAN_BANDED_ELEMENTS`."""
     return math.prod(int(n) for n in fft_shape) >= MORAN_BANDED_ELEMENTS
 
 
@@ -978,10 +958,7 @@ def compute(roi, settings=None, tags=None) -> dict:
     if not np.any(roi.morphological_mask):
         roi.notes.append("morphology: the morphological mask is empty; all morph_* features are NaN")
         return {tag: math.nan for tag in tags}
-    geometry = Morphology.of(roi)
-    started = roi.cache.get("enclosing_shapes")       # the hull, OMBB and MVEE, by start_background
-    if started is not None:
-        wait([started])
+    geometry = Morphology(roi)
     result = {}
     reasons = {}
     for tag in tags:
