@@ -171,6 +171,32 @@ def test_moran_geary_sums_on_a_28k_voxel_roi():
                                morphology.moran_geary_sums(subset, array, spacing, "fft"), rtol=1e-10)
 
 
+def test_moran_geary_and_uniformity_do_not_depend_on_the_blas_threads():
+    """Moran's I, Geary's C (here with the z-slab path too) and the histogram's uniformity are the same bits with BLAS
+    on one thread and on every core: BLAS splits a dot product of 10^4 or more terms over its threads, so a sum taken
+    by it would change in its last bits between a cohort worker (BLAS on one thread) and an interactive run."""
+    from threadpoolctl import threadpool_limits
+
+    from RadiomicsLabLib.ibsi.features import histogram
+
+    rng = np.random.default_rng(5)
+    mask = np.ones((24, 30, 30), dtype=bool)                  # 21,600 voxels: BLAS's dot would use its threads
+    image = rng.normal(size=mask.shape) + np.arange(30)[None, None, :] * 0.2
+    spacing = (2.0, 2.0, 2.0)
+    levels = rng.integers(1, 12001, size=12000)               # 12,000 histogram bins
+
+    def values():
+        roi = Roi.from_arrays(image, mask, spacing)
+        autocorrelation = morphology.compute(roi, None, tags=["morph_moran_i", "morph_geary_c"])
+        return (autocorrelation, morphology.moran_geary_sums(mask, image, spacing, max_fft_elements=60_000),
+                histogram.uniformity(histogram.Histogram(levels, 12000)))
+
+    every_core = values()
+    with threadpool_limits(limits=1):
+        one_thread = values()
+    assert one_thread == every_core
+
+
 def test_mvee_recovers_an_ellipsoid():
     rng = np.random.default_rng(2)
     directions = rng.normal(size=(400, 3))

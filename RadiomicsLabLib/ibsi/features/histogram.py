@@ -167,7 +167,7 @@ def entropy(h: Histogram) -> float:
 @feature("ih_uniformity", "Uniformity", "", "Sum of squared bin probabilities.", "original_firstorder_Uniformity", "BJ5W")
 def uniformity(h: Histogram) -> float:
     r"""F_ih.uniformity = \sum_i p_i^2  (IBSI BJ5W)."""
-    return float(np.dot(h.p, h.p))
+    return float(np.sum(h.p * h.p))     # numpy's sum: BLAS's dot would depend on its thread count
 
 
 @feature("ih_max_grad", "Maximum histogram gradient", "voxels", "Largest value of the histogram gradient.", None, "12CE")

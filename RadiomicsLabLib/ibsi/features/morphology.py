@@ -194,7 +194,9 @@ class Morphology:
             raise Undefined("spatial autocorrelation needs at least two voxels in the intensity mask")
         values = self.int_values
         deviation = values - values.mean()
-        denominator = float(np.dot(deviation, deviation))
+        # numpy's sum, not np.dot: BLAS splits a dot product of 10^4 or more terms over its threads, so its last
+        # bits would depend on the thread count (a cohort worker runs BLAS on one thread)
+        denominator = float(np.sum(deviation * deviation))
         if denominator <= 1e-12 * max(1.0, float(np.abs(values).max()) ** 2) * n:
             raise Undefined("all intensities in the ROI are equal (zero variance)")
         started = self.roi.cache.get("autocorrelation_sums")    # by start_autocorrelation_sums
@@ -497,7 +499,9 @@ def moran_geary_sums(mask: np.ndarray, image: np.ndarray, spacing, method: str =
         weights *= twice / n_fft
 
         def inner(x, y, weights=weights):
-            return float(np.vdot(x, weights * y).real)
+            """Re sum conj(x) w y, by numpy's sums (BLAS's vdot would depend on its thread count)."""
+            product = weights * y
+            return float(np.sum(x.real * product.real) + np.sum(x.imag * product.imag))
         for i in range(n_slabs - shift):
             a = grids[:, i * thickness:(i + 1) * thickness]
             b = grids[:, (i + shift) * thickness:(i + shift + 1) * thickness]
