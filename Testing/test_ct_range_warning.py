@@ -116,3 +116,37 @@ def test_without_diagnostics_the_image_still_decides(data):
     assert _engine_warnings(far, pet[1], settings)[0] == []
     ct = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
     assert _engine_warnings(*ct, settings)[0] == []
+
+
+def test_a_nan_far_from_the_roi_is_the_diagnostics_concern_only(data):
+    """Without diagnostics only the intensities the engine keeps must be finite (a CT: see test_ibsi_preprocessing),
+    also where the warning needs the whole image's lowest value: a PET (no negative intensity) with a NaN in a far
+    corner is computed, the same values, with the warning; with diagnostics it is an error that says what to do."""
+    import numpy as np
+
+    from RadiomicsLabLib.errors import RadiomicsLabError
+    from RadiomicsLabLib.ibsi.configurations import CONFIGURATIONS
+
+    folder = data / "sts" / "STS_002"
+    image, mask = sitk.ReadImage(str(folder / "PET_image.nii.gz")), sitk.ReadImage(str(folder / "PET_mask.nii.gz"))
+    corner = sitk.Image(image)
+    corner[0, 0, 0] = float("nan")
+    lean = CONFIGURATIONS["C"].replaced(diagnostics=False)
+    caught, result = _engine_warnings(corner, mask, lean)
+    assert len(caught) == 1 and result.notes[0] == caught[0]
+    _, clean = _engine_warnings(image, mask, lean)
+    np.testing.assert_array_equal(list(result.values.values()), list(clean.values.values()))
+    with pytest.raises(RadiomicsLabError, match="NaN or infinite values; replace them"):
+        _engine_warnings(corner, mask, CONFIGURATIONS["C"])
+
+
+def test_the_warning_stays_in_the_notes_with_an_image_filter(data):
+    """An IBSI chapter 2 filter is applied after the preprocessing: the preprocessing's note (the CT-range warning)
+    is still in the result's notes."""
+    from RadiomicsLabLib.ibsi.configurations import CONFIGURATIONS
+
+    folder = data / "sts" / "STS_002"
+    pet = sitk.ReadImage(str(folder / "PET_image.nii.gz")), sitk.ReadImage(str(folder / "PET_mask.nii.gz"))
+    for image_filter in (None, {"filter": "mean", "support": 3}):
+        caught, result = _engine_warnings(*pet, CONFIGURATIONS["C"].replaced(image_filter=image_filter))
+        assert len(caught) == 1 and caught[0] in result.notes, image_filter

@@ -265,6 +265,23 @@ def test_cropped_roi_with_inexact_sums(ct_phantom, monkeypatch, threads):
     assert compute_features(image, mask, settings, families=("statistics",)).diagnostics == expected
 
 
+def test_finish_holds_the_image_for_its_inexact_fallback(ct_phantom):
+    """start_roi's finish() may be called after the caller let go of the image: where the whole interpolated grid's
+    sum is not exact, it interpolates the image again (read in place, a view of its buffer), which it holds."""
+    import gc
+
+    from RadiomicsLabLib.ibsi.features.local_intensity import RADIUS_MM
+    from RadiomicsLabLib.ibsi.preprocessing import start_roi
+
+    image, mask = ct_phantom
+    settings = CONFIGURATIONS["C"].replaced(resegment_range=None)
+    _, expected = prepare_roi(sitk.Cast(image, sitk.sitkFloat64) * 1e12, mask, settings, crop_mm=RADIUS_MM)
+    _, finish = start_roi(sitk.Cast(image, sitk.sitkFloat64) * 1e12, mask, settings, crop_mm=RADIUS_MM)
+    gc.collect()
+    reused = [np.full(sitk.GetArrayViewFromImage(image).shape, 7.0) for _ in range(4)]   # memory freed meanwhile
+    assert finish() == expected and len(reused) == 4
+
+
 def _linear_stats_arguments(shape, spacing, new_spacing):
     """(shift, zoom, grid) of the compiled trilinear kernels for an array of ``shape`` onto ``new_spacing``."""
     grid, origin = interpolation_grid(shape, spacing, new_spacing)

@@ -106,7 +106,8 @@ def features_of_roi(roi: Roi, settings: IbsiSettings, families=FAMILIES) -> Engi
         from .filters import apply_filter
 
         start = time.perf_counter()
-        roi = dataclasses.replace(roi, image=apply_filter(roi.image, roi.spacing, settings.image_filter), notes=[])
+        roi = dataclasses.replace(roi, image=apply_filter(roi.image, roi.spacing, settings.image_filter),
+                                  notes=list(roi.notes))     # the preprocessing's notes; the Roi's own unchanged
         timings["filter"] = time.perf_counter() - start
     if _NEEDS_LEVELS & set(families):
         start = time.perf_counter()

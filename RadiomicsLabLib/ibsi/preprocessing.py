@@ -197,7 +197,7 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
     # or nearest interpolation, or none): the whole image's lowest value is then needed only when there is none
     within_range = new_spacing == spacing or _ORDERS[settings.interpolation] <= 1
     hu_warning = ct_range_warning(image_array if within_range else None, roi_mask, intensity_mask,
-                                  settings.resegment_range, lambda: image_statistics()[0])
+                                  settings.resegment_range, lambda: _lowest_value(image, image_statistics))
     if hu_warning:
         roi.notes.append(hu_warning)
         warnings.warn(hu_warning, RadiomicsLabWarning, stacklevel=3)
@@ -211,6 +211,17 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
                 **_image_diagnostics(grid, new_spacing, "interp_img", whole_statistics()), **roi_diagnostics}
 
     return roi, finish
+
+
+def _lowest_value(image: sitk.Image, image_statistics) -> float:
+    """The image's lowest intensity, for the CT-range warning: its statistics' minimum, or where it holds NaN or
+    infinite values (which, outside the part the engine keeps, only the diagnostics reject, in ``finish()``) its
+    lowest finite one."""
+    try:
+        return image_statistics()[0]
+    except RadiomicsLabError:
+        view = sitk.GetArrayViewFromImage(image)
+        return float(np.min(view, where=np.isfinite(view), initial=np.inf))
 
 
 #: A re-segmentation range whose lower bound is at or below this is a CT range in Hounsfield units (IBSI
@@ -578,8 +589,8 @@ def _interpolated_region(owner: sitk.Image, array: np.ndarray, spacing: tuple, n
     are wanted of values not rounded. Those of rounded values come from a compiled pass that keeps no values
     (:func:`._preprocessing_kernels.trilinear_stats`: no whole-grid array to allocate and fill) on the background
     thread (:func:`~RadiomicsLabLib.limits.run_in_background`; ``owner``, whose buffer ``array`` may be a view of, is
-    held until it ends); should its sum not be exact (:func:`_exact_sum`), the function interpolates the whole grid.
-    Otherwise the whole grid is interpolated, cropped and summarised (with ``whole_statistics``) at once."""
+    held until it ends); should its sum not be exact (:func:`_exact_sum`), the function interpolates the whole grid
+    (it holds ``owner`` for that, so it may be called after the caller let go of the image). Otherwise the whole grid is interpolated, cropped and summarised (with ``whole_statistics``) at once."""
     grid, _ = interpolation_grid(array.shape, spacing, new_spacing)
     part = any(r.start != 0 or r.stop != n for r, n in zip(region, grid))
     if part and (settings.round_intensities or not whole_statistics) and _ORDERS[settings.interpolation] == 1 and \
@@ -592,13 +603,14 @@ def _interpolated_region(owner: sitk.Image, array: np.ndarray, spacing: tuple, n
                                     bool(source_rounding))
         if pending is None:
             return values, None
+        held = (owner, array)      # the fallback below reads ``array``, which may be a view of ``owner``'s buffer
 
         def statistics() -> tuple:
             low, high, total = (float(v) for v in pending.result())
             size = math.prod(grid)
             if _exact_sum(total, size, low, high, True):
                 return low, high, total / size
-            whole = interpolate(array, spacing, new_spacing, settings.interpolation, True,
+            whole = interpolate(held[1], spacing, new_spacing, settings.interpolation, True,
                                 source_rounding=source_rounding)
             return _grid_statistics(np.ascontiguousarray(whole), True)
 
