@@ -107,6 +107,30 @@ def test_single_voxel_roi():
     assert all(tag in noted for tag in undefined), roi.notes
 
 
+@pytest.mark.parametrize("cells, flat_axes", [
+    ([(4, 4, 4), (5, 5, 5)], 2),                                  # a pair along a space diagonal: a line
+    ([(2, 3, 4), (4, 4, 5), (6, 5, 6), (8, 6, 7)], 2),            # four voxels on an oblique line
+    ([(2, 2, 6), (2, 3, 4), (3, 2, 4), (3, 3, 2)], 1),            # four voxels on an oblique plane
+    ([(4, 4, 4), (4, 4, 5)], 2),                                  # along an axis (no rounding noise there)
+])
+def test_voxels_on_one_line_or_plane_have_zero_pca_axes(cells, flat_axes):
+    """Voxels on one line (or plane) have no extent across it: those PCA axes are 0 exactly, elongation / flatness 0,
+    and the approximate enclosing ellipsoid's densities NaN with a note, at any orientation (the covariance's exact
+    integer rank, not the eigensolver's rounding noise of about 1e-16 mm^2, which gave axes of 1e-8 mm and AEE
+    densities of 10^7)."""
+    mask = np.zeros((10, 10, 10), dtype=bool)
+    mask[tuple(np.array(cells).T)] = True
+    image = np.random.default_rng(3).normal(size=mask.shape) * 100
+    roi = Roi.from_arrays(image, mask, (2.0, 2.0, 2.0))
+    values = morphology.compute(roi, None)
+    axes = [values[f"morph_pca_{name}_axis"] for name in ("maj", "min", "least")]
+    assert axes[0] > 0 and axes[3 - flat_axes:] == [0.0] * flat_axes and all(a > 0 for a in axes[:3 - flat_axes])
+    assert values["morph_pca_flatness"] == 0.0
+    assert (values["morph_pca_elongation"] == 0.0) == (flat_axes == 2)
+    assert math.isnan(values["morph_vol_dens_aee"]) and "morph_vol_dens_aee" in " ".join(roi.notes)
+    assert math.isnan(values["morph_area_dens_aee"]) == (flat_axes == 2)
+
+
 def test_empty_and_constant_roi():
     roi = Roi.from_arrays(np.ones((4, 4, 4)), np.zeros((4, 4, 4)), (1.0, 1.0, 1.0))
     assert all(math.isnan(v) for v in morphology.compute(roi, None).values()) and roi.notes
