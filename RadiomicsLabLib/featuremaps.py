@@ -464,14 +464,15 @@ class _Prepared:
     means: np.ndarray | None = None   # float64 1 cm^3 sphere means at the ROI voxels (local intensity), else None
 
 
-def _mask_array(image: sitk.Image, mask, label) -> tuple[np.ndarray, int | None]:
-    """The region of interest as a (z, y, x) boolean array, after the usual checks (grid, label, finite voxels)."""
+def _mask_array(image: sitk.Image, mask, label, resample_mask: bool = False) -> tuple[np.ndarray, int | None]:
+    """The region of interest as a (z, y, x) boolean array, after the usual checks (grid, label, finite voxels);
+    ``resample_mask``: a mask on another grid is resampled onto the image's (nearest neighbour), as extraction does."""
     from .validation import (check_finite_in_mask, check_label, check_mask_is_label_map, labels_present,
                              match_mask_to_image)
 
     if mask is None:
         return np.ones(sitk.GetArrayViewFromImage(image).shape, dtype=bool), None
-    mask = match_mask_to_image(image, check_mask_is_label_map(mask))
+    mask = match_mask_to_image(image, check_mask_is_label_map(mask), resample_mask)
     if label is None:
         present = labels_present(mask)
         if not present:
@@ -553,14 +554,33 @@ def _prepare(image: sitk.Image, roi_mask: np.ndarray, settings: MapSettings, loc
         return np.ascontiguousarray(np.pad(array[box].astype(dtype, copy=False), pad))
 
     starts = np.array([s.start for s in box]) - np.array([p[0] for p in pad])
-    coords = np.argwhere(morph)
-    prepared = _Prepared(cut(image_array, np.float64), cut(levels, np.int64), cut(morph, np.uint8),
-                         np.ascontiguousarray(coords - starts, dtype=np.int64),
-                         np.ravel_multi_index((coords + np.asarray(grid_start)).T, roi_mask.shape), roi_mask.shape,
-                         n_levels, int(present.size), float(np.prod(image.GetSpacing())), notes)
+    centres, flat = _centres(morph, starts, grid_start, roi_mask.shape)
+    prepared = _Prepared(cut(image_array, np.float64), cut(levels, np.int64), cut(morph, np.uint8), centres, flat,
+                         roi_mask.shape, n_levels, int(present.size), float(np.prod(image.GetSpacing())), notes)
     if local_means:
         prepared.means = _local_means(image_array, levels > 0, image, prepared.levels.shape, starts)
     return prepared
+
+
+#: Bytes per ROI voxel that :func:`_centres` holds at its peak: the three index columns of ``np.nonzero`` (24), the
+#: flat indices (8, made in place) and the centres (24); 32 of them are kept.
+_CENTRE_BYTES_PER_VOXEL = 56
+
+
+def _centres(morph: np.ndarray, starts, grid_start, shape) -> tuple[np.ndarray, np.ndarray]:
+    """((n, 3) int64 positions of the voxels of ``morph`` (C order) in the padded crop that starts at ``starts``, their
+    (n,) flat indices on the whole grid of ``shape``, where ``morph`` starts at ``grid_start``), made a column at a
+    time: at most :data:`_CENTRE_BYTES_PER_VOXEL` bytes per voxel at once."""
+    columns = np.nonzero(morph)
+    flat = np.zeros(columns[0].size, dtype=np.int64)
+    for axis, (column, start) in enumerate(zip(columns, grid_start)):   # C order: ((z) ny + y) nx + x
+        flat *= shape[axis]
+        flat += column
+        flat += start
+    centres = np.empty((flat.size, 3), dtype=np.int64)
+    for axis in range(3):
+        np.subtract(columns[axis], starts[axis], out=centres[:, axis])
+    return centres, flat
 
 
 def _local_means(image_array, intensity_mask, image: sitk.Image, shape, starts) -> np.ndarray:
@@ -596,7 +616,8 @@ def _ibsi_levels(image: sitk.Image, roi_mask: np.ndarray, settings: MapSettings,
     if ibsi.image_filter is not None:
         from .ibsi.filters import apply_filter
 
-        roi = dataclasses.replace(roi, image=apply_filter(roi.image, roi.spacing, ibsi.image_filter), notes=[])
+        roi = dataclasses.replace(roi, image=apply_filter(roi.image, roi.spacing, ibsi.image_filter),
+                                  notes=list(roi.notes))
     roi = discretise(roi, ibsi)
     levels = np.where(roi.intensity_mask, roi.levels, 0)
     return roi.image, levels, roi.morphological_mask, int(roi.n_levels), list(roi.notes), list(roi.grid_start)
@@ -645,10 +666,11 @@ def local_means_bytes(roi_mask: np.ndarray, spacing) -> int:
     """Working memory of the 1 cm^3 sphere means of the local intensity maps: the box of ``roi_mask`` grown by the
     sphere's half-size (clipped to the image, as the engine crops it), padded by the sphere for the convolution,
     :data:`_BYTES_PER_SPHERE_VOXEL` per voxel. ``spacing``: (z, y, x) mm."""
-    from .ibsi.features.local_intensity import sphere_kernel
+    from .ibsi.features.local_intensity import sphere_geometry
 
+    kernel = sphere_geometry(tuple(float(s) for s in spacing)).kernel     # the engine's sphere, made once per spacing
     size = 1
-    for coords, n, k in zip(np.nonzero(roi_mask), roi_mask.shape, sphere_kernel(spacing).shape):
+    for coords, n, k in zip(np.nonzero(roi_mask), roi_mask.shape, kernel.shape):
         half = k // 2
         size *= min(int(coords.max()) + half + 1, n) - max(int(coords.min()) - half, 0) + k - 1
     return size * _BYTES_PER_SPHERE_VOXEL
@@ -692,16 +714,19 @@ def _size(n: float) -> str:
 
 def estimate_memory(n_voxels: int, families: dict, radius: int, in_plane: bool, definition: str,
                     image_voxels: int, crop_voxels: int, dtype=np.float64, budget: int = WORKING_BUDGET,
-                    local_means: int = 0, whole_grid: bool = False, box_voxels: int | None = None) -> MemoryEstimate:
+                    local_means: int = 0, image_filter: dict | None = None,
+                    box_voxels: int | None = None) -> MemoryEstimate:
     """Peak memory estimate. ``families``: family -> number of features of it requested; ``local_means``: the
     sphere means' working memory (:func:`local_means_bytes`) when local intensity maps are asked for;
-    ``whole_grid``: the IBSI preprocessing keeps the whole grid (an IBSI 2 filter), not only the ROI's box;
+    ``image_filter``: an IBSI 2 filter's configuration, for which the IBSI preprocessing keeps the whole grid, not only
+    the ROI's box, and which needs its own working memory there
+    (:func:`~RadiomicsLabLib.ibsi.filters.working_memory_per_voxel`);
     ``box_voxels``: the voxels of the mask's bounding box (default: the whole image).
 
     Of the whole image the preparation holds the ROI mask and the IBSI preprocessing's mask image (a byte each per
     voxel) and, for the IBSI definition, at most a float64 copy of the image (voxel types it does not read in place);
     the rest (intensities, grey levels, masks, 17 bytes per voxel) only on the ROI's box grown by the kernel
-    (``crop_voxels``), or on the whole grid with ``whole_grid``."""
+    (``crop_voxels``), or on the whole grid with ``image_filter``."""
     import numba
 
     per_voxel = max(working_bytes_per_voxel(f, radius, in_plane, definition) for f in families)
@@ -712,8 +737,12 @@ def estimate_memory(n_voxels: int, families: dict, radius: int, in_plane: bool, 
     if "glcm" in families:   # the GLCM matrices kept up to date as the kernel slides (at most SLIDING_MAX_LEVELS)
         scratch += numba.get_num_threads() * k.glcm_state_bytes(k.SLIDING_MAX_LEVELS, _n_directions(in_plane))
     working = chunk * per_voxel + chunk * 64 * 8 + scratch
-    whole = 2 + (8 if definition == "ibsi" else 0) + (8 + 8 + 1 if whole_grid else 0)
-    inputs = crop_voxels * (8 + 8 + 1) + image_voxels * whole + n_voxels * 32
+    whole = 2 + (8 if definition == "ibsi" else 0)
+    if image_filter is not None:
+        from .ibsi.filters import working_memory_per_voxel
+
+        whole += 8 + 8 + 1 + working_memory_per_voxel(image_filter)
+    inputs = crop_voxels * (8 + 8 + 1) + image_voxels * whole + n_voxels * _CENTRE_BYTES_PER_VOXEL
     if "local_intensity" in families:
         inputs += crop_voxels * 8 + local_means
     values = n_voxels * n_features * 8
@@ -863,7 +892,7 @@ class MapPlan:
 
 def plan_feature_maps(image: sitk.Image, mask, features, radius=1, definition: str = "ibsi", *, label=None,
                       in_plane=None, params=None, dtype="float64", fill_value=np.nan, memory_limit=None,
-                      working_memory=WORKING_BUDGET, **settings) -> MapPlan:
+                      working_memory=WORKING_BUDGET, resample_mask: bool = False, **settings) -> MapPlan:
     """Check every input and estimate the memory, before any map work (see :func:`feature_maps`)."""
     if not isinstance(image, sitk.Image):
         raise RadiomicsLabError("The image must be a SimpleITK image; read it with RadiomicsLabLib.imageio.read_image.")
@@ -878,7 +907,7 @@ def plan_feature_maps(image: sitk.Image, mask, features, radius=1, definition: s
     names = resolve_features(features, resolved.definition, resolved.in_plane)
     shape = sitk.GetArrayViewFromImage(image).shape
     _check_kernel_fits(shape if len(shape) == 3 else (1, *shape), resolved.radius, resolved.in_plane)
-    roi_mask, used_label = _mask_array(image, mask, resolved.label)
+    roi_mask, used_label = _mask_array(image, mask, resolved.label, resample_mask)
     resolved = dataclasses.replace(resolved, label=used_label)
     families = {}
     available = catalogue(resolved.definition, resolved.in_plane)
@@ -895,7 +924,7 @@ def plan_feature_maps(image: sitk.Image, mask, features, radius=1, definition: s
             local_means_bytes(roi_mask[np.newaxis], (1.0, *spacing))
     memory = estimate_memory(n_voxels, families, resolved.radius, resolved.in_plane, resolved.definition,
                              int(np.prod(shape)), crop_voxels, dtype, working_memory, spheres,
-                             whole_grid=resolved.ibsi is not None and resolved.ibsi.image_filter is not None,
+                             image_filter=resolved.ibsi.image_filter if resolved.ibsi is not None else None,
                              box_voxels=int(np.prod([s.stop - s.start for s in tight])))
     check_memory(memory, memory_limit)
     prepared = _prepare(image, roi_mask, resolved, local_means="local_intensity" in families)
@@ -914,7 +943,8 @@ def feature_maps(image: sitk.Image, mask, features, radius=1, definition: str = 
     False cancels (:class:`FeatureMapsCancelled`). ``settings``: ``in_plane=True`` for 2D kernels, ``params`` (a
     preset or parameter file), single settings of the definition (``bin_width=25``; pyradiomics ``binWidth=25``),
     ``dtype`` of the map images, ``fill_value`` outside the mask (NaN), ``memory_limit`` (bytes; default the
-    available memory), ``working_memory`` (bytes per chunk).
+    available memory), ``working_memory`` (bytes per chunk), ``resample_mask=True`` to resample a mask on another
+    grid onto the image's (nearest neighbour; without it such a mask is an error).
 
     Every input is checked before any work: unknown features (with the closest name), a radius below 1 or a
     kernel larger than the image, an empty mask and a memory estimate above the limit raise

@@ -22,12 +22,14 @@ import click
 @click.option("--roi", "rois", multiple=True,
               help="MASK a DICOM RTSTRUCT or SEG: the ROI / segment to map, by name (default: the file's only one).")
 @click.option("--in-plane", is_flag=True, help="2D kernels in each slice instead of 3D kernels.")
+@click.option("--resample-mask", is_flag=True, help="Resample the mask onto the image grid (nearest neighbour) when the grids differ.")
 @click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True,
               help="Voxel type of the written maps.")
 @click.option("-o", "--output-dir", type=click.Path(path_type=Path), default=None,
               help="Folder for <feature>.nrrd, maps.json and summary.csv.")
 @click.option("--list-features", is_flag=True, help="List the feature names of --definition and exit.")
-def command(image, mask, features, radius, definition, params, label, rois, in_plane, dtype, output_dir, list_features):
+def command(image, mask, features, radius, definition, params, label, rois, in_plane, resample_mask, dtype, output_dir,
+            list_features):
     """Voxel-wise feature maps: every feature over the kernel around each voxel of MASK.
 
     MASK is a label map on IMAGE's grid, or a DICOM RTSTRUCT or SEG with IMAGE the folder of the DICOM series
@@ -53,7 +55,8 @@ def command(image, mask, features, radius, definition, params, label, rois, in_p
                                "(see --list-features).")
     if output_dir is None:
         raise click.UsageError("Give the output folder with -o DIR.")
-    plan, segment = _plan(image, mask, features, radius, definition, params, label, rois, in_plane, dtype, output_dir)
+    plan, segment = _plan(image, mask, features, radius, definition, params, label, rois, in_plane, resample_mask,
+                          dtype, output_dir)
     click.echo(f"Segment '{segment}': {plan.describe()}", err=True)
     maps = _run(plan)
     from RadiomicsLabLib.featuremaps import write_feature_maps
@@ -66,7 +69,7 @@ def command(image, mask, features, radius, definition, params, label, rois, in_p
                f"-> {output_dir} ({', '.join(written[-2:])} and {len(written) - 2} NRRD file(s))", err=True)
 
 
-def _plan(image, mask, features, radius, definition, params, label, rois, in_plane, dtype, output_dir):
+def _plan(image, mask, features, radius, definition, params, label, rois, in_plane, resample_mask, dtype, output_dir):
     """Read and check everything (inputs, settings, features, memory, output folder) before any map work;
     returns the plan and the mapped segment's name (its ROI name for a DICOM mask, else Label_N)."""
     from RadiomicsLabLib.dicom import is_dicom_mask, read_mask
@@ -84,7 +87,8 @@ def _plan(image, mask, features, radius, definition, params, label, rois, in_pla
         raise RadiomicsLabError(f"Maps are of one segment, and the mask '{mask}' gives {len(segments)} "
                                 f"({', '.join(repr(n) for n in segments)}); pick one with --roi NAME.")
     plan = plan_feature_maps(image_sitk, mask_sitk, features, radius, definition, label=label,
-                             in_plane=True if in_plane else None, params=params, dtype=dtype)
+                             in_plane=True if in_plane else None, params=params, dtype=dtype,
+                             resample_mask=resample_mask)
     check_map_outputs(output_dir, plan.features, inputs)
     names = {value: name for name, value in segments.items()}
     return plan, names.get(plan.settings.label, f"Label_{plan.settings.label}")
