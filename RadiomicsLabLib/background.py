@@ -38,6 +38,7 @@ module paths), so it works as a worker. ``RADIOMICSLAB_WORKER_PYTHON`` overrides
 
 import functools
 import multiprocessing
+import multiprocessing.connection
 import multiprocessing.spawn
 import os
 import pickle
@@ -166,9 +167,34 @@ def worker_info(progress=None) -> dict:
 
 
 # Running a job in a worker process ---------------------------------------------------------------
+#: Seconds between a worker's checks that the process that started it is still there (:func:`_end_with_parent`).
+PARENT_CHECK_S = 0.5
+
+
+def _end_with_parent(parent_pid: int) -> None:
+    """A worker's watch (a daemon thread): end the worker when the process that started it is gone, at once rather
+    than at its next progress report: the GUI ended without terminating it (a crash), or the worker's executable is a
+    wrapper that runs the interpreter as its child and was terminated on Cancel in its place (its child is then
+    handed to another parent)."""
+    parent = multiprocessing.parent_process()
+    while os.getppid() == parent_pid:
+        if parent is not None and multiprocessing.connection.wait([parent.sentinel], timeout=PARENT_CHECK_S):
+            break
+        if parent is None:
+            time.sleep(PARENT_CHECK_S)
+    os._exit(1)
+
+
 def _work(connection, prepare=None):
     """Worker process: run ``prepare()`` (a worker started ahead of its job, :func:`keep_worker_ready`), then read the
-    job, compute it, send progress and the result (or the error) back."""
+    job, compute it, send progress and the result (or the error) back.
+
+    The worker is started as a daemon (the GUI's exit ends it) but clears the flag in itself, so that a job may start
+    processes of its own (joblib's workers for a study's cross-validation: a daemonic process may have none, and
+    joblib would run on one core)."""
+    multiprocessing.current_process().daemon = False
+    threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True,
+                     name="radiomicslab-parent-watch").start()
     if prepare is not None:
         try:
             prepare()
@@ -188,7 +214,12 @@ def _work(connection, prepare=None):
     try:
         data = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as error:  # noqa: BLE001 - an unpicklable result or exception
-        data = pickle.dumps(("error", RuntimeError(f"{type(error).__name__}: {error}"), traceback.format_exc()))
+        if payload[0] == "error":   # the job's own error, by its type and message, with its traceback
+            failure, trace = payload[1], payload[2]
+        else:
+            failure, trace = RuntimeError(f"the result could not be sent back: {type(error).__name__}: {error}"), \
+                traceback.format_exc()
+        data = pickle.dumps(("error", RuntimeError(f"{type(failure).__name__}: {failure}"), trace))
     connection.send_bytes(data)
     connection.close()
 

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -184,6 +185,82 @@ def test_a_crashing_worker_is_reported_not_waited_for():
     with pytest.raises(WorkerFailed, match="ended without a result"):
         run.wait(timeout=120)
     assert "exit code 3" in str(run.error)
+
+
+class _Unpicklable(Exception):
+    """A job's error that cannot travel back as it is (it holds a lock)."""
+
+
+def _raise_unpicklable(progress=None):
+    error = _Unpicklable("segment 'GTV' has 0 voxels after resampling")
+    error.lock = threading.Lock()
+    raise error
+
+
+def test_an_error_that_cannot_be_sent_back_keeps_its_message_and_traceback():
+    """A job's error that cannot be pickled comes back as its type, its message and its traceback in the worker,
+    not as the pickling error."""
+    with pytest.raises(WorkerFailed, match="_Unpicklable: segment 'GTV' has 0 voxels after resampling") as caught:
+        BackgroundRun(Job("Failing job", _raise_unpicklable)).wait(timeout=120)
+    assert "in _raise_unpicklable" in str(caught.value) and "pickle" not in str(caught.value)
+
+
+def _parallel_pids(progress=None):
+    """(whether this process is a daemon, its pid, the pids joblib's two workers ran the tasks in)."""
+    import multiprocessing
+
+    from joblib import Parallel, delayed
+
+    pids = set(Parallel(n_jobs=2)(delayed(os.getpid)() for _ in range(8)))
+    return multiprocessing.current_process().daemon, os.getpid(), pids
+
+
+def test_a_job_may_start_processes_of_its_own():
+    """A study's cross-validation runs on joblib's worker processes: inside a job's worker too (a daemonic process
+    may start none, and joblib then ran every fold in the worker itself, on one core)."""
+    daemon, worker, pids = BackgroundRun(Job("Parallel job", _parallel_pids)).wait(timeout=120)
+    assert not daemon and worker not in pids and len(pids) >= 1
+
+
+def _started_then_busy(progress=None):
+    progress(0, 1, "started")
+    end = time.monotonic() + 120
+    while time.monotonic() < end:    # no further progress report, where a cancel would otherwise be noticed
+        pass
+
+
+@pytest.mark.skipif(os.name == "nt", reason="a POSIX shell wrapper")
+def test_cancel_ends_a_worker_behind_a_wrapper_of_the_interpreter(tmp_path, monkeypatch):
+    """The worker's executable may be a wrapper script that runs the interpreter as its child rather than in its place
+    (``exec``): Cancel terminates the wrapper, and the interpreter behind it ends too, within a second or two, instead
+    of computing on, orphaned (it watches the process that started it)."""
+    import multiprocessing
+    import multiprocessing.spawn
+
+    import psutil
+
+    wrapper = tmp_path / "python-wrapper"
+    wrapper.write_text(f'#!/bin/sh\n"{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    original = multiprocessing.spawn.get_executable()
+    monkeypatch.setenv("RADIOMICSLAB_WORKER_PYTHON", str(wrapper))
+    behind = []
+    try:
+        run = BackgroundRun(Job("Busy job", _started_then_busy))
+        deadline = time.monotonic() + 60
+        while run.progress[2] != "started" and time.monotonic() < deadline:
+            run.poll()
+            time.sleep(0.05)
+        behind = psutil.Process(run._process.pid).children()
+        assert [p.cmdline()[0] for p in behind] == [sys.executable]
+        run.cancel()
+        gone, alive = psutil.wait_procs(behind, timeout=10)
+        assert alive == [], [p.pid for p in alive]
+    finally:
+        multiprocessing.set_executable(original)
+        for process in behind:
+            if process.is_running():
+                process.kill()
 
 
 def test_worker_python_is_this_interpreter_outside_slicer():
