@@ -50,10 +50,10 @@ from urllib.parse import quote
 import hashlib
 
 from .background import use_worker_python
-from .cohort import (KEY_COLUMNS, Case, Cohort, available_cores, case_hash, cost_estimate, join_places,
+from .cohort import (KEY_COLUMNS, Case, Cohort, available_cores, case_hash, cohort_inputs, cost_estimate, join_places,
                      read_cohort)
 from .errors import Cancelled, RadiomicsLabError, RadiomicsLabWarning
-from .fileio import atomic_output, check_writable, write_text_atomic
+from .fileio import atomic_output, check_outputs, check_writable, write_text_atomic
 
 DONE, FAILED, PENDING, INVALID = "done", "failed", "pending", "invalid"
 CASES_DIR, LOCK_FILE, RUN_FILE = "cases", ".radiomicslab-batch.lock", "batch.json"
@@ -350,6 +350,8 @@ def _run(cohort, out_dir, task, workers, scheduler, memory_limit, retry_failed, 
          cluster, own_cluster, started, earlier=()) -> BatchSummary:
     """The body of :func:`run_batch` once its options are checked (and its cluster is starting)."""
     cohort = (cohort if isinstance(cohort, Cohort) else read_cohort(cohort)).check(keep_going)
+    # no table may replace the cohort file or an image or mask of the cohort (the CLI, desktop and web alike)
+    check_outputs([out_dir / name for name in (*output_files(task), RUN_FILE)], cohort_inputs(cohort))
     phases = {"validate": time.perf_counter() - started}
     with _locked(out_dir, task.cases_dir):
         _remove_temporaries(out_dir / task.cases_dir)
@@ -390,7 +392,8 @@ def _run(cohort, out_dir, task, workers, scheduler, memory_limit, retry_failed, 
                     for unit in todo:
                         store(unit, run_case(task.function, unit.argument, task.params))
                 else:
-                    _run_on_cluster(todo, task, store, client, memory_limit)
+                    _run_on_cluster(todo, task, store, client, memory_limit,
+                                    None if scheduler else LOCAL_WORKERLESS_TIMEOUT)
             finally:
                 phases["compute"] = time.perf_counter() - compute_started
                 if own_cluster is not None:
@@ -406,11 +409,13 @@ def _run(cohort, out_dir, task, workers, scheduler, memory_limit, retry_failed, 
                         time.perf_counter() - started, phases, outputs)
 
 
-def _run_on_cluster(todo, task, store, client, memory_limit):
+def _run_on_cluster(todo, task, store, client, memory_limit, workerless_timeout: float | None = None):
     """Run the units on the cluster, largest first, and store each result as it arrives.
 
     Only as many units are in flight as the cluster has threads: a worker holds just the case it
     runs, so a worker that dies (crash, memory limit, kill) takes no queued case down with it.
+    ``workerless_timeout``: seconds the cluster may have no worker at all before the run stops (a local cluster,
+    whose workers Dask restarts again and again when each one is over its memory limit, and then gives up on).
     """
     from distributed import as_completed
 
@@ -428,16 +433,58 @@ def _run_on_cluster(todo, task, store, client, memory_limit):
             arrived.add(future)
 
     try:
-        feed()
-        for future in arrived:
-            unit = futures.pop(future)
-            feed()  # the next case starts before this one's result is fetched and stored
-            record = future.result() if future.status == "finished" else _lost_case_record(future, memory_limit)
-            future.release()
+        with _cluster_connection():
+            feed()
+        workerless_since = None
+        while futures:
+            with arrived.thread_condition:   # notified as each future arrives (checked under it: no wake-up is lost)
+                if not arrived.has_ready():
+                    arrived.thread_condition.wait(timeout=WORKERLESS_CHECK_S)
+            with _cluster_connection():
+                if not arrived.has_ready():
+                    if workerless_timeout is None or client.nthreads():
+                        workerless_since = None
+                    elif workerless_since is None:
+                        workerless_since = time.monotonic()
+                    elif time.monotonic() - workerless_since > workerless_timeout:
+                        raise RadiomicsLabError(
+                            f"The Dask cluster has had no worker for {workerless_timeout:g} s: each worker went over "
+                            f"its memory limit {memory_limit!r} and was restarted until Dask gave up, or the workers "
+                            "were stopped. The finished cases are kept; give the workers more memory (--memory-limit) "
+                            "or use fewer, and run the batch again to resume.")
+                    continue
+                future = next(arrived)
+                unit = futures.pop(future)
+                feed()  # the next case starts before this one's result is fetched and stored
+                record = future.result() if future.status == "finished" else _lost_case_record(future, memory_limit)
+                future.release()
             store(unit, record)
     finally:
         if futures:
             client.cancel(list(futures), force=True)
+
+
+@contextmanager
+def _cluster_connection():
+    """A lost connection to the cluster's scheduler (an OSError: distributed's CommClosedError is one) as the run's
+    error (:func:`_lost_cluster`), not a traceback."""
+    try:
+        yield
+    except OSError as error:
+        raise _lost_cluster(f"{type(error).__name__}: {error}") from None
+
+
+#: Seconds between the checks of :func:`_run_on_cluster` for a cluster without workers, while no case arrives.
+WORKERLESS_CHECK_S = 1.0
+#: Seconds a local cluster may have no worker before the run stops (its workers restart in a few seconds).
+LOCAL_WORKERLESS_TIMEOUT = 60.0
+
+
+def _lost_cluster(why: str) -> RadiomicsLabError:
+    """The error of a run whose cluster lost its tasks (not the cases' own failure): the finished cases are kept."""
+    return RadiomicsLabError(f"The Dask cluster lost this run's tasks ({why}): its scheduler restarted or stopped, or "
+                             "the connection to it broke. The finished cases are kept; check the cluster and run the "
+                             "batch again to resume.")
 
 
 def _lost_case_record(future, memory_limit) -> dict:
@@ -446,8 +493,10 @@ def _lost_case_record(future, memory_limit) -> dict:
 
     try:
         error = future.exception()
-    except (Exception, asyncio.CancelledError) as cancelled:  # a cancelled future raises instead of returning its error
+    except (Exception, asyncio.CancelledError) as cancelled:  # a cancelled future may raise instead of returning
         error = cancelled
+    if future.status == "cancelled" or error is None or isinstance(error, asyncio.CancelledError):
+        raise _lost_cluster(f"the task of case '{future.key}' was cancelled")    # e.g. by a scheduler restart
     if type(error).__name__ == "KilledWorker":
         message = (f"the worker process running this case died each time it was tried (killed, crashed, or over its "
                    f"memory limit {memory_limit!r}); give workers more memory (--memory-limit) or use fewer, "
@@ -463,7 +512,7 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, memory
     """A Dask client: to ``scheduler`` (checked reachable, unless ``check_reachable`` is False because the caller
     checked it, with workers that can import RadiomicsLab), or to a new :class:`~distributed.LocalCluster` of
     ``workers`` single-threaded worker processes on 127.0.0.1 without dashboard. The cluster is closed on the way out."""
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if scheduler:  # an existing cluster, never a local one instead (check_reachable=False: the caller checked it)
         if check_reachable:
@@ -479,14 +528,40 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, memory
         finally:
             client.close()
         return
-    import dask
-
     workers = workers or available_cores()
     use_worker_python()  # inside desktop Slicer, sys.executable is a launcher that cannot be a worker
+    with _environment_kept():
+        yield from _local_client(workers, memory_limit)
+
+
+@contextmanager
+def _environment_kept():
+    """Give this process's environment back as it was on the way out: Dask's nannies set their ``pre-spawn-environ``
+    variables (the workers' thread counts of 1, ``PYTHONHASHSEED``) and ``__DASK_PARENT_PID`` in the process that
+    starts them, where every process started later (Slicer's, a notebook's) would take them."""
+    kept = dict(os.environ)
     try:
-        # the cluster's scheduler, nannies and workers take the configuration in force when they are made
-        with dask.config.set({**LOCAL_CLUSTER_CONFIG,
-                              f"distributed.nanny.pre-spawn-environ.{WORKER_MALLOC}": None}):
+        yield
+    finally:
+        for name in set(os.environ) - set(kept):
+            os.environ.pop(name, None)
+        os.environ.update({name: value for name, value in kept.items() if os.environ.get(name) != value})
+
+
+def _local_client(workers: int, memory_limit):
+    """:func:`dask_client`'s local cluster (a generator: its client, then the cluster's close)."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    try:
+        # the cluster's scheduler, nannies and workers take the configuration in force when they are made; the
+        # nannies set the thread counts in this process's environment before they start a worker (a library reads
+        # its count when it loads, in the worker's start-up), as worker_environment() chooses them (the user's own
+        # kept), and no malloc setting; _environment_kept() gives the environment back afterwards
+        pre_spawn = {name: os.environ.get(name, "1") for name in WORKER_THREAD_VARIABLES}
+        with dask.config.set({**LOCAL_CLUSTER_CONFIG, f"distributed.nanny.pre-spawn-environ.{WORKER_MALLOC}": None,
+                              **{f"distributed.nanny.pre-spawn-environ.{name}": value
+                                 for name, value in pre_spawn.items()}}):
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    memory_limit=memory_limit_value(memory_limit),
                                    host="127.0.0.1", dashboard_address=None, silence_logs=logging.CRITICAL,
@@ -499,7 +574,18 @@ def dask_client(workers: int | None = None, scheduler: str | None = None, memory
             f"Could not start {workers} local Dask worker process(es) ({error}). From a script, call run_batch under "
             "`if __name__ == '__main__':` (worker processes import the main script again), or use workers=0.") from None
     with cluster, Client(cluster, set_as_default=False) as client:
+        try:
+            client.wait_for_workers(workers, timeout=LOCAL_WORKERS_TIMEOUT)
+        except TimeoutError:
+            raise RadiomicsLabError(
+                f"The {workers} local Dask worker process(es) did not all start within {LOCAL_WORKERS_TIMEOUT:g} s "
+                f"(a worker over its memory limit {memory_limit!r} is restarted again and again, or this machine is "
+                "very busy); give the workers more memory (--memory-limit) or use fewer, or workers=0.") from None
         yield client
+
+
+#: Seconds the local cluster's workers are given to start and register (a few seconds on the development machine).
+LOCAL_WORKERS_TIMEOUT = 120.0
 
 
 #: The glibc malloc setting that Dask's nannies give every worker process they spawn (``distributed.nanny.pre-spawn-
@@ -715,13 +801,27 @@ def memory_limit_value(memory_limit):
             if 0 < number <= 1:
                 return number
             if number > 1:
-                return int(number)
+                return _worker_sized(int(number), memory_limit)
         elif isinstance(memory_limit, str) and parse_bytes(memory_limit) > 0:
-            return parse_bytes(memory_limit)
+            return _worker_sized(parse_bytes(memory_limit), memory_limit)
     except ValueError:
         pass
     raise RadiomicsLabError(f"Invalid memory limit '{memory_limit}'; give an amount per worker like 4GiB or "
                             "500MB, a fraction of the memory like 0.25, 'auto', or 0 for none.")
+
+
+#: The least memory limit in bytes a worker is given: a worker with RadiomicsLab's libraries loaded takes about
+#: 200-300 MB before its first case, and Dask restarts one over its limit for ever (the run waited without end).
+MIN_WORKER_MEMORY = 512 * 2 ** 20
+
+
+def _worker_sized(limit: int, given) -> int:
+    """``limit`` (bytes), unless it is below :data:`MIN_WORKER_MEMORY`."""
+    if limit < MIN_WORKER_MEMORY:
+        raise RadiomicsLabError(f"The memory limit '{given}' ({limit} bytes per worker) is too small for a worker, which "
+                                f"needs at least {MIN_WORKER_MEMORY // 2 ** 20} MiB; give an amount with its unit, like "
+                                "4GiB, a fraction of the memory like 0.25, or 'auto'.")
+    return limit
 
 
 def _check_reachable(address: str, timeout: float):

@@ -312,16 +312,55 @@ def library_threads(case, params):
 
 def test_local_workers_run_single_threaded_libraries(data, tmp_path, monkeypatch):
     """Parallelism comes from the workers: SimpleITK and numba run 1 thread in each worker process (so
-    2 workers use 2 cores, not 2 x cores threads); a thread count the user set in the environment is kept."""
+    2 workers use 2 cores, not 2 x cores threads); a thread count the user set in the environment is kept. The
+    caller's own environment is left as it was (Dask's nannies set their variables, thread counts among them, in the
+    process that starts them, where Slicer's or a notebook's later processes would take them)."""
     cases = data / "pyradiomics_cases"
     cohort = write_cohort(tmp_path / "cohort.csv", ["id", "image", "mask"], [
         (n, cases / f"{n}_image.nrrd", cases / f"{n}_label.nrrd") for n in ("breast1", "brain2")])
     task = CaseTask("threads", library_threads)
     monkeypatch.delenv("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", raising=False)
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONHASHSEED"):
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NUMBA_NUM_THREADS", "2")
+    environment = dict(os.environ)
     run_batch(cohort, tmp_path / "out", task, workers=2)
     rows = read_csv(tmp_path / "out" / "features.csv")
     assert [(float(row["itk"]), float(row["numba"]), float(row["fft"])) for row in rows] == [(1, 2, 1)] * 2
+    assert dict(os.environ) == environment
+
+
+def test_a_memory_limit_no_worker_fits_in_is_refused_before_the_run(data, tmp_path, monkeypatch):
+    """A memory limit below what a worker needs (here 2 bytes: "2" meant 2 GiB) is refused at once; one no worker can
+    run in (the check lowered for the test) ends the run with that said once the cluster has had no worker for a
+    while, instead of a run that waits for ever after Dask restarted its workers and gave up."""
+    from RadiomicsLabLib import batch
+
+    cases = data / "pyradiomics_cases"
+    cohort = write_cohort(tmp_path / "cohort.csv", ["id", "image", "mask"], [
+        ("breast1", cases / "breast1_image.nrrd", cases / "breast1_label.nrrd")])
+    with pytest.raises(RadiomicsLabError, match="memory limit '2' .* too small for a worker.*like 4GiB"):
+        run_batch(cohort, tmp_path / "out", workers=1, memory_limit="2")
+    assert not (tmp_path / "out").exists()
+    monkeypatch.setattr(batch, "MIN_WORKER_MEMORY", 0)
+    monkeypatch.setattr(batch, "LOCAL_WORKERLESS_TIMEOUT", 10.0)
+    with pytest.raises(RadiomicsLabError, match="has had no worker for 10 s: each worker went over its memory limit "
+                                                "'20MB'.*finished cases are kept"):
+        run_batch(cohort, tmp_path / "out", workers=1, memory_limit="20MB")
+
+
+def test_a_case_the_cluster_cancelled_is_not_recorded_as_failed():
+    """A task the cluster cancelled (its scheduler restarted) has no error of its own: the run stops saying what
+    happened and that the finished cases are kept, rather than recording the case as failed ("NoneType: None")."""
+    from distributed import Client, LocalCluster
+
+    from RadiomicsLabLib.batch import _lost_case_record
+
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+        future = client.submit(time.sleep, 30)
+        client.cancel(future)
+        with pytest.raises(RadiomicsLabError, match="lost this run's tasks .* finished cases are kept"):
+            _lost_case_record(future, "auto")
 
 
 def test_an_existing_cluster_runs_the_cases_on_its_own_workers_single_threaded(data, tmp_path, monkeypatch):
@@ -515,6 +554,13 @@ def test_missing_columns_bad_options_and_unreachable_scheduler(data, tmp_path):
     with pytest.raises(RadiomicsLabError, match="no such file"):
         run_batch(tmp_path / "none.csv", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+    # the library's callers too (desktop, web): no table replaces the cohort file, here one named as a table
+    (tmp_path / "out").mkdir()
+    named_as_table = tmp_path / "out" / "errors.csv"
+    shutil.copy(good, named_as_table)
+    with pytest.raises(RadiomicsLabError, match="it is the cohort this command reads"):
+        run_batch(named_as_table, tmp_path / "out", workers=0)
+    assert named_as_table.read_bytes() == good.read_bytes()
 
 
 def worker_processes() -> list:

@@ -120,7 +120,7 @@ def command(cohort, output_dir, params, engine, image_types, workers, memory_lim
     2 for bad input.
     """
     from RadiomicsLabLib.batch import OUTPUT_FILES, cohort_status, extraction_task, status_counts
-    from RadiomicsLabLib.cohort import cohort_inputs, read_cohort
+    from RadiomicsLabLib.cohort import read_cohort
     from RadiomicsLabLib.fileio import check_output, check_outputs
 
     inputs = [("cohort", cohort), ("parameter file", params)]
@@ -137,12 +137,7 @@ def command(cohort, output_dir, params, engine, image_types, workers, memory_lim
     outputs = [output_dir / name for name in OUTPUT_FILES]
     check_outputs(outputs, inputs)
 
-    def read():
-        cases = read_cohort(cohort, channels)
-        check_outputs(outputs, cohort_inputs(cases))  # no table may replace an image or mask of the cohort
-        return cases
-
-    summary = run_with_progress(read, output_dir, task, workers=workers,
+    summary = run_with_progress(lambda: read_cohort(cohort, channels), output_dir, task, workers=workers,
                                 scheduler=scheduler, memory_limit=memory_limit, retry_failed=retry_failed,
                                 keep_going=keep_going)
     click.echo(f"Batch: {summary} -> {output_dir / 'features.csv'} (+ features.parquet, errors.csv, provenance.json)",
