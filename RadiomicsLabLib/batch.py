@@ -785,7 +785,8 @@ def _check_run_options(workers, scheduler, memory_limit) -> int:
 
 def memory_limit_value(memory_limit):
     """``memory_limit`` as LocalCluster takes it: ``"auto"``, None (no limit: 0 or "0"), a fraction of
-    the memory (0 < x <= 1, e.g. "0.25"), or bytes (``"4GiB"``, ``"500MB"``, an int > 1)."""
+    the memory (0 < x <= 1, e.g. "0.25"), or bytes (``"4GiB"``, ``"800MB"``, an int > 1; at least
+    :data:`MIN_WORKER_MEMORY`)."""
     from dask.utils import parse_bytes
 
     if memory_limit in ("auto", None):
@@ -807,7 +808,7 @@ def memory_limit_value(memory_limit):
     except ValueError:
         pass
     raise RadiomicsLabError(f"Invalid memory limit '{memory_limit}'; give an amount per worker like 4GiB or "
-                            "500MB, a fraction of the memory like 0.25, 'auto', or 0 for none.")
+                            "800MB, a fraction of the memory like 0.25, 'auto', or 0 for none.")
 
 
 #: The least memory limit in bytes a worker is given: a worker with RadiomicsLab's libraries loaded takes about
