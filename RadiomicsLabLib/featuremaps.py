@@ -614,10 +614,9 @@ def _ibsi_levels(image: sitk.Image, roi_mask: np.ndarray, settings: MapSettings,
     mask.CopyInformation(image)
     roi, _diagnostics = prepare_roi(image, mask, ibsi.replaced(diagnostics=False), crop_mm)
     if ibsi.image_filter is not None:
-        from .ibsi.filters import apply_filter
+        from .ibsi.filters import filtered_roi
 
-        roi = dataclasses.replace(roi, image=apply_filter(roi.image, roi.spacing, ibsi.image_filter),
-                                  notes=list(roi.notes))
+        roi = filtered_roi(roi, ibsi.image_filter)
     roi = discretise(roi, ibsi)
     levels = np.where(roi.intensity_mask, roi.levels, 0)
     return roi.image, levels, roi.morphological_mask, int(roi.n_levels), list(roi.notes), list(roi.grid_start)
@@ -650,7 +649,7 @@ def max_cells(family: str, radius: int, in_plane: bool) -> int:
     return nk
 
 
-def working_bytes_per_voxel(family: str, radius: int, in_plane: bool, definition: str) -> int:
+def family_bytes_per_voxel(family: str, radius: int, in_plane: bool, definition: str) -> int:
     """Upper bound of the working memory one voxel of a chunk needs for ``family`` (bytes): for the IBSI texture
     families, :func:`max_cells` times the bytes a cell takes while the engine's formula classes run, plus their
     per-matrix arrays; the compiled-only families (the IBSI GLCM included) need only their output rows."""
@@ -729,7 +728,7 @@ def estimate_memory(n_voxels: int, families: dict, radius: int, in_plane: bool, 
     (``crop_voxels``), or on the whole grid with ``image_filter``."""
     import numba
 
-    per_voxel = max(working_bytes_per_voxel(f, radius, in_plane, definition) for f in families)
+    per_voxel = max(family_bytes_per_voxel(f, radius, in_plane, definition) for f in families)
     chunk = int(max(64, min(n_voxels, budget // per_voxel, MAX_CHUNK_VOXELS)))
     n_features = sum(families.values())
     k = _kernels()

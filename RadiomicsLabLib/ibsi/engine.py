@@ -6,7 +6,6 @@
 """
 
 import concurrent.futures
-import dataclasses
 import functools
 import importlib
 import time
@@ -103,11 +102,10 @@ def features_of_roi(roi: Roi, settings: IbsiSettings, families=FAMILIES) -> Engi
     """
     timings = {}
     if settings.image_filter is not None:
-        from .filters import apply_filter
+        from .filters import filtered_roi
 
         start = time.perf_counter()
-        roi = dataclasses.replace(roi, image=apply_filter(roi.image, roi.spacing, settings.image_filter),
-                                  notes=list(roi.notes))     # the preprocessing's notes; the Roi's own unchanged
+        roi = filtered_roi(roi, settings.image_filter)
         timings["filter"] = time.perf_counter() - start
     if _NEEDS_LEVELS & set(families):
         start = time.perf_counter()

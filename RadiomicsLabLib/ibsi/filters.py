@@ -42,6 +42,7 @@ Conventions (the ones the IBSI 2 phase 1 consensus response maps were made with;
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import itertools
 import math
@@ -788,6 +789,14 @@ def apply_filter(image, spacing, config: dict) -> np.ndarray:
     if missing:
         raise RadiomicsLabError(f"The {name} filter needs the parameter(s) {', '.join(missing)}.")
     return np.asarray(function(image, spacing, **params), dtype=np.float64)
+
+
+def filtered_roi(roi, config: dict):
+    """A copy of a preprocessed Roi whose image is its response to ``config`` (:func:`apply_filter` on the
+    interpolated image, as IBSI 2 prescribes); its masks, re-segmented on the unfiltered image, stay as they are, and
+    the copy keeps the preprocessing's notes in a list of its own (the Roi's own unchanged, so that one preprocessing
+    can serve several filters)."""
+    return dataclasses.replace(roi, image=apply_filter(roi.image, roi.spacing, config), notes=list(roi.notes))
 
 
 # --------------------------------------------------------------------------------------------------
