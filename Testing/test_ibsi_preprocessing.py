@@ -292,9 +292,11 @@ def _linear_stats_arguments(shape, spacing, new_spacing):
 def test_whole_grid_statistics_of_rounded_values_are_those_of_scipy(data):
     """The separable pass for the whole interpolated grid's diagnostics (``trilinear_stats``) gives the (min, max,
     sum) of scipy's order-1 interpolation rounded to integers, bit for bit: on the four sarcoma CTs onto 2 mm (as
-    they are, and scaled by 1.37 with the source values rounded first, as float CTs are read), and on small grids
-    built to land on half-integers (values -3..3, dyadic and other weights, zero backgrounds), where rounding the
-    separable value alone would differ at some points (checked here): those points take the 24-product order."""
+    they are, and scaled by 1.37 with the source values rounded first, as float CTs are read), on images with a zero
+    background (a PET read rounded: about half of its points within rounding of 0, which the pass rounds without
+    recomputing them; brain1's MR), and on small grids built to land on half-integers (values -3..3, dyadic and other
+    weights, zero backgrounds), where rounding the separable value alone would differ at some points (checked
+    here): those points take the 24-product order."""
     from scipy import ndimage
 
     from RadiomicsLabLib.ibsi import _preprocessing_kernels as kernels
@@ -317,6 +319,12 @@ def test_whole_grid_statistics_of_rounded_values_are_those_of_scipy(data):
                                        (sitk.GetArrayFromImage(image).astype(np.float64) * 1.37, True)):
             _, reference = expected(array, spacing, (2.0, 2.0, 2.0), source_rounding)
             assert computed(array, spacing, (2.0, 2.0, 2.0), source_rounding) == reference, case
+    for path in ("sts/STS_002/PET_image.nii.gz", "pyradiomics_cases/brain1_image.nrrd"):
+        image = sitk.ReadImage(str(data / path))
+        spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
+        _, reference = expected(sitk.GetArrayFromImage(image), spacing, (2.0, 2.0, 2.0), True)
+        assert reference[0] == 0.0 and computed(sitk.GetArrayFromImage(image), spacing, (2.0, 2.0, 2.0), True) \
+            == reference, path
 
     rng = np.random.default_rng(7)
     spacings = (0.5, 0.9765625, 1.0, 1.1, 1.25, 2.0, 3.27, 0.7)
