@@ -291,12 +291,12 @@ def _linear_stats_arguments(shape, spacing, new_spacing):
 
 def test_whole_grid_statistics_of_rounded_values_are_those_of_scipy(data):
     """The separable pass for the whole interpolated grid's diagnostics (``trilinear_stats``) gives the (min, max,
-    sum) of scipy's order-1 interpolation rounded to integers, bit for bit: on the four sarcoma CTs onto 2 mm (as
-    they are, and scaled by 1.37 with the source values rounded first, as float CTs are read), on images with a zero
-    background (a PET read rounded: about half of its points within rounding of 0, which the pass rounds without
-    recomputing them; brain1's MR), and on small grids built to land on half-integers (values -3..3, dyadic and other
-    weights, zero backgrounds), where rounding the separable value alone would differ at some points (checked
-    here): those points take the 24-product order."""
+    sum) of scipy's order-1 interpolation rounded to integers, bit for bit but for a zero's sign: on the four
+    sarcoma CTs onto 2 mm (as they are, and scaled by 1.37 with the source values rounded first, as float CTs are
+    read), on images with a zero background (a PET read rounded: about half of its points within rounding of 0,
+    which the pass rounds without recomputing them; brain1's MR), and on small grids built to land on half-integers
+    (values -3..3, dyadic and other weights, zero backgrounds), where rounding the separable value alone would differ
+    at some points (checked here): those points take the 24-product order."""
     from scipy import ndimage
 
     from RadiomicsLabLib.ibsi import _preprocessing_kernels as kernels
