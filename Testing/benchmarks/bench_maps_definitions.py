@@ -10,7 +10,9 @@ kernel radius (1 and 3) and bin width 25 for every tool:
 
 Compute only: one process, each tool imported and warmed up first (compiled kernels loaded), then the tools run in
 turn, interleaved, ``--repeats`` rounds, best of each (the machine may be shared: interleaving makes every tool see
-the same load). flash-radiomics is timed on ``preprocess_case`` + ``extract_from_preprocessed`` (no HDF5 write).
+the same load). In each round flash-radiomics runs twice, and each definition once right after it and once after the
+other definition (``ROUND_ORDER``): the run right after flash-radiomics is the slower one, so no definition may always
+take that place. flash-radiomics is timed on ``preprocess_case`` + ``extract_from_preprocessed`` (no HDF5 write).
 RadiomicsLab is timed on ``feature_maps`` (inputs checked, discretised, maps computed; no image built).
 
 Command line: ``radiomicslab maps IMAGE MASK -f <features> -r R --definition D -o DIR`` in a fresh process each
@@ -39,6 +41,11 @@ sys.path.insert(0, str(ROOT))
 
 DATA = Path(os.environ.get("RADIOMICSLAB_DATA", ROOT.parent / "shared" / "data"))
 TOOLS = ("ibsi", "pyradiomics", "flash")
+# One round: each definition runs once right after flash-radiomics and once after the other definition. Whatever runs
+# right after flash-radiomics (about 0.4 s over a few hundred MB) takes 3-5 ms longer on STS_002's first-order maps at
+# radius 1, either definition (2026-12-07, this VM; a 50 ms pause between does not help); the plain order ibsi,
+# pyradiomics, flash put ibsi there every time (1.25 against 1.04 alone).
+ROUND_ORDER = ("flash", "ibsi", "pyradiomics", "flash", "pyradiomics", "ibsi")
 GROUPS = ("glcm", "firstorder")
 
 
@@ -95,7 +102,7 @@ def compute_round(case, radius, group, repeats) -> dict:
     maps = {tool: run(tool) for tool in TOOLS}   # warm-up (compiled kernels loaded)
     best = {tool: float("inf") for tool in TOOLS}
     for _ in range(repeats):
-        for tool in TOOLS:
+        for tool in ROUND_ORDER:
             start = time.perf_counter()
             run(tool)
             best[tool] = min(best[tool], time.perf_counter() - start)
