@@ -40,8 +40,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
-from numba import njit
 from numba.cpython.unsafe.numbers import trailing_zeros
+
+from .jit import njit
 
 #: Matrix kinds of :func:`_matrix_cells` (one builder per texture family).
 GLCM, GLRLM, GLSZM, GLDZM, NGLDM = 0, 1, 2, 3, 4

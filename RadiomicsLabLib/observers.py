@@ -37,10 +37,11 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
-from numba import njit, prange
+from numba import prange
 from scipy import ndimage
 
 from .errors import RadiomicsLabError
+from .jit import njit
 from .validation import check_mask_is_label_map, grid_differences, labels_present, match_mask_to_image
 
 #: Columns of one pair's agreement row (see :func:`agreement`).

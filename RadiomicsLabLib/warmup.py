@@ -12,7 +12,8 @@ floats and bools; see :func:`.featuremaps._prepare`) whatever the kernels' argum
 
 Where the cache is (numba's rules): ``$NUMBA_CACHE_DIR`` when set; else ``__pycache__`` beside the kernels'
 source when writable (a development checkout, ``pip install -e``); else numba's user-wide cache folder
-(e.g. ``~/.cache/numba`` on Linux: a read-only installation such as a Slicer extension). A cached kernel is
+(e.g. ``~/.cache/numba`` on Linux: a read-only installation such as a Slicer extension); where none of these is
+writable, a private folder of the temporary directory (:func:`.jit.fallback_cache_dir`). A cached kernel is
 used only for the same source file (path and modification time), numba version, Python version and CPU, so
 the warm-up is run again after an update (the Makefile's ``venv`` target, desktop Slicer at start-up when
 :func:`is_warm` says the stamp no longer matches).

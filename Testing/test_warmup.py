@@ -265,3 +265,90 @@ def test_planning_loaded_on_a_background_thread_leaves_the_main_thread_nothing_t
         results[mode] = json.loads(run.stdout.strip().splitlines()[-1])
     assert results["none"]["loaded"], "the planning loads kernels: without the preload the main thread loads them"
     assert results["preload"] == {"loaded": [], "compiled": []}
+
+
+#: A new process that imports every kernel module and calls one kernel; prints where numba cached it and its counters.
+LOCKED_DOWN_CHILD = r'''
+import json, os, warnings
+import numpy as np
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    from RadiomicsLabLib import warmup
+    warmup.dispatchers()                    # imports every kernel module
+    from RadiomicsLabLib.ibsi._preprocessing_kernels import nonzero_box
+mask = np.zeros((3, 4, 5), dtype=np.uint8)
+mask[1, 2, 3] = 1
+low, high = nonzero_box(mask)
+print(json.dumps({"box": [low.tolist(), high.tolist()], "cache_dir": os.environ.get("NUMBA_CACHE_DIR"),
+                  "hits": sum(nonzero_box.stats.cache_hits.values()),
+                  "misses": sum(nonzero_box.stats.cache_misses.values()),
+                  "warnings": [str(w.message) for w in caught]}))
+'''
+
+
+def locked_down_copy(tmp_path) -> Path:
+    """A copy of the package where no ``__pycache__`` can be made (a file of that name in every folder: refused to
+    root too), so that numba finds no cache beside the sources."""
+    import shutil
+
+    copy = tmp_path / "install"
+    shutil.copytree(ROOT / "RadiomicsLabLib", copy / "RadiomicsLabLib",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc"))
+    for folder in [copy / "RadiomicsLabLib", *(copy / "RadiomicsLabLib").rglob("*")]:
+        if folder.is_dir():
+            (folder / "__pycache__").write_text("")
+    return copy
+
+
+def run_locked_down(copy: Path, tmp_path, numba_cache_dir=None) -> dict:
+    """LOCKED_DOWN_CHILD on ``copy`` with numba's user-wide cache folder unusable (under a file) and the temporary
+    directory ``tmp_path / "tmp"``; ``$NUMBA_CACHE_DIR`` only when given."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    env = {key: value for key, value in os.environ.items() if key != "NUMBA_CACHE_DIR"}
+    env.update(PYTHONPATH=str(copy), XDG_CACHE_HOME=str(blocker / "cache"), HOME=str(blocker / "home"),
+               TMPDIR=str(tmp_path / "tmp"))
+    if numba_cache_dir is not None:
+        env["NUMBA_CACHE_DIR"] = str(numba_cache_dir)
+    done = subprocess.run([sys.executable, "-c", LOCKED_DOWN_CHILD], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_kernels_are_cached_in_a_private_temporary_folder_where_numba_finds_no_writable_one(tmp_path):
+    """No writable ``__pycache__`` beside the sources, no writable user cache, no ``$NUMBA_CACHE_DIR`` (a read-only
+    installation in a locked-down container): numba used to raise "no locator available" on import, so every
+    workflow failed. The kernels are now cached in ``<tmp>/radiomicslab-numba-<uid>`` (mode 0700, also named to
+    worker processes by ``$NUMBA_CACHE_DIR``), with a warning that says how to choose the folder: compiled by the first
+    process, loaded from there by the next. A folder of that name that others may write to is not used (they could
+    have planted compiled code): a new private one is."""
+    copy = locked_down_copy(tmp_path)
+    (tmp_path / "tmp").mkdir()
+    folder = tmp_path / "tmp" / f"radiomicslab-numba-{os.getuid()}"
+    first = run_locked_down(copy, tmp_path)
+    assert first["box"] == [[1, 2, 3], [2, 3, 4]]
+    assert first["cache_dir"] == str(folder) and (first["hits"], first["misses"]) == (0, 1)
+    assert any("cached in" in w and "NUMBA_CACHE_DIR" in w for w in first["warnings"]), first["warnings"]
+    assert folder.stat().st_mode & 0o777 == 0o700
+    assert list(folder.rglob("*.nbi")), "nothing cached"
+    second = run_locked_down(copy, tmp_path)
+    assert (second["cache_dir"], second["hits"], second["misses"]) == (str(folder), 1, 0)
+
+    folder.chmod(0o777)      # writable by others: not used
+    third = run_locked_down(copy, tmp_path)
+    assert third["cache_dir"] != str(folder) and Path(third["cache_dir"]).parent == tmp_path / "tmp"
+    assert Path(third["cache_dir"]).stat().st_mode & 0o777 == 0o700 and third["box"] == first["box"]
+
+
+def test_kernels_compile_uncached_where_numba_cache_dir_is_unusable(tmp_path):
+    """``$NUMBA_CACHE_DIR`` set to a folder that cannot be made, and nowhere else to cache: the kernels still work,
+    compiled in the process, with a warning that names the variable; no other folder is chosen behind the user's
+    back."""
+    copy = locked_down_copy(tmp_path)
+    (tmp_path / "tmp").mkdir()
+    found = run_locked_down(copy, tmp_path, numba_cache_dir=tmp_path / "a-file" / "numba")
+    assert found["box"] == [[1, 2, 3], [2, 3, 4]]
+    assert any("NUMBA_CACHE_DIR" in w and "compiled in every process" in w for w in found["warnings"]), \
+        found["warnings"]
+    assert not list((tmp_path / "tmp").iterdir())

@@ -12,7 +12,7 @@ statistics of a grid or of a mask's voxels, and the masked neighbourhood sums of
 import math
 
 import numpy as np
-from numba import njit
+from ..jit import njit
 
 
 @njit(cache=True, nogil=True)

@@ -10,7 +10,7 @@ their last bits (another summation order).
 """
 
 import numpy as np
-from numba import njit
+from ...jit import njit
 
 
 @njit(cache=True, nogil=True)

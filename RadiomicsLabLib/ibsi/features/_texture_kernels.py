@@ -1,7 +1,7 @@
 """Compiled loops of the texture families and the local intensity peaks (numba, cached on disk)."""
 
 import numpy as np
-from numba import njit
+from ...jit import njit
 
 
 @njit(cache=True, nogil=True)
