@@ -5,9 +5,10 @@ numba keeps a ``cache=True`` kernel's machine code in the first writable of: ``$
 beside the kernel's source, and its user-wide cache folder (``~/.cache/numba`` on Linux). Where none is writable (a
 read-only installation in a container whose home is read-only too), numba raises "no locator available" when the
 kernel is defined, so importing any kernel module failed and with it every workflow. Here the kernels then use a
-private folder of this user's temporary directory (:func:`fallback_cache_dir`; ``$NUMBA_CACHE_DIR`` is set to it for
-the worker processes too), so that they are compiled once on that machine and loaded from there by every later
-process (:mod:`.warmup`); where even that cannot be made, they are compiled without a cache, in every process. Either
+private folder of this user's temporary directory (:func:`fallback_cache_dir`: every process of the user, worker
+processes included, comes to the same one), so that they are compiled once on that machine and loaded from there by
+every later process (:mod:`.warmup`); where even that cannot be made, they are compiled without a cache, in every
+process. Either
 way a :class:`~.errors.RadiomicsLabWarning` says so, and how to choose the folder.
 """
 
@@ -55,8 +56,9 @@ def fallback_cache_dir() -> str | None:
     """The folder numba caches RadiomicsLab's kernels in where it finds none of its own (decided once per process):
     ``<temporary directory>/radiomicslab-numba-<uid>``, made with mode 0700, or a new private folder where that one
     exists but is not this user's alone (another user could have planted compiled code in it); None (compile
-    uncached) where ``$NUMBA_CACHE_DIR`` was set to an unusable folder or no folder can be made. Sets
-    ``$NUMBA_CACHE_DIR`` (which the worker processes read) and numba's own setting; warns once."""
+    uncached) where ``$NUMBA_CACHE_DIR`` was set to an unusable folder or no folder can be made. Sets numba's own
+    setting, not ``$NUMBA_CACHE_DIR``: the warm-up's stamp (:func:`.warmup.stamp`) reads that variable as the user set
+    it, and worker processes come to the same folder. Warns once."""
     if "folder" in _fallback:
         return _fallback["folder"]
     folder, why = None, ""
@@ -77,7 +79,7 @@ def fallback_cache_dir() -> str | None:
                       f"compiled in every process (seconds per feature family). Set NUMBA_CACHE_DIR to a writable "
                       f"folder to compile them once.", RadiomicsLabWarning, stacklevel=4)
         return None
-    os.environ["NUMBA_CACHE_DIR"] = numba.config.CACHE_DIR = str(folder)
+    numba.config.CACHE_DIR = str(folder)
     warnings.warn(f"numba found no writable folder for RadiomicsLab's compiled kernels (the installation and the "
                   f"user's cache folder are read-only): they are cached in {folder}. Set NUMBA_CACHE_DIR to choose "
                   f"another folder.", RadiomicsLabWarning, stacklevel=4)

@@ -269,7 +269,8 @@ def test_planning_loaded_on_a_background_thread_leaves_the_main_thread_nothing_t
 
 #: A new process that imports every kernel module and calls one kernel; prints where numba cached it and its counters.
 LOCKED_DOWN_CHILD = r'''
-import json, os, warnings
+import json, warnings
+import numba
 import numpy as np
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
@@ -279,10 +280,10 @@ with warnings.catch_warnings(record=True) as caught:
 mask = np.zeros((3, 4, 5), dtype=np.uint8)
 mask[1, 2, 3] = 1
 low, high = nonzero_box(mask)
-print(json.dumps({"box": [low.tolist(), high.tolist()], "cache_dir": os.environ.get("NUMBA_CACHE_DIR"),
+print(json.dumps({"box": [low.tolist(), high.tolist()], "cache_dir": numba.config.CACHE_DIR,
                   "hits": sum(nonzero_box.stats.cache_hits.values()),
                   "misses": sum(nonzero_box.stats.cache_misses.values()),
-                  "warnings": [str(w.message) for w in caught]}))
+                  "stamp_cache_dir": warmup.stamp()["NUMBA_CACHE_DIR"], "warnings": [str(w.message) for w in caught]}))
 '''
 
 
@@ -319,16 +320,18 @@ def run_locked_down(copy: Path, tmp_path, numba_cache_dir=None) -> dict:
 def test_kernels_are_cached_in_a_private_temporary_folder_where_numba_finds_no_writable_one(tmp_path):
     """No writable ``__pycache__`` beside the sources, no writable user cache, no ``$NUMBA_CACHE_DIR`` (a read-only
     installation in a locked-down container): numba used to raise "no locator available" on import, so every
-    workflow failed. The kernels are now cached in ``<tmp>/radiomicslab-numba-<uid>`` (mode 0700, also named to
-    worker processes by ``$NUMBA_CACHE_DIR``), with a warning that says how to choose the folder: compiled by the first
-    process, loaded from there by the next. A folder of that name that others may write to is not used (they could
-    have planted compiled code): a new private one is."""
+    workflow failed. The kernels are now cached in ``<tmp>/radiomicslab-numba-<uid>`` (mode 0700; the same one in
+    every process of the user, worker processes included), with a warning that says how to choose the folder: compiled
+    by the first process, loaded from there by the next; the warm-up's stamp still reads ``$NUMBA_CACHE_DIR`` as unset,
+    as a new process does before importing the kernels. A folder of that name that others may write to is not used
+    (they could have planted compiled code): a new private one is."""
     copy = locked_down_copy(tmp_path)
     (tmp_path / "tmp").mkdir()
     folder = tmp_path / "tmp" / f"radiomicslab-numba-{os.getuid()}"
     first = run_locked_down(copy, tmp_path)
     assert first["box"] == [[1, 2, 3], [2, 3, 4]]
     assert first["cache_dir"] == str(folder) and (first["hits"], first["misses"]) == (0, 1)
+    assert first["stamp_cache_dir"] == ""
     assert any("cached in" in w and "NUMBA_CACHE_DIR" in w for w in first["warnings"]), first["warnings"]
     assert folder.stat().st_mode & 0o777 == 0o700
     assert list(folder.rglob("*.nbi")), "nothing cached"
