@@ -8,8 +8,7 @@ kernel is defined, so importing any kernel module failed and with it every workf
 private folder of this user's temporary directory (:func:`fallback_cache_dir`: every process of the user, worker
 processes included, comes to the same one), so that they are compiled once on that machine and loaded from there by
 every later process (:mod:`.warmup`); where even that cannot be made, they are compiled without a cache, in every
-process. Either
-way a :class:`~.errors.RadiomicsLabWarning` says so, and how to choose the folder.
+process. Either way a :class:`~.errors.RadiomicsLabWarning` says so, and how to choose the folder.
 """
 
 import os
@@ -55,10 +54,11 @@ def njit(*args, **options):
 def fallback_cache_dir() -> str | None:
     """The folder numba caches RadiomicsLab's kernels in where it finds none of its own (decided once per process):
     ``<temporary directory>/radiomicslab-numba-<uid>``, made with mode 0700, or a new private folder where that one
-    exists but is not this user's alone (another user could have planted compiled code in it); None (compile
-    uncached) where ``$NUMBA_CACHE_DIR`` was set to an unusable folder or no folder can be made. Sets numba's own
-    setting, not ``$NUMBA_CACHE_DIR``: the warm-up's stamp (:func:`.warmup.stamp`) reads that variable as the user set
-    it, and worker processes come to the same folder. Warns once."""
+    exists but is not this user's alone (another user could have planted compiled code in it; each process then makes
+    its own and compiles again); None (compile uncached) where ``$NUMBA_CACHE_DIR`` was set to an unusable folder or
+    no folder can be made. Sets numba's own setting, not ``$NUMBA_CACHE_DIR``: the warm-up's stamp
+    (:func:`.warmup.stamp`) reads that variable as the user set it, and worker processes come to the same folder.
+    Warns once."""
     if "folder" in _fallback:
         return _fallback["folder"]
     folder, why = None, ""
@@ -71,8 +71,8 @@ def fallback_cache_dir() -> str | None:
             folder.mkdir(mode=0o700, exist_ok=True)
             if not _private(folder):
                 folder = Path(tempfile.mkdtemp(prefix=FALLBACK_PREFIX))
-        except OSError as error:
-            folder, why = None, f"none could be made in {tempfile.gettempdir()} ({error})"
+        except OSError as error:   # gettempdir() too, where no temporary directory is usable
+            folder, why = None, f"no private folder could be made in the temporary directory ({error})"
     _fallback["folder"] = None if folder is None else str(folder)
     if folder is None:
         warnings.warn(f"numba found no writable folder for RadiomicsLab's compiled kernels and {why}: they are "

@@ -12,6 +12,7 @@ statistics of a grid or of a mask's voxels, and the masked neighbourhood sums of
 import math
 
 import numpy as np
+
 from ..jit import njit
 
 

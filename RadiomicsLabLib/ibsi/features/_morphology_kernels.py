@@ -10,6 +10,7 @@ their last bits (another summation order).
 """
 
 import numpy as np
+
 from ...jit import njit
 
 

@@ -1,6 +1,7 @@
 """Compiled loops of the texture families and the local intensity peaks (numba, cached on disk)."""
 
 import numpy as np
+
 from ...jit import njit
 
 
