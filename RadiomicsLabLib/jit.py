@@ -37,16 +37,15 @@ def njit(*args, **options):
         return decorate
 
     def decorator(function):
-        if "folder" in _fallback and _fallback["folder"] is None:    # decided: no folder at all
-            return numba.njit(**{**options, "cache": False})(function)
-        try:
-            return decorate(function)
-        except RuntimeError as error:
-            if "no locator available" not in str(error) or "folder" in _fallback:
-                raise
-        if fallback_cache_dir() is None:
-            return numba.njit(**{**options, "cache": False})(function)
-        return decorate(function)
+        if _fallback.get("folder", "") is not None:    # unless this process already found no folder at all
+            try:
+                return decorate(function)
+            except RuntimeError as error:
+                if "no locator available" not in str(error) or "folder" in _fallback:
+                    raise
+            if fallback_cache_dir() is not None:
+                return decorate(function)
+        return numba.njit(**{**options, "cache": False})(function)
 
     return decorator
 
