@@ -108,8 +108,11 @@ def warmed(tmp_path_factory):
 
 
 def test_warm_up_compiles_every_kernel_into_the_given_cache(warmed):
+    from RadiomicsLabLib.jit import LOCK_NAME
+
     report, _child, _values, _env, folder = warmed
     assert report["compiled"] > 0   # a fresh cache: everything was compiled by the warm-up
+    assert list((folder / "numba").rglob(LOCK_NAME)), "the cache was written without the lock"
     assert report["cache_dirs"] and all(Path(d).is_relative_to(folder / "numba") for d in report["cache_dirs"])
     called = set(report["kernels"])
     for kernel in ("_first_order_block", "_local_intensity_block", "_pyradiomics_block", "_ngtdm_block",
@@ -172,6 +175,62 @@ def test_warmup_command_does_nothing_when_the_cache_is_current(warmed):
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "already compiled" in run.stderr
+
+
+def test_every_kernel_reads_and_writes_its_cache_under_the_lock():
+    from RadiomicsLabLib import warmup
+
+    kernels = warmup.dispatchers()
+    assert len(kernels) > 50
+    for name, dispatcher in kernels.items():
+        files = dispatcher._cache._cache_file
+        for method in (files.save, files.load):
+            assert getattr(method, "__wrapped__", None) is not None, f"{name}: its cache is not locked"
+
+
+#: A process that saves 200 entries of its own into one kernel cache's index at a given time (a kernel compiled with
+#: many signatures at once by several processes, at its worst).
+SAVING_CHILD = r'''
+import sys, time
+from numba.core.caching import IndexDataCacheFile
+from RadiomicsLabLib.jit import lock_cache_file
+
+folder, tag, start = sys.argv[1], sys.argv[2], float(sys.argv[3])
+files = IndexDataCacheFile(folder, "kernel-1.py311", (0, 0))
+lock_cache_file(files)
+while time.time() < start:
+    pass
+for i in range(200):
+    files.save(f"{tag}-{i}", f"data of {tag}-{i}")
+'''
+
+
+def test_processes_saving_entries_of_one_kernel_at_once_lose_none_and_mix_none(tmp_path):
+    """numba's index of a kernel's cache is read, extended and written back by each process that compiles the kernel,
+    with nothing between processes: without the lock, three processes saving 200 entries each at once kept about
+    half of the 600 and a third of those named another entry's data (measured). Under the lock every entry is kept
+    and names its own data."""
+    import time
+
+    from numba.core.caching import IndexDataCacheFile
+
+    start = time.time() + 3.0
+    children = [subprocess.Popen([sys.executable, "-c", SAVING_CHILD, str(tmp_path), tag, str(start)], cwd=ROOT)
+                for tag in "ABC"]
+    assert all(child.wait(timeout=300) == 0 for child in children)
+    files = IndexDataCacheFile(str(tmp_path), "kernel-1.py311", (0, 0))
+    index = files._load_index()
+    assert sorted(index) == sorted(f"{tag}-{i}" for tag in "ABC" for i in range(200))
+    assert all(files.load(key) == f"data of {key}" for key in index)
+
+
+def test_a_cache_folder_that_cannot_hold_the_lock_is_used_unlocked(tmp_path):
+    from RadiomicsLabLib.jit import _file_lock
+
+    ran = []
+    with _file_lock(str(tmp_path / "missing" / "radiomicslab-numba.lock")):
+        ran.append(True)
+    assert ran and not (tmp_path / "missing").exists()
 
 
 def test_stamp_follows_numba_cache_and_sources(tmp_path, monkeypatch):
