@@ -185,6 +185,13 @@ def _end_with_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
+def end_with_parent() -> None:
+    """In a worker process (a job's, or one of the warm-up's: :func:`.warmup.compile_in_workers`): start the watch
+    that ends it as soon as the process that started it is gone (:func:`_end_with_parent`)."""
+    threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True,
+                     name="radiomicslab-parent-watch").start()
+
+
 def _work(connection, prepare=None):
     """Worker process: run ``prepare()`` (a worker started ahead of its job, :func:`keep_worker_ready`), then read the
     job, compute it, send progress and the result (or the error) back.
@@ -193,8 +200,7 @@ def _work(connection, prepare=None):
     processes of its own (joblib's workers for a study's cross-validation: a daemonic process may have none, and
     joblib would run on one core)."""
     multiprocessing.current_process().daemon = False
-    threading.Thread(target=_end_with_parent, args=(os.getppid(),), daemon=True,
-                     name="radiomicslab-parent-watch").start()
+    end_with_parent()
     if prepare is not None:
         try:
             prepare()

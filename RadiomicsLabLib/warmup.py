@@ -19,7 +19,8 @@ the warm-up is run again after an update (the Makefile's ``venv`` target, deskto
 :func:`is_warm` says the stamp no longer matches).
 
 Run it with ``python -m RadiomicsLabLib.warmup`` or ``radiomicslab warmup``; desktop Slicer runs it in a
-worker process (:func:`start_in_background`) so the window never waits.
+worker process (:func:`start_in_background`) so the window never waits. It compiles in one process per core
+(:func:`warm_up`; numba's cache is locked for that, :func:`.jit.lock_cache_file`): 48 s instead of 83 s on two cores.
 
 Module-level imports are the standard library only: desktop Slicer imports this module before knowing
 whether numba is installed.
@@ -134,50 +135,77 @@ def map_runs():
             for family in (IBSI_FAMILIES if definition == "ibsi" else PYRADIOMICS_FAMILIES)]
 
 
-def run_every_kernel(image=None, mask=None, progress=None) -> dict:
-    """Call every kernel through its real code path: the maps of every family of both definitions (radius 1) of
-    ``image`` in ``mask`` (default :func:`sample_volume`), the observers' compiled distance transform with the
-    argument types :func:`.observers.distance_to` gives it, and segment extraction with the IBSI engine
-    (:data:`IBSI_PRESETS`). Returns {(definition, family): FeatureMaps}."""
-    import numpy as np
+#: The warm-up's task of the IBSI engine and of the observers' distance transform (:func:`warm_up_tasks`).
+ENGINE_TASK, OBSERVERS_TASK = ("IBSI engine",), ("observers distance transform",)
 
-    from .featuremaps import feature_maps
-    from .observers import squared_edt
 
-    import warnings
+def warm_up_tasks() -> list[tuple]:
+    """The warm-up's independent tasks, the longest first (so that workers taking them in order end together):
+    :data:`ENGINE_TASK` (segment extraction with every preset of :data:`IBSI_PRESETS` and every voxel type: half of
+    the compilation; one task, as its runs share kernels called with other argument types), every map run of
+    :func:`map_runs` (``(definition, family)``), and :data:`OBSERVERS_TASK`."""
+    return [ENGINE_TASK, *map_runs(), OBSERVERS_TASK]
 
-    from .extraction import extract
 
+def run_task(task: tuple, image=None, mask=None):
+    """Call the kernels of one task of :func:`warm_up_tasks` through their real code path, on ``image`` in ``mask``
+    (default :func:`sample_volume`): a map run's FeatureMaps (radius 1); None for the other tasks."""
     if image is None:
         image, mask = sample_volume()
-    runs = map_runs()
-    total = len(runs) + len(IBSI_PRESETS) + 1
-    maps = {}
-    for done, (definition, family) in enumerate(runs):
-        if progress is not None:
-            progress(done, total, f"{definition} {family}")
-        maps[definition, family] = feature_maps(image, mask, [family], radius=1, definition=definition)
-    if progress is not None:
-        progress(len(runs), total, "observers distance transform")
-    # observers.distance_to: squared_edt(float64 (z, y, x) C-contiguous array, then three Python floats)
-    feature = np.zeros((3, 4, 5), dtype=bool)
-    feature[1, 2, 2] = True
-    squared_edt(np.where(feature, 0.0, np.inf).reshape(feature.shape), *(1.0, 1.0, 2.0))
-    for k, preset in enumerate(IBSI_PRESETS, start=len(runs) + 1):  # the IBSI engine's compiled steps
-        if progress is not None:
-            progress(k, total, f"IBSI engine, {preset}")
+    if task == OBSERVERS_TASK:
+        import numpy as np
+
+        from .observers import squared_edt
+
+        # observers.distance_to: squared_edt(float64 (z, y, x) C-contiguous array, then three Python floats)
+        feature = np.zeros((3, 4, 5), dtype=bool)
+        feature[1, 2, 2] = True
+        squared_edt(np.where(feature, 0.0, np.inf).reshape(feature.shape), *(1.0, 1.0, 2.0))
+        return None
+    if task == ENGINE_TASK:
+        import warnings
+
+        import SimpleITK as sitk
+
+        from .extraction import extract
+
         with warnings.catch_warnings():  # e.g. "a CT range on an image without negative values": a sample
             warnings.simplefilter("ignore")
-            extract(image, mask, None, preset)
+            for preset in IBSI_PRESETS:
+                extract(image, mask, None, preset)
             # the voxel types the engine reads as they are (int16 above; float images and float masks, uint16 MR)
             # and one that numpy converts first (int32)
-            if preset == IBSI_PRESETS[-1]:
-                import SimpleITK as sitk
+            for pixel_type in (sitk.sitkFloat32, sitk.sitkFloat64, sitk.sitkUInt16, sitk.sitkInt32):
+                extract(sitk.Cast(image, pixel_type), sitk.Cast(mask, pixel_type), None, IBSI_PRESETS[-1])
+        return None
+    from .featuremaps import feature_maps
 
-                for pixel_type in (sitk.sitkFloat32, sitk.sitkFloat64, sitk.sitkUInt16, sitk.sitkInt32):
-                    extract(sitk.Cast(image, pixel_type), sitk.Cast(mask, pixel_type), None, preset)
+    definition, family = task
+    return feature_maps(image, mask, [family], radius=1, definition=definition)
+
+
+def describe_task(task: tuple) -> str:
+    """A task of :func:`warm_up_tasks` as its progress shows it ("ibsi glcm", "IBSI engine")."""
+    return " ".join(task)
+
+
+def run_every_kernel(image=None, mask=None, progress=None) -> dict:
+    """Call every kernel through its real code path, in this process: every task of :func:`warm_up_tasks` (the maps
+    of every family of both definitions, radius 1, of ``image`` in ``mask``, default :func:`sample_volume`; the
+    observers' compiled distance transform with the argument types :func:`.observers.distance_to` gives it; segment
+    extraction with the IBSI engine). Returns {(definition, family): FeatureMaps}."""
+    if image is None:
+        image, mask = sample_volume()
+    tasks = warm_up_tasks()
+    maps = {}
+    for done, task in enumerate(tasks):
+        if progress is not None:
+            progress(done, len(tasks), describe_task(task))
+        result = run_task(task, image, mask)
+        if result is not None:
+            maps[task] = result
     if progress is not None:
-        progress(total, total, "done")
+        progress(len(tasks), len(tasks), "done")
     return maps
 
 
@@ -204,23 +232,91 @@ def load_planning() -> None:
 
 
 # Warm-up ---------------------------------------------------------------------------------------------------
-def warm_up(progress=None) -> dict:
+#: Memory a warm-up worker process may take while it compiles (the largest measured: 0.63 GB); where less is available
+#: per core, fewer workers compile (:func:`default_workers`).
+WORKER_MEMORY = 2 ** 30
+
+
+def default_workers() -> int:
+    """How many processes :func:`warm_up` compiles in at once: one per core this process may use
+    (:func:`.limits.compute_threads`), at most one per :data:`WORKER_MEMORY` of the memory available now, and at most
+    one per task (:func:`warm_up_tasks`)."""
+    from .limits import available_memory, compute_threads
+
+    return max(1, min(compute_threads(), available_memory() // WORKER_MEMORY, len(warm_up_tasks())))
+
+
+def warm_up(progress=None, workers: int | None = None) -> dict:
     """Compile (or load from the cache) every kernel with the signatures real runs use, and leave the stamp of
-    :func:`is_warm`. Returns what was done: ``seconds``, ``compiled`` (number of numba compilations this run made;
-    0 when everything was already cached), ``kernels`` (:func:`cache_stats`), ``cache_dirs``."""
+    :func:`is_warm`.
+
+    With more than one of ``workers`` (default :func:`default_workers`), the tasks of :func:`warm_up_tasks` are first
+    compiled in that many new processes at once (:func:`compile_in_workers`; numba's cache is safe for that:
+    :func:`.jit.lock_cache_file`); this process then runs every task itself, which loads every kernel from the cache and
+    compiles whatever is still missing (nothing, unless a worker failed: then everything it did not finish). With one,
+    this process compiles everything, task after task.
+
+    Returns what was done: ``seconds``, ``compiled`` (numba compilations this warm-up made, in the workers and here;
+    0 when everything was already cached), ``compiled_here`` (those made in this process), ``workers``, ``kernels``
+    (:func:`cache_stats`), ``cache_dirs``, and ``workers_failed`` (why, where the workers could not do their part)."""
     started = time.perf_counter()
+    workers = default_workers() if workers is None else max(1, int(workers))
+    in_workers, failure = 0, None
+    if workers > 1:
+        try:
+            in_workers = compile_in_workers(workers, progress)
+        except Exception as error:  # noqa: BLE001 - e.g. no process can be started: this process compiles it all
+            failure = f"{type(error).__name__}: {error}"
     with CompileCounter() as counter:
-        run_every_kernel(progress=progress)
-    report = {"seconds": time.perf_counter() - started, "compiled": len(counter.compiled),
-              "kernels": cache_stats(), "cache_dirs": cache_dirs()}
+        run_every_kernel(progress=progress if workers == 1 or failure else None)
+    report = {"seconds": time.perf_counter() - started, "compiled": in_workers + len(counter.compiled),
+              "compiled_here": len(counter.compiled), "workers": workers, "kernels": cache_stats(),
+              "cache_dirs": cache_dirs()}
+    if failure:
+        report["workers_failed"] = failure
     _write_stamp()
     return report
+
+
+def compile_in_workers(workers: int, progress=None) -> int:
+    """Run the tasks of :func:`warm_up_tasks` in ``workers`` new processes (spawned, with the interpreter of
+    :func:`.background.use_worker_python`) at once, each taking the next task in order when done with one, so that
+    the kernels they compile are in numba's cache. Returns the number of compilations they made; raises what a task
+    raised (or BrokenProcessPool where a process died). The processes end with this one
+    (:func:`.background.end_with_parent`): desktop Slicer's Cancel or exit terminates the warm-up's process, whose
+    workers would otherwise compile on and then wait forever."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from .background import end_with_parent, use_worker_python
+
+    use_worker_python()
+    tasks = warm_up_tasks()
+    compiled = 0
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=end_with_parent) as pool:
+        futures = {pool.submit(_compile_task, task): task for task in tasks}
+        for done, future in enumerate(as_completed(futures), start=1):
+            compiled += future.result()
+            if progress is not None:
+                progress(done, len(tasks), describe_task(futures[future]))
+    return compiled
+
+
+def _compile_task(task: tuple) -> int:
+    """In a warm-up worker: :func:`run_task`, returning the number of numba compilations it made."""
+    with CompileCounter() as counter:
+        run_task(task)
+    return len(counter.compiled)
 
 
 def describe(report: dict) -> str:
     """:func:`warm_up`'s report in one line."""
     how = (f"{report['compiled']} kernel signature(s) compiled" if report["compiled"]
            else "all already compiled, loaded from numba's cache")
+    if report.get("workers", 1) > 1:
+        how += (f" in {report['workers']} processes" if "workers_failed" not in report
+                else f"; the worker processes failed ({report['workers_failed']}), so this one compiled them")
     return (f"RadiomicsLab feature map kernels ready in {report['seconds']:.1f} s ({len(report['kernels'])} kernels "
             f"called; {how}); cache: {', '.join(report['cache_dirs'])}")
 
@@ -301,11 +397,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m RadiomicsLabLib.warmup", description=__doc__.split("\n\n")[0])
     parser.add_argument("--if-needed", action="store_true", help="do nothing when the stamp says the cache is current")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="processes compiling at once (default: one per core, as memory allows; 1: this one only)")
     args = parser.parse_args(argv)
     if args.if_needed and is_warm():
         print("RadiomicsLab kernels already compiled for this installation.", file=sys.stderr)
         return 0
-    report = warm_up()
+    report = warm_up(workers=args.workers)
     print(json.dumps(report, indent=1) if args.json else describe(report), file=sys.stdout if args.json else sys.stderr)
     return 0
 

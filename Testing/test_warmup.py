@@ -89,14 +89,14 @@ def every_map(image, mask) -> dict:
 
 @pytest.fixture(scope="module")
 def warmed(tmp_path_factory):
-    """Warm-up into a fresh numba cache, then the maps in a new process using it: (warm-up report, child report,
-    child values, environment)."""
+    """Warm-up into a fresh numba cache, compiling in two worker processes (whatever the machine's cores), then the
+    maps in a new process using it: (warm-up report, child report, child values, environment)."""
     folder = tmp_path_factory.mktemp("numba-cache")
     env = dict(os.environ, NUMBA_CACHE_DIR=str(folder / "numba"), XDG_CACHE_HOME=str(folder / "user-cache"),
                LOCALAPPDATA=str(folder / "user-cache"))
     env.pop("NUMBA_DISABLE_JIT", None)
-    warm = subprocess.run([sys.executable, "-m", "RadiomicsLabLib.warmup", "--json"], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=900)
+    warm = subprocess.run([sys.executable, "-m", "RadiomicsLabLib.warmup", "--json", "--workers", "2"], env=env,
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert warm.returncode == 0, warm.stderr
     values = folder / "values.npz"
     child = subprocess.run([sys.executable, "-c", CHILD, str(values), str(Path(__file__).parent)], env=env, cwd=ROOT,
@@ -112,6 +112,9 @@ def test_warm_up_compiles_every_kernel_into_the_given_cache(warmed):
 
     report, _child, _values, _env, folder = warmed
     assert report["compiled"] > 0   # a fresh cache: everything was compiled by the warm-up
+    # ... in the two workers: the warm-up process itself then loaded every kernel and had nothing left to compile
+    assert report["workers"] == 2 and "workers_failed" not in report
+    assert report["compiled_here"] == 0, report["compiled_here"]
     assert list((folder / "numba").rglob(LOCK_NAME)), "the cache was written without the lock"
     assert report["cache_dirs"] and all(Path(d).is_relative_to(folder / "numba") for d in report["cache_dirs"])
     called = set(report["kernels"])
@@ -175,6 +178,67 @@ def test_warmup_command_does_nothing_when_the_cache_is_current(warmed):
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "already compiled" in run.stderr
+
+
+def test_warm_up_whose_workers_fail_compiles_in_its_own_process(tmp_path, monkeypatch):
+    """Where no worker process can do its part (here: starting them fails), the warm-up process runs every task
+    itself and says so; the stamp is written either way."""
+    from RadiomicsLabLib import warmup
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path))
+
+    def no_processes(workers, progress=None):
+        raise OSError("cannot start a process here")
+
+    monkeypatch.setattr(warmup, "compile_in_workers", no_processes)
+    steps = []
+    report = warmup.warm_up(progress=lambda done, total, text: steps.append((done, total, text)), workers=2)
+    assert report["workers_failed"] == "OSError: cannot start a process here"
+    assert report["compiled"] == report["compiled_here"]
+    called = set(report["kernels"])
+    assert {"featuremap_kernels._ibsi_block", "observers.squared_edt", "_texture_kernels.zone_labels"} <= called
+    tasks = warmup.warm_up_tasks()
+    assert [text for _, _, text in steps] == [warmup.describe_task(t) for t in tasks] + ["done"]
+    assert "the worker processes failed (OSError: cannot start a process here)" in warmup.describe(report)
+    assert warmup.is_warm()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX process tree")
+def test_cancelling_the_desktop_warm_up_ends_its_compiling_processes(tmp_path, monkeypatch):
+    """Desktop Slicer runs the warm-up in a worker process (a BackgroundRun, as start_in_background makes it), which
+    compiles in worker processes of its own. Cancel (or Slicer's exit) terminates the warm-up's process; its compiling
+    processes end too, within seconds, instead of compiling on and then waiting for work forever (as they did before
+    they watched it)."""
+    import time
+
+    import psutil
+
+    from RadiomicsLabLib import warmup
+    from RadiomicsLabLib.background import BackgroundRun, Job
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))      # a fresh cache: seconds of compiling
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "stamp"))
+    monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "stamp"))
+    run = BackgroundRun(Job("Compiling RadiomicsLab's feature map kernels", warmup.warm_up, kwargs={"workers": 2}))
+    descendants = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            run.poll()
+            descendants = psutil.Process(run._process.pid).children(recursive=True)
+            if sum("spawn_main" in " ".join(p.cmdline()) for p in descendants) == 2:
+                break
+            time.sleep(0.2)
+        assert sum("spawn_main" in " ".join(p.cmdline()) for p in descendants) == 2, "no compiling processes"
+        time.sleep(2.0)     # compiling now
+        run.cancel()
+        gone, alive = psutil.wait_procs(descendants, timeout=15)
+        assert alive == [], [p.cmdline() for p in alive]
+    finally:
+        for process in descendants:
+            if process.is_running():
+                process.kill()
 
 
 def test_every_kernel_reads_and_writes_its_cache_under_the_lock():
