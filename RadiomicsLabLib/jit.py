@@ -147,7 +147,9 @@ def _file_lock(path: str):
     """An exclusive lock on the file ``path`` (made if missing) for the ``with`` block, between processes and between
     threads (``flock`` on POSIX, ``msvcrt.locking`` on Windows). Where the file cannot be made (a read-only or missing
     cache folder: nothing can be written there, and a missing folder holds nothing to read) or locked (a file system
-    without locks), the block runs unlocked, as numba alone would."""
+    without locks), the block runs unlocked, as numba alone would. Released explicitly, not only by closing the file:
+    an ``flock`` lock lasts while any copy of the descriptor is open, and a child forked meanwhile by another thread
+    (a cohort worker) keeps a copy for as long as it runs."""
     try:
         descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:

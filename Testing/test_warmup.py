@@ -297,6 +297,34 @@ def test_a_cache_folder_that_cannot_hold_the_lock_is_used_unlocked(tmp_path):
     assert ran and not (tmp_path / "missing").exists()
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX fork")
+def test_a_process_forked_while_the_lock_is_held_does_not_keep_it(tmp_path):
+    """A process forked while this one holds a cache lock (a cohort worker started by another thread while a kernel
+    loads) gets a copy of the lock file's descriptor; an ``flock`` lock lasts while any copy is open, so were the lock
+    only closed, not released, the child would hold it after the parent let go and every other process would wait."""
+    import multiprocessing
+    import time
+
+    from RadiomicsLabLib.jit import LOCK_NAME, _file_lock
+
+    lock = tmp_path / LOCK_NAME
+    probe = ("import fcntl, os, sys\n"
+             "descriptor = os.open(sys.argv[1], os.O_RDWR)\n"
+             "fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)   # raises where another process holds it")
+    with _file_lock(str(lock)):
+        child = multiprocessing.get_context("fork").Process(target=time.sleep, args=(60,))
+        child.start()
+        held = subprocess.run([sys.executable, "-c", probe, str(lock)], capture_output=True, text=True)
+    try:
+        assert held.returncode != 0 and "BlockingIOError" in held.stderr     # the probe sees the lock held ...
+        free = subprocess.run([sys.executable, "-c", probe, str(lock)], capture_output=True, text=True)
+        assert free.returncode == 0, free.stderr                                 # ... and free once released
+        assert child.is_alive()
+    finally:
+        child.terminate()
+        child.join()
+
+
 def test_stamp_follows_numba_cache_and_sources(tmp_path, monkeypatch):
     from RadiomicsLabLib import warmup
 
