@@ -144,14 +144,14 @@ def _holding(lock: str, method):
 
 @contextlib.contextmanager
 def _file_lock(path: str):
-    """An exclusive lock on the file ``path`` (made if missing) for the ``with`` block, between processes and between
-    threads (``flock`` on POSIX, ``msvcrt.locking`` on Windows). Where the file cannot be made (a read-only or missing
-    cache folder: nothing can be written there, and a missing folder holds nothing to read) or locked (a file system
-    without locks), the block runs unlocked, as numba alone would. Released explicitly, not only by closing the file:
-    an ``flock`` lock lasts while any copy of the descriptor is open, and a child forked meanwhile by another thread
-    (a cohort worker) keeps a copy for as long as it runs."""
-    try:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    """An exclusive lock on the file ``path`` (made if missing, with the permissions numba gives its cache files) for
+    the ``with`` block, between processes and between threads (``flock`` on POSIX, ``msvcrt.locking`` on Windows). Where
+    the file cannot be made (a read-only or missing cache folder: nothing can be written there, and a missing folder
+    holds nothing to read) or locked (a file system without locks), the block runs unlocked, as numba alone would.
+    Released explicitly, not only by closing the file: an ``flock`` lock lasts while any copy of the descriptor is
+    open, and a child forked meanwhile by another thread (a cohort worker) keeps a copy for as long as it runs."""
+    try:     # read-only: the lock works on it, also for another user of a shared cache folder
+        descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
     except OSError:
         yield
         return
