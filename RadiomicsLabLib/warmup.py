@@ -20,7 +20,8 @@ the warm-up is run again after an update (the Makefile's ``venv`` target, deskto
 
 Run it with ``python -m RadiomicsLabLib.warmup`` or ``radiomicslab warmup``; desktop Slicer runs it in a
 worker process (:func:`start_in_background`) so the window never waits. It compiles in one process per core
-(:func:`warm_up`; numba's cache is locked for that, :func:`.jit.lock_cache_file`): 48 s instead of 83 s on two cores.
+(:func:`warm_up`; numba's cache is locked for that, :func:`.jit.lock_cache_file`), at a lower priority: 48 s
+instead of 83 s on two cores.
 
 Module-level imports are the standard library only: desktop Slicer imports this module before knowing
 whether numba is installed.
@@ -282,25 +283,43 @@ def compile_in_workers(workers: int, progress=None) -> int:
     """Run the tasks of :func:`warm_up_tasks` in ``workers`` new processes (spawned, with the interpreter of
     :func:`.background.use_worker_python`) at once, each taking the next task in order when done with one, so that
     the kernels they compile are in numba's cache. Returns the number of compilations they made; raises what a task
-    raised (or BrokenProcessPool where a process died). The processes end with this one
-    (:func:`.background.end_with_parent`): desktop Slicer's Cancel or exit terminates the warm-up's process, whose
-    workers would otherwise compile on and then wait forever."""
+    raised (or BrokenProcessPool where a process died). The processes run at a lower priority and end with this one
+    (:func:`_start_compiling_worker`)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from .background import end_with_parent, use_worker_python
+    from .background import use_worker_python
 
     use_worker_python()
     tasks = warm_up_tasks()
     compiled = 0
     with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=end_with_parent) as pool:
+                             initializer=_start_compiling_worker) as pool:
         futures = {pool.submit(_compile_task, task): task for task in tasks}
         for done, future in enumerate(as_completed(futures), start=1):
             compiled += future.result()
             if progress is not None:
                 progress(done, len(tasks), describe_task(futures[future]))
     return compiled
+
+
+#: How much a warm-up worker lowers its scheduling priority (``os.nice``, POSIX), so that desktop Slicer's window stays
+#: responsive while the workers take every core.
+WORKER_NICENESS = 10
+
+
+def _start_compiling_worker() -> None:
+    """A warm-up worker's start: end with the process that started it (:func:`.background.end_with_parent`: desktop
+    Slicer's Cancel or exit terminates the warm-up's process, whose workers would otherwise compile on and then wait
+    forever), and yield the cores to every other process of the user (:data:`WORKER_NICENESS`)."""
+    from .background import end_with_parent
+
+    end_with_parent()
+    if hasattr(os, "nice"):
+        try:
+            os.nice(WORKER_NICENESS)
+        except OSError:
+            pass
 
 
 def _compile_task(task: tuple) -> int:
