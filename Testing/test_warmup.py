@@ -222,16 +222,14 @@ def test_desktop_warm_up_compiles_at_a_lower_priority_and_cancelling_it_ends_its
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "stamp"))
     monkeypatch.setenv("LOCALAPPDATA", str(tmp_path / "stamp"))
     run = BackgroundRun(Job("Compiling RadiomicsLab's feature map kernels", warmup.warm_up, kwargs={"workers": 2}))
-    descendants = []
+    descendants, compilers = [], []
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while len(compilers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
             run.poll()
             descendants = psutil.Process(run._process.pid).children(recursive=True)
-            if sum("spawn_main" in " ".join(p.cmdline()) for p in descendants) == 2:
-                break
-            time.sleep(0.2)
-        compilers = [p for p in descendants if "spawn_main" in " ".join(p.cmdline())]
+            compilers = [p for p in descendants if "spawn_main" in " ".join(p.cmdline())]
         assert len(compilers) == 2, "no compiling processes"
         lowered = psutil.Process().nice() + warmup.WORKER_NICENESS
         while time.monotonic() < deadline and not all(p.nice() >= lowered for p in compilers):
