@@ -1254,6 +1254,11 @@ def write_feature_maps(maps, folder) -> dict:
     list) into ``folder``: the files of ``radiomicslab maps``, also written by
     :meth:`RadiomicsLabLib.mrml.featuremaps.FeatureMapLogic.save_results`; returns file name -> path.
 
+    Each map's file holds the image's whole grid (NaN, or the fill value, outside the mask), as ``maps[name]``
+    written by SimpleITK would, but is written from the mask voxels' values without the whole grid
+    (:class:`~RadiomicsLabLib.nrrd.SparseGridWriter`), the maps on the process's threads
+    (:func:`~RadiomicsLabLib.limits.compute_threads`).
+
     All files are first written to a temporary folder beside ``folder`` and then renamed into it, so a failure
     leaves no half-written file and no partial set (files already in ``folder`` with other names are kept).
     """
@@ -1261,7 +1266,11 @@ def write_feature_maps(maps, folder) -> dict:
     import os
     import shutil
     import tempfile
+    from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
+
+    from .limits import compute_threads
+    from .nrrd import SparseGridWriter
 
     folder = Path(folder)
     created = not folder.exists()
@@ -1271,11 +1280,11 @@ def write_feature_maps(maps, folder) -> dict:
     except OSError as error:
         raise RadiomicsLabError(f"Cannot write '{folder}': {error.strerror}; choose another output folder.") from None
     try:
-        names = []
-        for name in maps:
-            path = staging / f"{name}.nrrd"
-            sitk.WriteImage(maps[name], str(path), True)
-            names.append(path.name)
+        names = [f"{name}.nrrd" for name in maps]
+        writer = SparseGridWriter(maps.reference, maps.shape, maps.flat, maps.dtype, maps.fill_value)
+        with ThreadPoolExecutor(compute_threads(), thread_name_prefix="radiomicslab-maps") as pool:   # zlib: no GIL
+            for _ in pool.map(lambda name: writer.write(staging / f"{name}.nrrd", maps.array(name)), maps):
+                pass
         (staging / MAPS_SUMMARY_FILE).write_text(summary_csv_text(maps), encoding="utf-8")
         record = {**maps.provenance, "files": {"maps": names, "summary": MAPS_SUMMARY_FILE}}
         (staging / MAPS_PROVENANCE_FILE).write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
