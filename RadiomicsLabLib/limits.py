@@ -65,14 +65,14 @@ if hasattr(os, "register_at_fork"):
 
 
 def run_in_background(function, *args, holding=None) -> Future:
-    """``function(*args)`` on this process's background thread where :func:`compute_threads` allows more than one
+    """``function(*args)`` on this process's background threads where :func:`compute_threads` allows more than one
     thread, else at once; the :class:`~concurrent.futures.Future` holds the result (or the exception).
 
     Meant for one long call of a compiled kernel that releases the GIL (``nogil``), which then runs beside the
     caller's own work: e.g. the whole interpolated image's IBSI statistics, or the FFTs of Moran's I, beside the
     ROI's features. ``holding``: an object kept alive until the call ends (the SimpleITK image whose buffer an
-    argument views: a view holds no reference to it). Callers wait for the result before they return. One thread per
-    process (made anew in a forked child), tasks in order."""
+    argument views: a view holds no reference to it). Callers wait for the result before they return. One thread
+    per core but the caller's (``compute_threads() - 1``; made anew in a forked child), tasks started in order."""
     if compute_threads() < 2:
         future = Future()
         try:
@@ -82,8 +82,30 @@ def run_in_background(function, *args, holding=None) -> Future:
         return future
     with _background_lock:
         if _background["executor"] is None:
-            _background["executor"] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="radiomicslab-background")
+            _background["executor"] = ThreadPoolExecutor(max_workers=compute_threads() - 1,
+                                                          thread_name_prefix="radiomicslab-background")
         return _background["executor"].submit(_call, function, args, holding)
+
+
+def run_parts_in_background(function, parts, holding=None):
+    """``function(*part)`` for each of ``parts`` (argument tuples) on the background threads, started in order
+    (:func:`run_in_background`); returns a function that returns their results in ``parts`` order. That function
+    computes in its own (calling) thread the parts no background thread has started yet, from the last one back, then
+    waits for the others: a caller that would otherwise wait shares the work (the whole interpolated CT's IBSI
+    statistics: 8 parts of 4 million points). The same results either way."""
+    futures = [run_in_background(function, *part, holding=holding) for part in parts]
+
+    def results() -> list:
+        values = [None] * len(futures)
+        for index in reversed(range(len(futures))):
+            if futures[index].cancel():         # not started: computed here
+                values[index] = function(*parts[index])
+        for index, future in enumerate(futures):
+            if not future.cancelled():
+                values[index] = future.result()
+        return values
+
+    return results
 
 
 def _call(function, args: tuple, _holding):

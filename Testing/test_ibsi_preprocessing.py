@@ -299,7 +299,7 @@ def test_whole_grid_statistics_of_rounded_values_are_those_of_scipy(data):
     at some points (checked here): those points take the 24-product order."""
     from scipy import ndimage
 
-    from RadiomicsLabLib.ibsi import _preprocessing_kernels as kernels
+    from RadiomicsLabLib.ibsi import _preprocessing_kernels as kernels, preprocessing
 
     def expected(array, spacing, new_spacing, source_rounding):
         shift, zoom, grid = _linear_stats_arguments(array.shape, spacing, new_spacing)
@@ -309,8 +309,13 @@ def test_whole_grid_statistics_of_rounded_values_are_those_of_scipy(data):
         return values, (float(values.min()), float(values.max()), float(values.sum()))
 
     def computed(array, spacing, new_spacing, source_rounding):
+        """The whole grid in one pass; the same, combined, from parts of 5 planes (the diagnostics' parts)."""
         shift, zoom, grid = _linear_stats_arguments(array.shape, spacing, new_spacing)
-        return tuple(float(v) for v in kernels.trilinear_stats(array, shift, zoom, grid, source_rounding))
+        whole = tuple(float(v) for v in kernels.trilinear_stats(array, shift, zoom, grid, 0, source_rounding))
+        parts = [kernels.trilinear_stats(array, shift, zoom, (min(5, grid[0] - first), *grid[1:]), first,
+                                         source_rounding) for first in range(0, grid[0], 5)]
+        assert preprocessing._combined(parts) == whole
+        return whole
 
     zero_background = ("sts/STS_002/PET_image.nii.gz", "pyradiomics_cases/brain1_image.nrrd")   # read rounded
     cts = tuple(f"sts/{case}/CT_image.nii.gz" for case in ("STS_001", "STS_002", "STS_003", "STS_004"))
@@ -349,7 +354,9 @@ def test_whole_grid_statistics_of_rounded_values_are_those_of_scipy(data):
 
 def test_engine_waits_for_the_background_pass_when_features_fail(data, monkeypatch):
     """The whole-image passes on the background thread read the image's buffer: when a feature family fails,
-    ``compute_features`` still waits for them (the error is the family's) before the caller may free the image."""
+    ``compute_features`` still waits for them (the error is the family's) before the caller may free the image; a
+    pass not started by then is computed by the caller (its task cancelled)."""
+    from RadiomicsLabLib import limits
     from RadiomicsLabLib.ibsi import engine, preprocessing
 
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
@@ -362,14 +369,16 @@ def test_engine_waits_for_the_background_pass_when_features_fail(data, monkeypat
     def failing(*_args, **_kwargs):
         raise RuntimeError("a family failed")
 
-    monkeypatch.setattr(preprocessing, "run_in_background", recorded)
+    for module in (limits, preprocessing):
+        monkeypatch.setattr(module, "run_in_background", recorded)
     monkeypatch.setattr(engine, "features_of_roi", failing)
     folder = data / "sts" / "STS_002"
     image, mask = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
     with pytest.raises(RuntimeError, match="a family failed"):
         engine.compute_features(image, mask, CONFIGURATIONS["C"])
-    # the image's own statistics and the whole interpolated image's
-    assert len(started) == 2 and all(task.done() and task.exception() is None for task in started)
+    # the image's own statistics and the whole interpolated image's (one part each on this crop)
+    assert len(started) == 2 and all(task.done() and (task.cancelled() or task.exception() is None)
+                                     for task in started)
 
 
 def test_label_maps_of_any_integer_type_give_the_same_roi(data):
@@ -438,7 +447,8 @@ def test_without_diagnostics_the_features_are_the_same_and_no_whole_image_pass_r
     for name in ("grid_stats", "short_grid_stats", "trilinear_stats"):
         monkeypatch.setattr(_preprocessing_kernels, name, lambda *args, name=name, whole=getattr(
             _preprocessing_kernels, name): (passes.append(name), whole(*args))[1])
-    monkeypatch.setattr(preprocessing, "run_in_background", lambda *args, **kwargs: passes.append("background"))
+    for name in ("run_in_background", "run_parts_in_background"):
+        monkeypatch.setattr(preprocessing, name, lambda *args, **kwargs: passes.append("background"))
     for ((image, mask), settings, whole_passes), reference in zip(cases, expected):
         assert reference.diagnostics
         passes.clear()
@@ -555,3 +565,46 @@ def test_16_bit_grid_statistics_are_numpys(dtype):
         assert kernels.short_grid_stats(array, copy, True) == expected
         np.testing.assert_array_equal(copy, array.astype(np.float64))
         assert _grid_statistics(np.empty(shape), True, source=array) == (expected[0], expected[1], array.mean())
+
+
+@pytest.mark.parametrize("background", ["free", "busy"])
+def test_whole_image_statistics_in_parts_give_the_one_thread_results(data, monkeypatch, background):
+    """STS_001's CT pasted into a larger grid (-1000 HU around it), IBSI configuration C, the whole-image passes of the
+    diagnostics cut into many parts (STATISTICS_PART_VALUES lowered). With two threads the background thread takes
+    the parts while the caller computes the features, and the caller computes what it has not started when it needs
+    it: Moran's I sums queued behind the parts, and the parts left at the end. With the background thread kept busy
+    by another task the caller computes every part and the sums itself (their tasks cancelled). Values, diagnostics
+    and notes equal those of one thread, where every pass runs at once, whole."""
+    import threading
+
+    from RadiomicsLabLib.ibsi import preprocessing
+    from RadiomicsLabLib.ibsi.engine import compute_features
+    from RadiomicsLabLib.ibsi.features import morphology
+
+    folder = data / "sts" / "STS_001"
+    crop, crop_mask = (sitk.ReadImage(str(folder / f"CT_{kind}.nii.gz")) for kind in ("image", "mask"))
+    image = sitk.ConstantPad(crop, (30, 30, 10), (30, 30, 10), -1000.0)
+    mask = sitk.ConstantPad(crop_mask, (30, 30, 10), (30, 30, 10), 0.0)
+    settings = CONFIGURATIONS["C"]
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    reference = compute_features(image, mask, settings)
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setattr(preprocessing, "STATISTICS_PART_VALUES", 2 ** 18)
+    parts, sums = [], []
+    for module, name, record in ((preprocessing, "run_parts_in_background", parts),
+                                 (morphology, "start_autocorrelation_sums", sums)):
+        monkeypatch.setattr(module, name, lambda *args, start=getattr(module, name), record=record, **kwargs:
+                            (record.append(start(*args, **kwargs)), record[-1])[1])
+    release = threading.Event()
+    busy = run_in_background(release.wait, 60) if background == "busy" else None
+    try:
+        result = compute_features(image, mask, settings)
+    finally:
+        release.set()
+    assert len(parts) == 2 and len(sums) == 1 and sums[0] is not None     # a large ROI: its sums were started
+    if busy is not None:
+        assert busy.result() is True and sums[0].cancelled()
+    assert _same(result.values, reference.values) and result.notes == reference.notes
+    assert result.diagnostics == reference.diagnostics

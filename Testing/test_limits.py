@@ -219,3 +219,37 @@ def test_run_in_background_holds_an_object_until_the_call_ends(monkeypatch):
     assert future.result() is True
     gc.collect()
     assert alive() is None
+
+
+def test_parts_not_started_in_the_background_are_computed_by_the_caller(monkeypatch):
+    """run_parts_in_background: the results in the parts' order; the parts no background thread has started when the
+    caller asks (the thread busy with an earlier task here) are computed in the caller's thread, from the last one
+    back, and their tasks cancelled; an error in a part reaches the caller."""
+    import threading
+
+    from RadiomicsLabLib.limits import run_in_background, run_parts_in_background
+
+    if (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) < 2:
+        pytest.skip("needs two CPUs (with one, every part runs at once)")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")     # one background thread
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    where = []
+
+    def part(k):
+        where.append((k, threading.current_thread().name))
+        if k == "fail":
+            raise ValueError("part failed")
+        return k * k
+
+    release = threading.Event()
+    busy = run_in_background(release.wait, 30)
+    results = run_parts_in_background(part, [(k,) for k in range(5)])
+    assert results() == [0, 1, 4, 9, 16]
+    assert where == [(k, threading.current_thread().name) for k in (4, 3, 2, 1, 0)]
+    release.set()
+    assert busy.result() is True
+    where.clear()
+    assert run_parts_in_background(part, [(k,) for k in range(3)])() == [0, 1, 4]
+    assert len(where) == 3
+    with pytest.raises(ValueError, match="part failed"):
+        run_parts_in_background(part, [(1,), ("fail",)])()

@@ -115,10 +115,10 @@ def trilinear(array, shift, zoom, out_shape, first, start, rounding, source_roun
 
 
 @njit(cache=True, nogil=True)
-def trilinear_stats(array, shift, zoom, out_shape, source_rounding):
-    """(min, max, sum) of :func:`trilinear` of the whole grid (``first`` and ``start`` 0) with ``rounding``, without
-    keeping its values, accumulated per x position like :func:`grid_stats` (the same caveat on the sum). Empty:
-    (inf, -inf, 0).
+def trilinear_stats(array, shift, zoom, out_shape, first_plane, source_rounding):
+    """(min, max, sum) of :func:`trilinear` with ``rounding`` of the planes ``first_plane`` .. ``first_plane +
+    out_shape[0] - 1`` of the whole grid (``first`` (first_plane, 0, 0), ``start`` 0), without keeping its values,
+    accumulated per x position like :func:`grid_stats` (the same caveat on the sum). Empty: (inf, -inf, 0).
 
     Separably: each input plane is interpolated along y, then x, once (:func:`_plane_along_yx`), and each output
     plane is the blend of two such planes along z: 3 products per point where :func:`trilinear` takes 24. Both
@@ -137,7 +137,7 @@ def trilinear_stats(array, shift, zoom, out_shape, source_rounding):
     total = np.zeros(nx)
     if nz == 0 or ny == 0 or nx == 0:
         return np.inf, -np.inf, 0.0
-    z0, z1, wz0, wz1 = _axis_weights(nz, array.shape[0], shift[0], zoom[0], 0, 0)
+    z0, z1, wz0, wz1 = _axis_weights(nz, array.shape[0], shift[0], zoom[0], first_plane, 0)
     y0, y1, wy0, wy1 = _axis_weights(ny, array.shape[1], shift[1], zoom[1], 0, 0)
     x0, x1, wx0, wx1 = _axis_weights(nx, array.shape[2], shift[2], zoom[2], 0, 0)
     planes = np.empty((2, ny, nx))

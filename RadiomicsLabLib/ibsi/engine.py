@@ -131,8 +131,8 @@ def features_of_roi(roi: Roi, settings: IbsiSettings, families=FAMILIES) -> Engi
             computed[name] = family_module(name).compute(roi, settings)
             timings[name] = time.perf_counter() - start
             notes[name] = roi.notes[before:]
-    finally:
-        if started is not None:
+    finally:   # the sums not started yet are not needed any more (a family failed, or morphology computed them)
+        if started is not None and not started.cancel():
             concurrent.futures.wait([started])
     for name in families:
         result.values.update(computed[name])

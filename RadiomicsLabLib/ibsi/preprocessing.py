@@ -39,7 +39,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import RadiomicsLabError, RadiomicsLabWarning
-from ..limits import run_in_background
+from ..limits import run_in_background, run_parts_in_background
 from . import _preprocessing_kernels as _kernels
 from .config import INTERPOLATIONS
 from .roi import Roi
@@ -331,12 +331,13 @@ def _image_array(image: sitk.Image, label: str, rounding: bool = False, copy: bo
         # statistics only, the image read in place (the callers convert the part they keep): by the compiled pass,
         # or for another integer type (int32, uint8, ...) by numpy
         round_on_read = rounding and not integers
-        statistics = functools.partial(_grid_statistics, view, rounding or integers, round_on_read, write=False) \
-            if compiled else functools.partial(_integer_statistics, view)
-        if not in_background:
-            return view, spacing, functools.cache(lambda: _finite(statistics(), label)), round_on_read
-        pending = run_in_background(statistics, holding=image)
-        return view, spacing, lambda: _finite(pending.result(), label), round_on_read
+        if compiled:
+            statistics = _read_statistics(view, rounding or integers, round_on_read, image if in_background else None)
+        else:
+            statistics = functools.partial(_integer_statistics, view)
+            if in_background:
+                statistics = run_in_background(statistics, holding=image).result
+        return view, spacing, functools.cache(lambda: _finite(statistics(), label)), round_on_read
     if compiled:   # converted, rounded and summed in one pass
         array = np.empty(view.shape, dtype=np.float64)
         statistics = _grid_statistics(array, rounding or integers, rounding and not integers, source=view)
@@ -391,10 +392,57 @@ def _grid_statistics(array: np.ndarray, integral: bool, rounding: bool = False, 
     write = write and (rounding or source is not None)
     stats = _kernels.short_grid_stats(read, out, write) if read.dtype in _SHORT_TYPES else \
         _kernels.grid_stats(read, out, rounding, write)
+    return _statistics(stats, array.size, integral, lambda: array.mean() if write else _read(array, rounding).mean())
+
+
+def _statistics(stats, size: int, integral: bool, numpy_mean) -> tuple:
+    """(min, max, mean) from a compiled pass's (min, max, sum) of ``size`` values: the mean is sum / size where the sum
+    is exact (:func:`_exact_sum`), else ``numpy_mean()``."""
     low, high, total = (float(v) for v in stats)
-    if _exact_sum(total, array.size, low, high, integral):
-        return low, high, total / array.size
-    return low, high, float(array.mean() if write else _read(array, rounding).mean())
+    if _exact_sum(total, size, low, high, integral):
+        return low, high, total / size
+    return low, high, float(numpy_mean())
+
+
+#: Values per part of the passes over a whole image for its statistics (:func:`_read_statistics`, the whole
+#: interpolated grid's in :func:`_interpolated_region`): about 8 ms of work each on the development VM.
+STATISTICS_PART_VALUES = 2 ** 22
+
+
+def _parts(shape: tuple) -> list:
+    """(first plane, planes) of the consecutive parts of a (z, ...) grid of ``shape`` holding about
+    :data:`STATISTICS_PART_VALUES` values each (at least one plane; one part for a grid below that)."""
+    planes = max(1, STATISTICS_PART_VALUES // max(1, math.prod(shape[1:])))
+    return [(first, min(planes, shape[0] - first)) for first in range(0, shape[0], planes)]
+
+
+def _combined(parts: list) -> tuple:
+    """(min, max, sum) of the parts' (min, max, sum), the sums added in order, a NaN kept (numpy's minimum and
+    maximum); (inf, -inf, 0) for none."""
+    if not parts:
+        return math.inf, -math.inf, 0.0
+    low, high, total = np.asarray(parts, dtype=np.float64).T
+    return float(low.min()), float(high.max()), float(sum(total.tolist()))
+
+
+def _read_statistics(view: np.ndarray, integral: bool, rounding: bool, holding=None):
+    """A function returning :func:`_grid_statistics` of ``view`` (one of :data:`CONVERTED_TYPES`, C order), only read,
+    each value rounded with ``rounding``. With ``holding`` (the image whose buffer ``view`` is, held meanwhile) the
+    pass starts now on the background thread in parts of planes (:func:`_parts`,
+    :func:`~RadiomicsLabLib.limits.run_parts_in_background`: the caller computes those not started yet when it asks);
+    without, it runs when the function is called, in the caller's thread."""
+    if holding is None or view.size == 0:
+        return functools.partial(_grid_statistics, view, integral, rounding, write=False)
+    parts = run_parts_in_background(_part_statistics, [(view[first:first + planes], rounding)
+                                                       for first, planes in _parts(view.shape)], holding=holding)
+    return lambda: _statistics(_combined(parts()), view.size, integral, lambda: _read(view, rounding).mean())
+
+
+def _part_statistics(part: np.ndarray, rounding: bool) -> tuple:
+    """The compiled pass's (min, max, sum) of ``part`` (planes of a view, only read)."""
+    out = np.empty((1,) * part.ndim)
+    return _kernels.short_grid_stats(part, out, False) if part.dtype in _SHORT_TYPES else \
+        _kernels.grid_stats(part, out, rounding, False)
 
 
 def _integer_statistics(values: np.ndarray) -> tuple:
@@ -596,8 +644,9 @@ def _interpolated_region(owner: sitk.Image, array: np.ndarray, spacing: tuple, n
     if part and (settings.round_intensities or not whole_statistics) and _ORDERS[settings.interpolation] == 1 and \
             array.ndim == 3:
         source, shift, step = _linear_arguments(array, spacing, new_spacing)
-        pending = run_in_background(_kernels.trilinear_stats, source, shift, step, grid, bool(source_rounding),
-                                    holding=owner) if whole_statistics else None
+        pending = run_parts_in_background(_kernels.trilinear_stats, [
+            (source, shift, step, (planes, *grid[1:]), first, bool(source_rounding))
+            for first, planes in _parts(grid)], holding=owner) if whole_statistics else None
         values = _kernels.trilinear(source, shift, step, tuple(r.stop - r.start for r in region),
                                     tuple(r.start for r in region), (0, 0, 0), bool(settings.round_intensities),
                                     bool(source_rounding))
@@ -606,7 +655,7 @@ def _interpolated_region(owner: sitk.Image, array: np.ndarray, spacing: tuple, n
         held = (owner, array)      # the fallback below reads ``array``, which may be a view of ``owner``'s buffer
 
         def statistics() -> tuple:
-            low, high, total = (float(v) for v in pending.result())
+            low, high, total = (float(v) for v in _combined(pending()))
             size = math.prod(grid)
             if _exact_sum(total, size, low, high, True):
                 return low, high, total / size

@@ -201,8 +201,10 @@ class Morphology:
         denominator = float(np.sum(deviation * deviation))
         if denominator <= 1e-12 * max(1.0, float(np.abs(values).max()) ** 2) * n:
             raise Undefined("all intensities in the ROI are equal (zero variance)")
-        started = self.roi.cache.get("autocorrelation_sums")    # by start_autocorrelation_sums
-        weight_sum, moran_sum, geary_sum = started.result() if started is not None else \
+        # started by start_autocorrelation_sums; computed here where the background thread has not started them yet
+        # (it is still busy with a whole CT's diagnostics, for one)
+        started = self.roi.cache.get("autocorrelation_sums")
+        weight_sum, moran_sum, geary_sum = started.result() if started is not None and not started.cancel() else \
             moran_geary_sums(self.int_mask, self.image, self.spacing)
         moran = n * moran_sum / (weight_sum * denominator)
         geary = (n - 1) * geary_sum / (2.0 * weight_sum * denominator)
@@ -236,7 +238,8 @@ def start_autocorrelation_sums(roi) -> Future | None:
     """Starts the pairwise sums of Moran's I and Geary's C of ``roi`` (:func:`moran_geary_sums`, the family's longest
     step on a large ROI: FFTs that release the GIL) on the process's background thread
     (:func:`~RadiomicsLabLib.limits.run_in_background`; at once where only one thread is allowed), so that they run
-    while the caller computes other families; :attr:`Morphology.autocorrelation` of this Roi then waits for them.
+    while the caller computes other families; :attr:`Morphology.autocorrelation` of this Roi then waits for them, or
+    computes them itself where the background thread has not started them (the same values).
     The same values as computed there. Returns the Future (the caller waits for it before returning, also when a
     family fails), or None, nothing started, where the FFT grid is smaller than :data:`MORAN_BANDED_ELEMENTS` (a
     few ms, which a hand-off to a thread woken after a pause does not win back: measured on the sarcoma CTs) or the
