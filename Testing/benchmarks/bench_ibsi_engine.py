@@ -8,7 +8,9 @@ pyradiomics, on the real brain1 case:
    morphology features pyradiomics also has. Target (issue #4): no slower than pyradiomics.
 2. The full IBSI feature set (all 11 families, 3D), for reference.
 
-pictologics 0.9.0, on the shared sarcoma CTs (``sts/STS_00x/CT_image.nii.gz`` + ``CT_mask.nii.gz``):
+pictologics 0.9.0, on the shared sarcoma CTs (``sts/STS_00x/CT_image.nii.gz`` + ``CT_mask.nii.gz``), and on request
+on such a crop padded to a whole CT's grid (``--cases STS_001-whole``: 512 x 512 x 299 int16, -1000 HU around it),
+where the IBSI diagnostics' passes over the whole image and the whole interpolated grid weigh most:
 
 3. Segment extraction with IBSI configuration C (preset ``ibsi-C``: 2 mm trilinear, rounding,
    re-segmentation [-1000, 400] HU, FBS 25 HU, IVH FBS 2.5 HU), the whole feature set of both
@@ -54,6 +56,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -241,18 +244,43 @@ def compare_values(ours: dict, theirs: dict, registry: dict):
     return matched, off
 
 
-def pictologics_comparison(case_names, repeats):
+#: The grid of a whole CT (SimpleITK's x, y, z) that a ``<case>-whole`` case is padded to.
+WHOLE_CT = (512, 512, 299)
+
+
+def case_files(name: str, folder: Path) -> tuple[Path, Path]:
+    """(image, mask) NIfTI paths of a case: ``STS_00x`` (the shared CT crop and GTV), or ``STS_00x-whole``: that crop
+    padded to a whole CT's grid (:data:`WHOLE_CT`) with air (-1000 HU) and stored as int16, as CT scanners write,
+    the GTV padded with 0, written into ``folder``."""
     import SimpleITK as sitk
 
     from RadiomicsLabLib.data import data_dir
+
+    case, whole = name.removesuffix("-whole"), name.endswith("-whole")
+    paths = data_dir() / "sts" / case / "CT_image.nii.gz", data_dir() / "sts" / case / "CT_mask.nii.gz"
+    if not whole:
+        return paths
+    padded = []
+    for path, fill, pixel in zip(paths, (-1000.0, 0.0), (sitk.sitkInt16, sitk.sitkUInt8)):
+        crop = sitk.ReadImage(str(path))
+        lower = [(n - s) // 2 for n, s in zip(WHOLE_CT, crop.GetSize())]
+        upper = [n - s - lo for n, s, lo in zip(WHOLE_CT, crop.GetSize(), lower)]
+        padded.append(folder / f"{name}_{path.name}")
+        sitk.WriteImage(sitk.Cast(sitk.ConstantPad(crop, lower, upper, fill), pixel), str(padded[-1]), True)
+    return tuple(padded)
+
+
+def pictologics_comparison(case_names, repeats):
+    import SimpleITK as sitk
+
     from RadiomicsLabLib.ibsi.configurations import CONFIGURATIONS
     from RadiomicsLabLib.ibsi.engine import compute_features, feature_registry
     from RadiomicsLabLib.limits import compute_threads
 
     settings = CONFIGURATIONS["C"]
     lean = settings.replaced(diagnostics=False)   # no IBSI diagnostics, as pictologics (additionalInfo: false)
-    paths = [(data_dir() / "sts" / c / "CT_image.nii.gz", data_dir() / "sts" / c / "CT_mask.nii.gz")
-             for c in case_names]
+    folder = tempfile.TemporaryDirectory(prefix="bench-ibsi-engine-")
+    paths = [case_files(c, Path(folder.name)) for c in case_names]
     images = [(sitk.ReadImage(str(i)), sitk.ReadImage(str(m))) for i, m in paths]
     peer, single = Peer(paths), Peer(paths, threads=1)
     print(f"3. IBSI configuration C, segment extraction, whole feature set: RadiomicsLab's IBSI engine with its "
@@ -297,6 +325,7 @@ def pictologics_comparison(case_names, repeats):
             our_lean[index] = min(our_lean.get(index, math.inf), wall(image, mask, lean)[0])
     peer.close()
     single.close()
+    folder.cleanup()
     registry = feature_registry()
     steps = list(next(iter(our_times.values())))
     print("\n   milliseconds (best run)" + "".join(f"{c:>10}" for c in case_names))
@@ -331,7 +360,8 @@ def pictologics_comparison(case_names, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", choices=("pyradiomics", "pictologics"))
-    parser.add_argument("--cases", default="STS_001,STS_004", help="sarcoma cases for the pictologics comparison")
+    parser.add_argument("--cases", default="STS_001,STS_004", help="sarcoma cases for the pictologics comparison "
+                        "(STS_00x; STS_00x-whole: that CT padded to a whole CT's grid, int16)")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per case for the pictologics comparison")
     args = parser.parse_args()
     if args.only != "pictologics":
