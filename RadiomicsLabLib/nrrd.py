@@ -5,7 +5,7 @@ overlays the image in any viewer: in a 512 x 512 x 299 CT that is 600 MB of floa
 box holds a few percent. SimpleITK writes such a file from a whole-grid image (a numpy array filled, copied into ITK,
 then compressed whole: 69 s for the 91 glcm + firstorder maps of STS_001's tumour in such a CT on the 2-vCPU
 development VM). :class:`SparseGridWriter` writes the same file (NRRD0004, ``encoding: gzip``, the header SimpleITK
-writes) from the values alone, in 2.6 s for those maps (``Testing/benchmarks/bench_map_files.py``):
+writes) from the values alone, in 1.5 s for those maps (``Testing/benchmarks/bench_map_files.py``):
 
 - The grid is a sequence of rows (x lines). Rows holding values, with short runs of fill rows between them, are
   compressed as they are (one row block at a time, into a small buffer).

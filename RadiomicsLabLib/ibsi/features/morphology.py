@@ -240,8 +240,8 @@ def start_autocorrelation_sums(roi) -> Future | None:
     (:func:`~RadiomicsLabLib.limits.run_in_background`; at once where only one thread is allowed), so that they run
     while the caller computes other families; :attr:`Morphology.autocorrelation` of this Roi then waits for them, or
     computes them itself where the background thread has not started them (the same values).
-    The same values as computed there. Returns the Future (the caller waits for it before returning, also when a
-    family fails), or None, nothing started, where the FFT grid is smaller than :data:`MORAN_BANDED_ELEMENTS` (a
+    The same values as computed there. Returns the Future (before returning, also when a family fails, the caller
+    waits for it, or cancels it where it has not started), or None, nothing started, where the FFT grid is smaller than :data:`MORAN_BANDED_ELEMENTS` (a
     few ms, which a hand-off to a thread woken after a pause does not win back: measured on the sarcoma CTs) or the
     intensity mask has fewer than two voxels."""
     _, _, int_mask, image = roi.derived("morphology_crops", lambda: _cropped(roi))
