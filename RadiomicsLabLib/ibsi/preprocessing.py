@@ -387,12 +387,20 @@ def _grid_statistics(array: np.ndarray, integral: bool, rounding: bool = False, 
         if source is not None:
             array[...] = source
         return 0.0, 0.0, float("nan")
-    out = array if write else np.empty((1,) * array.ndim)      # not written to without ``write``
+    out = array if write else None
     read = array if source is None else source
     write = write and (rounding or source is not None)
-    stats = _kernels.short_grid_stats(read, out, write) if read.dtype in _SHORT_TYPES else \
-        _kernels.grid_stats(read, out, rounding, write)
+    stats = _compiled_statistics(read, rounding, out, write)
     return _statistics(stats, array.size, integral, lambda: array.mean() if write else _read(array, rounding).mean())
+
+
+def _compiled_statistics(read: np.ndarray, rounding: bool, out: np.ndarray | None = None, write: bool = False) -> tuple:
+    """The compiled pass's (min, max, sum) of ``read`` (one of :data:`CONVERTED_TYPES`, C order; 16-bit integers by
+    :func:`._preprocessing_kernels.short_grid_stats`), each value rounded with ``rounding``; with ``write`` the values
+    go to ``out`` (float64, the same shape), without it nothing is written."""
+    out = np.empty((1,) * read.ndim) if out is None else out
+    return _kernels.short_grid_stats(read, out, write) if read.dtype in _SHORT_TYPES else \
+        _kernels.grid_stats(read, out, rounding, write)
 
 
 def _statistics(stats, size: int, integral: bool, numpy_mean) -> tuple:
@@ -433,16 +441,9 @@ def _read_statistics(view: np.ndarray, integral: bool, rounding: bool, holding=N
     without, it runs when the function is called, in the caller's thread."""
     if holding is None or view.size == 0:
         return functools.partial(_grid_statistics, view, integral, rounding, write=False)
-    parts = run_parts_in_background(_part_statistics, [(view[first:first + planes], rounding)
-                                                       for first, planes in _parts(view.shape)], holding=holding)
+    parts = run_parts_in_background(_compiled_statistics, [(view[first:first + planes], rounding)
+                                                           for first, planes in _parts(view.shape)], holding=holding)
     return lambda: _statistics(_combined(parts()), view.size, integral, lambda: _read(view, rounding).mean())
-
-
-def _part_statistics(part: np.ndarray, rounding: bool) -> tuple:
-    """The compiled pass's (min, max, sum) of ``part`` (planes of a view, only read)."""
-    out = np.empty((1,) * part.ndim)
-    return _kernels.short_grid_stats(part, out, False) if part.dtype in _SHORT_TYPES else \
-        _kernels.grid_stats(part, out, rounding, False)
 
 
 def _integer_statistics(values: np.ndarray) -> tuple:
