@@ -170,14 +170,21 @@ def run_task(task: tuple, image=None, mask=None):
 
         from .extraction import extract
 
+        # the sample as it is (the region the features read is the whole grid) and padded (a part of it: the whole
+        # interpolated grid's diagnostics in a pass of their own, which also takes the image's statistics)
+        padding = (16, 16, 6)
+        samples = ((image, mask), (sitk.ConstantPad(image, padding, padding, 0),
+                                   sitk.ConstantPad(mask, padding, padding, 0)))
         with warnings.catch_warnings():  # e.g. "a CT range on an image without negative values": a sample
             warnings.simplefilter("ignore")
-            for preset in IBSI_PRESETS:
-                extract(image, mask, None, preset)
-            # the voxel types the engine reads as they are (int16 above; float images and float masks, uint16 MR)
-            # and one that numpy converts first (int32)
-            for pixel_type in (sitk.sitkFloat32, sitk.sitkFloat64, sitk.sitkUInt16, sitk.sitkInt32):
-                extract(sitk.Cast(image, pixel_type), sitk.Cast(mask, pixel_type), None, IBSI_PRESETS[-1])
+            for sample_image, sample_mask in samples:
+                for preset in IBSI_PRESETS:
+                    extract(sample_image, sample_mask, None, preset)
+                # the voxel types the engine reads as they are (int16 above; float images and float masks, uint16
+                # MR) and one that numpy converts first (int32)
+                for pixel_type in (sitk.sitkFloat32, sitk.sitkFloat64, sitk.sitkUInt16, sitk.sitkInt32):
+                    extract(sitk.Cast(sample_image, pixel_type), sitk.Cast(sample_mask, pixel_type), None,
+                            IBSI_PRESETS[-1])
         return None
     from .featuremaps import feature_maps
 

@@ -309,12 +309,27 @@ def test_whole_grid_statistics_of_rounded_values_are_those_of_scipy(data):
         return values, (float(values.min()), float(values.max()), float(values.sum()))
 
     def computed(array, spacing, new_spacing, source_rounding):
-        """The whole grid in one pass; the same, combined, from parts of 5 planes (the diagnostics' parts)."""
+        """The whole grid in one pass; the same, combined, from parts of 5 planes (the diagnostics' parts). Both also
+        give the (min, max, sum) of ``array``'s own values, as its own statistics pass does: the whole pass counting
+        every plane, the parts the planes of :func:`_counted_planes` (each plane once, in any part)."""
         shift, zoom, grid = _linear_stats_arguments(array.shape, spacing, new_spacing)
-        whole = tuple(float(v) for v in kernels.trilinear_stats(array, shift, zoom, grid, 0, source_rounding))
-        parts = [kernels.trilinear_stats(array, shift, zoom, (min(5, grid[0] - first), *grid[1:]), first,
-                                         source_rounding) for first in range(0, grid[0], 5)]
-        assert preprocessing._combined(parts) == whole
+        own = tuple(float(v) for v in preprocessing._compiled_statistics(np.ascontiguousarray(array), source_rounding))
+        whole, whole_own = preprocessing._interpolated_part(array, shift, zoom, grid, 0, source_rounding,
+                                                            (0, array.shape[0]))
+        whole = tuple(float(v) for v in whole)
+        parts = [(first, min(5, grid[0] - first)) for first in range(0, grid[0], 5)]
+        counted = preprocessing._counted_planes(parts, shift[0], zoom[0], array.shape[0])
+        starts, stops = [start for start, _ in counted], [stop for _, stop in counted]   # every plane, once
+        assert starts[0] == 0 and stops[-1] == array.shape[0] and starts[1:] == stops[:-1] and \
+            all(start <= stop for start, stop in counted)
+        results = [preprocessing._interpolated_part(array, shift, zoom, (planes, *grid[1:]), first, source_rounding,
+                                                    planes_counted)
+                   for (first, planes), planes_counted in zip(parts, counted)]
+        assert preprocessing._combined([interpolated for interpolated, _ in results]) == whole
+        assert whole_own == own and preprocessing._combined([image for _, image in results]) == own
+        # none counted: the interpolated grid's alone, the image's statistics empty
+        assert preprocessing._interpolated_part(array, shift, zoom, grid, 0, source_rounding, (0, 0)) == \
+            (whole, (math.inf, -math.inf, 0.0))
         return whole
 
     zero_background = ("sts/STS_002/PET_image.nii.gz", "pyradiomics_cases/brain1_image.nrrd")   # read rounded
@@ -376,8 +391,8 @@ def test_engine_waits_for_the_background_pass_when_features_fail(data, monkeypat
     image, mask = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
     with pytest.raises(RuntimeError, match="a family failed"):
         engine.compute_features(image, mask, CONFIGURATIONS["C"])
-    # the image's own statistics and the whole interpolated image's (one part each on this crop)
-    assert len(started) == 2 and all(task.done() and (task.cancelled() or task.exception() is None)
+    # the whole interpolated image's statistics, the image's own taken in the same pass (one part on this crop)
+    assert len(started) == 1 and all(task.done() and (task.cancelled() or task.exception() is None)
                                      for task in started)
 
 
@@ -567,10 +582,57 @@ def test_16_bit_grid_statistics_are_numpys(dtype):
         assert _grid_statistics(np.empty(shape), True, source=array) == (expected[0], expected[1], array.mean())
 
 
+def test_image_statistics_taken_in_the_interpolation_pass_are_those_of_its_own_pass(data, monkeypatch):
+    """The image's (min, max, mean) diagnostics taken in the whole interpolated grid's pass (IBSI configuration C:
+    linear onto 2 mm, rounded, a part of the grid kept) equal those of the image's own statistics pass (the pass
+    asked not to count the image): a float32 CT, a PET (read rounded, not integers), the CT pasted into a larger int16
+    grid (16-bit accumulation) and cut into small parts, and an image with a NaN (the same error)."""
+    from RadiomicsLabLib.ibsi import preprocessing
+    from RadiomicsLabLib.ibsi.engine import compute_features
+
+    interpolated_region = preprocessing._interpolated_region
+    counted = []
+
+    def region(*args):
+        result = interpolated_region(*args)
+        counted.append(result[2] is not None)
+        return result
+
+    def own_pass(*args):
+        return interpolated_region(*args[:8], False)
+
+    folder = data / "sts" / "STS_002"
+    ct, mask, pet, pet_mask = (sitk.ReadImage(str(folder / f"{kind}.nii.gz"))
+                               for kind in ("CT_image", "CT_mask", "PET_image", "PET_mask"))
+    whole = sitk.Cast(sitk.ConstantPad(ct, (20, 20, 6), (20, 20, 6), -1000.0), sitk.sitkInt16)
+    whole_mask = sitk.ConstantPad(mask, (20, 20, 6), (20, 20, 6), 0.0)
+    with_nan = sitk.GetArrayFromImage(ct)
+    with_nan[0, 0, 0] = np.nan
+    with_nan = sitk.GetImageFromArray(with_nan)
+    with_nan.CopyInformation(ct)
+    for image, roi, part_values in ((ct, mask, None), (pet, pet_mask, None), (whole, whole_mask, 2 ** 16)):
+        settings = CONFIGURATIONS["C"].replaced(resegment_range=None) if image is pet else CONFIGURATIONS["C"]
+        if part_values:
+            monkeypatch.setattr(preprocessing, "STATISTICS_PART_VALUES", part_values)
+        monkeypatch.setattr(preprocessing, "_interpolated_region", region)
+        counted.clear()
+        result = compute_features(image, roi, settings)
+        assert counted == [True]
+        monkeypatch.setattr(preprocessing, "_interpolated_region", own_pass)
+        reference = compute_features(image, roi, settings)
+        assert result.diagnostics == reference.diagnostics and _same(result.values, reference.values)
+        assert {k: v for k, v in result.diagnostics.items() if "init_img" in k}, result.diagnostics
+    for check in (region, own_pass):
+        monkeypatch.setattr(preprocessing, "_interpolated_region", check)
+        with pytest.raises(RadiomicsLabError, match="image contains NaN"):
+            compute_features(with_nan, mask, CONFIGURATIONS["C"])
+
+
 @pytest.mark.parametrize("background", ["free", "busy"])
 def test_whole_image_statistics_in_parts_give_the_one_thread_results(data, monkeypatch, background):
-    """STS_001's CT pasted into a larger grid (-1000 HU around it), IBSI configuration C, the whole-image passes of the
-    diagnostics cut into many parts (STATISTICS_PART_VALUES lowered). With two threads the background thread takes
+    """STS_001's CT pasted into a larger grid (-1000 HU around it), IBSI configuration C, the whole interpolated grid's
+    pass of the diagnostics (the image's own statistics taken in it) cut into many parts (STATISTICS_PART_VALUES
+    lowered). With two threads the background thread takes
     the parts while the caller computes the features, and the caller computes what it has not started when it needs
     it: Moran's I sums queued behind the parts, and the parts left at the end. With the background thread kept busy
     by another task the caller computes every part and the sums itself (their tasks cancelled). Values, diagnostics
@@ -603,7 +665,9 @@ def test_whole_image_statistics_in_parts_give_the_one_thread_results(data, monke
         result = compute_features(image, mask, settings)
     finally:
         release.set()
-    assert len(parts) == 2 and len(sums) == 1 and sums[0] is not None     # a large ROI: its sums were started
+    # one pass in parts: the whole interpolated grid's, the image's own statistics taken in it; a large ROI: its sums
+    # were started
+    assert len(parts) == 1 and len(sums) == 1 and sums[0] is not None
     if busy is not None:
         assert busy.result() is True and sums[0].cancelled()
     assert _same(result.values, reference.values) and result.notes == reference.notes

@@ -25,7 +25,7 @@ CHILD = r'''
 import json, sys
 import numpy as np
 sys.path.insert(0, sys.argv[2])
-from test_warmup import small_roi, small_ct_roi, every_map
+from test_warmup import small_roi, small_ct_roi, every_map, sarcoma_ct
 from RadiomicsLabLib import observers, warmup
 
 image, mask = small_roi()
@@ -41,6 +41,12 @@ with warmup.CompileCounter() as counter:
         warnings.simplefilter("ignore")
         ct, gtv = small_ct_roi()
         engine = {preset: extract(ct, gtv, None, preset).values for preset in warmup.IBSI_PRESETS}
+        # a GTV within a larger CT (the features read a part of the grid, the diagnostics the whole), as read and
+        # as int16
+        import SimpleITK as sitk
+        ct, gtv = sarcoma_ct()
+        for image in (ct, sitk.Cast(ct, sitk.sitkInt16)):
+            extract(image, gtv, None, warmup.IBSI_PRESETS[-1])
 np.savez(sys.argv[1], distances=distances,
          **{f"engine|{preset}": np.array([v.value for v in values]) for preset, values in engine.items()},
          **{f"{d}|{f}|{'|'.join(m.names)}": m.values for (d, f), m in maps.items()})
@@ -69,13 +75,20 @@ def small_ct_roi():
     inside it: the IBSI presets' HU re-segmentation keeps most of it."""
     import SimpleITK as sitk
 
-    from RadiomicsLabLib.data import data_dir
-
-    folder = data_dir() / "sts" / "STS_002"
-    image, gtv = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
+    image, gtv = sarcoma_ct()
     z, y, x = (int(round(c.mean())) for c in np.nonzero(sitk.GetArrayViewFromImage(gtv)))
     size, index = (24, 24, 6), (x - 12, y - 12, z - 3)
     return sitk.RegionOfInterest(image, size, index), sitk.RegionOfInterest(gtv, size, index) > 0
+
+
+def sarcoma_ct():
+    """A real sarcoma CT (shared data, STS_002: 161 x 143 x 48 voxels, float32) and its GTV."""
+    import SimpleITK as sitk
+
+    from RadiomicsLabLib.data import data_dir
+
+    folder = data_dir() / "sts" / "STS_002"
+    return sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
 
 
 def every_map(image, mask) -> dict:

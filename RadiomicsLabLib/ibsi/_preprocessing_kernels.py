@@ -115,10 +115,20 @@ def trilinear(array, shift, zoom, out_shape, first, start, rounding, source_roun
 
 
 @njit(cache=True, nogil=True)
-def trilinear_stats(array, shift, zoom, out_shape, first_plane, source_rounding):
+def trilinear_stats(array, shift, zoom, out_shape, first_plane, source_rounding, counted_planes, low_in, high_in,
+                    total_in):
     """(min, max, sum) of :func:`trilinear` with ``rounding`` of the planes ``first_plane`` .. ``first_plane +
     out_shape[0] - 1`` of the whole grid (``first`` (first_plane, 0, 0), ``start`` 0), without keeping its values,
     accumulated per x position like :func:`grid_stats` (the same caveat on the sum). Empty: (inf, -inf, 0).
+
+    The same pass also takes the statistics of ``array``'s own planes ``counted_planes`` (first, stop): each value
+    (``np.rint``-ed with ``source_rounding``) goes into the per-x-position accumulators ``low_in``, ``high_in``,
+    ``total_in`` (``np.minimum``, ``np.maximum``, sum: :func:`grid_stats`' accumulation, or :func:`short_grid_stats`'
+    for int32 / int64 accumulators), once per value: a plane this pass interpolates, whole, just before (the
+    interpolation then reads it from the cache), the others apart. Cutting the whole grid into parts whose
+    ``counted_planes`` cover the image's planes once, the parts together give the image's statistics without a pass
+    of their own over it: for STS_001 pasted into a whole 512 x 512 x 299 int16 CT, the image's own pass took
+    13-15 ms and the interpolated grid's 60, counting the image in it adds nothing measurable (the development VM).
 
     Separably: each input plane is interpolated along y, then x, once (:func:`_plane_along_yx`), and each output
     plane is the blend of two such planes along z: 3 products per point where :func:`trilinear` takes 24. Both
@@ -135,7 +145,10 @@ def trilinear_stats(array, shift, zoom, out_shape, first_plane, source_rounding)
     low = np.full(nx, np.inf)
     high = np.full(nx, -np.inf)
     total = np.zeros(nx)
+    counted_first, counted_stop = counted_planes
+    counted = np.zeros(max(counted_stop - counted_first, 0), dtype=np.bool_)    # per plane of counted_planes
     if nz == 0 or ny == 0 or nx == 0:
+        _count_planes(array, counted_first, counted, source_rounding, low_in, high_in, total_in)
         return np.inf, -np.inf, 0.0
     z0, z1, wz0, wz1 = _axis_weights(nz, array.shape[0], shift[0], zoom[0], first_plane, 0)
     y0, y1, wy0, wy1 = _axis_weights(ny, array.shape[1], shift[1], zoom[1], 0, 0)
@@ -150,6 +163,10 @@ def trilinear_stats(array, shift, zoom, out_shape, first_plane, source_rounding)
         sa, sb, fill_a, fill_b = _plane_slots(held, za, zb)
         for fill, z, slot in ((fill_a, za, sa), (fill_b, zb, sb)):
             if fill:
+                if counted_first <= z < counted_stop and not counted[z - counted_first]:
+                    # the whole plane first, in order (it then stays in the cache for the interpolation)
+                    _count_rows(array, z, 0, array.shape[1], source_rounding, low_in, high_in, total_in)
+                    counted[z - counted_first] = True
                 largest[slot] = _plane_along_yx(array, z, y0, y1, wy0, wy1, x0, x1, wx0, wx1, along_y, magnitude,
                                                 planes[slot], source_rounding)
         # 64 units in the last place of the largest neighbour: well above both results' rounding errors
@@ -172,7 +189,39 @@ def trilinear_stats(array, shift, zoom, out_shape, first_plane, source_rounding)
                 low[i] = np.minimum(low[i], rounded[i])
                 high[i] = np.maximum(high[i], rounded[i])
                 total[i] += rounded[i]
+    _count_planes(array, counted_first, counted, source_rounding, low_in, high_in, total_in)
     return low.min(), high.max(), total.sum()
+
+
+@njit(cache=True, nogil=True)
+def _count_planes(array, first, counted, source_rounding, low, high, total):
+    """Adds the planes ``first + p`` of ``array`` not ``counted[p]`` yet to the statistics' accumulators
+    (:func:`_count_rows`), and marks them counted."""
+    for p in range(counted.shape[0]):
+        if not counted[p]:
+            _count_rows(array, first + p, 0, array.shape[1], source_rounding, low, high, total)
+            counted[p] = True
+
+
+@njit(cache=True, nogil=True)
+def _count_rows(array, z, first, stop, source_rounding, low, high, total):
+    """Adds rows ``first`` .. ``stop - 1`` of plane ``z`` of ``array`` (values ``np.rint``-ed with
+    ``source_rounding``) to the per-x-position (min, max, sum) accumulators ``low``, ``high``, ``total`` (float64, or
+    int32, int32, int64 for a 16-bit integer ``array``): :func:`grid_stats`' (:func:`short_grid_stats`') values."""
+    for y in range(first, stop):
+        row = array[z, y]
+        if source_rounding:
+            for x in range(row.shape[0]):
+                v = np.rint(np.float64(row[x]))
+                low[x] = np.minimum(low[x], v)
+                high[x] = np.maximum(high[x], v)
+                total[x] += v
+        else:
+            for x in range(row.shape[0]):
+                v = row[x]
+                low[x] = np.minimum(low[x], v)
+                high[x] = np.maximum(high[x], v)
+                total[x] += v
 
 
 @njit(cache=True, nogil=True)

@@ -128,10 +128,14 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
     check_settings(settings)
     check_same_grid(image, mask)
     whole_image = settings.diagnostics or crop_mm is None    # statistics of the whole image and interpolated grid
-    # (the image's own may come from the background thread: ``image_statistics()``)
+    # (the image's own may come from the background thread: ``image_statistics()``), and, where the whole interpolated
+    # grid's compiled pass reads the whole image anyway (linearly onto a new grid, rounded, a part of it kept), from
+    # that pass (should the part kept be the whole grid after all, they are computed when asked)
+    as_view = _read_as_view(image, settings, crop_mm is not None)
+    in_one_pass = whole_image and crop_mm is not None and as_view and settings.round_intensities and \
+        target_spacing(_spacing(image), settings.new_spacing) != _spacing(image)
     image_array, spacing, image_statistics, round_on_read = _image_array(
-        image, "image", settings.round_intensities, copy=not _read_as_view(image, settings, crop_mm is not None),
-        in_background=whole_image)
+        image, "image", settings.round_intensities, copy=not as_view, in_background=whole_image and not in_one_pass)
     roi_mask = _mask_array(mask)
     box = _kernels.bounding_box(roi_mask)
     if box is None:
@@ -157,8 +161,11 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
                 f"The region of interest vanished on interpolation to {_xyz(new_spacing)} mm (no voxel reached the "
                 f"partial volume threshold {settings.mask_threshold}). Use a finer spacing or a lower mask threshold.")
         region = _crop_region(grid, box, new_spacing, crop_mm)
-        image_array, whole_statistics = _interpolated_region(image, image_array, spacing, new_spacing, settings,
-                                                             round_on_read, region, whole_image)
+        image_values = image_array
+        image_array, whole_statistics, counted = _interpolated_region(
+            image, image_array, spacing, new_spacing, settings, round_on_read, region, whole_image, in_one_pass)
+        if counted is not None:     # the image's statistics came with the interpolated grid's (else: when asked)
+            image_statistics = _counted_statistics(counted, image, image_values, integral, round_on_read)
         box = _within(box, region)
         integral = settings.round_intensities
         summary = _mask_summary(image_array, box, inside, integral)
@@ -294,13 +301,18 @@ def check_same_grid(image: sitk.Image, mask: sitk.Image) -> None:
                                     f"({_fmt(a)} vs {_fmt(b)}). Resample the mask onto the image grid first.")
 
 
+def _spacing(image: sitk.Image) -> tuple:
+    """The image's spacing in (z, y, x) order."""
+    return tuple(float(s) for s in image.GetSpacing()[::-1])
+
+
 def _read_as_view(image: sitk.Image, settings, cropped: bool) -> bool:
     """Whether :func:`start_roi` reads the 3D ``image``'s voxels as they are (rounded on read), without a float64 copy
     of the whole image: the compiled trilinear interpolation onto a new grid reads them so, and so does the crop
     (``cropped``) of an image kept on its grid."""
     if image.GetDimension() != 3:
         return False
-    spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
+    spacing = _spacing(image)
     if target_spacing(spacing, settings.new_spacing) == spacing:
         return cropped
     return _ORDERS.get(settings.interpolation) == 1
@@ -322,7 +334,7 @@ def _image_array(image: sitk.Image, label: str, rounding: bool = False, copy: bo
     if image.GetDimension() not in (2, 3):
         raise RadiomicsLabError(f"The {label} is {image.GetDimension()}D; give a 2D or 3D {label}.")
     view = sitk.GetArrayViewFromImage(image)
-    spacing = tuple(float(s) for s in image.GetSpacing()[::-1])
+    spacing = _spacing(image)
     if image.GetDimension() == 2:
         view, spacing = view[np.newaxis], (1.0, *spacing)
     integers = view.dtype.kind in "biu"          # integers need no rounding
@@ -444,6 +456,16 @@ def _read_statistics(view: np.ndarray, integral: bool, rounding: bool, holding=N
     parts = run_parts_in_background(_compiled_statistics, [(view[first:first + planes], rounding)
                                                            for first, planes in _parts(view.shape)], holding=holding)
     return lambda: _statistics(_combined(parts()), view.size, integral, lambda: _read(view, rounding).mean())
+
+
+def _counted_statistics(counted, owner: sitk.Image, values: np.ndarray, integral: bool, rounding: bool):
+    """A function returning the (min, max, mean) of ``values`` (the image's voxels, a view of ``owner``'s buffer, which
+    it holds; read rounded with ``rounding``) from ``counted()``, their (min, max, sum) taken in the whole interpolated
+    grid's pass (:func:`_interpolated_region`), as :func:`_image_array`'s function gives them (finite: NaN or infinity
+    raise RadiomicsLabError)."""
+    held = (owner, values)
+    return functools.cache(lambda: _finite(_statistics(counted(), held[1].size, integral,
+                                                       lambda: _read(held[1], rounding).mean()), "image"))
 
 
 def _integer_statistics(values: np.ndarray) -> tuple:
@@ -630,9 +652,13 @@ def _within(box: tuple, region: tuple) -> tuple:
 
 
 def _interpolated_region(owner: sitk.Image, array: np.ndarray, spacing: tuple, new_spacing: tuple, settings,
-                         source_rounding: bool, region: tuple, whole_statistics: bool = True):
+                         source_rounding: bool, region: tuple, whole_statistics: bool = True,
+                         count_source: bool = False):
     """(``region`` (slices of the new grid) of ``array`` interpolated as ``settings`` say, a function that returns
-    the (min, max, mean) of the whole interpolated image as numpy gives them; None without ``whole_statistics``).
+    the (min, max, mean) of the whole interpolated image as numpy gives them (None without ``whole_statistics``), and
+    with ``count_source`` where the compiled pass below runs, a function that returns the (min, max, sum) of
+    ``array``'s own values (rounded with ``source_rounding``) taken in the same pass (:func:`_counted_planes`), else
+    None).
 
     A part of the grid of a 3D image interpolated linearly is interpolated alone, unless the whole grid's statistics
     are wanted of values not rounded. Those of rounded values come from a compiled pass that keeps no values
@@ -645,18 +671,20 @@ def _interpolated_region(owner: sitk.Image, array: np.ndarray, spacing: tuple, n
     if part and (settings.round_intensities or not whole_statistics) and _ORDERS[settings.interpolation] == 1 and \
             array.ndim == 3:
         source, shift, step = _linear_arguments(array, spacing, new_spacing)
-        pending = run_parts_in_background(_kernels.trilinear_stats, [
-            (source, shift, step, (planes, *grid[1:]), first, bool(source_rounding))
-            for first, planes in _parts(grid)], holding=owner) if whole_statistics else None
+        parts = _parts(grid)
+        counted = _counted_planes(parts, shift[0], step[0], array.shape[0]) if count_source else [(0, 0)] * len(parts)
+        pending = functools.cache(run_parts_in_background(_interpolated_part, [
+            (source, shift, step, (planes, *grid[1:]), first, bool(source_rounding), planes_counted)
+            for (first, planes), planes_counted in zip(parts, counted)], holding=owner)) if whole_statistics else None
         values = _kernels.trilinear(source, shift, step, tuple(r.stop - r.start for r in region),
                                     tuple(r.start for r in region), (0, 0, 0), bool(settings.round_intensities),
                                     bool(source_rounding))
         if pending is None:
-            return values, None
+            return values, None, None
         held = (owner, array)      # the fallback below reads ``array``, which may be a view of ``owner``'s buffer
 
         def statistics() -> tuple:
-            low, high, total = (float(v) for v in _combined(pending()))
+            low, high, total = (float(v) for v in _combined([interpolated for interpolated, _ in pending()]))
             size = math.prod(grid)
             if _exact_sum(total, size, low, high, True):
                 return low, high, total / size
@@ -664,13 +692,42 @@ def _interpolated_region(owner: sitk.Image, array: np.ndarray, spacing: tuple, n
                                 source_rounding=source_rounding)
             return _grid_statistics(np.ascontiguousarray(whole), True)
 
-        return values, statistics
+        return values, statistics, (lambda: _combined([own for _, own in pending()])) if count_source else None
     values = interpolate(array, spacing, new_spacing, settings.interpolation, settings.round_intensities,
                          source_rounding=source_rounding)
     kept = np.ascontiguousarray(values[region]) if part else values
     if not whole_statistics:
-        return kept, None
-    return kept, functools.partial(tuple, _grid_statistics(np.ascontiguousarray(values), settings.round_intensities))
+        return kept, None, None
+    return kept, functools.partial(tuple, _grid_statistics(np.ascontiguousarray(values), settings.round_intensities)), \
+        None
+
+
+def _counted_planes(parts: list, shift: float, zoom: float, planes: int) -> list:
+    """Per part of the whole interpolated grid ((first plane, planes), :func:`_parts`), the image's planes (first,
+    stop) whose statistics its pass takes: from the first input plane its first output plane reads (the first
+    part: from 0) to the next part's (the last part: to the end), so that the parts count every plane once, and
+    mostly planes they read anyway (:func:`._preprocessing_kernels.trilinear_stats`)."""
+    starts = [0] + [min(max(math.floor((first + shift) * zoom), 0), planes) for first, _ in parts[1:]]
+    return list(zip(starts, starts[1:] + [planes]))
+
+
+def _interpolated_part(source: np.ndarray, shift, zoom, shape: tuple, first: int, source_rounding: bool,
+                       counted_planes: tuple) -> tuple:
+    """(the (min, max, sum) of the rounded trilinear values of the interpolated grid's planes ``first`` ..
+    ``first + shape[0] - 1``, the (min, max, sum) of ``source``'s own planes ``counted_planes``): one pass of
+    :func:`._preprocessing_kernels.trilinear_stats`, the image's values accumulated as the statistics pass of its
+    type does (:func:`_compiled_statistics`: on integers for 16-bit types); (inf, -inf, 0) where none is counted."""
+    width = source.shape[2]
+    if source.dtype in _SHORT_TYPES:
+        low, high, total = (np.full(width, 1 << 17, dtype=np.int32), np.full(width, -(1 << 17), dtype=np.int32),
+                            np.zeros(width, dtype=np.int64))
+    else:
+        low, high, total = np.full(width, np.inf), np.full(width, -np.inf), np.zeros(width)
+    interpolated = _kernels.trilinear_stats(source, shift, zoom, shape, first, source_rounding,
+                                            tuple(counted_planes), low, high, total)
+    if counted_planes[1] <= counted_planes[0] or low.size == 0 or source.shape[1] == 0:
+        return interpolated, (math.inf, -math.inf, 0.0)
+    return interpolated, (float(low.min()), float(high.max()), float(total.sum()))
 
 
 # -------------------------------------------------------------------------------- re-segmentation
