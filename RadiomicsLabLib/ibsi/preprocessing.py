@@ -129,13 +129,15 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
     check_same_grid(image, mask)
     whole_image = settings.diagnostics or crop_mm is None    # statistics of the whole image and interpolated grid
     # (the image's own may come from the background thread: ``image_statistics()``), and, where the whole interpolated
-    # grid's compiled pass reads the whole image anyway (linearly onto a new grid, rounded, a part of it kept), from
-    # that pass (should the part kept be the whole grid after all, they are computed when asked)
+    # grid's compiled pass reads the whole image anyway (linearly onto a new grid, rounded, with ``crop_mm``), from
+    # that pass, started at once
     as_view = _read_as_view(image, settings, crop_mm is not None)
     in_one_pass = whole_image and crop_mm is not None and as_view and settings.round_intensities and \
         target_spacing(_spacing(image), settings.new_spacing) != _spacing(image)
     image_array, spacing, image_statistics, round_on_read = _image_array(
         image, "image", settings.round_intensities, copy=not as_view, in_background=whole_image and not in_one_pass)
+    counting_pass = _whole_grid_pass(image, image_array, spacing, target_spacing(spacing, settings.new_spacing),
+                                     round_on_read, count_source=True) if in_one_pass else None
     roi_mask = _mask_array(mask)
     box = _kernels.bounding_box(roi_mask)
     if box is None:
@@ -163,8 +165,8 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
         region = _crop_region(grid, box, new_spacing, crop_mm)
         image_values = image_array
         image_array, whole_statistics, counted = _interpolated_region(
-            image, image_array, spacing, new_spacing, settings, round_on_read, region, whole_image, in_one_pass)
-        if counted is not None:     # the image's statistics came with the interpolated grid's (else: when asked)
+            image, image_array, spacing, new_spacing, settings, round_on_read, region, whole_image, counting_pass)
+        if counted is not None:     # the image's statistics came with the interpolated grid's
             image_statistics = _counted_statistics(counted, image, image_values, integral, round_on_read)
         box = _within(box, region)
         integral = settings.round_intensities
@@ -652,54 +654,69 @@ def _within(box: tuple, region: tuple) -> tuple:
 
 
 def _interpolated_region(owner: sitk.Image, array: np.ndarray, spacing: tuple, new_spacing: tuple, settings,
-                         source_rounding: bool, region: tuple, whole_statistics: bool = True,
-                         count_source: bool = False):
+                         source_rounding: bool, region: tuple, whole_statistics: bool = True, counting_pass=None):
     """(``region`` (slices of the new grid) of ``array`` interpolated as ``settings`` say, a function that returns
     the (min, max, mean) of the whole interpolated image as numpy gives them (None without ``whole_statistics``), and
-    with ``count_source`` where the compiled pass below runs, a function that returns the (min, max, sum) of
-    ``array``'s own values (rounded with ``source_rounding``) taken in the same pass (:func:`_counted_planes`), else
+    with ``counting_pass`` (:func:`_whole_grid_pass` counting the image, started by the caller) a function that
+    returns the (min, max, sum) of ``array``'s own values (rounded with ``source_rounding``) taken in that pass, else
     None).
 
     A part of the grid of a 3D image interpolated linearly is interpolated alone, unless the whole grid's statistics
     are wanted of values not rounded. Those of rounded values come from a compiled pass that keeps no values
-    (:func:`._preprocessing_kernels.trilinear_stats`: no whole-grid array to allocate and fill) on the background
-    thread (:func:`~RadiomicsLabLib.limits.run_in_background`; ``owner``, whose buffer ``array`` may be a view of, is
-    held until it ends); should its sum not be exact (:func:`_exact_sum`), the function interpolates the whole grid
-    (it holds ``owner`` for that, so it may be called after the caller let go of the image). Otherwise the whole grid is interpolated, cropped and summarised (with ``whole_statistics``) at once."""
+    (:func:`_whole_grid_pass`: no whole-grid array to allocate and fill; ``counting_pass`` where given, also when the
+    region is the whole grid); should its sum not be exact (:func:`_exact_sum`), the function interpolates the whole
+    grid (it holds ``owner``, whose buffer ``array`` may be a view of, for that, so it may be called after the caller
+    let go of the image). Otherwise the whole grid is interpolated, cropped and summarised (with ``whole_statistics``)
+    at once."""
     grid, _ = interpolation_grid(array.shape, spacing, new_spacing)
     part = any(r.start != 0 or r.stop != n for r, n in zip(region, grid))
-    if part and (settings.round_intensities or not whole_statistics) and _ORDERS[settings.interpolation] == 1 and \
-            array.ndim == 3:
+    linear = _ORDERS[settings.interpolation] == 1 and array.ndim == 3
+    passes = counting_pass
+    if passes is None and whole_statistics and part and linear and settings.round_intensities:
+        passes = _whole_grid_pass(owner, array, spacing, new_spacing, source_rounding, count_source=False)
+    if part and linear and (passes is not None or not whole_statistics):
         source, shift, step = _linear_arguments(array, spacing, new_spacing)
-        parts = _parts(grid)
-        counted = _counted_planes(parts, shift[0], step[0], array.shape[0]) if count_source else [(0, 0)] * len(parts)
-        pending = functools.cache(run_parts_in_background(_interpolated_part, [
-            (source, shift, step, (planes, *grid[1:]), first, bool(source_rounding), planes_counted)
-            for (first, planes), planes_counted in zip(parts, counted)], holding=owner)) if whole_statistics else None
         values = _kernels.trilinear(source, shift, step, tuple(r.stop - r.start for r in region),
                                     tuple(r.start for r in region), (0, 0, 0), bool(settings.round_intensities),
                                     bool(source_rounding))
-        if pending is None:
-            return values, None, None
-        held = (owner, array)      # the fallback below reads ``array``, which may be a view of ``owner``'s buffer
+    else:
+        whole = interpolate(array, spacing, new_spacing, settings.interpolation, settings.round_intensities,
+                            source_rounding=source_rounding)
+        values = np.ascontiguousarray(whole[region]) if part else whole
+        if passes is None and whole_statistics:
+            return values, functools.partial(tuple, _grid_statistics(np.ascontiguousarray(whole),
+                                                                      settings.round_intensities)), None
+    if passes is None:
+        return values, None, None
+    held = (owner, array)      # the fallback below reads ``array``, which may be a view of ``owner``'s buffer
 
-        def statistics() -> tuple:
-            low, high, total = (float(v) for v in _combined([interpolated for interpolated, _ in pending()]))
-            size = math.prod(grid)
-            if _exact_sum(total, size, low, high, True):
-                return low, high, total / size
-            whole = interpolate(held[1], spacing, new_spacing, settings.interpolation, True,
-                                source_rounding=source_rounding)
-            return _grid_statistics(np.ascontiguousarray(whole), True)
+    def statistics() -> tuple:
+        low, high, total = (float(v) for v in _combined([interpolated for interpolated, _ in passes()]))
+        size = math.prod(grid)
+        if _exact_sum(total, size, low, high, True):
+            return low, high, total / size
+        whole = interpolate(held[1], spacing, new_spacing, settings.interpolation, True,
+                            source_rounding=source_rounding)
+        return _grid_statistics(np.ascontiguousarray(whole), True)
 
-        return values, statistics, (lambda: _combined([own for _, own in pending()])) if count_source else None
-    values = interpolate(array, spacing, new_spacing, settings.interpolation, settings.round_intensities,
-                         source_rounding=source_rounding)
-    kept = np.ascontiguousarray(values[region]) if part else values
-    if not whole_statistics:
-        return kept, None, None
-    return kept, functools.partial(tuple, _grid_statistics(np.ascontiguousarray(values), settings.round_intensities)), \
-        None
+    return values, statistics, None if counting_pass is None else lambda: _combined([own for _, own in passes()])
+
+
+def _whole_grid_pass(owner: sitk.Image, array: np.ndarray, spacing: tuple, new_spacing: tuple, source_rounding: bool,
+                     count_source: bool):
+    """Starts the compiled pass over the whole grid of the 3D ``array`` interpolated linearly onto ``new_spacing``,
+    its values rounded (:func:`_interpolated_part`), in parts of :func:`_parts` on the background threads
+    (:func:`~RadiomicsLabLib.limits.run_parts_in_background`; ``owner``, whose buffer ``array`` may be a view of, held
+    until they end); with ``count_source`` the parts also take the statistics of the planes of ``array`` each owns
+    (:func:`_counted_planes`). Returns a function (cached) that returns each part's (interpolated grid's (min, max,
+    sum), image's (min, max, sum)), computing in the caller the parts not started yet."""
+    source, shift, step = _linear_arguments(array, spacing, new_spacing)
+    grid, _ = interpolation_grid(array.shape, spacing, new_spacing)
+    parts = _parts(grid)
+    counted = _counted_planes(parts, shift[0], step[0], array.shape[0]) if count_source else [(0, 0)] * len(parts)
+    return functools.cache(run_parts_in_background(_interpolated_part, [
+        (source, shift, step, (planes, *grid[1:]), first, bool(source_rounding), planes_counted)
+        for (first, planes), planes_counted in zip(parts, counted)], holding=owner))
 
 
 def _counted_planes(parts: list, shift: float, zoom: float, planes: int) -> list:
