@@ -587,7 +587,8 @@ def test_image_statistics_taken_in_the_interpolation_pass_are_those_of_its_own_p
     diagnostics in the whole interpolated grid's pass where that pass runs (IBSI configuration C: linear onto 2 mm,
     rounded). They and the interpolated grid's equal those of the preprocessing that keeps the whole grid (the whole
     grid interpolated and summarised, the image's statistics by a pass of their own): a float32 CT, a PET (read
-    rounded, not integers), the CT pasted into a larger int16 grid (16-bit accumulation) cut into small parts, the CT
+    rounded, not integers), the CT as int32 (interpolated from a float64 copy), the CT pasted into a larger int16 grid
+    (16-bit accumulation) cut into small parts, the CT
     cropped to the GTV (the part kept is the whole grid: the values interpolated whole, the statistics still from the
     pass), and an image with a NaN (the same error)."""
     from RadiomicsLabLib.ibsi import preprocessing
@@ -612,8 +613,9 @@ def test_image_statistics_taken_in_the_interpolation_pass_are_those_of_its_own_p
     shape.Execute(sitk.Cast(mask > 0, sitk.sitkUInt8))
     box = shape.GetBoundingBox(1)
     tight, tight_mask = (sitk.RegionOfInterest(image, box[3:], box[:3]) for image in (ct, mask))
-    for image, roi, part_values in ((ct, mask, None), (pet, pet_mask, None), (whole, whole_mask, 2 ** 16),
-                                    (tight, tight_mask, None)):
+    as_int32 = sitk.Cast(ct, sitk.sitkInt32)
+    for image, roi, part_values in ((ct, mask, None), (pet, pet_mask, None), (as_int32, mask, None),
+                                    (whole, whole_mask, 2 ** 16), (tight, tight_mask, None)):
         settings = CONFIGURATIONS["C"].replaced(resegment_range=None) if image is pet else CONFIGURATIONS["C"]
         if part_values:
             monkeypatch.setattr(preprocessing, "STATISTICS_PART_VALUES", part_values)

@@ -657,9 +657,9 @@ def _interpolated_region(owner: sitk.Image, array: np.ndarray, spacing: tuple, n
                          source_rounding: bool, region: tuple, whole_statistics: bool = True, counting_pass=None):
     """(``region`` (slices of the new grid) of ``array`` interpolated as ``settings`` say, a function that returns
     the (min, max, mean) of the whole interpolated image as numpy gives them (None without ``whole_statistics``), and
-    with ``counting_pass`` (:func:`_whole_grid_pass` counting the image, started by the caller) a function that
-    returns the (min, max, sum) of ``array``'s own values (rounded with ``source_rounding``) taken in that pass, else
-    None).
+    with ``counting_pass`` (what :func:`_whole_grid_pass` counting the image returned, started by the caller) a
+    function that returns the (min, max, sum) of ``array``'s own values (rounded with ``source_rounding``) taken in
+    that pass, else None).
 
     A part of the grid of a 3D image interpolated linearly is interpolated alone, unless the whole grid's statistics
     are wanted of values not rounded. Those of rounded values come from a compiled pass that keeps no values
@@ -671,11 +671,12 @@ def _interpolated_region(owner: sitk.Image, array: np.ndarray, spacing: tuple, n
     grid, _ = interpolation_grid(array.shape, spacing, new_spacing)
     part = any(r.start != 0 or r.stop != n for r, n in zip(region, grid))
     linear = _ORDERS[settings.interpolation] == 1 and array.ndim == 3
-    passes = counting_pass
+    passes, arguments = counting_pass or (None, None)
     if passes is None and whole_statistics and part and linear and settings.round_intensities:
-        passes = _whole_grid_pass(owner, array, spacing, new_spacing, source_rounding, count_source=False)
+        passes, arguments = _whole_grid_pass(owner, array, spacing, new_spacing, source_rounding, count_source=False)
     if part and linear and (passes is not None or not whole_statistics):
-        source, shift, step = _linear_arguments(array, spacing, new_spacing)
+        # the pass's own arguments: one float64 copy of an image of another type (int32, uint8, ...), not two
+        source, shift, step = arguments or _linear_arguments(array, spacing, new_spacing)
         values = _kernels.trilinear(source, shift, step, tuple(r.stop - r.start for r in region),
                                     tuple(r.start for r in region), (0, 0, 0), bool(settings.round_intensities),
                                     bool(source_rounding))
@@ -708,15 +709,16 @@ def _whole_grid_pass(owner: sitk.Image, array: np.ndarray, spacing: tuple, new_s
     its values rounded (:func:`_interpolated_part`), in parts of :func:`_parts` on the background threads
     (:func:`~RadiomicsLabLib.limits.run_parts_in_background`; ``owner``, whose buffer ``array`` may be a view of, held
     until they end); with ``count_source`` the parts also take the statistics of the planes of ``array`` each owns
-    (:func:`_counted_planes`). Returns a function (cached) that returns each part's (interpolated grid's (min, max,
-    sum), image's (min, max, sum)), computing in the caller the parts not started yet."""
-    source, shift, step = _linear_arguments(array, spacing, new_spacing)
+    (:func:`_counted_planes`). Returns (a function (cached) that returns each part's (interpolated grid's (min, max,
+    sum), image's (min, max, sum)), computing in the caller the parts not started yet; the pass's
+    :func:`_linear_arguments`)."""
+    source, shift, step = arguments = _linear_arguments(array, spacing, new_spacing)
     grid, _ = interpolation_grid(array.shape, spacing, new_spacing)
     parts = _parts(grid)
     counted = _counted_planes(parts, shift[0], step[0], array.shape[0]) if count_source else [(0, 0)] * len(parts)
     return functools.cache(run_parts_in_background(_interpolated_part, [
         (source, shift, step, (planes, *grid[1:]), first, bool(source_rounding), planes_counted)
-        for (first, planes), planes_counted in zip(parts, counted)], holding=owner))
+        for (first, planes), planes_counted in zip(parts, counted)], holding=owner)), arguments
 
 
 def _counted_planes(parts: list, shift: float, zoom: float, planes: int) -> list:
