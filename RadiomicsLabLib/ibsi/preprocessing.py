@@ -136,8 +136,9 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
         target_spacing(_spacing(image), settings.new_spacing) != _spacing(image)
     image_array, spacing, image_statistics, round_on_read = _image_array(
         image, "image", settings.round_intensities, copy=not as_view, in_background=whole_image and not in_one_pass)
-    counting_pass = _whole_grid_pass(image, image_array, spacing, target_spacing(spacing, settings.new_spacing),
-                                     round_on_read, count_source=True) if in_one_pass else None
+    new_spacing = target_spacing(spacing, settings.new_spacing)
+    counting_pass = _whole_grid_pass(image, image_array, spacing, new_spacing, round_on_read, count_source=True) \
+        if in_one_pass else None
     roi_mask = _mask_array(mask)
     box = _kernels.bounding_box(roi_mask)
     if box is None:
@@ -152,7 +153,6 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
     initial_roi = _roi_diagnostics("init_roi", roi_mask.shape, summary, summary)
     initial_shape = image_array.shape
 
-    new_spacing = target_spacing(spacing, settings.new_spacing)
     grid = image_array.shape
     if new_spacing != spacing:
         grid, _ = interpolation_grid(image_array.shape, spacing, new_spacing)
@@ -457,7 +457,13 @@ def _read_statistics(view: np.ndarray, integral: bool, rounding: bool, holding=N
         return functools.partial(_grid_statistics, view, integral, rounding, write=False)
     parts = run_parts_in_background(_compiled_statistics, [(view[first:first + planes], rounding)
                                                            for first, planes in _parts(view.shape)], holding=holding)
-    return lambda: _statistics(_combined(parts()), view.size, integral, lambda: _read(view, rounding).mean())
+    return lambda: _view_statistics(_combined(parts()), view, integral, rounding)
+
+
+def _view_statistics(sums: tuple, view: np.ndarray, integral: bool, rounding: bool) -> tuple:
+    """(min, max, mean) of ``view``'s values, each rounded with ``rounding``, from their (min, max, sum) ``sums``
+    (:func:`_statistics`; numpy's mean of the rounded values where the sum is not exact)."""
+    return _statistics(sums, view.size, integral, lambda: _read(view, rounding).mean())
 
 
 def _counted_statistics(counted, owner: sitk.Image, values: np.ndarray, integral: bool, rounding: bool):
@@ -466,8 +472,7 @@ def _counted_statistics(counted, owner: sitk.Image, values: np.ndarray, integral
     grid's pass (:func:`_interpolated_region`), as :func:`_image_array`'s function gives them (finite: NaN or infinity
     raise RadiomicsLabError)."""
     held = (owner, values)
-    return functools.cache(lambda: _finite(_statistics(counted(), held[1].size, integral,
-                                                       lambda: _read(held[1], rounding).mean()), "image"))
+    return functools.cache(lambda: _finite(_view_statistics(counted(), held[1], integral, rounding), "image"))
 
 
 def _integer_statistics(values: np.ndarray) -> tuple:
