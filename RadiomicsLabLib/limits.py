@@ -15,6 +15,7 @@ computed from the ROI's intensity range before any array is made:
 The message names the setting to change and a value that gives a few hundred levels.
 """
 
+import contextvars
 import math
 import os
 import threading
@@ -71,8 +72,9 @@ def run_in_background(function, *args, holding=None) -> Future:
     Meant for one long call of a compiled kernel that releases the GIL (``nogil``), which then runs beside the
     caller's own work: e.g. the whole interpolated image's IBSI statistics, or the FFTs of Moran's I, beside the
     ROI's features. ``holding``: an object kept alive until the call ends (the SimpleITK image whose buffer an
-    argument views: a view holds no reference to it). Callers wait for the result before they return. One thread
-    per core but the caller's (``compute_threads() - 1``; made anew in a forked child), tasks started in order."""
+    argument views: a view holds no reference to it). Callers wait for the result before they return, or cancel it
+    (:class:`BackgroundTasks`). One thread per core but the caller's (``compute_threads() - 1``; made anew in a forked
+    child), tasks started in order."""
     if compute_threads() < 2:
         future = Future()
         try:
@@ -84,7 +86,11 @@ def run_in_background(function, *args, holding=None) -> Future:
         if _background["executor"] is None:
             _background["executor"] = ThreadPoolExecutor(max_workers=compute_threads() - 1,
                                                           thread_name_prefix="radiomicslab-background")
-        return _background["executor"].submit(_call, function, args, holding)
+        future = _background["executor"].submit(_call, function, args, holding)
+    tasks = _started_tasks.get()
+    if tasks is not None:
+        tasks.append(future)
+    return future
 
 
 def run_parts_in_background(function, parts, holding=None):
@@ -92,20 +98,52 @@ def run_parts_in_background(function, parts, holding=None):
     (:func:`run_in_background`); returns a function that returns their results in ``parts`` order. That function
     computes in its own (calling) thread the parts no background thread has started yet, from the last one back, then
     waits for the others: a caller that would otherwise wait shares the work (the whole interpolated CT's IBSI
-    statistics: 8 parts of 4 million points). The same results either way."""
-    futures = [run_in_background(function, *part, holding=holding) for part in parts]
+    statistics: 8 parts of 4 million points). The same results either way. With one thread (:func:`compute_threads`)
+    nothing starts here: that function computes every part when first asked, so a caller that fails before it asks
+    (an empty mask, found after the parts were started) has not spent their time. It holds ``holding`` meanwhile."""
+    started = compute_threads() > 1
+    futures = [run_in_background(function, *part, holding=holding) if started else None for part in parts]
 
     def results() -> list:
         values = [None] * len(futures)
         for index in reversed(range(len(futures))):
-            if futures[index].cancel():         # not started: computed here
-                values[index] = function(*parts[index])
+            if futures[index] is None or futures[index].cancel():     # not started: computed here
+                values[index] = _call(function, parts[index], holding)
         for index, future in enumerate(futures):
-            if not future.cancelled():
+            if future is not None and not future.cancelled():
                 values[index] = future.result()
         return values
 
     return results
+
+
+class BackgroundTasks:
+    """The tasks :func:`run_in_background` starts in this thread while the block runs (``with BackgroundTasks() as
+    tasks:``), so that a caller that will not need their results (its own work failed) drops those not started yet
+    (:meth:`cancel`) instead of leaving them to the background threads; leaving the block by an exception cancels
+    them. A task already running ends on its own (its ``holding`` kept until then)."""
+
+    def __init__(self):
+        self.futures = []
+        self._token = None
+
+    def __enter__(self) -> "BackgroundTasks":
+        self._token = _started_tasks.set(self.futures)
+        return self
+
+    def __exit__(self, kind, error, trace) -> bool:
+        _started_tasks.reset(self._token)
+        if kind is not None:
+            self.cancel()
+        return False
+
+    def cancel(self) -> None:
+        for future in self.futures:
+            future.cancel()
+
+
+#: The list of the innermost :class:`BackgroundTasks` block of this thread (context), or None.
+_started_tasks = contextvars.ContextVar("radiomicslab_started_tasks", default=None)
 
 
 def _call(function, args: tuple, _holding):

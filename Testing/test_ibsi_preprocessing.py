@@ -367,33 +367,65 @@ def test_whole_grid_statistics_of_rounded_values_are_those_of_scipy(data):
     assert differs > 0
 
 
-def test_engine_waits_for_the_background_pass_when_features_fail(data, monkeypatch):
-    """The whole-image passes on the background thread read the image's buffer: when a feature family fails,
-    ``compute_features`` still waits for them (the error is the family's) before the caller may free the image; a
-    pass not started by then is computed by the caller (its task cancelled)."""
-    from RadiomicsLabLib import limits
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("failure", ["family", "empty mask"])
+def test_a_failed_extraction_drops_the_whole_image_passes_not_started(data, monkeypatch, threads, failure):
+    """When a feature family fails (``compute_features``) or the preprocessing itself does (an empty mask, found after
+    the whole interpolated grid's pass was started), the parts of that pass not started yet are dropped and the error
+    comes out at once: with one thread nothing of it is computed (the parts wait for ``finish()``), with two only the
+    part the background thread had started, which ends on its own; the image it reads stays held until then, though
+    the caller let go of it (its values those of the same part of an extraction that did not fail)."""
+    import gc
+    import threading
+
     from RadiomicsLabLib.ibsi import engine, preprocessing
+    from RadiomicsLabLib.limits import compute_threads
 
-    monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    started = []
+    monkeypatch.setenv("OMP_NUM_THREADS", str(threads))
+    monkeypatch.setattr(preprocessing, "STATISTICS_PART_VALUES", 2 ** 16)   # STS_002's 2 mm grid: 8 parts
+    computed, running = {}, threading.Event()
+    real_part, real_mask_array = preprocessing._interpolated_part, preprocessing._mask_array
 
-    def recorded(function, *args, holding=None):   # slowed down: unless waited for, still running when the error is out
-        started.append(run_in_background(lambda: (time.sleep(0.3), function(*args))[1], holding=holding))
-        return started[-1]
+    def part(*args):      # the first one slowed down, so that the others are still waiting when the error is out
+        if not computed:
+            running.set()
+            time.sleep(0.3)
+        computed[args[4]] = real_part(*args)
+        return computed[args[4]]
 
-    def failing(*_args, **_kwargs):
-        raise RuntimeError("a family failed")
+    def started_first():   # with two threads the failure comes once the background thread has started a part
+        assert compute_threads() < 2 or running.wait(30)
 
-    for module in (limits, preprocessing):
-        monkeypatch.setattr(module, "run_in_background", recorded)
-    monkeypatch.setattr(engine, "features_of_roi", failing)
+    monkeypatch.setattr(preprocessing, "_interpolated_part", part)
     folder = data / "sts" / "STS_002"
-    image, mask = sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
-    with pytest.raises(RuntimeError, match="a family failed"):
-        engine.compute_features(image, mask, CONFIGURATIONS["C"])
-    # the whole interpolated image's statistics, the image's own taken in the same pass (one part on this crop)
-    assert len(started) == 1 and all(task.done() and (task.cancelled() or task.exception() is None)
-                                     for task in started)
+
+    def read():
+        return sitk.ReadImage(str(folder / "CT_image.nii.gz")), sitk.ReadImage(str(folder / "CT_mask.nii.gz"))
+
+    engine.compute_features(*read(), CONFIGURATIONS["C"])
+    complete, computed = dict(computed), {}
+    running.clear()
+    assert len(complete) == 8
+    image, mask = read()
+    if failure == "family":
+        def failing(*_args, **_kwargs):
+            started_first()
+            raise RuntimeError("a family failed")
+
+        monkeypatch.setattr(engine, "features_of_roi", failing)
+        with pytest.raises(RuntimeError, match="a family failed"):
+            engine.compute_features(image, mask, CONFIGURATIONS["C"])
+    else:
+        monkeypatch.setattr(preprocessing, "_mask_array", lambda *args: (started_first(), real_mask_array(*args))[1])
+        with pytest.raises(RadiomicsLabError, match="The mask is empty"):
+            engine.compute_features(image, mask * 0, CONFIGURATIONS["C"])
+    del image, mask
+    gc.collect()
+    reused = [np.full((48, 143, 161), 7.0, dtype=np.float32) for _ in range(4)]   # memory freed meanwhile
+    run_in_background(lambda: None).result()        # the background thread has ended what it had started
+    expected = {1: set(), 2: {0}}[compute_threads()]
+    assert set(computed) == expected and len(reused) == 4
+    assert all(computed[first] == complete[first] for first in expected)
 
 
 def test_label_maps_of_any_integer_type_give_the_same_roi(data):
@@ -462,8 +494,7 @@ def test_without_diagnostics_the_features_are_the_same_and_no_whole_image_pass_r
     for name in ("grid_stats", "short_grid_stats", "trilinear_stats"):
         monkeypatch.setattr(_preprocessing_kernels, name, lambda *args, name=name, whole=getattr(
             _preprocessing_kernels, name): (passes.append(name), whole(*args))[1])
-    for name in ("run_in_background", "run_parts_in_background"):
-        monkeypatch.setattr(preprocessing, name, lambda *args, **kwargs: passes.append("background"))
+    monkeypatch.setattr(preprocessing, "run_parts_in_background", lambda *args, **kwargs: passes.append("background"))
     for ((image, mask), settings, whole_passes), reference in zip(cases, expected):
         assert reference.diagnostics
         passes.clear()

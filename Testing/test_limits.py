@@ -172,6 +172,43 @@ def test_run_in_background_on_the_background_thread_or_at_once(monkeypatch):
         run_in_background(where, True).result()
 
 
+def test_parts_in_background_wait_for_their_caller_with_one_thread_and_cancelled_ones_are_dropped(monkeypatch):
+    """run_parts_in_background: with one thread no part is computed until the results are asked for (a caller that
+    fails first has spent nothing), then all of them in order; with two, a BackgroundTasks block left by an error drops
+    the parts not started yet (the one running ends), and results asked for later are still complete (those dropped
+    computed by the caller)."""
+    import threading
+
+    from RadiomicsLabLib.limits import BackgroundTasks, run_in_background, run_parts_in_background
+
+    calls, running, release = [], threading.Event(), threading.Event()
+
+    def part(index):
+        if index == 0 and threading.current_thread().name.startswith("radiomicslab-background"):
+            running.set()
+            release.wait(30)
+        calls.append(index)
+        return index * index
+
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    results = run_parts_in_background(part, [(k,) for k in range(4)])
+    assert calls == [] and results() == [0, 1, 4, 9] and sorted(calls) == [0, 1, 2, 3]
+    if (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()) < 2:
+        return
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    calls.clear()
+    with pytest.raises(ValueError, match="the caller failed"):
+        with BackgroundTasks():
+            results = run_parts_in_background(part, [(k,) for k in range(4)])
+            assert running.wait(30)
+            raise ValueError("the caller failed")
+    release.set()
+    run_in_background(lambda: None).result()
+    assert calls == [0]
+    assert results() == [0, 1, 4, 9] and sorted(calls) == [0, 1, 2, 3]
+
+
 def test_run_in_background_in_a_forked_child(monkeypatch):
     """A child forked after the background thread exists (none of the parent's threads run there) gets a thread of
     its own instead of waiting forever on the parent's."""

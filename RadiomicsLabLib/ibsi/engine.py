@@ -80,10 +80,12 @@ def compute_features(image: sitk.Image, mask: sitk.Image, settings: IbsiSettings
     preprocessing = time.perf_counter() - start
     try:
         result = features_of_roi(roi, settings, families)
-    finally:
-        start = time.perf_counter()
-        diagnostics = finish()
-        preprocessing += time.perf_counter() - start
+    except BaseException:
+        finish(cancel=True)     # the diagnostics' parts not started yet are not needed
+        raise
+    start = time.perf_counter()
+    diagnostics = finish()
+    preprocessing += time.perf_counter() - start
     result.diagnostics = diagnostics
     result.timings = {"preprocessing": preprocessing, **result.timings}
     return result

@@ -39,7 +39,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import RadiomicsLabError, RadiomicsLabWarning
-from ..limits import run_in_background, run_parts_in_background
+from ..limits import BackgroundTasks, run_parts_in_background
 from . import _preprocessing_kernels as _kernels
 from .config import INTERPOLATIONS
 from .roi import Roi
@@ -119,12 +119,19 @@ def prepare_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | 
 def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | None = None):
     """:func:`prepare_roi` as ``(roi, finish)``: ``finish()`` returns the diagnostics. With ``crop_mm`` the image's
     own and the whole interpolated image's (min, max, mean) may still be on their way from the background thread
-    (:func:`~RadiomicsLabLib.limits.run_in_background`), so the caller can compute features meanwhile (the Roi's
-    intensities are checked finite here); ``finish()`` waits for them, and raises RadiomicsLabError for NaN or
-    infinite values anywhere else in the image. Call it before returning, also when the features fail.
+    (:func:`~RadiomicsLabLib.limits.run_parts_in_background`; with one thread: computed when ``finish()`` asks), so
+    the caller can compute features meanwhile (the Roi's intensities are checked finite here); ``finish()`` waits for
+    them, and raises RadiomicsLabError for NaN or infinite values anywhere else in the image. Call it before
+    returning; where the features failed, ``finish(cancel=True)`` instead. An error here drops them too.
 
     Without ``settings.diagnostics`` (and with ``crop_mm``) neither is computed (the image's minimum only if the
     CT-range warning needs it), only the intensities the Roi keeps are checked finite, and ``finish()`` returns {}."""
+    with BackgroundTasks() as started:   # an error drops the statistics' parts not started yet
+        return _start_roi(image, mask, settings, crop_mm, started)
+
+
+def _start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | None, started: BackgroundTasks):
+    """:func:`start_roi`; ``started``: the block that holds the tasks it starts (``finish(cancel=True)`` drops them)."""
     check_settings(settings)
     check_same_grid(image, mask)
     whole_image = settings.diagnostics or crop_mm is None    # statistics of the whole image and interpolated grid
@@ -209,12 +216,15 @@ def start_roi(image: sitk.Image, mask: sitk.Image, settings, crop_mm: float | No
                                   settings.resegment_range, lambda: _lowest_value(image, image_statistics))
     if hu_warning:
         roi.notes.append(hu_warning)
-        warnings.warn(hu_warning, RadiomicsLabWarning, stacklevel=3)
+        warnings.warn(hu_warning, RadiomicsLabWarning, stacklevel=4)
 
-    def finish() -> dict:
+    def finish(cancel: bool = False) -> dict:
         """The diagnostics, once the image's and the whole interpolated image's statistics are in (RadiomicsLabError
-        for NaN or infinite values anywhere in the image); {} without ``settings.diagnostics``."""
-        if not settings.diagnostics:
+        for NaN or infinite values anywhere in the image); {} without ``settings.diagnostics``. With ``cancel``
+        (the caller's features failed: it will not read them): {}, their parts not started yet dropped."""
+        if cancel:
+            started.cancel()
+        if cancel or not settings.diagnostics:
             return {}
         return {**_image_diagnostics(initial_shape, spacing, "init_img", image_statistics()), **initial_roi,
                 **_image_diagnostics(grid, new_spacing, "interp_img", whole_statistics()), **roi_diagnostics}
@@ -328,8 +338,9 @@ def _image_array(image: sitk.Image, label: str, rounding: bool = False, copy: bo
     another integer type of at most 32 bits (int32, uint8, ...: statistics by numpy, :func:`_integer_statistics`), comes
     back as SimpleITK's read-only view of its voxels and whether its readers must still round (``np.rint``) each
     value; the statistics of the rounded values are then taken on the background thread
-    (:func:`~RadiomicsLabLib.limits.run_in_background`, ``image`` held meanwhile; without ``in_background``: on the
-    function's first call, in its caller's thread) and the function waits for them and raises for NaN or infinity."""
+    (:func:`~RadiomicsLabLib.limits.run_parts_in_background`, ``image`` held meanwhile; without ``in_background`` or
+    with one thread: on the function's first call, in its caller's thread) and the function waits for them and raises
+    for NaN or infinity."""
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise RadiomicsLabError(f"The {label} has {image.GetNumberOfComponentsPerPixel()} components per voxel; "
                                 f"give a single-channel (scalar) {label}.")
@@ -350,7 +361,7 @@ def _image_array(image: sitk.Image, label: str, rounding: bool = False, copy: bo
         else:
             statistics = functools.partial(_integer_statistics, view)
             if in_background:
-                statistics = run_in_background(statistics, holding=image).result
+                statistics = _first(run_parts_in_background(statistics, [()], holding=image))
         return view, spacing, functools.cache(lambda: _finite(statistics(), label)), round_on_read
     if compiled:   # converted, rounded and summed in one pass
         array = np.empty(view.shape, dtype=np.float64)
@@ -359,6 +370,11 @@ def _image_array(image: sitk.Image, label: str, rounding: bool = False, copy: bo
         array = view.astype(np.float64)
         statistics = _grid_statistics(array, rounding or integers, rounding and not integers)
     return array, spacing, functools.partial(tuple, _finite(statistics, label)), False
+
+
+def _first(results):
+    """A function returning the first of ``results()``."""
+    return lambda: results()[0]
 
 
 def _finite(statistics: tuple, label: str) -> tuple:
