@@ -163,10 +163,8 @@ def trilinear_stats(array, shift, zoom, out_shape, first_plane, source_rounding,
         sa, sb, fill_a, fill_b = _plane_slots(held, za, zb)
         for fill, z, slot in ((fill_a, za, sa), (fill_b, zb, sb)):
             if fill:
-                if counted_first <= z < counted_stop and not counted[z - counted_first]:
-                    # the whole plane first, in order (it then stays in the cache for the interpolation)
-                    _count_rows(array, z, 0, array.shape[1], source_rounding, low_in, high_in, total_in)
-                    counted[z - counted_first] = True
+                # the whole plane first, in order (it then stays in the cache for the interpolation)
+                _count_plane(array, z, counted_first, counted, source_rounding, low_in, high_in, total_in)
                 largest[slot] = _plane_along_yx(array, z, y0, y1, wy0, wy1, x0, x1, wx0, wx1, along_y, magnitude,
                                                 planes[slot], source_rounding)
         # 64 units in the last place of the largest neighbour: well above both results' rounding errors
@@ -196,19 +194,22 @@ def trilinear_stats(array, shift, zoom, out_shape, first_plane, source_rounding,
 @njit(cache=True, nogil=True)
 def _count_planes(array, first, counted, source_rounding, low, high, total):
     """Adds the planes ``first + p`` of ``array`` not ``counted[p]`` yet to the statistics' accumulators
-    (:func:`_count_rows`), and marks them counted."""
+    (:func:`_count_plane`), and marks them counted."""
     for p in range(counted.shape[0]):
-        if not counted[p]:
-            _count_rows(array, first + p, 0, array.shape[1], source_rounding, low, high, total)
-            counted[p] = True
+        _count_plane(array, first + p, first, counted, source_rounding, low, high, total)
 
 
 @njit(cache=True, nogil=True)
-def _count_rows(array, z, first, stop, source_rounding, low, high, total):
-    """Adds rows ``first`` .. ``stop - 1`` of plane ``z`` of ``array`` (values ``np.rint``-ed with
-    ``source_rounding``) to the per-x-position (min, max, sum) accumulators ``low``, ``high``, ``total`` (float64, or
-    int32, int32, int64 for a 16-bit integer ``array``): :func:`grid_stats`' (:func:`short_grid_stats`') values."""
-    for y in range(first, stop):
+def _count_plane(array, z, first, counted, source_rounding, low, high, total):
+    """Adds plane ``z`` of ``array`` (values ``np.rint``-ed with ``source_rounding``) to the per-x-position (min, max,
+    sum) accumulators ``low``, ``high``, ``total`` (float64, or int32, int32, int64 for a 16-bit integer ``array``:
+    :func:`grid_stats`' (:func:`short_grid_stats`') values) where it is one of the planes ``first + p`` that
+    ``counted`` tracks and not ``counted[p]`` yet, and marks it counted."""
+    p = z - first
+    if p < 0 or p >= counted.shape[0] or counted[p]:
+        return
+    counted[p] = True
+    for y in range(array.shape[1]):
         row = array[z, y]
         if source_rounding:
             for x in range(row.shape[0]):
