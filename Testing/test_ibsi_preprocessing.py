@@ -77,6 +77,28 @@ def test_roi_geometry_and_masks(prepared):
     assert np.array_equal(roi_e.image, np.rint(roi_e.image))
 
 
+def test_bounding_box_equals_the_extent_of_numpys_nonzero_elements():
+    """The compiled one-pass box scan (planes read whole, a (y, x) projection for the other two axes) against
+    ``np.nonzero`` on random sparse arrays of every type it reads: empty, one element, elements on the edges, labels
+    whose low byte is 0, NaN, infinity and -0.0 (zero)."""
+    from RadiomicsLabLib.ibsi._preprocessing_kernels import bounding_box
+
+    rng = np.random.default_rng(7)
+    for trial in range(400):
+        shape = tuple(int(n) for n in rng.integers(1, 9, 3))
+        positions = [tuple(int(rng.integers(0, n)) for n in shape) for _ in range(int(rng.integers(0, 4)))]
+        for dtype, value in ((bool, True), (np.uint8, 3), (np.int16, 256), (np.int64, -(1 << 40)), (np.float64, np.nan),
+                             (np.float32, -np.inf), (np.float64, 0.25)):
+            array = np.zeros(shape, dtype=dtype)
+            if dtype == np.float64 and value == 0.25:
+                array[...] = -0.0       # negative zeros are zeros
+            for position in positions:
+                array[position] = value
+            nonzero = np.nonzero(array)
+            expected = None if not positions else tuple(slice(int(c.min()), int(c.max()) + 1) for c in nonzero)
+            assert bounding_box(array) == expected, (shape, dtype, positions)
+
+
 def test_roi_box_is_the_bounding_box_of_the_masks(prepared):
     """The box prepare_roi hands the families is the morphological mask's bounding box (which holds the intensity
     mask); the box-limited scans give what whole-grid numpy gives."""

@@ -358,35 +358,40 @@ def masked_stats(image, mask, corner, rounding):
 
 @njit(cache=True, nogil=True)
 def nonzero_box(array):
-    """(first, stop) index per axis of the non-zero elements of a 3D array (stop exclusive); all zero: first
-    = stop = 0. The bounding box in one pass, without listing the non-zero elements: each row is tested
-    whole (a loop the compiler vectorises) and searched only when it holds one."""
+    """(first, stop) index per axis of the non-zero elements of a 3D C-contiguous array (stop exclusive); all zero:
+    first = stop = 0. The bounding box in one pass, without listing the non-zero elements: each z plane is read
+    whole, as one row (a loop the compiler vectorises), marking whether it holds a non-zero element and, per (y, x)
+    position, whether any plane does; the y and x ranges then come from that projection (one plane's size). Rows
+    tested one by one cost a loop exit per row of a small box (3-4x the time of a ROI's box here)."""
     nz, ny, nx = array.shape
-    first = np.array([nz, ny, nx], dtype=np.int64)
-    last = np.array([-1, -1, -1], dtype=np.int64)
+    size = ny * nx
+    planes = array.reshape(nz, size)
+    projection = np.zeros(size, dtype=np.bool_)      # a non-zero element at (y, x) in some plane
+    first = np.zeros(3, dtype=np.int64)
+    stop = np.zeros(3, dtype=np.int64)
+    first_z, last_z = nz, -1
     for z in range(nz):
-        for y in range(ny):
-            row = array[z, y]
-            found = False
-            for x in range(nx):
-                found |= row[x] != 0
-            if not found:
-                continue
-            low = 0
-            while row[low] == 0:
-                low += 1
-            high = nx - 1
-            while row[high] == 0:
-                high -= 1
-            first[0] = min(first[0], z)
-            last[0] = max(last[0], z)
-            first[1] = min(first[1], y)
-            last[1] = max(last[1], y)
-            first[2] = min(first[2], low)
-            last[2] = max(last[2], high)
-    if last[0] < 0:
-        return np.zeros(3, dtype=np.int64), np.zeros(3, dtype=np.int64)
-    return first, last + 1
+        plane = planes[z]
+        found = False
+        for k in range(size):
+            nonzero = plane[k] != 0
+            found |= nonzero
+            projection[k] |= nonzero
+        if found:
+            first_z = min(first_z, z)
+            last_z = z
+    if last_z < 0:
+        return first, stop
+    first[0], stop[0] = first_z, last_z + 1
+    first[1], first[2] = ny, nx
+    for y in range(ny):
+        for x in range(nx):
+            if projection[y * nx + x]:
+                first[1] = min(first[1], y)
+                stop[1] = y + 1
+                first[2] = min(first[2], x)
+                stop[2] = max(stop[2], x + 1)
+    return first, stop
 
 
 def bounding_box(array) -> tuple:
