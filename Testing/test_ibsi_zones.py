@@ -83,25 +83,29 @@ def test_gldzm_distance_uses_the_morphological_mask():
 
 
 def test_neighbourhood_counts_match_a_direct_count():
-    """The fused NGTDM / NGLDM pass: neighbour sums, their number and the dependent neighbours of every mask
-    voxel equal a direct count over the neighbours, for integer, fractional and negative coarseness."""
+    """The fused NGTDM / NGLDM pass (dense cube sums and shifted comparisons): neighbour sums, their number and the
+    dependent neighbours of every mask voxel equal a direct count over the neighbours, for integer, fractional and
+    negative coarseness, distances 1 and 2, in-plane and 3D, and grey levels too large for its int32 arithmetic."""
     from RadiomicsLabLib.ibsi.features import _texture_kernels, zones
 
     rng = np.random.default_rng(3)
-    levels = np.pad(rng.integers(0, 5, (6, 7, 8)), 1)
-    mask = levels > 0
-    mask[2, 3, 4] = False                         # a voxel with a grey level outside the mask
-    for in_plane in (False, True):
-        offsets = zones.neighbour_offsets(1, in_plane)
-        flat = zones.flat_neighbour_offsets(1, in_plane, levels.shape)
-        for alpha, limit in ((0.0, 0), (1.5, 1), (-0.5, -1)):
-            total, count, dependent = _texture_kernels.neighbourhood_counts(levels, mask, flat, limit)
-            for k, (z, y, x) in enumerate(np.argwhere(mask)):
-                around = [(z + a, y + b, x + c) for a, b, c in offsets]
-                assert total[k] == sum(levels[v] for v in around if mask[v])
-                assert count[k] == sum(bool(mask[v]) for v in around)
-                assert dependent[k] == sum(levels[v] > 0 and abs(levels[v] - levels[z, y, x]) <= alpha
-                                           for v in around)
+    for distance in (1, 2):
+        for scale in (1, 1 << 33):
+            levels = np.pad(rng.integers(0, 5, (6, 7, 8)), distance) * scale
+            mask = levels > 0
+            mask[2, 3, 4] = False                         # a voxel with a grey level outside the mask
+            levels[2, 3, 4] = 3 * scale
+            for in_plane in (False, True):
+                offsets = zones.neighbour_offsets(distance, in_plane)
+                for alpha, limit in ((0.0, 0), (1.5 * scale, scale + scale // 2), (-0.5, -1)):
+                    total, count, dependent = _texture_kernels.neighbourhood_counts(levels, mask, distance, in_plane,
+                                                                                    limit)
+                    for k, (z, y, x) in enumerate(np.argwhere(mask)):
+                        around = [(z + a, y + b, x + c) for a, b, c in offsets]
+                        assert total[k] == sum(levels[v] for v in around if mask[v])
+                        assert count[k] == sum(bool(mask[v]) for v in around)
+                        assert dependent[k] == sum(levels[v] > 0 and abs(levels[v] - levels[z, y, x]) <= alpha
+                                                   for v in around)
 
 
 def test_label_zones_padded_or_not():

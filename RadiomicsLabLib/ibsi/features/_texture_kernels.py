@@ -79,20 +79,32 @@ def run_length_counts(levels, offsets):
     One pass over the ROI voxels in C order per direction, taken with a positive flat stride s (a direction and
     its opposite have the same runs), so that a voxel's predecessor v - s comes before it: the run through v
     has ``length[v] = length[v - s] + 1`` voxels up to v when the predecessor has the same grey level, else 1,
-    and ends at v when the successor v + s has another grey level (branch-free).
+    and ends at v when the successor v + s has another grey level (branch-free). Along x (s = 1) the predecessor
+    is the voxel just before (or outside the ROI), so the length is carried in a register instead of read back
+    from memory just written. Indices are unsigned (numba then adds no wraparound test for negative ones).
     """
     nz, ny, nx = levels.shape
     flat = levels.ravel()
     voxels = np.flatnonzero(flat)
-    counts = np.zeros((offsets.shape[0], flat.max() + 1 if flat.size else 1, max(nz, ny, nx) + 1), dtype=np.int64)
+    width = max(nz, ny, nx) + 1
+    counts = np.zeros((offsets.shape[0], flat.max() + 1 if flat.size else 1, width), dtype=np.int64)
     length = np.zeros(flat.size, dtype=np.int64)
+    row = np.empty(voxels.size, dtype=np.uint64)        # each voxel's row of a direction's matrix (flat)
+    for k in range(voxels.size):
+        row[k] = flat[voxels[k]] * width
     for o in range(offsets.shape[0]):
-        s = abs((offsets[o, 0] * ny + offsets[o, 1]) * nx + offsets[o, 2])
-        for v in voxels:
+        s = np.uint64(abs((offsets[o, 0] * ny + offsets[o, 1]) * nx + offsets[o, 2]))
+        table = counts[o].ravel()
+        run = 0
+        for k in range(voxels.size):
+            v = np.uint64(voxels[k])
             grey = flat[v]
-            run = (flat[v - s] == grey) * length[v - s] + 1
-            length[v] = run
-            counts[o, grey, run] += flat[v + s] != grey
+            if s == 1:
+                run = (flat[v - s] == grey) * run + 1
+            else:
+                run = (flat[v - s] == grey) * length[v - s] + 1
+                length[v] = run
+            table[row[k] + np.uint64(run)] += flat[v + s] != grey
     return counts
 
 
@@ -219,52 +231,120 @@ def cooccurrence_counts(levels, offsets):
     ROI, zero-padded by at least the offsets' reach): every pair (v, v + offset) of ROI voxels adds 1 to
     [offset, a, b] and to [offset, b, a]. One pass over the ROI voxels per offset (flat strides, branch-free: the
     pairs with an outside voxel land in row and column 0, which are cleared), counting [a, b] only; the
-    transpose is added at the end."""
+    transpose is added at the end. Each voxel's row of the matrix is found once for all offsets, and indices are
+    unsigned (numba then adds no wraparound test for negative ones)."""
     nz, ny, nx = levels.shape
     flat = levels.ravel()
     voxels = np.flatnonzero(flat)
     n = flat.max() + 1 if flat.size else 1
     counts = np.zeros((offsets.shape[0], n, n), dtype=np.int64)
+    row = np.empty(voxels.size, dtype=np.uint64)        # each voxel's row of a matrix (flat)
+    for k in range(voxels.size):
+        row[k] = flat[voxels[k]] * n
     for o in range(offsets.shape[0]):
         stride = (offsets[o, 0] * ny + offsets[o, 1]) * nx + offsets[o, 2]
-        for v in voxels:
-            counts[o, flat[v], flat[v + stride]] += 1
+        table = counts[o].ravel()
+        for k in range(voxels.size):
+            table[row[k] + np.uint64(flat[np.uint64(voxels[k] + stride)])] += 1
         counts[o, :, 0] = 0
         counts[o] += counts[o].T.copy()
     return counts
 
 
 @njit(cache=True, nogil=True)
-def neighbourhood_counts(levels, mask, flat_offsets, coarseness):
-    """For every voxel of ``mask`` (C order), over its neighbours ``v + flat_offsets[k]`` (flat indices into
-    ``levels``, 0 outside the ROI; zero-padded enough that every neighbour of a mask voxel lies in the grid), in
-    one pass: (the sum of the grey levels of the neighbours that lie in ``mask``, their number) (NGTDM), and its
-    dependent neighbours, those with a grey level > 0 within the integer ``coarseness`` of its own (NGLDM).
-    Branch-free integer arithmetic per neighbour: fast on noisy data."""
+def neighbourhood_counts(levels, mask, distance, in_plane, coarseness):
+    """For every voxel of ``mask`` (C order), over its neighbours within Chebyshev ``distance`` (in-plane or 3D; the
+    grid zero-padded by ``distance``, so that every neighbour of a mask voxel lies in it): (the sum of the grey
+    levels of the neighbours that lie in ``mask``, their number) (NGTDM), and its dependent neighbours, those with a
+    grey level > 0 within the integer ``coarseness`` of its own (NGLDM).
+
+    Dense, over the flat span from the first to the last mask voxel, in loops the compiler vectorises (whole
+    shifted copies of the grid, no per-voxel neighbour list): the sums and numbers as separable cube sums of the
+    masked levels and of the mask (:func:`_cube_sums`) less the voxel's own, the dependent neighbours one
+    neighbour offset at a time (:func:`_dependent_counts`). In int32 where the sums fit (twice the lanes of int64),
+    else int64; integer arithmetic either way, so the same counts as a neighbour-by-neighbour loop (2x as fast on
+    the sarcoma CTs' ROIs, 26 neighbours)."""
+    nz, ny, nx = levels.shape
     flat_levels = levels.ravel()
     flat_mask = mask.ravel()
     voxels = np.flatnonzero(flat_mask)
     total = np.empty(voxels.size)
     count = np.empty(voxels.size, dtype=np.int64)
     dependent = np.empty(voxels.size, dtype=np.int64)
+    if voxels.size == 0:
+        return total, count, dependent
+    reach = range(-distance, distance + 1)
+    offsets = np.array([(dz * ny + dy) * nx + dx for dz in (range(0, 1) if in_plane else reach) for dy in reach
+                        for dx in reach if dz != 0 or dy != 0 or dx != 0], dtype=np.int64)
+    if flat_levels.max() * (offsets.size + 1) < 2 ** 31 and flat_levels.min() >= 0:
+        narrow = flat_levels.astype(np.int32)
+        _neighbourhood_sums(narrow, flat_mask.astype(np.int32), levels.shape, distance, in_plane, offsets,
+                            np.int32(min(max(coarseness, -1), 2 ** 31 - 1)), voxels, total, count, dependent)
+    else:
+        _neighbourhood_sums(flat_levels, flat_mask.astype(np.int64), levels.shape, distance, in_plane, offsets,
+                            coarseness, voxels, total, count, dependent)
+    return total, count, dependent
+
+
+@njit(cache=True, nogil=True)
+def _neighbourhood_sums(flat_levels, flat_mask, shape, distance, in_plane, offsets, coarseness, voxels, total, count,
+                        dependent):
+    """:func:`neighbourhood_counts` of ``voxels`` (flat indices) into ``total``, ``count``, ``dependent``, with
+    ``flat_levels`` and ``flat_mask`` (0 / 1) of one integer type."""
+    first, stop = voxels[0], voxels[-1] + 1
+    sums = _cube_sums(flat_levels * flat_mask, shape, distance, in_plane, first, stop)
+    inside = _cube_sums(flat_mask, shape, distance, in_plane, first, stop)
+    similar = _dependent_counts(flat_levels, offsets, first, stop, coarseness)
     for k in range(voxels.size):
         v = voxels[k]
-        centre = flat_levels[v]
-        s = 0
-        c = 0
-        d = 0
-        for o in range(flat_offsets.size):
-            u = v + flat_offsets[o]
-            neighbour = flat_levels[u]
-            inside = np.int64(flat_mask[u])
-            s += inside * neighbour
-            c += inside
-            difference = neighbour - centre
-            d += np.int64((neighbour > 0) & (difference <= coarseness) & (difference >= -coarseness))
-        total[k] = s
-        count[k] = c
-        dependent[k] = d
-    return total, count, dependent
+        total[k] = sums[v - first] - flat_levels[v]
+        count[k] = inside[v - first] - 1
+        dependent[k] = similar[v - first]
+
+
+@njit(cache=True, nogil=True)
+def _shifted_sums(values, stride, distance, first, stop):
+    """``out[v - first] = sum_{d = -distance..distance} values[v + d stride]`` for v = first .. stop - 1 (1D)."""
+    n = stop - first
+    out = np.zeros(n, dtype=values.dtype)
+    for d in range(-distance, distance + 1):
+        source = values[first + d * stride:stop + d * stride]
+        for i in range(n):
+            out[i] += source[i]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _cube_sums(flat, shape, distance, in_plane, first, stop):
+    """The sums of the grid ``flat`` (C order, of ``shape``) over each element's Chebyshev neighbourhood of
+    ``distance``, itself included (in-plane: a square), for the flat indices first .. stop - 1 (index v at v -
+    first); separably: along x, then y, then z, each a sum of shifted flat copies. An element within ``distance``
+    of a face gets a meaningless sum (the flat shifts wrap into the next row or plane), which is never read for
+    the mask's voxels: they lie ``distance`` from every face."""
+    nz, ny, nx = shape
+    plane = ny * nx
+    reach_z = 0 if in_plane else distance * plane
+    reach = reach_z + distance * nx             # along x over first - reach .. stop + reach, y over +- reach_z
+    along_x = _shifted_sums(flat, 1, distance, first - reach, stop + reach)
+    along_y = _shifted_sums(along_x, nx, distance, distance * nx, along_x.size - distance * nx)
+    if in_plane:
+        return along_y
+    return _shifted_sums(along_y, plane, distance, distance * plane, along_y.size - distance * plane)
+
+
+@njit(cache=True, nogil=True)
+def _dependent_counts(flat_levels, offsets, first, stop, coarseness):
+    """Per flat index v = first .. stop - 1 (at v - first): the neighbours ``v + offsets[o]`` with a grey level > 0
+    within ``coarseness`` of v's, one offset at a time over the whole span."""
+    n = stop - first
+    similar = np.zeros(n, dtype=flat_levels.dtype)
+    centre = flat_levels[first:stop]
+    for o in range(offsets.size):
+        neighbour = flat_levels[first + offsets[o]:stop + offsets[o]]
+        for i in range(n):
+            difference = neighbour[i] - centre[i]
+            similar[i] += (neighbour[i] > 0) & (difference <= coarseness) & (difference >= -coarseness)
+    return similar
 
 
 @njit(cache=True, nogil=True)

@@ -392,12 +392,6 @@ def neighbour_offsets(distance: int, in_plane: bool) -> list[tuple]:
     return [(dz, dy, dx) for dz in ((0,) if in_plane else r) for dy in r for dx in r if (dz, dy, dx) != (0, 0, 0)]
 
 
-def flat_neighbour_offsets(distance: int, in_plane: bool, shape) -> np.ndarray:
-    """:func:`neighbour_offsets` as offsets of flat (C order) indices into an array of ``shape``."""
-    offsets = np.asarray(neighbour_offsets(distance, in_plane), dtype=np.int64).reshape(-1, 3)
-    return (offsets[:, 0] * shape[1] + offsets[:, 1]) * shape[2] + offsets[:, 2]
-
-
 def neighbourhood_counts(roi: Roi, settings, distance: int, in_plane: bool):
     """For every voxel of :func:`roi_box` ``(roi, pad=distance)``'s intensity mask (C order), over its neighbours
     within Chebyshev ``distance`` (in-plane or 3D): (sum of the grey levels of those in the mask, their number)
@@ -411,8 +405,8 @@ def neighbourhood_counts(roi: Roi, settings, distance: int, in_plane: bool):
     def make():
         levels, intensity, _ = roi_box(roi, pad=distance)
         return _kernels.neighbourhood_counts(np.ascontiguousarray(levels, dtype=np.int64),
-                                             np.ascontiguousarray(intensity),
-                                             flat_neighbour_offsets(distance, in_plane, levels.shape), coarseness)
+                                             np.ascontiguousarray(intensity), int(distance), bool(in_plane),
+                                             coarseness)
 
     return roi.derived(("neighbourhood", int(distance), bool(in_plane), coarseness), make)
 
