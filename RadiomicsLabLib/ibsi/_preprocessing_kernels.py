@@ -91,15 +91,16 @@ def trilinear(array, shift, zoom, out_shape, first, start, rounding, source_roun
     y0, y1, wy0, wy1 = _axis_weights(ny, array.shape[1], shift[1], zoom[1], first[1], start[1])
     x0, x1, wx0, wx1 = _axis_weights(nx, array.shape[2], shift[2], zoom[2], first[2], start[2])
     y_first = y0[0]
+    gather_low, gather_high = x0.astype(np.uint64), x1.astype(np.uint64)    # unsigned: no wraparound test
     planes = np.empty((2, y1[ny - 1] - y_first + 1, 2, nx))
     held = np.array([-1, -1])          # the input plane in each slot of ``planes``
     for k in range(nz):
         za, zb, ca, cb = z0[k], z1[k], wz0[k], wz1[k]
         sa, sb, fill_a, fill_b = _plane_slots(held, za, zb)
         if fill_a:
-            _gather_plane(array, za, y_first, x0, x1, planes, sa, source_rounding)
+            _gather_plane(array, za, y_first, gather_low, gather_high, planes, sa, source_rounding)
         if fill_b:
-            _gather_plane(array, zb, y_first, x0, x1, planes, sb, source_rounding)
+            _gather_plane(array, zb, y_first, gather_low, gather_high, planes, sb, source_rounding)
         for j in range(ny):
             ya, yb, ba, bb = y0[j] - y_first, y1[j] - y_first, wy0[j], wy1[j]
             p0, q0 = planes[sa, ya, 0], planes[sa, ya, 1]
@@ -153,6 +154,7 @@ def trilinear_stats(array, shift, zoom, out_shape, first_plane, source_rounding,
     z0, z1, wz0, wz1 = _axis_weights(nz, array.shape[0], shift[0], zoom[0], first_plane, 0)
     y0, y1, wy0, wy1 = _axis_weights(ny, array.shape[1], shift[1], zoom[1], 0, 0)
     x0, x1, wx0, wx1 = _axis_weights(nx, array.shape[2], shift[2], zoom[2], 0, 0)
+    gather_low, gather_high = x0.astype(np.uint64), x1.astype(np.uint64)    # unsigned: no wraparound test
     planes = np.empty((2, ny, nx))
     largest = np.zeros(2)              # per slot: the largest magnitude read for its plane
     held = np.array([-1, -1])          # the input plane in each slot of ``planes``
@@ -165,8 +167,8 @@ def trilinear_stats(array, shift, zoom, out_shape, first_plane, source_rounding,
             if fill:
                 # the whole plane first, in order (it then stays in the cache for the interpolation)
                 _count_plane(array, z, counted_first, counted, source_rounding, low_in, high_in, total_in)
-                largest[slot] = _plane_along_yx(array, z, y0, y1, wy0, wy1, x0, x1, wx0, wx1, along_y, magnitude,
-                                                planes[slot], source_rounding)
+                largest[slot] = _plane_along_yx(array, z, y0, y1, wy0, wy1, gather_low, gather_high, wx0, wx1,
+                                                along_y, magnitude, planes[slot], source_rounding)
         # 64 units in the last place of the largest neighbour: well above both results' rounding errors
         margin = 64.0 * np.finfo(np.float64).eps * max(largest[sa], largest[sb], 1.0)
         for j in range(ny):
@@ -237,7 +239,8 @@ def _plane_along_yx(array, z, y0, y1, wy0, wy1, x0, x1, wx0, wx1, along_y, magni
             a, b = np.float64(ra[x]), np.float64(rb[x])
             if source_rounding:
                 a, b = np.rint(a), np.rint(b)
-            magnitude[x] = np.maximum(magnitude[x], np.maximum(abs(a), abs(b)))
+            larger = max(abs(a), abs(b))
+            magnitude[x] = larger if larger > magnitude[x] else magnitude[x]
             along_y[x] = a * ba + b * bb
         target = out[j]
         for i in range(out.shape[1]):
