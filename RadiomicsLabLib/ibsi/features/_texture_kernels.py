@@ -287,6 +287,29 @@ def neighbourhood_counts(levels, mask, distance, in_plane, coarseness):
 
 
 @njit(cache=True, nogil=True)
+def grey_tone_sums(levels, mask, total, count, n_levels, in_plane):
+    """The NGTDM's ``n_i`` and ``s_i`` (float64, (slices, n_levels)) from :func:`neighbourhood_counts`' ``total`` and
+    ``count`` of the voxels of ``mask`` (C order): over the voxels with a neighbour in the ROI (count > 0), n_i
+    counts those of grey level i = ``levels[v]`` and s_i adds |i - total / count|, in voxel order (so the sums are
+    ``np.bincount``'s); one row per z slice of the grid when ``in_plane``, else one row."""
+    nz, ny, nx = levels.shape
+    flat_levels = levels.ravel()
+    voxels = np.flatnonzero(mask.ravel())
+    rows = nz if in_plane else 1
+    n = np.zeros((rows, n_levels))
+    s = np.zeros((rows, n_levels))
+    plane = ny * nx
+    for k in range(voxels.size):
+        if count[k] > 0:
+            v = voxels[k]
+            level = flat_levels[v]
+            row = v // plane if in_plane else 0
+            n[row, level] += 1.0
+            s[row, level] += abs(level - total[k] / count[k])
+    return n, s
+
+
+@njit(cache=True, nogil=True)
 def _neighbourhood_sums(flat_levels, flat_mask, shape, distance, in_plane, offsets, coarseness, voxels, total, count,
                         dependent):
     """:func:`neighbourhood_counts` of ``voxels`` (flat indices) into ``total``, ``count``, ``dependent``, with

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..roi import Roi
+from . import _texture_kernels as _kernels
 from . import zones
 from .common import Undefined
 
@@ -119,17 +120,10 @@ def grey_tone_difference_matrices(roi: Roi, settings=None, in_plane: bool = Fals
         return []
     # per ROI voxel (C order): the sum of its neighbours' grey levels and their number, in one compiled pass
     total, count, _ = zones.neighbourhood_counts(roi, settings, distance, in_plane)
-    valid = count > 0
-    level = levels[intensity][valid]
-    difference = np.abs(level - total[valid] / count[valid])
-    n_levels = int(levels.max()) + 1
+    n, s = _kernels.grey_tone_sums(np.ascontiguousarray(levels, dtype=np.int64), np.ascontiguousarray(intensity),
+                                   total, count, int(levels.max()) + 1, bool(in_plane))
     if not in_plane:
-        return [Ngtdm(np.bincount(level, minlength=n_levels).astype(np.float64),
-                      np.bincount(level, weights=difference, minlength=n_levels))]
-    key = np.nonzero(intensity)[0][valid] * n_levels + level  # (slice, grey level) of each valid voxel
-    size = levels.shape[0] * n_levels
-    n = np.bincount(key, minlength=size).reshape(-1, n_levels).astype(np.float64)
-    s = np.bincount(key, weights=difference, minlength=size).reshape(-1, n_levels)
+        return [Ngtdm(n[0], s[0])]
     return [Ngtdm(n[z], s[z]) for z in np.flatnonzero(intensity.any(axis=(1, 2)))]
 
 
