@@ -276,7 +276,7 @@ def neighbourhood_counts(levels, mask, distance, in_plane, coarseness):
     reach = range(-distance, distance + 1)
     offsets = np.array([(dz * ny + dy) * nx + dx for dz in (range(0, 1) if in_plane else reach) for dy in reach
                         for dx in reach if dz != 0 or dy != 0 or dx != 0], dtype=np.int64)
-    if flat_levels.max() * (offsets.size + 1) < 2 ** 31 and flat_levels.min() >= 0:
+    if flat_levels.max() < (2 ** 31 - 1) // (offsets.size + 1) and flat_levels.min() >= 0:   # sums fit in int32
         narrow = flat_levels.astype(np.int32)
         _neighbourhood_sums(narrow, flat_mask.astype(np.int32), levels.shape, distance, in_plane, offsets,
                             np.int32(min(max(coarseness, -1), 2 ** 31 - 1)), voxels, total, count, dependent)
