@@ -98,8 +98,9 @@ def test_neighbourhood_counts_match_a_direct_count():
             for in_plane in (False, True):
                 offsets = zones.neighbour_offsets(distance, in_plane)
                 for alpha, limit in ((0.0, 0), (1.5 * scale, scale + scale // 2), (-0.5, -1)):
-                    total, count, dependent = _texture_kernels.neighbourhood_counts(levels, mask, distance, in_plane,
-                                                                                    limit)
+                    total, count, dependent, voxels = _texture_kernels.neighbourhood_counts(
+                        levels, mask, distance, in_plane, limit)
+                    assert np.array_equal(voxels, np.flatnonzero(mask))
                     for k, (z, y, x) in enumerate(np.argwhere(mask)):
                         around = [(z + a, y + b, x + c) for a, b, c in offsets]
                         assert total[k] == sum(levels[v] for v in around if mask[v])

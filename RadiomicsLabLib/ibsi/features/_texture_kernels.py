@@ -256,7 +256,7 @@ def neighbourhood_counts(levels, mask, distance, in_plane, coarseness):
     """For every voxel of ``mask`` (C order), over its neighbours within Chebyshev ``distance`` (in-plane or 3D; the
     grid zero-padded by ``distance``, so that every neighbour of a mask voxel lies in it): (the sum of the grey
     levels of the neighbours that lie in ``mask``, their number) (NGTDM), and its dependent neighbours, those with a
-    grey level > 0 within the integer ``coarseness`` of its own (NGLDM).
+    grey level > 0 within the integer ``coarseness`` of its own (NGLDM); and the voxels' flat indices.
 
     Dense, over the flat span from the first to the last mask voxel, in loops the compiler vectorises (whole
     shifted copies of the grid, no per-voxel neighbour list): the sums and numbers as separable cube sums of the
@@ -272,7 +272,7 @@ def neighbourhood_counts(levels, mask, distance, in_plane, coarseness):
     count = np.empty(voxels.size, dtype=np.int64)
     dependent = np.empty(voxels.size, dtype=np.int64)
     if voxels.size == 0:
-        return total, count, dependent
+        return total, count, dependent, voxels
     reach = range(-distance, distance + 1)
     offsets = np.array([(dz * ny + dy) * nx + dx for dz in (range(0, 1) if in_plane else reach) for dy in reach
                         for dx in reach if dz != 0 or dy != 0 or dx != 0], dtype=np.int64)
@@ -283,18 +283,17 @@ def neighbourhood_counts(levels, mask, distance, in_plane, coarseness):
     else:
         _neighbourhood_sums(flat_levels, flat_mask.astype(np.int64), levels.shape, distance, in_plane, offsets,
                             coarseness, voxels, total, count, dependent)
-    return total, count, dependent
+    return total, count, dependent, voxels
 
 
 @njit(cache=True, nogil=True)
-def grey_tone_sums(levels, mask, total, count, n_levels, in_plane):
-    """The NGTDM's ``n_i`` and ``s_i`` (float64, (slices, n_levels)) from :func:`neighbourhood_counts`' ``total`` and
-    ``count`` of the voxels of ``mask`` (C order): over the voxels with a neighbour in the ROI (count > 0), n_i
-    counts those of grey level i = ``levels[v]`` and s_i adds |i - total / count|, in voxel order (so the sums are
-    ``np.bincount``'s); one row per z slice of the grid when ``in_plane``, else one row."""
+def grey_tone_sums(levels, voxels, total, count, n_levels, in_plane):
+    """The NGTDM's ``n_i`` and ``s_i`` (float64, (slices, n_levels)) from :func:`neighbourhood_counts`' ``total``,
+    ``count`` and ``voxels`` (flat indices into ``levels``, C order): over the voxels with a neighbour in the ROI
+    (count > 0), n_i counts those of grey level i = ``levels[v]`` and s_i adds |i - total / count|, in voxel order (so
+    the sums are ``np.bincount``'s); one row per z slice of the grid when ``in_plane``, else one row."""
     nz, ny, nx = levels.shape
     flat_levels = levels.ravel()
-    voxels = np.flatnonzero(mask.ravel())
     rows = nz if in_plane else 1
     n = np.zeros((rows, n_levels))
     s = np.zeros((rows, n_levels))

@@ -119,9 +119,9 @@ def grey_tone_difference_matrices(roi: Roi, settings=None, in_plane: bool = Fals
     if not intensity.any():
         return []
     # per ROI voxel (C order): the sum of its neighbours' grey levels and their number, in one compiled pass
-    total, count, _ = zones.neighbourhood_counts(roi, settings, distance, in_plane)
-    n, s = _kernels.grey_tone_sums(np.ascontiguousarray(levels, dtype=np.int64), np.ascontiguousarray(intensity),
-                                   total, count, int(levels.max()) + 1, bool(in_plane))
+    total, count, _, voxels = zones.neighbourhood_counts(roi, settings, distance, in_plane)
+    n, s = _kernels.grey_tone_sums(np.ascontiguousarray(levels, dtype=np.int64), voxels, total, count,
+                                   int(levels.max()) + 1, bool(in_plane))
     if not in_plane:
         return [Ngtdm(n[0], s[0])]
     return [Ngtdm(n[z], s[z]) for z in np.flatnonzero(intensity.any(axis=(1, 2)))]

@@ -396,8 +396,9 @@ def neighbourhood_counts(roi: Roi, settings, distance: int, in_plane: bool):
     """For every voxel of :func:`roi_box` ``(roi, pad=distance)``'s intensity mask (C order), over its neighbours
     within Chebyshev ``distance`` (in-plane or 3D): (sum of the grey levels of those in the mask, their number)
     for the NGTDM, and the number of dependent ones (grey level > 0 within ``settings.ngldm_coarseness``) for the
-    NGLDM; one compiled pass (:func:`~._texture_kernels.neighbourhood_counts`), made once per Roi, distance and
-    plane (:meth:`Roi.derived`): the NGTDM and NGLDM of one extraction share it when their distances agree."""
+    NGLDM, then those voxels' flat indices into the box; one compiled pass
+    (:func:`~._texture_kernels.neighbourhood_counts`), made once per Roi, distance and plane (:meth:`Roi.derived`):
+    the NGTDM and NGLDM of one extraction share it when their distances agree."""
     alpha = float(getattr(settings, "ngldm_coarseness", 0))
     # grey levels are integers: |i - j| <= alpha exactly when |i - j| <= floor(alpha) (never for a NaN alpha)
     coarseness = int(math.floor(min(max(alpha, -1.0), 2.0 ** 40))) if alpha == alpha else -1
