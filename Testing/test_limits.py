@@ -290,3 +290,27 @@ def test_parts_not_started_in_the_background_are_computed_by_the_caller(monkeypa
     assert len(where) == 3
     with pytest.raises(ValueError, match="part failed"):
         run_parts_in_background(part, [(1,), ("fail",)])()
+
+
+def test_background_threads_run_off_the_callers_cpu(monkeypatch):
+    """Linux, two CPUs or more: a task runs on the process's CPUs except the one its caller was on when it submitted
+    it (a kernel that puts a woken thread on its waker's CPU would otherwise make the caller wait for the task it
+    handed off); the caller's own affinity is left as it is, and tasks from a caller on another CPU follow it."""
+    from RadiomicsLabLib import limits
+
+    if not hasattr(os, "sched_setaffinity") or limits._current_cpu() is None or len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("needs Linux's sched_getcpu and two CPUs")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    allowed = os.sched_getaffinity(0)
+    limits.run_in_background(lambda: None).result(timeout=30)     # the background thread made on every CPU
+    try:
+        for cpu in sorted(allowed)[:2]:
+            os.sched_setaffinity(0, {cpu})          # the caller on one CPU; a process of 2 CPUs still
+            monkeypatch.setattr(limits, "compute_threads", lambda: 2)
+            task_cpus, task_cpu = limits.run_in_background(
+                lambda: (os.sched_getaffinity(0), limits._current_cpu())).result(timeout=30)
+            assert os.sched_getaffinity(0) == {cpu}
+            assert task_cpus == allowed - {cpu} and task_cpu in task_cpus
+    finally:
+        os.sched_setaffinity(0, allowed)
