@@ -521,8 +521,80 @@ def _allow_threads(monkeypatch, threads):
     from RadiomicsLabLib import limits
     from RadiomicsLabLib.ibsi import engine
 
-    for module in (limits, engine):
+    for module in (limits, engine, morphology):
         monkeypatch.setattr(module, "compute_threads", lambda: threads)
+
+
+def _record_started_boxes(monkeypatch) -> list:
+    """The Futures of every Morphology.start_hull_boxes call from now on."""
+    started, start = [], morphology.Morphology.start_hull_boxes
+
+    def recording(geometry):
+        started.append(start(geometry))
+        return started[-1]
+    monkeypatch.setattr(morphology.Morphology, "start_hull_boxes", recording)
+    return started
+
+
+def test_morphology_computes_the_hull_boxes_beside_its_other_features_with_the_same_results(monkeypatch):
+    """With two threads and Moran's sums not on the background thread (a small ROI), morphology starts the OMBB search
+    and the MVEE's iterations there (one kernel call) and computes their four features last: values, notes and their
+    order equal one thread's. Where the background thread has not started them when they are needed (busy with an
+    earlier task here), the caller cancels them and computes the boxes itself: the same values. A large ROI, whose
+    Moran's sums have the background thread, does not start them."""
+    import threading
+
+    from RadiomicsLabLib import limits
+    from RadiomicsLabLib.ibsi.discretisation import discretise
+    from RadiomicsLabLib.ibsi.engine import features_of_roi
+
+    def morphology_of(size):
+        roi, settings = _gradient_roi(size)
+        roi.notes.append("before")
+        return morphology.compute(roi, settings), roi.notes
+
+    _allow_threads(monkeypatch, 1)
+    alone, alone_notes = morphology_of(14)
+    _allow_threads(monkeypatch, 2)
+    started = _record_started_boxes(monkeypatch)
+    # the feature computed just before the boxes' waits until the background thread has entered their kernel
+    entered, kernel, geary = threading.Event(), morphology._kernels.hull_boxes, morphology.FUNCTIONS["morph_geary_c"]
+
+    def entering(*args):
+        entered.set()
+        return kernel(*args)
+
+    def waiting(geometry):
+        assert entered.wait(30)
+        return geary(geometry)
+    monkeypatch.setattr(morphology._kernels, "hull_boxes", entering)
+    monkeypatch.setitem(morphology.FUNCTIONS, "morph_geary_c", waiting)
+    beside, beside_notes = morphology_of(14)
+    monkeypatch.setitem(morphology.FUNCTIONS, "morph_geary_c", geary)
+    assert len(started) == 1 and started[0].done() and not started[0].cancelled()
+    assert list(beside) == list(alone) and beside_notes == alone_notes
+    np.testing.assert_array_equal(list(beside.values()), list(alone.values()))
+    assert all(np.isfinite(beside[tag]) for tag in morphology._HULL_BOX_TAGS)
+
+    release = threading.Event()
+    busy = limits.run_in_background(release.wait, 30)
+    try:
+        cancelled, cancelled_notes = morphology_of(14)
+    finally:
+        release.set()
+    assert busy.result(timeout=30) is True
+    assert len(started) == 2 and started[1].cancelled()
+    assert cancelled_notes == alone_notes
+    np.testing.assert_array_equal(list(cancelled.values()), list(alone.values()))
+
+    started.clear()
+    roi, settings = _gradient_roi(44)
+    large = features_of_roi(roi, settings, ("morphology",))
+    assert started == [] and roi.cache.get("autocorrelation_sums") is not None
+    _allow_threads(monkeypatch, 1)
+    np.testing.assert_array_equal(list(large.values.values()),
+                                  list(morphology.compute(discretise(_gradient_roi(44)[0], settings),
+                                                          settings).values()))
 
 
 @pytest.mark.parametrize("threads, size, beside", [(2, 44, True), (1, 44, False), (2, 14, False)])

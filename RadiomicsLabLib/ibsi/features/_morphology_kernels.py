@@ -808,3 +808,12 @@ def folded_spectral_sums(weights, fold_z, fold_y, m, g, f):
                 first += w[k] * (gk.real * mk.real + gk.imag * mk.imag)
                 moran += w[k] * (fk.real * fk.real + fk.imag * fk.imag)
     return weight, first, moran
+
+
+@njit(cache=True, nogil=True)
+def hull_boxes(points, edges, normals, selected, best, directions, q, tolerance, max_iterations):
+    """(:func:`oriented_minimum_bounding_box` of its first six arguments, :func:`khachiyan_weights` of the last three):
+    the hull's two boxes in one call, so that a background thread computes both without taking the GIL in between
+    (:meth:`~RadiomicsLabLib.ibsi.features.morphology.Morphology.start_hull_boxes`)."""
+    return (oriented_minimum_bounding_box(points, edges, normals, selected, best, directions),
+            khachiyan_weights(q, tolerance, max_iterations))

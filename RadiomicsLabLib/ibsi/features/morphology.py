@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import functools
 import math
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from functools import cached_property
 
 import ducc0
@@ -74,9 +74,6 @@ PAIR_BLOCK_ELEMENTS = 2 ** 22
 #: other families (:func:`_large_grid`), and the y frequencies per band of its last transform and sums.
 MORAN_BANDED_ELEMENTS = 2 ** 19
 MORAN_BAND_ROWS = 16
-#: Fewest OMBB normals worth a thread of their own: inside a whole extraction on the 2-vCPU benchmark machine, 210 to
-#: 415 normals (~5 us each) split over two threads were no faster, or slower (thread start and GIL hand-offs).
-OMBB_NORMALS_PER_THREAD = 250
 #: Khachiyan MVEE: relative tolerance and iteration cap.
 MVEE_TOLERANCE = 1e-4
 MVEE_MAX_ITERATIONS = 10000
@@ -94,6 +91,7 @@ class Morphology:
         self.spacing = np.asarray(roi.spacing, dtype=np.float64)
         self.offset, self.morph_mask, self.int_mask, self.image = roi.derived("morphology_crops",
                                                                               lambda: _cropped(roi))
+        self._started_boxes = None      # :meth:`start_hull_boxes`' Future
 
     # -- voxel sets --------------------------------------------------------------------------
     @cached_property
@@ -163,12 +161,40 @@ class Morphology:
     @cached_property
     def ombb_dimensions(self) -> np.ndarray:
         """Side lengths of the oriented minimum bounding box of the hull (see :func:`oriented_minimum_bounding_box`)."""
-        return oriented_minimum_bounding_box(self.hull)
+        return self._hull_boxes[0]
 
     @cached_property
     def mvee_axes(self) -> np.ndarray:
         """Semi-axes of the hull's minimum volume enclosing ellipsoid (:func:`minimum_volume_enclosing_ellipsoid`)."""
-        return minimum_volume_enclosing_ellipsoid(self.hull_points)
+        return _ellipsoid_axes(self.hull_points, self._hull_boxes[1])
+
+    @cached_property
+    def _hull_boxes(self) -> tuple[np.ndarray, np.ndarray]:
+        """(the OMBB's side lengths, the MVEE's Khachiyan weights on :attr:`hull_points`): one call of
+        :func:`._morphology_kernels.hull_boxes`, on the background thread where :meth:`start_hull_boxes` started it
+        (and the thread has started it), else here."""
+        started = self._started_boxes
+        if started is not None and not started.cancel():
+            return started.result()
+        return _kernels.hull_boxes(*_ombb_arguments(self.hull), _lifted(self.hull_points), float(MVEE_TOLERANCE),
+                                   int(MVEE_MAX_ITERATIONS))
+
+    def start_hull_boxes(self) -> Future | None:
+        """Starts the OMBB search and the MVEE's iterations (:attr:`_hull_boxes`: after Moran's sums the family's
+        longest steps on a small ROI, STS_002's 0.36 and 0.32 ms) on the background thread
+        (:func:`~RadiomicsLabLib.limits.run_in_background`), so that they run while the caller computes the other
+        features: one GIL-free kernel call (a second call, or Python between them, would take the GIL back mid-way,
+        and on a kernel that wakes a thread on its waker's CPU the caller waiting for it would then share the worker's
+        CPU). Returns the Future (the caller waits for it, or cancels it where it has not started, before returning),
+        or None where there is no hull (its error comes from the features that need it)."""
+        try:
+            hull = self.hull
+        except QhullError:
+            return None
+        self._started_boxes = run_in_background(_kernels.hull_boxes, *_ombb_arguments(hull),
+                                                _lifted(self.hull_points), float(MVEE_TOLERANCE),
+                                                int(MVEE_MAX_ITERATIONS))
+        return self._started_boxes
 
     # -- PCA ---------------------------------------------------------------------------------
     @cached_property
@@ -642,10 +668,16 @@ def oriented_minimum_bounding_box(hull: ConvexHull) -> np.ndarray:
     For each distinct normal n (u, v: an orthonormal basis of its plane): depth = extent of the vertices
     along n, and the other sides the minimum-area rectangle of the projection on (u, v) (one side along the
     projection of a silhouette edge of the hull: :func:`._morphology_kernels.oriented_minimum_bounding_box`; of
-    parallel edges of a lattice hull only the first, :func:`._morphology_kernels.edge_directions`); on
-    :func:`~RadiomicsLabLib.limits.compute_threads` threads, each over a run of the normals in facet order: the
-    first smallest box of the runs taken in order is the first smallest box of the whole loop.
+    parallel edges of a lattice hull only the first, :func:`._morphology_kernels.edge_directions`). The features take
+    it with the MVEE's iterations in one kernel call (:attr:`Morphology.ombb_dimensions`): the same values.
     """
+    return _kernels.oriented_minimum_bounding_box(*_ombb_arguments(hull))
+
+
+def _ombb_arguments(hull) -> tuple:
+    """The arguments of :func:`._morphology_kernels.oriented_minimum_bounding_box` over all of ``hull``'s distinct
+    normals: (vertices centred on their mean, edges, facet normals, the first facet of each distinct normal, the
+    AABB, edge directions)."""
     points = hull.points[hull.vertices]
     points = np.ascontiguousarray(points - points.mean(axis=0), dtype=np.float64)
     position = np.full(len(hull.points), -1, dtype=np.int64)
@@ -655,20 +687,7 @@ def oriented_minimum_bounding_box(hull: ConvexHull) -> np.ndarray:
     edges = _kernels.hull_edges(np.ascontiguousarray(position[hull.simplices], dtype=np.int64), len(points))
     directions = _kernels.edge_directions(np.ascontiguousarray(hull.cells[hull.vertices]), edges) \
         if isinstance(hull, LatticeHull) else np.arange(len(edges))
-    aabb = _box_dimensions(points).astype(np.float64)
-    runs = np.array_split(first, min(compute_threads(), max(len(first) // OMBB_NORMALS_PER_THREAD, 1)))
-
-    def smallest(run):
-        return _kernels.oriented_minimum_bounding_box(points, edges, normals, run, aabb, directions)
-    if len(runs) == 1:
-        return smallest(runs[0])
-    with ThreadPoolExecutor(len(runs)) as pool:   # the kernel releases the GIL
-        boxes = list(pool.map(smallest, runs))
-    best = aabb
-    for box in boxes:   # the same volume product as the kernel's; strictly smaller wins, as in its loop
-        if box[0] * box[1] * box[2] < best[0] * best[1] * best[2]:
-            best = box
-    return best
+    return points, edges, normals, first, _box_dimensions(points).astype(np.float64), directions
 
 
 def minimum_volume_enclosing_ellipsoid(points: np.ndarray, tolerance: float = MVEE_TOLERANCE,
@@ -683,9 +702,18 @@ def minimum_volume_enclosing_ellipsoid(points: np.ndarray, tolerance: float = MV
     ``max_k M_k <= (d + 1)(1 + tolerance)`` and ``min_{u_k > 0} M_k >= (d + 1)(1 - tolerance)``.
     The result is scaled to enclose every point.
     """
-    n, d = points.shape
-    q = np.hstack([points, np.ones((n, 1))])
-    u = _kernels.khachiyan_weights(q, float(tolerance), int(max_iterations))
+    return _ellipsoid_axes(points, _kernels.khachiyan_weights(_lifted(points), float(tolerance), int(max_iterations)))
+
+
+def _lifted(points: np.ndarray) -> np.ndarray:
+    """``q_k = (p_k, 1)``, the rows of Khachiyan's algorithm (:func:`minimum_volume_enclosing_ellipsoid`)."""
+    return np.hstack([points, np.ones((len(points), 1))])
+
+
+def _ellipsoid_axes(points: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Semi-axis lengths (descending) of the ellipsoid of Khachiyan's weights ``u`` on ``points``, scaled to enclose
+    every point (:func:`minimum_volume_enclosing_ellipsoid`)."""
+    d = points.shape[1]
     centre = points.T @ u
     scatter = (points * u[:, None]).T @ points - np.outer(centre, centre)
     a = np.linalg.inv(scatter) / d
@@ -969,6 +997,11 @@ def morph_geary_c(g: Morphology) -> float:
 
 # ----------------------------------------------------------------------------------------------
 
+#: The features that read the boxes :meth:`Morphology.start_hull_boxes` starts (the OMBB and the MVEE).
+_HULL_BOX_TAGS = frozenset({"morph_vol_dens_ombb", "morph_area_dens_ombb", "morph_vol_dens_mvee",
+                            "morph_area_dens_mvee"})
+
+
 def compute(roi, settings=None, tags=None) -> dict:
     """All morphological features of ``roi`` as {IBSI tag: value}; NaN with a note in ``roi.notes`` where undefined.
 
@@ -979,20 +1012,33 @@ def compute(roi, settings=None, tags=None) -> dict:
         roi.notes.append("morphology: the morphological mask is empty; all morph_* features are NaN")
         return {tag: math.nan for tag in tags}
     geometry = Morphology(roi)
-    result = {}
+    # with two threads and the background thread not busy with Moran's sums (a small ROI), the OMBB and the MVEE are
+    # computed there while the other features are computed here, and the features that need them last; the values and
+    # notes in ``tags`` order either way
+    started, order = None, tags
+    if compute_threads() > 1 and roi.cache.get("autocorrelation_sums") is None and _HULL_BOX_TAGS & set(tags):
+        started = geometry.start_hull_boxes()
+        order = [tag for tag in tags if tag not in _HULL_BOX_TAGS] + [tag for tag in tags if tag in _HULL_BOX_TAGS]
+    values, why = {}, {}
+    try:
+        for tag in order:
+            try:
+                value = float(FUNCTIONS[tag](geometry))
+                if not math.isfinite(value):
+                    raise Undefined("the value is not finite")
+            except Undefined as reason:
+                value, why[tag] = math.nan, str(reason)
+            except (QhullError, np.linalg.LinAlgError, ZeroDivisionError) as error:
+                value = math.nan
+                why[tag] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            values[tag] = value
+    finally:    # not needed any more where it has not started yet
+        if started is not None and not started.cancel():
+            wait([started])
     reasons = {}
     for tag in tags:
-        try:
-            value = float(FUNCTIONS[tag](geometry))
-            if not math.isfinite(value):
-                raise Undefined("the value is not finite")
-        except Undefined as reason:
-            value = math.nan
-            reasons.setdefault(str(reason), []).append(tag)
-        except (QhullError, np.linalg.LinAlgError, ZeroDivisionError) as error:
-            value = math.nan
-            reasons.setdefault(f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}", []).append(tag)
-        result[tag] = value
+        if tag in why:
+            reasons.setdefault(why[tag], []).append(tag)
     for reason, undefined in reasons.items():
         roi.notes.append(f"morphology: {', '.join(undefined)} NaN: {reason}")
-    return result
+    return {tag: values[tag] for tag in tags}
