@@ -136,7 +136,8 @@ def test_warm_up_compiles_every_kernel_into_the_given_cache(warmed):
         assert f"featuremap_kernels.{kernel}" in called
     assert "observers.squared_edt" in called
     for kernel in ("_preprocessing_kernels.nonzero_box", "_preprocessing_kernels.trilinear",
-                   "_texture_kernels.cooccurrence_counts", "_texture_kernels.runs", "_texture_kernels.zone_labels"):
+                   "_texture_kernels.texture_tables", "_morphology_kernels.hull_boxes", "_texture_kernels.runs",
+                   "_texture_kernels.zone_labels"):
         assert kernel in called, kernel  # the IBSI engine's compiled steps
     assert list((folder / "numba").rglob("*.nbi")) and list((folder / "numba").rglob("*.nbc"))
 

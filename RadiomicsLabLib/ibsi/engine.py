@@ -99,8 +99,10 @@ def features_of_roi(roi: Roi, settings: IbsiSettings, families=FAMILIES) -> Engi
     The Roi itself is not modified, so one preprocessing can serve several filters. Where the process may use more
     than one thread (:func:`~RadiomicsLabLib.limits.compute_threads`), a large ROI's sums of Moran's I and Geary's C
     run on the background thread while the other families are computed
-    (:func:`.features.morphology.start_autocorrelation_sums`) and morphology is computed last; values, notes and
-    timings come in ``families`` order, the same as one by one.
+    (:func:`.features.morphology.start_autocorrelation_sums`) and morphology is computed last; else a 3D
+    extraction's texture tables run there (:func:`.features.texture_tables.start`; counted at once otherwise, their
+    time under ``timings["texture_tables"]``). Values, notes and the families' timings come in ``families`` order,
+    the same as one by one.
     """
     timings = {}
     if settings.image_filter is not None:
@@ -116,16 +118,24 @@ def features_of_roi(roi: Roi, settings: IbsiSettings, families=FAMILIES) -> Engi
             check_texture_memory(roi.n_levels, 13)
         timings["discretisation"] = time.perf_counter() - start
     result = EngineResult(notes=roi.notes, timings=timings)
-    # with two threads or more, a large ROI's Moran's I / Geary's C sums on the background thread beside the other
-    # families, and morphology computed last; the results in ``families`` order either way
     families = tuple(dict.fromkeys(families))           # each family once, in the order given
-    order, started = list(families), None
+    # with two threads or more: a large ROI's Moran's I / Geary's C sums on the background thread, morphology computed
+    # last; else the 3D texture tables there (a second long task behind the sums would keep the caller waiting for the
+    # tables while the sums run); both beside the other families, the results in ``families`` order either way
+    started, order = [], list(families)
     if "morphology" in families and compute_threads() > 1:
         from .features.morphology import start_autocorrelation_sums
 
-        started = start_autocorrelation_sums(roi)
-        if started is not None:
+        started.append(start_autocorrelation_sums(roi))
+        if started[-1] is not None:
             order = [name for name in families if name != "morphology"] + ["morphology"]
+    if _TEXTURE & set(families):
+        from .features import texture_tables
+
+        start = time.perf_counter()
+        started.append(texture_tables.start(roi, settings, families, here=any(started)))
+        timings["texture_tables"] = time.perf_counter() - start    # counted here: the counting itself
+    started = [future for future in started if future is not None]
     computed, notes, first_note = {}, {}, len(roi.notes)
     try:
         for name in order:
@@ -133,9 +143,8 @@ def features_of_roi(roi: Roi, settings: IbsiSettings, families=FAMILIES) -> Engi
             computed[name] = family_module(name).compute(roi, settings)
             timings[name] = time.perf_counter() - start
             notes[name] = roi.notes[before:]
-    finally:   # the sums not started yet are not needed any more (a family failed, or morphology computed them)
-        if started is not None and not started.cancel():
-            concurrent.futures.wait([started])
+    finally:   # what has not started yet is not needed any more (a family failed, or computed it itself)
+        concurrent.futures.wait([future for future in started if not future.cancel()])
     for name in families:
         result.values.update(computed[name])
         result.families.update(dict.fromkeys(computed[name], name))

@@ -5,6 +5,33 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
+_MISSING = object()
+
+
+class _StartedCall:
+    """One call started on the background thread by :meth:`Roi.start_derived`."""
+
+    def __init__(self, future, function, args):
+        self.future, self._function, self._args, self._here = future, function, args, None
+
+    def results(self) -> tuple:
+        """The call's results: the background thread's, or computed here (once) where it has not started the call
+        (the Future is then cancelled)."""
+        if not self.future.cancel():
+            return self.future.result()
+        if self._here is None:
+            self._here = self._function(*self._args)
+        return self._here
+
+
+@dataclass(frozen=True)
+class _Started:
+    """A key of :attr:`Roi.cache` whose value is result ``index`` of a started call."""
+
+    call: _StartedCall
+    index: int
+
+
 @dataclass
 class Roi:
     """An image and its ROI masks after preprocessing (IBSI 1, sections 2.1-2.7).
@@ -46,10 +73,33 @@ class Roi:
 
     def derived(self, key, make):
         """What ``make()`` derives from this Roi, made on the first request for ``key`` and shared by every later
-        one (``cache``): read-only for the callers."""
-        if key not in self.cache:
-            self.cache[key] = make()
-        return self.cache[key]
+        one (``cache``): read-only for the callers. A key :meth:`start_derived` started takes its value from there."""
+        value = self.cache.get(key, _MISSING)
+        if value is _MISSING:
+            value = self.cache[key] = make()
+        elif isinstance(value, _Started):
+            value = self.cache[key] = value.call.results()[value.index]
+        return value
+
+    def start_derived(self, keys, function, *args, here: bool = False):
+        """Starts ``function(*args)`` (one call of a compiled kernel that releases the GIL, returning a tuple) on the
+        background thread (:func:`~RadiomicsLabLib.limits.run_in_background`; at once with one thread, or ``here``),
+        its results the values of ``keys`` in order (None: a result no key takes): :meth:`derived` of such a key
+        then returns the background thread's result, or computes the call itself (once) where the thread has not
+        started it. The same values as the key's ``make()``, which must compute the same thing. Returns the Future
+        (the caller waits for it, or cancels it where it has not started, before it returns); None ``here``."""
+        from ..limits import run_in_background
+
+        if here:
+            for key, value in zip(keys, function(*args)):
+                if key is not None:
+                    self.cache[key] = value
+            return None
+        call = _StartedCall(run_in_background(function, *args), function, args)
+        for index, key in enumerate(keys):
+            if key is not None:
+                self.cache[key] = _Started(call, index)
+        return call.future
 
     def masks_box(self) -> tuple:
         """The bounding box (slices) of both masks: ``box``, or found once (:meth:`derived`); empty slices for an

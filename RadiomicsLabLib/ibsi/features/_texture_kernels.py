@@ -523,3 +523,15 @@ def nonzero_cells(dense):
             count[n] = flat[k]
             n += 1
     return matrix, row, column, count
+
+
+@njit(cache=True, nogil=True)
+def texture_tables(cooccurrence_levels, cooccurrence_offsets, run_levels, run_offsets, zone_levels, neighbour_levels,
+                   neighbour_mask, neighbour_distance, coarseness):
+    """(:func:`cooccurrence_counts`, :func:`run_length_counts`, :func:`zone_labels` in 3D, :func:`neighbourhood_counts`
+    in 3D) of their arguments in one call, so that a background thread counts a 3D extraction's texture tables without
+    taking the GIL in between (:func:`~RadiomicsLabLib.ibsi.features.texture_tables.start`)."""
+    return (cooccurrence_counts(cooccurrence_levels, cooccurrence_offsets),
+            run_length_counts(run_levels, run_offsets),
+            zone_labels(zone_levels, False),
+            neighbourhood_counts(neighbour_levels, neighbour_mask, neighbour_distance, False, coarseness))

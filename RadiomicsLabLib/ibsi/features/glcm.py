@@ -38,9 +38,9 @@ import numpy as np
 
 from ...errors import RadiomicsLabError
 from .common import (AGGREGATIONS, CellMatrices, average_over_matrices, check_dimensions, dense_cells,
-                     dense_matrix_features, describe, directional_aggregates, group_sums, padded_levels,
-                     require_levels, texture_grid, texture_keys, unique_counts)
-from . import _texture_kernels as _kernels
+                     dense_matrix_features, describe, directional_aggregates, group_sums, require_levels,
+                     texture_grid, texture_keys, unique_counts)
+from . import texture_tables
 from .directions import directions, shifted_pairs
 
 FAMILY = "GLCM"
@@ -386,8 +386,7 @@ def compute(roi, settings) -> dict:
         # 3D: the dense matrices (direction, grey level, grey level) of the 13 directions counted in one compiled
         # pass over the zero-padded grey levels; their non-zero cells in C order are the cells (and order) that
         # cooccurrence_cells gives for the same pairs
-        dense = _kernels.cooccurrence_counts(padded_levels(roi, FAMILY, pad=distance),
-                                             np.asarray(directions("3D", distance), dtype=np.int64))
+        dense = texture_tables.cooccurrence(roi, distance)
         out.update(aggregate_cells("3D_avg", dense.shape[0], *dense_cells(dense)))
         out.update(aggregate_cells("3D_comb", 1, *dense_cells(dense.sum(axis=0)[np.newaxis])))
     return {key: out[key] for key in keys(settings) if key in out}

@@ -23,9 +23,10 @@ dense matrices ``(..., n_g, n_r)``, as voxel-wise feature maps will.
 import numpy as np
 
 from .common import (AGGREGATIONS, CellMatrices, average_over_matrices, check_dimensions, dense_cells,
-                     dense_matrix_features, describe, directional_aggregates, group_sums, padded_levels,
-                     require_levels, texture_grid, texture_keys, unique_counts)
+                     dense_matrix_features, describe, directional_aggregates, group_sums, require_levels,
+                     texture_grid, texture_keys, unique_counts)
 from . import _texture_kernels as _kernels
+from . import texture_tables
 from .directions import directions
 
 FAMILY = "GLRLM"
@@ -257,7 +258,7 @@ def compute(roi, settings) -> dict:
         # 3D: the dense matrices (direction, grey level, length) of the 13 directions counted in one compiled
         # pass over the zero-padded grey levels; their non-zero cells in C order are the cells (and order) that
         # aggregate gives for the same runs
-        dense = _kernels.run_length_counts(padded_levels(roi, FAMILY), np.asarray(directions("3D"), dtype=np.int64))
+        dense = texture_tables.run_lengths(roi)
         out.update(aggregate_cells("3D_avg", dense.shape[0], *dense_cells(dense)))
         out.update(aggregate_cells("3D_comb", 1, *dense_cells(dense.sum(axis=0)[np.newaxis])))
     return {key: out[key] for key in keys(settings) if key in out}

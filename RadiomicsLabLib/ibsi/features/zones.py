@@ -399,17 +399,28 @@ def neighbourhood_counts(roi: Roi, settings, distance: int, in_plane: bool):
     NGLDM, then those voxels' flat indices into the box; one compiled pass
     (:func:`~._texture_kernels.neighbourhood_counts`), made once per Roi, distance and plane (:meth:`Roi.derived`):
     the NGTDM and NGLDM of one extraction share it when their distances agree."""
+    coarseness = dependence_coarseness(settings)
+    return roi.derived(neighbourhood_key(distance, in_plane, coarseness), lambda: _kernels.neighbourhood_counts(
+        *neighbourhood_arguments(roi, distance, in_plane, coarseness)))
+
+
+def dependence_coarseness(settings) -> int:
+    """The NGLDM's coarseness ``settings.ngldm_coarseness`` as the integer the kernel compares with: grey levels are
+    integers, so |i - j| <= alpha exactly when |i - j| <= floor(alpha) (never for a NaN alpha: -1)."""
     alpha = float(getattr(settings, "ngldm_coarseness", 0))
-    # grey levels are integers: |i - j| <= alpha exactly when |i - j| <= floor(alpha) (never for a NaN alpha)
-    coarseness = int(math.floor(min(max(alpha, -1.0), 2.0 ** 40))) if alpha == alpha else -1
+    return int(math.floor(min(max(alpha, -1.0), 2.0 ** 40))) if alpha == alpha else -1
 
-    def make():
-        levels, intensity, _ = roi_box(roi, pad=distance)
-        return _kernels.neighbourhood_counts(np.ascontiguousarray(levels, dtype=np.int64),
-                                             np.ascontiguousarray(intensity), int(distance), bool(in_plane),
-                                             coarseness)
 
-    return roi.derived(("neighbourhood", int(distance), bool(in_plane), coarseness), make)
+def neighbourhood_key(distance: int, in_plane: bool, coarseness: int) -> tuple:
+    """The :meth:`Roi.derived` key of :func:`neighbourhood_counts`."""
+    return "neighbourhood", int(distance), bool(in_plane), coarseness
+
+
+def neighbourhood_arguments(roi: Roi, distance: int, in_plane: bool, coarseness: int) -> tuple:
+    """The arguments of :func:`~._texture_kernels.neighbourhood_counts` for :func:`neighbourhood_counts`."""
+    levels, intensity, _ = roi_box(roi, pad=distance)
+    return (np.ascontiguousarray(levels, dtype=np.int64), np.ascontiguousarray(intensity), int(distance),
+            bool(in_plane), coarseness)
 
 
 @dataclass(frozen=True)
@@ -431,7 +442,19 @@ class Zones:
 def roi_zones(roi: Roi, in_plane: bool) -> Zones:
     """The zones of :func:`roi_box` ``(roi)``'s levels (:func:`label_zones`), labelled once per Roi and
     connectivity (:meth:`Roi.derived`): the GLSZM and GLDZM of one extraction share them. Read-only."""
-    return roi.derived(("zones", bool(in_plane)), lambda: label_zones(roi_box(roi)[0], in_plane))
+    return roi.derived(("zones", bool(in_plane)),
+                       lambda: _zones(roi_box(roi)[0], *roi_zone_labels(roi, in_plane)))
+
+
+def roi_zone_labels(roi: Roi, in_plane: bool) -> tuple[np.ndarray, int]:
+    """:func:`~._texture_kernels.zone_labels` of :func:`roi_box` ``(roi)``'s levels (zero on the border: padded),
+    once per Roi and connectivity: (each ROI voxel's zone in C order, the number of zones)."""
+    return roi.derived(zone_labels_key(in_plane), lambda: _kernels.zone_labels(roi_box(roi)[0], bool(in_plane)))
+
+
+def zone_labels_key(in_plane: bool) -> tuple:
+    """The :meth:`Roi.derived` key of :func:`roi_zone_labels`."""
+    return "zone_labels", bool(in_plane)
 
 
 def label_zones(levels: np.ndarray, in_plane: bool) -> Zones:
@@ -441,32 +464,36 @@ def label_zones(levels: np.ndarray, in_plane: bool) -> Zones:
     components of a graph whose edges join neighbouring ROI voxels of equal grey level (one edge per unique
     direction: 4 in-plane, 13 in 3D). Both number the zones by their first voxel; in-plane zones never cross slices.
     """
-    mask = levels > 0
-    voxels = np.flatnonzero(mask)
     if levels.ndim == 3:
         # zero-padded so that every neighbour of a ROI voxel lies in the grid (unless its border faces are zero
         # already, as those of roi_box are)
         grid = np.ascontiguousarray(levels, dtype=np.int64)
         if not _zero_border(grid):
             grid = common.zero_padded(grid, 1)
-        label, n_zones = _kernels.zone_labels(grid, bool(in_plane))
-    else:
-        index = np.full(levels.shape, -1, dtype=np.int64)
-        index[mask] = np.arange(voxels.size)
-        rows, cols = [], []
-        for offset in directions("2D" if in_plane else "3D"):
-            a, b = shifted_pairs(levels, offset)
-            ia, ib = shifted_pairs(index, offset)
-            same = (a == b) & (a > 0)
-            rows.append(ia[same])
-            cols.append(ib[same])
-        rows, cols = np.concatenate(rows), np.concatenate(cols)
-        from scipy import sparse   # imported here: ~0.1 s that only this path needs
-        from scipy.sparse.csgraph import connected_components
+        return _zones(levels, *_kernels.zone_labels(grid, bool(in_plane)))
+    mask = levels > 0
+    n_voxels = int(np.count_nonzero(mask))
+    index = np.full(levels.shape, -1, dtype=np.int64)
+    index[mask] = np.arange(n_voxels)
+    rows, cols = [], []
+    for offset in directions("2D" if in_plane else "3D"):
+        a, b = shifted_pairs(levels, offset)
+        ia, ib = shifted_pairs(index, offset)
+        same = (a == b) & (a > 0)
+        rows.append(ia[same])
+        cols.append(ib[same])
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    from scipy import sparse   # imported here: ~0.1 s that only this path needs
+    from scipy.sparse.csgraph import connected_components
 
-        graph = sparse.coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)),
-                                  shape=(voxels.size, voxels.size))
-        n_zones, label = connected_components(graph.tocsr(), directed=False)
+    graph = sparse.coo_matrix((np.ones(rows.size, dtype=np.int8), (rows, cols)), shape=(n_voxels, n_voxels))
+    n_zones, label = connected_components(graph.tocsr(), directed=False)
+    return _zones(levels, label, n_zones)
+
+
+def _zones(levels: np.ndarray, label: np.ndarray, n_zones: int) -> Zones:
+    """The :class:`Zones` of ``levels`` from each ROI voxel's zone (``label``, voxels in C order; ``n_zones``)."""
+    voxels = np.flatnonzero(levels > 0)
     level = np.zeros(n_zones, dtype=np.int64)
     level[label] = levels.ravel()[voxels]
     zone_slice = np.zeros(n_zones, dtype=np.int64)
