@@ -21,6 +21,8 @@ from . import zones
 from .common import padded_levels
 from .directions import directions
 
+#: The families that read a table :func:`start` counts.
+_READERS = frozenset({"glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm"})
 #: A grid without ROI voxels: the arguments of a table that no requested family reads (counted in no time).
 _NO_LEVELS = np.zeros((3, 3, 3), dtype=np.int64)
 
@@ -57,7 +59,7 @@ def start(roi: Roi, settings, families, here: bool = False) -> Future | None:
     the family itself will refuse (a GLCM distance below 1; a neighbourhood distance below 1 is left to its family).
     Either way a 3D extraction counts its tables in this one kernel (compiled once, at install)."""
     families = set(families)
-    if not families & {"glcm", "glrlm", "glszm", "gldzm", "ngtdm", "ngldm"} or "3D" not in settings.dimensions or roi.levels is None:
+    if not families & _READERS or "3D" not in settings.dimensions or roi.levels is None:
         return None
     glcm_distance = int(getattr(settings, "glcm_distance", 1))
     if "glcm" in families and glcm_distance < 1:
