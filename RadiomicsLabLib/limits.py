@@ -39,7 +39,7 @@ def compute_threads() -> int:
     filters): the CPUs this process may run on, or fewer where ``OMP_NUM_THREADS`` or ``NUMBA_NUM_THREADS`` say
     so. A cohort worker has both at 1 (:func:`~RadiomicsLabLib.batch.worker_environment`,
     :func:`~RadiomicsLabLib.batch.limit_threads`): N workers use N cores, not N x cores threads. On a background thread
-    (:func:`run_in_background`), the CPUs it may run on: all but its caller's."""
+    (:func:`run_in_background`), the CPUs it may run on: all but its caller's, unless its task asked for all."""
     try:
         threads = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
@@ -68,7 +68,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_background)
 
 
-def run_in_background(function, *args, holding=None) -> Future:
+def run_in_background(function, *args, holding=None, all_cpus: bool = False) -> Future:
     """``function(*args)`` on this process's background threads where :func:`compute_threads` allows more than one
     thread, else at once; the :class:`~concurrent.futures.Future` holds the result (or the exception).
 
@@ -77,7 +77,8 @@ def run_in_background(function, *args, holding=None) -> Future:
     ROI's features. ``holding``: an object kept alive until the call ends (the SimpleITK image whose buffer an
     argument views: a view holds no reference to it). Callers wait for the result before they return, or cancel it
     (:class:`BackgroundTasks`). One thread per core but the caller's (``compute_threads() - 1``; made anew in a forked
-    child), tasks started in order, on the CPUs but the caller's (:func:`_keep_background_off`)."""
+    child), tasks started in order, on the CPUs but the caller's (:func:`_keep_background_off`); with ``all_cpus``
+    (a task that runs threads of its own, :func:`compute_threads`), on every CPU once it has started."""
     if compute_threads() < 2:
         future = Future()
         try:
@@ -92,7 +93,7 @@ def run_in_background(function, *args, holding=None) -> Future:
                                                           initializer=_background_thread_started)
             _background["allowed"] = _affinity()
         _keep_background_off(_current_cpu())
-        future = _background["executor"].submit(_call, function, args, holding)
+        future = _background["executor"].submit(_background_call, function, args, holding, all_cpus)
     tasks = _started_tasks.get()
     if tasks is not None:
         tasks.append(future)
@@ -217,6 +218,24 @@ def _background_thread_started() -> None:
             os.sched_setaffinity(0, cpus)
         except OSError:
             pass
+
+
+def _background_call(function, args: tuple, holding, all_cpus: bool):
+    """:func:`_call` on a background thread; with ``all_cpus`` the thread may first run on every CPU its creator
+    could (the CPUs but its caller's, :func:`_keep_background_off`, then only chose where it woke), so that the
+    threads the task runs of its own (a large grid's FFTs in bands, :func:`compute_threads`) use them all. Only for
+    such tasks: on this project's 2-vCPU VM a thread so widened that computes alone made the small crops' extraction
+    slower (new processes taking turns: STS_002 11.2 -> 12.1 ms), one kept off made a large crop's Moran sums, one
+    thread instead of two, slower (STS_004 24.9 -> 29.2 ms)."""
+    if all_cpus:
+        with _background_lock:
+            _background["cpus"] = None      # the next task keeps the threads off its caller's CPU again
+            if _background["allowed"]:
+                try:
+                    os.sched_setaffinity(0, _background["allowed"])
+                except OSError:
+                    pass
+    return _call(function, args, holding)
 
 
 def _call(function, args: tuple, _holding):

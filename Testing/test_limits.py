@@ -295,7 +295,8 @@ def test_parts_not_started_in_the_background_are_computed_by_the_caller(monkeypa
 def test_background_threads_run_off_the_callers_cpu(monkeypatch):
     """Linux, two CPUs or more: a task runs on the process's CPUs except the one its caller was on when it submitted
     it (a kernel that puts a woken thread on its waker's CPU would otherwise make the caller wait for the task it
-    handed off); the caller's own affinity is left as it is, and tasks from a caller on another CPU follow it."""
+    handed off); the caller's own affinity is left as it is, and tasks from a caller on another CPU follow it. A task
+    submitted with ``all_cpus`` (threads of its own) runs on every CPU, and the next task is kept off again."""
     from RadiomicsLabLib import limits
 
     if not hasattr(os, "sched_setaffinity") or limits._current_cpu() is None or len(os.sched_getaffinity(0)) < 2:
@@ -312,5 +313,8 @@ def test_background_threads_run_off_the_callers_cpu(monkeypatch):
                 lambda: (os.sched_getaffinity(0), limits._current_cpu())).result(timeout=30)
             assert os.sched_getaffinity(0) == {cpu}
             assert task_cpus == allowed - {cpu} and task_cpu in task_cpus
+            # a task that runs threads of its own may use every CPU once it has started
+            assert limits.run_in_background(lambda: os.sched_getaffinity(0), all_cpus=True).result(30) == allowed
+            assert limits.run_in_background(lambda: os.sched_getaffinity(0)).result(30) == allowed - {cpu}
     finally:
         os.sched_setaffinity(0, allowed)

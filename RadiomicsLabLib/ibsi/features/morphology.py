@@ -276,7 +276,7 @@ def start_autocorrelation_sums(roi) -> Future | None:
             not _large_grid(_fft_plan([b.stop - b.start for b in box])[2]):
         return None
     return roi.derived("autocorrelation_sums", lambda: run_in_background(
-        moran_geary_sums, int_mask, image, np.asarray(roi.spacing, dtype=np.float64)))
+        moran_geary_sums, int_mask, image, np.asarray(roi.spacing, dtype=np.float64), all_cpus=True))
 
 
 # ----------------------------------------------------------------------------------------------
